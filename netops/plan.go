@@ -1,0 +1,203 @@
+package netops
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Rule priorities relative to Settings.RulePriority. uplinkd owns
+// [RulePriority, RulePriority+10).
+const (
+	prioSource   = 0 // from <uplink address> lookup <uplink table>
+	prioSuppress = 1 // lookup main suppress_prefixlength 0
+	prioBalance  = 2 // lookup <balance table>
+)
+
+// Settings are the routing parameters from the [routing] section.
+type Settings struct {
+	// LANInterfaces whose incoming traffic is balanced, plus locally
+	// originated traffic (iif lo). Empty means all traffic.
+	LANInterfaces []string
+	BalanceTable  int
+	RulePriority  int
+	RouteProtocol int
+}
+
+// Uplink is what Plan needs to know of one uplink.
+type Uplink struct {
+	Name    string
+	Table   int
+	Weight  int
+	Gateway netip.Addr
+	// Index is the interface's current ifindex, 0 when it does not exist
+	// or is administratively down (the kernel refuses routes through it).
+	Index int
+	// Addr is the uplink's IPv4 address with its prefix length; invalid
+	// when the interface has none.
+	Addr netip.Prefix
+	// InBalance says the uplink carries balanced traffic now.
+	InBalance bool
+}
+
+// Nexthop is one path of a multipath route.
+type Nexthop struct {
+	Gateway netip.Addr
+	Index   int
+	Weight  int
+}
+
+// Route is a desired IPv4 route. Exactly one of Gateway/Index (single path)
+// or Nexthops (multipath) describes the path; a connected route has Index and
+// Scope link but no Gateway.
+type Route struct {
+	Table    int
+	Dst      netip.Prefix
+	Gateway  netip.Addr
+	Index    int
+	Src      netip.Addr
+	Link     bool // scope link (a connected prefix)
+	OnLink   bool // gateway outside the interface's prefix
+	Nexthops []Nexthop
+	Protocol int
+}
+
+// Rule is a desired IPv4 policy rule.
+type Rule struct {
+	Priority int
+	Src      netip.Prefix // invalid: from all
+	IifName  string       // empty: any
+	Table    int
+	// SuppressPrefixlen is -1 for none.
+	SuppressPrefixlen int
+	Protocol          int
+}
+
+// Desired is the whole routing state uplinkd wants in the kernel.
+type Desired struct {
+	Routes []Route
+	Rules  []Rule
+}
+
+const mainTable = 254
+
+// Plan computes the desired routing state. It is pure and deterministic:
+// equal inputs give equal outputs, in a stable order.
+func Plan(s Settings, uplinks []Uplink) Desired {
+	var d Desired
+	var hops []Nexthop
+	for _, u := range uplinks {
+		if u.Index <= 0 || !u.Addr.IsValid() {
+			continue
+		}
+		src := u.Addr.Addr()
+		onlink := !u.Addr.Masked().Contains(u.Gateway)
+		d.Routes = append(d.Routes,
+			Route{Table: u.Table, Dst: u.Addr.Masked(), Index: u.Index, Src: src, Link: true, Protocol: s.RouteProtocol},
+			Route{Table: u.Table, Dst: defaultDst, Gateway: u.Gateway, Index: u.Index, Src: src, OnLink: onlink, Protocol: s.RouteProtocol},
+		)
+		d.Rules = append(d.Rules, Rule{
+			Priority: s.RulePriority + prioSource, Src: netip.PrefixFrom(src, 32),
+			Table: u.Table, SuppressPrefixlen: -1, Protocol: s.RouteProtocol,
+		})
+		if u.InBalance {
+			hops = append(hops, Nexthop{Gateway: u.Gateway, Index: u.Index, Weight: u.Weight})
+		}
+	}
+	switch len(hops) {
+	case 0:
+		// Nothing usable: the balance table stays empty and balanced
+		// traffic falls through to main's own default route.
+	case 1:
+		d.Routes = append(d.Routes, Route{
+			Table: s.BalanceTable, Dst: defaultDst, Gateway: hops[0].Gateway, Index: hops[0].Index,
+			OnLink: onLinkOf(uplinks, hops[0].Index), Protocol: s.RouteProtocol,
+		})
+	default:
+		d.Routes = append(d.Routes, Route{Table: s.BalanceTable, Dst: defaultDst, Nexthops: hops, Protocol: s.RouteProtocol})
+	}
+
+	iifs := []string{""}
+	if len(s.LANInterfaces) > 0 {
+		iifs = append(slices.Clone(s.LANInterfaces), "lo")
+	}
+	for _, iif := range iifs {
+		d.Rules = append(d.Rules,
+			Rule{Priority: s.RulePriority + prioSuppress, IifName: iif, Table: mainTable, SuppressPrefixlen: 0, Protocol: s.RouteProtocol},
+			Rule{Priority: s.RulePriority + prioBalance, IifName: iif, Table: s.BalanceTable, SuppressPrefixlen: -1, Protocol: s.RouteProtocol},
+		)
+	}
+	slices.SortFunc(d.Routes, func(a, b Route) int { return strings.Compare(a.Key(), b.Key()) })
+	slices.SortFunc(d.Rules, func(a, b Rule) int {
+		return cmp.Or(cmp.Compare(a.Priority, b.Priority), strings.Compare(a.String(), b.String()))
+	})
+	return d
+}
+
+var defaultDst = netip.MustParsePrefix("0.0.0.0/0")
+
+func onLinkOf(uplinks []Uplink, index int) bool {
+	for _, u := range uplinks {
+		if u.Index == index {
+			return !u.Addr.Masked().Contains(u.Gateway)
+		}
+	}
+	return false
+}
+
+// Key identifies a route in the kernel: table and destination (uplinkd
+// uses neither TOS nor metrics).
+func (r Route) Key() string { return fmt.Sprintf("table %d %s", r.Table, r.Dst) }
+
+// String renders the route like `ip route`, for logs and diffs.
+func (r Route) String() string {
+	var b strings.Builder
+	b.WriteString(r.Dst.String())
+	if r.Dst == defaultDst {
+		b.Reset()
+		b.WriteString("default")
+	}
+	if len(r.Nexthops) > 0 {
+		for _, h := range r.Nexthops {
+			fmt.Fprintf(&b, " nexthop via %s dev #%d weight %d", h.Gateway, h.Index, h.Weight)
+		}
+	} else {
+		if r.Gateway.IsValid() {
+			fmt.Fprintf(&b, " via %s", r.Gateway)
+		}
+		fmt.Fprintf(&b, " dev #%d", r.Index)
+	}
+	if r.Src.IsValid() {
+		fmt.Fprintf(&b, " src %s", r.Src)
+	}
+	if r.Link {
+		b.WriteString(" scope link")
+	}
+	if r.OnLink {
+		b.WriteString(" onlink")
+	}
+	fmt.Fprintf(&b, " table %d proto %d", r.Table, r.Protocol)
+	return b.String()
+}
+
+// String renders the rule like `ip rule`; it doubles as the rule's identity.
+func (r Rule) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d: from ", r.Priority)
+	if r.Src.IsValid() {
+		b.WriteString(r.Src.String())
+	} else {
+		b.WriteString("all")
+	}
+	if r.IifName != "" {
+		fmt.Fprintf(&b, " iif %s", r.IifName)
+	}
+	fmt.Fprintf(&b, " lookup %d", r.Table)
+	if r.SuppressPrefixlen >= 0 {
+		fmt.Fprintf(&b, " suppress_prefixlength %d", r.SuppressPrefixlen)
+	}
+	fmt.Fprintf(&b, " proto %d", r.Protocol)
+	return b.String()
+}

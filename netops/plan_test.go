@@ -1,0 +1,150 @@
+package netops
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var (
+	settings = Settings{LANInterfaces: []string{"eth0"}, BalanceTable: 250, RulePriority: 10000, RouteProtocol: 201}
+	gw1      = netip.MustParseAddr("198.51.100.1")
+	gw2      = netip.MustParseAddr("203.0.113.1")
+	addr1    = netip.MustParsePrefix("198.51.100.2/24")
+	addr2    = netip.MustParsePrefix("203.0.113.2/24")
+)
+
+func isp1(in bool) Uplink {
+	return Uplink{Name: "isp1", Table: 100, Weight: 1, Gateway: gw1, Index: 3, Addr: addr1, InBalance: in}
+}
+
+func isp2(in bool) Uplink {
+	return Uplink{Name: "isp2", Table: 200, Weight: 3, Gateway: gw2, Index: 4, Addr: addr2, InBalance: in}
+}
+
+func tableRoutes(u Uplink) []Route {
+	return []Route{
+		{Table: u.Table, Dst: defaultDst, Gateway: u.Gateway, Index: u.Index, Src: u.Addr.Addr(), Protocol: 201},
+		{Table: u.Table, Dst: u.Addr.Masked(), Index: u.Index, Src: u.Addr.Addr(), Link: true, Protocol: 201},
+	}
+}
+
+func sourceRule(u Uplink) Rule {
+	return Rule{Priority: 10000, Src: netip.PrefixFrom(u.Addr.Addr(), 32), Table: u.Table, SuppressPrefixlen: -1, Protocol: 201}
+}
+
+func lanRules(iifs ...string) []Rule {
+	var r []Rule
+	for _, iif := range iifs {
+		r = append(r, Rule{Priority: 10001, IifName: iif, Table: 254, SuppressPrefixlen: 0, Protocol: 201})
+	}
+	for _, iif := range iifs {
+		r = append(r, Rule{Priority: 10002, IifName: iif, Table: 250, SuppressPrefixlen: -1, Protocol: 201})
+	}
+	return r
+}
+
+func cat[T any](parts ...[]T) []T {
+	var out []T
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func TestPlan(t *testing.T) {
+	tests := []struct {
+		name    string
+		s       Settings
+		uplinks []Uplink
+		want    Desired
+	}{
+		{
+			name:    "both active: weighted multipath",
+			s:       settings,
+			uplinks: []Uplink{isp1(true), isp2(true)},
+			want: Desired{
+				Routes: cat(tableRoutes(isp1(true)), tableRoutes(isp2(true)), []Route{{
+					Table: 250, Dst: defaultDst, Protocol: 201,
+					Nexthops: []Nexthop{{Gateway: gw1, Index: 3, Weight: 1}, {Gateway: gw2, Index: 4, Weight: 3}},
+				}}),
+				Rules: cat([]Rule{sourceRule(isp1(true)), sourceRule(isp2(true))}, lanRules("eth0", "lo")),
+			},
+		},
+		{
+			name:    "one active: single path, the other keeps its table",
+			s:       settings,
+			uplinks: []Uplink{isp1(true), isp2(false)},
+			want: Desired{
+				Routes: cat(tableRoutes(isp1(true)), tableRoutes(isp2(false)), []Route{
+					{Table: 250, Dst: defaultDst, Gateway: gw1, Index: 3, Protocol: 201},
+				}),
+				Rules: cat([]Rule{sourceRule(isp1(true)), sourceRule(isp2(true))}, lanRules("eth0", "lo")),
+			},
+		},
+		{
+			name:    "none usable: empty balance table, rules stay",
+			s:       settings,
+			uplinks: []Uplink{{Name: "isp1", Table: 100, Weight: 1, Gateway: gw1}, {Name: "isp2", Table: 200, Weight: 3, Gateway: gw2, Index: 4}},
+			want:    Desired{Rules: lanRules("eth0", "lo")},
+		},
+		{
+			name: "no lan interfaces: rules for all traffic",
+			s:    Settings{BalanceTable: 250, RulePriority: 10000, RouteProtocol: 201},
+			uplinks: []Uplink{isp1(false), {Name: "isp2", Table: 200, Weight: 3, Gateway: gw2, Index: 4,
+				Addr: netip.MustParsePrefix("192.0.2.7/24"), InBalance: true}},
+			want: Desired{
+				Routes: cat(tableRoutes(isp1(false)), []Route{
+					{Table: 200, Dst: defaultDst, Gateway: gw2, Index: 4, Src: netip.MustParseAddr("192.0.2.7"), OnLink: true, Protocol: 201},
+					{Table: 200, Dst: netip.MustParsePrefix("192.0.2.0/24"), Index: 4, Src: netip.MustParseAddr("192.0.2.7"), Link: true, Protocol: 201},
+					{Table: 250, Dst: defaultDst, Gateway: gw2, Index: 4, OnLink: true, Protocol: 201},
+				}),
+				Rules: cat([]Rule{
+					{Priority: 10000, Src: netip.MustParsePrefix("192.0.2.7/32"), Table: 200, SuppressPrefixlen: -1, Protocol: 201},
+					sourceRule(isp1(false))},
+					lanRules("")),
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Plan(tt.s, tt.uplinks)
+			if d := cmp.Diff(tt.want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+				cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); d != "" {
+				t.Fatalf("Plan (-want +got):\n%s", d)
+			}
+			if d := cmp.Diff(got, Plan(tt.s, tt.uplinks), cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+				cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); d != "" {
+				t.Fatalf("Plan is not deterministic:\n%s", d)
+			}
+		})
+	}
+}
+
+func TestStrings(t *testing.T) {
+	d := Plan(settings, []Uplink{isp1(true), isp2(true)})
+	var got []string
+	for _, r := range d.Routes {
+		got = append(got, r.String())
+	}
+	for _, r := range d.Rules {
+		got = append(got, r.String())
+	}
+	want := []string{
+		"default via 198.51.100.1 dev #3 src 198.51.100.2 table 100 proto 201",
+		"198.51.100.0/24 dev #3 src 198.51.100.2 scope link table 100 proto 201",
+		"default via 203.0.113.1 dev #4 src 203.0.113.2 table 200 proto 201",
+		"203.0.113.0/24 dev #4 src 203.0.113.2 scope link table 200 proto 201",
+		"default nexthop via 198.51.100.1 dev #3 weight 1 nexthop via 203.0.113.1 dev #4 weight 3 table 250 proto 201",
+		"10000: from 198.51.100.2/32 lookup 100 proto 201",
+		"10000: from 203.0.113.2/32 lookup 200 proto 201",
+		"10001: from all iif eth0 lookup 254 suppress_prefixlength 0 proto 201",
+		"10001: from all iif lo lookup 254 suppress_prefixlength 0 proto 201",
+		"10002: from all iif eth0 lookup 250 proto 201",
+		"10002: from all iif lo lookup 250 proto 201",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+}
