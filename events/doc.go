@@ -1,0 +1,13 @@
+// Package events turns the kernel's rtnetlink notifications into typed events
+// for the daemon loop, and lists links and addresses on demand.
+//
+// A Monitor owns one multicast netlink socket (link, IPv4 address, IPv4 route,
+// IPv4 rule and nexthop groups). Events are hints, not a replicated state: when
+// the kernel drops notifications because the socket's receive buffer overran
+// (ENOBUFS), the Monitor sends a ResyncEvent and keeps going, and the consumer
+// re-reads everything it cares about. The daemon subscribes first and dumps
+// second (Dump), so no change can fall between the two.
+//
+// Parsing is pure and independent of any socket, so it is unit-tested with
+// bytes captured from the kernel. Nothing in this package writes to the kernel.
+package events

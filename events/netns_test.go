@@ -1,0 +1,84 @@
+package events
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netns"
+)
+
+// newNS creates a named network namespace "ev-<random>-<suffix>" for t and
+// deletes it when t ends. It returns the name and an open handle.
+func newNS(t *testing.T, id, suffix string) (string, netns.NsHandle) {
+	t.Helper()
+	name := fmt.Sprintf("ev-%s-%s", id, suffix)
+	ip(t, "netns", "add", name)
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", name, err, out)
+		}
+	})
+	h, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatalf("open namespace %s: %v", name, err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return name, h
+}
+
+// randomID returns a short random hex string for unique namespace names.
+func randomID(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 3)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// ip runs the ip command and fails t on error. Callers always pass -n NS
+// (or netns add/del): nothing here touches the host namespace.
+func ip(t *testing.T, args ...string) {
+	t.Helper()
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// inNS runs fn on a fresh OS thread switched into ns, the way the daemon
+// runs inside its namespace. If the thread cannot be switched back it stays
+// locked and the runtime discards it when the goroutine exits.
+func inNS(ns netns.NsHandle, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("get current namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			// setns failed, so the thread is still where it was; but
+			// do not trust it.
+			errc <- fmt.Errorf("enter namespace: %w", err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("restore namespace: %w", err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}

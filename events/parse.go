@@ -1,0 +1,240 @@
+package events
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// sizeofFibRuleHdr is the size of struct fib_rule_hdr
+// (include/uapi/linux/fib_rules.h), which x/sys/unix does not define.
+const sizeofFibRuleHdr = 12
+
+// parseMessage decodes one rtnetlink notification. It returns a nil Event for
+// messages that carry nothing uplinkd tracks (other families, other types).
+func parseMessage(m netlink.Message) (Event, error) {
+	switch m.Header.Type {
+	case unix.RTM_NEWLINK, unix.RTM_DELLINK:
+		return event(parseLink(m))
+	case unix.RTM_NEWADDR, unix.RTM_DELADDR:
+		return event(parseAddr(m))
+	case unix.RTM_NEWROUTE, unix.RTM_DELROUTE:
+		return event(parseRoute(m))
+	case unix.RTM_NEWRULE, unix.RTM_DELRULE:
+		return event(parseRule(m))
+	case unix.RTM_NEWNEXTHOP, unix.RTM_DELNEXTHOP:
+		return event(parseNexthop(m))
+	}
+	return nil, nil
+}
+
+// event adapts a typed parser result to parseMessage's.
+func event[E Event](ev E, ok bool, err error) (Event, error) {
+	if err != nil || !ok {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// errShort reports a message whose fixed header is truncated.
+var errShort = errors.New("message shorter than its fixed header")
+
+// parseLink decodes RTM_NEWLINK/RTM_DELLINK. ok is false for messages that
+// are not about a link as such: the bridge code notifies port changes with
+// ifi_family AF_BRIDGE on the same group, and its RTM_DELLINK only means
+// "no longer a bridge port", not "deleted".
+func parseLink(m netlink.Message) (ev LinkEvent, ok bool, err error) {
+	// struct ifinfomsg: family u8, pad u8, type u16, index i32, flags u32, change u32.
+	b := m.Data
+	if len(b) < unix.SizeofIfInfomsg {
+		return LinkEvent{}, false, fmt.Errorf("link: %w", errShort)
+	}
+	if b[0] != unix.AF_UNSPEC {
+		return LinkEvent{}, false, nil
+	}
+	flags := binary.NativeEndian.Uint32(b[8:12])
+	l := Link{
+		Index:   int(int32(binary.NativeEndian.Uint32(b[4:8]))),
+		AdminUp: flags&unix.IFF_UP != 0,
+		// IFF_LOWER_UP is netif_running && netif_carrier_ok: the one bit
+		// that says "frames can flow". IFLA_CARRIER is netif_carrier_ok
+		// alone, which some drivers leave set on an admin-down port, so it
+		// may only ever narrow the answer.
+		Carrier: flags&unix.IFF_LOWER_UP != 0,
+	}
+	ad, err := netlink.NewAttributeDecoder(b[unix.SizeofIfInfomsg:])
+	if err != nil {
+		return LinkEvent{}, false, fmt.Errorf("link %d: %w", l.Index, err)
+	}
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.IFLA_IFNAME:
+			l.Name = ad.String()
+		case unix.IFLA_CARRIER:
+			if ad.Uint8() == 0 {
+				l.Carrier = false
+			}
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return LinkEvent{}, false, fmt.Errorf("link %d: %w", l.Index, err)
+	}
+	return LinkEvent{Link: l, Deleted: m.Header.Type == unix.RTM_DELLINK}, true, nil
+}
+
+// parseAddr decodes RTM_NEWADDR/RTM_DELADDR; ok is false for non-IPv4
+// addresses.
+func parseAddr(m netlink.Message) (ev AddrEvent, ok bool, err error) {
+	// struct ifaddrmsg: family u8, prefixlen u8, flags u8, scope u8, index u32.
+	b := m.Data
+	if len(b) < unix.SizeofIfAddrmsg {
+		return AddrEvent{}, false, fmt.Errorf("addr: %w", errShort)
+	}
+	if b[0] != unix.AF_INET {
+		return AddrEvent{}, false, nil
+	}
+	bits := int(b[1])
+	index := int(binary.NativeEndian.Uint32(b[4:8]))
+	ad, err := netlink.NewAttributeDecoder(b[unix.SizeofIfAddrmsg:])
+	if err != nil {
+		return AddrEvent{}, false, fmt.Errorf("addr on link %d: %w", index, err)
+	}
+	// IFA_ADDRESS is the peer on point-to-point links; IFA_LOCAL is always
+	// our own address when present.
+	var local, address netip.Addr
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.IFA_LOCAL:
+			local, err = ipv4(ad.Bytes())
+		case unix.IFA_ADDRESS:
+			address, err = ipv4(ad.Bytes())
+		}
+		if err != nil {
+			return AddrEvent{}, false, fmt.Errorf("addr on link %d: %w", index, err)
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return AddrEvent{}, false, fmt.Errorf("addr on link %d: %w", index, err)
+	}
+	a := local
+	if !a.IsValid() {
+		a = address
+	}
+	if !a.IsValid() {
+		return AddrEvent{}, false, fmt.Errorf("addr on link %d: no IFA_LOCAL or IFA_ADDRESS", index)
+	}
+	if bits > 32 {
+		return AddrEvent{}, false, fmt.Errorf("addr on link %d: prefix length %d", index, bits)
+	}
+	p := netip.PrefixFrom(a, bits)
+	return AddrEvent{Addr: Addr{Index: index, Prefix: p}, Deleted: m.Header.Type == unix.RTM_DELADDR}, true, nil
+}
+
+func ipv4(b []byte) (netip.Addr, error) {
+	if len(b) != 4 {
+		return netip.Addr{}, fmt.Errorf("IPv4 address attribute has %d bytes", len(b))
+	}
+	return netip.AddrFrom4([4]byte(b)), nil
+}
+
+// parseRoute decodes RTM_NEWROUTE/RTM_DELROUTE; ok is false for non-IPv4
+// routes (IPv4 multicast routes use a family of their own).
+func parseRoute(m netlink.Message) (ev RouteEvent, ok bool, err error) {
+	// struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope,
+	// type (all u8), flags u32.
+	b := m.Data
+	if len(b) < unix.SizeofRtMsg {
+		return RouteEvent{}, false, fmt.Errorf("route: %w", errShort)
+	}
+	if b[0] != unix.AF_INET {
+		return RouteEvent{}, false, nil
+	}
+	ev = RouteEvent{
+		Table:    int(b[4]),
+		Protocol: int(b[5]),
+		Deleted:  m.Header.Type == unix.RTM_DELROUTE,
+	}
+	ad, err := netlink.NewAttributeDecoder(b[unix.SizeofRtMsg:])
+	if err != nil {
+		return RouteEvent{}, false, fmt.Errorf("route: %w", err)
+	}
+	for ad.Next() {
+		if ad.Type() == unix.RTA_TABLE {
+			// rtm_table is only 8 bits; tables above 255 exist only here.
+			ev.Table = int(ad.Uint32())
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return RouteEvent{}, false, fmt.Errorf("route: %w", err)
+	}
+	return ev, true, nil
+}
+
+// parseRule decodes RTM_NEWRULE/RTM_DELRULE; ok is false for non-IPv4 rules.
+func parseRule(m netlink.Message) (ev RuleEvent, ok bool, err error) {
+	// struct fib_rule_hdr: family, dst_len, src_len, tos, table, res1, res2,
+	// action (all u8), flags u32.
+	b := m.Data
+	if len(b) < sizeofFibRuleHdr {
+		return RuleEvent{}, false, fmt.Errorf("rule: %w", errShort)
+	}
+	if b[0] != unix.AF_INET {
+		return RuleEvent{}, false, nil
+	}
+	// The kernel omits FRA_PRIORITY for priority 0, so 0 is the default.
+	ev = RuleEvent{
+		Table:   int(b[4]),
+		Deleted: m.Header.Type == unix.RTM_DELRULE,
+	}
+	ad, err := netlink.NewAttributeDecoder(b[sizeofFibRuleHdr:])
+	if err != nil {
+		return RuleEvent{}, false, fmt.Errorf("rule: %w", err)
+	}
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.FRA_PRIORITY:
+			ev.Priority = int(ad.Uint32())
+		case unix.FRA_TABLE:
+			ev.Table = int(ad.Uint32())
+		case unix.FRA_PROTOCOL:
+			ev.Protocol = int(ad.Uint8())
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return RuleEvent{}, false, fmt.Errorf("rule: %w", err)
+	}
+	return ev, true, nil
+}
+
+// parseNexthop decodes RTM_NEWNEXTHOP/RTM_DELNEXTHOP of any family.
+func parseNexthop(m netlink.Message) (ev NexthopEvent, ok bool, err error) {
+	// struct nhmsg: family, scope, protocol, resvd (all u8), flags u32.
+	b := m.Data
+	if len(b) < unix.SizeofNhmsg {
+		return NexthopEvent{}, false, fmt.Errorf("nexthop: %w", errShort)
+	}
+	ev = NexthopEvent{
+		Protocol: int(b[2]),
+		Deleted:  m.Header.Type == unix.RTM_DELNEXTHOP,
+	}
+	ad, err := netlink.NewAttributeDecoder(b[unix.SizeofNhmsg:])
+	if err != nil {
+		return NexthopEvent{}, false, fmt.Errorf("nexthop: %w", err)
+	}
+	for ad.Next() {
+		if ad.Type() == unix.NHA_ID {
+			ev.ID = int(ad.Uint32())
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return NexthopEvent{}, false, fmt.Errorf("nexthop: %w", err)
+	}
+	if ev.ID == 0 {
+		return NexthopEvent{}, false, errors.New("nexthop: no NHA_ID")
+	}
+	return ev, true, nil
+}

@@ -1,0 +1,199 @@
+package events
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"net/netip"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+var cmpOpts = cmp.Options{cmpopts.EquateComparable(netip.Prefix{}, netip.Addr{})}
+
+func msg(t *testing.T, typ netlink.HeaderType, h string) netlink.Message {
+	t.Helper()
+	b, err := hex.DecodeString(h)
+	if err != nil {
+		t.Fatalf("bad fixture: %v", err)
+	}
+	return netlink.Message{Header: netlink.Header{Type: typ}, Data: b}
+}
+
+// withByte returns a copy of the fixture h with byte i set to v.
+func withByte(t *testing.T, h string, i int, v byte) string {
+	t.Helper()
+	b, err := hex.DecodeString(h)
+	if err != nil {
+		t.Fatalf("bad fixture: %v", err)
+	}
+	b[i] = v
+	return hex.EncodeToString(b)
+}
+
+func TestParseMessageCaptured(t *testing.T) {
+	link := func(index int, name string, up, carrier bool) Link {
+		return Link{Index: index, Name: name, AdminUp: up, Carrier: carrier}
+	}
+	addr := func(index int, p string) Addr {
+		return Addr{Index: index, Prefix: netip.MustParsePrefix(p)}
+	}
+	tests := []struct {
+		name string
+		typ  netlink.HeaderType
+		hex  string
+		want Event // nil: ignored
+	}{
+		{"link up", unix.RTM_NEWLINK, hexLinkUp, LinkEvent{Link: link(2, "eth2", true, true)}},
+		{"carrier lost", unix.RTM_NEWLINK, hexLinkCarrierLost, LinkEvent{Link: link(2, "eth2", true, false)}},
+		{"renamed", unix.RTM_NEWLINK, hexLinkRenamed, LinkEvent{Link: link(2, "wan0", false, false)}},
+		{"deleted", unix.RTM_DELLINK, hexLinkDeleted, LinkEvent{Link: link(2, "wan0", false, false), Deleted: true}},
+		// Leaving a bridge is not a deletion.
+		{"bridge port removed", unix.RTM_DELLINK, hexLinkBridgePortDel, nil},
+		{"addr new", unix.RTM_NEWADDR, hexAddrNew, AddrEvent{Addr: addr(2, "203.0.113.2/24")}},
+		{"addr del", unix.RTM_DELADDR, hexAddrDel, AddrEvent{Addr: addr(2, "203.0.113.2/24"), Deleted: true}},
+		// IFA_ADDRESS is the peer 198.18.0.2; IFA_LOCAL wins.
+		{"addr peer", unix.RTM_NEWADDR, hexAddrPeer, AddrEvent{Addr: addr(2, "198.18.0.1/32")}},
+		{"addr ipv6 ignored", unix.RTM_NEWADDR, withByte(t, hexAddrNew, 0, unix.AF_INET6), nil},
+		{"route new", unix.RTM_NEWROUTE, hexRouteNew, RouteEvent{Table: 200, Protocol: 201}},
+		{"route del", unix.RTM_DELROUTE, hexRouteDel, RouteEvent{Table: 200, Protocol: 201, Deleted: true}},
+		// rtm_table says RT_TABLE_COMPAT (252); RTA_TABLE has the real one.
+		{"route table 1000", unix.RTM_NEWROUTE, hexRouteTable1000, RouteEvent{Table: 1000, Protocol: 201}},
+		{"route ipv6 ignored", unix.RTM_NEWROUTE, withByte(t, hexRouteNew, 0, unix.AF_INET6), nil},
+		{"rule new", unix.RTM_NEWRULE, hexRuleNew, RuleEvent{Priority: 10000, Table: 200, Protocol: 201}},
+		{"rule del", unix.RTM_DELRULE, hexRuleDel, RuleEvent{Priority: 10000, Table: 200, Protocol: 201, Deleted: true}},
+		{"rule table 1000", unix.RTM_NEWRULE, hexRuleTable1000, RuleEvent{Priority: 10001, Table: 1000}},
+		{"rule ipv6 ignored", unix.RTM_NEWRULE, withByte(t, hexRuleNew, 0, unix.AF_INET6), nil},
+		{"nexthop new", unix.RTM_NEWNEXTHOP, hexNexthopNew, NexthopEvent{ID: 42, Protocol: 201}},
+		{"nexthop del", unix.RTM_DELNEXTHOP, hexNexthopDel, NexthopEvent{ID: 42, Protocol: 201, Deleted: true}},
+		{"other type ignored", unix.RTM_NEWNEIGH, hexAddrNew, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseMessage(msg(t, tt.typ, tt.hex))
+			if err != nil {
+				t.Fatalf("parseMessage: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, got, cmpOpts); diff != "" {
+				t.Errorf("parseMessage (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// encode builds a message payload: a fixed header followed by attributes.
+func encode(t *testing.T, hdr []byte, attrs func(ae *netlink.AttributeEncoder)) string {
+	t.Helper()
+	ae := netlink.NewAttributeEncoder()
+	attrs(ae)
+	b, err := ae.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(append(hdr, b...))
+}
+
+func TestParseMessageSynthetic(t *testing.T) {
+	ifinfo := func(index uint32, flags uint32) []byte {
+		b := make([]byte, unix.SizeofIfInfomsg)
+		nativePut32(b[4:], index)
+		nativePut32(b[8:], flags)
+		return b
+	}
+	tests := []struct {
+		name string
+		typ  netlink.HeaderType
+		hex  string
+		want Event
+	}{
+		{
+			name: "IFLA_CARRIER 0 overrides IFF_LOWER_UP",
+			typ:  unix.RTM_NEWLINK,
+			hex: encode(t, ifinfo(7, unix.IFF_UP|unix.IFF_LOWER_UP), func(ae *netlink.AttributeEncoder) {
+				ae.String(unix.IFLA_IFNAME, "wan1")
+				ae.Uint8(unix.IFLA_CARRIER, 0)
+			}),
+			want: LinkEvent{Link: Link{Index: 7, Name: "wan1", AdminUp: true}},
+		},
+		{
+			name: "IFLA_CARRIER 1 does not invent IFF_LOWER_UP",
+			typ:  unix.RTM_NEWLINK,
+			hex: encode(t, ifinfo(7, 0), func(ae *netlink.AttributeEncoder) {
+				ae.String(unix.IFLA_IFNAME, "wan1")
+				ae.Uint8(unix.IFLA_CARRIER, 1)
+			}),
+			want: LinkEvent{Link: Link{Index: 7, Name: "wan1"}},
+		},
+		{
+			name: "address without IFA_LOCAL",
+			typ:  unix.RTM_NEWADDR,
+			hex: encode(t, []byte{unix.AF_INET, 24, 0, 0, 3, 0, 0, 0}, func(ae *netlink.AttributeEncoder) {
+				ae.Bytes(unix.IFA_ADDRESS, []byte{192, 0, 2, 9})
+			}),
+			want: AddrEvent{Addr: Addr{Index: 3, Prefix: netip.MustParsePrefix("192.0.2.9/24")}},
+		},
+		{
+			name: "rule priority 0 has no FRA_PRIORITY",
+			typ:  unix.RTM_NEWRULE,
+			hex: encode(t, []byte{unix.AF_INET, 0, 0, 0, 255, 0, 0, 1, 0, 0, 0, 0}, func(ae *netlink.AttributeEncoder) {
+				ae.Uint32(unix.FRA_TABLE, 255)
+			}),
+			want: RuleEvent{Table: 255},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseMessage(msg(t, tt.typ, tt.hex))
+			if err != nil {
+				t.Fatalf("parseMessage: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, got, cmpOpts); diff != "" {
+				t.Errorf("parseMessage (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestParseMessageErrors(t *testing.T) {
+	truncate := func(h string, n int) string { return h[:2*n] }
+	tests := []struct {
+		name string
+		typ  netlink.HeaderType
+		hex  string
+	}{
+		{"short ifinfomsg", unix.RTM_NEWLINK, truncate(hexLinkUp, unix.SizeofIfInfomsg-1)},
+		{"short ifaddrmsg", unix.RTM_NEWADDR, truncate(hexAddrNew, unix.SizeofIfAddrmsg-1)},
+		{"short rtmsg", unix.RTM_NEWROUTE, truncate(hexRouteNew, unix.SizeofRtMsg-1)},
+		{"short fib_rule_hdr", unix.RTM_NEWRULE, truncate(hexRuleNew, sizeofFibRuleHdr-1)},
+		{"short nhmsg", unix.RTM_NEWNEXTHOP, truncate(hexNexthopNew, unix.SizeofNhmsg-1)},
+		// Cut in the middle of the first attribute.
+		{"truncated link attribute", unix.RTM_NEWLINK, truncate(hexLinkUp, unix.SizeofIfInfomsg+6)},
+		{"truncated addr attribute", unix.RTM_NEWADDR, truncate(hexAddrNew, unix.SizeofIfAddrmsg+6)},
+		{"truncated rule attribute", unix.RTM_NEWRULE, truncate(hexRuleNew, sizeofFibRuleHdr+6)},
+		{"address without attributes", unix.RTM_NEWADDR, truncate(hexAddrNew, unix.SizeofIfAddrmsg)},
+		{"prefix length 33", unix.RTM_NEWADDR, withByte(t, hexAddrNew, 1, 33)},
+		{"nexthop without NHA_ID", unix.RTM_NEWNEXTHOP, truncate(hexNexthopNew, unix.SizeofNhmsg)},
+		{
+			"IPv4 attribute of 16 bytes", unix.RTM_NEWADDR,
+			encode(t, []byte{unix.AF_INET, 24, 0, 0, 3, 0, 0, 0}, func(ae *netlink.AttributeEncoder) {
+				ae.Bytes(unix.IFA_LOCAL, make([]byte, 16))
+			}),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseMessage(msg(t, tt.typ, tt.hex))
+			if err == nil {
+				t.Fatalf("parseMessage = %+v, want error", got)
+			}
+			if got != nil {
+				t.Errorf("parseMessage returned event %+v with error %v", got, err)
+			}
+		})
+	}
+}
+
+func nativePut32(b []byte, v uint32) { binary.NativeEndian.PutUint32(b, v) }

@@ -1,0 +1,82 @@
+package events
+
+import "net/netip"
+
+// Link is the state of one network interface as the kernel reported it.
+type Link struct {
+	Index   int
+	Name    string
+	AdminUp bool // IFF_UP: configured up by an administrator
+	Carrier bool // IFF_LOWER_UP: admin up and the driver reports carrier
+}
+
+// Addr is one IPv4 address on an interface. Prefix.Addr() is the local
+// address (IFA_LOCAL), Prefix.Bits() the prefix length.
+type Addr struct {
+	Index  int
+	Prefix netip.Prefix
+}
+
+// Event is one of LinkEvent, AddrEvent, RouteEvent, RuleEvent, NexthopEvent or
+// ResyncEvent.
+type Event interface{ isEvent() }
+
+// LinkEvent reports a new or changed link (RTM_NEWLINK) or a deleted one
+// (RTM_DELLINK, Deleted set). A rename arrives as a LinkEvent with the same
+// Index and the new Name.
+type LinkEvent struct {
+	Link    Link
+	Deleted bool
+}
+
+// AddrEvent reports an IPv4 address added to or removed from a link.
+type AddrEvent struct {
+	Addr    Addr
+	Deleted bool
+}
+
+// RouteEvent reports that an IPv4 route was added, replaced or deleted in
+// Table. Protocol is the route's protocol (rtm_protocol), which tells whose
+// route it is. Only enough is decoded to decide whether a re-read is needed.
+type RouteEvent struct {
+	Table    int
+	Protocol int
+	Deleted  bool
+}
+
+// RuleEvent reports that an IPv4 policy routing rule was added or deleted.
+type RuleEvent struct {
+	Priority int
+	Table    int
+	Protocol int
+	Deleted  bool
+}
+
+// NexthopEvent reports that a nexthop object or group (RTM_NEWNEXTHOP /
+// RTM_DELNEXTHOP) was added, replaced or deleted. Nexthops of every family
+// are reported, because groups carry no family of their own.
+type NexthopEvent struct {
+	ID       int
+	Protocol int
+	Deleted  bool
+}
+
+// ResyncEvent means events were lost (the receive buffer overran, or a
+// message could not be decoded). The consumer must re-read the full state.
+type ResyncEvent struct {
+	Reason string
+}
+
+func (LinkEvent) isEvent()    {}
+func (AddrEvent) isEvent()    {}
+func (RouteEvent) isEvent()   {}
+func (RuleEvent) isEvent()    {}
+func (NexthopEvent) isEvent() {}
+func (ResyncEvent) isEvent()  {}
+
+// Snapshot is the result of Dump: every link and every IPv4 address, in the
+// order the kernel listed them.
+type Snapshot struct {
+	Links []Link
+	Addrs []Addr
+}
