@@ -1,0 +1,27 @@
+// Package lab builds uplinkd's network-namespace laboratory: a router with a
+// LAN host and two ISPs that both reach a small "Internet", all in named
+// network namespaces created with iproute2 so that the real uplinkd binary
+// can run in the router with `ip netns exec`.
+//
+//	host (prefix-h)                router (prefix-r)              ISPs                     Internet (prefix-inet)
+//	eth0 192.0.2.10/24 ─────── eth0 192.0.2.1/24
+//	     192.0.2.11/24             eth1 198.51.100.2/24 ─── down0 198.51.100.1/24 (isp1) up0 198.19.1.1/30 ─── isp1 198.19.1.2/30
+//	                               eth2 203.0.113.2/24  ─── down0 203.0.113.1/24  (isp2) up0 198.19.2.1/30 ─── isp2 198.19.2.2/30
+//	                                                                                               lo 198.18.0.1/32, 198.18.0.2/32
+//
+// The router's main table holds its connected routes and the administrator's
+// own default route via isp1 (198.51.100.1 dev eth1), which uplinkd must
+// never touch. There is no NAT: the Internet routes the LAN back through
+// isp1 whatever path a datagram took on the way out, so tests measure
+// forward paths (RouteGet, Split, or the labtool udpsend/udpsink pair).
+//
+// Every object lives inside the lab's namespaces: veth pairs are created in
+// a namespace and their peers placed directly into another, sysctls are set
+// with `ip netns exec`, and only documentation address ranges are used. The
+// host namespace is never changed.
+//
+// The fault helpers (CarrierDown, Blackhole, DeleteRouterLink, Readdress, ...)
+// reproduce what happens on a real router: a cable pulled on the ISP side, an
+// ISP that still answers ARP but forwards nothing, a USB modem unplugged, a
+// DHCP lease that changes the address.
+package lab

@@ -1,0 +1,204 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// RouterLink returns the router's current interface towards isp (ISP1 or
+// ISP2): "eth1" or "eth2" unless RenameRouterLink changed it.
+func (l *Lab) RouterLink(isp string) (string, error) {
+	u, err := l.uplink(isp)
+	if err != nil {
+		return "", err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return u.link, nil
+}
+
+// RouterAddr returns the router's current address towards isp.
+func (l *Lab) RouterAddr(isp string) (netip.Prefix, error) {
+	u, err := l.uplink(isp)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return u.addr, nil
+}
+
+func (l *Lab) uplink(name string) (*uplink, error) {
+	if _, err := lookupISP(name); err != nil {
+		return nil, err
+	}
+	return l.uplinks[name], nil // the map itself is never modified after New
+}
+
+// CarrierDown sets the ISP's access interface down, as if the ISP's end of
+// the cable were pulled: the router's link stays administratively up but
+// loses its carrier (LOWER_UP).
+func (l *Lab) CarrierDown(ctx context.Context, isp string) error {
+	return l.setISPLink(ctx, isp, "down")
+}
+
+// CarrierUp undoes CarrierDown.
+func (l *Lab) CarrierUp(ctx context.Context, isp string) error {
+	return l.setISPLink(ctx, isp, "up")
+}
+
+func (l *Lab) setISPLink(ctx context.Context, isp, state string) error {
+	if _, err := lookupISP(isp); err != nil {
+		return err
+	}
+	_, err := l.IP(ctx, isp, "link", "set", ispDownLink, state)
+	return err
+}
+
+// Blackhole makes isp drop everything to the Internet targets
+// (BlackholePrefix) while its gateway keeps answering ARP: an upstream
+// failure that only probes beyond the gateway can see. It is idempotent.
+func (l *Lab) Blackhole(ctx context.Context, isp string, on bool) error {
+	if _, err := lookupISP(isp); err != nil {
+		return err
+	}
+	if on {
+		_, err := l.IP(ctx, isp, "route", "replace", "blackhole", BlackholePrefix.String())
+		return err
+	}
+	_, err := l.IP(ctx, isp, "route", "del", "blackhole", BlackholePrefix.String())
+	if err != nil && strings.Contains(err.Error(), "No such process") {
+		return nil // already off
+	}
+	return err
+}
+
+// DeleteRouterLink deletes the router's interface towards isp (and with it
+// the ISP's end of the pair), like unplugging a USB modem. The kernel
+// removes every route through it, including the admin's default for isp1.
+func (l *Lab) DeleteRouterLink(ctx context.Context, isp string) error {
+	link, err := l.RouterLink(isp)
+	if err != nil {
+		return err
+	}
+	_, err = l.IP(ctx, Router, "link", "del", link)
+	return err
+}
+
+// RecreateRouterLink re-creates the pair that DeleteRouterLink removed,
+// with its original name ("eth1"/"eth2"), the router's current address for
+// isp and the ISP's gateway address. The new interface has a new ifindex.
+// For isp1 the admin's default route is restored too, as the router's
+// network configuration would do when the interface comes back.
+func (l *Lab) RecreateRouterLink(ctx context.Context, isp string) error {
+	i, err := lookupISP(isp)
+	if err != nil {
+		return err
+	}
+	addr, err := l.RouterAddr(isp)
+	if err != nil {
+		return err
+	}
+	if _, err := l.IP(ctx, Router, "link", "add", i.routerLink, "type", "veth", "peer", "name", ispDownLink, "netns", l.NS(isp)); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.uplinks[isp].link = i.routerLink
+	l.mu.Unlock()
+	if err := l.sysctl(ctx, Router, linkSysctls(Router, []string{i.routerLink})...); err != nil {
+		return err
+	}
+	if err := l.sysctl(ctx, isp, linkSysctls(isp, []string{ispDownLink})...); err != nil {
+		return err
+	}
+	err = l.runSteps(ctx, []step{
+		{isp, []string{"addr", "add", i.gateway.String(), "dev", ispDownLink}},
+		{isp, []string{"link", "set", ispDownLink, "up"}},
+		// The ISP's route back to the LAN went away with its interface.
+		{isp, []string{"route", "replace", LANPrefix.String(), "via", addr.Addr().String()}},
+		{Router, []string{"addr", "add", addr.String(), "dev", i.routerLink}},
+		{Router, []string{"link", "set", i.routerLink, "up"}},
+	})
+	if err != nil {
+		return err
+	}
+	return l.restoreAdminDefault(ctx, isp)
+}
+
+// RenameRouterLink renames a router interface (down, rename, up: the
+// kernel refuses to rename a running interface). Going down removes the
+// routes through it; for isp1's link the admin's default is restored on the
+// new name.
+func (l *Lab) RenameRouterLink(ctx context.Context, from, to string) error {
+	err := l.runSteps(ctx, []step{
+		{Router, []string{"link", "set", "dev", from, "down"}},
+		{Router, []string{"link", "set", "dev", from, "name", to}},
+		{Router, []string{"link", "set", "dev", to, "up"}},
+	})
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	var renamed string
+	for name, u := range l.uplinks {
+		if u.link == from {
+			u.link, renamed = to, name
+		}
+	}
+	l.mu.Unlock()
+	if renamed == "" {
+		return nil
+	}
+	// Per-interface sysctls follow the interface to its new name.
+	return l.restoreAdminDefault(ctx, renamed)
+}
+
+// Readdress changes the router's address towards isp to newRouterAddr, as
+// a new DHCP lease would: the new address is added before the old one is
+// deleted, so the interface is never without an address (the router
+// promotes secondaries) and routes through it that do not use the old
+// address as source survive. The ISP keeps its gateway address, so
+// newRouterAddr belongs in the same subnet (203.0.113.3/24 for isp2).
+func (l *Lab) Readdress(ctx context.Context, isp string, newRouterAddr netip.Prefix) error {
+	u, err := l.uplink(isp)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	link, old := u.link, u.addr
+	l.mu.Unlock()
+	if newRouterAddr == old {
+		return nil
+	}
+	if !newRouterAddr.Addr().Is4() {
+		return fmt.Errorf("lab: Readdress %s: %s is not IPv4", isp, newRouterAddr)
+	}
+	err = l.runSteps(ctx, []step{
+		{Router, []string{"addr", "add", newRouterAddr.String(), "dev", link}},
+		{Router, []string{"addr", "del", old.String(), "dev", link}},
+	})
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	u.addr = newRouterAddr
+	l.mu.Unlock()
+	// The ISP routes the LAN back to the router's address.
+	_, err = l.IP(ctx, isp, "route", "replace", LANPrefix.String(), "via", newRouterAddr.Addr().String())
+	return err
+}
+
+// restoreAdminDefault puts the admin's default route back on isp1's link.
+func (l *Lab) restoreAdminDefault(ctx context.Context, isp string) error {
+	if isp != isps[0].name {
+		return nil
+	}
+	link, err := l.RouterLink(isp)
+	if err != nil {
+		return err
+	}
+	_, err = l.IP(ctx, Router, adminDefault(link)...)
+	return err
+}

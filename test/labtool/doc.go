@@ -1,0 +1,14 @@
+// Command labtool holds the small programs that uplinkd's network lab
+// (package github.com/uplinkd/uplinkd/test/lab) runs inside its namespaces
+// with `ip netns exec`:
+//
+//	labtool udpsink --listen 198.18.0.1:9000 --report FILE
+//	labtool udpsend --to 198.18.0.1:9000 --sport 40000 --interval 1ms --duration 10s
+//
+// udpsend sends datagrams that carry a sequence number and their send time
+// from a fixed source port; udpsink receives them and, on SIGTERM or SIGINT,
+// writes a JSON lab.SinkReport per sender: datagrams received, lost
+// (sequence gaps), and the longest silence between two arrivals, which is
+// what a failover costs a flow. udpsend prints a lab.SendReport when it
+// stops.
+package main
