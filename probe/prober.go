@@ -1,0 +1,364 @@
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Config says what one Prober probes and how.
+type Config struct {
+	Uplink            string
+	Interface         string     // SO_BINDTODEVICE
+	Source            netip.Addr // bind() source address
+	Targets           []netip.Addr
+	Interval, Timeout time.Duration
+	Gen               uint64 // echoed in results so the daemon can drop stale results
+}
+
+// Result is the outcome of one probe round. Round numbers start at 1 and
+// increase by one per round started. A round is delivered as soon as it is
+// decided, so Replies counts the replies taken in by then: usually 1 for a
+// good round. Err is only set on a failed round: at once when no echo could
+// be sent, or at the timeout when some echoes could not be sent and none of
+// the others was answered.
+type Result struct {
+	Uplink  string
+	Gen     uint64
+	Round   uint64
+	Good    bool          // at least one target answered within Timeout
+	Replies int           // number of targets that answered
+	RTT     time.Duration // fastest reply of the round (0 if none)
+	Err     error         // send error, if any (round counts as failed)
+}
+
+// A Prober runs probe rounds for one uplink until Stop.
+type Prober struct {
+	cfg     Config
+	out     chan<- Result
+	file    *os.File
+	raw     syscall.RawConn
+	id      uint16 // ICMP identifier, unique among the probers of this process
+	token   uint64 // payload token, tells our replies from foreign ones
+	targets []netip.Addr
+	index   map[netip.Addr]int // target address -> index into targets
+
+	replies  chan reply
+	stop     chan struct{}
+	runDone  chan struct{}
+	readDone chan struct{}
+	once     sync.Once
+}
+
+// reply is a matched echo reply, passed from the reader to the round loop.
+type reply struct {
+	round  uint64
+	target int
+	at     time.Time
+}
+
+// Raw ICMP sockets see every echo reply addressed to the host, including
+// those of the other probers in this process, so each prober needs its own
+// identifier. The random base keeps two uplinkd processes (a restart that
+// overlaps the old one) from starting on the same identifiers.
+var (
+	idBase    = uint16(rand.Uint32())
+	idCounter atomic.Uint32
+)
+
+func nextID() uint16 { return idBase + uint16(idCounter.Add(1)) }
+
+// readBuf is large enough for an IPv4 header with options and any echo reply
+// of ours; longer foreign packets are truncated and then fail the checksum.
+const readBuf = 1500
+
+// Start validates cfg, opens the prober's raw ICMP socket and starts probing;
+// the first round starts at once. The socket is opened before Start returns,
+// in the calling thread's network namespace. Results are sent to out in round
+// order; a slow reader delays new rounds rather than losing results, and
+// never keeps Stop from returning.
+func Start(cfg Config, out chan<- Result) (*Prober, error) {
+	targets, err := validate(cfg, out)
+	if err != nil {
+		return nil, fmt.Errorf("probe %s on %s: %w", cfg.Uplink, cfg.Interface, err)
+	}
+	p := &Prober{
+		cfg:      cfg,
+		out:      out,
+		id:       nextID(),
+		token:    rand.Uint64(),
+		targets:  targets,
+		index:    make(map[netip.Addr]int, len(targets)),
+		replies:  make(chan reply, 64),
+		stop:     make(chan struct{}),
+		runDone:  make(chan struct{}),
+		readDone: make(chan struct{}),
+	}
+	for i, t := range targets {
+		p.index[t] = i
+	}
+	if err := p.open(); err != nil {
+		return nil, fmt.Errorf("probe %s on %s: %w", cfg.Uplink, cfg.Interface, err)
+	}
+	go p.read()
+	go p.run()
+	return p, nil
+}
+
+// Stop stops probing, waits for the prober's goroutines and closes its
+// socket. No result is sent after it returns. It is safe to call more than
+// once.
+func (p *Prober) Stop() {
+	p.once.Do(func() {
+		close(p.stop)
+		<-p.runDone // no send races with the close
+		_ = p.file.Close()
+		<-p.readDone // Close woke it
+	})
+}
+
+func validate(cfg Config, out chan<- Result) ([]netip.Addr, error) {
+	switch {
+	case out == nil:
+		return nil, errors.New("nil result channel")
+	case cfg.Interface == "":
+		return nil, errors.New("no interface")
+	case !cfg.Source.Unmap().Is4():
+		return nil, fmt.Errorf("source %v is not an IPv4 address", cfg.Source)
+	case cfg.Interval <= 0:
+		return nil, fmt.Errorf("interval %v is not positive", cfg.Interval)
+	case cfg.Timeout <= 0:
+		return nil, fmt.Errorf("timeout %v is not positive", cfg.Timeout)
+	case len(cfg.Targets) == 0:
+		return nil, errors.New("no targets")
+	}
+	var targets []netip.Addr
+	seen := make(map[netip.Addr]bool)
+	for _, t := range cfg.Targets {
+		t = t.Unmap()
+		if !t.Is4() {
+			return nil, fmt.Errorf("target %v is not an IPv4 address", t)
+		}
+		if !seen[t] {
+			seen[t] = true
+			targets = append(targets, t)
+		}
+	}
+	return targets, nil
+}
+
+func (p *Prober) open() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.IPPROTO_ICMP)
+	if err != nil {
+		return fmt.Errorf("open raw ICMP socket: %w", err)
+	}
+	if err := p.setup(fd); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	f := os.NewFile(uintptr(fd), "icmp:"+p.cfg.Interface)
+	// A nonblocking fd makes os.NewFile register it with the runtime poller;
+	// deadlines only work if that succeeded, and Stop relies on Close waking
+	// a blocked Read.
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		f.Close()
+		return fmt.Errorf("socket not pollable: %w", err)
+	}
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("socket: %w", err)
+	}
+	p.file, p.raw = f, raw
+	return nil
+}
+
+func (p *Prober) setup(fd int) error {
+	// Have the kernel drop everything but echo replies carrying our
+	// identifier (as iputils ping does), so probers on a busy host are not
+	// woken for each other's traffic. read checks everything again.
+	filter := []unix.SockFilter{
+		{Code: unix.BPF_LDX | unix.BPF_B | unix.BPF_MSH, K: 0}, // X = IPv4 header length
+		{Code: unix.BPF_LD | unix.BPF_H | unix.BPF_IND, K: 4},  // A = ICMP identifier
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: uint32(p.id), Jt: 0, Jf: 3},
+		{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_IND, K: 0}, // A = ICMP type
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: icmpEchoReply, Jt: 0, Jf: 1},
+		{Code: unix.BPF_RET | unix.BPF_K, K: 0xffffffff},
+		{Code: unix.BPF_RET | unix.BPF_K, K: 0},
+	}
+	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+		return fmt.Errorf("attach socket filter: %w", err)
+	}
+	if err := unix.BindToDevice(fd, p.cfg.Interface); err != nil {
+		return fmt.Errorf("bind to device %s: %w", p.cfg.Interface, err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: p.cfg.Source.Unmap().As4()}); err != nil {
+		return fmt.Errorf("bind to %v: %w", p.cfg.Source, err)
+	}
+	return nil
+}
+
+// run owns the round bookkeeping: it starts rounds on the ticker, feeds
+// replies and deadlines to the tracker and delivers results in order.
+func (p *Prober) run() {
+	defer close(p.runDone)
+	tr := newTracker(p.cfg.Timeout, Result{Uplink: p.cfg.Uplink, Gen: p.cfg.Gen})
+	tick := time.NewTicker(p.cfg.Interval)
+	defer tick.Stop()
+	expiry := time.NewTimer(time.Hour)
+	expiry.Stop()
+	defer expiry.Stop()
+	var armed time.Time // deadline expiry is set for; zero: stopped
+
+	// Rounds in flight plus a margin of decided ones waiting for a slow
+	// reader. Beyond that, ticks are skipped until the reader catches up.
+	maxPending := int(p.cfg.Timeout/p.cfg.Interval) + 2 + 64
+	var n uint64
+	startRound := func() {
+		if tr.pending() >= maxPending {
+			return
+		}
+		n++
+		now := time.Now()
+		tr.start(n, now, p.send(n))
+	}
+	drain := func() {
+		for {
+			select {
+			case r := <-p.replies:
+				tr.reply(r.round, r.target, r.at)
+			default:
+				return
+			}
+		}
+	}
+
+	startRound()
+	for {
+		var out chan<- Result
+		res, ok := tr.head()
+		if ok {
+			out = p.out
+		}
+		if d, ok := tr.next(); !ok {
+			if !armed.IsZero() {
+				expiry.Stop()
+				armed = time.Time{}
+			}
+		} else if !d.Equal(armed) {
+			expiry.Reset(time.Until(d))
+			armed = d
+		}
+
+		select {
+		case <-p.stop:
+			return
+		case out <- res:
+			tr.pop()
+		case <-tick.C:
+			startRound()
+		case r := <-p.replies:
+			tr.reply(r.round, r.target, r.at)
+			// Take in replies that arrived together, so Replies counts them.
+			drain()
+		case <-expiry.C:
+			armed = time.Time{}
+			// A reply read before the deadline may still be queued.
+			drain()
+			tr.expire(time.Now())
+		}
+	}
+}
+
+// send sends round n's echo to every target and reports each outcome.
+func (p *Prober) send(n uint64) []send {
+	pkt := marshalEcho(icmpEchoRequest, p.id, uint16(n), marshalPayload(p.token, n))
+	sends := make([]send, len(p.targets))
+	for i, t := range p.targets {
+		sa := &unix.SockaddrInet4{Addr: t.As4()}
+		at := time.Now()
+		var serr error
+		// Sendto on the nonblocking socket: a full send buffer (EAGAIN) fails
+		// this echo instead of stalling the round loop.
+		err := p.raw.Control(func(fd uintptr) {
+			serr = unix.Sendto(int(fd), pkt, 0, sa)
+		})
+		if err == nil {
+			err = serr
+		}
+		if err != nil {
+			sends[i].Err = fmt.Errorf("send echo to %v via %s: %w", t, p.cfg.Interface, err)
+			continue
+		}
+		sends[i].At = at
+	}
+	return sends
+}
+
+// read receives packets until the socket is closed and passes the echo
+// replies meant for this prober to run.
+func (p *Prober) read() {
+	defer close(p.readDone)
+	buf := make([]byte, readBuf)
+	for {
+		nr, err := p.file.Read(buf)
+		at := time.Now()
+		if err != nil {
+			select {
+			case <-p.stop:
+				return
+			default:
+			}
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			if errors.Is(err, io.EOF) {
+				continue
+			}
+			// Unexpected; do not spin on a persistent error.
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
+		}
+		r, ok := p.match(buf[:nr], at)
+		if !ok {
+			continue
+		}
+		select {
+		case p.replies <- r:
+		case <-p.stop:
+			return
+		}
+	}
+}
+
+// match reports whether pkt, received at at, is an echo reply to one of this
+// prober's echoes, and which one.
+func (p *Prober) match(pkt []byte, at time.Time) (reply, bool) {
+	e, err := parseEcho(pkt)
+	if err != nil || e.Type != icmpEchoReply || e.ID != p.id {
+		return reply{}, false
+	}
+	target, ok := p.index[e.Src]
+	if !ok {
+		return reply{}, false
+	}
+	token, n, ok := parsePayload(e.Payload)
+	if !ok || token != p.token || uint16(n) != e.Seq {
+		return reply{}, false
+	}
+	return reply{round: n, target: target, at: at}, true
+}

@@ -1,0 +1,295 @@
+package probe
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+var (
+	source  = netip.MustParseAddr("198.51.100.2")
+	target1 = netip.MustParseAddr("198.18.0.1")
+	target2 = netip.MustParseAddr("198.18.0.2")
+)
+
+func TestStartValidates(t *testing.T) {
+	ok := Config{
+		Uplink: "isp1", Interface: "eth1", Source: source,
+		Targets: []netip.Addr{target1}, Interval: time.Second, Timeout: time.Second,
+	}
+	out := make(chan Result)
+	tests := []struct {
+		name string
+		edit func(*Config)
+		out  chan<- Result
+		want string
+	}{
+		{"nil channel", func(*Config) {}, nil, "nil result channel"},
+		{"no interface", func(c *Config) { c.Interface = "" }, out, "no interface"},
+		{"no source", func(c *Config) { c.Source = netip.Addr{} }, out, "source"},
+		{"IPv6 source", func(c *Config) { c.Source = netip.MustParseAddr("2001:db8::1") }, out, "source"},
+		{"no targets", func(c *Config) { c.Targets = nil }, out, "no targets"},
+		{"IPv6 target", func(c *Config) { c.Targets = []netip.Addr{netip.MustParseAddr("2001:db8::1")} }, out, "target"},
+		{"zero interval", func(c *Config) { c.Interval = 0 }, out, "interval"},
+		{"negative timeout", func(c *Config) { c.Timeout = -time.Second }, out, "timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := ok
+			tt.edit(&cfg)
+			p, err := Start(cfg, tt.out)
+			if err == nil {
+				p.Stop()
+				t.Fatal("Start succeeded")
+			}
+			if !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "isp1") {
+				t.Errorf("Start error %q does not mention %q and the uplink", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidateDeduplicatesTargets(t *testing.T) {
+	cfg := Config{
+		Interface: "eth1", Source: netip.MustParseAddr("::ffff:198.51.100.2"),
+		Targets:  []netip.Addr{target1, netip.MustParseAddr("::ffff:198.18.0.1"), target2},
+		Interval: time.Second, Timeout: time.Second,
+	}
+	got, err := validate(cfg, make(chan Result))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != target1 || got[1] != target2 {
+		t.Errorf("targets = %v, want [%v %v]", got, target1, target2)
+	}
+}
+
+func TestNextIDUnique(t *testing.T) {
+	seen := make(map[uint16]bool)
+	for range 1000 {
+		id := nextID()
+		if seen[id] {
+			t.Fatalf("identifier %d handed out twice", id)
+		}
+		seen[id] = true
+	}
+}
+
+func TestMatch(t *testing.T) {
+	p := &Prober{
+		id:    0x4242,
+		token: 0xfeedface,
+		index: map[netip.Addr]int{target1: 0, target2: 1},
+	}
+	at := ms(7)
+	pkt := func(src string, typ uint8, id, seq uint16, payload []byte) []byte {
+		return ipv4(src, "198.51.100.2", 1, 0, marshalEcho(typ, id, seq, payload))
+	}
+	ours := marshalPayload(0xfeedface, 70000)
+	seq := uint16(70000 % 65536)
+	tests := []struct {
+		name string
+		pkt  []byte
+		want reply
+		ok   bool
+	}{
+		{"ours from target 2", pkt("198.18.0.2", icmpEchoReply, 0x4242, seq, ours), reply{round: 70000, target: 1, at: at}, true},
+		{"other prober's identifier", pkt("198.18.0.2", icmpEchoReply, 0x4243, seq, ours), reply{}, false},
+		{"foreign token", pkt("198.18.0.1", icmpEchoReply, 0x4242, seq, marshalPayload(1, 70000)), reply{}, false},
+		{"not a target", pkt("198.18.0.3", icmpEchoReply, 0x4242, seq, ours), reply{}, false},
+		{"echo request", pkt("198.18.0.1", icmpEchoRequest, 0x4242, seq, ours), reply{}, false},
+		{"sequence does not match round", pkt("198.18.0.1", icmpEchoReply, 0x4242, seq+1, ours), reply{}, false},
+		{"short payload", pkt("198.18.0.1", icmpEchoReply, 0x4242, seq, ours[:8]), reply{}, false},
+		{"garbage", []byte{0x45, 0}, reply{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := p.match(tt.pkt, at)
+			if ok != tt.ok || got != tt.want {
+				t.Errorf("match = %+v, %v; want %+v, %v", got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+// --- privileged tests, each in namespaces of its own ---
+
+func TestProberGoodBadGood(t *testing.T) {
+	l := newLab(t)
+	out := make(chan Result, 16)
+	cfg := Config{
+		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1},
+		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Gen: 7,
+	}
+	p := startIn(t, l.r, cfg, out)
+	c := &collector{t: t, cfg: cfg, out: out}
+
+	rtts := c.waitFor(true, 10, 50)
+	var sum, lo, hi time.Duration
+	for i, r := range rtts {
+		if r.RTT <= 0 || r.RTT >= cfg.Timeout || r.Replies != 1 || r.Err != nil {
+			t.Errorf("good round %+v: want 0 < RTT < Timeout, 1 reply, no error", r)
+		}
+		sum += r.RTT
+		if i == 0 || r.RTT < lo {
+			lo = r.RTT
+		}
+		hi = max(hi, r.RTT)
+	}
+	t.Logf("RTT over veth in namespaces: min %v avg %v max %v", lo, sum/time.Duration(len(rtts)), hi)
+
+	// Drop the target's answers: rounds in flight may still succeed, the
+	// ones started after the change must fail when their timeout expires.
+	// The blackhole is for the way back: one for 198.18.0.1 itself would
+	// never be consulted, since i's local table, looked up first, delivers
+	// its own address.
+	bound := c.change(func() { l.ip(l.i, "route", "add", "blackhole", "198.51.100.2/32") })
+	for _, r := range c.waitFor(false, 5, bound) {
+		if r.Replies != 0 || r.RTT != 0 || r.Err != nil {
+			t.Errorf("bad round %+v: want no replies, no RTT, no send error", r)
+		}
+	}
+
+	bound = c.change(func() { l.ip(l.i, "route", "del", "blackhole", "198.51.100.2/32") })
+	c.waitFor(true, 5, bound)
+	p.Stop()
+	p.Stop() // twice is fine
+}
+
+func TestProberSendError(t *testing.T) {
+	l := newLab(t)
+	out := make(chan Result, 16)
+	cfg := Config{
+		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1, target2},
+		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond,
+	}
+	startIn(t, l.r, cfg, out)
+	c := &collector{t: t, cfg: cfg, out: out}
+	c.waitFor(true, 3, 50)
+
+	bound := c.change(func() { l.ip(l.r, "link", "set", "eth1", "down") })
+	for _, r := range c.waitFor(false, 3, bound) {
+		if !errors.Is(r.Err, unix.ENETUNREACH) || !strings.Contains(r.Err.Error(), "eth1") {
+			t.Errorf("round %d: Err = %v, want ENETUNREACH naming eth1", r.Round, r.Err)
+		}
+	}
+
+	// Taking the link down flushed the uplink table's route.
+	bound = c.change(func() {
+		l.ip(l.r, "link", "set", "eth1", "up")
+		l.ip(l.r, "route", "replace", "198.18.0.0/15", "via", "198.51.100.1", "dev", "eth1", "table", "100")
+	})
+	c.waitFor(true, 3, bound+50) // the neighbour entry must be resolved again
+}
+
+func TestProberStartErrorNamesInterface(t *testing.T) {
+	l := newLab(t)
+	cfg := Config{
+		Uplink: "isp1", Interface: "nope0", Source: source, Targets: []netip.Addr{target1},
+		Interval: time.Second, Timeout: time.Second,
+	}
+	_, err := startInErr(t, l.r, cfg, make(chan Result))
+	if err == nil || !strings.Contains(err.Error(), "nope0") {
+		t.Errorf("Start on a missing interface: err = %v, want one naming nope0", err)
+	}
+
+	// The source address must be ours (no IP_FREEBIND).
+	cfg.Interface, cfg.Source = "eth1", netip.MustParseAddr("192.0.2.9")
+	_, err = startInErr(t, l.r, cfg, make(chan Result))
+	if !errors.Is(err, unix.EADDRNOTAVAIL) || !strings.Contains(err.Error(), "eth1") {
+		t.Errorf("Start with a foreign source: err = %v, want EADDRNOTAVAIL naming eth1", err)
+	}
+}
+
+func TestProberDuplicateAndLateReplies(t *testing.T) {
+	l := newLab(t)
+	l.sysctl(l.i, "net.ipv4.icmp_echo_ignore_all=1")
+	out := make(chan Result, 16)
+	cfg := Config{
+		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1},
+		Interval: 25 * time.Millisecond, Timeout: 200 * time.Millisecond,
+	}
+	// Even rounds get three copies of the reply at once; odd rounds get one
+	// copy, twice the timeout late.
+	l.respond(t, target1, func(e echo) []time.Duration {
+		_, n, _ := parsePayload(e.Payload)
+		if n%2 == 0 {
+			return []time.Duration{0, 0, 0}
+		}
+		return []time.Duration{2 * cfg.Timeout}
+	})
+	startIn(t, l.r, cfg, out)
+	c := &collector{t: t, cfg: cfg, out: out}
+	for range 20 {
+		r := c.next()
+		if want := r.Round%2 == 0; r.Good != want {
+			t.Errorf("round %d: Good = %v, want %v", r.Round, r.Good, want)
+		}
+		if r.Good && r.Replies != 1 {
+			t.Errorf("round %d: Replies = %d from one target answering three times", r.Round, r.Replies)
+		}
+	}
+}
+
+func TestTwoProbersKeepTheirReplies(t *testing.T) {
+	l := newLab(t)
+	l.sysctl(l.i, "net.ipv4.icmp_echo_ignore_all=1")
+	cfg := Config{
+		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1},
+		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond,
+	}
+	outA, outB := make(chan Result, 16), make(chan Result, 16)
+	a := startIn(t, l.r, cfg, outA)
+	cfgB := cfg
+	cfgB.Uplink = "isp2"
+	b := startIn(t, l.r, cfgB, outB)
+	if a.id == b.id {
+		t.Fatalf("both probers use identifier %d", a.id)
+	}
+	// Answer only A's echoes, and only once A and B are both running, so
+	// every reply B could see is A's.
+	l.respond(t, target1, func(e echo) []time.Duration {
+		if e.ID == a.id {
+			return []time.Duration{0}
+		}
+		return nil
+	})
+	ca := &collector{t: t, cfg: cfg, out: outA}
+	cb := &collector{t: t, cfg: cfgB, out: outB}
+	ca.waitFor(true, 10, 50)
+	for range 10 {
+		if r := cb.next(); r.Good || r.Replies != 0 {
+			t.Errorf("prober B counted a reply meant for A: %+v", r)
+		}
+	}
+}
+
+func TestStopWithBlockedReader(t *testing.T) {
+	l := newLab(t)
+	out := make(chan Result) // unbuffered, and read only once
+	cfg := Config{
+		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1},
+		Interval: 5 * time.Millisecond, Timeout: 50 * time.Millisecond,
+	}
+	p := startIn(t, l.r, cfg, out)
+	(&collector{t: t, cfg: cfg, out: out}).next()
+	stopped := make(chan struct{})
+	go func() {
+		p.Stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop blocked on a result nobody reads")
+	}
+	select {
+	case r := <-out:
+		t.Errorf("result %+v sent after Stop returned", r)
+	default:
+	}
+}
