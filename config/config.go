@@ -1,0 +1,294 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is where uplinkd looks for its configuration.
+const DefaultPath = "/etc/uplinkd/uplinkd.toml"
+
+// RulePriorityRange is the number of rule priorities uplinkd owns, starting
+// at Routing.RulePriority.
+const RulePriorityRange = 10
+
+// Config is a validated configuration.
+type Config struct {
+	Routing Routing
+	Probe   Probe
+	Uplinks []Uplink // at least one, at most 64, in file order
+}
+
+// Routing is the [routing] table: how uplinkd's routes and rules look in
+// the kernel.
+type Routing struct {
+	// LANInterfaces whose forwarded traffic is balanced, together with
+	// locally originated traffic. Nil: all traffic is balanced.
+	LANInterfaces []string
+	// BalanceTable holds the weighted default route over the uplinks that
+	// may carry traffic.
+	BalanceTable int
+	// RulePriority is the first of the RulePriorityRange rule priorities
+	// uplinkd owns: [RulePriority, RulePriority+RulePriorityRange).
+	RulePriority int
+	// RouteProtocol marks every route and rule uplinkd installs, so that
+	// it finds exactly its own objects (5..255).
+	RouteProtocol int
+	// Hash is the multipath hash: "l4" (addresses and ports: one host's
+	// flows spread over the uplinks) or "l3" (addresses only: one host
+	// sticks to one uplink).
+	Hash string
+}
+
+// Probe is the [probe] table: how the health of uplinks is checked.
+type Probe struct {
+	// Targets answer ICMP echo through every uplink. Nil: carrier-only
+	// mode, an uplink whose link is usable is active.
+	Targets   []netip.Addr
+	Interval  time.Duration // between probe rounds
+	Timeout   time.Duration // for the replies of one round
+	DownAfter int           // failed rounds that take an active uplink out of the balance
+	UpAfter   int           // good rounds that put an uplink into the balance
+}
+
+// Uplink is one [[uplink]] table.
+type Uplink struct {
+	Name      string     // unique; [A-Za-z0-9_.-]{1,32}
+	Interface string     // unique
+	Gateway   netip.Addr // IPv4 next hop on Interface
+	Weight    int        // share of new flows in the balance, 1..256
+	Table     int        // routing table of this uplink alone; unique
+	// ProbeTargets replaces Probe.Targets for this uplink when not nil.
+	// Empty and not nil: carrier-only mode for this uplink.
+	ProbeTargets []netip.Addr
+}
+
+// TargetsFor returns the probe targets of u: its own when it has any list,
+// even an empty one, else those of [probe].
+func (c *Config) TargetsFor(u Uplink) []netip.Addr {
+	if u.ProbeTargets != nil {
+		return u.ProbeTargets
+	}
+	return c.Probe.Targets
+}
+
+// Defaults for keys left out of the file.
+const (
+	defaultBalanceTable  = 250
+	defaultRulePriority  = 10000
+	defaultRouteProtocol = 201
+	defaultHash          = "l4"
+	defaultInterval      = 250 * time.Millisecond
+	defaultTimeout       = 500 * time.Millisecond
+	defaultDownAfter     = 4
+	defaultUpAfter       = 4
+	defaultWeight        = 1
+)
+
+// Load reads and validates the configuration file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse validates the configuration in data; name is the file name used in
+// errors. On failure it returns Errors with every problem found.
+func Parse(name string, data []byte) (*Config, error) {
+	var raw rawConfig
+	md, err := toml.Decode(string(data), &raw)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return nil, Errors{{File: name, Line: syntaxErrorLine(data, perr.Position), Msg: "invalid TOML: " + perr.Message}}
+		}
+		// The document is valid TOML, but a table has the wrong shape
+		// (routing = 5, [uplink] for [[uplink]]). The decoder stops there,
+		// leaving raw half filled, so report the shape and nothing else.
+		return nil, shapeErrors(name, data, err)
+	}
+	v := &validator{file: name, pos: scanPositions(string(data))}
+	v.unknownKeys(md)
+	cfg := v.config(&raw)
+	if len(v.errs) > 0 {
+		v.errs.sortByLine()
+		return nil, v.errs
+	}
+	return cfg, nil
+}
+
+// syntaxErrorLine returns the line of a TOML syntax error. The toml
+// package counts a newline that ends a line too early ("[routing" followed
+// by a newline) as the start of the next line; the byte offset does not.
+func syntaxErrorLine(data []byte, p toml.Position) int {
+	if p.Line == 0 || p.Start < 0 || len(data) == 0 {
+		return p.Line
+	}
+	end := min(p.Start, len(data)-1)
+	return 1 + bytes.Count(data[:end], []byte("\n"))
+}
+
+// rawConfig mirrors the file. Every setting is an opt, which records
+// presence and type mismatches instead of failing the decoder, so that all
+// of them are reported.
+type rawConfig struct {
+	Routing rawRouting  `toml:"routing"`
+	Probe   rawProbe    `toml:"probe"`
+	Uplinks []rawUplink `toml:"uplink"`
+}
+
+type rawRouting struct {
+	LANInterfaces opt[[]string] `toml:"lan_interfaces"`
+	BalanceTable  opt[int64]    `toml:"balance_table"`
+	RulePriority  opt[int64]    `toml:"rule_priority"`
+	RouteProtocol opt[int64]    `toml:"route_protocol"`
+	Hash          opt[string]   `toml:"hash"`
+}
+
+type rawProbe struct {
+	Targets   opt[[]string] `toml:"targets"`
+	Interval  opt[string]   `toml:"interval"`
+	Timeout   opt[string]   `toml:"timeout"`
+	DownAfter opt[int64]    `toml:"down_after"`
+	UpAfter   opt[int64]    `toml:"up_after"`
+}
+
+type rawUplink struct {
+	Name         opt[string]   `toml:"name"`
+	Interface    opt[string]   `toml:"interface"`
+	Gateway      opt[string]   `toml:"gateway"`
+	Weight       opt[int64]    `toml:"weight"`
+	Table        opt[int64]    `toml:"table"`
+	ProbeTargets opt[[]string] `toml:"probe_targets"`
+}
+
+// schema lists the keys of each table, "" being the top level, from the
+// toml tags of the raw structs.
+var schema = map[string][]string{
+	"":        tomlKeys(reflect.TypeFor[rawConfig]()),
+	"routing": tomlKeys(reflect.TypeFor[rawRouting]()),
+	"probe":   tomlKeys(reflect.TypeFor[rawProbe]()),
+	"uplink":  tomlKeys(reflect.TypeFor[rawUplink]()),
+}
+
+func tomlKeys(t reflect.Type) []string {
+	keys := make([]string, t.NumField())
+	for i := range keys {
+		keys[i], _, _ = strings.Cut(t.Field(i).Tag.Get("toml"), ",")
+	}
+	return keys
+}
+
+// opt is one setting as found in the file.
+type opt[T string | int64 | []string] struct {
+	val T
+	set bool // the key is in the file
+	// bad describes the value when it has the wrong TOML type, e.g.
+	// `string "250"`; val is then the zero value.
+	bad string
+}
+
+// UnmarshalTOML implements toml.Unmarshaler. It never fails: a value of the
+// wrong type is recorded in bad, for the validator to report with its key.
+func (o *opt[T]) UnmarshalTOML(data any) error {
+	o.set = true
+	switch v := any(&o.val).(type) {
+	case *string:
+		if s, ok := data.(string); ok {
+			*v = s
+			return nil
+		}
+	case *int64:
+		if n, ok := data.(int64); ok {
+			*v = n
+			return nil
+		}
+	case *[]string:
+		list, ok := data.([]any)
+		if !ok {
+			break
+		}
+		strs := make([]string, len(list))
+		for i, e := range list {
+			if strs[i], ok = e.(string); !ok {
+				o.bad = fmt.Sprintf("an array whose element %d is %s", i, describe(e))
+				return nil
+			}
+		}
+		*v = strs
+		return nil
+	}
+	o.bad = describe(data)
+	return nil
+}
+
+// describe names the TOML type of a decoded value, with the value when it
+// is short.
+func describe(v any) string {
+	switch v := v.(type) {
+	case string:
+		return fmt.Sprintf("string %q", v)
+	case int64:
+		return fmt.Sprintf("integer %d", v)
+	case float64:
+		return fmt.Sprintf("float %v", v)
+	case bool:
+		return fmt.Sprintf("boolean %t", v)
+	case time.Time:
+		return "a date-time"
+	case []map[string]any:
+		return "an array of tables"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "a table"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// shapeErrors explains why a valid TOML document did not fit rawConfig:
+// one of the top-level tables has the wrong type.
+func shapeErrors(name string, data []byte, decodeErr error) Errors {
+	var doc map[string]any
+	if _, err := toml.Decode(string(data), &doc); err != nil {
+		return Errors{{File: name, Msg: err.Error()}}
+	}
+	v := &validator{file: name, pos: scanPositions(string(data))}
+	for _, key := range []string{"routing", "probe"} {
+		if val, ok := doc[key]; ok {
+			if _, ok := val.(map[string]any); !ok {
+				line := v.pos.line(key)
+				if line == 0 { // [[probe]]
+					line = v.pos.line(indexPath(key, 0))
+				}
+				v.errorAt(line, key, "expected a table, got %s; write [%s] followed by its keys", describe(val), key)
+			}
+		}
+	}
+	switch val := doc["uplink"].(type) {
+	case nil, []map[string]any:
+	case []any: // uplink = [{...}, ...]
+		for i, e := range val {
+			if _, ok := e.(map[string]any); !ok {
+				v.errorf(indexPath("uplink", i), "expected a table, got %s", describe(e))
+			}
+		}
+	default:
+		v.errorf("uplink", "expected an array of tables, got %s; write [[uplink]] before each uplink", describe(val))
+	}
+	if len(v.errs) == 0 {
+		return Errors{{File: name, Msg: decodeErr.Error()}}
+	}
+	v.errs.sortByLine()
+	return v.errs
+}
