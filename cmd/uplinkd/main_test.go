@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.toml")
+	if err := os.WriteFile(bad, []byte(`
+[probe]
+interval = "soon"
+
+[[uplink]]
+name = "isp1"
+interface = "eth1"
+gateway = "2001:db8::1"
+weight = 0
+table = 100
+colour = "blue"
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout []string
+		stderr []string
+	}{
+		{"no arguments", nil, 2, nil, []string{"usage:"}},
+		{"unknown command", []string{"start"}, 2, nil, []string{`unknown command "start"`, "usage:"}},
+		{"unknown flag", []string{"run", "--cfg", "x"}, 2, nil, []string{"flag provided but not defined: -cfg", "usage:"}},
+		{"stray argument", []string{"check", "--config", bad, "extra"}, 2, nil, []string{`unexpected argument "extra"`}},
+		{"version", []string{"version"}, 0, []string{"uplinkd dev"}, nil},
+		{"help", []string{"help"}, 0, []string{"usage:"}, nil},
+		{"check reference config", []string{"check", "--config", "../../etc/uplinkd.toml"}, 0, []string{"OK, 2 uplinks"}, nil},
+		{"check reports every problem", []string{"check", "--config", bad}, 1, nil,
+			[]string{bad + ":3: probe.interval", bad + ":8: uplink[0].gateway", bad + ":9: uplink[0].weight", "colour"}},
+		{"unreadable file", []string{"check", "--config", filepath.Join(dir, "missing.toml")}, 1, nil, []string{"missing.toml"}},
+		{"run refuses a bad config", []string{"run", "--config", bad}, 1, nil, []string{"uplink[0].weight"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tt.args, &stdout, &stderr)
+			if code != tt.code {
+				t.Fatalf("exit code %d, want %d\nstdout: %s\nstderr: %s", code, tt.code, stdout.String(), stderr.String())
+			}
+			for _, want := range tt.stdout {
+				if !strings.Contains(stdout.String(), want) {
+					t.Errorf("stdout lacks %q:\n%s", want, stdout.String())
+				}
+			}
+			for _, want := range tt.stderr {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,12 @@
+// Package daemon is uplinkd's event loop: one goroutine that owns all
+// mutable state and wires the other packages together.
+//
+// Kernel netlink events (package events), probe results (package probe) and
+// timers arrive as messages. Link and address events are hints: after a
+// burst of them the loop re-reads links and addresses from the kernel, so a
+// queued stale event can never overwrite newer state. Route and rule events
+// that concern uplinkd's objects trigger a reconcile, which repairs foreign
+// changes. Every change of observed state or health runs the uplink state
+// machines (package fsm), then netops.Plan and the Reconciler, the only
+// kernel writer.
+package daemon

@@ -1,0 +1,236 @@
+package test
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/uplinkd/uplinkd/test/lab"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// TestFigures measures the failover figures of the core issue in the lab:
+// carrier-loss event to balance route updated, blackhole detection with the
+// default probe settings, and the outage a LAN UDP flow sees in each case.
+// It prints figures and asserts only behaviour; run it with `make figures`.
+func TestFigures(t *testing.T) {
+	if os.Getenv("UPLINKD_FIGURES") != "1" {
+		t.Skip("figures: run with UPLINKD_FIGURES=1 (make figures)")
+	}
+	const runs = 10
+	r := newRig(t, coreConfig)
+	r.start()
+	r.waitBoth()
+	w := watchRouter(t, r)
+
+	var carrier, carrierGap, blackhole, blackholeGap []time.Duration
+	for i := 0; i < runs; i++ {
+		flow := r.startFlow(t, i)
+		w.drain()
+		if err := r.lab.CarrierDown(r.ctx, lab.ISP2); err != nil {
+			t.Fatal(err)
+		}
+		ev := w.waitLink(t, "eth2", false)
+		upd := w.waitBalance(t, func(rt netlink.Route) bool { return len(rt.MultiPath) == 0 })
+		carrier = append(carrier, upd.Sub(ev))
+		time.Sleep(200 * time.Millisecond)
+		carrierGap = append(carrierGap, flow.stop(t))
+		if err := r.lab.CarrierUp(r.ctx, lab.ISP2); err != nil {
+			t.Fatal(err)
+		}
+		r.waitBoth()
+	}
+	for i := 0; i < runs; i++ {
+		flow := r.startFlow(t, 100+i)
+		w.drain()
+		start := time.Now()
+		if err := r.lab.Blackhole(r.ctx, lab.ISP2, true); err != nil {
+			t.Fatal(err)
+		}
+		upd := w.waitBalance(t, func(rt netlink.Route) bool { return len(rt.MultiPath) == 0 })
+		blackhole = append(blackhole, upd.Sub(start))
+		time.Sleep(200 * time.Millisecond)
+		blackholeGap = append(blackholeGap, flow.stop(t))
+		if err := r.lab.Blackhole(r.ctx, lab.ISP2, false); err != nil {
+			t.Fatal(err)
+		}
+		r.waitBoth()
+	}
+	host, _ := os.Hostname()
+	fmt.Printf("uplinkd failover figures (%d runs each; %s, %d CPUs, kernel %s; lab of veth namespaces; probe interval 250ms timeout 500ms down_after 4)\n",
+		runs, host, numCPU(), kernel())
+	report("carrier-loss event -> balance route updated", carrier)
+	report("LAN UDP flow outage on carrier loss (1 ms packets)", carrierGap)
+	report("blackhole start -> balance route updated", blackhole)
+	report("LAN UDP flow outage on upstream blackhole", blackholeGap)
+	r.stop(syscall.SIGTERM)
+}
+
+func report(what string, d []time.Duration) {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	var sum time.Duration
+	for _, x := range s {
+		sum += x
+	}
+	fmt.Printf("  %-52s median %9v  mean %9v  min %9v  max %9v\n", what,
+		s[len(s)/2].Round(time.Microsecond), (sum / time.Duration(len(s))).Round(time.Microsecond),
+		s[0].Round(time.Microsecond), s[len(s)-1].Round(time.Microsecond))
+}
+
+func numCPU() int {
+	var set unix.CPUSet
+	if unix.SchedGetaffinity(0, &set) != nil {
+		return 0
+	}
+	return set.Count()
+}
+
+func kernel() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return "?"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// routerWatch receives the router namespace's link and route events in the
+// test process and timestamps them on arrival.
+type routerWatch struct {
+	links  chan netlink.LinkUpdate
+	routes chan netlink.RouteUpdate
+}
+
+func watchRouter(t *testing.T, r *rig) *routerWatch {
+	t.Helper()
+	ns, err := netns.GetFromName(r.lab.NS(lab.Router))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	w := &routerWatch{links: make(chan netlink.LinkUpdate, 1024), routes: make(chan netlink.RouteUpdate, 1024)}
+	if err := netlink.LinkSubscribeWithOptions(w.links, done, netlink.LinkSubscribeOptions{Namespace: &ns}); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.RouteSubscribeWithOptions(w.routes, done, netlink.RouteSubscribeOptions{Namespace: &ns}); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func (w *routerWatch) drain() {
+	for {
+		select {
+		case <-w.links:
+		case <-w.routes:
+		default:
+			return
+		}
+	}
+}
+
+func (w *routerWatch) waitLink(t *testing.T, name string, carrier bool) time.Time {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case u := <-w.links:
+			if u.Link.Attrs().Name == name && (u.IfInfomsg.Flags&unix.IFF_LOWER_UP != 0) == carrier {
+				return time.Now()
+			}
+		case <-timeout:
+			t.Fatalf("no link event for %s carrier=%v", name, carrier)
+		}
+	}
+}
+
+func (w *routerWatch) waitBalance(t *testing.T, match func(netlink.Route) bool) time.Time {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case u := <-w.routes:
+			if u.Type == unix.RTM_NEWROUTE && u.Route.Table == 250 && match(u.Route) {
+				return time.Now()
+			}
+		case <-timeout:
+			t.Fatal("no balance route update")
+		}
+	}
+}
+
+// flow is one LAN UDP flow, from a source port that hashes to eth2, sending
+// a datagram every millisecond to Target1 through the router.
+type flow struct {
+	sink, send interface{ Signal(os.Signal) error }
+	sinkDone   chan error
+	sendDone   chan error
+	report     string
+}
+
+func (r *rig) startFlow(t *testing.T, i int) *flow {
+	t.Helper()
+	sport := 0
+	for p := 20000 + 100*i; p < 20000+100*i+100; p++ {
+		dev, err := r.lab.RouteGet(r.ctx, lab.Target1, lab.HostAddr, "eth0", p, 9000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dev == "eth2" {
+			sport = p
+			break
+		}
+	}
+	if sport == 0 {
+		t.Fatal("no source port hashes to eth2")
+	}
+	dir := t.TempDir()
+	f := &flow{report: filepath.Join(dir, "sink.json"), sinkDone: make(chan error, 1), sendDone: make(chan error, 1)}
+	tool := filepath.Join(binDir, "labtool")
+	sinkLog := filepath.Join(dir, "sink.log")
+	sink, err := r.lab.Start(r.ctx, lab.Inet, sinkLog, tool, "udpsink", "--listen", netip.AddrPortFrom(lab.Target1, 9000).String(), "--report", f.report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { f.sinkDone <- sink.Wait() }()
+	if err := lab.WaitLog(r.ctx, sinkLog, "listening"); err != nil {
+		t.Fatal(err)
+	}
+	send, err := r.lab.Start(r.ctx, lab.Host, filepath.Join(dir, "send.log"), tool, "udpsend",
+		"--to", netip.AddrPortFrom(lab.Target1, 9000).String(), "--sport", strconv.Itoa(sport), "--interval", "1ms", "--duration", "30s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { f.sendDone <- send.Wait() }()
+	f.sink, f.send = sink.Process, send.Process
+	time.Sleep(100 * time.Millisecond)
+	return f
+}
+
+// stop ends the flow and returns the longest gap between arrivals.
+func (f *flow) stop(t *testing.T) time.Duration {
+	t.Helper()
+	_ = f.send.Signal(syscall.SIGTERM)
+	<-f.sendDone
+	time.Sleep(50 * time.Millisecond)
+	_ = f.sink.Signal(syscall.SIGTERM)
+	<-f.sinkDone
+	rep, err := lab.ReadSinkReport(f.report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Received == 0 {
+		t.Fatal("flow received nothing")
+	}
+	return time.Duration(rep.MaxGapMS * float64(time.Millisecond))
+}

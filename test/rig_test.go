@@ -1,0 +1,260 @@
+package test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/uplinkd/uplinkd/test/lab"
+	"github.com/uplinkd/uplinkd/test/testutil"
+)
+
+// binDir holds uplinkd and labtool, built once by TestMain when privileged.
+var binDir string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if os.Geteuid() == 0 {
+			dir, err := os.MkdirTemp("", "uplinkd-test-bin-")
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			defer os.RemoveAll(dir)
+			for _, pkg := range []string{"../cmd/uplinkd", "./labtool"} {
+				out, err := exec.Command("go", "build", "-race", "-o", dir, pkg).CombinedOutput()
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", pkg, err, out)
+					return 1
+				}
+			}
+			binDir = dir
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// coreConfig is the configuration of the core issue, in the lab.
+const coreConfig = `
+[routing]
+lan_interfaces = ["eth0"]
+
+[probe]
+targets = ["198.18.0.1"]
+
+[[uplink]]
+name = "isp1"
+interface = "eth1"
+gateway = "198.51.100.1"
+weight = 1
+table = 100
+
+[[uplink]]
+name = "isp2"
+interface = "eth2"
+gateway = "203.0.113.1"
+weight = 3
+table = 200
+`
+
+// rig is a lab plus one uplinkd process in its router namespace.
+type rig struct {
+	t       *testing.T
+	ctx     context.Context
+	lab     *lab.Lab
+	dir     string
+	cfgPath string
+	logPath string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	err     error // cmd.Wait's result, valid once exited is closed
+}
+
+func newRig(t *testing.T, config string) *rig {
+	t.Helper()
+	testutil.RequirePriv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	b := make([]byte, 2)
+	_, _ = rand.Read(b)
+	l, err := lab.New(ctx, "u"+hex.EncodeToString(b))
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	r := &rig{t: t, ctx: ctx, lab: l, dir: t.TempDir()}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab close: %v", err)
+		}
+		if t.Failed() {
+			if b, err := os.ReadFile(r.logPath); err == nil {
+				t.Logf("uplinkd log:\n%s", b)
+			}
+		}
+	})
+	r.cfgPath = filepath.Join(r.dir, "uplinkd.toml")
+	r.logPath = filepath.Join(r.dir, "uplinkd.log")
+	if err := os.WriteFile(r.cfgPath, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// start runs uplinkd and waits until its first reconcile is done.
+func (r *rig) start() {
+	r.t.Helper()
+	mark := r.mark()
+	cmd, err := r.lab.Start(r.ctx, lab.Router, r.logPath, filepath.Join(binDir, "uplinkd"), "run", "--config", r.cfgPath)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.cmd, r.exited = cmd, make(chan struct{})
+	go func(c *exec.Cmd, done chan struct{}) {
+		r.err = c.Wait()
+		close(done)
+	}(cmd, r.exited)
+	r.waitLog(mark, regexp.MustCompile(`msg=ready`), 10*time.Second)
+}
+
+// stop signals uplinkd and returns its exit code.
+func (r *rig) stop(sig syscall.Signal) int {
+	r.t.Helper()
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		r.t.Fatal(err)
+	}
+	select {
+	case <-r.exited:
+	case <-time.After(10 * time.Second):
+		r.t.Fatalf("uplinkd did not exit within 10s of %v", sig)
+	}
+	if r.err == nil {
+		return 0
+	}
+	if ee, ok := r.err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	r.t.Fatalf("wait: %v", r.err)
+	return -1
+}
+
+// mark is the current end of the daemon's log; waits look after it.
+func (r *rig) mark() int {
+	b, _ := os.ReadFile(r.logPath)
+	return len(b)
+}
+
+// waitLog waits for a log line after mark matching re and returns it.
+func (r *rig) waitLog(mark int, re *regexp.Regexp, timeout time.Duration) string {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		b, _ := os.ReadFile(r.logPath)
+		if len(b) > mark {
+			for _, line := range strings.Split(string(b[mark:]), "\n") {
+				if re.MatchString(line) {
+					return line
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("no log line matching %q within %v", re, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitTransition waits for uplink's transition to state after mark.
+func (r *rig) waitTransition(mark int, uplink, to string, timeout time.Duration) string {
+	r.t.Helper()
+	return r.waitLog(mark, regexp.MustCompile(`msg=transition uplink=`+uplink+` from=\S+ to=`+to+`\b`), timeout)
+}
+
+// ip runs `ip -n NS args...` and fails the test on error.
+func (r *rig) ip(ns string, args ...string) string {
+	r.t.Helper()
+	out, err := r.lab.IP(r.ctx, ns, args...)
+	if err != nil {
+		r.t.Fatalf("ip %v: %v: %s", args, err, out)
+	}
+	return out
+}
+
+// table lists a routing table of the router; a table that does not exist
+// (nothing in it yet) is empty.
+func (r *rig) table(id string) string {
+	r.t.Helper()
+	out, err := r.lab.IP(r.ctx, lab.Router, "route", "show", "table", id)
+	if err != nil {
+		if strings.Contains(out+err.Error(), "FIB table does not exist") {
+			return ""
+		}
+		r.t.Fatalf("ip route show table %s: %v: %s", id, err, out)
+	}
+	return out
+}
+
+// balance is the router's balance table.
+func (r *rig) balance() string { return r.table("250") }
+
+// waitFor polls the kernel state (tests only) until check passes.
+func (r *rig) waitFor(what string, timeout time.Duration, check func() bool) {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !check() {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("timed out after %v waiting for %s\nbalance table: %s\nrules:\n%s", timeout, what,
+				r.balance(), r.ip(lab.Router, "rule"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+const (
+	viaISP1  = "nexthop via 198.51.100.1 dev eth1 weight 1"
+	viaISP2  = "nexthop via 203.0.113.1 dev eth2 weight 3"
+	onlyISP1 = "default via 198.51.100.1 dev eth1 proto 201"
+	onlyISP2 = "default via 203.0.113.1 dev eth2 proto 201"
+)
+
+func (r *rig) waitBoth() {
+	r.t.Helper()
+	r.waitFor("both uplinks in the balance", 15*time.Second, func() bool {
+		b := r.balance()
+		return strings.Contains(b, viaISP1) && strings.Contains(b, viaISP2)
+	})
+}
+
+func (r *rig) waitOnly(prefix string) {
+	r.t.Helper()
+	r.waitFor("balance "+prefix, 15*time.Second, func() bool { return strings.HasPrefix(r.balance(), prefix) })
+}
+
+// ours lists every route and rule carrying uplinkd's protocol, one per
+// line, sorted (rules of equal priority keep insertion order in the kernel).
+func (r *rig) ours() string {
+	var lines []string
+	routes := r.ip(lab.Router, "-o", "route", "show", "table", "all", "proto", "201")
+	for _, l := range strings.Split(routes, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	for _, l := range strings.Split(r.ip(lab.Router, "rule"), "\n") {
+		if strings.Contains(l, "proto 201") {
+			lines = append(lines, l)
+		}
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
