@@ -103,10 +103,23 @@ func kernel() string {
 }
 
 // routerWatch receives the router namespace's link and route events in the
-// test process and timestamps them on arrival.
+// test process; a goroutine per stream stamps each on arrival, so a reader
+// that falls behind does not distort the figures.
 type routerWatch struct {
-	links  chan netlink.LinkUpdate
-	routes chan netlink.RouteUpdate
+	links  chan stamped[netlink.LinkUpdate]
+	routes chan stamped[netlink.RouteUpdate]
+}
+
+type stamped[T any] struct {
+	at time.Time
+	u  T
+}
+
+func stamp[T any](in <-chan T, out chan<- stamped[T]) {
+	for u := range in {
+		out <- stamped[T]{time.Now(), u}
+	}
+	close(out)
 }
 
 func watchRouter(t *testing.T, r *rig) *routerWatch {
@@ -117,14 +130,23 @@ func watchRouter(t *testing.T, r *rig) *routerWatch {
 	}
 	t.Cleanup(func() { ns.Close() })
 	done := make(chan struct{})
-	t.Cleanup(func() { close(done) })
-	w := &routerWatch{links: make(chan netlink.LinkUpdate, 1024), routes: make(chan netlink.RouteUpdate, 1024)}
-	if err := netlink.LinkSubscribeWithOptions(w.links, done, netlink.LinkSubscribeOptions{Namespace: &ns}); err != nil {
+	links, routes := make(chan netlink.LinkUpdate, 1024), make(chan netlink.RouteUpdate, 1024)
+	w := &routerWatch{links: make(chan stamped[netlink.LinkUpdate], 1024), routes: make(chan stamped[netlink.RouteUpdate], 1024)}
+	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{Namespace: &ns}); err != nil {
 		t.Fatal(err)
 	}
-	if err := netlink.RouteSubscribeWithOptions(w.routes, done, netlink.RouteSubscribeOptions{Namespace: &ns}); err != nil {
+	if err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{Namespace: &ns}); err != nil {
 		t.Fatal(err)
 	}
+	go stamp(links, w.links)
+	go stamp(routes, w.routes)
+	t.Cleanup(func() {
+		close(done)
+		for range w.links {
+		}
+		for range w.routes {
+		}
+	})
 	return w
 }
 
@@ -144,9 +166,9 @@ func (w *routerWatch) waitLink(t *testing.T, name string, carrier bool) time.Tim
 	timeout := time.After(5 * time.Second)
 	for {
 		select {
-		case u := <-w.links:
-			if u.Link.Attrs().Name == name && (u.IfInfomsg.Flags&unix.IFF_LOWER_UP != 0) == carrier {
-				return time.Now()
+		case s := <-w.links:
+			if s.u.Link.Attrs().Name == name && (s.u.IfInfomsg.Flags&unix.IFF_LOWER_UP != 0) == carrier {
+				return s.at
 			}
 		case <-timeout:
 			t.Fatalf("no link event for %s carrier=%v", name, carrier)
@@ -159,9 +181,9 @@ func (w *routerWatch) waitBalance(t *testing.T, match func(netlink.Route) bool) 
 	timeout := time.After(10 * time.Second)
 	for {
 		select {
-		case u := <-w.routes:
-			if u.Type == unix.RTM_NEWROUTE && u.Route.Table == 250 && match(u.Route) {
-				return time.Now()
+		case s := <-w.routes:
+			if s.u.Type == unix.RTM_NEWROUTE && s.u.Route.Table == 250 && match(s.u.Route) {
+				return s.at
 			}
 		case <-timeout:
 			t.Fatal("no balance route update")
