@@ -3,8 +3,10 @@ package netops
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
 )
 
 var (
@@ -148,3 +150,19 @@ func TestStrings(t *testing.T) {
 		t.Fatalf("(-want +got):\n%s", diff)
 	}
 }
+
+func TestReconcileMeasuresItself(t *testing.T) {
+	res, err := (&Reconciler{K: slowKernel{}, Protocol: 201}).Reconcile(Desired{})
+	if err != nil || res.Took < time.Millisecond {
+		t.Fatalf("Took = %v (err %v), want the time spent listing (>= 1ms)", res.Took, err)
+	}
+}
+
+// slowKernel is an empty kernel whose listings take a millisecond.
+type slowKernel struct{ Kernel }
+
+func (slowKernel) RouteListFiltered(int, *netlink.Route, uint64) ([]netlink.Route, error) {
+	time.Sleep(time.Millisecond)
+	return nil, nil
+}
+func (slowKernel) RuleList(int) ([]netlink.Rule, error) { return nil, nil }

@@ -44,9 +44,8 @@ func (r Result) Changes() int { return len(r.Added) + len(r.Removed) }
 // rules and routes. Objects that are already gone are not an error. On error
 // the returned Result still lists what was done; a later call finishes the
 // job.
-func (r *Reconciler) Reconcile(d Desired) (Result, error) {
+func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 	start := time.Now()
-	var res Result
 	defer func() { res.Took = time.Since(start) }()
 
 	routes, err := r.K.RouteListFiltered(netlink.FAMILY_V4,

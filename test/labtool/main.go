@@ -22,6 +22,7 @@ type command struct {
 // commands is the subcommand table; each command lives in its own file.
 // `labtool demo` (the `make demo` driver) adds its entry here.
 var commands = map[string]command{
+	"demo":    {"run uplinkd in a lab, break and repair its uplinks, show the failovers (root)", runDemo},
 	"udpsink": {"receive udpsend datagrams; on SIGTERM/SIGINT write a JSON report", runSink},
 	"udpsend": {"send sequence-numbered, timestamped UDP datagrams from a fixed port", runSend},
 }
