@@ -50,7 +50,8 @@ type uplink struct {
 
 // New returns a daemon for cfg logging to log.
 func New(cfg *config.Config, log *slog.Logger) *Daemon {
-	d := &Daemon{cfg: cfg, log: log, results: make(chan probe.Result, 64)}
+	d := &Daemon{cfg: cfg, log: log, results: make(chan probe.Result, 64), retry: time.NewTimer(time.Hour)}
+	d.retry.Stop()
 	now := time.Now()
 	for _, u := range cfg.Uplinks {
 		d.uplinks = append(d.uplinks, &uplink{cfg: u, m: fsm.New(u.Name, d.fsmParams(u), now)})
@@ -93,8 +94,6 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		}
 	}()
 
-	d.retry = time.NewTimer(time.Hour)
-	d.retry.Stop()
 	defer d.shutdown()
 
 	for {
@@ -438,9 +437,7 @@ func (d *Daemon) shutdown() {
 			u.prober = nil
 		}
 	}
-	if d.retry != nil {
-		d.retry.Stop()
-	}
+	d.retry.Stop()
 	if d.rec == nil {
 		return
 	}
