@@ -278,3 +278,6 @@ func (s *Server) send(c *net.UnixConn, resp response) bool {
 	_, err = c.Write(append(b, '\n'))
 	return err == nil
 }
+
+// Close closes the socket of a server that is not serving.
+func (s *Server) Close() error { return s.ln.Close() }

@@ -57,9 +57,12 @@ type Uplink struct {
 
 // Probe is what the uplink's health probes saw.
 type Probe struct {
-	Enabled bool     `json:"enabled"` // false: carrier-only mode
-	Running bool     `json:"running"` // a prober is running (the link is usable)
-	Targets []Target `json:"targets"`
+	Enabled bool `json:"enabled"` // false: carrier-only mode
+	Running bool `json:"running"` // a prober is running (the link is usable)
+	// Since is when the running prober started; it restarts only when
+	// what it probes changes (interface, address, targets, timing).
+	Since   time.Time `json:"since"`
+	Targets []Target  `json:"targets"`
 	// Rounds and Failed count the probe rounds since the prober started.
 	Rounds uint64 `json:"rounds"`
 	Failed uint64 `json:"failed"`

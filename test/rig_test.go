@@ -76,6 +76,7 @@ type rig struct {
 	dir     string
 	cfgPath string
 	logPath string
+	socket  string // the status socket
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	err     error // cmd.Wait's result, valid once exited is closed
@@ -105,17 +106,36 @@ func newRig(t *testing.T, config string) *rig {
 	})
 	r.cfgPath = filepath.Join(r.dir, "uplinkd.toml")
 	r.logPath = filepath.Join(r.dir, "uplinkd.log")
-	if err := os.WriteFile(r.cfgPath, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	r.socket = filepath.Join(r.dir, "uplinkd.sock")
+	r.writeConfig(config)
 	return r
+}
+
+// writeConfig writes the configuration file, with the status socket in
+// the test's directory (never the host's /run).
+func (r *rig) writeConfig(config string) {
+	r.t.Helper()
+	config += fmt.Sprintf("\n[status]\nsocket = %q\n", r.socket)
+	if err := os.WriteFile(r.cfgPath, []byte(config), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
 }
 
 // start runs uplinkd and waits until its first reconcile is done.
 func (r *rig) start() {
 	r.t.Helper()
+	r.startEnv()
+}
+
+// startEnv is start with extra environment variables ("KEY=VALUE").
+func (r *rig) startEnv(env ...string) {
+	r.t.Helper()
 	mark := r.mark()
-	cmd, err := r.lab.Start(r.ctx, lab.Router, r.logPath, filepath.Join(binDir, "uplinkd"), "run", "--config", r.cfgPath)
+	args := []string{filepath.Join(binDir, "uplinkd"), "run", "--config", r.cfgPath}
+	if len(env) > 0 {
+		args = append(append([]string{"env"}, env...), args...)
+	}
+	cmd, err := r.lab.Start(r.ctx, lab.Router, r.logPath, args...)
 	if err != nil {
 		r.t.Fatal(err)
 	}

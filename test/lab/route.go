@@ -62,10 +62,24 @@ func parseRouteGet(out string) (string, error) {
 // Split asks the router for the route of n UDP flows from HostAddr to
 // Target1 port 9, entering on the LAN link, with the distinct source ports
 // SplitFirstPort..SplitFirstPort+n-1, and counts the flows per output
-// device. All lookups run in one `ip -batch` process.
+// device.
 func (l *Lab) Split(ctx context.Context, n int) (map[string]int, error) {
+	paths, err := l.Paths(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	split := make(map[string]int)
+	for _, dev := range paths {
+		split[dev]++
+	}
+	return split, nil
+}
+
+// Paths is Split flow by flow: the output device of each of the n flows,
+// in source port order. All lookups run in one `ip -batch` process.
+func (l *Lab) Paths(ctx context.Context, n int) ([]string, error) {
 	if n < 1 || SplitFirstPort+n-1 > 65535 {
-		return nil, fmt.Errorf("lab: Split: n=%d out of range 1..%d", n, 65536-SplitFirstPort)
+		return nil, fmt.Errorf("lab: Paths: n=%d out of range 1..%d", n, 65536-SplitFirstPort)
 	}
 	var in strings.Builder
 	for i := range n {
@@ -76,9 +90,8 @@ func (l *Lab) Split(ctx context.Context, n int) (map[string]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	split := make(map[string]int)
+	paths := make([]string, 0, n)
 	sc := bufio.NewScanner(strings.NewReader(out))
-	lines := 0
 	for sc.Scan() {
 		if strings.TrimSpace(sc.Text()) == "" {
 			continue
@@ -87,11 +100,10 @@ func (l *Lab) Split(ctx context.Context, n int) (map[string]int, error) {
 		if err != nil {
 			return nil, err
 		}
-		split[dev]++
-		lines++
+		paths = append(paths, dev)
 	}
-	if lines != n {
-		return nil, fmt.Errorf("lab: Split: %d answers to %d lookups", lines, n)
+	if len(paths) != n {
+		return nil, fmt.Errorf("lab: Paths: %d answers to %d lookups", len(paths), n)
 	}
-	return split, nil
+	return paths, nil
 }

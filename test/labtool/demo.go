@@ -172,7 +172,9 @@ func (d *demo) steps(ctx context.Context) error {
 	}
 	cfgPath := filepath.Join(d.dir, "uplinkd.toml")
 	d.logPath = filepath.Join(d.dir, "uplinkd.log")
-	if err := os.WriteFile(cfgPath, []byte(demoConfig), 0o644); err != nil {
+	// The status socket lives with the log, not in the host's /run.
+	cfg := demoConfig + fmt.Sprintf("[status]\nsocket = %q\n", filepath.Join(d.dir, "uplinkd.sock"))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
 	}
 	// Created here so that the follower can open it before uplinkd writes.
