@@ -24,6 +24,7 @@ type pendingReload struct {
 // configuration.
 func (d *Daemon) reload(reply chan<- status.Reply) {
 	start := time.Now()
+	d.burstStart = start
 	d.notify(d.opts.Notify.Reloading())
 	d.changed = true
 	cfg, err := config.Load(d.opts.ConfigPath)

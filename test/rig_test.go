@@ -124,17 +124,21 @@ func (r *rig) writeConfig(config string) {
 // start runs uplinkd and waits until its first reconcile is done.
 func (r *rig) start() {
 	r.t.Helper()
-	r.startEnv()
+	r.startWith()
 }
 
 // startEnv is start with extra environment variables ("KEY=VALUE").
 func (r *rig) startEnv(env ...string) {
 	r.t.Helper()
+	r.startWith(append([]string{"env"}, env...)...)
+}
+
+// startWith is start through a wrapper: the command prefix, which runs
+// the rest of its arguments.
+func (r *rig) startWith(prefix ...string) {
+	r.t.Helper()
 	mark := r.mark()
-	args := []string{filepath.Join(binDir, "uplinkd"), "run", "--config", r.cfgPath}
-	if len(env) > 0 {
-		args = append(append([]string{"env"}, env...), args...)
-	}
+	args := append(prefix, filepath.Join(binDir, "uplinkd"), "run", "--config", r.cfgPath)
 	cmd, err := r.lab.Start(r.ctx, lab.Router, r.logPath, args...)
 	if err != nil {
 		r.t.Fatal(err)
