@@ -61,7 +61,7 @@ type Probe struct {
 	Running bool `json:"running"` // a prober is running (the link is usable)
 	// Since is when the running prober started; it restarts only when
 	// what it probes changes (interface, address, targets, timing).
-	Since   time.Time `json:"since"`
+	Since   time.Time `json:"since,omitzero"`
 	Targets []Target  `json:"targets"`
 	// Rounds and Failed count the probe rounds since the prober started.
 	Rounds uint64 `json:"rounds"`
@@ -88,7 +88,7 @@ type Reconcile struct {
 	Runs     uint64    `json:"runs"`
 	Changes  uint64    `json:"changes"` // routes and rules written or removed
 	Errors   uint64    `json:"errors"`  // runs that failed (and were retried)
-	Last     time.Time `json:"last"`
+	Last     time.Time `json:"last,omitzero"`
 	LastTook float64   `json:"last_took_ms"`
 	LastErr  string    `json:"last_error"`
 }

@@ -246,7 +246,23 @@ func (d *demo) steps(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := d.showStatus(ctx); err != nil {
+		return err
+	}
 	return d.stop(ctx, len(steps)+1)
+}
+
+// showStatus prints what `uplinkd status` says now.
+func (d *demo) showStatus(ctx context.Context) error {
+	out, err := exec.CommandContext(ctx, d.bin, "status", "--socket", filepath.Join(d.dir, "uplinkd.sock")).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("uplinkd status: %w\n%s", err, out)
+	}
+	d.printf("\n%s\n", d.style.bold("uplinkd status"))
+	for _, l := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		d.printf("      %s\n", l)
+	}
+	return nil
 }
 
 // step is one fault (or repair) and the transition it must cause.
