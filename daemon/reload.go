@@ -133,16 +133,13 @@ func (d *Daemon) apply(cfg *config.Config) []string {
 // human-readable item per changed setting, in file order.
 func describe(old, cfg *config.Config) []string {
 	var out []string
-	chg := func(key string, a, b any) {
+	note := func(suffix, key string, a, b any) {
 		if as, bs := fmt.Sprint(a), fmt.Sprint(b); as != bs {
-			out = append(out, fmt.Sprintf("%s: %s -> %s", key, as, bs))
+			out = append(out, fmt.Sprintf("%s: %s -> %s%s", key, as, bs, suffix))
 		}
 	}
-	restart := func(key string, a, b any) {
-		if as, bs := fmt.Sprint(a), fmt.Sprint(b); as != bs {
-			out = append(out, fmt.Sprintf("%s: %s -> %s (takes effect on restart)", key, as, bs))
-		}
-	}
+	chg := func(key string, a, b any) { note("", key, a, b) }
+	restart := func(key string, a, b any) { note(" (takes effect on restart)", key, a, b) }
 	or, nr := old.Routing, cfg.Routing
 	chg("routing.lan_interfaces", or.LANInterfaces, nr.LANInterfaces)
 	chg("routing.balance_table", or.BalanceTable, nr.BalanceTable)

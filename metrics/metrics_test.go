@@ -12,31 +12,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/uplinkd/uplinkd/test/testutil"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// Scrape fetches url and parses the Prometheus text format.
-func Scrape(t *testing.T, client *http.Client, url string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := client.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse %s: %v", url, err)
-	}
-	return fams
-}
 
 // values maps the label values of each series of family name to its
 // value (counter, gauge) or sample count (histogram).
@@ -51,14 +31,7 @@ func values(fams map[string]*dto.MetricFamily, name string) map[string]float64 {
 		for _, l := range m.GetLabel() {
 			key += l.GetName() + "=" + l.GetValue() + " "
 		}
-		switch {
-		case m.Counter != nil:
-			out[key] = m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			out[key] = m.GetGauge().GetValue()
-		case m.Histogram != nil:
-			out[key] = float64(m.GetHistogram().GetSampleCount())
-		}
+		out[key] = testutil.Value(m)
 	}
 	return out
 }
@@ -91,7 +64,7 @@ func TestEndpoint(t *testing.T) {
 	go func() { done <- srv.Serve(ctx) }()
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
-	fams := Scrape(t, client, "http://"+srv.Addr().String()+"/metrics")
+	fams := testutil.Scrape(t, client, "http://"+srv.Addr().String()+"/metrics")
 
 	want := map[string]map[string]float64{
 		"uplinkd_info": {"balancer=multipath version=v1 ": 1},
@@ -135,7 +108,7 @@ func TestEndpoint(t *testing.T) {
 
 	// A removed uplink's series go away.
 	m.Forget("isp2")
-	fams = Scrape(t, client, "http://"+srv.Addr().String()+"/metrics")
+	fams = testutil.Scrape(t, client, "http://"+srv.Addr().String()+"/metrics")
 	for _, name := range []string{"uplinkd_uplink_state", "uplinkd_uplink_in_balance", "uplinkd_probe_rounds_total", "uplinkd_probe_rtt_seconds"} {
 		for key := range values(fams, name) {
 			if strings.Contains(key, "uplink=isp2 ") {

@@ -20,15 +20,24 @@ const maxLine = 16 << 20
 
 // Get asks the daemon at socket for a snapshot.
 func Get(ctx context.Context, socket string) (*Snapshot, error) {
-	var snap *Snapshot
-	err := exchange(ctx, socket, "status", func(r response) (bool, error) {
-		if r.Status == nil {
-			return false, errors.New("status: response without a snapshot")
+	return single(ctx, socket, "status", func(r response) *Snapshot { return r.Status })
+}
+
+// Reload asks the daemon to re-read its configuration.
+func Reload(ctx context.Context, socket string) (*ReloadResult, error) {
+	return single(ctx, socket, "reload", func(r response) *ReloadResult { return r.Reload })
+}
+
+// single sends op and returns the part of the one response pick takes.
+func single[T any](ctx context.Context, socket, op string, pick func(response) *T) (*T, error) {
+	var v *T
+	err := exchange(ctx, socket, op, func(r response) (bool, error) {
+		if v = pick(r); v == nil {
+			return false, fmt.Errorf("%s: response without a result", op)
 		}
-		snap = r.Status
 		return false, nil
 	})
-	return snap, err
+	return v, err
 }
 
 // Watch calls fn with a snapshot now and after every change, until ctx is
@@ -44,19 +53,6 @@ func Watch(ctx context.Context, socket string, fn func(*Snapshot) error) error {
 		return nil
 	}
 	return err
-}
-
-// Reload asks the daemon to re-read its configuration.
-func Reload(ctx context.Context, socket string) (*ReloadResult, error) {
-	var res *ReloadResult
-	err := exchange(ctx, socket, "reload", func(r response) (bool, error) {
-		if r.Reload == nil {
-			return false, errors.New("reload: response without a result")
-		}
-		res = r.Reload
-		return false, nil
-	})
-	return res, err
 }
 
 // exchange sends op and passes each response to fn while it returns true.

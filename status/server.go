@@ -185,22 +185,17 @@ func (s *Server) handle(ctx context.Context, c *net.UnixConn) {
 		return
 	}
 	switch req.Op {
-	case "status":
-		rep, err := s.ask(ctx, Request{Op: OpStatus}, loopTimeout)
+	case "status", "reload":
+		op := OpStatus
+		if req.Op == "reload" {
+			op = OpReload // reading and applying a file is quick, as a snapshot is
+		}
+		rep, err := s.ask(ctx, Request{Op: op}, loopTimeout)
 		if err != nil {
 			s.send(c, response{Error: err.Error()})
 			return
 		}
-		s.send(c, response{Status: rep.Snapshot})
-	case "reload":
-		// Reading and applying a configuration is quick; the timeout is
-		// the loop's, as for status.
-		rep, err := s.ask(ctx, Request{Op: OpReload}, loopTimeout)
-		if err != nil {
-			s.send(c, response{Error: err.Error()})
-			return
-		}
-		s.send(c, response{Reload: rep.Reload})
+		s.send(c, response{Status: rep.Snapshot, Reload: rep.Reload})
 	case "watch":
 		// The client only reads from now on: its end of file means it
 		// has gone.

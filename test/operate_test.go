@@ -22,10 +22,9 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/uplinkd/uplinkd/status"
 	"github.com/uplinkd/uplinkd/test/lab"
+	"github.com/uplinkd/uplinkd/test/testutil"
 	"github.com/vishvananda/netns"
 )
 
@@ -382,7 +381,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	r.waitState("isp2", "active", 5*time.Second)
 	client := r.routerHTTP()
 	url := "http://127.0.0.1:9273/metrics"
-	m := scrape(t, client, url)
+	m := testutil.Scrape(t, client, url)
 	for _, uplink := range []string{"isp1", "isp2"} {
 		for _, st := range []string{"down", "probing", "degraded", "active"} {
 			want := 0.0
@@ -419,7 +418,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitState("isp2", "down", 5*time.Second)
-	m = scrape(t, client, url)
+	m = testutil.Scrape(t, client, url)
 	if v := value(t, m, "uplinkd_uplink_state", "uplink", "isp2", "state", "down"); v != 1 {
 		t.Errorf("isp2 down gauge %v", v)
 	}
@@ -467,24 +466,6 @@ func (r *rig) routerHTTP() *http.Client {
 	return client
 }
 
-func scrape(t *testing.T, client *http.Client, url string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := client.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse %s: %v", url, err)
-	}
-	return fams
-}
-
 // value returns the value of the series of family name with the given
 // label pairs (a histogram's sample count); it fails when there is none.
 func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
@@ -502,14 +483,7 @@ next:
 				continue next
 			}
 		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue()
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount())
-		}
+		return testutil.Value(m)
 	}
 	t.Fatalf("no series %s%v", name, labels)
 	return 0
