@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -155,7 +156,7 @@ func (r *Runner) exec(j Job) {
 	ctx, cancel := context.WithTimeout(context.Background(), j.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, j.Argv[0], j.Argv[1:]...)
-	cmd.Env = append(os.Environ(), j.Event.Env()...)
+	cmd.Env = append(environ(), j.Event.Env()...)
 	cmd.Dir = "/"
 	// Its own process group, so that the timeout kills whatever it
 	// started too.
@@ -189,6 +190,13 @@ func (r *Runner) exec(j Job) {
 		}
 	}
 	r.failed.Add(1)
+}
+
+// environ is the daemon's environment without UPLINKD_ variables: a hook
+// sees only those of its own transition.
+func environ() []string {
+	env := os.Environ()
+	return slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "UPLINKD_") })
 }
 
 // exitStatus describes how a process ended: "exit 3" or "signal killed".

@@ -104,7 +104,9 @@ func TestEnvironmentAndArguments(t *testing.T) {
 	hook := script(t, dir, "hook", `
 { env | grep '^UPLINKD_' | sort; printf 'arg=%s\n' "$@"; pwd; } > "$0.tmp" && mv "$0.tmp" "$OUT"
 `)
-	t.Setenv("OUT", out) // the daemon's environment is passed on
+	t.Setenv("OUT", out)                // the daemon's environment is passed on
+	t.Setenv("UPLINKD_UPLINK", "stale") // but not its own UPLINKD_ variables
+	t.Setenv("UPLINKD_REQUIRE_PRIV", "1")
 	r, _ := start(t, 1, 8)
 	if !r.Enqueue(Job{Hook: "on_transition", Argv: []string{hook, "a b", "$HOME", "*"}, Event: event, Timeout: 5 * time.Second}) {
 		t.Fatal("Enqueue refused a job on an empty queue")

@@ -167,8 +167,8 @@ timeout = "3s"
 			t.Fatalf("hang (pid %d) ended before the daemon reacted; the test shows nothing", pid)
 		}
 	}
-	if s := r.status(); s.Hooks.Running != 1 {
-		t.Errorf("status shows %d hooks running, want the hanging one", s.Hooks.Running)
+	if s := r.status(); s.Hooks.Running < 1 {
+		t.Errorf("status shows %d hooks running, want at least the hanging one", s.Hooks.Running)
 	}
 	line := r.waitLog(mark, regexp.MustCompile(`msg="hook killed at its timeout, with its process group" hook=on_down`), 10*time.Second)
 	if !strings.Contains(line, "timeout=3s") {
