@@ -113,6 +113,7 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) *Daemon {
 		results:  make(chan probe.Result, 64),
 		requests: make(chan status.Request),
 		retry:    time.NewTimer(time.Hour),
+		version:  1, // a status request After 0 is answered at once
 		started:  time.Now(),
 		loaded:   time.Now(),
 	}

@@ -63,7 +63,8 @@ type Probe struct {
 	// what it probes changes (interface, address, targets, timing).
 	Since   time.Time `json:"since,omitzero"`
 	Targets []Target  `json:"targets"`
-	// Rounds and Failed count the probe rounds since the prober started.
+	// Rounds and Failed count the probe rounds since the uplink was
+	// configured (at start, or by the reload that added it).
 	Rounds uint64 `json:"rounds"`
 	Failed uint64 `json:"failed"`
 	// LastRTT is the fastest reply of the last good round.

@@ -276,6 +276,18 @@ func TestStatusCommand(t *testing.T) {
 	slices.Sort(took)
 	t.Logf("status request round trip over 50 requests: median %v, max %v", took[25].Round(time.Microsecond), took[49].Round(time.Microsecond))
 
+	// A second uplinkd with the same socket refuses to start, before it
+	// touches anything.
+	ours := r.ours()
+	out, err := r.lab.Exec(r.ctx, lab.Router, filepath.Join(binDir, "uplinkd"), "run", "--config", r.cfgPath)
+	if err == nil || !strings.Contains(out, "another uplinkd is running") {
+		t.Errorf("second uplinkd: %v\n%s", err, out)
+	}
+	if got := r.ours(); got != ours {
+		t.Errorf("the second uplinkd changed the routing:\n%s\nbefore:\n%s", got, ours)
+	}
+	r.status() // the first one still answers
+
 	if code := r.stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/uplinkd/uplinkd/config"
 	"golang.org/x/sys/unix"
 )
 
@@ -111,5 +114,28 @@ func TestIsTerminal(t *testing.T) {
 	}
 	if isTerminal(&bytes.Buffer{}) {
 		t.Error("a buffer is a terminal")
+	}
+}
+
+func TestLogger(t *testing.T) {
+	var b bytes.Buffer
+	log, level := newLogger(config.Log{Level: slog.LevelWarn, Format: "json"}, &b)
+	log.Info("hidden")
+	log.Warn("shown", "uplink", "isp1")
+	level.Set(slog.LevelDebug) // as a reload does
+	log.Debug("now shown")
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("logged %q, want the warning and the debug line", lines)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil || rec["msg"] != "shown" || rec["uplink"] != "isp1" {
+		t.Errorf("JSON line %q: %v", lines[0], err)
+	}
+	b.Reset()
+	log, _ = newLogger(config.Log{Level: slog.LevelInfo, Format: "text"}, &b)
+	log.Info("hello", "uplink", "isp2")
+	if !strings.Contains(b.String(), "level=INFO msg=hello uplink=isp2") {
+		t.Errorf("text line %q", b.String())
 	}
 }
