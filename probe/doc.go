@@ -4,17 +4,26 @@
 // (SO_BINDTODEVICE) and source address, so its echoes follow the uplink's own
 // routing table (`from <source> lookup <table>`) and leave through that uplink
 // even while the uplink is not part of the balance. Every Interval it starts a
-// round: one echo request to each target. A round is good as soon as one
-// target answers within Timeout, bad when Timeout passes without an answer,
-// and bad at once (with Err set) when no echo could be sent at all.
+// round: one echo request to each target, in parallel, each carrying the
+// round number. A round is good as soon as Reliability targets have answered
+// within Timeout, bad when Timeout passes first, and bad at once (with Err
+// set) when fewer than Reliability echoes could be sent.
+//
+// Every target also has a sliding window of its last Window probes: loss,
+// mean RTT and jitter (mean difference of consecutive RTTs). A reply after
+// the timeout is late: its probe stays lost and is tallied as late; a reply
+// that arrives twice is a duplicate and counts once. Each Result carries a
+// snapshot of these statistics per target and for the uplink, which is as
+// good as its Reliability-th best target.
 //
 // Results are delivered on a channel in round order, tagged with the uplink
 // name and the generation the daemon gave the prober, so the daemon's event
 // loop can drop results of a prober it has already replaced. The package
-// decides nothing about uplink state; counting rounds into state changes is
-// the fsm package's job.
+// decides nothing about uplink state; turning rounds and statistics into
+// state changes is the fsm package's job.
 //
 // The code is split so the logic is testable without root: icmp.go builds
-// and parses packets, rounds.go is the pure per-round bookkeeping driven by
-// an explicit clock, and prober.go holds the socket and goroutines.
+// and parses packets, stats.go and rounds.go are the pure statistics and
+// per-round bookkeeping driven by an explicit clock, and prober.go holds the
+// socket and goroutines.
 package probe

@@ -22,23 +22,37 @@ type Config struct {
 	Source            netip.Addr // bind() source address
 	Targets           []netip.Addr
 	Interval, Timeout time.Duration
-	Gen               uint64 // echoed in results so the daemon can drop stale results
+	// Reliability is how many targets must answer for a good round:
+	// 1 to len(Targets); 0 means 1.
+	Reliability int
+	// Window is how many probes per target the statistics cover; at
+	// least 1.
+	Window int
+	Gen    uint64 // echoed in results so the daemon can drop stale results
 }
 
 // Result is the outcome of one probe round. Round numbers start at 1 and
 // increase by one per round started. A round is delivered as soon as it is
-// decided, so Replies counts the replies taken in by then: usually 1 for a
-// good round. Err is only set on a failed round: at once when no echo could
-// be sent, or at the timeout when some echoes could not be sent and none of
-// the others was answered.
+// decided, so Replies counts the replies taken in by then: usually
+// Reliability for a good round. Err is only set on a failed round: at once
+// when fewer than Reliability echoes could be sent, or at the timeout when
+// some echoes could not be sent and too few of the others were answered.
+//
+// Targets and Stats are the statistics over the last Window probes at the
+// time of delivery; they lag the round itself by up to Timeout, since a
+// probe counts once it is answered or timed out.
 type Result struct {
 	Uplink  string
 	Gen     uint64
 	Round   uint64
-	Good    bool          // at least one target answered within Timeout
+	Good    bool          // at least Reliability targets answered within Timeout
 	Replies int           // number of targets that answered
 	RTT     time.Duration // fastest reply of the round (0 if none)
 	Err     error         // send error, if any (round counts as failed)
+	// Stats rates the uplink: for loss, RTT and jitter each, the
+	// Reliability-th best value among its targets.
+	Stats   Stats
+	Targets []TargetStats // in the order of Config.Targets, duplicates removed
 }
 
 // A Prober runs probe rounds for one uplink until Stop.
@@ -140,6 +154,8 @@ func validate(cfg Config, out chan<- Result) ([]netip.Addr, error) {
 		return nil, fmt.Errorf("timeout %v is not positive", cfg.Timeout)
 	case len(cfg.Targets) == 0:
 		return nil, errors.New("no targets")
+	case cfg.Window < 1:
+		return nil, fmt.Errorf("window %d is not positive", cfg.Window)
 	}
 	var targets []netip.Addr
 	seen := make(map[netip.Addr]bool)
@@ -152,6 +168,9 @@ func validate(cfg Config, out chan<- Result) ([]netip.Addr, error) {
 			seen[t] = true
 			targets = append(targets, t)
 		}
+	}
+	if cfg.Reliability < 0 || cfg.Reliability > len(targets) {
+		return nil, fmt.Errorf("reliability %d: want 1 to %d, the number of targets", cfg.Reliability, len(targets))
 	}
 	return targets, nil
 }
@@ -212,7 +231,12 @@ func (p *Prober) setup(fd int) error {
 // replies and deadlines to the tracker and delivers results in order.
 func (p *Prober) run() {
 	defer close(p.runDone)
-	tr := newTracker(p.cfg.Timeout, Result{Uplink: p.cfg.Uplink, Gen: p.cfg.Gen})
+	tr := newTracker(trackerConfig{
+		Timeout:     p.cfg.Timeout,
+		Reliability: p.cfg.Reliability,
+		Window:      p.cfg.Window,
+		Targets:     p.targets,
+	}, Result{Uplink: p.cfg.Uplink, Gen: p.cfg.Gen})
 	tick := time.NewTicker(p.cfg.Interval)
 	defer tick.Stop()
 	expiry := time.NewTimer(time.Hour)

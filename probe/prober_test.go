@@ -19,7 +19,7 @@ var (
 func TestStartValidates(t *testing.T) {
 	ok := Config{
 		Uplink: "isp1", Interface: "eth1", Source: source,
-		Targets: []netip.Addr{target1}, Interval: time.Second, Timeout: time.Second,
+		Targets: []netip.Addr{target1}, Interval: time.Second, Timeout: time.Second, Window: 10,
 	}
 	out := make(chan Result)
 	tests := []struct {
@@ -35,6 +35,8 @@ func TestStartValidates(t *testing.T) {
 		{"no targets", func(c *Config) { c.Targets = nil }, out, "no targets"},
 		{"IPv6 target", func(c *Config) { c.Targets = []netip.Addr{netip.MustParseAddr("2001:db8::1")} }, out, "target"},
 		{"zero interval", func(c *Config) { c.Interval = 0 }, out, "interval"},
+		{"zero window", func(c *Config) { c.Window = 0 }, out, "window"},
+		{"reliability above the targets", func(c *Config) { c.Reliability = 2 }, out, "reliability"},
 		{"negative timeout", func(c *Config) { c.Timeout = -time.Second }, out, "timeout"},
 	}
 	for _, tt := range tests {
@@ -57,7 +59,7 @@ func TestValidateDeduplicatesTargets(t *testing.T) {
 	cfg := Config{
 		Interface: "eth1", Source: netip.MustParseAddr("::ffff:198.51.100.2"),
 		Targets:  []netip.Addr{target1, netip.MustParseAddr("::ffff:198.18.0.1"), target2},
-		Interval: time.Second, Timeout: time.Second,
+		Interval: time.Second, Timeout: time.Second, Window: 10,
 	}
 	got, err := validate(cfg, make(chan Result))
 	if err != nil {
@@ -123,7 +125,7 @@ func TestProberGoodBadGood(t *testing.T) {
 	out := make(chan Result, 16)
 	cfg := Config{
 		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1},
-		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Gen: 7,
+		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Window: 10, Gen: 7,
 	}
 	p := startIn(t, l.r, cfg, out)
 	c := &collector{t: t, cfg: cfg, out: out}
@@ -165,7 +167,7 @@ func TestProberSendError(t *testing.T) {
 	out := make(chan Result, 16)
 	cfg := Config{
 		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1, target2},
-		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond,
+		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Window: 10,
 	}
 	startIn(t, l.r, cfg, out)
 	c := &collector{t: t, cfg: cfg, out: out}
@@ -190,7 +192,7 @@ func TestProberStartErrorNamesInterface(t *testing.T) {
 	l := newLab(t)
 	cfg := Config{
 		Uplink: "isp1", Interface: "nope0", Source: source, Targets: []netip.Addr{target1},
-		Interval: time.Second, Timeout: time.Second,
+		Interval: time.Second, Timeout: time.Second, Window: 10,
 	}
 	_, err := startInErr(t, l.r, cfg, make(chan Result))
 	if err == nil || !strings.Contains(err.Error(), "nope0") {
@@ -211,7 +213,9 @@ func TestProberDuplicateAndLateReplies(t *testing.T) {
 	out := make(chan Result, 16)
 	cfg := Config{
 		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1},
-		Interval: 25 * time.Millisecond, Timeout: 200 * time.Millisecond,
+		// The window reaches back past the rounds whose late replies
+		// are still on their way.
+		Interval: 25 * time.Millisecond, Timeout: 200 * time.Millisecond, Window: 30,
 	}
 	// Even rounds get three copies of the reply at once; odd rounds get one
 	// copy, twice the timeout late.
@@ -224,7 +228,8 @@ func TestProberDuplicateAndLateReplies(t *testing.T) {
 	})
 	startIn(t, l.r, cfg, out)
 	c := &collector{t: t, cfg: cfg, out: out}
-	for range 20 {
+	var last Result
+	for range 60 {
 		r := c.next()
 		if want := r.Round%2 == 0; r.Good != want {
 			t.Errorf("round %d: Good = %v, want %v", r.Round, r.Good, want)
@@ -232,6 +237,56 @@ func TestProberDuplicateAndLateReplies(t *testing.T) {
 		if r.Good && r.Replies != 1 {
 			t.Errorf("round %d: Replies = %d from one target answering three times", r.Round, r.Replies)
 		}
+		last = r
+	}
+	// Late replies stay lost and are tallied as late; the extra copies
+	// are duplicates.
+	s := last.Targets[0]
+	if s.Target != target1 || s.Probes != cfg.Window || s.Lost == 0 || s.Late == 0 || s.Late > s.Lost || s.Duplicates == 0 {
+		t.Errorf("statistics %+v: want a full window with lost probes, some of them late, and duplicates", s)
+	}
+	if s.RTT <= 0 || s.RTT >= cfg.Timeout {
+		t.Errorf("RTT %v: late replies must not count", s.RTT)
+	}
+}
+
+// With reliability 2, a round passes only when both targets answer; the
+// statistics show which target loses probes.
+func TestProberReliability(t *testing.T) {
+	l := newLab(t)
+	l.sysctl(l.i, "net.ipv4.icmp_echo_ignore_all=1")
+	out := make(chan Result, 16)
+	cfg := Config{
+		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1, target2},
+		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Window: 10, Reliability: 2,
+	}
+	l.respond(t, target1, func(echo) []time.Duration { return []time.Duration{0} })
+	l.respond(t, target2, func(e echo) []time.Duration {
+		if _, n, _ := parsePayload(e.Payload); n%2 == 0 {
+			return []time.Duration{0}
+		}
+		return nil
+	})
+	startIn(t, l.r, cfg, out)
+	c := &collector{t: t, cfg: cfg, out: out}
+	var last Result
+	for range 30 {
+		r := c.next()
+		wantReplies := 1
+		if r.Round%2 == 0 {
+			wantReplies = 2
+		}
+		if r.Good != (wantReplies == 2) || r.Replies != wantReplies {
+			t.Errorf("round %d: Good %v with %d replies, want %d replies", r.Round, r.Good, r.Replies, wantReplies)
+		}
+		last = r
+	}
+	t1, t2 := last.Targets[0], last.Targets[1]
+	if t1.Target != target1 || t1.Lost != 0 || t2.Target != target2 || t2.Lost == 0 {
+		t.Errorf("targets %+v: want target 1 without loss, target 2 with", last.Targets)
+	}
+	if last.Stats.Loss != t2.Loss {
+		t.Errorf("uplink loss %v, want the second best target's, %v", last.Stats.Loss, t2.Loss)
 	}
 }
 
@@ -240,7 +295,7 @@ func TestTwoProbersKeepTheirReplies(t *testing.T) {
 	l.sysctl(l.i, "net.ipv4.icmp_echo_ignore_all=1")
 	cfg := Config{
 		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1},
-		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond,
+		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Window: 10,
 	}
 	outA, outB := make(chan Result, 16), make(chan Result, 16)
 	a := startIn(t, l.r, cfg, outA)
@@ -273,7 +328,7 @@ func TestStopWithBlockedReader(t *testing.T) {
 	out := make(chan Result) // unbuffered, and read only once
 	cfg := Config{
 		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1},
-		Interval: 5 * time.Millisecond, Timeout: 50 * time.Millisecond,
+		Interval: 5 * time.Millisecond, Timeout: 50 * time.Millisecond, Window: 10,
 	}
 	p := startIn(t, l.r, cfg, out)
 	(&collector{t: t, cfg: cfg, out: out}).next()

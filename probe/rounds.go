@@ -2,6 +2,7 @@ package probe
 
 import (
 	"errors"
+	"net/netip"
 	"time"
 )
 
@@ -11,60 +12,111 @@ type send struct {
 	Err error     // why it was not
 }
 
-// round is one started, not yet delivered round.
+// echoState is what is known about one round's echo to one target.
+type echoState uint8
+
+const (
+	waiting  echoState = iota // sent, no reply yet, deadline not passed
+	unsent                    // the send failed
+	answered                  // a reply came in time
+	timedOut                  // the deadline passed first
+)
+
+// round is one started round that is not yet both delivered and closed
+// (every echo answered or timed out).
 type round struct {
-	n        uint64
-	deadline time.Time   // replies must arrive before it
-	sentAt   []time.Time // per target; zero: the echo was not sent
-	replied  []bool      // per target: its reply has been counted
-	sendErr  error       // joined send errors, reported if the round fails
-	decided  bool
-	res      Result
+	n         uint64
+	deadline  time.Time   // replies must arrive before it
+	sentAt    []time.Time // per target; zero: the echo was not sent
+	state     []echoState // per target
+	open      int         // echoes still waiting
+	sendErr   error       // joined send errors, reported if the round fails
+	decided   bool
+	delivered bool
+	res       Result
 }
 
 // tracker is the pure bookkeeping behind a Prober: it turns started rounds,
 // replies and the passing of time into Results, delivered strictly in round
-// order. It never reads a clock; every method takes the time it should act
-// at, so tests drive it with a fake clock. It is not safe for concurrent use:
-// one goroutine owns it.
+// order, and keeps each target's window of outcomes. It never reads a
+// clock; every method takes the time it should act at, so tests drive it
+// with a fake clock. It is not safe for concurrent use: one goroutine owns
+// it.
+//
+// A round is decided good as soon as reliability targets have answered,
+// and bad when its deadline passes first, or at once when fewer than
+// reliability echoes could be sent. A round stays known after it is
+// delivered until each of its echoes is answered or timed out, so that
+// every target's outcome reaches its statistics.
 type tracker struct {
-	timeout time.Duration
-	base    Result   // Uplink and Gen, copied into every Result
-	rounds  []*round // undelivered rounds, ascending by number
+	timeout     time.Duration
+	reliability int
+	base        Result // Uplink and Gen, copied into every Result
+	targets     []netip.Addr
+	windows     []*window // per target
+	rounds      []*round  // ascending by number (and so by deadline)
 }
 
-func newTracker(timeout time.Duration, base Result) *tracker {
-	return &tracker{timeout: timeout, base: base}
+// trackerConfig says how a tracker judges rounds.
+type trackerConfig struct {
+	Timeout     time.Duration
+	Reliability int // targets that must answer for a good round; at least 1
+	Window      int // probes per target in the statistics
+	Targets     []netip.Addr
+}
+
+func newTracker(c trackerConfig, base Result) *tracker {
+	t := &tracker{
+		timeout:     c.Timeout,
+		reliability: max(c.Reliability, 1),
+		base:        base,
+		targets:     c.Targets,
+	}
+	for range c.Targets {
+		t.windows = append(t.windows, newWindow(c.Window))
+	}
+	return t
 }
 
 // start records round n, started at now, with the outcome of the send to
 // each target (sends is indexed by target). Round numbers must increase from
-// call to call. A round in which no echo could be sent is decided bad at
-// once, with the send errors in Err.
+// call to call. A round in which fewer than reliability echoes could be sent
+// is decided bad at once, with the send errors in Err; an echo that could
+// not be sent counts as lost in its target's statistics.
 func (t *tracker) start(n uint64, now time.Time, sends []send) {
 	r := &round{
 		n:        n,
 		deadline: now.Add(t.timeout),
-		sentAt:   make([]time.Time, len(sends)),
-		replied:  make([]bool, len(sends)),
+		sentAt:   make([]time.Time, len(t.targets)),
+		state:    make([]echoState, len(t.targets)),
 	}
 	var errs []error
-	sent := 0
-	for i, s := range sends {
+	for i := range t.targets {
+		var s send
+		if i < len(sends) {
+			s = sends[i]
+		}
 		if s.Err != nil || s.At.IsZero() {
 			if s.Err != nil {
 				errs = append(errs, s.Err)
 			}
+			r.state[i] = unsent
+			t.windows[i].add(outcome{round: n, lost: true})
 			continue
 		}
 		r.sentAt[i] = s.At
-		sent++
+		r.open++
 	}
 	r.sendErr = errors.Join(errs...)
-	if sent == 0 {
+	if r.open < t.reliability {
 		err := r.sendErr
 		if err == nil {
 			err = errors.New("no echo sent")
+		}
+		if r.open > 0 {
+			// Some echoes left: the round cannot pass, but their
+			// answers still belong in the statistics.
+			err = errors.Join(err, errors.New("too few echoes sent for the reliability rule"))
 		}
 		t.decide(r, false, err)
 	}
@@ -72,50 +124,100 @@ func (t *tracker) start(n uint64, now time.Time, sends []send) {
 }
 
 // reply records that target answered round n at time at, and reports
-// whether the reply counted. It does not count when the round is unknown or
-// already delivered, the echo to that target was never sent, the target's
-// reply was already counted (a duplicate), or the reply came at or after the
-// round's deadline (late). The first counted reply decides the round good;
-// replies counted after that, while the round still waits for an earlier
-// one to be delivered, raise Replies and may lower RTT.
+// whether the reply counted as an answer. It does not count when the echo
+// to that target was never sent, when the target's reply was already
+// counted (a duplicate, tallied in Duplicates), or when it came at or after
+// the round's deadline (late: the probe stays lost and is tallied in Late).
+// Replies to rounds already forgotten are classified from the target's
+// window the same way. Counted replies that arrive before the round is
+// delivered raise Replies and may lower RTT; the reliability-th one decides
+// the round good.
 func (t *tracker) reply(n uint64, target int, at time.Time) bool {
+	if target < 0 || target >= len(t.targets) {
+		return false
+	}
 	r := t.find(n)
-	if r == nil || target < 0 || target >= len(r.sentAt) {
+	if r == nil {
+		t.stale(n, target)
 		return false
 	}
-	if r.sentAt[target].IsZero() || r.replied[target] || !at.Before(r.deadline) {
+	switch r.state[target] {
+	case unsent:
+		return false
+	case answered:
+		t.windows[target].duplicates++
+		return false
+	case timedOut:
+		t.stale(n, target)
 		return false
 	}
-	if r.decided && !r.res.Good {
+	if !at.Before(r.deadline) {
+		t.timeOut(r, target, true)
 		return false
 	}
-	r.replied[target] = true
+	r.state[target] = answered
+	r.open--
 	rtt := at.Sub(r.sentAt[target])
-	if !r.decided {
-		t.decide(r, true, nil)
-		r.res.RTT = rtt
-	} else if rtt < r.res.RTT {
+	t.windows[target].add(outcome{round: n, rtt: rtt})
+	if r.delivered {
+		return true
+	}
+	if r.res.Replies == 0 || rtt < r.res.RTT {
 		r.res.RTT = rtt
 	}
 	r.res.Replies++
+	if !r.decided && r.res.Replies >= t.reliability {
+		t.decide(r, true, nil)
+	}
 	return true
 }
 
-// expire decides bad every undecided round whose deadline is not after now.
-func (t *tracker) expire(now time.Time) {
-	for _, r := range t.rounds {
-		if !r.decided && !now.Before(r.deadline) {
-			t.decide(r, false, r.sendErr)
-		}
+// stale classifies a reply to an echo that is no longer waiting: the
+// first reply to a lost probe is late, anything more is a duplicate.
+// Replies to probes that have left the window are ignored.
+func (t *tracker) stale(n uint64, target int) {
+	w := t.windows[target]
+	o := w.find(n)
+	switch {
+	case o == nil:
+	case o.lost && !o.late:
+		o.late = true
+	default:
+		w.duplicates++
 	}
 }
 
-// next returns the time at which expire has work to do: the deadline of the
-// oldest undecided round. Deadlines grow with round numbers, so it is also
-// the earliest one.
+// timeOut closes target's echo of round r as lost.
+func (t *tracker) timeOut(r *round, target int, late bool) {
+	r.state[target] = timedOut
+	r.open--
+	t.windows[target].add(outcome{round: r.n, lost: true, late: late})
+}
+
+// expire times out every echo whose deadline is not after now and decides
+// bad every undecided round among them.
+func (t *tracker) expire(now time.Time) {
+	for _, r := range t.rounds {
+		if now.Before(r.deadline) {
+			break // deadlines grow with round numbers
+		}
+		for i, s := range r.state {
+			if s == waiting {
+				t.timeOut(r, i, false)
+			}
+		}
+		if !r.decided {
+			t.decide(r, false, r.sendErr)
+		}
+	}
+	t.forget()
+}
+
+// next returns the time at which expire has work to do: the deadline of
+// the oldest round that is undecided or has echoes waiting.
 func (t *tracker) next() (time.Time, bool) {
 	for _, r := range t.rounds {
-		if !r.decided {
+		if !r.decided || r.open > 0 {
 			return r.deadline, true
 		}
 	}
@@ -123,27 +225,71 @@ func (t *tracker) next() (time.Time, bool) {
 }
 
 // head returns the result that is due for delivery: that of the oldest
-// undelivered round, once it is decided. A decided round behind an undecided
-// one waits, so results leave in round order.
+// undelivered round, once it is decided, with the statistics as they are
+// now. A decided round behind an undecided one waits, so results leave in
+// round order.
 func (t *tracker) head() (Result, bool) {
-	if len(t.rounds) == 0 || !t.rounds[0].decided {
-		return Result{}, false
+	for _, r := range t.rounds {
+		if r.delivered {
+			continue
+		}
+		if !r.decided {
+			return Result{}, false
+		}
+		res := r.res
+		res.Targets = t.targetStats()
+		res.Stats = uplinkStats(res.Targets, t.reliability)
+		return res, true
 	}
-	return t.rounds[0].res, true
+	return Result{}, false
 }
 
-// pop forgets the round head returned, after it has been delivered. Replies
-// for it no longer count.
+// pop marks the round head returned as delivered. Its replies still reach
+// the statistics, but no longer its Result.
 func (t *tracker) pop() {
-	if len(t.rounds) == 0 || !t.rounds[0].decided {
+	for _, r := range t.rounds {
+		if r.delivered {
+			continue
+		}
+		if r.decided {
+			r.delivered = true
+			t.forget()
+		}
 		return
 	}
-	t.rounds[0] = nil
-	t.rounds = t.rounds[1:]
 }
 
 // pending is the number of started rounds not yet delivered.
-func (t *tracker) pending() int { return len(t.rounds) }
+func (t *tracker) pending() int {
+	n := 0
+	for _, r := range t.rounds {
+		if !r.delivered {
+			n++
+		}
+	}
+	return n
+}
+
+// targetStats returns every target's statistics, in target order.
+func (t *tracker) targetStats() []TargetStats {
+	out := make([]TargetStats, len(t.targets))
+	for i, w := range t.windows {
+		out[i] = TargetStats{Target: t.targets[i], Stats: w.stats(), Duplicates: w.duplicates}
+	}
+	return out
+}
+
+// forget drops the rounds that are delivered and closed.
+func (t *tracker) forget() {
+	keep := t.rounds[:0]
+	for _, r := range t.rounds {
+		if !r.delivered || r.open > 0 {
+			keep = append(keep, r)
+		}
+	}
+	clear(t.rounds[len(keep):])
+	t.rounds = keep
+}
 
 func (t *tracker) find(n uint64) *round {
 	for _, r := range t.rounds {
@@ -155,9 +301,11 @@ func (t *tracker) find(n uint64) *round {
 }
 
 func (t *tracker) decide(r *round, good bool, err error) {
+	replies, rtt := r.res.Replies, r.res.RTT
 	r.decided = true
 	r.res = t.base
 	r.res.Round = r.n
 	r.res.Good = good
 	r.res.Err = err
+	r.res.Replies, r.res.RTT = replies, rtt
 }

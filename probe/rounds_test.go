@@ -3,10 +3,12 @@ package probe
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"golang.org/x/sys/unix"
 )
 
@@ -64,9 +66,10 @@ func TestTracker(t *testing.T) {
 	}
 
 	tests := []struct {
-		name string
-		ops  []op
-		want delivery
+		name        string
+		reliability int // 0: 1
+		ops         []op
+		want        delivery
 	}{
 		{
 			name: "first reply decides good",
@@ -197,6 +200,46 @@ func TestTracker(t *testing.T) {
 			want: delivery{5: {good(1, 1, 320), good(2, 2, 30)}},
 		},
 		{
+			name:        "reliability 2: good on the second answer",
+			reliability: 2,
+			ops: []op{
+				start(1, ms(0), sent(ms(0)), sent(ms(0))),
+				counted(1, 1, ms(30)),
+				counted(1, 0, ms(40)),
+			},
+			want: delivery{2: {good(1, 2, 30)}},
+		},
+		{
+			name:        "reliability 2: one answer is a bad round",
+			reliability: 2,
+			ops: []op{
+				start(1, ms(0), sent(ms(0)), sent(ms(0))),
+				counted(1, 1, ms(30)),
+				expire(ms(500)),
+			},
+			want: delivery{2: {{Uplink: "isp1", Gen: 3, Round: 1, Replies: 1, RTT: 30 * time.Millisecond}}},
+		},
+		{
+			name:        "reliability 2: a failed send fails the round at once",
+			reliability: 2,
+			ops: []op{
+				start(1, ms(0), sent(ms(0)), failed(errDown)),
+				counted(1, 0, ms(30)), // for the statistics
+			},
+			want: delivery{0: {bad(1, errors.Join(errDown, errors.New("too few echoes sent for the reliability rule")))}},
+		},
+		{
+			name: "an answer after delivery counts, but not in the delivered result",
+			ops: []op{
+				start(1, ms(0), sent(ms(0)), sent(ms(0))),
+				counted(1, 0, ms(10)),
+				counted(1, 1, ms(20)),
+				ignored(1, 1, ms(21)),
+				expire(ms(500)),
+			},
+			want: delivery{1: {good(1, 1, 10)}},
+		},
+		{
 			name: "unknown round and target are ignored",
 			ops: []op{
 				start(1, ms(0), sent(ms(0))),
@@ -222,7 +265,13 @@ func TestTracker(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tr := newTracker(timeout, Result{Uplink: "isp1", Gen: 3})
+			targets := 0
+			for _, o := range tt.ops {
+				targets = max(targets, len(o.sends))
+			}
+			tr := newTracker(trackerConfig{
+				Timeout: timeout, Reliability: tt.reliability, Window: 10, Targets: someTargets(targets),
+			}, Result{Uplink: "isp1", Gen: 3})
 			got := delivery{}
 			for i, o := range tt.ops {
 				switch o.kind {
@@ -245,7 +294,7 @@ func TestTracker(t *testing.T) {
 					got[i] = append(got[i], r)
 				}
 			}
-			if diff := cmp.Diff(tt.want, got, equateErrorText); diff != "" {
+			if diff := cmp.Diff(tt.want, got, equateErrorText, ignoreStats); diff != "" {
 				t.Errorf("delivered results by op (-want +got):\n%s", diff)
 			}
 			if tr.pending() != 0 {
@@ -257,8 +306,21 @@ func TestTracker(t *testing.T) {
 	}
 }
 
+// ignoreStats leaves the statistics out of Result comparisons; they have
+// tests of their own.
+var ignoreStats = cmpopts.IgnoreFields(Result{}, "Stats", "Targets")
+
+// someTargets returns n distinct target addresses.
+func someTargets(n int) []netip.Addr {
+	out := make([]netip.Addr, n)
+	for i := range out {
+		out[i] = netip.AddrFrom4([4]byte{198, 18, 0, byte(i + 1)})
+	}
+	return out
+}
+
 func TestTrackerDeadlines(t *testing.T) {
-	tr := newTracker(100*time.Millisecond, Result{})
+	tr := newTracker(trackerConfig{Timeout: 100 * time.Millisecond, Window: 10, Targets: someTargets(1)}, Result{})
 	if _, ok := tr.next(); ok {
 		t.Error("empty tracker has a deadline")
 	}
@@ -276,6 +338,10 @@ func TestTrackerDeadlines(t *testing.T) {
 	if d, ok := tr.next(); !ok || !d.Equal(ms(150)) {
 		t.Errorf("next = %v, %v; want 150ms", d.Sub(t0), ok)
 	}
+	tr.expire(ms(100))
+	if d, ok := tr.next(); !ok || !d.Equal(ms(150)) {
+		t.Errorf("next = %v, %v; want 150ms: round 1 is closed", d.Sub(t0), ok)
+	}
 	tr.expire(ms(150))
 	if _, ok := tr.next(); ok {
 		t.Error("all rounds decided but a deadline remains")
@@ -287,7 +353,7 @@ func TestTrackerDeadlines(t *testing.T) {
 
 func TestTrackerNoEchoSent(t *testing.T) {
 	// A round with no target (or no outcome) must not wait forever.
-	tr := newTracker(time.Second, Result{})
+	tr := newTracker(trackerConfig{Timeout: time.Second, Window: 10}, Result{})
 	tr.start(1, ms(0), nil)
 	r, ok := tr.head()
 	if !ok || r.Good || r.Err == nil {
