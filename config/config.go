@@ -53,16 +53,46 @@ type Routing struct {
 	Hash string
 }
 
-// Probe is the [probe] table: how the health of uplinks is checked.
+// Probe is the [probe] table: how the health of uplinks is checked and
+// judged.
 type Probe struct {
-	// Targets answer ICMP echo through every uplink. Nil: carrier-only
-	// mode, an uplink whose link is usable is active.
-	Targets   []netip.Addr
+	// Targets answer ICMP echo through every uplink. Nil: no targets; an
+	// uplink is then probed at its gateway (Gateway) or in carrier-only
+	// mode, active whenever its link is usable.
+	Targets []netip.Addr
+	// Gateway probes an uplink's own gateway when it has no targets.
+	Gateway   bool
 	Interval  time.Duration // between probe rounds
 	Timeout   time.Duration // for the replies of one round
 	DownAfter int           // failed rounds that take an active uplink out of the balance
 	UpAfter   int           // good rounds that put an uplink into the balance
+	// Reliability is how many targets must answer for a good round; an
+	// uplink with fewer targets (its gateway alone) needs all of them.
+	Reliability int
+	// Window is how many probes per target the loss, RTT and jitter
+	// statistics cover.
+	Window int
+	// DegradedLoss and DegradedRTT (0: off) move an active uplink to
+	// degraded; it is active again at or below RecoverLoss and RecoverRTT.
+	// Losses are percentages, 0 to 100.
+	DegradedLoss, RecoverLoss float64
+	DegradedRTT, RecoverRTT   time.Duration
+	// DegradedPolicy: "standby" (degraded uplinks carry traffic only when
+	// no uplink is active) or "keep" (they stay in the balance).
+	DegradedPolicy string
+	// Flap damping: from the FlapLimit-th flap (0: off) of a series of
+	// flaps less than FlapWindow apart, an uplink is held out of the
+	// balance for FlapHold, doubled per further flap, at most FlapHoldMax.
+	FlapLimit             int
+	FlapWindow            time.Duration
+	FlapHold, FlapHoldMax time.Duration
 }
+
+// Degraded policies.
+const (
+	DegradedStandby = "standby"
+	DegradedKeep    = "keep"
+)
 
 // Uplink is one [[uplink]] table.
 type Uplink struct {
@@ -72,8 +102,10 @@ type Uplink struct {
 	Weight    int        // share of new flows in the balance, 1..256
 	Table     int        // routing table of this uplink alone; unique
 	// ProbeTargets replaces Probe.Targets for this uplink when not nil.
-	// Empty and not nil: carrier-only mode for this uplink.
+	// Empty and not nil: no targets for this uplink.
 	ProbeTargets []netip.Addr
+	// ProbeGateway replaces Probe.Gateway for this uplink when not nil.
+	ProbeGateway *bool
 }
 
 // Hooks is the [hooks] table: programs run on state transitions. Each
@@ -113,12 +145,31 @@ type Log struct {
 }
 
 // TargetsFor returns the probe targets of u: its own when it has any list,
-// even an empty one, else those of [probe].
+// even an empty one, else those of [probe]; when that leaves none and
+// gateway probing is on for u, its gateway. Empty: carrier-only mode.
 func (c *Config) TargetsFor(u Uplink) []netip.Addr {
+	targets := c.Probe.Targets
 	if u.ProbeTargets != nil {
-		return u.ProbeTargets
+		targets = u.ProbeTargets
 	}
-	return c.Probe.Targets
+	if len(targets) > 0 {
+		return targets
+	}
+	gw := c.Probe.Gateway
+	if u.ProbeGateway != nil {
+		gw = *u.ProbeGateway
+	}
+	if gw && u.Gateway.IsValid() {
+		return []netip.Addr{u.Gateway}
+	}
+	return targets
+}
+
+// ReliabilityFor returns how many of u's targets must answer for a good
+// round: [probe] reliability, or all of them when u has fewer (as when
+// only its gateway is probed).
+func (c *Config) ReliabilityFor(u Uplink) int {
+	return max(1, min(c.Probe.Reliability, len(c.TargetsFor(u))))
 }
 
 // Defaults for keys left out of the file.
@@ -127,10 +178,21 @@ const (
 	defaultRulePriority  = 10000
 	defaultRouteProtocol = 201
 	defaultHash          = "l4"
-	defaultInterval      = 250 * time.Millisecond
+	defaultInterval      = 200 * time.Millisecond
 	defaultTimeout       = 500 * time.Millisecond
 	defaultDownAfter     = 4
 	defaultUpAfter       = 4
+	defaultReliability   = 1
+	defaultWindow        = 50
+	defaultDegradedLoss  = 30 // percent
+	defaultRecoverLoss   = 10 // percent
+	defaultDegradedRTT   = 300 * time.Millisecond
+	defaultRecoverRTT    = 200 * time.Millisecond
+	defaultPolicy        = DegradedStandby
+	defaultFlapLimit     = 3
+	defaultFlapWindow    = 60 * time.Second
+	defaultFlapHold      = 30 * time.Second
+	defaultFlapHoldMax   = 10 * time.Minute
 	defaultWeight        = 1
 	defaultHookTimeout   = 10 * time.Second
 	defaultMaxRunning    = 4
@@ -208,11 +270,23 @@ type rawRouting struct {
 }
 
 type rawProbe struct {
-	Targets   opt[[]string] `toml:"targets"`
-	Interval  opt[string]   `toml:"interval"`
-	Timeout   opt[string]   `toml:"timeout"`
-	DownAfter opt[int64]    `toml:"down_after"`
-	UpAfter   opt[int64]    `toml:"up_after"`
+	Targets        opt[[]string] `toml:"targets"`
+	Gateway        opt[bool]     `toml:"gateway"`
+	Interval       opt[string]   `toml:"interval"`
+	Timeout        opt[string]   `toml:"timeout"`
+	DownAfter      opt[int64]    `toml:"down_after"`
+	UpAfter        opt[int64]    `toml:"up_after"`
+	Reliability    opt[int64]    `toml:"reliability"`
+	Window         opt[int64]    `toml:"window"`
+	DegradedLoss   opt[float64]  `toml:"degraded_loss"`
+	RecoverLoss    opt[float64]  `toml:"recover_loss"`
+	DegradedRTT    opt[string]   `toml:"degraded_rtt"`
+	RecoverRTT     opt[string]   `toml:"recover_rtt"`
+	DegradedPolicy opt[string]   `toml:"degraded_policy"`
+	FlapLimit      opt[int64]    `toml:"flap_limit"`
+	FlapWindow     opt[string]   `toml:"flap_window"`
+	FlapHold       opt[string]   `toml:"flap_hold"`
+	FlapHoldMax    opt[string]   `toml:"flap_hold_max"`
 }
 
 type rawUplink struct {
@@ -222,6 +296,7 @@ type rawUplink struct {
 	Weight       opt[int64]    `toml:"weight"`
 	Table        opt[int64]    `toml:"table"`
 	ProbeTargets opt[[]string] `toml:"probe_targets"`
+	ProbeGateway opt[bool]     `toml:"probe_gateway"`
 }
 
 type rawHooks struct {
@@ -273,7 +348,7 @@ func tomlKeys(t reflect.Type) []string {
 }
 
 // opt is one setting as found in the file.
-type opt[T string | int64 | []string] struct {
+type opt[T string | int64 | float64 | bool | []string] struct {
 	val T
 	set bool // the key is in the file
 	// bad describes the value when it has the wrong TOML type, e.g.
@@ -294,6 +369,20 @@ func (o *opt[T]) UnmarshalTOML(data any) error {
 	case *int64:
 		if n, ok := data.(int64); ok {
 			*v = n
+			return nil
+		}
+	case *float64: // a number: 2.5 or 30
+		switch n := data.(type) {
+		case float64:
+			*v = n
+			return nil
+		case int64:
+			*v = float64(n)
+			return nil
+		}
+	case *bool:
+		if b, ok := data.(bool); ok {
+			*v = b
 			return nil
 		}
 	case *[]string:

@@ -83,10 +83,20 @@ func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 func defaults() Config {
 	return Config{
 		Routing: Routing{BalanceTable: 250, RulePriority: 10000, RouteProtocol: 201, Hash: "l4"},
-		Probe:   Probe{Interval: 250 * time.Millisecond, Timeout: 500 * time.Millisecond, DownAfter: 4, UpAfter: 4},
+		Probe:   defaultProbe(),
 		Hooks:   Hooks{Timeout: 10 * time.Second, MaxRunning: 4},
 		Status:  Status{Socket: "/run/uplinkd/uplinkd.sock"},
 		Log:     Log{Level: slog.LevelInfo, Format: "text"},
+	}
+}
+
+func defaultProbe() Probe {
+	return Probe{
+		Interval: 200 * time.Millisecond, Timeout: 500 * time.Millisecond, DownAfter: 4, UpAfter: 4,
+		Reliability: 1, Window: 50,
+		DegradedLoss: 30, RecoverLoss: 10, DegradedRTT: 300 * time.Millisecond, RecoverRTT: 200 * time.Millisecond,
+		DegradedPolicy: "standby",
+		FlapLimit:      3, FlapWindow: time.Minute, FlapHold: 30 * time.Second, FlapHoldMax: 10 * time.Minute,
 	}
 }
 
@@ -112,13 +122,11 @@ func TestReference(t *testing.T) {
 			RouteProtocol: 201,
 			Hash:          "l4",
 		},
-		Probe: Probe{
-			Targets:   []netip.Addr{addr("198.18.0.1")},
-			Interval:  250 * time.Millisecond,
-			Timeout:   500 * time.Millisecond,
-			DownAfter: 4,
-			UpAfter:   4,
-		},
+		Probe: func() Probe {
+			p := defaultProbe()
+			p.Targets = []netip.Addr{addr("198.18.0.1"), addr("198.18.0.2")}
+			return p
+		}(),
 		Uplinks: []Uplink{
 			{Name: "isp1", Interface: "eth1", Gateway: addr("198.51.100.1"), Weight: 1, Table: 100},
 			{Name: "isp2", Interface: "eth2", Gateway: addr("203.0.113.1"), Weight: 3, Table: 200},
@@ -193,10 +201,10 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 	for _, keys := range schema {
 		n += len(keys)
 	}
-	// 7 tables at the top level, 16 keys in [routing], [probe] and
+	// 7 tables at the top level, 29 keys in [routing], [probe] and
 	// [[uplink]], 11 in [hooks], [status], [metrics] and [log].
-	if n != 7+16+11 {
-		t.Errorf("schema has %d keys, want %d: %v", n, 7+16+11, schema)
+	if n != 7+29+11 {
+		t.Errorf("schema has %d keys, want %d: %v", n, 7+29+11, schema)
 	}
 }
 
@@ -233,6 +241,18 @@ func TestLimitsAccepted(t *testing.T) {
 		`timeout = "10s"`,
 		`down_after = 1`,
 		`up_after = 1`,
+		`gateway = true`,
+		`reliability = 1`,
+		`window = 10000`,
+		`degraded_loss = 100`,
+		`recover_loss = 0`,
+		`degraded_rtt = "9.999s"`,
+		`recover_rtt = "0s"`,
+		`degraded_policy = "keep"`,
+		`flap_limit = 0`,
+		`flap_window = "1ms"`,
+		`flap_hold = "1h"`,
+		`flap_hold_max = "1h"`,
 		`[hooks]`,
 		`on_transition = ["/x", "", "--flag"]`,
 		`on_down = []`,
@@ -266,7 +286,11 @@ func TestLimitsAccepted(t *testing.T) {
 	got := mustParse(t, doc)
 	want := &Config{
 		Routing: Routing{BalanceTable: 1, RulePriority: 32755, RouteProtocol: 255, Hash: "l3"},
-		Probe:   Probe{Interval: 10 * time.Millisecond, Timeout: 10 * time.Second, DownAfter: 1, UpAfter: 1},
+		Probe: Probe{
+			Gateway: true, Interval: 10 * time.Millisecond, Timeout: 10 * time.Second, DownAfter: 1, UpAfter: 1,
+			Reliability: 1, Window: 10000, DegradedLoss: 100, RecoverLoss: 0, DegradedRTT: 9999 * time.Millisecond,
+			DegradedPolicy: "keep", FlapWindow: time.Millisecond, FlapHold: time.Hour, FlapHoldMax: time.Hour,
+		},
 		Uplinks: []Uplink{
 			{Name: strings.Repeat("a", 32), Interface: strings.Repeat("b", 15), Gateway: addr("192.0.2.1"), Weight: 256, Table: wantTable},
 			{Name: "A-z_0.9", Interface: "wan.7@x", Gateway: addr("169.254.0.1"), Weight: 1, Table: 2},
@@ -334,6 +358,47 @@ func TestTargetsFor(t *testing.T) {
 	c = mustParse(t, file(isp1))
 	if got := c.TargetsFor(c.Uplinks[0]); len(got) != 0 {
 		t.Errorf("TargetsFor without any targets = %v, want none", got)
+	}
+}
+
+func TestGatewayProbing(t *testing.T) {
+	doc := file(
+		`[probe]`,
+		`gateway = true`,
+		`reliability = 2`,
+		isp1, // no targets: its gateway
+		isp2,
+		`probe_gateway = false`, // carrier-only
+		`[[uplink]]`,
+		`name = "isp3"`,
+		`interface = "eth3"`,
+		`gateway = "192.0.2.1"`,
+		`table = 300`,
+		`probe_targets = ["198.19.0.1", "198.19.0.2"]`, // targets win
+	)
+	c := mustParse(t, doc)
+	tests := []struct {
+		uplink      int
+		want        []netip.Addr
+		reliability int
+	}{
+		{0, []netip.Addr{addr("198.51.100.1")}, 1},
+		{1, nil, 1},
+		{2, []netip.Addr{addr("198.19.0.1"), addr("198.19.0.2")}, 2},
+	}
+	for _, tt := range tests {
+		u := c.Uplinks[tt.uplink]
+		if diff := cmp.Diff(tt.want, c.TargetsFor(u), addrComparer); diff != "" {
+			t.Errorf("TargetsFor(%s) (-want +got):\n%s", u.Name, diff)
+		}
+		if got := c.ReliabilityFor(u); got != tt.reliability {
+			t.Errorf("ReliabilityFor(%s) = %d, want %d", u.Name, got, tt.reliability)
+		}
+	}
+	// An uplink can ask for gateway probing on its own.
+	c = mustParse(t, file(isp1, `probe_gateway = true`))
+	if got := c.TargetsFor(c.Uplinks[0]); len(got) != 1 || got[0] != addr("198.51.100.1") {
+		t.Errorf("TargetsFor with probe_gateway = true: %v, want the gateway", got)
 	}
 }
 
@@ -495,6 +560,36 @@ func TestProblems(t *testing.T) {
 		// Counters.
 		{"down_after 0", file(`[probe]`, `down_after = 0`, isp1), []problem{{2, "probe.down_after", "at least 1"}}},
 		{"up_after negative", file(`[probe]`, `up_after = -1`, isp1), []problem{{2, "probe.up_after", "at least 1"}}},
+		{"window 0", file(`[probe]`, `window = 0`, isp1), []problem{{2, "probe.window", "at least 1"}}},
+		{"window too large", file(`[probe]`, `window = 10001`, isp1), []problem{{2, "probe.window", "more than 10000"}}},
+		{"reliability 0", file(`[probe]`, `reliability = 0`, isp1), []problem{{2, "probe.reliability", "at least 1"}}},
+		{"reliability above the targets", file(`[probe]`, `targets = ["198.18.0.1"]`, `reliability = 2`, isp1),
+			[]problem{{3, "probe.reliability", "2 targets must answer, but probe.targets has 1 target"}}},
+		{"reliability above an uplink's targets", file(`[probe]`, `reliability = 2`, isp1, `probe_targets = ["198.18.0.1"]`),
+			[]problem{{8, "uplink[0].probe_targets", "1 target, fewer than the 2 that probe.reliability requires"}}},
+		{"flap_limit negative", file(`[probe]`, `flap_limit = -1`, isp1), []problem{{2, "probe.flap_limit", "out of range"}}},
+
+		// Quality thresholds and damping.
+		{"degraded_loss over 100", file(`[probe]`, `degraded_loss = 100.5`, isp1), []problem{{2, "probe.degraded_loss", "out of range (0 to 100 percent)"}}},
+		{"degraded_loss as string", file(`[probe]`, `degraded_loss = "30%"`, isp1), []problem{{2, "probe.degraded_loss", `expected a percentage such as 30 or 2.5, got string "30%"`}}},
+		{"recover_loss not below", file(`[probe]`, `degraded_loss = 20`, `recover_loss = 20`, isp1),
+			[]problem{{3, "probe.recover_loss", "recover_loss 20% is not below degraded_loss (20%)"}}},
+		{"default recover_loss not below", file(`[probe]`, `degraded_loss = 5`, isp1),
+			[]problem{{2, "probe.degraded_loss", "recover_loss 10% (the default) is not below degraded_loss (5%)"}}},
+		{"degraded_rtt at the timeout", file(`[probe]`, `timeout = "300ms"`, `degraded_rtt = "300ms"`, isp1),
+			[]problem{{3, "probe.degraded_rtt", "not shorter than the timeout"}}},
+		{"default degraded_rtt over a short timeout", file(`[probe]`, `timeout = "250ms"`, isp1),
+			[]problem{{2, "probe.timeout", "degraded_rtt 300ms (the default) is not shorter than the timeout (250ms)"}}},
+		{"recover_rtt not below", file(`[probe]`, `recover_rtt = "300ms"`, isp1),
+			[]problem{{2, "probe.recover_rtt", "not shorter than degraded_rtt"}}},
+		{"degraded_rtt malformed", file(`[probe]`, `degraded_rtt = "slow"`, isp1), []problem{{2, "probe.degraded_rtt", "not a duration"}}},
+		{"degraded_policy unknown", file(`[probe]`, `degraded_policy = "drop"`, isp1),
+			[]problem{{2, "probe.degraded_policy", `"drop": must be "standby" or "keep"`}}},
+		{"flap_hold_max below flap_hold", file(`[probe]`, `flap_hold = "1m"`, `flap_hold_max = "30s"`, isp1),
+			[]problem{{3, "probe.flap_hold_max", "shorter than flap_hold"}}},
+		{"flap_window zero", file(`[probe]`, `flap_window = "0s"`, isp1), []problem{{2, "probe.flap_window", "must be positive"}}},
+		{"gateway as string", file(`[probe]`, `gateway = "yes"`, isp1), []problem{{2, "probe.gateway", `expected true or false, got string "yes"`}}},
+		{"probe_gateway as integer", file(isp1, `probe_gateway = 1`), []problem{{6, "uplink[0].probe_gateway", "expected true or false, got integer 1"}}},
 
 		// [routing] scalars.
 		{"rule_priority 0", file(`[routing]`, `rule_priority = 0`, isp1), []problem{{2, "routing.rule_priority", "out of range (1..32755)"}}},

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +24,8 @@ const (
 	maxProtocol   = 255
 	maxNameLength = 32
 	maxIfnameLen  = 15 // IFNAMSIZ - 1
+	maxWindow     = 10000
+	maxFlapLimit  = 1000
 )
 
 // reservedTables are the kernel's own routing tables.
@@ -181,6 +184,7 @@ func (v *validator) probe(p *rawProbe) Probe {
 	if len(out.Targets) == 0 {
 		out.Targets = nil
 	}
+	out.Gateway, _ = v.boolean("probe.gateway", p.Gateway, false)
 	if d, ok := v.duration("probe.interval", p.Interval, defaultInterval); ok && d < minInterval {
 		v.errorf("probe.interval", "%q is shorter than %v", p.Interval.val, minInterval)
 	} else {
@@ -193,6 +197,59 @@ func (v *validator) probe(p *rawProbe) Probe {
 	}
 	out.DownAfter = v.count("probe.down_after", p.DownAfter, defaultDownAfter)
 	out.UpAfter = v.count("probe.up_after", p.UpAfter, defaultUpAfter)
+	// reliability is checked against the target lists in crossCheck.
+	out.Reliability = v.count("probe.reliability", p.Reliability, defaultReliability)
+	out.Window = v.count("probe.window", p.Window, defaultWindow)
+	if out.Window > maxWindow {
+		v.errorf("probe.window", "%d is more than %d probes", out.Window, maxWindow)
+	}
+
+	var lossOK bool
+	out.DegradedLoss, lossOK = v.percent("probe.degraded_loss", p.DegradedLoss, defaultDegradedLoss)
+	if r, ok := v.percent("probe.recover_loss", p.RecoverLoss, defaultRecoverLoss); ok {
+		out.RecoverLoss = r
+		if lossOK && out.DegradedLoss > 0 && r >= out.DegradedLoss {
+			v.errorf(setOr("probe.recover_loss", p.RecoverLoss.set, "probe.degraded_loss"),
+				"recover_loss %v%%%s is not below degraded_loss (%v%%): an uplink must recover below the loss that degraded it",
+				r, defaultNote(p.RecoverLoss.set), out.DegradedLoss)
+		}
+	}
+	var rttOK bool
+	out.DegradedRTT, rttOK = v.durationOrZero("probe.degraded_rtt", p.DegradedRTT, defaultDegradedRTT)
+	if rttOK && out.Timeout > 0 && out.DegradedRTT >= out.Timeout {
+		v.errorf(setOr("probe.degraded_rtt", p.DegradedRTT.set, "probe.timeout"),
+			"degraded_rtt %v%s is not shorter than the timeout (%v): a slower reply is a loss, so the RTT never gets there; "+
+				`lower it (and recover_rtt), or set it to "0s" to turn it off`, out.DegradedRTT, defaultNote(p.DegradedRTT.set), out.Timeout)
+	}
+	if r, ok := v.durationOrZero("probe.recover_rtt", p.RecoverRTT, defaultRecoverRTT); ok {
+		out.RecoverRTT = r
+		if rttOK && out.DegradedRTT > 0 && r >= out.DegradedRTT {
+			v.errorf(setOr("probe.recover_rtt", p.RecoverRTT.set, "probe.degraded_rtt"),
+				"recover_rtt %v%s is not shorter than degraded_rtt (%v): an uplink must recover below the RTT that degraded it",
+				r, defaultNote(p.RecoverRTT.set), out.DegradedRTT)
+		}
+	}
+	if s, ok := v.str("probe.degraded_policy", p.DegradedPolicy, defaultPolicy); ok {
+		if s != DegradedStandby && s != DegradedKeep {
+			v.errorf("probe.degraded_policy", `%q: must be %q or %q`, s, DegradedStandby, DegradedKeep)
+		}
+		out.DegradedPolicy = s
+	}
+
+	if n, ok := v.integer("probe.flap_limit", p.FlapLimit, defaultFlapLimit); ok {
+		if n < 0 || n > maxFlapLimit {
+			v.errorf("probe.flap_limit", "%d is out of range (0 turns damping off, at most %d)", n, maxFlapLimit)
+		}
+		out.FlapLimit = int(n)
+	}
+	out.FlapWindow, _ = v.duration("probe.flap_window", p.FlapWindow, defaultFlapWindow)
+	out.FlapHold, _ = v.duration("probe.flap_hold", p.FlapHold, defaultFlapHold)
+	if d, ok := v.duration("probe.flap_hold_max", p.FlapHoldMax, defaultFlapHoldMax); ok {
+		if out.FlapHold > 0 && d < out.FlapHold {
+			v.errorf("probe.flap_hold_max", "%v is shorter than flap_hold (%v)", d, out.FlapHold)
+		}
+		out.FlapHoldMax = d
+	}
 	return out
 }
 
@@ -231,6 +288,11 @@ func (v *validator) uplink(path string, r *rawUplink) Uplink {
 	}
 	if r.ProbeTargets.set {
 		out.ProbeTargets = v.targets(path+".probe_targets", r.ProbeTargets)
+	}
+	if r.ProbeGateway.set {
+		if b, ok := v.boolean(path+".probe_gateway", r.ProbeGateway, false); ok {
+			out.ProbeGateway = &b
+		}
 	}
 	return out
 }
@@ -276,6 +338,8 @@ func (v *validator) crossCheck(cfg *Config, raw *rawConfig) {
 		}
 	}
 
+	v.reliability(cfg, raw)
+
 	const lan = "routing.lan_interfaces"
 	lanNames := v.stringList(lan, raw.Routing.LANInterfaces)
 	seen := make(map[string]bool)
@@ -303,6 +367,35 @@ func (v *validator) crossCheck(cfg *Config, raw *rawConfig) {
 	}
 }
 
+// reliability checks that every explicit target list has at least
+// reliability targets; an uplink probed at its gateway alone needs just it.
+func (v *validator) reliability(cfg *Config, raw *rawConfig) {
+	n := cfg.Probe.Reliability
+	if n <= 1 || raw.Probe.Reliability.bad != "" {
+		return
+	}
+	globalUsed := false
+	for i, u := range cfg.Uplinks {
+		if u.ProbeTargets == nil {
+			globalUsed = true
+			continue
+		}
+		if k := len(u.ProbeTargets); k > 0 && k < n {
+			v.errorf(indexPath("uplink", i)+".probe_targets", "%s, fewer than the %d that probe.reliability requires to answer", targetCount(k), n)
+		}
+	}
+	if k := len(cfg.Probe.Targets); globalUsed && k > 0 && k < n {
+		v.errorf("probe.reliability", "%d targets must answer, but probe.targets has %s", n, targetCount(k))
+	}
+}
+
+func targetCount(n int) string {
+	if n == 1 {
+		return "1 target"
+	}
+	return strconv.Itoa(n) + " targets"
+}
+
 // integer returns the value of an integer setting, or def when it is
 // absent; ok is false when the value has the wrong type (already reported).
 func (v *validator) integer(path string, o opt[int64], def int64) (n int64, ok bool) {
@@ -323,6 +416,32 @@ func (v *validator) count(path string, o opt[int64], def int64) int {
 		v.errorf(path, "%d: must be at least 1", n)
 	}
 	return int(n)
+}
+
+func (v *validator) boolean(path string, o opt[bool], def bool) (bool, bool) {
+	switch {
+	case !o.set:
+		return def, true
+	case o.bad != "":
+		v.errorf(path, "expected true or false, got %s", o.bad)
+		return false, false
+	}
+	return o.val, true
+}
+
+// percent returns a percentage setting, 0 to 100.
+func (v *validator) percent(path string, o opt[float64], def float64) (float64, bool) {
+	switch {
+	case !o.set:
+		return def, true
+	case o.bad != "":
+		v.errorf(path, "expected a percentage such as 30 or 2.5, got %s", o.bad)
+		return 0, false
+	case o.val < 0 || o.val > 100 || math.IsNaN(o.val):
+		v.errorf(path, "%v is out of range (0 to 100 percent)", o.val)
+		return 0, false
+	}
+	return o.val, true
 }
 
 func (v *validator) str(path string, o opt[string], def string) (string, bool) {
@@ -372,6 +491,32 @@ func (v *validator) duration(path string, o opt[string], def time.Duration) (tim
 		return 0, false
 	}
 	return d, true
+}
+
+// setOr names the key a problem belongs to: key when the file sets it,
+// else other, the setting that made key's default wrong.
+func setOr(key string, set bool, other string) string {
+	if set {
+		return key
+	}
+	return other
+}
+
+func defaultNote(set bool) string {
+	if set {
+		return ""
+	}
+	return " (the default)"
+}
+
+// durationOrZero is duration for a setting that "0s" turns off.
+func (v *validator) durationOrZero(path string, o opt[string], def time.Duration) (time.Duration, bool) {
+	if o.set && o.bad == "" {
+		if d, err := time.ParseDuration(o.val); err == nil && d == 0 {
+			return 0, true
+		}
+	}
+	return v.duration(path, o, def)
 }
 
 // targets returns a list of probe targets. It is not nil when the setting
