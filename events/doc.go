@@ -2,7 +2,7 @@
 // for the daemon loop, and lists links and addresses on demand.
 //
 // A Monitor owns one multicast netlink socket (link, IPv4 address, IPv4 route,
-// IPv4 rule and nexthop groups). Events are hints, not a replicated state: when
+// IPv4 rule, nexthop and neighbour groups). Events are hints, not a replicated state: when
 // the kernel drops notifications because the socket's receive buffer overran
 // (ENOBUFS), the Monitor sends a ResyncEvent and keeps going, and the consumer
 // re-reads everything it cares about. The daemon subscribes first and dumps

@@ -26,7 +26,8 @@ type Monitor struct {
 }
 
 // Subscribe opens a netlink socket in the calling thread's network namespace
-// and joins the link, IPv4 address, IPv4 route, IPv4 rule and nexthop groups
+// and joins the link, IPv4 address, IPv4 route, IPv4 rule, nexthop and
+// neighbour groups
 // before it returns: every change made after Subscribe returns is reported
 // by Run, even if Run starts later (up to the receive buffer).
 func Subscribe() (*Monitor, error) {
@@ -77,6 +78,8 @@ func (m *Monitor) setup(rcvbuf int) error {
 		// Nexthop objects arrived in Linux 5.3; older kernels reject the
 		// group with EINVAL and simply have no nexthops to report.
 		{unix.RTNLGRP_NEXTHOP, "nexthop", true},
+		// Neighbour entries: a gateway that stops answering ARP.
+		{unix.RTNLGRP_NEIGH, "neigh", false},
 	}
 	for _, g := range groups {
 		err := m.conn.JoinGroup(g.id)

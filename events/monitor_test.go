@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os/exec"
 	"slices"
@@ -211,6 +212,52 @@ func TestMonitorNamespace(t *testing.T) {
 			t.Errorf("link deleted early: %+v", le)
 		}
 	}
+}
+
+// A gateway that does not answer ARP: the kernel's neighbour entry becomes
+// FAILED (the kernel does not announce the INCOMPLETE entry that precedes
+// it), and REACHABLE once the gateway answers.
+func TestMonitorNeighbour(t *testing.T) {
+	testutil.RequirePriv(t)
+	id := randomID(t)
+	a, ha := newNS(t, id, "a")
+	b, _ := newNS(t, id, "b")
+	ip(t, "-n", a, "link", "add", "eth2", "type", "veth", "peer", "name", "up0", "netns", b)
+	ip(t, "-n", a, "addr", "add", "203.0.113.2/24", "dev", "eth2")
+	ip(t, "-n", a, "link", "set", "eth2", "up")
+	ip(t, "-n", b, "link", "set", "up0", "up")
+	// One ARP request, 100ms apart: FAILED within a fraction of a second.
+	ip(t, "netns", "exec", a, "sysctl", "-qw", "net.ipv4.neigh.eth2.mcast_solicit=1", "net.ipv4.neigh.eth2.retrans_time_ms=100")
+	m := subscribeIn(t, ha)
+	w := watch(t, m)
+	gw := netip.MustParseAddr("203.0.113.1")
+	send := func() {
+		t.Helper()
+		if err := inNS(ha, func() error {
+			c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(gw, 9)))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.Write([]byte("x"))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send()
+	ev := w.waitMatch(t, "NeighEvent FAILED", func(ev Event) bool {
+		ne, ok := ev.(NeighEvent)
+		return ok && ne.Addr == gw && ne.State == NeighFailed
+	}).(NeighEvent)
+	idx := ev.Index
+	if idx <= 0 || ev.Deleted {
+		t.Fatalf("neighbour event %+v", ev)
+	}
+
+	ip(t, "-n", b, "addr", "add", "203.0.113.1/24", "dev", "up0")
+	send()
+	w.waitFor(t, NeighEvent{Index: idx, Addr: gw, State: NeighReachable})
 }
 
 // TestMonitorResync overruns a deliberately tiny receive buffer and checks

@@ -28,6 +28,8 @@ func parseMessage(m netlink.Message) (Event, error) {
 		return event(parseRule(m))
 	case unix.RTM_NEWNEXTHOP, unix.RTM_DELNEXTHOP:
 		return event(parseNexthop(m))
+	case unix.RTM_NEWNEIGH, unix.RTM_DELNEIGH:
+		return event(parseNeigh(m))
 	}
 	return nil, nil
 }
@@ -235,6 +237,43 @@ func parseNexthop(m netlink.Message) (ev NexthopEvent, ok bool, err error) {
 	}
 	if ev.ID == 0 {
 		return NexthopEvent{}, false, errors.New("nexthop: no NHA_ID")
+	}
+	return ev, true, nil
+}
+
+// parseNeigh decodes RTM_NEWNEIGH/RTM_DELNEIGH; ok is false for entries
+// that are not IPv4 neighbours (IPv6, bridge FDB entries).
+func parseNeigh(m netlink.Message) (ev NeighEvent, ok bool, err error) {
+	// struct ndmsg: family u8, pad u8, pad u16, ifindex i32, state u16,
+	// flags u8, type u8.
+	b := m.Data
+	if len(b) < unix.SizeofNdMsg {
+		return NeighEvent{}, false, fmt.Errorf("neigh: %w", errShort)
+	}
+	if b[0] != unix.AF_INET {
+		return NeighEvent{}, false, nil
+	}
+	ev = NeighEvent{
+		Index:   int(int32(binary.NativeEndian.Uint32(b[4:8]))),
+		State:   NeighState(binary.NativeEndian.Uint16(b[8:10])),
+		Deleted: m.Header.Type == unix.RTM_DELNEIGH,
+	}
+	ad, err := netlink.NewAttributeDecoder(b[unix.SizeofNdMsg:])
+	if err != nil {
+		return NeighEvent{}, false, fmt.Errorf("neigh on link %d: %w", ev.Index, err)
+	}
+	for ad.Next() {
+		if ad.Type() == unix.NDA_DST {
+			if ev.Addr, err = ipv4(ad.Bytes()); err != nil {
+				return NeighEvent{}, false, fmt.Errorf("neigh on link %d: %w", ev.Index, err)
+			}
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return NeighEvent{}, false, fmt.Errorf("neigh on link %d: %w", ev.Index, err)
+	}
+	if !ev.Addr.IsValid() {
+		return NeighEvent{}, false, fmt.Errorf("neigh on link %d: no NDA_DST", ev.Index)
 	}
 	return ev, true, nil
 }

@@ -69,7 +69,7 @@ func TestParseMessageCaptured(t *testing.T) {
 		{"rule ipv6 ignored", unix.RTM_NEWRULE, withByte(t, hexRuleNew, 0, unix.AF_INET6), nil},
 		{"nexthop new", unix.RTM_NEWNEXTHOP, hexNexthopNew, NexthopEvent{ID: 42, Protocol: 201}},
 		{"nexthop del", unix.RTM_DELNEXTHOP, hexNexthopDel, NexthopEvent{ID: 42, Protocol: 201, Deleted: true}},
-		{"other type ignored", unix.RTM_NEWNEIGH, hexAddrNew, nil},
+		{"other type ignored", unix.RTM_NEWNDUSEROPT, hexAddrNew, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,6 +136,39 @@ func TestParseMessageSynthetic(t *testing.T) {
 			want: AddrEvent{Addr: Addr{Index: 3, Prefix: netip.MustParsePrefix("192.0.2.9/24")}},
 		},
 		{
+			name: "neighbour failed",
+			typ:  unix.RTM_NEWNEIGH,
+			hex: encode(t, ndmsg(unix.AF_INET, 3, NeighFailed), func(ae *netlink.AttributeEncoder) {
+				ae.Bytes(unix.NDA_DST, []byte{203, 0, 113, 1})
+				ae.Bytes(unix.NDA_LLADDR, []byte{2, 0, 0, 0, 0, 1})
+			}),
+			want: NeighEvent{Index: 3, Addr: netip.MustParseAddr("203.0.113.1"), State: NeighFailed},
+		},
+		{
+			name: "neighbour deleted",
+			typ:  unix.RTM_DELNEIGH,
+			hex: encode(t, ndmsg(unix.AF_INET, 3, NeighStale), func(ae *netlink.AttributeEncoder) {
+				ae.Bytes(unix.NDA_DST, []byte{203, 0, 113, 1})
+			}),
+			want: NeighEvent{Index: 3, Addr: netip.MustParseAddr("203.0.113.1"), State: NeighStale, Deleted: true},
+		},
+		{
+			name: "IPv6 neighbour ignored",
+			typ:  unix.RTM_NEWNEIGH,
+			hex: encode(t, ndmsg(unix.AF_INET6, 3, NeighFailed), func(ae *netlink.AttributeEncoder) {
+				ae.Bytes(unix.NDA_DST, make([]byte, 16))
+			}),
+			want: nil,
+		},
+		{
+			name: "bridge FDB entry ignored",
+			typ:  unix.RTM_NEWNEIGH,
+			hex: encode(t, ndmsg(unix.AF_BRIDGE, 3, NeighReachable), func(ae *netlink.AttributeEncoder) {
+				ae.Bytes(unix.NDA_LLADDR, []byte{2, 0, 0, 0, 0, 1})
+			}),
+			want: nil,
+		},
+		{
 			name: "rule priority 0 has no FRA_PRIORITY",
 			typ:  unix.RTM_NEWRULE,
 			hex: encode(t, []byte{unix.AF_INET, 0, 0, 0, 255, 0, 0, 1, 0, 0, 0, 0}, func(ae *netlink.AttributeEncoder) {
@@ -176,6 +209,14 @@ func TestParseMessageErrors(t *testing.T) {
 		{"address without attributes", unix.RTM_NEWADDR, truncate(hexAddrNew, unix.SizeofIfAddrmsg)},
 		{"prefix length 33", unix.RTM_NEWADDR, withByte(t, hexAddrNew, 1, 33)},
 		{"nexthop without NHA_ID", unix.RTM_NEWNEXTHOP, truncate(hexNexthopNew, unix.SizeofNhmsg)},
+		{"short ndmsg", unix.RTM_NEWNEIGH, hex.EncodeToString(ndmsg(unix.AF_INET, 3, NeighFailed)[:unix.SizeofNdMsg-1])},
+		{"neighbour without NDA_DST", unix.RTM_NEWNEIGH, hex.EncodeToString(ndmsg(unix.AF_INET, 3, NeighFailed))},
+		{
+			"neighbour IPv4 address of 3 bytes", unix.RTM_NEWNEIGH,
+			encode(t, ndmsg(unix.AF_INET, 3, NeighFailed), func(ae *netlink.AttributeEncoder) {
+				ae.Bytes(unix.NDA_DST, []byte{203, 0, 113})
+			}),
+		},
 		{
 			"IPv4 attribute of 16 bytes", unix.RTM_NEWADDR,
 			encode(t, []byte{unix.AF_INET, 24, 0, 0, 3, 0, 0, 0}, func(ae *netlink.AttributeEncoder) {
@@ -197,3 +238,25 @@ func TestParseMessageErrors(t *testing.T) {
 }
 
 func nativePut32(b []byte, v uint32) { binary.NativeEndian.PutUint32(b, v) }
+
+// ndmsg returns a struct ndmsg.
+func ndmsg(family byte, index uint32, state NeighState) []byte {
+	b := make([]byte, unix.SizeofNdMsg)
+	b[0] = family
+	nativePut32(b[4:], index)
+	binary.NativeEndian.PutUint16(b[8:], uint16(state))
+	return b
+}
+
+func TestNeighStateString(t *testing.T) {
+	for s, want := range map[NeighState]string{
+		NeighFailed:                  "FAILED",
+		NeighReachable | NeighNoARP:  "REACHABLE|NOARP",
+		NeighIncomplete | NeighProbe: "INCOMPLETE|PROBE",
+		0:                            "NONE(0x0)",
+	} {
+		if got := s.String(); got != want {
+			t.Errorf("NeighState(%#x) = %q, want %q", uint16(s), got, want)
+		}
+	}
+}

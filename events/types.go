@@ -1,6 +1,10 @@
 package events
 
-import "net/netip"
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
 
 // Link is the state of one network interface as the kernel reported it.
 type Link struct {
@@ -17,8 +21,8 @@ type Addr struct {
 	Prefix netip.Prefix
 }
 
-// Event is one of LinkEvent, AddrEvent, RouteEvent, RuleEvent, NexthopEvent or
-// ResyncEvent.
+// Event is one of LinkEvent, AddrEvent, RouteEvent, RuleEvent, NexthopEvent,
+// NeighEvent or ResyncEvent.
 type Event interface{ isEvent() }
 
 // LinkEvent reports a new or changed link (RTM_NEWLINK) or a deleted one
@@ -61,6 +65,51 @@ type NexthopEvent struct {
 	Deleted  bool
 }
 
+// NeighEvent reports a new, changed or deleted IPv4 neighbour (ARP) entry:
+// the kernel's knowledge of whether Addr answers on link Index.
+type NeighEvent struct {
+	Index   int
+	Addr    netip.Addr
+	State   NeighState
+	Deleted bool
+}
+
+// NeighState is a neighbour entry's state, the kernel's NUD_* bits
+// (include/uapi/linux/neighbour.h).
+type NeighState uint16
+
+// Neighbour states.
+const (
+	NeighIncomplete NeighState = 0x01 // resolving: ARP request sent, no answer yet
+	NeighReachable  NeighState = 0x02 // confirmed recently
+	NeighStale      NeighState = 0x04 // usable, confirmation due
+	NeighDelay      NeighState = 0x08 // used while stale; a probe follows
+	NeighProbe      NeighState = 0x10 // unicast ARP probes being sent
+	NeighFailed     NeighState = 0x20 // resolution failed: no answer to ARP
+	NeighNoARP      NeighState = 0x40
+	NeighPermanent  NeighState = 0x80
+)
+
+func (s NeighState) String() string {
+	names := []struct {
+		bit  NeighState
+		name string
+	}{
+		{NeighIncomplete, "INCOMPLETE"}, {NeighReachable, "REACHABLE"}, {NeighStale, "STALE"}, {NeighDelay, "DELAY"},
+		{NeighProbe, "PROBE"}, {NeighFailed, "FAILED"}, {NeighNoARP, "NOARP"}, {NeighPermanent, "PERMANENT"},
+	}
+	var out []string
+	for _, n := range names {
+		if s&n.bit != 0 {
+			out = append(out, n.name)
+		}
+	}
+	if len(out) == 0 {
+		return fmt.Sprintf("NONE(%#x)", uint16(s))
+	}
+	return strings.Join(out, "|")
+}
+
 // ResyncEvent means events were lost (the receive buffer overran, or a
 // message could not be decoded). The consumer must re-read the full state.
 type ResyncEvent struct {
@@ -75,6 +124,7 @@ func (AddrEvent) isEvent()    {}
 func (RouteEvent) isEvent()   {}
 func (RuleEvent) isEvent()    {}
 func (NexthopEvent) isEvent() {}
+func (NeighEvent) isEvent()   {}
 func (ResyncEvent) isEvent()  {}
 
 // Snapshot is the result of Dump: every link and every IPv4 address, in the
