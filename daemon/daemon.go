@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"os"
 	"slices"
@@ -73,8 +74,12 @@ type Daemon struct {
 	burstStart    time.Time
 	retry         *time.Timer
 	retryDelay    time.Duration
-	fired         []hooks.Event  // transitions whose hooks are not queued yet
-	reloading     *pendingReload // applied, finished after the next settle
+	// tick wakes the loop when a state machine's deadline (the end of a
+	// flap hold) passes; tickAt is the deadline it is set for.
+	tick      *time.Timer
+	tickAt    time.Time
+	fired     []hooks.Event  // transitions whose hooks are not queued yet
+	reloading *pendingReload // applied, finished after the next settle
 
 	// what status shows
 	version   uint64 // of the snapshot; bumped when changed is set
@@ -104,6 +109,9 @@ type uplink struct {
 	rounds  uint64 // probe rounds since the uplink was configured
 	bad     uint64 // of which failed
 	rtt     time.Duration
+	// probe is the latest result of the running prober: plain values,
+	// its statistics included.
+	probe probe.Result
 }
 
 // New returns a daemon for cfg logging to log.
@@ -113,11 +121,13 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) *Daemon {
 		results:  make(chan probe.Result, 64),
 		requests: make(chan status.Request),
 		retry:    time.NewTimer(time.Hour),
+		tick:     time.NewTimer(time.Hour),
 		version:  1, // a status request After 0 is answered at once
 		started:  time.Now(),
 		loaded:   time.Now(),
 	}
 	d.retry.Stop()
+	d.tick.Stop()
 	d.hooks = hooks.New(log, cfg.Hooks.MaxRunning, hooks.DefaultQueue)
 	d.metrics = metrics.New(func() (uint64, uint64, uint64, uint64) {
 		s := d.hooks.Stats()
@@ -138,10 +148,19 @@ func (d *Daemon) newUplink(c config.Uplink, now time.Time) *uplink {
 }
 
 func (d *Daemon) fsmParams(u config.Uplink) fsm.Params {
+	p := d.cfg.Probe
 	return fsm.Params{
-		Probed:    len(d.cfg.TargetsFor(u)) > 0,
-		UpAfter:   d.cfg.Probe.UpAfter,
-		DownAfter: d.cfg.Probe.DownAfter,
+		Probed:       len(d.cfg.TargetsFor(u)) > 0,
+		UpAfter:      p.UpAfter,
+		DownAfter:    p.DownAfter,
+		DegradedLoss: p.DegradedLoss / 100,
+		RecoverLoss:  p.RecoverLoss / 100,
+		DegradedRTT:  p.DegradedRTT,
+		RecoverRTT:   p.RecoverRTT,
+		FlapLimit:    p.FlapLimit,
+		FlapWindow:   p.FlapWindow,
+		FlapHold:     p.FlapHold,
+		FlapHoldMax:  p.FlapHoldMax,
 	}
 }
 
@@ -208,6 +227,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		}
 	}()
 
+	d.warnSingleTarget()
 	defer d.shutdown(stopServices)
 
 	for {
@@ -222,6 +242,20 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// warnSingleTarget warns about uplinks probed at one Internet target:
+// random loss on it alone fails rounds, so false failovers are far more
+// likely than with two targets (see README, "False alarms").
+func (d *Daemon) warnSingleTarget() {
+	p := d.cfg.Probe
+	perHour := float64(time.Hour/p.Interval) * math.Pow(0.05, float64(p.DownAfter))
+	for _, u := range d.uplinks {
+		if t := d.cfg.TargetsFor(u.cfg); len(t) == 1 && t[0] != u.cfg.Gateway {
+			d.log.Warn("one probe target: random loss on it alone can take the uplink out of the balance; configure two or more",
+				"uplink", u.cfg.Name, "false_failovers_per_hour_at_5pct_loss", fmt.Sprintf("%.2g", perHour))
 		}
 	}
 }
@@ -291,6 +325,10 @@ func (d *Daemon) monitor(ctx context.Context) error {
 			d.log.Info("retrying reconcile")
 			d.needReconcile = true
 			d.burstStart = time.Now()
+		case <-d.tick.C:
+			d.tickAt = time.Time{}
+			d.burstStart = time.Now()
+			d.deadlines()
 		case req := <-d.requests:
 			d.request(req)
 		case <-d.opts.Reload:
@@ -340,6 +378,8 @@ func (d *Daemon) note(ev events.Event) {
 		if e.Protocol == r.RouteProtocol || (e.Priority >= r.RulePriority && e.Priority < r.RulePriority+config.RulePriorityRange) {
 			d.needReconcile = true
 		}
+	case events.NeighEvent:
+		d.neighbour(e)
 	case events.ResyncEvent:
 		d.log.Warn("netlink events lost, resyncing", "reason", e.Reason)
 		d.needDump, d.needReconcile = true, true
@@ -349,6 +389,24 @@ func (d *Daemon) note(ev events.Event) {
 		}
 		d.metrics.Resync(e.Overrun)
 		d.changed = true
+	}
+}
+
+// neighbour takes an uplink whose gateway stopped answering ARP out of the
+// balance at once, before its probe rounds run out.
+func (d *Daemon) neighbour(e events.NeighEvent) {
+	if e.Deleted || e.State&events.NeighFailed == 0 {
+		return
+	}
+	for _, u := range d.uplinks {
+		if u.link == nil || u.link.Index != e.Index || u.cfg.Gateway != e.Addr {
+			continue
+		}
+		reason := fmt.Sprintf("gateway %s does not answer ARP on %s", e.Addr, u.cfg.Interface)
+		if tr, ok := u.m.GatewayFailed(reason, time.Now()); ok {
+			d.transition(u, tr)
+			d.needReconcile = true
+		}
 	}
 }
 
@@ -383,6 +441,7 @@ func (d *Daemon) settle(ctx context.Context) error {
 		d.needReconcile = false
 		d.doReconcile()
 	}
+	d.armTick()
 	d.runHooks()
 	d.finishReload()
 	if d.changed {
@@ -393,6 +452,37 @@ func (d *Daemon) settle(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// deadlines lets the state machines whose deadline has passed act on it.
+func (d *Daemon) deadlines() {
+	now := time.Now()
+	for _, u := range d.uplinks {
+		if tr, ok := u.m.Tick(now); ok {
+			d.transition(u, tr)
+			d.needReconcile = true
+			d.syncProber(u)
+		}
+	}
+}
+
+// armTick sets the tick timer to the earliest deadline of any state
+// machine: the loop owns every timer, no uplink runs one of its own.
+func (d *Daemon) armTick() {
+	var next time.Time
+	for _, u := range d.uplinks {
+		if t, ok := u.m.Deadline(); ok && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	if next.Equal(d.tickAt) {
+		return
+	}
+	d.tick.Stop()
+	d.tickAt = next
+	if !next.IsZero() {
+		d.tick.Reset(time.Until(next))
+	}
 }
 
 // observe applies a snapshot of links and addresses to every uplink and
@@ -495,8 +585,8 @@ func (d *Daemon) syncProber(u *uplink) {
 	targets := d.cfg.TargetsFor(u.cfg)
 	key := ""
 	if ok, _ := u.usable(); ok && len(targets) > 0 && u.m.State() != fsm.Down {
-		key = fmt.Sprintf("%s#%d %s %v every %v within %v", u.cfg.Interface, u.link.Index, u.addr.Addr(),
-			targets, d.cfg.Probe.Interval, d.cfg.Probe.Timeout)
+		key = fmt.Sprintf("%s#%d %s %v every %v within %v, %d must answer, window %d", u.cfg.Interface, u.link.Index, u.addr.Addr(),
+			targets, d.cfg.Probe.Interval, d.cfg.Probe.Timeout, d.cfg.ReliabilityFor(u.cfg), d.cfg.Probe.Window)
 	}
 	if key == u.key {
 		return
@@ -507,13 +597,15 @@ func (d *Daemon) syncProber(u *uplink) {
 	}
 	d.gen++
 	p, err := probe.Start(probe.Config{
-		Uplink:    u.cfg.Name,
-		Interface: u.cfg.Interface,
-		Source:    u.addr.Addr(),
-		Targets:   targets,
-		Interval:  d.cfg.Probe.Interval,
-		Timeout:   d.cfg.Probe.Timeout,
-		Gen:       d.gen,
+		Uplink:      u.cfg.Name,
+		Interface:   u.cfg.Interface,
+		Source:      u.addr.Addr(),
+		Targets:     targets,
+		Interval:    d.cfg.Probe.Interval,
+		Timeout:     d.cfg.Probe.Timeout,
+		Reliability: d.cfg.ReliabilityFor(u.cfg),
+		Window:      d.cfg.Probe.Window,
+		Gen:         d.gen,
 	}, d.results)
 	if err != nil {
 		d.log.Error("start probes", "uplink", u.cfg.Name, "err", err)
@@ -522,6 +614,7 @@ func (d *Daemon) syncProber(u *uplink) {
 	}
 	d.log.Debug("probes started", "uplink", u.cfg.Name, "probes", key)
 	u.prober, u.key, u.gen, u.started = p, key, d.gen, time.Now()
+	u.probe = probe.Result{}
 }
 
 func (u *uplink) stopProber() {
@@ -547,7 +640,9 @@ func (d *Daemon) probeResult(r probe.Result) {
 			u.bad++
 		}
 		d.metrics.ProbeRound(u.cfg.Name, r.Good, r.RTT)
-		if tr, ok := u.m.ProbeRound(r.Good, time.Now()); ok {
+		u.probe = r
+		q := fsm.Quality{Known: r.Stats.Full, Probes: r.Stats.Probes, Loss: r.Stats.Loss, RTT: r.Stats.RTT}
+		if tr, ok := u.m.ProbeRound(r.Good, q, time.Now()); ok {
 			d.transition(u, tr)
 			d.needReconcile = true
 		}
@@ -571,8 +666,9 @@ func (d *Daemon) transition(u *uplink, tr fsm.Transition) {
 }
 
 // inputs describes the uplinks for netops.Plan. Degraded uplinks carry
-// traffic only while no uplink is active.
+// traffic only while no uplink is active, unless the policy keeps them.
 func (d *Daemon) inputs() []netops.Uplink {
+	keep := d.cfg.Probe.DegradedPolicy == config.DegradedKeep
 	anyActive := slices.ContainsFunc(d.uplinks, func(u *uplink) bool { return u.m.State() == fsm.Active })
 	out := make([]netops.Uplink, 0, len(d.uplinks))
 	for _, u := range d.uplinks {
@@ -589,7 +685,7 @@ func (d *Daemon) inputs() []netops.Uplink {
 		case fsm.Active:
 			in.InBalance = true
 		case fsm.Degraded:
-			in.InBalance = !anyActive
+			in.InBalance = keep || !anyActive
 		}
 		out = append(out, in)
 	}
@@ -685,6 +781,7 @@ func (d *Daemon) shutdown(stopServices func()) {
 		u.stopProber()
 	}
 	d.retry.Stop()
+	d.tick.Stop()
 	if d.rec == nil {
 		return
 	}

@@ -6,14 +6,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/uplinkd/uplinkd/test/testutil"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -72,43 +70,11 @@ func (l *lab) sysctl(ns, kv string) {
 	run(l.t, "ip", "netns", "exec", ns, "sysctl", "-qw", kv)
 }
 
-// inNS runs fn on a thread switched into namespace ns. The thread is only
-// returned to the scheduler once it is back in its original namespace; if
-// switching back fails it stays locked and dies with its goroutine.
+// inNS runs fn on a thread switched into namespace ns.
 func inNS(t *testing.T, ns string, fn func()) {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		h, err := netns.GetFromName(ns)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- err // the thread stays locked and exits with us
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
-		t.Fatalf("namespace %s: %v", ns, err)
+	if err := testutil.InNS(ns, fn); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -7,7 +7,7 @@
 //	eth0 192.0.2.10/24 ─────── eth0 192.0.2.1/24
 //	     192.0.2.11/24             eth1 198.51.100.2/24 ─── down0 198.51.100.1/24 (isp1) up0 198.19.1.1/30 ─── isp1 198.19.1.2/30
 //	                               eth2 203.0.113.2/24  ─── down0 203.0.113.1/24  (isp2) up0 198.19.2.1/30 ─── isp2 198.19.2.2/30
-//	                                                                                               lo 198.18.0.1/32, 198.18.0.2/32
+//	                                                                                               lo 198.18.0.1/32 .. 198.18.0.3/32
 //
 // The router's main table holds its connected routes and the administrator's
 // own default route via isp1 (198.51.100.1 dev eth1), which uplinkd must

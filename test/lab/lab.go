@@ -113,6 +113,7 @@ func (l *Lab) build(ctx context.Context) error {
 	}
 	add(Inet, "addr", "add", netip.PrefixFrom(Target1, 32).String(), "dev", "lo")
 	add(Inet, "addr", "add", netip.PrefixFrom(Target2, 32).String(), "dev", "lo")
+	add(Inet, "addr", "add", netip.PrefixFrom(Target3, 32).String(), "dev", "lo")
 	for _, ns := range namespaces {
 		add(ns, "link", "set", "lo", "up")
 		for _, link := range links[ns] {

@@ -24,10 +24,11 @@ var (
 	ISP1Gateway    = netip.MustParseAddr("198.51.100.1")
 	ISP2RouterAddr = netip.MustParsePrefix("203.0.113.2/24")
 	ISP2Gateway    = netip.MustParseAddr("203.0.113.1")
-	// Target1 and Target2 live on the Internet namespace's loopback: probe
+	// Target1 to Target3 live on the Internet namespace's loopback: probe
 	// targets and destinations for test flows.
 	Target1 = netip.MustParseAddr("198.18.0.1")
 	Target2 = netip.MustParseAddr("198.18.0.2")
+	Target3 = netip.MustParseAddr("198.18.0.3")
 	// BlackholePrefix is what Blackhole drops inside an ISP: every target.
 	BlackholePrefix = netip.MustParsePrefix("198.18.0.0/15")
 )

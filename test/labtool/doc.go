@@ -4,11 +4,14 @@
 //
 //	labtool udpsink --listen 198.18.0.1:9000 --report FILE
 //	labtool udpsend --to 198.18.0.1:9000 --sport 40000 --interval 1ms --duration 10s
+//	labtool ispemu --control /tmp/ispemu.sock [--mode isp2=lossy]
+//	labtool ispctl --control /tmp/ispemu.sock set isp2 loss=40% delay=50ms
 //
 // udpsend sends datagrams that carry a sequence number and their send time
 // from a fixed source port; udpsink receives them and, on SIGTERM or SIGINT,
 // writes a JSON lab.SinkReport per sender: datagrams received, lost
 // (sequence gaps), and the longest silence between two arrivals, which is
 // what a failover costs a flow. udpsend prints a lab.SendReport when it
-// stops.
+// stops. ispemu is the ISP emulator of package ispemu, run in the Internet
+// namespace, and ispctl changes its modes at run time.
 package main

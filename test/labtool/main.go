@@ -23,6 +23,8 @@ type command struct {
 // `labtool demo` (the `make demo` driver) adds its entry here.
 var commands = map[string]command{
 	"demo":    {"run uplinkd in a lab, break and repair its uplinks, show the failovers (root)", runDemo},
+	"ispemu":  {"answer ICMP echo per ingress interface with loss, delay and jitter (in a lab namespace)", runISPEmu},
+	"ispctl":  {"send a command to a running ispemu: set IFACE MODE..., stats", runISPCtl},
 	"udpsink": {"receive udpsend datagrams; on SIGTERM/SIGINT write a JSON report", runSink},
 	"udpsend": {"send sequence-numbered, timestamped UDP datagrams from a fixed port", runSend},
 }

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/uplinkd/uplinkd/test/ispemu"
+)
+
+// runISPEmu is `labtool ispemu`: the ISP emulator, run in the lab's
+// Internet namespace (see package ispemu).
+func runISPEmu(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("ispemu", flag.ContinueOnError)
+	fs.SetOutput(flagOutput)
+	control := fs.String("control", "", "unix socket `path` that accepts mode changes (required)")
+	var modes []string
+	fs.Func("mode", "initial `IFACE=MODE` (\"isp2=loss=40%\", \"isp1=slow\"); repeatable", func(s string) error {
+		modes = append(modes, s)
+		return nil
+	})
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *control == "" {
+		return fmt.Errorf("--control is required")
+	}
+	var e ispemu.Emulator
+	for _, m := range modes {
+		iface, spec, ok := strings.Cut(m, "=")
+		if !ok {
+			return fmt.Errorf("--mode %q: want IFACE=MODE", m)
+		}
+		mode, err := ispemu.ParseMode(strings.Split(spec, ","))
+		if err != nil {
+			return fmt.Errorf("--mode %q: %w", m, err)
+		}
+		e.Set(iface, mode)
+	}
+	return e.Run(ctx, *control, func() {
+		// Readiness line: the lab waits for it.
+		fmt.Printf("ispemu: listening on %s\n", *control)
+	})
+}
+
+// runISPCtl is `labtool ispctl`: one command to a running emulator.
+func runISPCtl(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("ispctl", flag.ContinueOnError)
+	fs.SetOutput(flagOutput)
+	control := fs.String("control", "", "the emulator's control socket `path` (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *control == "" || fs.NArg() == 0 {
+		return fmt.Errorf("usage: ispctl --control PATH set IFACE MODE... | stats")
+	}
+	out, err := ispemu.Client{Control: *control}.Do(ctx, strings.Join(fs.Args(), " "))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stdout, out)
+	return nil
+}
