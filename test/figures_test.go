@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -26,7 +27,8 @@ func TestFigures(t *testing.T) {
 		t.Skip("figures: run with UPLINKD_FIGURES=1 (make figures)")
 	}
 	const runs = 10
-	r := newRig(t, coreConfig)
+	// Damping off: ten carrier losses in a row are ten flaps.
+	r := newRig(t, strings.Replace(coreConfig, "[probe]\n", "[probe]\nflap_limit = 0\n", 1))
 	r.start()
 	r.waitBoth()
 	w := watchRouter(t, r)
@@ -65,8 +67,8 @@ func TestFigures(t *testing.T) {
 		r.waitBoth()
 	}
 	host, _ := os.Hostname()
-	fmt.Printf("uplinkd failover figures (%d runs each; %s, %d CPUs, kernel %s; lab of veth namespaces; probe interval 250ms timeout 500ms down_after 4)\n",
-		runs, host, numCPU(), kernel())
+	fmt.Printf("uplinkd failover figures (%d runs each; %s, %d CPUs, kernel %s, load %s; lab of veth namespaces; one probe target, interval 200ms timeout 500ms down_after 4, damping off)\n",
+		runs, host, numCPU(), kernel(), loadavg())
 	report("carrier-loss event -> balance route updated", carrier)
 	report("LAN UDP flow outage on carrier loss (1 ms packets)", carrierGap)
 	report("blackhole start -> balance route updated", blackhole)
@@ -84,6 +86,15 @@ func report(what string, d []time.Duration) {
 	fmt.Printf("  %-52s median %9v  mean %9v  min %9v  max %9v\n", what,
 		s[len(s)/2].Round(time.Microsecond), (sum / time.Duration(len(s))).Round(time.Microsecond),
 		s[0].Round(time.Microsecond), s[len(s)-1].Round(time.Microsecond))
+}
+
+// loadavg is the 1-minute load average: other work on the machine.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
 }
 
 func numCPU() int {

@@ -10,11 +10,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/uplinkd/uplinkd/test/ispemu"
 	"github.com/uplinkd/uplinkd/test/lab"
 	"github.com/uplinkd/uplinkd/test/testutil"
 )
@@ -68,11 +70,39 @@ weight = 3
 table = 200
 `
 
+// healthConfig is the recommended setup: two probe targets and every other
+// probe setting at its default, plus extra lines for [probe].
+func healthConfig(extra ...string) string {
+	return `
+[routing]
+lan_interfaces = ["eth0"]
+
+[probe]
+targets = ["198.18.0.1", "198.18.0.2"]
+` + strings.Join(extra, "\n") + `
+
+[[uplink]]
+name = "isp1"
+interface = "eth1"
+gateway = "198.51.100.1"
+weight = 1
+table = 100
+
+[[uplink]]
+name = "isp2"
+interface = "eth2"
+gateway = "203.0.113.1"
+weight = 3
+table = 200
+`
+}
+
 // rig is a lab plus one uplinkd process in its router namespace.
 type rig struct {
 	t       *testing.T
 	ctx     context.Context
 	lab     *lab.Lab
+	emu     ispemu.Client // once startEmu ran
 	dir     string
 	cfgPath string
 	logPath string
@@ -84,8 +114,14 @@ type rig struct {
 
 func newRig(t *testing.T, config string) *rig {
 	t.Helper()
+	return newRigFor(t, config, 3*time.Minute)
+}
+
+// newRigFor is newRig for a test that may take up to limit.
+func newRigFor(t *testing.T, config string, limit time.Duration) *rig {
+	t.Helper()
 	testutil.RequirePriv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	t.Cleanup(cancel)
 	b := make([]byte, 2)
 	_, _ = rand.Read(b)
@@ -149,6 +185,50 @@ func (r *rig) startWith(prefix ...string) {
 		close(done)
 	}(cmd, r.exited)
 	r.waitLog(mark, regexp.MustCompile(`msg=ready`), 10*time.Second)
+}
+
+// startEmu starts the ISP emulator in the lab's Internet namespace.
+func (r *rig) startEmu() {
+	r.t.Helper()
+	emu, err := r.lab.StartISPEmu(r.ctx, filepath.Join(binDir, "labtool"), r.dir)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.emu = emu
+}
+
+// setISP sets how the emulator treats isp's upstream ("loss=40%", "slow").
+func (r *rig) setISP(isp, mode string) {
+	r.t.Helper()
+	m, err := ispemu.ParseMode(strings.Fields(mode))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := r.emu.Set(r.ctx, isp, m); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// transition is one logged state change.
+type transition struct{ uplink, from, to, reason string }
+
+var transitionRE = regexp.MustCompile(`msg=transition uplink=(\S+) from=(\S+) to=(\S+) reason=("(?:[^"\\]|\\.)*"|\S+)`)
+
+// transitions returns the transitions logged after mark, of uplink or,
+// with uplink "", of all.
+func (r *rig) transitions(mark int, uplink string) []transition {
+	b, _ := os.ReadFile(r.logPath)
+	var out []transition
+	for _, m := range transitionRE.FindAllStringSubmatch(string(b[min(mark, len(b)):]), -1) {
+		reason, err := strconv.Unquote(m[4])
+		if err != nil {
+			reason = m[4]
+		}
+		if uplink == "" || m[1] == uplink {
+			out = append(out, transition{m[1], m[2], m[3], reason})
+		}
+	}
+	return out
 }
 
 // stop signals uplinkd and returns its exit code.

@@ -23,12 +23,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/uplinkd/uplinkd/test/ispemu"
 	"github.com/uplinkd/uplinkd/test/lab"
 )
 
 // demoConfig is what `labtool demo` runs uplinkd with: the lab's two ISPs,
 // isp2 with three times isp1's share, both probed towards the Internet's
-// two targets.
+// two targets, every probe setting at its default.
 const demoConfig = `[routing]
 lan_interfaces = ["eth0"]
 [probe]
@@ -136,6 +137,7 @@ type demo struct {
 	stepStart time.Time         // log times are printed relative to it
 	states    map[string]string // uplink → state, from transition lines
 	results   []stepResult
+	emu       ispemu.Client // the ISP emulator in the Internet namespace
 }
 
 // stepResult is one line of the closing summary.
@@ -145,7 +147,7 @@ type stepResult struct {
 	routes   string        // since_event of the routing update it caused
 }
 
-const totalSteps = 6
+const totalSteps = 8
 
 func (d *demo) run(ctx context.Context) error {
 	err := d.steps(ctx)
@@ -196,6 +198,14 @@ func (d *demo) steps(ctx context.Context) error {
 		return err
 	}
 	d.printf("Lab ready in %s. uplinkd config and log: %s\n", fmtDur(time.Since(t0)), d.dir)
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if d.emu, err = d.lab.StartISPEmu(ctx, self, d.dir); err != nil {
+		return err
+	}
+	d.printf("ISP emulator answering the Internet's pings: both ISPs healthy for now.\n")
 
 	start := func(context.Context) error {
 		d.log = followLog(d.logPath)
@@ -240,6 +250,23 @@ func (d *demo) steps(ctx context.Context) error {
 			action: func(ctx context.Context) error { return d.lab.Blackhole(ctx, lab.ISP1, false) },
 			done:   becomes(lab.ISP1, "active"),
 		},
+		{
+			title: "ISP2 upstream starts losing 40% of packets (ISP emulator); isp2 must become degraded\n" +
+				"      once its 10-second statistics window shows it, and leave the balance while isp1 is active",
+			short:   "ISP2 40% loss → isp2 degraded",
+			wait:    "isp2 → degraded",
+			timeout: degradeTimeout,
+			action:  func(ctx context.Context) error { return d.emu.Set(ctx, lab.ISP2, ispemu.Mode{Loss: 0.4}) },
+			done:    becomes(lab.ISP2, "degraded"),
+		},
+		{
+			title:   "ISP2 upstream healed; isp2 is active again once its loss is below recover_loss",
+			short:   "ISP2 healed → isp2 active",
+			wait:    "isp2 → active",
+			timeout: degradeTimeout,
+			action:  func(ctx context.Context) error { return d.emu.Set(ctx, lab.ISP2, ispemu.Mode{}) },
+			done:    becomes(lab.ISP2, "active"),
+		},
 	}
 	for i, s := range steps {
 		if err := d.step(ctx, i+1, s); err != nil {
@@ -267,13 +294,18 @@ func (d *demo) showStatus(ctx context.Context) error {
 
 // step is one fault (or repair) and the transition it must cause.
 type step struct {
-	title  string // header
-	short  string // for the summary
-	wait   string // what done waits for, for messages
-	result string // what was detected; "" shows the transition
-	action func(context.Context) error
-	done   func(transition logLine) bool // called after states is updated
+	title   string        // header
+	short   string        // for the summary
+	wait    string        // what done waits for, for messages
+	result  string        // what was detected; "" shows the transition
+	timeout time.Duration // for done; 0: the demo's --timeout
+	action  func(context.Context) error
+	done    func(transition logLine) bool // called after states is updated
 }
+
+// degradeTimeout bounds the degraded steps: quality is judged over the
+// statistics window (10 seconds of probes by default), not per round.
+const degradeTimeout = 45 * time.Second
 
 func (d *demo) step(ctx context.Context, n int, s step) error {
 	d.drain() // lines that arrived while the last step's tables were shown
@@ -282,9 +314,13 @@ func (d *demo) step(ctx context.Context, n int, s step) error {
 	if err := s.action(ctx); err != nil {
 		return fmt.Errorf("step %d: %w", n, err)
 	}
-	tr, err := d.await(ctx, d.timeout, s.done)
+	timeout := d.timeout
+	if s.timeout > 0 {
+		timeout = max(timeout, s.timeout)
+	}
+	tr, err := d.await(ctx, timeout, s.done)
 	if errors.Is(err, errTimeout) {
-		d.failure(fmt.Sprintf("TIMEOUT: no %s within %s of the action.", s.wait, fmtDur(d.timeout)))
+		d.failure(fmt.Sprintf("TIMEOUT: no %s within %s of the action.", s.wait, fmtDur(timeout)))
 	}
 	if err != nil {
 		return fmt.Errorf("step %d, waiting for %s: %w", n, s.wait, err)
