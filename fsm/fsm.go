@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -311,7 +312,7 @@ func (u *Uplink) degraded(q Quality) (string, bool) {
 	case u.p.DegradedLoss > 0 && q.Loss >= u.p.DegradedLoss:
 		return fmt.Sprintf("loss %s over the last %d probes (degraded_loss %s)", percent(q.Loss), q.Probes, percent(u.p.DegradedLoss)), true
 	case u.p.DegradedRTT > 0 && q.RTT >= u.p.DegradedRTT:
-		return fmt.Sprintf("RTT %v over the last %d probes (degraded_rtt %v)", q.RTT.Round(time.Millisecond), q.Probes, u.p.DegradedRTT), true
+		return fmt.Sprintf("RTT %s over the last %d probes (degraded_rtt %v)", rtt(q.RTT), q.Probes, u.p.DegradedRTT), true
 	}
 	return "", false
 }
@@ -325,8 +326,8 @@ func (u *Uplink) recovered(q Quality) (string, bool) {
 	if u.p.DegradedLoss > 0 && q.Loss > u.p.RecoverLoss || u.p.DegradedRTT > 0 && q.RTT > u.p.RecoverRTT {
 		return "", false
 	}
-	return fmt.Sprintf("loss %s and RTT %v over the last %d probes (recover_loss %s, recover_rtt %v)",
-		percent(q.Loss), q.RTT.Round(time.Millisecond), q.Probes, percent(u.p.RecoverLoss), u.p.RecoverRTT), true
+	return fmt.Sprintf("loss %s and RTT %s over the last %d probes (recover_loss %s, recover_rtt %v)",
+		percent(q.Loss), rtt(q.RTT), q.Probes, percent(u.p.RecoverLoss), u.p.RecoverRTT), true
 }
 
 // fall fires ev, which takes the uplink out of the balance or out of
@@ -381,9 +382,18 @@ func (u *Uplink) held(reason string) string {
 	return reason + "; " + u.holdReason
 }
 
-// percent formats a fraction as a percentage: "5%", "2.5%".
+// percent formats a fraction as a percentage to a tenth: "5%", "2.5%".
 func percent(f float64) string {
-	return strconv.FormatFloat(100*f, 'f', -1, 64) + "%"
+	return strconv.FormatFloat(math.Round(1000*f)/10, 'f', -1, 64) + "%"
+}
+
+// rtt formats a round-trip time: to the millisecond, or to a tenth of one
+// when it is shorter than 10ms.
+func rtt(d time.Duration) string {
+	if d < 10*time.Millisecond {
+		return d.Round(100 * time.Microsecond).String()
+	}
+	return d.Round(time.Millisecond).String()
 }
 
 // seconds formats d in seconds, "60s" rather than "1m0s".

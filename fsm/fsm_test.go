@@ -163,6 +163,8 @@ func TestTransitionReasons(t *testing.T) {
 	record(u.ProbeRound(true, lossy, now))
 	record(u.ProbeRound(true, clean, now))
 	record(u.ProbeRound(true, slow, now))
+	record(u.ProbeRound(true, Quality{Known: true, Probes: 50, Loss: 0.07, RTT: 240 * time.Microsecond}, now))
+	record(u.ProbeRound(true, slow, now))
 	record(u.ProbeRound(false, Quality{}, now))
 	record(u.ProbeRound(false, Quality{}, now))
 	record(u.LinkDown("carrier lost on eth1", now))
@@ -171,6 +173,8 @@ func TestTransitionReasons(t *testing.T) {
 		"isp1: probing -> active (2 consecutive probe rounds passed)",
 		"isp1: active -> degraded (loss 40% over the last 50 probes (degraded_loss 30%))",
 		"isp1: degraded -> active (loss 2% and RTT 20ms over the last 50 probes (recover_loss 10%, recover_rtt 200ms))",
+		"isp1: active -> degraded (RTT 400ms over the last 50 probes (degraded_rtt 300ms))",
+		"isp1: degraded -> active (loss 7% and RTT 200µs over the last 50 probes (recover_loss 10%, recover_rtt 200ms))",
 		"isp1: active -> degraded (RTT 400ms over the last 50 probes (degraded_rtt 300ms))",
 		"isp1: degraded -> probing (2 consecutive probe rounds failed)",
 		"isp1: probing -> down (carrier lost on eth1)",
