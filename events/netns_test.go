@@ -3,13 +3,12 @@ package events
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/uplinkd/uplinkd/test/testutil"
 	"github.com/vishvananda/netns"
 )
 
@@ -53,32 +52,5 @@ func ip(t *testing.T, args ...string) {
 }
 
 // inNS runs fn on a fresh OS thread switched into ns, the way the daemon
-// runs inside its namespace. If the thread cannot be switched back it stays
-// locked and the runtime discards it when the goroutine exits.
-func inNS(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("get current namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			// setns failed, so the thread is still where it was; but
-			// do not trust it.
-			errc <- fmt.Errorf("enter namespace: %w", err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("restore namespace: %w", err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// runs inside its namespace.
+func inNS(ns netns.NsHandle, fn func() error) error { return testutil.InNSHandle(ns, fn) }

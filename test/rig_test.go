@@ -54,21 +54,7 @@ lan_interfaces = ["eth0"]
 
 [probe]
 targets = ["198.18.0.1"]
-
-[[uplink]]
-name = "isp1"
-interface = "eth1"
-gateway = "198.51.100.1"
-weight = 1
-table = 100
-
-[[uplink]]
-name = "isp2"
-interface = "eth2"
-gateway = "203.0.113.1"
-weight = 3
-table = 200
-`
+` + lab.UplinkConfig
 
 // healthConfig is the recommended setup: two probe targets and every other
 // probe setting at its default, plus extra lines for [probe].
@@ -79,22 +65,7 @@ lan_interfaces = ["eth0"]
 
 [probe]
 targets = ["198.18.0.1", "198.18.0.2"]
-` + strings.Join(extra, "\n") + `
-
-[[uplink]]
-name = "isp1"
-interface = "eth1"
-gateway = "198.51.100.1"
-weight = 1
-table = 100
-
-[[uplink]]
-name = "isp2"
-interface = "eth2"
-gateway = "203.0.113.1"
-weight = 3
-table = 200
-`
+` + strings.Join(extra, "\n") + "\n" + lab.UplinkConfig
 }
 
 // rig is a lab plus one uplinkd process in its router namespace.

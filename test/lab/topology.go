@@ -125,3 +125,22 @@ func linkSysctls(ns string, links []string) []string {
 	}
 	return s
 }
+
+// UplinkConfig is the [[uplink]] part of an uplinkd configuration for the
+// lab's router: isp1 on eth1 (weight 1, table 100) and isp2 on eth2 (weight
+// 3, table 200).
+const UplinkConfig = `
+[[uplink]]
+name = "isp1"
+interface = "eth1"
+gateway = "198.51.100.1"
+weight = 1
+table = 100
+
+[[uplink]]
+name = "isp2"
+interface = "eth2"
+gateway = "203.0.113.1"
+weight = 3
+table = 200
+`

@@ -34,19 +34,7 @@ const demoConfig = `[routing]
 lan_interfaces = ["eth0"]
 [probe]
 targets = ["198.18.0.1", "198.18.0.2"]
-[[uplink]]
-name = "isp1"
-interface = "eth1"
-gateway = "198.51.100.1"
-weight = 1
-table = 100
-[[uplink]]
-name = "isp2"
-interface = "eth2"
-gateway = "203.0.113.1"
-weight = 3
-table = 200
-`
+` + lab.UplinkConfig
 
 const (
 	// routeSettle bounds the wait for the "routing updated" line that
