@@ -1,7 +1,7 @@
 package daemon
 
 import (
-	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"testing"
@@ -13,14 +13,36 @@ import (
 	"github.com/uplinkd/uplinkd/fsm"
 )
 
-// newTestDaemon returns a daemon for two lab-like uplinks whose links are
-// up with their addresses, without running it.
-func newTestDaemon(t *testing.T, policy string) *Daemon {
+func TestPickAddr(t *testing.T) {
+	gw := netip.MustParseAddr("203.0.113.1")
+	a := func(i int, p string) events.Addr { return events.Addr{Index: i, Prefix: netip.MustParsePrefix(p)} }
+	tests := []struct {
+		name  string
+		addrs []events.Addr
+		want  string
+	}{
+		{"none", nil, "invalid Prefix"},
+		{"other interface only", []events.Addr{a(5, "203.0.113.2/24")}, "invalid Prefix"},
+		{"the gateway's subnet wins", []events.Addr{a(4, "192.0.2.9/24"), a(4, "203.0.113.7/24")}, "203.0.113.7/24"},
+		{"lowest of the gateway's subnet", []events.Addr{a(4, "203.0.113.9/24"), a(4, "203.0.113.3/24"), a(4, "192.0.2.1/24")}, "203.0.113.3/24"},
+		{"lowest when none holds the gateway", []events.Addr{a(4, "192.0.2.9/24"), a(4, "192.0.2.5/24")}, "192.0.2.5/24"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := pickAddr(tt.addrs, 4, gw).String(); got != tt.want {
+				t.Fatalf("pickAddr = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// testDaemon has no probe targets (carrier-only mode), so it never opens a
+// socket: unit tests run in the host namespace.
+func testDaemon(t *testing.T) *Daemon {
 	t.Helper()
-	cfg, err := config.Parse("test.toml", []byte(fmt.Sprintf(`
-[probe]
-targets = ["198.18.0.1", "198.18.0.2"]
-degraded_policy = %q
+	cfg, err := config.Parse("test.toml", []byte(`
+[routing]
+lan_interfaces = ["eth0"]
 [[uplink]]
 name = "isp1"
 interface = "eth1"
@@ -30,31 +52,84 @@ table = 100
 name = "isp2"
 interface = "eth2"
 gateway = "203.0.113.1"
+weight = 3
 table = 200
-`, policy)))
+`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := New(cfg, slog.New(slog.DiscardHandler))
-	for i, u := range d.uplinks {
-		u.link = &events.Link{Index: i + 2, Name: u.cfg.Interface, AdminUp: true, Carrier: true}
-		u.addr = netip.PrefixFrom(u.cfg.Gateway.Next(), 24)
-	}
-	return d
+	return New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
-// drive takes u's machine to state (active or degraded) the way probes do.
+<<<<<<<< HEAD:daemon/daemon_test.go
+// TestObserveReasons feeds snapshots through the state machines, without probes
+// (syncProber starts none while the machines are down or lack targets).
+func TestObserveReasons(t *testing.T) {
+	d := testDaemon(t)
+	snap := events.Snapshot{
+		Links: []events.Link{{Index: 3, Name: "eth1", AdminUp: true, Carrier: true}, {Index: 4, Name: "eth2", AdminUp: true}},
+		Addrs: []events.Addr{{Index: 3, Prefix: netip.MustParsePrefix("198.51.100.2/24")}, {Index: 4, Prefix: netip.MustParsePrefix("203.0.113.2/24")}},
+	}
+	if !d.observe(snap) {
+		t.Fatal("first snapshot reported no change")
+	}
+	got := map[string]string{}
+	for _, u := range d.uplinks {
+		got[u.cfg.Name] = string(u.m.State()) + ": " + u.m.Reason()
+	}
+	want := map[string]string{
+		"isp1": "active: eth1 up with carrier and address 198.51.100.2/24 (carrier-only mode)",
+		"isp2": "down: no carrier on eth2",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+	if d.observe(snap) {
+		t.Fatal("an identical snapshot reported a change")
+	}
+
+	// eth2 gets its carrier; eth1 is renamed away.
+	snap.Links = []events.Link{{Index: 3, Name: "wan9", AdminUp: true, Carrier: true}, {Index: 4, Name: "eth2", AdminUp: true, Carrier: true}}
+	d.observe(snap)
+	if s, r := d.uplinks[0].m.State(), d.uplinks[0].m.Reason(); s != fsm.Down || r != "interface eth1 does not exist" {
+		t.Fatalf("isp1: %s %q", s, r)
+	}
+	if d.uplinks[1].m.State() != fsm.Active {
+		t.Fatalf("isp2: %s", d.uplinks[1].m.State())
+	}
+	in := d.inputs()
+	if in[0].Index != 0 || in[0].InBalance || in[1].Index != 4 || !in[1].InBalance {
+		t.Fatalf("plan inputs: %+v", in)
+	}
+}
+
+func TestDegradedCarriesTrafficOnlyWithoutActive(t *testing.T) {
+	d := testDaemon(t)
+========
+// drive takes u's machine to state (down, active or degraded) the way
+// link events and probes do.
 func drive(t *testing.T, d *Daemon, name string, state fsm.State) {
 	t.Helper()
 	u := d.uplinks[0]
 	if name != u.cfg.Name {
 		u = d.uplinks[1]
 	}
-	now := time.Now()
-	u.m.LinkUp("usable", now)
-	for range d.cfg.Probe.UpAfter {
-		u.m.ProbeRound(true, fsm.Quality{}, now)
+	if state == fsm.Down {
+		return
 	}
+>>>>>>>> bc919d7 (daemon: degraded policy test covers a degraded uplink alone):daemon/health_test.go
+	now := time.Now()
+	for _, u := range d.uplinks {
+		u.link = &events.Link{Index: 3, Name: u.cfg.Interface, AdminUp: true, Carrier: true}
+		u.m.LinkUp("test", now)
+	}
+<<<<<<<< HEAD:daemon/daemon_test.go
+	d.uplinks[1].m.Degrade("loss", now)
+	inBalance := func() []bool {
+		var b []bool
+		for _, in := range d.inputs() {
+			b = append(b, in.InBalance)
+========
 	if state == fsm.Degraded {
 		u.m.ProbeRound(true, fsm.Quality{Known: true, Probes: 50, Loss: 0.5}, now)
 	}
@@ -79,6 +154,7 @@ func TestDegradedPolicy(t *testing.T) {
 	}{
 		{"standby", fsm.Active, fsm.Degraded, map[string]bool{"isp1": true, "isp2": false}},
 		{"standby", fsm.Degraded, fsm.Degraded, map[string]bool{"isp1": true, "isp2": true}},
+		{"standby", fsm.Down, fsm.Degraded, map[string]bool{"isp1": false, "isp2": true}},
 		{"keep", fsm.Active, fsm.Degraded, map[string]bool{"isp1": true, "isp2": true}},
 		{"keep", fsm.Degraded, fsm.Degraded, map[string]bool{"isp1": true, "isp2": true}},
 	}
@@ -88,36 +164,15 @@ func TestDegradedPolicy(t *testing.T) {
 		drive(t, d, "isp2", tt.isp2)
 		if diff := cmp.Diff(tt.want, inBalance(d)); diff != "" {
 			t.Errorf("policy %s, isp1 %s, isp2 %s: in balance (-want +got):\n%s", tt.policy, tt.isp1, tt.isp2, diff)
+>>>>>>>> bc919d7 (daemon: degraded policy test covers a degraded uplink alone):daemon/health_test.go
 		}
+		return b
 	}
-}
-
-func TestGatewayNeighbourFailed(t *testing.T) {
-	gw2 := netip.MustParseAddr("203.0.113.1")
-	ignored := []events.NeighEvent{
-		{Index: 3, Addr: gw2, State: events.NeighStale},                                 // not failed
-		{Index: 3, Addr: gw2, State: events.NeighFailed, Deleted: true},                 // entry removed
-		{Index: 2, Addr: gw2, State: events.NeighFailed},                                // another link
-		{Index: 3, Addr: netip.MustParseAddr("203.0.113.9"), State: events.NeighFailed}, // not the gateway
+	if diff := cmp.Diff([]bool{true, false}, inBalance()); diff != "" {
+		t.Fatalf("active + degraded: %s", diff)
 	}
-	d := newTestDaemon(t, "standby")
-	drive(t, d, "isp1", fsm.Active)
-	drive(t, d, "isp2", fsm.Active)
-	for _, e := range ignored {
-		d.note(e)
-		if d.needReconcile || d.needDump || d.uplinks[1].m.State() != fsm.Active {
-			t.Fatalf("%+v: isp2 %s, reconcile %v, dump %v", e, d.uplinks[1].m.State(), d.needReconcile, d.needDump)
-		}
-	}
-	d.note(events.NeighEvent{Index: 3, Addr: gw2, State: events.NeighFailed})
-	u := d.uplinks[1]
-	if u.m.State() != fsm.Probing || u.m.Reason() != "gateway 203.0.113.1 does not answer ARP on eth2" || !d.needReconcile {
-		t.Fatalf("after FAILED: isp2 %s (%q), reconcile %v", u.m.State(), u.m.Reason(), d.needReconcile)
-	}
-	if d.needDump {
-		t.Error("a neighbour event made the loop re-read links and addresses")
-	}
-	if d.uplinks[0].m.State() != fsm.Active {
-		t.Errorf("isp1 is %s", d.uplinks[0].m.State())
+	d.uplinks[0].m.LinkDown("gone", now)
+	if diff := cmp.Diff([]bool{false, true}, inBalance()); diff != "" {
+		t.Fatalf("down + degraded: %s", diff)
 	}
 }
