@@ -48,7 +48,9 @@ func TestFiguresHealth(t *testing.T) {
 		start := time.Now()
 		r.setISP(lab.ISP2, "blackhole")
 		detect = append(detect, w.waitBalance(t, single).Sub(start))
-		time.Sleep(600 * time.Millisecond) // let the rounds in flight fail too
+		// Let the rounds in flight fail too, then heal at a random
+		// point of the probe cycle: detection happens at a fixed one.
+		time.Sleep(600*time.Millisecond + time.Duration(rand.Int64N(int64(200*time.Millisecond))))
 		w.drain()
 		start = time.Now()
 		r.setISP(lab.ISP2, "healthy")
