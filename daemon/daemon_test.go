@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -102,26 +103,116 @@ func TestObserveReasons(t *testing.T) {
 	}
 }
 
-func TestDegradedCarriesTrafficOnlyWithoutActive(t *testing.T) {
-	d := testDaemon(t)
+// newTestDaemon returns a daemon for two lab-like uplinks whose links are
+// up with their addresses, without running it.
+func newTestDaemon(t *testing.T, policy string) *Daemon {
+	t.Helper()
+	cfg, err := config.Parse("test.toml", []byte(fmt.Sprintf(`
+[probe]
+targets = ["198.18.0.1", "198.18.0.2"]
+degraded_policy = %q
+[[uplink]]
+name = "isp1"
+interface = "eth1"
+gateway = "198.51.100.1"
+table = 100
+[[uplink]]
+name = "isp2"
+interface = "eth2"
+gateway = "203.0.113.1"
+table = 200
+`, policy)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := New(cfg, slog.New(slog.DiscardHandler))
+	for i, u := range d.uplinks {
+		u.link = &events.Link{Index: i + 2, Name: u.cfg.Interface, AdminUp: true, Carrier: true}
+		u.addr = netip.PrefixFrom(u.cfg.Gateway.Next(), 24)
+	}
+	return d
+}
+
+// drive takes u's machine to state (down, active or degraded) the way
+// link events and probes do.
+func drive(t *testing.T, d *Daemon, name string, state fsm.State) {
+	t.Helper()
+	u := d.uplinks[0]
+	if name != u.cfg.Name {
+		u = d.uplinks[1]
+	}
+	if state == fsm.Down {
+		return
+	}
 	now := time.Now()
-	for _, u := range d.uplinks {
-		u.link = &events.Link{Index: 3, Name: u.cfg.Interface, AdminUp: true, Carrier: true}
-		u.m.LinkUp("test", now)
+	u.m.LinkUp("usable", now)
+	for range d.cfg.Probe.UpAfter {
+		u.m.ProbeRound(true, fsm.Quality{}, now)
 	}
-	d.uplinks[1].m.Degrade("loss", now)
-	inBalance := func() []bool {
-		var b []bool
-		for _, in := range d.inputs() {
-			b = append(b, in.InBalance)
+	if state == fsm.Degraded {
+		u.m.ProbeRound(true, fsm.Quality{Known: true, Probes: 50, Loss: 0.5}, now)
+	}
+	if u.m.State() != state {
+		t.Fatalf("%s is %s, want %s", name, u.m.State(), state)
+	}
+}
+
+func inBalance(d *Daemon) map[string]bool {
+	out := make(map[string]bool)
+	for _, in := range d.inputs() {
+		out[in.Name] = in.InBalance
+	}
+	return out
+}
+
+func TestDegradedPolicy(t *testing.T) {
+	tests := []struct {
+		policy     string
+		isp1, isp2 fsm.State
+		want       map[string]bool
+	}{
+		{"standby", fsm.Active, fsm.Degraded, map[string]bool{"isp1": true, "isp2": false}},
+		{"standby", fsm.Degraded, fsm.Degraded, map[string]bool{"isp1": true, "isp2": true}},
+		{"standby", fsm.Down, fsm.Degraded, map[string]bool{"isp1": false, "isp2": true}},
+		{"keep", fsm.Active, fsm.Degraded, map[string]bool{"isp1": true, "isp2": true}},
+		{"keep", fsm.Degraded, fsm.Degraded, map[string]bool{"isp1": true, "isp2": true}},
+	}
+	for _, tt := range tests {
+		d := newTestDaemon(t, tt.policy)
+		drive(t, d, "isp1", tt.isp1)
+		drive(t, d, "isp2", tt.isp2)
+		if diff := cmp.Diff(tt.want, inBalance(d)); diff != "" {
+			t.Errorf("policy %s, isp1 %s, isp2 %s: in balance (-want +got):\n%s", tt.policy, tt.isp1, tt.isp2, diff)
 		}
-		return b
 	}
-	if diff := cmp.Diff([]bool{true, false}, inBalance()); diff != "" {
-		t.Fatalf("active + degraded: %s", diff)
+}
+
+func TestGatewayNeighbourFailed(t *testing.T) {
+	gw2 := netip.MustParseAddr("203.0.113.1")
+	ignored := []events.NeighEvent{
+		{Index: 3, Addr: gw2, State: events.NeighStale},                                 // not failed
+		{Index: 3, Addr: gw2, State: events.NeighFailed, Deleted: true},                 // entry removed
+		{Index: 2, Addr: gw2, State: events.NeighFailed},                                // another link
+		{Index: 3, Addr: netip.MustParseAddr("203.0.113.9"), State: events.NeighFailed}, // not the gateway
 	}
-	d.uplinks[0].m.LinkDown("gone", now)
-	if diff := cmp.Diff([]bool{false, true}, inBalance()); diff != "" {
-		t.Fatalf("down + degraded: %s", diff)
+	d := newTestDaemon(t, "standby")
+	drive(t, d, "isp1", fsm.Active)
+	drive(t, d, "isp2", fsm.Active)
+	for _, e := range ignored {
+		d.note(e)
+		if d.needReconcile || d.needDump || d.uplinks[1].m.State() != fsm.Active {
+			t.Fatalf("%+v: isp2 %s, reconcile %v, dump %v", e, d.uplinks[1].m.State(), d.needReconcile, d.needDump)
+		}
+	}
+	d.note(events.NeighEvent{Index: 3, Addr: gw2, State: events.NeighFailed})
+	u := d.uplinks[1]
+	if u.m.State() != fsm.Probing || u.m.Reason() != "gateway 203.0.113.1 does not answer ARP on eth2" || !d.needReconcile {
+		t.Fatalf("after FAILED: isp2 %s (%q), reconcile %v", u.m.State(), u.m.Reason(), d.needReconcile)
+	}
+	if d.needDump {
+		t.Error("a neighbour event made the loop re-read links and addresses")
+	}
+	if d.uplinks[0].m.State() != fsm.Active {
+		t.Errorf("isp1 is %s", d.uplinks[0].m.State())
 	}
 }
