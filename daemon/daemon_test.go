@@ -70,6 +70,47 @@ table = 200
 	return New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
 }
 
+// TestObserveReasons feeds snapshots through the state machines, without probes
+// (syncProber starts none while the machines are down or lack targets).
+func TestObserveReasons(t *testing.T) {
+	d := testDaemon(t)
+	snap := events.Snapshot{
+		Links: []events.Link{{Index: 3, Name: "eth1", AdminUp: true, Carrier: true}, {Index: 4, Name: "eth2", AdminUp: true}},
+		Addrs: []events.Addr{{Index: 3, Prefix: netip.MustParsePrefix("198.51.100.2/24")}, {Index: 4, Prefix: netip.MustParsePrefix("203.0.113.2/24")}},
+	}
+	if !d.observe(snap) {
+		t.Fatal("first snapshot reported no change")
+	}
+	got := map[string]string{}
+	for _, u := range d.uplinks {
+		got[u.cfg.Name] = string(u.m.State()) + ": " + u.m.Reason()
+	}
+	want := map[string]string{
+		"isp1": "active: eth1 up with carrier and address 198.51.100.2/24 (carrier-only mode)",
+		"isp2": "down: no carrier on eth2",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+	if d.observe(snap) {
+		t.Fatal("an identical snapshot reported a change")
+	}
+
+	// eth2 gets its carrier; eth1 is renamed away.
+	snap.Links = []events.Link{{Index: 3, Name: "wan9", AdminUp: true, Carrier: true}, {Index: 4, Name: "eth2", AdminUp: true, Carrier: true}}
+	d.observe(snap)
+	if s, r := d.uplinks[0].m.State(), d.uplinks[0].m.Reason(); s != fsm.Down || r != "interface eth1 does not exist" {
+		t.Fatalf("isp1: %s %q", s, r)
+	}
+	if d.uplinks[1].m.State() != fsm.Active {
+		t.Fatalf("isp2: %s", d.uplinks[1].m.State())
+	}
+	in := d.inputs()
+	if in[0].Index != 0 || in[0].InBalance || in[1].Index != 4 || !in[1].InBalance {
+		t.Fatalf("plan inputs: %+v", in)
+	}
+}
+
 // newTestDaemon returns a probed daemon whose uplinks' links are up with
 // their addresses.
 func newTestDaemon(t *testing.T, policy string) *Daemon {

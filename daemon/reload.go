@@ -148,10 +148,22 @@ func describe(old, cfg *config.Config) []string {
 	chg("routing.hash", or.Hash, nr.Hash)
 	op, np := old.Probe, cfg.Probe
 	chg("probe.targets", op.Targets, np.Targets)
+	chg("probe.gateway", op.Gateway, np.Gateway)
 	chg("probe.interval", op.Interval, np.Interval)
 	chg("probe.timeout", op.Timeout, np.Timeout)
 	chg("probe.down_after", op.DownAfter, np.DownAfter)
 	chg("probe.up_after", op.UpAfter, np.UpAfter)
+	chg("probe.reliability", op.Reliability, np.Reliability)
+	chg("probe.window", op.Window, np.Window)
+	chg("probe.degraded_loss", op.DegradedLoss, np.DegradedLoss)
+	chg("probe.recover_loss", op.RecoverLoss, np.RecoverLoss)
+	chg("probe.degraded_rtt", op.DegradedRTT, np.DegradedRTT)
+	chg("probe.recover_rtt", op.RecoverRTT, np.RecoverRTT)
+	chg("probe.degraded_policy", op.DegradedPolicy, np.DegradedPolicy)
+	chg("probe.flap_limit", op.FlapLimit, np.FlapLimit)
+	chg("probe.flap_window", op.FlapWindow, np.FlapWindow)
+	chg("probe.flap_hold", op.FlapHold, np.FlapHold)
+	chg("probe.flap_hold_max", op.FlapHoldMax, np.FlapHoldMax)
 	oh, nh := old.Hooks, cfg.Hooks
 	chg("hooks.on_transition", oh.OnTransition, nh.OnTransition)
 	chg("hooks.on_down", oh.OnDown, nh.OnDown)
@@ -183,6 +195,7 @@ func describe(old, cfg *config.Config) []string {
 		chg(key+"weight", o.Weight, u.Weight)
 		chg(key+"table", o.Table, u.Table)
 		chg(key+"probe_targets", targets(o), targets(u))
+		chg(key+"probe_gateway", gateway(o), gateway(u))
 	}
 	for _, u := range old.Uplinks {
 		if !slices.ContainsFunc(cfg.Uplinks, func(n config.Uplink) bool { return n.Name == u.Name }) {
@@ -193,6 +206,14 @@ func describe(old, cfg *config.Config) []string {
 }
 
 func quote(s string) string { return fmt.Sprintf("%q", s) }
+
+// gateway describes an uplink's own gateway probing setting.
+func gateway(u config.Uplink) string {
+	if u.ProbeGateway == nil {
+		return "(that of [probe])"
+	}
+	return fmt.Sprint(*u.ProbeGateway)
+}
 
 // targets describes an uplink's own probe targets.
 func targets(u config.Uplink) string {

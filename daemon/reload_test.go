@@ -51,6 +51,21 @@ func TestDescribe(t *testing.T) {
 		{"gateway and table", strings.Replace(strings.Replace(base, "203.0.113.1", "203.0.113.9", 1), "table = 200", "table = 201", 1),
 			[]string{"uplink isp2: gateway: 203.0.113.1 -> 203.0.113.9", "uplink isp2: table: 200 -> 201"}},
 		{"own targets", base + `probe_targets = []`, []string{"uplink isp2: probe_targets: (those of [probe]) -> []"}},
+		{"own gateway probing", base + `probe_gateway = true`, []string{"uplink isp2: probe_gateway: (that of [probe]) -> true"}},
+		{"health", strings.Replace(base, `targets = ["198.18.0.1"]`, `targets = ["198.18.0.1"]
+gateway = true
+window = 20
+degraded_loss = 25.5
+degraded_policy = "keep"
+flap_limit = 0
+flap_hold = "1m"`, 1), []string{
+			"probe.gateway: false -> true",
+			"probe.window: 50 -> 20",
+			"probe.degraded_loss: 30 -> 25.5",
+			"probe.degraded_policy: standby -> keep",
+			"probe.flap_limit: 3 -> 0",
+			"probe.flap_hold: 30s -> 1m0s",
+		}},
 		{"removed", base[:strings.Index(base, "[[uplink]]\nname = \"isp2\"")], []string{"uplink isp2: removed"}},
 		{"added", base + "[[uplink]]\nname = \"lte\"\ninterface = \"wwan0\"\ngateway = \"192.0.2.1\"\ntable = 300\n", []string{"uplink lte: added"}},
 		{"routing and probe", routingProbe, []string{
@@ -58,7 +73,7 @@ func TestDescribe(t *testing.T) {
 			"routing.route_protocol: 201 -> 202",
 			"routing.hash: l4 -> l3",
 			"probe.targets: [198.18.0.1] -> [198.18.0.1 198.18.0.2]",
-			"probe.interval: 250ms -> 1s",
+			"probe.interval: 200ms -> 1s",
 			"probe.up_after: 4 -> 2",
 		}},
 		{"operating tables", base + `

@@ -1,10 +1,13 @@
 package daemon
 
 import (
+	"math"
+	"net/netip"
 	"os"
 	"time"
 
 	"github.com/uplinkd/uplinkd/fsm"
+	"github.com/uplinkd/uplinkd/probe"
 	"github.com/uplinkd/uplinkd/status"
 )
 
@@ -79,13 +82,32 @@ func (d *Daemon) uplinkStatus(u *uplink) status.Uplink {
 	if u.addr.IsValid() {
 		out.Address = u.addr.String()
 	}
+	// The latest result's statistics, by target; none before the first.
+	byAddr := make(map[netip.Addr]probe.TargetStats, len(u.probe.Targets))
+	for _, ts := range u.probe.Targets {
+		byAddr[ts.Target] = ts
+	}
 	for _, t := range targets {
-		out.Probe.Targets = append(out.Probe.Targets, status.Target{Address: t.String()})
+		ts := byAddr[t]
+		out.Probe.Targets = append(out.Probe.Targets, status.Target{
+			Address: t.String(), Stats: statsStatus(ts.Stats), Duplicates: ts.Duplicates,
+		})
+	}
+	out.Probe.Stats = statsStatus(u.probe.Stats)
+	if until, ok := u.m.Held(); ok {
+		out.Probe.HeldUntil = until
 	}
 	for _, t := range u.history {
 		out.Transitions = append(out.Transitions, transitionStatus(t))
 	}
 	return out
+}
+
+func statsStatus(s probe.Stats) status.Stats {
+	return status.Stats{
+		Probes: s.Probes, Lost: s.Lost, Late: s.Late, Loss: math.Round(1000*s.Loss) / 10,
+		RTT: status.Millis(s.RTT), Jitter: status.Millis(s.Jitter), Full: s.Full,
+	}
 }
 
 func transitionStatus(t fsm.Transition) status.Transition {

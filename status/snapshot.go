@@ -69,11 +69,31 @@ type Probe struct {
 	Failed uint64 `json:"failed"`
 	// LastRTT is the fastest reply of the last good round.
 	LastRTT float64 `json:"last_rtt_ms"`
+	// Stats rate the uplink over the statistics window: for each figure
+	// the reliability-th best target's, as the state machine judges it.
+	Stats Stats `json:"stats"`
+	// HeldUntil is when a hold for flapping ends; zero when not held.
+	HeldUntil time.Time `json:"held_until,omitzero"`
+}
+
+// Stats summarise the last probes (up to the configured window) of a
+// target or an uplink.
+type Stats struct {
+	Probes int     `json:"probes"` // in the window, with a known outcome
+	Lost   int     `json:"lost"`   // of those
+	Late   int     `json:"late"`   // of the lost, answered after the timeout
+	Loss   float64 `json:"loss_pct"`
+	RTT    float64 `json:"rtt_ms"`    // mean of the answered probes
+	Jitter float64 `json:"jitter_ms"` // mean difference of consecutive RTTs
+	Full   bool    `json:"full"`      // the window is full: quality is judged
 }
 
 // Target is one probe target.
 type Target struct {
 	Address string `json:"address"`
+	Stats   Stats  `json:"stats"`
+	// Duplicates counts replies received more than once.
+	Duplicates uint64 `json:"duplicates"`
 }
 
 // Transition is one state change.

@@ -188,7 +188,11 @@ func probes(p Probe) string {
 	if p.LastRTT > 0 {
 		rtt = ms(p.LastRTT)
 	}
-	return fmt.Sprintf("%s, %d/%d failed", rtt, p.Failed, p.Rounds)
+	loss := ""
+	if p.Stats.Probes > 0 {
+		loss = fmt.Sprintf(", loss %s", strconv.FormatFloat(p.Stats.Loss, 'f', -1, 64)+"%")
+	}
+	return fmt.Sprintf("%s%s, %d/%d failed", rtt, loss, p.Failed, p.Rounds)
 }
 
 func dash(s string) string { return cmp.Or(s, "-") }

@@ -91,6 +91,17 @@ func TestHealthDegraded(t *testing.T) {
 			t.Fatalf("%s: %s", c.mode, line)
 		}
 		r.waitOnly(onlyISP1)
+		// Status shows the statistics the decision was made on.
+		st := uplinkOf(t, r.status(), lab.ISP2).Probe
+		if c.mode == "loss=40%" && (!st.Stats.Full || st.Stats.Loss < 20) {
+			t.Errorf("%s: status statistics %+v", c.mode, st.Stats)
+		}
+		if c.mode == "slow" && st.Stats.RTT < 250 {
+			t.Errorf("%s: status statistics %+v", c.mode, st.Stats)
+		}
+		if len(st.Targets) != 3 || st.Targets[2].Stats.Probes == 0 {
+			t.Errorf("%s: status targets %+v", c.mode, st.Targets)
+		}
 
 		if c.mode == "slow" {
 			// With no uplink active, a degraded one carries the traffic.
@@ -164,6 +175,9 @@ func TestHealthFlapDamped(t *testing.T) {
 	}
 	if !held {
 		t.Error("no transition reason tells the hold")
+	}
+	if u := uplinkOf(t, r.status(), lab.ISP2); u.Probe.HeldUntil.IsZero() || !strings.Contains(u.Reason, "held for") {
+		t.Errorf("status does not show the hold: %+v", u)
 	}
 	// Once the link is stable the uplink returns, when its hold (doubled
 	// per further flap) has ended.
