@@ -441,6 +441,11 @@ func (d *Daemon) settle(ctx context.Context) error {
 		d.needReconcile = false
 		d.doReconcile()
 	}
+	// Probes start once the uplink's own table and rule are in place, so
+	// their first round does not fail for want of a route.
+	for _, u := range d.uplinks {
+		d.syncProber(u)
+	}
 	d.armTick()
 	d.runHooks()
 	d.finishReload()
@@ -461,7 +466,6 @@ func (d *Daemon) deadlines() {
 		if tr, ok := u.m.Tick(now); ok {
 			d.transition(u, tr)
 			d.needReconcile = true
-			d.syncProber(u)
 		}
 	}
 }
@@ -519,7 +523,6 @@ func (d *Daemon) observe(snap events.Snapshot) bool {
 			d.transition(u, tr)
 			changed = true
 		}
-		d.syncProber(u)
 	}
 	if changed {
 		d.changed = true

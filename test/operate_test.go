@@ -206,7 +206,8 @@ func TestStatusCommand(t *testing.T) {
 	if isp2.Interface != "eth2" || isp2.Ifindex == 0 || !isp2.Carrier || !isp2.AdminUp || isp2.Address != "203.0.113.2/24" ||
 		isp2.Gateway != "203.0.113.1" || isp2.Weight != 3 || !isp2.InBalance || isp2.Share != 0.75 ||
 		!isp2.Probe.Enabled || !isp2.Probe.Running || isp2.Probe.Rounds == 0 || isp2.Probe.LastRTT <= 0 ||
-		len(isp2.Probe.Targets) != 1 || isp2.Probe.Targets[0].Address != "198.18.0.1" {
+		len(isp2.Probe.Targets) != 2 || isp2.Probe.Targets[0].Address != "198.18.0.1" || isp2.Probe.Targets[1].Address != "198.18.0.2" ||
+		isp2.Probe.Stats.Probes == 0 || isp2.Probe.Stats.Lost != 0 {
 		t.Errorf("isp2 active: %+v", isp2)
 	}
 	if tr := isp2.Transitions; len(tr) != 2 || tr[0].From != "down" || tr[1].To != "active" {

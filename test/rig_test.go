@@ -47,14 +47,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// coreConfig is the configuration of the core issue, in the lab.
-const coreConfig = `
-[routing]
-lan_interfaces = ["eth0"]
-
-[probe]
-targets = ["198.18.0.1"]
-` + lab.UplinkConfig
+// coreConfig is the lab's configuration of the reference file: two probe
+// targets, every other setting at its default.
+var coreConfig = healthConfig()
 
 // healthConfig is the recommended setup: two probe targets and every other
 // probe setting at its default, plus extra lines for [probe].
