@@ -166,3 +166,84 @@ func (slowKernel) RouteListFiltered(int, *netlink.Route, uint64) ([]netlink.Rout
 	return nil, nil
 }
 func (slowKernel) RuleList(int) ([]netlink.Rule, error) { return nil, nil }
+
+var resilient = Settings{
+	LANInterfaces: []string{"eth0"}, BalanceTable: 250, RulePriority: 10000, RouteProtocol: 201,
+	Balancer: Resilient, NexthopIDBase: 2010000000, IdleTimer: 120 * time.Second,
+}
+
+func withCarrier(u Uplink) Uplink {
+	u.Carrier = true
+	return u
+}
+
+func nhOf(u Uplink, id uint32) NexthopObject {
+	return NexthopObject{ID: id, Gateway: u.Gateway, Index: u.Index, Protocol: 201}
+}
+
+func TestPlanResilient(t *testing.T) {
+	u1, u2 := withCarrier(isp1(true)), withCarrier(isp2(true))
+	group := func(members ...GroupMember) NexthopObject {
+		return NexthopObject{ID: 2010000000, Members: members, Type: GroupResilient, Buckets: 512,
+			IdleTimer: 120 * time.Second, Protocol: 201}
+	}
+	balance := Route{Table: 250, Dst: defaultDst, NHID: 2010000000, Protocol: 201}
+	rules := cat([]Rule{sourceRule(u1), sourceRule(u2)}, lanRules("eth0", "lo"))
+	tests := []struct {
+		name    string
+		uplinks []Uplink
+		want    Desired
+	}{
+		{
+			name:    "both in the balance: a group of both behind one route",
+			uplinks: []Uplink{u1, u2},
+			want: Desired{
+				Routes:   cat(tableRoutes(u1), tableRoutes(u2), []Route{balance}),
+				Rules:    rules,
+				Nexthops: []NexthopObject{nhOf(u1, 2010000001), nhOf(u2, 2010000002), group(GroupMember{2010000001, 1}, GroupMember{2010000002, 3})},
+			},
+		},
+		{
+			name:    "isp2 out: same group id and route, one member; isp2 keeps its nexthop",
+			uplinks: []Uplink{u1, withCarrier(isp2(false))},
+			want: Desired{
+				Routes:   cat(tableRoutes(u1), tableRoutes(u2), []Route{balance}),
+				Rules:    rules,
+				Nexthops: []NexthopObject{nhOf(u1, 2010000001), nhOf(u2, 2010000002), group(GroupMember{2010000001, 1})},
+			},
+		},
+		{
+			name:    "isp1 without carrier: no nexthop object, the group keeps its bucket count",
+			uplinks: []Uplink{isp1(false), u2},
+			want: Desired{
+				Routes:   cat(tableRoutes(u1), tableRoutes(u2), []Route{balance}),
+				Rules:    rules,
+				Nexthops: []NexthopObject{nhOf(u2, 2010000002), group(GroupMember{2010000002, 3})},
+			},
+		},
+		{
+			name:    "none in the balance: no group (it cannot be empty) and no balance route",
+			uplinks: []Uplink{withCarrier(isp1(false)), withCarrier(isp2(false))},
+			want: Desired{
+				Routes:   cat(tableRoutes(u1), tableRoutes(u2)),
+				Rules:    rules,
+				Nexthops: []NexthopObject{nhOf(u1, 2010000001), nhOf(u2, 2010000002)},
+			},
+		},
+	}
+	cmpAddr := cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
+	cmpPrefix := cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Plan(resilient, tt.uplinks)
+			if d := cmp.Diff(tt.want, got, cmpAddr, cmpPrefix); d != "" {
+				t.Fatalf("Plan (-want +got):\n%s", d)
+			}
+		})
+	}
+	// The ID follows the uplink's position in the configuration.
+	d := Plan(resilient, []Uplink{withCarrier(isp1(false)), {Name: "isp0", Table: 50, Weight: 1}, u2})
+	if d.Nexthops[1].ID != 2010000003 || d.Nexthops[2].Members[0].ID != 2010000003 {
+		t.Fatalf("third uplink's nexthop: %v", d.Nexthops)
+	}
+}
