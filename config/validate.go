@@ -23,6 +23,9 @@ const (
 	maxProtocol   = 255
 	maxNameLength = 32
 	maxIfnameLen  = 15 // IFNAMSIZ - 1
+
+	maxNexthopIDBase = math.MaxUint32 - NexthopIDRange + 1
+	maxBucketTimer   = 24 * time.Hour
 )
 
 // reservedTables are the kernel's own routing tables.
@@ -159,11 +162,37 @@ func (v *validator) routing(r *rawRouting) Routing {
 		out.RouteProtocol = int(n)
 	}
 	if s, ok := v.str("routing.hash", r.Hash, defaultHash); ok {
-		if s != "l4" && s != "l3" {
-			v.errorf("routing.hash", `%q: must be "l4" or "l3"`, s)
+		if s != "l4" && s != "l3" && s != "source" {
+			v.errorf("routing.hash", `%q: must be "l4", "l3" or "source"`, s)
 		}
 		out.Hash = s
 	}
+	if s, ok := v.str("routing.balancer", r.Balancer, defaultBalancer); ok {
+		if s != "auto" && s != "resilient" && s != "multipath" {
+			v.errorf("routing.balancer", `%q: must be "auto", "resilient" or "multipath"`, s)
+		}
+		out.Balancer = s
+	}
+	if n, ok := v.integer("routing.nexthop_id_base", r.NexthopIDBase, defaultNexthopIDBase); ok {
+		if n < 1 || n > maxNexthopIDBase {
+			v.errorf("routing.nexthop_id_base", "%d is out of range (1..%d): uplinkd uses the IDs up to nexthop_id_base+%d",
+				n, maxNexthopIDBase, NexthopIDRange-1)
+		}
+		out.NexthopIDBase = uint32(n)
+	}
+	if d, ok := v.duration("routing.idle_timer", r.IdleTimer, defaultIdleTimer); ok {
+		if d < time.Second || d > maxBucketTimer {
+			v.errorf("routing.idle_timer", "%q is out of range (1s..%v)", r.IdleTimer.val, maxBucketTimer)
+		}
+		out.IdleTimer = d
+	}
+	if d, ok := v.durationOrZero("routing.unbalanced_timer", r.UnbalancedTimer, 0); ok {
+		if d != 0 && (d < time.Second || d > maxBucketTimer) {
+			v.errorf("routing.unbalanced_timer", `%q is out of range ("0s" for never, or 1s..%v)`, r.UnbalancedTimer.val, maxBucketTimer)
+		}
+		out.UnbalancedTimer = d
+	}
+	out.FlushConntrack = v.boolean("routing.flush_conntrack", r.FlushConntrack, defaultFlush)
 	// lan_interfaces is checked in crossCheck, against the uplinks.
 	return out
 }
@@ -344,6 +373,30 @@ func (v *validator) stringList(path string, o opt[[]string]) []string {
 		return nil
 	}
 	return o.val
+}
+
+func (v *validator) boolean(path string, o opt[bool], def bool) bool {
+	switch {
+	case !o.set:
+		return def
+	case o.bad != "":
+		v.errorf(path, "expected true or false, got %s", o.bad)
+	}
+	return o.val
+}
+
+// durationOrZero returns a duration setting, which must not be negative.
+func (v *validator) durationOrZero(path string, o opt[string], def time.Duration) (time.Duration, bool) {
+	if o.set && o.bad == "" {
+		if d, err := time.ParseDuration(o.val); err == nil && d <= 0 {
+			if d < 0 {
+				v.errorf(path, "%q: must not be negative", o.val)
+				return 0, false
+			}
+			return 0, true
+		}
+	}
+	return v.duration(path, o, def)
 }
 
 // duration returns a duration setting, which must be positive.

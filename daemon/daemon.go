@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/uplinkd/uplinkd/config"
@@ -24,8 +25,13 @@ type Daemon struct {
 	// Ready, if set, is called once after the first reconcile.
 	Ready func()
 
-	rec     *netops.Reconciler
-	uplinks []*uplink
+	rec      *netops.Reconciler
+	balancer atomic.Pointer[netops.Balancer] // chosen at startup
+	ct       *netops.Conntrack               // nil: no conntrack flushing
+	// natAddrs holds the address of every uplink in the balance after the
+	// last reconcile: when one leaves, entries translated to it go.
+	natAddrs map[string]netip.Addr
+	uplinks  []*uplink
 	results chan probe.Result
 	gen     uint64
 
@@ -79,12 +85,34 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	defer h.Close()
 	d.rec = &netops.Reconciler{K: h, Protocol: d.cfg.Routing.RouteProtocol}
-
-	policy := netops.HashL4
-	if d.cfg.Routing.Hash == "l3" {
-		policy = netops.HashL3
+	nh, err := netops.DialNexthops(0)
+	if err != nil {
+		d.log.Warn("no rtnetlink socket for nexthop objects", "err", err)
+	} else {
+		defer nh.Close()
+		d.rec.NH = nh
 	}
-	prevHash, err := netops.SetMultipathHash(policy)
+	bal, err := d.chooseBalancer()
+	if err != nil {
+		return err
+	}
+	d.balancer.Store(&bal)
+	if d.cfg.Routing.FlushConntrack {
+		if d.ct, err = netops.DialConntrack(0); err != nil {
+			d.log.Warn("cannot flush conntrack entries of uplinks that leave the balance", "err", err)
+		} else {
+			defer d.ct.Close()
+		}
+	}
+
+	hash := netops.HashFlows
+	switch d.cfg.Routing.Hash {
+	case "l3":
+		hash = netops.HashHosts
+	case "source":
+		hash = netops.HashSources
+	}
+	prevHash, err := netops.SetMultipathHash(hash)
 	if err != nil {
 		return err
 	}
@@ -181,8 +209,18 @@ func (d *Daemon) drain(evs <-chan events.Event) {
 // note records what an event means for the loop's pending work.
 func (d *Daemon) note(ev events.Event) {
 	switch e := ev.(type) {
-	case events.LinkEvent, events.AddrEvent:
+	case events.LinkEvent:
+		// The kernel deletes nexthop objects (and a group left empty,
+		// and the routes through it) without a notification when their
+		// link loses carrier or goes down, even for a flap too short to
+		// change the link's state in the dump: check them.
+		d.needDump, d.needReconcile = true, true
+	case events.AddrEvent:
 		d.needDump = true
+	case events.NexthopEvent:
+		if e.Protocol == d.cfg.Routing.RouteProtocol || netops.NexthopIDs(d.cfg.Routing.NexthopIDBase).Contains(uint32(e.ID)) {
+			d.needReconcile = true
+		}
 	case events.RouteEvent:
 		if d.ours(e.Table, e.Protocol) {
 			d.needReconcile = true
@@ -388,6 +426,7 @@ func (d *Daemon) inputs() []netops.Uplink {
 		if u.link != nil && u.link.AdminUp {
 			in.Index = u.link.Index
 			in.Addr = u.addr
+			in.Carrier = u.link.Carrier
 		}
 		switch u.m.State() {
 		case fsm.Active:
@@ -407,21 +446,96 @@ func (d *Daemon) settings() netops.Settings {
 		BalanceTable:  r.BalanceTable,
 		RulePriority:  r.RulePriority,
 		RouteProtocol: r.RouteProtocol,
+
+		Balancer:        *d.balancer.Load(),
+		NexthopIDBase:   r.NexthopIDBase,
+		IdleTimer:       r.IdleTimer,
+		UnbalancedTimer: r.UnbalancedTimer,
 	}
 }
 
 func (d *Daemon) reconcile() {
-	res, err := d.rec.Reconcile(netops.Plan(d.settings(), d.inputs()))
+	in := d.inputs()
+	res, err := d.rec.Reconcile(netops.Plan(d.settings(), in))
 	if res.Changes() > 0 {
 		d.log.Info("routing updated", "changes", res.Changes(), "reconcile", res.Took.Round(time.Microsecond),
 			"since_event", time.Since(d.burstStart).Round(time.Microsecond), "added", res.Added, "removed", res.Removed)
 	}
+	d.flushLeavers(in)
 	if err != nil {
 		d.log.Warn("reconcile incomplete, will retry", "err", err)
 		d.armRetry()
 		return
 	}
 	d.retryDelay = 0
+}
+
+// flushLeavers deletes the conntrack entries translated to the address of
+// every uplink that left the balance since the last reconcile. It runs
+// after the routing change, so that the next packet of such a connection
+// gets a new entry on its new path.
+func (d *Daemon) flushLeavers(in []netops.Uplink) {
+	now := make(map[string]netip.Addr)
+	for _, u := range in {
+		if u.InBalance && u.Addr.IsValid() {
+			now[u.Name] = u.Addr.Addr()
+		}
+	}
+	prev := d.natAddrs
+	d.natAddrs = now
+	if d.ct == nil {
+		return
+	}
+	for name, addr := range prev {
+		if a, ok := now[name]; ok && a == addr {
+			continue
+		}
+		start := time.Now()
+		n, err := d.ct.FlushNAT(addr)
+		if err != nil {
+			d.log.Warn("flushing conntrack entries", "uplink", name, "address", addr, "deleted", n, "err", err)
+			continue
+		}
+		d.log.Info("conntrack entries flushed", "uplink", name, "address", addr, "deleted", n,
+			"took", time.Since(start).Round(time.Microsecond))
+	}
+}
+
+// Balancer is the balancer chosen at startup ("resilient" or
+// "multipath"), or "" before Run has chosen one. It may be called from any
+// goroutine.
+func (d *Daemon) Balancer() string {
+	if b := d.balancer.Load(); b != nil {
+		return b.String()
+	}
+	return ""
+}
+
+// chooseBalancer applies [routing] balancer: "auto" checks whether the
+// kernel can do resilient groups, "resilient" requires it.
+func (d *Daemon) chooseBalancer() (netops.Balancer, error) {
+	r := d.cfg.Routing
+	if r.Balancer == "multipath" {
+		d.log.Info("balancer", "balancer", netops.Multipath, "reason", "set in the configuration")
+		return netops.Multipath, nil
+	}
+	err := errors.New("no rtnetlink socket for nexthop objects")
+	if d.rec.NH != nil {
+		err = netops.SupportsResilient(d.rec.NH, netops.NexthopIDs(r.NexthopIDBase), r.RouteProtocol)
+	}
+	switch {
+	case err == nil:
+		reason := "the kernel supports resilient nexthop groups"
+		if r.Balancer == "resilient" {
+			reason = "set in the configuration"
+		}
+		d.log.Info("balancer", "balancer", netops.Resilient, "reason", reason)
+		return netops.Resilient, nil
+	case r.Balancer == "resilient":
+		return 0, fmt.Errorf("balancer = \"resilient\", but the kernel cannot create a resilient nexthop group: %w", err)
+	}
+	d.log.Info("balancer", "balancer", netops.Multipath, "reason", fmt.Sprintf("no resilient nexthop groups: %v", err))
+	return netops.Multipath, nil
 }
 
 func (d *Daemon) armRetry() {
