@@ -67,18 +67,55 @@ func (l *Lab) Split(ctx context.Context, n int) (map[string]int, error) {
 	if n < 1 || SplitFirstPort+n-1 > 65535 {
 		return nil, fmt.Errorf("lab: Split: n=%d out of range 1..%d", n, 65536-SplitFirstPort)
 	}
+	flows := make([]Flow, n)
+	for i := range flows {
+		flows[i] = Flow{Src: HostAddr, Sport: SplitFirstPort + i}
+	}
+	devs, err := l.Paths(ctx, flows)
+	if err != nil {
+		return nil, err
+	}
+	split := make(map[string]int)
+	for _, d := range devs {
+		split[d]++
+	}
+	return split, nil
+}
+
+// Flow is a UDP flow from a LAN address and port to Target1 port 9.
+type Flow struct {
+	Src   netip.Addr
+	Sport int
+}
+
+// LANFlows returns n distinct flows of the LAN host, alternating between
+// its two addresses, with source ports from SplitFirstPort on.
+func LANFlows(n int) []Flow {
+	flows := make([]Flow, n)
+	for i := range flows {
+		src := HostAddr
+		if i%2 == 1 {
+			src = HostAddr2
+		}
+		flows[i] = Flow{Src: src, Sport: SplitFirstPort + i/2}
+	}
+	return flows
+}
+
+// Paths returns the router's output device for each flow, entering on the
+// LAN link, in order. All lookups run in one `ip -batch` process.
+func (l *Lab) Paths(ctx context.Context, flows []Flow) ([]string, error) {
 	var in strings.Builder
-	for i := range n {
-		in.WriteString(strings.Join(routeGetArgs(Target1, HostAddr, RouterLANLink, SplitFirstPort+i, 9), " "))
+	for _, f := range flows {
+		in.WriteString(strings.Join(routeGetArgs(Target1, f.Src, RouterLANLink, f.Sport, 9), " "))
 		in.WriteByte('\n')
 	}
 	out, err := runIPInput(ctx, in.String(), "-n", l.NS(Router), "-j", "-batch", "-")
 	if err != nil {
 		return nil, err
 	}
-	split := make(map[string]int)
+	devs := make([]string, 0, len(flows))
 	sc := bufio.NewScanner(strings.NewReader(out))
-	lines := 0
 	for sc.Scan() {
 		if strings.TrimSpace(sc.Text()) == "" {
 			continue
@@ -87,11 +124,10 @@ func (l *Lab) Split(ctx context.Context, n int) (map[string]int, error) {
 		if err != nil {
 			return nil, err
 		}
-		split[dev]++
-		lines++
+		devs = append(devs, dev)
 	}
-	if lines != n {
-		return nil, fmt.Errorf("lab: Split: %d answers to %d lookups", lines, n)
+	if len(devs) != len(flows) {
+		return nil, fmt.Errorf("lab: %d answers to %d route lookups", len(devs), len(flows))
 	}
-	return split, nil
+	return devs, nil
 }

@@ -1,0 +1,417 @@
+package test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/uplinkd/uplinkd/test/lab"
+)
+
+// The flows of the balance tests: 4096 UDP flows from the LAN host's two
+// addresses, hashed with their ports (L4).
+const nFlows = 4096
+
+var flows = lab.LANFlows(nFlows)
+
+// balanceConfig is the lab configuration with the given balancer and
+// number of ISPs (2 or 3): weights 1 and 3, and 2 for isp3. The resilient
+// group's idle timer is short, so that buckets a returning uplink is owed
+// move within the test rather than after the default two minutes. extra is
+// added to [routing].
+func balanceConfig(balancer string, isps int, extra string) string {
+	c := coreConfig(balancer)
+	c = strings.Replace(c, "[routing]\n", "[routing]\nidle_timer = \"1s\"\n"+extra, 1)
+	if isps == 3 {
+		c += `
+[[uplink]]
+name = "isp3"
+interface = "eth3"
+gateway = "198.19.30.1"
+weight = 2
+table = 300
+`
+	}
+	return c
+}
+
+// paths returns the output device of every test flow.
+func (r *rig) paths() []string {
+	r.t.Helper()
+	p, err := r.lab.Paths(r.ctx, flows)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return p
+}
+
+func count(paths []string) map[string]int {
+	c := make(map[string]int)
+	for _, p := range paths {
+		c[p]++
+	}
+	return c
+}
+
+// moves counts the flows that changed device from before to after, by
+// "from→to".
+func moves(before, after []string) map[string]int {
+	m := make(map[string]int)
+	for i := range before {
+		if before[i] != after[i] {
+			m[before[i]+"→"+after[i]]++
+		}
+	}
+	return m
+}
+
+func total(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// movedFrom counts the flows that left dev.
+func movedFrom(m map[string]int, dev string) int {
+	n := 0
+	for k, v := range m {
+		if strings.HasPrefix(k, dev+"→") {
+			n += v
+		}
+	}
+	return n
+}
+
+// movedTo counts the flows that went to dev.
+func movedTo(m map[string]int, dev string) int {
+	n := 0
+	for k, v := range m {
+		if strings.HasSuffix(k, "→"+dev) {
+			n += v
+		}
+	}
+	return n
+}
+
+// waitSettled waits, with the resilient balancer, until the group owns
+// its buckets as the weights say (the kernel moves a returning uplink's
+// buckets only as they fall idle).
+func (r *rig) waitSettled() {
+	r.t.Helper()
+	if r.balancer != "resilient" {
+		return
+	}
+	r.waitFor("the resilient group to be balanced", 20*time.Second, func() bool {
+		var g []struct {
+			Args struct {
+				UnbalancedTime float64 `json:"unbalanced_time"`
+			} `json:"resilient_args"`
+		}
+		r.nexthopJSON(groupID, &g)
+		return len(g) == 1 && g[0].Args.UnbalancedTime == 0
+	})
+}
+
+// fault is a way to make an ISP fail and recover.
+type fault struct {
+	name          string
+	fail, recover func(r *rig, isp string) error
+}
+
+var faults = []fault{
+	{"carrier",
+		func(r *rig, isp string) error { return r.lab.CarrierDown(r.ctx, isp) },
+		func(r *rig, isp string) error { return r.lab.CarrierUp(r.ctx, isp) }},
+	{"blackhole",
+		func(r *rig, isp string) error { return r.lab.Blackhole(r.ctx, isp, true) },
+		func(r *rig, isp string) error { return r.lab.Blackhole(r.ctx, isp, false) }},
+}
+
+// Acceptance 1: weights 1:3, 4096 flows: 25% ± 2% and 75% ± 2%.
+func TestWeightedSplit(t *testing.T) {
+	forBalancers(t, func(t *testing.T, balancer string) {
+		r := newRig(t, balanceConfig(balancer, 2, ""))
+		r.start()
+		r.waitBoth()
+		c := count(r.paths())
+		share := func(dev string) float64 { return 100 * float64(c[dev]) / nFlows }
+		t.Logf("%s: %d flows: eth1 %d (%.1f%%), eth2 %d (%.1f%%)", balancer, nFlows, c["eth1"], share("eth1"), c["eth2"], share("eth2"))
+		if c["eth1"]+c["eth2"] != nFlows || share("eth1") < 23 || share("eth1") > 27 || share("eth2") < 73 || share("eth2") > 77 {
+			t.Fatalf("split %v: want eth1 25%% ± 2%%, eth2 75%% ± 2%%", c)
+		}
+		if balancer == "resilient" {
+			var g []struct {
+				Type string `json:"type"`
+				Args struct {
+					Buckets int `json:"buckets"`
+				} `json:"resilient_args"`
+			}
+			r.nexthopJSON(groupID, &g)
+			if g[0].Type != "resilient" || g[0].Args.Buckets != 512 {
+				t.Fatalf("group: %+v, want resilient with 512 buckets", g)
+			}
+		}
+	})
+}
+
+// outage is what one failure and recovery of an ISP did to the flows.
+type outage struct {
+	before, during, after []string
+}
+
+// outage fails isp, waits until it left the balance, takes the flows'
+// paths, recovers it and waits until everything is back in the balance and
+// settled.
+func (r *rig) outage(f fault, isp string, without, with []string) outage {
+	r.t.Helper()
+	var o outage
+	r.waitMembers(with...)
+	o.before = r.paths()
+	if err := f.fail(r, isp); err != nil {
+		r.t.Fatal(err)
+	}
+	r.waitMembers(without...)
+	o.during = r.paths()
+	if err := f.recover(r, isp); err != nil {
+		r.t.Fatal(err)
+	}
+	r.waitMembers(with...)
+	r.waitSettled()
+	o.after = r.paths()
+	return o
+}
+
+// Acceptance 2: ISP2 fails: exactly its flows move, none of ISP1's. ISP2
+// returns: only flows to ISP2 move, and none of those that stayed on ISP1
+// during the outage (the count is logged).
+func TestFailoverMovesOnlyFailedFlows(t *testing.T) {
+	forBalancers(t, func(t *testing.T, balancer string) {
+		for _, f := range faults {
+			t.Run(f.name, func(t *testing.T) {
+				r := newRig(t, balanceConfig(balancer, 2, ""))
+				r.start()
+				o := r.outage(f, lab.ISP2, []string{"eth1/1"}, []string{"eth1/1", "eth2/3"})
+				failed, back := moves(o.before, o.during), moves(o.during, o.after)
+				onISP2 := count(o.before)["eth2"]
+				stayedMoved := 0
+				for i := range o.before {
+					if o.before[i] == "eth1" && o.after[i] != "eth1" {
+						stayedMoved++
+					}
+				}
+				t.Logf("%s, %s: before %v; ISP2 fails: moved %v; ISP2 returns: moved %v, of them %d that stayed on eth1",
+					balancer, f.name, count(o.before), failed, back, stayedMoved)
+				if total(failed) != onISP2 || failed["eth2→eth1"] != onISP2 {
+					t.Errorf("ISP2 failed: moved %v, want exactly the %d flows of eth2", failed, onISP2)
+				}
+				if total(back) != movedTo(back, "eth2") {
+					t.Errorf("ISP2 returned: moved %v, want moves to eth2 only", back)
+				}
+				if stayedMoved != 0 {
+					t.Errorf("ISP2 returned: %d flows that stayed on eth1 during the outage moved", stayedMoved)
+				}
+				c := count(o.after)
+				if share := 100 * float64(c["eth2"]) / nFlows; share < 73 || share > 77 {
+					t.Errorf("after ISP2 returned: %v, want eth2 75%% ± 2%%", c)
+				}
+			})
+		}
+	})
+}
+
+// Acceptance 3: three uplinks, one fails (each in turn): with the
+// resilient balancer the flows on the two survivors do not move, and when
+// it returns flows only move to it. The multipath balancer's moves are
+// logged for comparison: its hash-threshold split moves survivors' flows
+// when the first or the last uplink fails.
+func TestThreeUplinks(t *testing.T) {
+	forBalancers(t, func(t *testing.T, balancer string) {
+		r := newRigWith(t, balanceConfig(balancer, 3, ""), lab.Options{ThirdISP: true})
+		r.start()
+		all := []string{"eth1/1", "eth2/3", "eth3/2"}
+		for i, isp := range []string{lab.ISP1, lab.ISP2, lab.ISP3} {
+			dev := strings.Split(all[i], "/")[0]
+			o := r.outage(faults[1], isp, slices.Delete(slices.Clone(all), i, i+1), all)
+			failed, back := moves(o.before, o.during), moves(o.during, o.after)
+			survivors := total(failed) - movedFrom(failed, dev)
+			between := total(back) - movedTo(back, dev)
+			t.Logf("%s: %s fails: moved %s (%d of the survivors' flows); returns: moved %s (%d between survivors)",
+				balancer, isp, fmtMoves(failed), survivors, fmtMoves(back), between)
+			if movedFrom(failed, dev) != count(o.before)[dev] {
+				t.Errorf("%s failed: moved %v, want all %d flows of %s", isp, failed, count(o.before)[dev], dev)
+			}
+			if balancer == "resilient" && (survivors != 0 || between != 0) {
+				t.Errorf("%s failed and returned: %d and %d flows of the survivors moved", isp, survivors, between)
+			}
+		}
+	})
+}
+
+// Acceptance 4 is the core tests, which run with both balancers. This one
+// checks the choice itself: "auto" takes resilient groups on this kernel,
+// and falls back to multipath when the check fails (here: someone else's
+// nexthop object holds one of the IDs of the check), which a forced
+// "resilient" refuses.
+func TestBalancerChoice(t *testing.T) {
+	r := newRig(t, strings.Replace(coreTemplate, "[routing]\n", "[routing]\nflush_conntrack = false\n", 1))
+	mark := r.mark()
+	r.start()
+	line := r.waitLog(mark, regexp.MustCompile(`msg=balancer `), time.Second)
+	if !strings.Contains(line, "balancer=resilient") {
+		t.Fatalf("auto on a kernel with resilient groups: %s", line)
+	}
+	r.balancer = "resilient"
+	r.waitBoth()
+	r.stop(syscall.SIGTERM)
+	if left := r.ours(); left != "" {
+		t.Fatalf("left after SIGTERM:\n%s", left)
+	}
+
+	r.ip(lab.Router, "nexthop", "add", "id", strconv.Itoa(groupID+127), "blackhole")
+	mark = r.mark()
+	r.start()
+	line = r.waitLog(mark, regexp.MustCompile(`msg=balancer `), time.Second)
+	if !strings.Contains(line, "balancer=multipath") || !strings.Contains(line, "is used by protocol 0") {
+		t.Fatalf("auto with the check failing: %s", line)
+	}
+	r.balancer = "multipath"
+	r.waitBoth()
+	r.stop(syscall.SIGTERM)
+
+	if err := os.WriteFile(r.cfgPath, []byte(coreConfig("resilient")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mark = r.mark()
+	cmd, err := r.lab.Start(r.ctx, lab.Router, r.logPath, binDir+"/uplinkd", "run", "--config", r.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err == nil {
+		t.Fatal("forced resilient balancer started although the check failed")
+	}
+	r.waitLog(mark, regexp.MustCompile(`balancer = \\"resilient\\", but the kernel cannot create a resilient nexthop group`), time.Second)
+	if got := r.ip(lab.Router, "nexthop", "show", "id", strconv.Itoa(groupID+127)); !strings.Contains(got, "blackhole") {
+		t.Fatalf("foreign nexthop touched: %q", got)
+	}
+}
+
+// Sticky mode: hash = "source" sends every flow of one LAN address through
+// one uplink, and uplinkd restores the hash settings when it stops.
+func TestStickySource(t *testing.T) {
+	forBalancers(t, func(t *testing.T, balancer string) {
+		r := newRig(t, balanceConfig(balancer, 2, "hash = \"source\"\n"))
+		sysctl := func(name string) string {
+			out, err := r.lab.Exec(r.ctx, lab.Router, "sysctl", "-n", "net.ipv4."+name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return strings.TrimSpace(out)
+		}
+		fieldsBefore := sysctl("fib_multipath_hash_fields")
+		r.start()
+		r.waitBoth()
+		if p, f := sysctl("fib_multipath_hash_policy"), sysctl("fib_multipath_hash_fields"); p != "3" || f != "1" {
+			t.Fatalf("hash policy %s fields %s, want 3 and 1 (source address only)", p, f)
+		}
+		paths := r.paths()
+		bySource := make(map[string]map[string]int)
+		for i, f := range flows {
+			src := f.Src.String()
+			if bySource[src] == nil {
+				bySource[src] = make(map[string]int)
+			}
+			bySource[src][paths[i]]++
+		}
+		t.Logf("%s: flows per source and device: %v", balancer, bySource)
+		for src, devs := range bySource {
+			if len(devs) != 1 {
+				t.Errorf("flows of %s spread over %v, want one uplink", src, devs)
+				continue
+			}
+			// Whatever the destination and protocol.
+			for dev := range devs {
+				got, err := r.lab.RouteGet(r.ctx, lab.Target2, netip.MustParseAddr(src), lab.RouterLANLink, 50000, 443)
+				if err != nil || got != dev {
+					t.Errorf("flow of %s to %s leaves through %q (%v), want %s", src, lab.Target2, got, err, dev)
+				}
+			}
+		}
+		r.stop(syscall.SIGTERM)
+		if p, f := sysctl("fib_multipath_hash_policy"), sysctl("fib_multipath_hash_fields"); p != "0" || f != fieldsBefore {
+			t.Fatalf("after stop: hash policy %s fields %s, want 0 and %s", p, f, fieldsBefore)
+		}
+	})
+}
+
+// reconcileTimes returns the reconcile durations uplinkd logged after mark
+// for changes ("routing updated ... reconcile=...").
+func (r *rig) reconcileTimes(mark int) []time.Duration {
+	r.t.Helper()
+	raw, _ := os.ReadFile(r.logPath)
+	b := string(raw)
+	var out []time.Duration
+	re := regexp.MustCompile(`msg="routing updated" changes=\d+ reconcile=(\S+)`)
+	for _, m := range re.FindAllStringSubmatch(b[min(mark, len(b)):], -1) {
+		d, err := time.ParseDuration(m[1])
+		if err != nil {
+			r.t.Fatalf("reconcile=%s: %v", m[1], err)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// groupBuckets returns the resilient group's buckets per member device.
+func (r *rig) groupBuckets() map[string]int {
+	r.t.Helper()
+	var buckets []struct {
+		Bucket struct {
+			NHID int `json:"nhid"`
+		} `json:"bucket"`
+	}
+	out := r.ip(lab.Router, "-j", "nexthop", "bucket", "show", "id", strconv.Itoa(groupID))
+	if err := json.Unmarshal([]byte(out), &buckets); err != nil {
+		r.t.Fatal(err)
+	}
+	devs := make(map[int]string)
+	c := make(map[string]int)
+	for _, b := range buckets {
+		dev, ok := devs[b.Bucket.NHID]
+		if !ok {
+			var nh []struct {
+				Dev string `json:"dev"`
+			}
+			r.nexthopJSON(b.Bucket.NHID, &nh)
+			dev = nh[0].Dev
+			devs[b.Bucket.NHID] = dev
+		}
+		c[dev]++
+	}
+	return c
+}
+
+func fmtMoves(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
