@@ -240,7 +240,7 @@ func TestLimitsAccepted(t *testing.T) {
 	want := &Config{
 		Routing: Routing{BalanceTable: 1, RulePriority: 32755, RouteProtocol: 255, Hash: "l3",
 			Balancer: "multipath", NexthopIDBase: 4294967168, IdleTimer: 24 * time.Hour, UnbalancedTimer: time.Second},
-		Probe:   Probe{Interval: 10 * time.Millisecond, Timeout: 10 * time.Second, DownAfter: 1, UpAfter: 1},
+		Probe: Probe{Interval: 10 * time.Millisecond, Timeout: 10 * time.Second, DownAfter: 1, UpAfter: 1},
 		Uplinks: []Uplink{
 			{Name: strings.Repeat("a", 32), Interface: strings.Repeat("b", 15), Gateway: addr("192.0.2.1"), Weight: 256, Table: wantTable},
 			{Name: "A-z_0.9", Interface: "wan.7@x", Gateway: addr("169.254.0.1"), Weight: 1, Table: 2},

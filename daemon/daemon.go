@@ -32,8 +32,8 @@ type Daemon struct {
 	// last reconcile: when one leaves, entries translated to it go.
 	natAddrs map[string]netip.Addr
 	uplinks  []*uplink
-	results chan probe.Result
-	gen     uint64
+	results  chan probe.Result
+	gen      uint64
 
 	// pending work of the current burst
 	needDump      bool

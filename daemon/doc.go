@@ -4,9 +4,12 @@
 // Kernel netlink events (package events), probe results (package probe) and
 // timers arrive as messages. Link and address events are hints: after a
 // burst of them the loop re-reads links and addresses from the kernel, so a
-// queued stale event can never overwrite newer state. Route and rule events
-// that concern uplinkd's objects trigger a reconcile, which repairs foreign
-// changes. Every change of observed state or health runs the uplink state
+// queued stale event can never overwrite newer state. Route, rule and
+// nexthop events that concern uplinkd's objects, and every link event (the
+// kernel deletes nexthop objects silently when their link loses carrier),
+// trigger a reconcile, which repairs foreign changes. When an uplink leaves
+// the balance, the conntrack entries translated to its address are flushed
+// after the routing change. Every change of observed state or health runs the uplink state
 // machines (package fsm), then netops.Plan and the Reconciler, the only
 // kernel writer.
 package daemon

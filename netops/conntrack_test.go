@@ -86,7 +86,9 @@ func TestFlushNATKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.SortFunc(left, func(a, b conntrack.Flow) int { return int(a.TupleOrig.Proto.SourcePort) - int(b.TupleOrig.Proto.SourcePort) })
+	slices.SortFunc(left, func(a, b conntrack.Flow) int {
+		return int(a.TupleOrig.Proto.SourcePort) - int(b.TupleOrig.Proto.SourcePort)
+	})
 	if got := ports(left); !slices.Equal(got, []uint16{1001, 5000, 40000}) {
 		t.Fatalf("entries left from ports %v, want 1001 (translated to wan1), 5000 and 40000 (the router's own)", got)
 	}

@@ -34,8 +34,8 @@ type Hash struct {
 
 // Hashes of uplinkd's [routing] hash setting.
 var (
-	HashFlows   = Hash{Policy: HashL4}                                // "l4"
-	HashHosts   = Hash{Policy: HashL3}                                // "l3"
+	HashFlows   = Hash{Policy: HashL4}                             // "l4"
+	HashHosts   = Hash{Policy: HashL3}                             // "l3"
 	HashSources = Hash{Policy: HashCustom, Fields: HashFieldSrcIP} // "source": sticky mode
 )
 
