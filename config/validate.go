@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -161,18 +162,8 @@ func (v *validator) routing(r *rawRouting) Routing {
 		}
 		out.RouteProtocol = int(n)
 	}
-	if s, ok := v.str("routing.hash", r.Hash, defaultHash); ok {
-		if s != "l4" && s != "l3" && s != "source" {
-			v.errorf("routing.hash", `%q: must be "l4", "l3" or "source"`, s)
-		}
-		out.Hash = s
-	}
-	if s, ok := v.str("routing.balancer", r.Balancer, defaultBalancer); ok {
-		if s != "auto" && s != "resilient" && s != "multipath" {
-			v.errorf("routing.balancer", `%q: must be "auto", "resilient" or "multipath"`, s)
-		}
-		out.Balancer = s
-	}
+	out.Hash = v.oneOf("routing.hash", r.Hash, defaultHash, "l4", "l3", "source")
+	out.Balancer = v.oneOf("routing.balancer", r.Balancer, defaultBalancer, "auto", "resilient", "multipath")
 	if n, ok := v.integer("routing.nexthop_id_base", r.NexthopIDBase, defaultNexthopIDBase); ok {
 		if n < 1 || n > maxNexthopIDBase {
 			v.errorf("routing.nexthop_id_base", "%d is out of range (1..%d): uplinkd uses the IDs up to nexthop_id_base+%d",
@@ -356,6 +347,20 @@ func (v *validator) str(path string, o opt[string], def string) (string, bool) {
 		return "", false
 	}
 	return o.val, true
+}
+
+// oneOf returns a string setting that must be one of choices.
+func (v *validator) oneOf(path string, o opt[string], def string, choices ...string) string {
+	s, ok := v.str(path, o, def)
+	if ok && !slices.Contains(choices, s) {
+		quoted := make([]string, len(choices))
+		for i, c := range choices {
+			quoted[i] = strconv.Quote(c)
+		}
+		last := len(quoted) - 1
+		v.errorf(path, "%q: must be %s or %s", s, strings.Join(quoted[:last], ", "), quoted[last])
+	}
+	return s
 }
 
 // required returns a string setting that has no default.

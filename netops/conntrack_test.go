@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/ti-mo/conntrack"
-	"github.com/vishvananda/netns"
 )
 
 var (
@@ -63,15 +62,13 @@ func TestNATedTo(t *testing.T) {
 // real masquerade).
 func TestFlushNATKernel(t *testing.T) {
 	ns, _ := nsHandle(t)
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	ct, err := DialConntrack(int(h))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var ct *Conntrack
+	nsFD(t, ns, func(fd int) {
+		var err error
+		if ct, err = DialConntrack(fd); err != nil {
+			t.Fatal(err)
+		}
+	})
 	defer ct.Close()
 	for _, f := range []conntrack.Flow{natFlow(1000, wan2), natFlow(1001, wan1), ownFlow(wan2, false), ownFlow(wan2, true), natFlow(1002, wan2)} {
 		if err := ct.c.Create(f); err != nil {

@@ -9,22 +9,18 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netns"
 )
 
 // nexthopConn opens a NexthopConn in namespace ns.
 func nexthopConn(t *testing.T, ns string) *NexthopConn {
 	t.Helper()
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	c, err := DialNexthops(int(h))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var c *NexthopConn
+	nsFD(t, ns, func(fd int) {
+		var err error
+		if c, err = DialNexthops(fd); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -33,17 +29,9 @@ func nexthopConn(t *testing.T, ns string) *NexthopConn {
 // `ip nexthop bucket show`.
 func bucketsOf(t *testing.T, ns string, id string) map[uint32]int {
 	t.Helper()
-	var buckets []struct {
-		Bucket struct {
-			NHID uint32 `json:"nhid"`
-		} `json:"bucket"`
-	}
-	if err := json.Unmarshal([]byte(ipOut(t, ns, "-j", "nexthop", "bucket", "show", "id", id)), &buckets); err != nil {
-		t.Fatal(err)
-	}
 	out := make(map[uint32]int)
-	for _, b := range buckets {
-		out[b.Bucket.NHID]++
+	for _, nh := range bucketMap(t, ns, id) {
+		out[nh]++
 	}
 	return out
 }
@@ -105,16 +93,7 @@ func TestReconcileResilientKernel(t *testing.T) {
 	waitUntil(t, "carrier on eth1 and eth2", 5*time.Second, func() bool {
 		return !strings.Contains(ipOut(t, ns, "link"), "NO-CARRIER")
 	})
-	l1, err := h.LinkByName("eth1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l2, err := h.LinkByName("eth2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u1, u2 := withCarrier(isp1(true)), withCarrier(isp2(true))
-	u1.Index, u2.Index = l1.Attrs().Index, l2.Attrs().Index
+	u1, u2 := inNS(t, h, withCarrier(isp1(true)), withCarrier(isp2(true)))
 	s := resilient
 	s.IdleTimer = 3 * time.Second
 	r := &Reconciler{K: h, NH: nh, Protocol: 201}
