@@ -67,7 +67,7 @@ type Routing struct {
 
 // NexthopIDRange is the number of nexthop object IDs uplinkd owns,
 // starting at Routing.NexthopIDBase (netops.NexthopIDRange).
-const NexthopIDRange = 128
+const NexthopIDRange = 256
 
 // Probe is the [probe] table: how the health of uplinks is checked.
 type Probe struct {

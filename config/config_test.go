@@ -208,7 +208,7 @@ func TestLimitsAccepted(t *testing.T) {
 		`route_protocol = 255`,
 		`hash = "l3"`,
 		`balancer = "multipath"`,
-		`nexthop_id_base = 4294967168`,
+		`nexthop_id_base = 4294967040`,
 		`idle_timer = "24h"`,
 		`unbalanced_timer = "1s"`,
 		`flush_conntrack = false`,
@@ -239,7 +239,7 @@ func TestLimitsAccepted(t *testing.T) {
 	got := mustParse(t, doc)
 	want := &Config{
 		Routing: Routing{BalanceTable: 1, RulePriority: 32755, RouteProtocol: 255, Hash: "l3",
-			Balancer: "multipath", NexthopIDBase: 4294967168, IdleTimer: 24 * time.Hour, UnbalancedTimer: time.Second},
+			Balancer: "multipath", NexthopIDBase: 4294967040, IdleTimer: 24 * time.Hour, UnbalancedTimer: time.Second},
 		Probe: Probe{Interval: 10 * time.Millisecond, Timeout: 10 * time.Second, DownAfter: 1, UpAfter: 1},
 		Uplinks: []Uplink{
 			{Name: strings.Repeat("a", 32), Interface: strings.Repeat("b", 15), Gateway: addr("192.0.2.1"), Weight: 256, Table: wantTable},
@@ -474,9 +474,9 @@ func TestProblems(t *testing.T) {
 		{"balancer unknown", file(`[routing]`, `balancer = "ecmp"`, isp1),
 			[]problem{{2, "routing.balancer", `"ecmp": must be "auto", "resilient" or "multipath"`}}},
 		{"nexthop_id_base 0", file(`[routing]`, `nexthop_id_base = 0`, isp1),
-			[]problem{{2, "routing.nexthop_id_base", "0 is out of range (1..4294967168)"}}},
-		{"nexthop_id_base too high", file(`[routing]`, `nexthop_id_base = 4294967169`, isp1),
-			[]problem{{2, "routing.nexthop_id_base", "up to nexthop_id_base+127"}}},
+			[]problem{{2, "routing.nexthop_id_base", "0 is out of range (1..4294967040)"}}},
+		{"nexthop_id_base too high", file(`[routing]`, `nexthop_id_base = 4294967041`, isp1),
+			[]problem{{2, "routing.nexthop_id_base", "up to nexthop_id_base+255"}}},
 		{"idle_timer zero", file(`[routing]`, `idle_timer = "0s"`, isp1), []problem{{2, "routing.idle_timer", "must be positive"}}},
 		{"idle_timer too short", file(`[routing]`, `idle_timer = "999ms"`, isp1),
 			[]problem{{2, "routing.idle_timer", `"999ms" is out of range (1s..24h0m0s)`}}},

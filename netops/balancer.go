@@ -37,13 +37,19 @@ func (b Balancer) String() string {
 
 // NexthopIDRange is the number of nexthop object IDs uplinkd owns,
 // starting at Settings.NexthopIDBase. NexthopIDs says which is which.
-const NexthopIDRange = 128
+const NexthopIDRange = 256
 
 // IDs are uplinkd's nexthop object IDs for one base:
 //
 //	base          the balance group
 //	base+1+i      the next hop of the i-th configured uplink (i < 64)
-//	base+126..127 the throwaway objects of the startup support check
+//	base+65+i     its twin: the same next hop, a second group member
+//	base+254..255 the throwaway objects of the startup support check
+//
+// Every uplink is two members of the group, so that the group never has a
+// single member: the kernel does not hash through a group of one and then
+// does not track which buckets are busy, so the buckets a returning uplink
+// is owed would move back at once, busy or not.
 type IDs struct {
 	Base  uint32
 	Group uint32
@@ -60,6 +66,13 @@ func NexthopIDs(base uint32) IDs {
 // Uplink is the nexthop ID of the i-th configured uplink.
 func (ids IDs) Uplink(i int) uint32 { return ids.Base + 1 + uint32(i) }
 
+// Twin is the ID of the i-th configured uplink's second member.
+func (ids IDs) Twin(i int) uint32 { return ids.Base + 1 + maxUplinks + uint32(i) }
+
+// maxUplinks is the most uplinks the ID layout has room for (config
+// allows as many).
+const maxUplinks = 64
+
 // Contains says whether id is in uplinkd's range.
 func (ids IDs) Contains(id uint32) bool { return id >= ids.Base && id-ids.Base < NexthopIDRange }
 
@@ -73,18 +86,20 @@ const (
 // the given configured weights (all of them, in the balance or not, so the
 // count stays fixed: the kernel cannot change it in place):
 //
-//	B = min(MaxBuckets, max(MinBuckets, 2^ceil(log2(100 · W / w_min))))
+//	B = min(MaxBuckets, max(MinBuckets, 2^ceil(log2(200 · W / w_min))))
 //
-// with W the sum of the weights and w_min the smallest. The kernel gives
-// member i of the members m_1..m_k in the balance
-// round(B·C_i/W') − round(B·C_(i−1)/W') buckets, where W' is their weight
-// sum and C_i = w_1 + … + w_i, so the member's share of the buckets differs
-// from its weight share w_i/W' by less than one bucket, 1/B. Since
-// w_i/W' ≥ w_min/W and 1/B ≤ w_min/(100·W), that is less than 1% of the
-// weight share, whichever uplinks are in the balance (and so less than one
-// percentage point). Weights 1:3 give 512 buckets: 128 and 384. Only when B
-// is capped at MaxBuckets (a weight ratio above 327:1 summed over all
-// uplinks) is the error bound 1/32768 absolute instead.
+// with W the sum of the weights and w_min the smallest. Each uplink is two
+// members of weight w_i (see IDs). The kernel gives member j of the
+// members in the balance round(B·C_j/M) − round(B·C_(j−1)/M) buckets, where
+// M is their weight sum and C_j the sum of the weights up to j, so a
+// member's share of the buckets differs from its weight share by less than
+// one bucket, and an uplink's (two members) by less than 2/B. An uplink's
+// weight share is at least w_min/W, and 2/B ≤ w_min/(100·W): the error is
+// less than 1% of the uplink's share, whichever uplinks are in the balance
+// (and so less than one percentage point). Weights 1:3 give 1024 buckets:
+// 256 and 768. Only when B is capped at MaxBuckets (a weight ratio above
+// 163:1 summed over all uplinks) is the error bound 2/32768 absolute
+// instead.
 func Buckets(weights []int) int {
 	sum, least := 0, 0
 	for _, w := range weights {
@@ -99,7 +114,7 @@ func Buckets(weights []int) int {
 	if sum == 0 {
 		return MinBuckets
 	}
-	need := (100*sum + least - 1) / least // ceil(100·W/w_min)
+	need := (200*sum + least - 1) / least // ceil(200·W/w_min)
 	if need >= MaxBuckets {
 		return MaxBuckets
 	}

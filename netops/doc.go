@@ -5,7 +5,7 @@
 // and health it computes the desired per-uplink tables, source rules, the
 // suppress rule and the weighted default route of the balance table. With
 // the Resilient balancer that route points at a resilient nexthop group
-// (one nexthop object per uplink with carrier, IDs from NexthopIDs, bucket
+// (two nexthop objects per uplink with carrier, IDs from NexthopIDs, bucket
 // count from Buckets) that is replaced in place as uplinks come and go; with
 // Multipath it is a classic multipath route. It is unit-tested without
 // root.

@@ -130,12 +130,14 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 				hops = append(hops, Nexthop{Gateway: u.Gateway, Index: u.Index, Weight: u.Weight})
 			}
 		case u.Carrier:
-			id := ids.Uplink(i)
-			d.Nexthops = append(d.Nexthops, NexthopObject{
-				ID: id, Gateway: u.Gateway, Index: u.Index, OnLink: onlink, Protocol: s.RouteProtocol,
-			})
-			if u.InBalance {
-				members = append(members, GroupMember{ID: id, Weight: u.Weight})
+			// Two members per uplink: see IDs.
+			for _, id := range []uint32{ids.Uplink(i), ids.Twin(i)} {
+				d.Nexthops = append(d.Nexthops, NexthopObject{
+					ID: id, Gateway: u.Gateway, Index: u.Index, OnLink: onlink, Protocol: s.RouteProtocol,
+				})
+				if u.InBalance {
+					members = append(members, GroupMember{ID: id, Weight: u.Weight})
+				}
 			}
 		}
 	}

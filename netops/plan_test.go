@@ -2,6 +2,7 @@ package netops
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -177,16 +178,27 @@ func withCarrier(u Uplink) Uplink {
 	return u
 }
 
-func nhOf(u Uplink, id uint32) NexthopObject {
-	return NexthopObject{ID: id, Gateway: u.Gateway, Index: u.Index, Protocol: 201}
+// nhOf returns the two nexthop objects of uplink u with the given IDs.
+func nhOf(u Uplink, id, twin uint32) []NexthopObject {
+	return []NexthopObject{
+		{ID: id, Gateway: u.Gateway, Index: u.Index, Protocol: 201},
+		{ID: twin, Gateway: u.Gateway, Index: u.Index, Protocol: 201},
+	}
+}
+
+// members returns both members of an uplink with the given IDs.
+func members(id, twin uint32, w int) []GroupMember {
+	return []GroupMember{{id, w}, {twin, w}}
 }
 
 func TestPlanResilient(t *testing.T) {
 	u1, u2 := withCarrier(isp1(true)), withCarrier(isp2(true))
-	group := func(members ...GroupMember) NexthopObject {
-		return NexthopObject{ID: 2010000000, Members: members, Type: GroupResilient, Buckets: 512,
+	group := func(members ...[]GroupMember) NexthopObject {
+		return NexthopObject{ID: 2010000000, Members: cat(members...), Type: GroupResilient, Buckets: 1024,
 			IdleTimer: 120 * time.Second, Protocol: 201}
 	}
+	nh1, nh2 := nhOf(u1, 2010000001, 2010000065), nhOf(u2, 2010000002, 2010000066)
+	m1, m2 := members(2010000001, 2010000065, 1), members(2010000002, 2010000066, 3)
 	balance := Route{Table: 250, Dst: defaultDst, NHID: 2010000000, Protocol: 201}
 	rules := cat([]Rule{sourceRule(u1), sourceRule(u2)}, lanRules("eth0", "lo"))
 	tests := []struct {
@@ -200,7 +212,7 @@ func TestPlanResilient(t *testing.T) {
 			want: Desired{
 				Routes:   cat(tableRoutes(u1), tableRoutes(u2), []Route{balance}),
 				Rules:    rules,
-				Nexthops: []NexthopObject{nhOf(u1, 2010000001), nhOf(u2, 2010000002), group(GroupMember{2010000001, 1}, GroupMember{2010000002, 3})},
+				Nexthops: cat(nh1, nh2, []NexthopObject{group(m1, m2)}),
 			},
 		},
 		{
@@ -209,7 +221,7 @@ func TestPlanResilient(t *testing.T) {
 			want: Desired{
 				Routes:   cat(tableRoutes(u1), tableRoutes(u2), []Route{balance}),
 				Rules:    rules,
-				Nexthops: []NexthopObject{nhOf(u1, 2010000001), nhOf(u2, 2010000002), group(GroupMember{2010000001, 1})},
+				Nexthops: cat(nh1, nh2, []NexthopObject{group(m1)}),
 			},
 		},
 		{
@@ -218,7 +230,7 @@ func TestPlanResilient(t *testing.T) {
 			want: Desired{
 				Routes:   cat(tableRoutes(u1), tableRoutes(u2), []Route{balance}),
 				Rules:    rules,
-				Nexthops: []NexthopObject{nhOf(u2, 2010000002), group(GroupMember{2010000002, 3})},
+				Nexthops: cat(nh2, []NexthopObject{group(m2)}),
 			},
 		},
 		{
@@ -227,7 +239,7 @@ func TestPlanResilient(t *testing.T) {
 			want: Desired{
 				Routes:   cat(tableRoutes(u1), tableRoutes(u2)),
 				Rules:    rules,
-				Nexthops: []NexthopObject{nhOf(u1, 2010000001), nhOf(u2, 2010000002)},
+				Nexthops: cat(nh1, nh2),
 			},
 		},
 	}
@@ -243,7 +255,8 @@ func TestPlanResilient(t *testing.T) {
 	}
 	// The ID follows the uplink's position in the configuration.
 	d := Plan(resilient, []Uplink{withCarrier(isp1(false)), {Name: "isp0", Table: 50, Weight: 1}, u2})
-	if d.Nexthops[1].ID != 2010000003 || d.Nexthops[2].Members[0].ID != 2010000003 {
-		t.Fatalf("third uplink's nexthop: %v", d.Nexthops)
+	if d.Nexthops[2].ID != 2010000003 || d.Nexthops[3].ID != 2010000067 ||
+		!slices.Equal(d.Nexthops[4].Members, members(2010000003, 2010000067, 3)) {
+		t.Fatalf("third uplink's nexthops: %v", d.Nexthops)
 	}
 }

@@ -3,6 +3,7 @@ package netops
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os/exec"
 	"slices"
@@ -25,13 +26,33 @@ func nexthopConn(t *testing.T, ns string) *NexthopConn {
 	return c
 }
 
-// bucketsOf counts the buckets of group id per member, from
-// `ip nexthop bucket show`.
+// bucketsOf counts the buckets of group id per uplink (both its members),
+// by the uplink's first nexthop ID, from `ip nexthop bucket show`.
 func bucketsOf(t *testing.T, ns string, id string) map[uint32]int {
 	t.Helper()
 	out := make(map[uint32]int)
 	for _, nh := range bucketMap(t, ns, id) {
-		out[nh]++
+		out[uplinkOf(nh)]++
+	}
+	return out
+}
+
+// uplinkOf maps a twin's nexthop ID to its uplink's first one.
+func uplinkOf(nh uint32) uint32 {
+	if nh-resilient.NexthopIDBase > maxUplinks {
+		return nh - maxUplinks
+	}
+	return nh
+}
+
+// modelBuckets is what the kernel should give uplinks of the given weights
+// in a group of b buckets: their two members' buckets, by the uplink's first
+// nexthop ID (ids[i]).
+func modelBuckets(b int, weights []int, ids ...uint32) map[uint32]int {
+	m := kernelBuckets(b, twins(weights))
+	out := make(map[uint32]int)
+	for i, id := range ids {
+		out[id] = m[2*i] + m[2*i+1]
 	}
 	return out
 }
@@ -114,13 +135,14 @@ func TestReconcileResilientKernel(t *testing.T) {
 		t.Fatalf("balance table:\n%s", bal)
 	}
 	nhs := ipOut(t, ns, "nexthop", "show", "id", group)
-	if !strings.Contains(nhs, "group 2010000001/2010000002,3 type resilient buckets 512 idle_timer 3 unbalanced_timer 0") ||
+	if !strings.Contains(nhs, "group 2010000001/2010000065/2010000002,3/2010000066,3 type resilient buckets 1024 idle_timer 3 unbalanced_timer 0") ||
 		!strings.Contains(nhs, "proto 201") {
 		t.Fatalf("group: %s", nhs)
 	}
 	// The kernel splits the buckets exactly by weight.
-	if b := bucketsOf(t, ns, group); b[id1] != 128 || b[id2] != 384 {
-		t.Fatalf("buckets: %v, want 128 and 384", b)
+	want2 := modelBuckets(1024, []int{1, 3}, id1, id2)
+	if b := bucketsOf(t, ns, group); !maps.Equal(b, want2) || b[id1] != 256 {
+		t.Fatalf("buckets: %v, want %v", b, want2)
 	}
 	if res, err := r.Reconcile(both); err != nil || res.Changes() != 0 {
 		t.Fatalf("second reconcile: %d changes %v, err %v", res.Changes(), res, err)
@@ -133,62 +155,56 @@ func TestReconcileResilientKernel(t *testing.T) {
 	if err != nil || res.Changes() != 1 || !strings.HasPrefix(res.Added[0], "nexthop id "+group) {
 		t.Fatalf("isp2 out: %v, err %v", res, err)
 	}
-	if b := bucketsOf(t, ns, group); b[id1] != 512 {
+	if b := bucketsOf(t, ns, group); b[id1] != 1024 {
 		t.Fatalf("buckets with isp2 out: %v", b)
 	}
-	// isp2 returns. A group of one member needs no hash, so the kernel
-	// does not mark isp1's buckets busy while it is alone: isp2's share
-	// moves back at once, however busy the flows (route lookups of 4096
-	// flows of the router itself, iif lo) that moved to isp1.
-	touchBuckets(t, ns, 4096)
+	// isp2 returns: its buckets move back only once idle. Traffic (here
+	// route lookups of 16384 flows of the router itself, iif lo) keeps
+	// nearly all of them busy; a bucket not used since it moved is idle.
+	// (Were isp1 a single member, the kernel would not hash and so not
+	// track activity: everything owed to isp2 would move at once.)
+	returns := func(all, without Desired, returning uint32, want map[uint32]int) {
+		t.Helper()
+		if _, err := r.Reconcile(without); err != nil {
+			t.Fatal(err)
+		}
+		before := bucketMap(t, ns, group)
+		touchBuckets(t, ns, 16384)
+		if _, err := r.Reconcile(all); err != nil {
+			t.Fatal(err)
+		}
+		if b := bucketsOf(t, ns, group); b[returning] > 5 {
+			t.Fatalf("busy buckets moved back at once: %v", b)
+		}
+		waitUntil(t, "idle buckets to move back", 15*time.Second, func() bool {
+			return maps.Equal(bucketsOf(t, ns, group), want)
+		})
+		// Only buckets that go to the returning uplink moved.
+		for i, nh := range bucketMap(t, ns, group) {
+			if uplinkOf(nh) != returning && nh != before[i] {
+				t.Fatalf("bucket %d moved from %d to %d", i, before[i], nh)
+			}
+		}
+	}
 	u2.InBalance = true
-	if res, err := r.Reconcile(both); err != nil || res.Changes() != 1 {
-		t.Fatalf("isp2 back: %v, err %v", res, err)
-	}
-	if b := bucketsOf(t, ns, group); b[id1] != 128 || b[id2] != 384 {
-		t.Fatalf("buckets with isp2 back: %v", b)
-	}
+	u2out := u2
+	u2out.InBalance = false
+	returns(both, Plan(s, []Uplink{u1, u2out}), id2, want2)
 
-	// With two survivors the kernel tracks activity: buckets move back to
-	// a returning member only once idle. isp3 is a second uplink on eth1.
+	// The same with three uplinks; isp3 is a second uplink on eth1.
 	ipOut(t, ns, "addr", "add", "198.51.100.3/24", "dev", "eth1")
 	u3 := Uplink{Name: "isp3", Table: 300, Weight: 1, Gateway: gw1, Index: u1.Index,
 		Addr: netip.MustParsePrefix("198.51.100.3/24"), Carrier: true, InBalance: true}
 	const id3 = 2010000003
 	three := Plan(s, []Uplink{u1, u2, u3})
-	if res, err := r.Reconcile(three); err != nil || !slices.Contains(res.Added, "nexthop "+three.Nexthops[3].String()) {
+	if res, err := r.Reconcile(three); err != nil || !slices.Contains(res.Added, "nexthop "+three.Nexthops[4].String()) {
 		t.Fatalf("isp3 in: %v, err %v", res, err)
 	}
-	if b := bucketsOf(t, ns, group); b[id1]+b[id2]+b[id3] != 512 {
-		t.Fatalf("buckets of three: %v", b)
-	}
+	want3 := modelBuckets(1024, []int{1, 3, 1}, id1, id2, id3)
 	waitUntil(t, "idle buckets to spread over three", 15*time.Second, func() bool {
-		b := bucketsOf(t, ns, group)
-		return b[id1] == 102 && b[id2] == 308 && b[id3] == 102
+		return maps.Equal(bucketsOf(t, ns, group), want3)
 	})
-	u2.InBalance = false
-	if _, err := r.Reconcile(Plan(s, []Uplink{u1, u2, u3})); err != nil {
-		t.Fatal(err)
-	}
-	before := bucketMap(t, ns, group)
-	touchBuckets(t, ns, 4096)
-	u2.InBalance = true
-	if _, err := r.Reconcile(three); err != nil {
-		t.Fatal(err)
-	}
-	if b := bucketsOf(t, ns, group); b[id2] > 5 {
-		t.Fatalf("busy buckets moved to isp2 at once: %v", b)
-	}
-	waitUntil(t, "idle buckets to move back to isp2", 15*time.Second, func() bool {
-		b := bucketsOf(t, ns, group)
-		return b[id1] == 102 && b[id2] == 308 && b[id3] == 102
-	})
-	// Only buckets that go to isp2 moved: none between the survivors.
-	for i, nh := range bucketMap(t, ns, group) {
-		if nh != id2 && nh != before[i] {
-			t.Fatalf("bucket %d moved from %d to %d", i, before[i], nh)
-		}
-	}
+	returns(three, Plan(s, []Uplink{u1, u2out, u3}), id2, want3)
 	if _, err := r.Reconcile(both); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +219,7 @@ func TestReconcileResilientKernel(t *testing.T) {
 	if _, err := r.Reconcile(both); err == nil || !strings.Contains(err.Error(), "Carrier for nexthop device is down") {
 		t.Fatalf("reconcile without carrier: err %v", err)
 	}
-	if got := ipOut(t, ns, "nexthop", "show", "id", group); !strings.Contains(got, "group 2010000001 type resilient") {
+	if got := ipOut(t, ns, "nexthop", "show", "id", group); !strings.Contains(got, "group 2010000001/2010000065 type resilient") {
 		t.Fatalf("group without carrier: %s", got)
 	}
 	ipOut(t, ns+"-p", "link", "set", "up2", "up")
@@ -241,7 +257,7 @@ func TestReconcileResilientKernel(t *testing.T) {
 	if err != nil || len(res.Removed) != 1 || len(res.Added) != 2 {
 		t.Fatalf("new bucket count: %v, err %v", res, err)
 	}
-	if got := ipOut(t, ns, "nexthop", "show", "id", group); !strings.Contains(got, "group 2010000001,2/2010000002,3 type resilient buckets 256") {
+	if got := ipOut(t, ns, "nexthop", "show", "id", group); !strings.Contains(got, "group 2010000001,2/2010000065,2/2010000002,3/2010000066,3 type resilient buckets 512") {
 		t.Fatalf("group after new weights: %s", got)
 	}
 	if bal := ipOut(t, ns, "route", "show", "table", "250"); !strings.HasPrefix(bal, "default nhid "+group) {
@@ -274,7 +290,7 @@ func TestReconcileResilientKernel(t *testing.T) {
 	if got := ipOut(t, ns, "nexthop", "show", "proto", "201"); got != "" {
 		t.Fatalf("nexthops left after switching to multipath:\n%s", got)
 	}
-	if res, err := r.Reconcile(reweighted); err != nil || res.Changes() != 4 {
+	if res, err := r.Reconcile(reweighted); err != nil || res.Changes() != len(reweighted.Nexthops)+1 {
 		t.Fatalf("back to resilient: %v, err %v", res, err)
 	}
 
@@ -294,7 +310,7 @@ func TestSupportsResilient(t *testing.T) {
 	nh := nexthopConn(t, ns)
 	ids := NexthopIDs(2010000000)
 	// Leftovers of a check that crashed are cleaned up.
-	ipOut(t, ns, "nexthop", "add", "id", "2010000126", "blackhole", "proto", "201")
+	ipOut(t, ns, "nexthop", "add", "id", "2010000254", "blackhole", "proto", "201")
 	if err := SupportsResilient(nh, ids, 201); err != nil {
 		t.Fatalf("SupportsResilient: %v", err)
 	}
@@ -302,11 +318,11 @@ func TestSupportsResilient(t *testing.T) {
 		t.Fatalf("left behind:\n%s", got)
 	}
 	// Someone else's object at the check's ID is not uplinkd's to delete.
-	ipOut(t, ns, "nexthop", "add", "id", "2010000127", "blackhole")
-	if err := SupportsResilient(nh, ids, 201); err == nil || !strings.Contains(err.Error(), "2010000127") {
+	ipOut(t, ns, "nexthop", "add", "id", "2010000255", "blackhole")
+	if err := SupportsResilient(nh, ids, 201); err == nil || !strings.Contains(err.Error(), "2010000255") {
 		t.Fatalf("SupportsResilient with a foreign object at its ID: %v", err)
 	}
-	if got := ipOut(t, ns, "nexthop"); !strings.Contains(got, "id 2010000127 blackhole") {
+	if got := ipOut(t, ns, "nexthop"); !strings.Contains(got, "id 2010000255 blackhole") {
 		t.Fatalf("foreign object touched:\n%s", got)
 	}
 }

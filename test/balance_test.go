@@ -28,8 +28,12 @@ var flows = lab.LANFlows(nFlows)
 // move within the test rather than after the default two minutes. extra is
 // added to [routing].
 func balanceConfig(balancer string, isps int, extra string) string {
+	return balanceConfigIdle(balancer, isps, "1s", extra)
+}
+
+func balanceConfigIdle(balancer string, isps int, idle, extra string) string {
 	c := coreConfig(balancer)
-	c = strings.Replace(c, "[routing]\n", "[routing]\nidle_timer = \"1s\"\n"+extra, 1)
+	c = strings.Replace(c, "[routing]\n", "[routing]\nidle_timer = \""+idle+"\"\n"+extra, 1)
 	if isps == 3 {
 		c += `
 [[uplink]]
@@ -43,10 +47,24 @@ table = 300
 	return c
 }
 
+// freshFlows are as many other flows, for checking where new flows go.
+var freshFlows = func() []lab.Flow {
+	f := lab.LANFlows(nFlows)
+	for i := range f {
+		f[i].Sport += 30000
+	}
+	return f
+}()
+
 // paths returns the output device of every test flow.
 func (r *rig) paths() []string {
 	r.t.Helper()
-	p, err := r.lab.Paths(r.ctx, flows)
+	return r.pathsOf(flows)
+}
+
+func (r *rig) pathsOf(f []lab.Flow) []string {
+	r.t.Helper()
+	p, err := r.lab.Paths(r.ctx, f)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -103,23 +121,61 @@ func movedTo(m map[string]int, dev string) int {
 	return n
 }
 
-// waitSettled waits, with the resilient balancer, until the group owns
-// its buckets as the weights say (the kernel moves a returning uplink's
-// buckets only as they fall idle).
+// waitSettled waits, with the resilient balancer, until every member of
+// the group owns the buckets its weight asks for (the kernel moves a
+// returning uplink's buckets only as they fall idle).
 func (r *rig) waitSettled() {
 	r.t.Helper()
 	if r.balancer != "resilient" {
 		return
 	}
-	r.waitFor("the resilient group to be balanced", 20*time.Second, func() bool {
+	r.waitFor("the resilient group to be balanced", 30*time.Second, func() bool {
 		var g []struct {
+			Group []struct {
+				ID     int `json:"id"`
+				Weight int `json:"weight"`
+			} `json:"group"`
 			Args struct {
-				UnbalancedTime float64 `json:"unbalanced_time"`
+				Buckets int `json:"buckets"`
 			} `json:"resilient_args"`
 		}
 		r.nexthopJSON(groupID, &g)
-		return len(g) == 1 && g[0].Args.UnbalancedTime == 0
+		have := r.bucketsPerMember()
+		sum := 0
+		for _, m := range g[0].Group {
+			sum += max(m.Weight, 1)
+		}
+		// nh_res_group_rebalance: cumulative bounds, rounded.
+		cum, prev := 0, 0
+		for _, m := range g[0].Group {
+			cum += max(m.Weight, 1)
+			upper := (g[0].Args.Buckets*cum + sum/2) / sum
+			if have[m.ID] != upper-prev {
+				return false
+			}
+			prev = upper
+		}
+		return true
 	})
+}
+
+// bucketsPerMember counts the resilient group's buckets per member ID.
+func (r *rig) bucketsPerMember() map[int]int {
+	r.t.Helper()
+	var buckets []struct {
+		Bucket struct {
+			NHID int `json:"nhid"`
+		} `json:"bucket"`
+	}
+	out := r.ip(lab.Router, "-j", "nexthop", "bucket", "show", "id", strconv.Itoa(groupID))
+	if err := json.Unmarshal([]byte(out), &buckets); err != nil {
+		r.t.Fatal(err)
+	}
+	c := make(map[int]int)
+	for _, b := range buckets {
+		c[b.Bucket.NHID]++
+	}
+	return c
 }
 
 // fault is a way to make an ISP fail and recover.
@@ -157,16 +213,21 @@ func TestWeightedSplit(t *testing.T) {
 				} `json:"resilient_args"`
 			}
 			r.nexthopJSON(groupID, &g)
-			if g[0].Type != "resilient" || g[0].Args.Buckets != 512 {
-				t.Fatalf("group: %+v, want resilient with 512 buckets", g)
+			if g[0].Type != "resilient" || g[0].Args.Buckets != 1024 {
+				t.Fatalf("group: %+v, want resilient with 1024 buckets", g)
+			}
+			if b := r.groupBuckets(); b["eth1"] != 256 || b["eth2"] != 768 {
+				t.Fatalf("buckets per uplink: %v, want 256 and 768", b)
 			}
 		}
 	})
 }
 
-// outage is what one failure and recovery of an ISP did to the flows.
+// outage is what one failure and recovery of an ISP did to the flows:
+// their paths before, during the outage, right after the ISP is back in
+// the balance, and once the resilient group is settled.
 type outage struct {
-	before, during, after []string
+	before, during, returned, after []string
 }
 
 // outage fails isp, waits until it left the balance, takes the flows'
@@ -186,22 +247,31 @@ func (r *rig) outage(f fault, isp string, without, with []string) outage {
 		r.t.Fatal(err)
 	}
 	r.waitMembers(with...)
+	o.returned = r.paths()
 	r.waitSettled()
 	o.after = r.paths()
 	return o
 }
 
+// busyIdle is the resilient group's idle timer in the tests of moved
+// flows: longer than an uplink takes to return after the flows' paths were
+// last looked up (which marks their buckets busy), so that the flows are
+// still busy when it does.
+const busyIdle = "5s"
+
 // Acceptance 2: ISP2 fails: exactly its flows move, none of ISP1's. ISP2
-// returns: only flows to ISP2 move, and none of those that stayed on ISP1
-// during the outage (the count is logged).
+// returns: with the resilient balancer no busy flow moves at once; once
+// they are idle, flows move to ISP2 only, as many as its weight asks for
+// (how many of them stayed on ISP1 during the outage is logged; the
+// multipath balancer moves exactly the flows that left ISP2, at once).
 func TestFailoverMovesOnlyFailedFlows(t *testing.T) {
 	forBalancers(t, func(t *testing.T, balancer string) {
 		for _, f := range faults {
 			t.Run(f.name, func(t *testing.T) {
-				r := newRig(t, balanceConfig(balancer, 2, ""))
+				r := newRig(t, balanceConfigIdle(balancer, 2, busyIdle, ""))
 				r.start()
 				o := r.outage(f, lab.ISP2, []string{"eth1/1"}, []string{"eth1/1", "eth2/3"})
-				failed, back := moves(o.before, o.during), moves(o.during, o.after)
+				failed, atOnce, back := moves(o.before, o.during), moves(o.during, o.returned), moves(o.during, o.after)
 				onISP2 := count(o.before)["eth2"]
 				stayedMoved := 0
 				for i := range o.before {
@@ -209,16 +279,23 @@ func TestFailoverMovesOnlyFailedFlows(t *testing.T) {
 						stayedMoved++
 					}
 				}
-				t.Logf("%s, %s: before %v; ISP2 fails: moved %v; ISP2 returns: moved %v, of them %d that stayed on eth1",
-					balancer, f.name, count(o.before), failed, back, stayedMoved)
+				t.Logf("%s, %s: before %v; ISP2 fails: moved %s; ISP2 returns: moved at once %s, in the end %s, of them %d that stayed on eth1",
+					balancer, f.name, count(o.before), fmtMoves(failed), fmtMoves(atOnce), fmtMoves(back), stayedMoved)
 				if total(failed) != onISP2 || failed["eth2→eth1"] != onISP2 {
 					t.Errorf("ISP2 failed: moved %v, want exactly the %d flows of eth2", failed, onISP2)
 				}
 				if total(back) != movedTo(back, "eth2") {
 					t.Errorf("ISP2 returned: moved %v, want moves to eth2 only", back)
 				}
-				if stayedMoved != 0 {
-					t.Errorf("ISP2 returned: %d flows that stayed on eth1 during the outage moved", stayedMoved)
+				switch balancer {
+				case "resilient":
+					if total(atOnce) != 0 {
+						t.Errorf("ISP2 returned: busy flows moved at once: %v", atOnce)
+					}
+				case "multipath":
+					if stayedMoved != 0 || total(atOnce) != onISP2 {
+						t.Errorf("ISP2 returned: %d flows that stayed on eth1 moved, %d at once", stayedMoved, total(atOnce))
+					}
 				}
 				c := count(o.after)
 				if share := 100 * float64(c["eth2"]) / nFlows; share < 73 || share > 77 {
@@ -236,22 +313,30 @@ func TestFailoverMovesOnlyFailedFlows(t *testing.T) {
 // when the first or the last uplink fails.
 func TestThreeUplinks(t *testing.T) {
 	forBalancers(t, func(t *testing.T, balancer string) {
-		r := newRigWith(t, balanceConfig(balancer, 3, ""), lab.Options{ThirdISP: true})
+		r := newRigWith(t, balanceConfigIdle(balancer, 3, busyIdle, ""), lab.Options{ThirdISP: true})
 		r.start()
 		all := []string{"eth1/1", "eth2/3", "eth3/2"}
 		for i, isp := range []string{lab.ISP1, lab.ISP2, lab.ISP3} {
 			dev := strings.Split(all[i], "/")[0]
 			o := r.outage(faults[1], isp, slices.Delete(slices.Clone(all), i, i+1), all)
-			failed, back := moves(o.before, o.during), moves(o.during, o.after)
+			failed, atOnce, back := moves(o.before, o.during), moves(o.during, o.returned), moves(o.during, o.after)
 			survivors := total(failed) - movedFrom(failed, dev)
 			between := total(back) - movedTo(back, dev)
-			t.Logf("%s: %s fails: moved %s (%d of the survivors' flows); returns: moved %s (%d between survivors)",
-				balancer, isp, fmtMoves(failed), survivors, fmtMoves(back), between)
+			t.Logf("%s: %s fails: moved %s (%d of the survivors' flows); returns: moved at once %d, in the end %s (%d between survivors)",
+				balancer, isp, fmtMoves(failed), survivors, total(atOnce), fmtMoves(back), between)
+			// New flows follow the weights again (the test's own flows
+			// need not: the returning uplink took idle buckets first).
+			fresh := count(r.pathsOf(freshFlows))
+			for dev, share := range map[string]float64{"eth1": 100.0 / 6, "eth2": 50, "eth3": 100.0 / 3} {
+				if got := 100 * float64(fresh[dev]) / nFlows; got < share-3 || got > share+3 {
+					t.Errorf("after %s returned, new flows: %v, want %s %.1f%% ± 3%%", isp, fresh, dev, share)
+				}
+			}
 			if movedFrom(failed, dev) != count(o.before)[dev] {
 				t.Errorf("%s failed: moved %v, want all %d flows of %s", isp, failed, count(o.before)[dev], dev)
 			}
-			if balancer == "resilient" && (survivors != 0 || between != 0) {
-				t.Errorf("%s failed and returned: %d and %d flows of the survivors moved", isp, survivors, between)
+			if balancer == "resilient" && (survivors != 0 || between != 0 || total(atOnce) != 0) {
+				t.Errorf("%s failed and returned: %d and %d flows of the survivors moved, %d busy flows at once", isp, survivors, between, total(atOnce))
 			}
 		}
 	})
@@ -277,7 +362,7 @@ func TestBalancerChoice(t *testing.T) {
 		t.Fatalf("left after SIGTERM:\n%s", left)
 	}
 
-	r.ip(lab.Router, "nexthop", "add", "id", strconv.Itoa(groupID+127), "blackhole")
+	r.ip(lab.Router, "nexthop", "add", "id", strconv.Itoa(groupID+255), "blackhole")
 	mark = r.mark()
 	r.start()
 	line = r.waitLog(mark, regexp.MustCompile(`msg=balancer `), time.Second)
@@ -300,7 +385,7 @@ func TestBalancerChoice(t *testing.T) {
 		t.Fatal("forced resilient balancer started although the check failed")
 	}
 	r.waitLog(mark, regexp.MustCompile(`balancer = \\"resilient\\", but the kernel cannot create a resilient nexthop group`), time.Second)
-	if got := r.ip(lab.Router, "nexthop", "show", "id", strconv.Itoa(groupID+127)); !strings.Contains(got, "blackhole") {
+	if got := r.ip(lab.Router, "nexthop", "show", "id", strconv.Itoa(groupID+255)); !strings.Contains(got, "blackhole") {
 		t.Fatalf("foreign nexthop touched: %q", got)
 	}
 }
@@ -374,28 +459,13 @@ func (r *rig) reconcileTimes(mark int) []time.Duration {
 // groupBuckets returns the resilient group's buckets per member device.
 func (r *rig) groupBuckets() map[string]int {
 	r.t.Helper()
-	var buckets []struct {
-		Bucket struct {
-			NHID int `json:"nhid"`
-		} `json:"bucket"`
-	}
-	out := r.ip(lab.Router, "-j", "nexthop", "bucket", "show", "id", strconv.Itoa(groupID))
-	if err := json.Unmarshal([]byte(out), &buckets); err != nil {
-		r.t.Fatal(err)
-	}
-	devs := make(map[int]string)
 	c := make(map[string]int)
-	for _, b := range buckets {
-		dev, ok := devs[b.Bucket.NHID]
-		if !ok {
-			var nh []struct {
-				Dev string `json:"dev"`
-			}
-			r.nexthopJSON(b.Bucket.NHID, &nh)
-			dev = nh[0].Dev
-			devs[b.Bucket.NHID] = dev
+	for id, n := range r.bucketsPerMember() {
+		var nh []struct {
+			Dev string `json:"dev"`
 		}
-		c[dev]++
+		r.nexthopJSON(id, &nh)
+		c[nh[0].Dev] += n
 	}
 	return c
 }

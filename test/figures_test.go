@@ -269,12 +269,13 @@ func TestFiguresBalance(t *testing.T) {
 		t.Skip("figures: run with UPLINKD_FIGURES=1 (make figures)")
 	}
 	host, _ := os.Hostname()
-	fmt.Printf("uplinkd balance figures (%s, %d CPUs, kernel %s; lab of veth namespaces; %d UDP flows from 2 LAN addresses, L4 hash; idle_timer 1s)\n",
-		host, numCPU(), kernel(), nFlows)
+	const idle = 5 * time.Second
+	fmt.Printf("uplinkd balance figures (%s, %d CPUs, kernel %s; lab of veth namespaces; %d UDP flows from 2 LAN addresses, L4 hash; idle_timer %v)\n",
+		host, numCPU(), kernel(), nFlows, idle)
 	for _, balancer := range balancers {
 		fmt.Printf("%s balancer\n", balancer)
 		var times []time.Duration
-		r := newRig(t, balanceConfig(balancer, 2, ""))
+		r := newRig(t, balanceConfigIdle(balancer, 2, idle.String(), ""))
 		r.start()
 		r.waitBoth()
 		c := count(r.paths())
@@ -294,12 +295,12 @@ func TestFiguresBalance(t *testing.T) {
 					stayed++
 				}
 			}
-			fmt.Printf("  2 uplinks, isp2 %-9s fails: moved %-28s returns: moved %s (of them flows that stayed on eth1: %d)\n",
-				f.name, fmtMoves(moves(o.before, o.during))+";", fmtMoves(moves(o.during, o.after)), stayed)
+			fmt.Printf("  2 uplinks, isp2 %-9s fails: moved %-22s returns: moved at once %-18s after idle_timer %s (flows that stayed on eth1 moved: %d)\n",
+				f.name, fmtMoves(moves(o.before, o.during))+";", fmtMoves(moves(o.during, o.returned))+",", fmtMoves(moves(o.during, o.after)), stayed)
 		}
 		r.stop(syscall.SIGTERM)
 
-		r = newRigWith(t, balanceConfig(balancer, 3, ""), lab.Options{ThirdISP: true})
+		r = newRigWith(t, balanceConfigIdle(balancer, 3, idle.String(), ""), lab.Options{ThirdISP: true})
 		r.start()
 		all := []string{"eth1/1", "eth2/3", "eth3/2"}
 		r.waitMembers(all...)
@@ -310,8 +311,9 @@ func TestFiguresBalance(t *testing.T) {
 			o := r.outage(faults[1], isp, slices.Delete(slices.Clone(all), i, i+1), all)
 			times = append(times, r.reconcileTimes(mark)...)
 			failed, back := moves(o.before, o.during), moves(o.during, o.after)
-			fmt.Printf("  3 uplinks, %s fails: %4d survivors' flows moved (%s); returns: %4d moved between survivors (%s)\n",
-				isp, total(failed)-movedFrom(failed, dev), fmtMoves(failed), total(back)-movedTo(back, dev), fmtMoves(back))
+			fmt.Printf("  3 uplinks, %s fails: %4d survivors' flows moved (%s); returns: moved at once %d, after idle_timer %d, %d of them between survivors (%s)\n",
+				isp, total(failed)-movedFrom(failed, dev), fmtMoves(failed), total(moves(o.during, o.returned)), total(back),
+				total(back)-movedTo(back, dev), fmtMoves(back))
 		}
 		r.stop(syscall.SIGTERM)
 		if len(times) > 0 {

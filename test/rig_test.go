@@ -306,7 +306,8 @@ func (r *rig) members() ([]string, int) {
 		out = append(out, fmt.Sprintf("%s/%d", h.Dev, max(h.Weight, 1)))
 	}
 	slices.Sort(out)
-	return out, rt.NHID
+	// Every uplink is two members of the resilient group.
+	return slices.Compact(out), rt.NHID
 }
 
 func (r *rig) balanceJSON() string {
