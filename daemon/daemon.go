@@ -486,10 +486,7 @@ func (d *Daemon) flushLeavers(in []netops.Uplink) {
 	if d.ct == nil {
 		return
 	}
-	for name, addr := range prev {
-		if a, ok := now[name]; ok && a == addr {
-			continue
-		}
+	for name, addr := range left(prev, now) {
 		start := time.Now()
 		n, err := d.ct.FlushNAT(addr)
 		if err != nil {
@@ -499,6 +496,18 @@ func (d *Daemon) flushLeavers(in []netops.Uplink) {
 		d.log.Info("conntrack entries flushed", "uplink", name, "address", addr, "deleted", n,
 			"took", time.Since(start).Round(time.Microsecond))
 	}
+}
+
+// left returns the uplinks (with their addresses) of prev that are not in
+// now with the same address: those whose translated connections go.
+func left(prev, now map[string]netip.Addr) map[string]netip.Addr {
+	out := make(map[string]netip.Addr)
+	for name, addr := range prev {
+		if a, ok := now[name]; !ok || a != addr {
+			out[name] = addr
+		}
+	}
+	return out
 }
 
 // Balancer is the balancer chosen at startup ("resilient" or
