@@ -569,5 +569,5 @@ func (d *Daemon) shutdown() {
 		d.log.Error("removing routing state", "err", err)
 		return
 	}
-	d.log.Info("stopped; removed routing state", "routes_and_rules", res.Changes())
+	d.log.Info("stopped; removed routing state", "routes_rules_nexthops", res.Changes())
 }

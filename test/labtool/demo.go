@@ -529,7 +529,7 @@ func (d *demo) describe(l logLine) string {
 	case l.msg == "starting":
 		return fmt.Sprintf("uplinkd %s starting with %s uplinks", l.get("version"), l.get("uplinks"))
 	case strings.HasPrefix(l.msg, "stopped"):
-		return fmt.Sprintf("%-24s  %s routes and rules removed", "stopped", l.get("routes_and_rules"))
+		return fmt.Sprintf("%-24s  %s routes, rules and nexthops removed", "stopped", l.get("routes_rules_nexthops"))
 	}
 	return strings.TrimSpace(l.msg + " " + l.attrsExcept("time", "level", "msg"))
 }
