@@ -2,9 +2,18 @@
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
-BIN     := bin
+BIN     ?= bin
 
-.PHONY: all build test test-unit lint demo figures clean
+# make install: the binary, the systemd unit, the example hooks and, unless
+# one exists already, the reference configuration. Staged installs and
+# packages set DESTDIR.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+DATADIR    ?= $(PREFIX)/share/uplinkd
+SYSCONFDIR ?= /etc
+
+.PHONY: all build test test-unit lint demo figures install clean
 
 all: build
 
@@ -30,6 +39,20 @@ demo: build
 # Failover figures (carrier loss, blackhole, UDP outage) measured in the lab.
 figures: build
 	UPLINKD_FIGURES=1 $(GO) test -count=1 -v -run 'TestFigures' ./test/
+
+install: build
+	install -D -m 0755 $(BIN)/uplinkd $(DESTDIR)$(BINDIR)/uplinkd
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	sed -e 's|/usr/local/bin/uplinkd|$(BINDIR)/uplinkd|g' -e 's|/etc/uplinkd/|$(SYSCONFDIR)/uplinkd/|g' \
+		contrib/systemd/uplinkd.service > $(DESTDIR)$(UNITDIR)/uplinkd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/uplinkd.service
+	install -D -m 0755 -t $(DESTDIR)$(DATADIR)/hooks examples/hooks/syslog examples/hooks/webhook
+	install -D -m 0644 etc/uplinkd.toml $(DESTDIR)$(DATADIR)/uplinkd.toml
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/uplinkd/uplinkd.toml ]; then \
+		echo "keeping $(DESTDIR)$(SYSCONFDIR)/uplinkd/uplinkd.toml (the reference is in $(DATADIR)/uplinkd.toml)"; \
+	else \
+		install -D -m 0640 etc/uplinkd.toml $(DESTDIR)$(SYSCONFDIR)/uplinkd/uplinkd.toml; \
+	fi
 
 clean:
 	rm -rf $(BIN)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"reflect"
@@ -25,6 +26,10 @@ type Config struct {
 	Routing Routing
 	Probe   Probe
 	Uplinks []Uplink // at least one, at most 64, in file order
+	Hooks   Hooks
+	Status  Status
+	Metrics Metrics
+	Log     Log
 }
 
 // Routing is the [routing] table: how uplinkd's routes and rules look in
@@ -92,6 +97,42 @@ type Uplink struct {
 	ProbeTargets []netip.Addr
 }
 
+// Hooks is the [hooks] table: programs run on state transitions. Each
+// program is an argv, executed directly (never through a shell); nil means
+// none.
+type Hooks struct {
+	OnTransition []string // on every transition
+	OnDown       []string // on every transition to down
+	OnProbing    []string // ... to probing
+	OnDegraded   []string // ... to degraded
+	OnActive     []string // ... to active
+	// Timeout after which a hook still running is killed with its process
+	// group.
+	Timeout time.Duration
+	// MaxRunning is the number of hooks that may run at once; the others
+	// wait in a queue.
+	MaxRunning int
+}
+
+// Status is the [status] table: the unix socket `uplinkd status` and
+// `uplinkd reload` talk to.
+type Status struct {
+	Socket string // absolute path
+}
+
+// Metrics is the [metrics] table.
+type Metrics struct {
+	// Listen is the address of the Prometheus endpoint, "IP:port" or
+	// ":port". Empty: no endpoint.
+	Listen string
+}
+
+// Log is the [log] table.
+type Log struct {
+	Level  slog.Level
+	Format string // "text" or "json"
+}
+
 // TargetsFor returns the probe targets of u: its own when it has any list,
 // even an empty one, else those of [probe].
 func (c *Config) TargetsFor(u Uplink) []netip.Addr {
@@ -116,6 +157,13 @@ const (
 	defaultDownAfter     = 4
 	defaultUpAfter       = 4
 	defaultWeight        = 1
+	defaultHookTimeout   = 10 * time.Second
+	defaultMaxRunning    = 4
+	defaultLogLevel      = "info"
+	defaultLogFormat     = "text"
+	// DefaultSocket is where the status socket is, unless [status] socket
+	// says otherwise.
+	DefaultSocket = "/run/uplinkd/uplinkd.sock"
 )
 
 // Load reads and validates the configuration file at path.
@@ -170,6 +218,10 @@ type rawConfig struct {
 	Routing rawRouting  `toml:"routing"`
 	Probe   rawProbe    `toml:"probe"`
 	Uplinks []rawUplink `toml:"uplink"`
+	Hooks   rawHooks    `toml:"hooks"`
+	Status  rawStatus   `toml:"status"`
+	Metrics rawMetrics  `toml:"metrics"`
+	Log     rawLog      `toml:"log"`
 }
 
 type rawRouting struct {
@@ -203,6 +255,29 @@ type rawUplink struct {
 	ProbeTargets opt[[]string] `toml:"probe_targets"`
 }
 
+type rawHooks struct {
+	OnTransition opt[[]string] `toml:"on_transition"`
+	OnDown       opt[[]string] `toml:"on_down"`
+	OnProbing    opt[[]string] `toml:"on_probing"`
+	OnDegraded   opt[[]string] `toml:"on_degraded"`
+	OnActive     opt[[]string] `toml:"on_active"`
+	Timeout      opt[string]   `toml:"timeout"`
+	MaxRunning   opt[int64]    `toml:"max_running"`
+}
+
+type rawStatus struct {
+	Socket opt[string] `toml:"socket"`
+}
+
+type rawMetrics struct {
+	Listen opt[string] `toml:"listen"`
+}
+
+type rawLog struct {
+	Level  opt[string] `toml:"level"`
+	Format opt[string] `toml:"format"`
+}
+
 // schema lists the keys of each table, "" being the top level, from the
 // toml tags of the raw structs.
 var schema = map[string][]string{
@@ -210,7 +285,15 @@ var schema = map[string][]string{
 	"routing": tomlKeys(reflect.TypeFor[rawRouting]()),
 	"probe":   tomlKeys(reflect.TypeFor[rawProbe]()),
 	"uplink":  tomlKeys(reflect.TypeFor[rawUplink]()),
+	"hooks":   tomlKeys(reflect.TypeFor[rawHooks]()),
+	"status":  tomlKeys(reflect.TypeFor[rawStatus]()),
+	"metrics": tomlKeys(reflect.TypeFor[rawMetrics]()),
+	"log":     tomlKeys(reflect.TypeFor[rawLog]()),
 }
+
+// tables are the single tables of the file, [[uplink]] aside, in the order
+// of the reference configuration.
+var tables = []string{"routing", "probe", "hooks", "status", "metrics", "log"}
 
 func tomlKeys(t reflect.Type) []string {
 	keys := make([]string, t.NumField())
@@ -300,7 +383,7 @@ func shapeErrors(name string, data []byte, decodeErr error) Errors {
 		return Errors{{File: name, Msg: err.Error()}}
 	}
 	v := &validator{file: name, pos: scanPositions(string(data))}
-	for _, key := range []string{"routing", "probe"} {
+	for _, key := range tables {
 		if val, ok := doc[key]; ok {
 			if _, ok := val.(map[string]any); !ok {
 				line := v.pos.line(key)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -83,7 +84,10 @@ func defaults() Config {
 	return Config{
 		Routing: Routing{BalanceTable: 250, RulePriority: 10000, RouteProtocol: 201, Hash: "l4",
 			Balancer: "auto", NexthopIDBase: 2010000000, IdleTimer: 120 * time.Second, FlushConntrack: true},
-		Probe: Probe{Interval: 250 * time.Millisecond, Timeout: 500 * time.Millisecond, DownAfter: 4, UpAfter: 4},
+		Probe:  Probe{Interval: 250 * time.Millisecond, Timeout: 500 * time.Millisecond, DownAfter: 4, UpAfter: 4},
+		Hooks:  Hooks{Timeout: 10 * time.Second, MaxRunning: 4},
+		Status: Status{Socket: "/run/uplinkd/uplinkd.sock"},
+		Log:    Log{Level: slog.LevelInfo, Format: "text"},
 	}
 }
 
@@ -125,6 +129,9 @@ func TestReference(t *testing.T) {
 			{Name: "isp1", Interface: "eth1", Gateway: addr("198.51.100.1"), Weight: 1, Table: 100},
 			{Name: "isp2", Interface: "eth2", Gateway: addr("203.0.113.1"), Weight: 3, Table: 200},
 		},
+		Hooks:  Hooks{Timeout: 10 * time.Second, MaxRunning: 4},
+		Status: Status{Socket: "/run/uplinkd/uplinkd.sock"},
+		Log:    Log{Level: slog.LevelInfo, Format: "text"},
 	}
 	if diff := cmp.Diff(want, got, addrComparer); diff != "" {
 		t.Errorf("reference config (-want +got):\n%s", diff)
@@ -147,6 +154,19 @@ func TestReferenceShowsDefaults(t *testing.T) {
 	if diff := cmp.Diff(def.Probe, ref.Probe, addrComparer); diff != "" {
 		t.Errorf("[probe] in reference differs from defaults (-default +reference):\n%s", diff)
 	}
+	for _, tc := range []struct {
+		table    string
+		def, ref any
+	}{
+		{"hooks", def.Hooks, ref.Hooks},
+		{"status", def.Status, ref.Status},
+		{"metrics", def.Metrics, ref.Metrics},
+		{"log", def.Log, ref.Log},
+	} {
+		if diff := cmp.Diff(tc.def, tc.ref); diff != "" {
+			t.Errorf("[%s] in reference differs from defaults (-default +reference):\n%s", tc.table, diff)
+		}
+	}
 	if ref.Uplinks[0].Weight != def.Uplinks[0].Weight {
 		t.Errorf("reference uplink[0].weight = %d, default is %d", ref.Uplinks[0].Weight, def.Uplinks[0].Weight)
 	}
@@ -159,7 +179,7 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, header := range []string{"[routing]", "[probe]", "[[uplink]]"} {
+	for _, header := range []string{"[routing]", "[probe]", "[hooks]", "[status]", "[metrics]", "[log]", "[[uplink]]"} {
 		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(header) + `\s*$`).Match(data) {
 			t.Errorf("reference config has no %s table", header)
 		}
@@ -175,8 +195,14 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 			}
 		}
 	}
-	if n := len(schema["routing"]) + len(schema["probe"]) + len(schema["uplink"]); n != 21 {
-		t.Errorf("schema has %d keys, want 21: %v", n, schema)
+	n := 0
+	for _, keys := range schema {
+		n += len(keys)
+	}
+	// 7 tables at the top level, 21 keys in [routing], [probe] and
+	// [[uplink]], 11 in [hooks], [status], [metrics] and [log].
+	if n != 7+21+11 {
+		t.Errorf("schema has %d keys, want %d: %v", n, 7+21+11, schema)
 	}
 }
 
@@ -218,6 +244,18 @@ func TestLimitsAccepted(t *testing.T) {
 		`timeout = "10s"`,
 		`down_after = 1`,
 		`up_after = 1`,
+		`[hooks]`,
+		`on_transition = ["/x", "", "--flag"]`,
+		`on_down = []`,
+		`timeout = "1h"`,
+		`max_running = 64`,
+		`[status]`,
+		`socket = "/`+strings.Repeat("s", 106)+`"`,
+		`[metrics]`,
+		`listen = ":65535"`,
+		`[log]`,
+		`level = "error"`,
+		`format = "json"`,
 		`[[uplink]]`,
 		`name = "`+strings.Repeat("a", 32)+`"`,
 		`interface = "`+strings.Repeat("b", 15)+`"`,
@@ -246,16 +284,25 @@ func TestLimitsAccepted(t *testing.T) {
 			{Name: "A-z_0.9", Interface: "wan.7@x", Gateway: addr("169.254.0.1"), Weight: 1, Table: 2},
 			{Name: "x", Interface: "ppp0", Gateway: addr("203.0.113.9"), Weight: 1, Table: 252},
 		},
+		Hooks:   Hooks{OnTransition: []string{"/x", "", "--flag"}, Timeout: time.Hour, MaxRunning: 64},
+		Status:  Status{Socket: "/" + strings.Repeat("s", 106)},
+		Metrics: Metrics{Listen: ":65535"},
+		Log:     Log{Level: slog.LevelError, Format: "json"},
 	}
 	if diff := cmp.Diff(want, got, addrComparer); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 
 	minimal := mustParse(t, file(`[routing]`, `route_protocol = 5`, `rule_priority = 1`, `nexthop_id_base = 1`,
-		`idle_timer = "1s"`, `unbalanced_timer = "24h"`, `hash = "source"`, `balancer = "resilient"`, isp1))
+		`idle_timer = "1s"`, `unbalanced_timer = "24h"`, `hash = "source"`, `balancer = "resilient"`,
+		`[hooks]`, `max_running = 1`, `timeout = "1ns"`, `[metrics]`, `listen = "[::1]:1"`, `[log]`, `level = "debug"`, isp1))
 	if r := minimal.Routing; r.RouteProtocol != 5 || r.RulePriority != 1 || r.NexthopIDBase != 1 || r.IdleTimer != time.Second ||
 		r.UnbalancedTimer != 24*time.Hour || r.Hash != "source" || r.Balancer != "resilient" {
 		t.Errorf("routing = %+v, want the values of the file", minimal.Routing)
+	}
+	if minimal.Hooks.MaxRunning != 1 || minimal.Hooks.Timeout != 1 || minimal.Metrics.Listen != "[::1]:1" || minimal.Log.Level != slog.LevelDebug {
+		t.Errorf("hooks %+v, metrics %+v, log %+v: want max_running 1, timeout 1ns, listen [::1]:1, level debug",
+			minimal.Hooks, minimal.Metrics, minimal.Log)
 	}
 }
 
@@ -498,6 +545,40 @@ func TestProblems(t *testing.T) {
 			[]problem{{2, "routing.lan_interfaces[0]", "interface of uplink isp1 (uplink[0], line 5)"}}},
 		{"lan loopback", file(`[routing]`, `lan_interfaces = ["lo"]`, isp1),
 			[]problem{{2, "routing.lan_interfaces[0]", "always balanced"}}},
+
+		// [hooks].
+		{"hook relative", file(`[hooks]`, `on_transition = ["alert.sh", "-v"]`, isp1),
+			[]problem{{2, "hooks.on_transition[0]", `"alert.sh" is not an absolute path`}}},
+		{"hook as string", file(`[hooks]`, `on_down = "/usr/local/bin/alert"`, isp1),
+			[]problem{{2, "hooks.on_down", "expected an array of strings"}}},
+		{"hook NUL", file(`[hooks]`, `on_active = ["/bin/echo", "a\u0000b"]`, isp1),
+			[]problem{{2, "hooks.on_active", "NUL"}}},
+		{"hook unknown state", file(`[hooks]`, `on_up = ["/bin/true"]`, isp1),
+			[]problem{{2, "hooks.on_up", "[hooks] accepts on_transition, on_down"}}},
+		{"hook timeout zero", file(`[hooks]`, `timeout = "0s"`, isp1), []problem{{2, "hooks.timeout", "must be positive"}}},
+		{"hook timeout too long", file(`[hooks]`, `timeout = "61m"`, isp1), []problem{{2, "hooks.timeout", "longer than 1h"}}},
+		{"max_running 0", file(`[hooks]`, `max_running = 0`, isp1), []problem{{2, "hooks.max_running", "out of range (1..64)"}}},
+		{"max_running 65", file(`[hooks]`, `max_running = 65`, isp1), []problem{{2, "hooks.max_running", "out of range (1..64)"}}},
+
+		// [status].
+		{"socket relative", file(`[status]`, `socket = "uplinkd.sock"`, isp1), []problem{{2, "status.socket", "not an absolute path"}}},
+		{"socket too long", file(`[status]`, `socket = "/`+strings.Repeat("s", 107)+`"`, isp1),
+			[]problem{{2, "status.socket", "longer than a unix socket path may be (107 bytes)"}}},
+		{"socket directory", file(`[status]`, `socket = "/run/uplinkd/"`, isp1), []problem{{2, "status.socket", "names a directory"}}},
+		{"socket integer", file(`[status]`, `socket = 1`, isp1), []problem{{2, "status.socket", "expected a string"}}},
+
+		// [metrics].
+		{"listen no port", file(`[metrics]`, `listen = "127.0.0.1"`, isp1), []problem{{2, "metrics.listen", "write an address and port"}}},
+		{"listen port 0", file(`[metrics]`, `listen = "127.0.0.1:0"`, isp1), []problem{{2, "metrics.listen", "port must be a number"}}},
+		{"listen port name", file(`[metrics]`, `listen = "127.0.0.1:http"`, isp1), []problem{{2, "metrics.listen", "port must be a number"}}},
+		{"listen host name", file(`[metrics]`, `listen = "localhost:9273"`, isp1), []problem{{2, "metrics.listen", "must be an IP address"}}},
+		{"listen bare IPv6", file(`[metrics]`, `listen = "::1:9273"`, isp1), []problem{{2, "metrics.listen", "write an address and port"}}},
+
+		// [log].
+		{"log level unknown", file(`[log]`, `level = "verbose"`, isp1), []problem{{2, "log.level", `"verbose": must be "debug"`}}},
+		{"log level upper case", file(`[log]`, `level = "INFO"`, isp1), []problem{{2, "log.level", "must be"}}},
+		{"log format unknown", file(`[log]`, `format = "logfmt"`, isp1), []problem{{2, "log.format", `"logfmt": must be "text" or "json"`}}},
+		{"log not a table", file(`log = "debug"`, isp1), []problem{{1, "log", "expected a table"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -102,7 +102,7 @@ func (v *validator) unknownKeys(md toml.MetaData) {
 func validKeys(table string) string {
 	switch table {
 	case "":
-		return "the file has the tables [routing], [probe] and [[uplink]]"
+		return "the file has the tables [" + strings.Join(tables, "], [") + "] and [[uplink]]"
 	case "uplink":
 		return "[[uplink]] accepts " + strings.Join(schema[table], ", ")
 	}
@@ -126,7 +126,14 @@ func lastKey(path string) string { return path[strings.LastIndexByte(path, '.')+
 // config checks raw and converts it. The result is meaningful only when no
 // problem was recorded.
 func (v *validator) config(raw *rawConfig) *Config {
-	cfg := &Config{Routing: v.routing(&raw.Routing), Probe: v.probe(&raw.Probe)}
+	cfg := &Config{
+		Routing: v.routing(&raw.Routing),
+		Probe:   v.probe(&raw.Probe),
+		Hooks:   v.hooks(&raw.Hooks),
+		Status:  v.status(&raw.Status),
+		Metrics: v.metrics(&raw.Metrics),
+		Log:     v.log(&raw.Log),
+	}
 	switch n := len(raw.Uplinks); {
 	case n == 0:
 		v.errorf("uplink", "no uplinks configured; add at least one [[uplink]] table")

@@ -6,25 +6,55 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/uplinkd/uplinkd/config"
 	"github.com/uplinkd/uplinkd/events"
 	"github.com/uplinkd/uplinkd/fsm"
+	"github.com/uplinkd/uplinkd/hooks"
+	"github.com/uplinkd/uplinkd/metrics"
 	"github.com/uplinkd/uplinkd/netops"
 	"github.com/uplinkd/uplinkd/probe"
+	"github.com/uplinkd/uplinkd/sdnotify"
+	"github.com/uplinkd/uplinkd/status"
 	"github.com/vishvananda/netlink"
 )
 
+// Options are the daemon's settings that do not come from the
+// configuration file.
+type Options struct {
+	// ConfigPath is the file re-read on reload.
+	ConfigPath string
+	// Version is shown in status and metrics.
+	Version string
+	// LogLevel, if set, follows [log] level on reload.
+	LogLevel *slog.LevelVar
+	// Notify tells systemd about start-up, reloads and shutdown; nil
+	// outside systemd.
+	Notify *sdnotify.Notifier
+	// Watchdog is systemd's watchdog timeout; the event loop pings at
+	// half of it. 0: no watchdog.
+	Watchdog time.Duration
+	// Reload delivers SIGHUP: re-read the configuration.
+	Reload <-chan os.Signal
+}
+
+// historyLen is how many transitions status keeps per uplink.
+const historyLen = 10
+
 // Daemon runs uplinkd for one configuration.
 type Daemon struct {
-	cfg *config.Config
-	log *slog.Logger
+	cfg  *config.Config
+	log  *slog.Logger
+	opts Options
 	// Ready, if set, is called once after the first reconcile.
 	Ready func()
 
+	ready    bool // the first reconcile is done
 	rec      *netops.Reconciler
 	balancer atomic.Pointer[netops.Balancer] // chosen at startup
 	ct       *netops.Conntrack               // nil: no conntrack flushing
@@ -35,34 +65,78 @@ type Daemon struct {
 	results  chan probe.Result
 	gen      uint64
 
+	hooks    *hooks.Runner
+	metrics  *metrics.Metrics
+	requests chan status.Request
+	waiters  status.Waiters
+
 	// pending work of the current burst
 	needDump      bool
 	needReconcile bool
 	burstStart    time.Time
 	retry         *time.Timer
 	retryDelay    time.Duration
+	fired         []hooks.Event  // transitions whose hooks are not queued yet
+	reloading     *pendingReload // applied, finished after the next settle
+
+	// what status shows
+	version   uint64 // of the snapshot; bumped when changed is set
+	changed   bool
+	started   time.Time
+	loaded    time.Time
+	reloads   uint64
+	failed    uint64
+	lastFail  string
+	reconcile status.Reconcile
+	netlink   status.Netlink
 }
 
 // uplink is the loop's view of one configured uplink.
 type uplink struct {
-	cfg    config.Uplink
-	m      *fsm.Uplink
-	link   *events.Link // nil: no interface with the configured name
-	addr   netip.Prefix // invalid: no IPv4 address
-	prober *probe.Prober
-	key    string // what the running prober was started for
-	gen    uint64
+	cfg     config.Uplink
+	m       *fsm.Uplink
+	link    *events.Link // nil: no interface with the configured name
+	addr    netip.Prefix // invalid: no IPv4 address
+	prober  *probe.Prober
+	key     string    // what the running prober was started for
+	started time.Time // when it was started
+	gen     uint64
+	inBal   bool    // in the balance at the last reconcile
+	share   float64 // of the balance at the last reconcile
+	history []fsm.Transition
+	rounds  uint64 // probe rounds since the uplink was configured
+	bad     uint64 // of which failed
+	rtt     time.Duration
 }
 
 // New returns a daemon for cfg logging to log.
-func New(cfg *config.Config, log *slog.Logger) *Daemon {
-	d := &Daemon{cfg: cfg, log: log, results: make(chan probe.Result, 64), retry: time.NewTimer(time.Hour)}
+func New(cfg *config.Config, log *slog.Logger, opts Options) *Daemon {
+	d := &Daemon{
+		cfg: cfg, log: log, opts: opts,
+		results:  make(chan probe.Result, 64),
+		requests: make(chan status.Request),
+		retry:    time.NewTimer(time.Hour),
+		version:  1, // a status request After 0 is answered at once
+		started:  time.Now(),
+		loaded:   time.Now(),
+	}
 	d.retry.Stop()
-	now := time.Now()
+	d.hooks = hooks.New(log, cfg.Hooks.MaxRunning, hooks.DefaultQueue)
+	d.metrics = metrics.New(func() (uint64, uint64, uint64, uint64) {
+		s := d.hooks.Stats()
+		return s.Started, s.Failed, s.TimedOut, s.Dropped
+	})
 	for _, u := range cfg.Uplinks {
-		d.uplinks = append(d.uplinks, &uplink{cfg: u, m: fsm.New(u.Name, d.fsmParams(u), now)})
+		d.uplinks = append(d.uplinks, d.newUplink(u, d.started))
 	}
 	return d
+}
+
+func (d *Daemon) newUplink(c config.Uplink, now time.Time) *uplink {
+	u := &uplink{cfg: c, m: fsm.New(c.Name, d.fsmParams(c), now)}
+	d.metrics.State(c.Name, string(fsm.Down))
+	d.metrics.Balance(c.Name, false, 0)
+	return u
 }
 
 func (d *Daemon) fsmParams(u config.Uplink) fsm.Params {
@@ -73,12 +147,52 @@ func (d *Daemon) fsmParams(u config.Uplink) fsm.Params {
 	}
 }
 
-// Run subscribes to kernel events, converges the routing state and keeps it
-// converged until ctx is cancelled. Then it stops the probes, removes every
-// route and rule it installed, restores the multipath hash policy and
-// returns nil. Errors it cannot recover from are returned after the same
-// cleanup.
+// Run serves the status socket (and the metrics endpoint), subscribes to
+// kernel events, converges the routing state and keeps it converged until
+// ctx is cancelled. Then it stops the probes and the servers, removes every
+// route and rule it installed, restores the multipath hash policy, lets
+// running hooks finish and returns nil. Errors it cannot recover from are
+// returned after the same cleanup.
 func (d *Daemon) Run(ctx context.Context) (err error) {
+	// The socket first: it refuses to start a second uplinkd, which must
+	// not touch the first one's routes.
+	srv, err := status.Listen(d.cfg.Status.Socket, d.requests, d.log)
+	if err != nil {
+		return err
+	}
+	var msrv *metrics.Server
+	if addr := d.cfg.Metrics.Listen; addr != "" {
+		if msrv, err = d.metrics.Listen(addr, d.log); err != nil {
+			srv.Close()
+			return err
+		}
+		d.log.Info("serving metrics", "addr", msrv.Addr().String())
+	}
+	svcCtx, stopSvcs := context.WithCancel(context.Background())
+	var svcs sync.WaitGroup
+	svcs.Go(func() { srv.Serve(svcCtx) })
+	if msrv != nil {
+		svcs.Go(func() {
+			if err := msrv.Serve(svcCtx); err != nil {
+				d.log.Error("metrics endpoint stopped", "err", err)
+			}
+		})
+	}
+	hookCtx, stopHooks := context.WithCancel(context.Background())
+	var runner sync.WaitGroup
+	runner.Go(func() { d.hooks.Run(hookCtx) })
+	// Hooks may still be running when the routes are gone: they are
+	// given their timeout, last.
+	defer func() {
+		stopHooks()
+		runner.Wait()
+	}()
+	stopServices := sync.OnceFunc(func() {
+		stopSvcs()
+		svcs.Wait()
+	})
+	defer stopServices()
+
 	h, err := netlink.NewHandle()
 	if err != nil {
 		return fmt.Errorf("open netlink handle: %w", err)
@@ -97,6 +211,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return err
 	}
 	d.balancer.Store(&bal)
+	d.metrics.Info(d.opts.Version, bal.String())
 	if d.cfg.Routing.FlushConntrack {
 		if d.ct, err = netops.DialConntrack(0); err != nil {
 			d.log.Warn("cannot flush conntrack entries of uplinks that leave the balance", "err", err)
@@ -105,14 +220,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		}
 	}
 
-	hash := netops.HashFlows
-	switch d.cfg.Routing.Hash {
-	case "l3":
-		hash = netops.HashHosts
-	case "source":
-		hash = netops.HashSources
-	}
-	prevHash, err := netops.SetMultipathHash(hash)
+	prevHash, err := netops.SetMultipathHash(hashPolicy(d.cfg.Routing.Hash))
 	if err != nil {
 		return err
 	}
@@ -122,7 +230,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		}
 	}()
 
-	defer d.shutdown()
+	defer d.shutdown(stopServices)
 
 	for {
 		if err := d.monitor(ctx); err != nil || ctx.Err() != nil {
@@ -130,12 +238,24 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		}
 		// The event socket failed: subscribe again and resync.
 		d.log.Warn("netlink event monitor stopped, resubscribing")
+		d.netlink.Resubscribes++
+		d.metrics.Resubscribe()
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+func hashPolicy(hash string) netops.Hash {
+	switch hash {
+	case "l3":
+		return netops.HashHosts
+	case "source":
+		return netops.HashSources
+	}
+	return netops.HashFlows
 }
 
 // monitor runs one event subscription: subscribe first, then dump, so no
@@ -156,14 +276,24 @@ func (d *Daemon) monitor(ctx context.Context) error {
 		<-done
 	}()
 
+	var watchdog <-chan time.Time
+	if d.opts.Watchdog > 0 {
+		t := time.NewTicker(d.opts.Watchdog / 2)
+		defer t.Stop()
+		watchdog = t.C
+	}
+
 	d.needDump, d.needReconcile = true, true
 	d.burstStart = time.Now()
 	if err := d.settle(ctx); err != nil {
 		return err
 	}
-	if d.Ready != nil {
-		d.Ready()
-		d.Ready = nil
+	if !d.ready {
+		d.ready = true
+		d.notify(d.opts.Notify.Ready(d.summary()))
+		if d.Ready != nil {
+			d.Ready()
+		}
 	}
 	for {
 		select {
@@ -186,10 +316,25 @@ func (d *Daemon) monitor(ctx context.Context) error {
 			d.log.Info("retrying reconcile")
 			d.needReconcile = true
 			d.burstStart = time.Now()
+		case req := <-d.requests:
+			d.request(req)
+		case <-d.opts.Reload:
+			d.reload(nil)
+		case <-watchdog:
+			// From the loop itself: a wedged loop stops the pings and
+			// systemd restarts it.
+			d.notify(d.opts.Notify.Watchdog())
 		}
 		if err := d.settle(ctx); err != nil {
 			return err
 		}
+	}
+}
+
+// notify logs a failed sd_notify; systemd is told nothing more then.
+func (d *Daemon) notify(err error) {
+	if err != nil {
+		d.log.Warn("notify systemd", "err", err)
 	}
 }
 
@@ -233,6 +378,12 @@ func (d *Daemon) note(ev events.Event) {
 	case events.ResyncEvent:
 		d.log.Warn("netlink events lost, resyncing", "reason", e.Reason)
 		d.needDump, d.needReconcile = true, true
+		d.netlink.Resyncs++
+		if e.Overrun {
+			d.netlink.Overruns++
+		}
+		d.metrics.Resync(e.Overrun)
+		d.changed = true
 	}
 }
 
@@ -244,7 +395,9 @@ func (d *Daemon) ours(table, protocol int) bool {
 }
 
 // settle does the pending work: re-read links and addresses, run the state
-// machines, (re)start probes, then plan and reconcile.
+// machines, (re)start probes, then plan and reconcile. Then it queues the
+// hooks of the transitions, answers reloads waiting for the result and
+// wakes status watchers when anything changed.
 func (d *Daemon) settle(ctx context.Context) error {
 	if d.needDump {
 		d.needDump = false
@@ -255,13 +408,24 @@ func (d *Daemon) settle(ctx context.Context) error {
 			}
 			return fmt.Errorf("read links and addresses: %w", err)
 		}
+		d.netlink.Dumps++
+		d.metrics.Dump()
 		if d.observe(snap) {
 			d.needReconcile = true
 		}
 	}
 	if d.needReconcile {
 		d.needReconcile = false
-		d.reconcile()
+		d.doReconcile()
+	}
+	d.runHooks()
+	d.finishReload()
+	if d.changed {
+		d.changed = false
+		d.version++
+		if d.waiters.Len() > 0 {
+			d.waiters.Release(d.snapshot())
+		}
 	}
 	return nil
 }
@@ -297,10 +461,13 @@ func (d *Daemon) observe(snap events.Snapshot) bool {
 			tr, ok = u.m.LinkDown(why, now)
 		}
 		if ok {
-			d.transition(tr)
+			d.transition(u, tr)
 			changed = true
 		}
 		d.syncProber(u)
+	}
+	if changed {
+		d.changed = true
 	}
 	return changed
 }
@@ -357,21 +524,19 @@ func cloneLink(l *events.Link) *events.Link {
 }
 
 // syncProber keeps one prober per usable, probed uplink, restarted whenever
-// the interface or address it is bound to changes.
+// what it probes changes: the interface or address it is bound to, its
+// targets, interval or timeout.
 func (d *Daemon) syncProber(u *uplink) {
 	targets := d.cfg.TargetsFor(u.cfg)
 	key := ""
 	if ok, _ := u.usable(); ok && len(targets) > 0 && u.m.State() != fsm.Down {
-		key = fmt.Sprintf("%s#%d %s", u.cfg.Interface, u.link.Index, u.addr.Addr())
+		key = fmt.Sprintf("%s#%d %s %v every %v within %v", u.cfg.Interface, u.link.Index, u.addr.Addr(),
+			targets, d.cfg.Probe.Interval, d.cfg.Probe.Timeout)
 	}
 	if key == u.key {
 		return
 	}
-	if u.prober != nil {
-		u.prober.Stop()
-		u.prober = nil
-	}
-	u.key = ""
+	u.stopProber()
 	if key == "" {
 		return
 	}
@@ -390,7 +555,16 @@ func (d *Daemon) syncProber(u *uplink) {
 		d.armRetry()
 		return
 	}
-	u.prober, u.key, u.gen = p, key, d.gen
+	d.log.Debug("probes started", "uplink", u.cfg.Name, "probes", key)
+	u.prober, u.key, u.gen, u.started = p, key, d.gen, time.Now()
+}
+
+func (u *uplink) stopProber() {
+	if u.prober != nil {
+		u.prober.Stop()
+		u.prober = nil
+	}
+	u.key, u.started = "", time.Time{}
 }
 
 func (d *Daemon) probeResult(r probe.Result) {
@@ -401,15 +575,34 @@ func (d *Daemon) probeResult(r probe.Result) {
 		if r.Err != nil {
 			d.log.Debug("probe round failed", "uplink", u.cfg.Name, "round", r.Round, "err", r.Err)
 		}
+		u.rounds++
+		if r.Good {
+			u.rtt = r.RTT
+		} else {
+			u.bad++
+		}
+		d.metrics.ProbeRound(u.cfg.Name, r.Good, r.RTT)
 		if tr, ok := u.m.ProbeRound(r.Good, time.Now()); ok {
-			d.transition(tr)
+			d.transition(u, tr)
 			d.needReconcile = true
 		}
 	}
 }
 
-func (d *Daemon) transition(tr fsm.Transition) {
+// transition records tr everywhere it is shown; its hooks are queued once
+// the routing change it causes is made.
+func (d *Daemon) transition(u *uplink, tr fsm.Transition) {
 	d.log.Info("transition", "uplink", tr.Uplink, "from", string(tr.From), "to", string(tr.To), "reason", tr.Reason)
+	d.metrics.Transition(tr.Uplink, string(tr.From), string(tr.To))
+	if len(u.history) == historyLen {
+		u.history = slices.Delete(u.history, 0, 1)
+	}
+	u.history = append(u.history, tr)
+	d.fired = append(d.fired, hooks.Event{
+		Uplink: tr.Uplink, Interface: u.cfg.Interface, From: string(tr.From), To: string(tr.To),
+		Reason: tr.Reason, Time: tr.At,
+	})
+	d.changed = true
 }
 
 // inputs describes the uplinks for netops.Plan. Degraded uplinks carry
@@ -454,15 +647,25 @@ func (d *Daemon) settings() netops.Settings {
 	}
 }
 
-func (d *Daemon) reconcile() {
+func (d *Daemon) doReconcile() {
 	in := d.inputs()
 	res, err := d.rec.Reconcile(netops.Plan(d.settings(), in))
+	d.recordBalance(in)
+	rs := &d.reconcile
+	rs.Runs++
+	rs.Changes += uint64(res.Changes())
+	rs.Last, rs.LastTook = time.Now(), status.Millis(res.Took)
+	d.metrics.Reconcile(res.Took, res.Changes(), err)
 	if res.Changes() > 0 {
+		d.changed = true
 		d.log.Info("routing updated", "changes", res.Changes(), "reconcile", res.Took.Round(time.Microsecond),
 			"since_event", time.Since(d.burstStart).Round(time.Microsecond), "added", res.Added, "removed", res.Removed)
 	}
 	d.flushLeavers(in)
 	if err != nil {
+		rs.Errors++
+		rs.LastErr = err.Error()
+		d.changed = true
 		d.log.Warn("reconcile incomplete, will retry", "err", err)
 		d.armRetry()
 		return
@@ -547,18 +750,58 @@ func (d *Daemon) chooseBalancer() (netops.Balancer, error) {
 	return netops.Multipath, nil
 }
 
+// recordBalance keeps which uplinks the balance route holds, and their
+// shares, for status and metrics.
+func (d *Daemon) recordBalance(in []netops.Uplink) {
+	total := 0
+	for _, u := range in {
+		// Plan leaves out uplinks without a usable interface or address.
+		if u.InBalance && u.Index > 0 && u.Addr.IsValid() {
+			total += u.Weight
+		}
+	}
+	for i, u := range d.uplinks {
+		inBal := in[i].InBalance && in[i].Index > 0 && in[i].Addr.IsValid()
+		share := 0.0
+		if inBal {
+			share = float64(u.cfg.Weight) / float64(total)
+		}
+		if inBal != u.inBal || share != u.share {
+			u.inBal, u.share = inBal, share
+			d.changed = true
+		}
+		d.metrics.Balance(u.cfg.Name, inBal, share)
+	}
+}
+
 func (d *Daemon) armRetry() {
 	d.retryDelay = min(max(2*d.retryDelay, 100*time.Millisecond), 5*time.Second)
 	d.retry.Reset(d.retryDelay)
 }
 
-// shutdown stops the probes and removes everything uplinkd installed.
-func (d *Daemon) shutdown() {
+// active counts the uplinks in state active.
+func (d *Daemon) active() int {
+	n := 0
 	for _, u := range d.uplinks {
-		if u.prober != nil {
-			u.prober.Stop()
-			u.prober = nil
+		if u.m.State() == fsm.Active {
+			n++
 		}
+	}
+	return n
+}
+
+// summary is the one-line status shown by `systemctl status`.
+func (d *Daemon) summary() string {
+	return fmt.Sprintf("%d of %d uplinks active", d.active(), len(d.uplinks))
+}
+
+// shutdown tells systemd, stops the status and metrics servers and the
+// probes, and removes everything uplinkd installed.
+func (d *Daemon) shutdown(stopServices func()) {
+	d.notify(d.opts.Notify.Stopping())
+	stopServices()
+	for _, u := range d.uplinks {
+		u.stopProber()
 	}
 	d.retry.Stop()
 	if d.rec == nil {

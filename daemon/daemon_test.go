@@ -59,7 +59,7 @@ table = 200
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
 }
 
 // TestObserveReasons feeds snapshots through the state machines, without probes

@@ -142,7 +142,7 @@ func (m *Monitor) Run(ctx context.Context, out chan<- Event) error {
 			if errors.Is(err, unix.ENOBUFS) {
 				// The kernel clears the error with this report; the
 				// socket keeps working and later messages are intact.
-				if !send(ctx, out, ResyncEvent{Reason: "netlink receive buffer overrun (ENOBUFS)"}) {
+				if !send(ctx, out, ResyncEvent{Reason: "netlink receive buffer overrun (ENOBUFS)", Overrun: true}) {
 					return nil
 				}
 				continue

@@ -238,8 +238,8 @@ func TestMonitorResync(t *testing.T) {
 
 	w := watch(t, m)
 	w.waitMatch(t, "ResyncEvent", func(ev Event) bool {
-		_, ok := ev.(ResyncEvent)
-		return ok
+		r, ok := ev.(ResyncEvent)
+		return ok && r.Overrun
 	})
 
 	// Give the socket room again so the next burst cannot overrun, then

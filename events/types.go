@@ -65,6 +65,9 @@ type NexthopEvent struct {
 // message could not be decoded). The consumer must re-read the full state.
 type ResyncEvent struct {
 	Reason string
+	// Overrun: the socket's receive buffer overran (ENOBUFS), as opposed
+	// to an undecodable message.
+	Overrun bool
 }
 
 func (LinkEvent) isEvent()    {}

@@ -218,6 +218,14 @@ func (r *Reconciler) syncNexthops(desired []NexthopObject, res *Result) (stale [
 				continue
 			}
 		}
+		if exists && k.Type == GroupResilient && n.Type == GroupResilient && k.Buckets > n.Buckets {
+			// Bucket counts are powers of two, so a group with more
+			// buckets than planned still meets the accuracy bound (see
+			// Buckets). Keeping it lets a weight change on reload move
+			// buckets in place instead of re-creating the group, which
+			// would rehash every flow and drop the route for a moment.
+			n.Buckets = k.Buckets
+		}
 		if exists && k.String() == n.String() {
 			usable[n.ID] = true
 			continue

@@ -249,15 +249,17 @@ func TestReconcileResilientKernel(t *testing.T) {
 		t.Fatalf("after repair: %v, err %v", res, err)
 	}
 
-	// A new weight changes the bucket count, which the kernel cannot do in
-	// place: the group is created anew, and the route through it too.
-	u1.Weight = 2
+	// A new weight that needs more buckets (1:9: 2048) changes the bucket
+	// count, which the kernel cannot do in place: the group is created
+	// anew, and the route through it too. (Fewer buckets keep the group:
+	// TestResilientWeightChangeInPlace.)
+	u2.Weight = 9
 	reweighted := Plan(s, []Uplink{u1, u2})
 	res, err = r.Reconcile(reweighted)
 	if err != nil || len(res.Removed) != 1 || len(res.Added) != 2 {
 		t.Fatalf("new bucket count: %v, err %v", res, err)
 	}
-	if got := ipOut(t, ns, "nexthop", "show", "id", group); !strings.Contains(got, "group 2010000001,2/2010000065,2/2010000002,3/2010000066,3 type resilient buckets 512") {
+	if got := ipOut(t, ns, "nexthop", "show", "id", group); !strings.Contains(got, "group 2010000001/2010000065/2010000002,9/2010000066,9 type resilient buckets 2048") {
 		t.Fatalf("group after new weights: %s", got)
 	}
 	if bal := ipOut(t, ns, "route", "show", "table", "250"); !strings.HasPrefix(bal, "default nhid "+group) {
@@ -284,7 +286,7 @@ func TestReconcileResilientKernel(t *testing.T) {
 		t.Fatalf("to multipath: %v (%v)", err, res)
 	}
 	bal := ipOut(t, ns, "route", "show", "table", "250")
-	if strings.Contains(bal, "nhid") || !strings.Contains(bal, "nexthop via 203.0.113.1 dev eth2 weight 3") {
+	if strings.Contains(bal, "nhid") || !strings.Contains(bal, "nexthop via 203.0.113.1 dev eth2 weight 9") {
 		t.Fatalf("balance table after switching to multipath:\n%s", bal)
 	}
 	if got := ipOut(t, ns, "nexthop", "show", "proto", "201"); got != "" {
@@ -326,3 +328,55 @@ func TestSupportsResilient(t *testing.T) {
 		t.Fatalf("foreign object touched:\n%s", got)
 	}
 }
+
+// A weight change that needs fewer buckets keeps the group and its bucket
+// count: the group is replaced in place, the route is untouched, and only
+// the buckets the new weights require change hands.
+func TestResilientWeightChangeInPlace(t *testing.T) {
+	ns, h := nsHandle(t)
+	nh := nexthopConn(t, ns)
+	ipOut(t, ns+"-p", "link", "set", "up1", "up")
+	ipOut(t, ns+"-p", "link", "set", "up2", "up")
+	waitUntil(t, "carrier on eth1 and eth2", 5*time.Second, func() bool {
+		return !strings.Contains(ipOut(t, ns, "link"), "NO-CARRIER")
+	})
+	u1, u2 := inNS(t, h, withCarrier(isp1(true)), withCarrier(isp2(true)))
+	r := &Reconciler{K: h, NH: nh, Protocol: 201}
+	const group = "2010000000"
+	const id1, id2 = 2010000001, 2010000002
+	if _, err := r.Reconcile(Plan(resilient, []Uplink{u1, u2})); err != nil {
+		t.Fatal(err)
+	}
+	before := bucketMap(t, ns, group)
+
+	u2.Weight = 1 // 1:3 -> 1:1 plans 512 buckets; the group keeps 1024
+	res, err := r.Reconcile(Plan(resilient, []Uplink{u1, u2}))
+	if err != nil || res.Changes() != 1 || len(res.Removed) != 0 || !strings.HasPrefix(res.Added[0], "nexthop id "+group) {
+		t.Fatalf("weight change: %v, err %v", res, err)
+	}
+	if nhs := ipOut(t, ns, "nexthop", "show", "id", group); !strings.Contains(nhs, "type resilient buckets 1024") {
+		t.Fatalf("group: %s", nhs)
+	}
+	if res, err := r.Reconcile(Plan(resilient, []Uplink{u1, u2})); err != nil || res.Changes() != 0 {
+		t.Fatalf("reconcile after the change: %v, err %v", res, err)
+	}
+	after := bucketMap(t, ns, group)
+	if b := bucketsOf(t, ns, group); b[id1] != 512 {
+		t.Fatalf("buckets after 1:1: %v", b)
+	}
+	// Exactly 256 buckets move, all from isp2's members to isp1's.
+	moved := 0
+	for i, was := range before {
+		if after[i] != was {
+			moved++
+			if isp1Member(was) || !isp1Member(after[i]) {
+				t.Fatalf("bucket %d moved %d -> %d", i, was, after[i])
+			}
+		}
+	}
+	if moved != 256 {
+		t.Fatalf("%d buckets moved, want 256", moved)
+	}
+}
+
+func isp1Member(id uint32) bool { return id == 2010000001 || id == 2010000065 }

@@ -65,8 +65,11 @@ func forBalancers(t *testing.T, test func(t *testing.T, balancer string)) {
 }
 
 // coreConfig is the configuration of the core issue, in the lab, with the
-// given balancer.
+// given balancer ("": the default, auto).
 func coreConfig(balancer string) string {
+	if balancer == "" {
+		return coreTemplate
+	}
 	return strings.Replace(coreTemplate, "[routing]\n", "[routing]\nbalancer = \""+balancer+"\"\n", 1)
 }
 
@@ -92,7 +95,7 @@ weight = 3
 table = 200
 `
 
-var unbalancedTime = regexp.MustCompile(` unbalanced_time \d+`)
+var unbalancedTime = regexp.MustCompile(` unbalanced_time [\d.]+`)
 
 // rig is a lab plus one uplinkd process in its router namespace.
 type rig struct {
@@ -103,6 +106,7 @@ type rig struct {
 	dir      string
 	cfgPath  string
 	logPath  string
+	socket   string // the status socket
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	err      error // cmd.Wait's result, valid once exited is closed
@@ -142,17 +146,40 @@ func newRigWith(t *testing.T, config string, opts lab.Options) *rig {
 	})
 	r.cfgPath = filepath.Join(r.dir, "uplinkd.toml")
 	r.logPath = filepath.Join(r.dir, "uplinkd.log")
-	if err := os.WriteFile(r.cfgPath, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	r.socket = filepath.Join(r.dir, "uplinkd.sock")
+	r.writeConfig(config)
 	return r
+}
+
+// writeConfig writes the configuration file, with the status socket in
+// the test's directory (never the host's /run).
+func (r *rig) writeConfig(config string) {
+	r.t.Helper()
+	config += fmt.Sprintf("\n[status]\nsocket = %q\n", r.socket)
+	if err := os.WriteFile(r.cfgPath, []byte(config), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
 }
 
 // start runs uplinkd and waits until its first reconcile is done.
 func (r *rig) start() {
 	r.t.Helper()
+	r.startWith()
+}
+
+// startEnv is start with extra environment variables ("KEY=VALUE").
+func (r *rig) startEnv(env ...string) {
+	r.t.Helper()
+	r.startWith(append([]string{"env"}, env...)...)
+}
+
+// startWith is start through a wrapper: the command prefix, which runs
+// the rest of its arguments.
+func (r *rig) startWith(prefix ...string) {
+	r.t.Helper()
 	mark := r.mark()
-	cmd, err := r.lab.Start(r.ctx, lab.Router, r.logPath, filepath.Join(binDir, "uplinkd"), "run", "--config", r.cfgPath)
+	args := append(prefix, filepath.Join(binDir, "uplinkd"), "run", "--config", r.cfgPath)
+	cmd, err := r.lab.Start(r.ctx, lab.Router, r.logPath, args...)
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -2,10 +2,16 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/uplinkd/uplinkd/config"
+	"golang.org/x/sys/unix"
 )
 
 func TestCommandLine(t *testing.T) {
@@ -43,6 +49,15 @@ colour = "blue"
 			[]string{bad + ":3: probe.interval", bad + ":8: uplink[0].gateway", bad + ":9: uplink[0].weight", "colour"}},
 		{"unreadable file", []string{"check", "--config", filepath.Join(dir, "missing.toml")}, 1, nil, []string{"missing.toml"}},
 		{"run refuses a bad config", []string{"run", "--config", bad}, 1, nil, []string{"uplink[0].weight"}},
+		{"status when not running", []string{"status", "--socket", filepath.Join(dir, "uplinkd.sock")}, 3, nil,
+			[]string{"uplinkd is not running (nothing listens on " + filepath.Join(dir, "uplinkd.sock") + ")"}},
+		{"status --watch when not running", []string{"status", "--watch", "--json", "--socket", filepath.Join(dir, "x.sock")}, 3, nil,
+			[]string{"uplinkd is not running"}},
+		{"reload when not running", []string{"reload", "--socket", filepath.Join(dir, "uplinkd.sock")}, 3, nil,
+			[]string{"uplinkd is not running"}},
+		{"status stray argument", []string{"status", "isp1"}, 2, nil, []string{`unexpected argument "isp1"`}},
+		{"reload takes no --json", []string{"reload", "--json"}, 2, nil, []string{"flag provided but not defined: -json"}},
+		{"usage names the socket", []string{"help"}, 0, []string{"uplinkd status [--socket PATH] [--json] [--watch]", "/run/uplinkd/uplinkd.sock"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,5 +77,65 @@ colour = "blue"
 				}
 			}
 		})
+	}
+}
+
+// Colours are for terminals only: a pseudo-terminal is one, a pipe or a
+// file is not.
+func TestIsTerminal(t *testing.T) {
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals: %v", err)
+	}
+	defer ptmx.Close()
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pts.Close()
+	if !isTerminal(pts) {
+		t.Error("a pseudo-terminal is not a terminal")
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if isTerminal(w) {
+		t.Error("a pipe is a terminal")
+	}
+	if isTerminal(&bytes.Buffer{}) {
+		t.Error("a buffer is a terminal")
+	}
+}
+
+func TestLogger(t *testing.T) {
+	var b bytes.Buffer
+	log, level := newLogger(config.Log{Level: slog.LevelWarn, Format: "json"}, &b)
+	log.Info("hidden")
+	log.Warn("shown", "uplink", "isp1")
+	level.Set(slog.LevelDebug) // as a reload does
+	log.Debug("now shown")
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("logged %q, want the warning and the debug line", lines)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil || rec["msg"] != "shown" || rec["uplink"] != "isp1" {
+		t.Errorf("JSON line %q: %v", lines[0], err)
+	}
+	b.Reset()
+	log, _ = newLogger(config.Log{Level: slog.LevelInfo, Format: "text"}, &b)
+	log.Info("hello", "uplink", "isp2")
+	if !strings.Contains(b.String(), "level=INFO msg=hello uplink=isp2") {
+		t.Errorf("text line %q", b.String())
 	}
 }

@@ -67,11 +67,7 @@ func (l *Lab) Split(ctx context.Context, n int) (map[string]int, error) {
 	if n < 1 || SplitFirstPort+n-1 > 65535 {
 		return nil, fmt.Errorf("lab: Split: n=%d out of range 1..%d", n, 65536-SplitFirstPort)
 	}
-	flows := make([]Flow, n)
-	for i := range flows {
-		flows[i] = Flow{Src: HostAddr, Sport: SplitFirstPort + i}
-	}
-	devs, err := l.Paths(ctx, flows)
+	devs, err := l.Paths(ctx, SplitFlows(n))
 	if err != nil {
 		return nil, err
 	}
@@ -80,6 +76,16 @@ func (l *Lab) Split(ctx context.Context, n int) (map[string]int, error) {
 		split[d]++
 	}
 	return split, nil
+}
+
+// SplitFlows are the n flows Split counts: from HostAddr, source ports
+// SplitFirstPort..SplitFirstPort+n-1.
+func SplitFlows(n int) []Flow {
+	flows := make([]Flow, n)
+	for i := range flows {
+		flows[i] = Flow{Src: HostAddr, Sport: SplitFirstPort + i}
+	}
+	return flows
 }
 
 // Flow is a UDP flow from a LAN address and port to Target1 port 9.

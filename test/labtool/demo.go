@@ -172,7 +172,9 @@ func (d *demo) steps(ctx context.Context) error {
 	}
 	cfgPath := filepath.Join(d.dir, "uplinkd.toml")
 	d.logPath = filepath.Join(d.dir, "uplinkd.log")
-	if err := os.WriteFile(cfgPath, []byte(demoConfig), 0o644); err != nil {
+	// The status socket lives with the log, not in the host's /run.
+	cfg := demoConfig + fmt.Sprintf("[status]\nsocket = %q\n", filepath.Join(d.dir, "uplinkd.sock"))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
 	}
 	// Created here so that the follower can open it before uplinkd writes.
@@ -244,7 +246,23 @@ func (d *demo) steps(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := d.showStatus(ctx); err != nil {
+		return err
+	}
 	return d.stop(ctx, len(steps)+1)
+}
+
+// showStatus prints what `uplinkd status` says now.
+func (d *demo) showStatus(ctx context.Context) error {
+	out, err := exec.CommandContext(ctx, d.bin, "status", "--socket", filepath.Join(d.dir, "uplinkd.sock")).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("uplinkd status: %w\n%s", err, out)
+	}
+	d.printf("\n%s\n", d.style.bold("uplinkd status"))
+	for _, l := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		d.printf("      %s\n", l)
+	}
+	return nil
 }
 
 // step is one fault (or repair) and the transition it must cause.

@@ -3,6 +3,7 @@ package testutil
 
 import (
 	"os"
+	"os/exec"
 	"testing"
 )
 
@@ -18,4 +19,20 @@ func RequirePriv(t testing.TB) {
 		t.Fatal("privileged test needs root (CAP_NET_ADMIN, CAP_NET_RAW) and UPLINKD_REQUIRE_PRIV=1 forbids skipping")
 	}
 	t.Skip("privileged test: needs root (set UPLINKD_REQUIRE_PRIV=1 to make this a failure)")
+}
+
+// RequireTool returns the path of program, or skips t when it is not
+// installed. Under UPLINKD_REQUIRE_PRIV=1 (CI, where .ci/run installs what
+// the tests need) a missing program fails the test instead.
+func RequireTool(t testing.TB, program string) string {
+	t.Helper()
+	p, err := exec.LookPath(program)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("UPLINKD_REQUIRE_PRIV") == "1" {
+		t.Fatalf("%s is not installed and UPLINKD_REQUIRE_PRIV=1 forbids skipping: %v", program, err)
+	}
+	t.Skipf("%s is not installed", program)
+	return ""
 }

@@ -1,0 +1,93 @@
+package daemon
+
+import (
+	"os"
+	"time"
+
+	"github.com/uplinkd/uplinkd/fsm"
+	"github.com/uplinkd/uplinkd/status"
+)
+
+// request answers a question from the status server.
+func (d *Daemon) request(r status.Request) {
+	switch r.Op {
+	case status.OpReload:
+		d.reload(r.Reply)
+	case status.OpStatus:
+		if r.After >= d.version {
+			d.waiters.Park(r) // answered in settle, after the next change
+			return
+		}
+		r.Reply <- status.Reply{Snapshot: d.snapshot()}
+	}
+}
+
+// snapshot is the state status shows. It shares nothing mutable with the
+// loop: the status server encodes it in its own goroutine.
+func (d *Daemon) snapshot() *status.Snapshot {
+	hs := d.hooks.Stats()
+	s := &status.Snapshot{
+		Version: d.version,
+		Time:    time.Now(),
+		Daemon: status.Daemon{
+			Version: d.opts.Version, PID: os.Getpid(), Started: d.started,
+			Config: d.opts.ConfigPath, Loaded: d.loaded,
+			Reloads: d.reloads, Failed: d.failed, LastFail: d.lastFail,
+		},
+		Balancer:  d.Balancer(),
+		Active:    d.active(),
+		Uplinks:   make([]status.Uplink, 0, len(d.uplinks)),
+		Reconcile: d.reconcile,
+		Netlink:   d.netlink,
+		Hooks: status.Hooks{
+			Started: hs.Started, Failed: hs.Failed, TimedOut: hs.TimedOut, Dropped: hs.Dropped, Running: hs.Running,
+		},
+	}
+	for _, u := range d.uplinks {
+		s.Uplinks = append(s.Uplinks, d.uplinkStatus(u))
+	}
+	return s
+}
+
+func (d *Daemon) uplinkStatus(u *uplink) status.Uplink {
+	targets := d.cfg.TargetsFor(u.cfg)
+	out := status.Uplink{
+		Name:      u.cfg.Name,
+		State:     string(u.m.State()),
+		Reason:    u.m.Reason(),
+		Since:     u.m.Since(),
+		Interface: u.cfg.Interface,
+		Gateway:   u.cfg.Gateway.String(),
+		Table:     u.cfg.Table,
+		Weight:    u.cfg.Weight,
+		InBalance: u.inBal,
+		Share:     u.share,
+		Probe: status.Probe{
+			Enabled: len(targets) > 0,
+			Running: u.prober != nil,
+			Since:   u.started,
+			Targets: make([]status.Target, 0, len(targets)),
+			Rounds:  u.rounds,
+			Failed:  u.bad,
+			LastRTT: status.Millis(u.rtt),
+		},
+		Transitions: make([]status.Transition, 0, len(u.history)),
+	}
+	if u.link != nil {
+		out.Ifindex, out.AdminUp, out.Carrier = u.link.Index, u.link.AdminUp, u.link.Carrier
+	}
+	if u.addr.IsValid() {
+		out.Address = u.addr.String()
+	}
+	for _, t := range targets {
+		out.Probe.Targets = append(out.Probe.Targets, status.Target{Address: t.String()})
+	}
+	for _, t := range u.history {
+		out.Transitions = append(out.Transitions, transitionStatus(t))
+	}
+	return out
+}
+
+func transitionStatus(t fsm.Transition) status.Transition {
+	return status.Transition{From: string(t.From), To: string(t.To), Reason: t.Reason, At: t.At}
+}

@@ -1,0 +1,230 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// DefaultQueue is the number of invocations that may wait for a free slot.
+const DefaultQueue = 256
+
+// maxStderr is how much of a hook's standard error is logged.
+const maxStderr = 4096
+
+// Job is one invocation of a hook program.
+type Job struct {
+	Hook    string   // the setting that asked for it, for logs: "on_down"
+	Argv    []string // program (absolute path) and arguments
+	Event   Event
+	Timeout time.Duration
+}
+
+// Stats counts what a Runner did since it was created.
+type Stats struct {
+	Started  uint64 // programs started (or that failed to start)
+	Failed   uint64 // ended with a non-zero status, by a signal, or could not start
+	TimedOut uint64 // killed at their timeout (also counted in Failed)
+	Dropped  uint64 // not run: queue full, or still queued at shutdown
+	Running  int64
+}
+
+// Runner runs hook jobs in the background. Create it with New, start Run
+// in a goroutine, and Enqueue jobs from anywhere.
+type Runner struct {
+	log      *slog.Logger
+	queue    chan Job
+	max      atomic.Int64
+	wake     chan struct{} // max changed
+	finished chan struct{} // a program ended
+
+	started, failed, timedOut, dropped atomic.Uint64
+	running                            atomic.Int64
+}
+
+// New returns a Runner that runs at most maxRunning programs at once and
+// queues at most queue more.
+func New(log *slog.Logger, maxRunning, queue int) *Runner {
+	r := &Runner{
+		log:      log,
+		queue:    make(chan Job, queue),
+		wake:     make(chan struct{}, 1),
+		finished: make(chan struct{}),
+	}
+	r.max.Store(int64(max(maxRunning, 1)))
+	return r
+}
+
+// SetMaxRunning changes the number of programs that may run at once. Ones
+// already running are not stopped.
+func (r *Runner) SetMaxRunning(n int) {
+	r.max.Store(int64(max(n, 1)))
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Enqueue queues j and returns at once. It returns false, and logs, when
+// the queue is full and j is dropped.
+func (r *Runner) Enqueue(j Job) bool {
+	select {
+	case r.queue <- j:
+		return true
+	default:
+		r.dropped.Add(1)
+		r.log.Warn("hook dropped: queue full", "hook", j.Hook, "program", j.Argv[0], "uplink", j.Event.Uplink,
+			"to", j.Event.To, "queued", cap(r.queue))
+		return false
+	}
+}
+
+// Stats returns the counters; safe to call from any goroutine.
+func (r *Runner) Stats() Stats {
+	return Stats{
+		Started:  r.started.Load(),
+		Failed:   r.failed.Load(),
+		TimedOut: r.timedOut.Load(),
+		Dropped:  r.dropped.Load(),
+		Running:  r.running.Load(),
+	}
+}
+
+// Run starts queued jobs until ctx is done. Then it drops the jobs still
+// queued and returns once every running program has ended: normally, or
+// killed at its own timeout. Run must be called once.
+func (r *Runner) Run(ctx context.Context) {
+	running := 0
+	for {
+		var in <-chan Job
+		if int64(running) < r.max.Load() {
+			in = r.queue
+		}
+		select {
+		case j := <-in:
+			running++
+			r.running.Add(1)
+			go func() {
+				r.exec(j)
+				r.running.Add(-1)
+				r.finished <- struct{}{}
+			}()
+		case <-r.finished:
+			running--
+		case <-r.wake:
+		case <-ctx.Done():
+			if n := r.drop(); n > 0 {
+				r.log.Warn("hooks not run: shutting down", "dropped", n)
+			}
+			if running > 0 {
+				r.log.Info("waiting for running hooks", "running", running)
+			}
+			for ; running > 0; running-- {
+				<-r.finished
+			}
+			return
+		}
+	}
+}
+
+// drop empties the queue and returns how many jobs it held.
+func (r *Runner) drop() int {
+	n := 0
+	for {
+		select {
+		case <-r.queue:
+			n++
+			r.dropped.Add(1)
+		default:
+			return n
+		}
+	}
+}
+
+// exec runs one job to its end and logs the outcome.
+func (r *Runner) exec(j Job) {
+	r.started.Add(1)
+	log := r.log.With("hook", j.Hook, "program", j.Argv[0], "uplink", j.Event.Uplink, "to", j.Event.To)
+	ctx, cancel := context.WithTimeout(context.Background(), j.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, j.Argv[0], j.Argv[1:]...)
+	cmd.Env = append(environ(), j.Event.Env()...)
+	cmd.Dir = "/"
+	// Its own process group, so that the timeout kills whatever it
+	// started too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// A process that left the group may still hold standard error open.
+	cmd.WaitDelay = time.Second
+	stderr := &capped{max: maxStderr}
+	cmd.Stderr = stderr
+
+	start := time.Now()
+	err := cmd.Run()
+	took := time.Since(start).Round(time.Millisecond)
+	attrs := []any{"took", took}
+	if s := stderr.String(); s != "" {
+		attrs = append(attrs, "stderr", s)
+	}
+	switch {
+	case err == nil:
+		log.Info("hook done", attrs...)
+		return
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		r.timedOut.Add(1)
+		log.Warn("hook killed at its timeout, with its process group", append(attrs, "timeout", j.Timeout)...)
+	default:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			log.Warn("hook failed", append(attrs, "status", exitStatus(ee))...)
+		} else {
+			log.Error("hook could not run", append(attrs, "err", err)...)
+		}
+	}
+	r.failed.Add(1)
+}
+
+// environ is the daemon's environment without UPLINKD_ variables: a hook
+// sees only those of its own transition.
+func environ() []string {
+	env := os.Environ()
+	return slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "UPLINKD_") })
+}
+
+// exitStatus describes how a process ended: "exit 3" or "signal killed".
+func exitStatus(ee *exec.ExitError) string {
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return "signal " + ws.Signal().String()
+	}
+	return fmt.Sprintf("exit %d", ee.ExitCode())
+}
+
+// capped keeps the first max bytes written to it and counts the rest.
+type capped struct {
+	max  int
+	b    []byte
+	lost int
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	n := min(len(p), c.max-len(c.b))
+	c.b = append(c.b, p[:n]...)
+	c.lost += len(p) - n
+	return len(p), nil
+}
+
+func (c *capped) String() string {
+	s := strings.TrimRight(string(c.b), "\n")
+	if c.lost > 0 {
+		s += fmt.Sprintf(" [%d more bytes]", c.lost)
+	}
+	return s
+}

@@ -1,0 +1,124 @@
+package status
+
+import "time"
+
+// Snapshot is the daemon's state at one moment, as served on the socket.
+// Durations are in milliseconds, times in RFC 3339.
+type Snapshot struct {
+	// Version increases with every change that matters to an operator:
+	// a transition, a link or address change, a routing change, a reload.
+	Version   uint64    `json:"version"`
+	Time      time.Time `json:"time"`
+	Daemon    Daemon    `json:"daemon"`
+	Balancer  string    `json:"balancer"` // how the balance route is built: "resilient" or "multipath"
+	Active    int       `json:"active"`   // uplinks in state active
+	Uplinks   []Uplink  `json:"uplinks"`  // in configuration order
+	Reconcile Reconcile `json:"reconcile"`
+	Netlink   Netlink   `json:"netlink"`
+	Hooks     Hooks     `json:"hooks"`
+}
+
+// Daemon describes the process and its configuration.
+type Daemon struct {
+	Version  string    `json:"version"`
+	PID      int       `json:"pid"`
+	Started  time.Time `json:"started"`
+	Config   string    `json:"config"`    // configuration file
+	Loaded   time.Time `json:"loaded"`    // when the configuration in force was read
+	Reloads  uint64    `json:"reloads"`   // successful reloads
+	Failed   uint64    `json:"failed"`    // reloads refused (the old configuration stayed)
+	LastFail string    `json:"last_fail"` // why the last refused reload was refused
+}
+
+// Uplink is one configured uplink.
+type Uplink struct {
+	Name   string    `json:"name"`
+	State  string    `json:"state"` // down, probing, degraded, active
+	Reason string    `json:"reason"`
+	Since  time.Time `json:"since"`
+
+	Interface string `json:"interface"`
+	Ifindex   int    `json:"ifindex"` // 0: the interface does not exist
+	AdminUp   bool   `json:"admin_up"`
+	Carrier   bool   `json:"carrier"`
+	Address   string `json:"address"` // "198.51.100.2/24"; "" when none
+	Gateway   string `json:"gateway"`
+	Table     int    `json:"table"`
+
+	Weight    int  `json:"weight"`
+	InBalance bool `json:"in_balance"` // carries balanced traffic
+	// Share is the uplink's part of new balanced flows: its weight over
+	// the sum of the weights in the balance, 0 when not in it.
+	Share float64 `json:"share"`
+
+	Probe       Probe        `json:"probe"`
+	Transitions []Transition `json:"transitions"` // the last ones, oldest first
+}
+
+// Probe is what the uplink's health probes saw.
+type Probe struct {
+	Enabled bool `json:"enabled"` // false: carrier-only mode
+	Running bool `json:"running"` // a prober is running (the link is usable)
+	// Since is when the running prober started; it restarts only when
+	// what it probes changes (interface, address, targets, timing).
+	Since   time.Time `json:"since,omitzero"`
+	Targets []Target  `json:"targets"`
+	// Rounds and Failed count the probe rounds since the uplink was
+	// configured (at start, or by the reload that added it).
+	Rounds uint64 `json:"rounds"`
+	Failed uint64 `json:"failed"`
+	// LastRTT is the fastest reply of the last good round.
+	LastRTT float64 `json:"last_rtt_ms"`
+}
+
+// Target is one probe target.
+type Target struct {
+	Address string `json:"address"`
+}
+
+// Transition is one state change.
+type Transition struct {
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// Reconcile counts the reconciler's runs since the start.
+type Reconcile struct {
+	Runs     uint64    `json:"runs"`
+	Changes  uint64    `json:"changes"` // routes and rules written or removed
+	Errors   uint64    `json:"errors"`  // runs that failed (and were retried)
+	Last     time.Time `json:"last,omitzero"`
+	LastTook float64   `json:"last_took_ms"`
+	LastErr  string    `json:"last_error"`
+}
+
+// Netlink counts how the kernel's state was (re)read.
+type Netlink struct {
+	Dumps        uint64 `json:"dumps"`        // full reads of links and addresses
+	Resyncs      uint64 `json:"resyncs"`      // events lost, everything re-read
+	Overruns     uint64 `json:"enobufs"`      // of which receive buffer overruns
+	Resubscribes uint64 `json:"resubscribes"` // event socket failures
+}
+
+// Hooks counts hook programs; see hooks.Stats.
+type Hooks struct {
+	Started  uint64 `json:"started"`
+	Failed   uint64 `json:"failed"`
+	TimedOut uint64 `json:"timed_out"`
+	Dropped  uint64 `json:"dropped"`
+	Running  int64  `json:"running"`
+}
+
+// ReloadResult is the answer to a reload request.
+type ReloadResult struct {
+	OK bool `json:"ok"`
+	// Changes lists what the reload changed, one item per change; empty
+	// when the file was unchanged.
+	Changes []string `json:"changes"`
+	Error   string   `json:"error,omitempty"` // why the reload was refused
+}
+
+// Millis converts d for the JSON fields in milliseconds.
+func Millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
