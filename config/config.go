@@ -48,10 +48,31 @@ type Routing struct {
 	// it finds exactly its own objects (5..255).
 	RouteProtocol int
 	// Hash is the multipath hash: "l4" (addresses and ports: one host's
-	// flows spread over the uplinks) or "l3" (addresses only: one host
-	// sticks to one uplink).
+	// flows spread over the uplinks), "l3" (addresses only: one host
+	// talking to one server sticks to one uplink) or "source" (sticky
+	// mode: every flow of one source address takes the same uplink).
 	Hash string
+	// Balancer is "auto" (resilient when the kernel supports it, else
+	// multipath), "resilient" (a resilient nexthop group) or "multipath"
+	// (a classic multipath route).
+	Balancer string
+	// NexthopIDBase is the first of the nexthop object IDs uplinkd owns
+	// (resilient balancer): [NexthopIDBase, NexthopIDBase+NexthopIDRange).
+	NexthopIDBase uint32
+	// IdleTimer: a bucket of the resilient group moves to a returning
+	// uplink only after no packet used it for this long.
+	IdleTimer time.Duration
+	// UnbalancedTimer: after the group has been unbalanced this long,
+	// busy buckets move too. 0: never.
+	UnbalancedTimer time.Duration
+	// FlushConntrack deletes the connection-tracking entries translated
+	// to an uplink's address when it leaves the balance.
+	FlushConntrack bool
 }
+
+// NexthopIDRange is the number of nexthop object IDs uplinkd owns,
+// starting at Routing.NexthopIDBase (netops.NexthopIDRange).
+const NexthopIDRange = 256
 
 // Probe is the [probe] table: how the health of uplinks is checked and
 // judged.
@@ -178,6 +199,10 @@ const (
 	defaultRulePriority  = 10000
 	defaultRouteProtocol = 201
 	defaultHash          = "l4"
+	defaultBalancer      = "auto"
+	defaultNexthopIDBase = 2010000000
+	defaultIdleTimer     = 120 * time.Second // the kernel's own default
+	defaultFlush         = true
 	defaultInterval      = 200 * time.Millisecond
 	defaultTimeout       = 500 * time.Millisecond
 	defaultDownAfter     = 4
@@ -267,6 +292,12 @@ type rawRouting struct {
 	RulePriority  opt[int64]    `toml:"rule_priority"`
 	RouteProtocol opt[int64]    `toml:"route_protocol"`
 	Hash          opt[string]   `toml:"hash"`
+
+	Balancer        opt[string] `toml:"balancer"`
+	NexthopIDBase   opt[int64]  `toml:"nexthop_id_base"`
+	IdleTimer       opt[string] `toml:"idle_timer"`
+	UnbalancedTimer opt[string] `toml:"unbalanced_timer"`
+	FlushConntrack  opt[bool]   `toml:"flush_conntrack"`
 }
 
 type rawProbe struct {

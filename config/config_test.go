@@ -82,11 +82,12 @@ func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 func defaults() Config {
 	return Config{
-		Routing: Routing{BalanceTable: 250, RulePriority: 10000, RouteProtocol: 201, Hash: "l4"},
-		Probe:   defaultProbe(),
-		Hooks:   Hooks{Timeout: 10 * time.Second, MaxRunning: 4},
-		Status:  Status{Socket: "/run/uplinkd/uplinkd.sock"},
-		Log:     Log{Level: slog.LevelInfo, Format: "text"},
+		Routing: Routing{BalanceTable: 250, RulePriority: 10000, RouteProtocol: 201, Hash: "l4",
+			Balancer: "auto", NexthopIDBase: 2010000000, IdleTimer: 120 * time.Second, FlushConntrack: true},
+		Probe:  defaultProbe(),
+		Hooks:  Hooks{Timeout: 10 * time.Second, MaxRunning: 4},
+		Status: Status{Socket: "/run/uplinkd/uplinkd.sock"},
+		Log:    Log{Level: slog.LevelInfo, Format: "text"},
 	}
 }
 
@@ -121,6 +122,11 @@ func TestReference(t *testing.T) {
 			RulePriority:  10000,
 			RouteProtocol: 201,
 			Hash:          "l4",
+
+			Balancer:       "auto",
+			NexthopIDBase:  2010000000,
+			IdleTimer:      120 * time.Second,
+			FlushConntrack: true,
 		},
 		Probe: func() Probe {
 			p := defaultProbe()
@@ -201,10 +207,10 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 	for _, keys := range schema {
 		n += len(keys)
 	}
-	// 7 tables at the top level, 29 keys in [routing], [probe] and
+	// 7 tables at the top level, 34 keys in [routing], [probe] and
 	// [[uplink]], 11 in [hooks], [status], [metrics] and [log].
-	if n != 7+29+11 {
-		t.Errorf("schema has %d keys, want %d: %v", n, 7+29+11, schema)
+	if n != 7+34+11 {
+		t.Errorf("schema has %d keys, want %d: %v", n, 7+34+11, schema)
 	}
 }
 
@@ -235,6 +241,11 @@ func TestLimitsAccepted(t *testing.T) {
 		`rule_priority = 32755`,
 		`route_protocol = 255`,
 		`hash = "l3"`,
+		`balancer = "multipath"`,
+		`nexthop_id_base = 4294967040`,
+		`idle_timer = "24h"`,
+		`unbalanced_timer = "1s"`,
+		`flush_conntrack = false`,
 		`[probe]`,
 		`targets = []`,
 		`interval = "10ms"`,
@@ -285,7 +296,8 @@ func TestLimitsAccepted(t *testing.T) {
 	)
 	got := mustParse(t, doc)
 	want := &Config{
-		Routing: Routing{BalanceTable: 1, RulePriority: 32755, RouteProtocol: 255, Hash: "l3"},
+		Routing: Routing{BalanceTable: 1, RulePriority: 32755, RouteProtocol: 255, Hash: "l3",
+			Balancer: "multipath", NexthopIDBase: 4294967040, IdleTimer: 24 * time.Hour, UnbalancedTimer: time.Second},
 		Probe: Probe{
 			Gateway: true, Interval: 10 * time.Millisecond, Timeout: 10 * time.Second, DownAfter: 1, UpAfter: 1,
 			Reliability: 1, Window: 10000, DegradedLoss: 100, RecoverLoss: 0, DegradedRTT: 9999 * time.Millisecond,
@@ -305,10 +317,12 @@ func TestLimitsAccepted(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 
-	minimal := mustParse(t, file(`[routing]`, `route_protocol = 5`, `rule_priority = 1`,
+	minimal := mustParse(t, file(`[routing]`, `route_protocol = 5`, `rule_priority = 1`, `nexthop_id_base = 1`,
+		`idle_timer = "1s"`, `unbalanced_timer = "24h"`, `hash = "source"`, `balancer = "resilient"`,
 		`[hooks]`, `max_running = 1`, `timeout = "1ns"`, `[metrics]`, `listen = "[::1]:1"`, `[log]`, `level = "debug"`, isp1))
-	if minimal.Routing.RouteProtocol != 5 || minimal.Routing.RulePriority != 1 {
-		t.Errorf("routing = %+v, want route_protocol 5 and rule_priority 1", minimal.Routing)
+	if r := minimal.Routing; r.RouteProtocol != 5 || r.RulePriority != 1 || r.NexthopIDBase != 1 || r.IdleTimer != time.Second ||
+		r.UnbalancedTimer != 24*time.Hour || r.Hash != "source" || r.Balancer != "resilient" {
+		t.Errorf("routing = %+v, want the values of the file", minimal.Routing)
 	}
 	if minimal.Hooks.MaxRunning != 1 || minimal.Hooks.Timeout != 1 || minimal.Metrics.Listen != "[::1]:1" || minimal.Log.Level != slog.LevelDebug {
 		t.Errorf("hooks %+v, metrics %+v, log %+v: want max_running 1, timeout 1ns, listen [::1]:1, level debug",
@@ -597,8 +611,25 @@ func TestProblems(t *testing.T) {
 			[]problem{{2, "routing.rule_priority", "32756 is out of range (1..32755)"}}},
 		{"route_protocol 4", file(`[routing]`, `route_protocol = 4`, isp1), []problem{{2, "routing.route_protocol", "out of range (5..255)"}}},
 		{"route_protocol 256", file(`[routing]`, `route_protocol = 256`, isp1), []problem{{2, "routing.route_protocol", "out of range (5..255)"}}},
-		{"hash unknown", file(`[routing]`, `hash = "l5"`, isp1), []problem{{2, "routing.hash", `"l5": must be "l4" or "l3"`}}},
-		{"hash upper case", file(`[routing]`, `hash = "L4"`, isp1), []problem{{2, "routing.hash", `must be "l4" or "l3"`}}},
+		{"hash unknown", file(`[routing]`, `hash = "l5"`, isp1), []problem{{2, "routing.hash", `"l5": must be "l4", "l3" or "source"`}}},
+		{"hash upper case", file(`[routing]`, `hash = "L4"`, isp1), []problem{{2, "routing.hash", `must be "l4", "l3" or "source"`}}},
+		{"balancer unknown", file(`[routing]`, `balancer = "ecmp"`, isp1),
+			[]problem{{2, "routing.balancer", `"ecmp": must be "auto", "resilient" or "multipath"`}}},
+		{"nexthop_id_base 0", file(`[routing]`, `nexthop_id_base = 0`, isp1),
+			[]problem{{2, "routing.nexthop_id_base", "0 is out of range (1..4294967040)"}}},
+		{"nexthop_id_base too high", file(`[routing]`, `nexthop_id_base = 4294967041`, isp1),
+			[]problem{{2, "routing.nexthop_id_base", "up to nexthop_id_base+255"}}},
+		{"idle_timer zero", file(`[routing]`, `idle_timer = "0s"`, isp1), []problem{{2, "routing.idle_timer", "must be positive"}}},
+		{"idle_timer too short", file(`[routing]`, `idle_timer = "999ms"`, isp1),
+			[]problem{{2, "routing.idle_timer", `"999ms" is out of range (1s..24h0m0s)`}}},
+		{"idle_timer as integer", file(`[routing]`, `idle_timer = 120`, isp1),
+			[]problem{{2, "routing.idle_timer", "expected a duration string"}}},
+		{"unbalanced_timer negative", file(`[routing]`, `unbalanced_timer = "-1s"`, isp1),
+			[]problem{{2, "routing.unbalanced_timer", "must not be negative"}}},
+		{"unbalanced_timer too long", file(`[routing]`, `unbalanced_timer = "25h"`, isp1),
+			[]problem{{2, "routing.unbalanced_timer", `"0s" for never`}}},
+		{"flush_conntrack as string", file(`[routing]`, `flush_conntrack = "yes"`, isp1),
+			[]problem{{2, "routing.flush_conntrack", `expected true or false, got string "yes"`}}},
 
 		// lan_interfaces.
 		{"lan invalid", file(`[routing]`, `lan_interfaces = ["eth0", "br/lan"]`, isp1),
@@ -718,7 +749,7 @@ func TestManyProblemsReportedTogether(t *testing.T) {
 	}
 	want := []problem{
 		{2, "routing.balance_table", "255 is reserved (local)"},
-		{3, "routing.hash", `"l7": must be "l4" or "l3"`},
+		{3, "routing.hash", `"l7": must be "l4", "l3" or "source"`},
 		{4, "routing.lan_interfaces[0]", "eth1 is the interface of uplink isp1 (uplink[0], line 12)"},
 		{4, "routing.lan_interfaces[1]", `duplicate interface "eth1"`},
 		{6, "probe.interval", `"1" is not a duration`},

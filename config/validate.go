@@ -26,6 +26,9 @@ const (
 	maxIfnameLen  = 15 // IFNAMSIZ - 1
 	maxWindow     = 10000
 	maxFlapLimit  = 1000
+
+	maxNexthopIDBase = math.MaxUint32 - NexthopIDRange + 1
+	maxBucketTimer   = 24 * time.Hour
 )
 
 // reservedTables are the kernel's own routing tables.
@@ -168,12 +171,28 @@ func (v *validator) routing(r *rawRouting) Routing {
 		}
 		out.RouteProtocol = int(n)
 	}
-	if s, ok := v.str("routing.hash", r.Hash, defaultHash); ok {
-		if s != "l4" && s != "l3" {
-			v.errorf("routing.hash", `%q: must be "l4" or "l3"`, s)
+	out.Hash = v.oneOf("routing.hash", r.Hash, defaultHash, "l4", "l3", "source")
+	out.Balancer = v.oneOf("routing.balancer", r.Balancer, defaultBalancer, "auto", "resilient", "multipath")
+	if n, ok := v.integer("routing.nexthop_id_base", r.NexthopIDBase, defaultNexthopIDBase); ok {
+		if n < 1 || n > maxNexthopIDBase {
+			v.errorf("routing.nexthop_id_base", "%d is out of range (1..%d): uplinkd uses the IDs up to nexthop_id_base+%d",
+				n, maxNexthopIDBase, NexthopIDRange-1)
 		}
-		out.Hash = s
+		out.NexthopIDBase = uint32(n)
 	}
+	if d, ok := v.duration("routing.idle_timer", r.IdleTimer, defaultIdleTimer); ok {
+		if d < time.Second || d > maxBucketTimer {
+			v.errorf("routing.idle_timer", "%q is out of range (1s..%v)", r.IdleTimer.val, maxBucketTimer)
+		}
+		out.IdleTimer = d
+	}
+	if d, ok := v.durationOrZero("routing.unbalanced_timer", r.UnbalancedTimer, 0); ok {
+		if d != 0 && (d < time.Second || d > maxBucketTimer) {
+			v.errorf("routing.unbalanced_timer", `%q is out of range ("0s" for never, or 1s..%v)`, r.UnbalancedTimer.val, maxBucketTimer)
+		}
+		out.UnbalancedTimer = d
+	}
+	out.FlushConntrack, _ = v.boolean("routing.flush_conntrack", r.FlushConntrack, defaultFlush)
 	// lan_interfaces is checked in crossCheck, against the uplinks.
 	return out
 }
@@ -455,6 +474,20 @@ func (v *validator) str(path string, o opt[string], def string) (string, bool) {
 	return o.val, true
 }
 
+// oneOf returns a string setting that must be one of choices.
+func (v *validator) oneOf(path string, o opt[string], def string, choices ...string) string {
+	s, ok := v.str(path, o, def)
+	if ok && !slices.Contains(choices, s) {
+		quoted := make([]string, len(choices))
+		for i, c := range choices {
+			quoted[i] = strconv.Quote(c)
+		}
+		last := len(quoted) - 1
+		v.errorf(path, "%q: must be %s or %s", s, strings.Join(quoted[:last], ", "), quoted[last])
+	}
+	return s
+}
+
 // required returns a string setting that has no default.
 func (v *validator) required(path string, o opt[string]) (string, bool) {
 	if !o.set {
@@ -470,6 +503,20 @@ func (v *validator) stringList(path string, o opt[[]string]) []string {
 		return nil
 	}
 	return o.val
+}
+
+// durationOrZero returns a duration setting, which must not be negative.
+func (v *validator) durationOrZero(path string, o opt[string], def time.Duration) (time.Duration, bool) {
+	if o.set && o.bad == "" {
+		if d, err := time.ParseDuration(o.val); err == nil && d <= 0 {
+			if d < 0 {
+				v.errorf(path, "%q: must not be negative", o.val)
+				return 0, false
+			}
+			return 0, true
+		}
+	}
+	return v.duration(path, o, def)
 }
 
 // duration returns a duration setting, which must be positive.
@@ -507,16 +554,6 @@ func defaultNote(set bool) string {
 		return ""
 	}
 	return " (the default)"
-}
-
-// durationOrZero is duration for a setting that "0s" turns off.
-func (v *validator) durationOrZero(path string, o opt[string], def time.Duration) (time.Duration, bool) {
-	if o.set && o.bad == "" {
-		if d, err := time.ParseDuration(o.val); err == nil && d == 0 {
-			return 0, true
-		}
-	}
-	return v.duration(path, o, def)
 }
 
 // targets returns a list of probe targets. It is not nil when the setting

@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/uplinkd/uplinkd/config"
@@ -43,9 +44,6 @@ type Options struct {
 	Reload <-chan os.Signal
 }
 
-// balancer is how the balance route is built; shown in status and metrics.
-const balancer = "multipath"
-
 // historyLen is how many transitions status keeps per uplink.
 const historyLen = 10
 
@@ -57,11 +55,16 @@ type Daemon struct {
 	// Ready, if set, is called once after the first reconcile.
 	Ready func()
 
-	ready   bool // the first reconcile is done
-	rec     *netops.Reconciler
-	uplinks []*uplink
-	results chan probe.Result
-	gen     uint64
+	ready    bool // the first reconcile is done
+	rec      *netops.Reconciler
+	balancer atomic.Pointer[netops.Balancer] // chosen at startup
+	ct       *netops.Conntrack               // nil: no conntrack flushing
+	// natAddrs holds the address of every uplink in the balance after the
+	// last reconcile: when one leaves, entries translated to it go.
+	natAddrs map[string]netip.Addr
+	uplinks  []*uplink
+	results  chan probe.Result
+	gen      uint64
 
 	hooks    *hooks.Runner
 	metrics  *metrics.Metrics
@@ -133,7 +136,6 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) *Daemon {
 		s := d.hooks.Stats()
 		return s.Started, s.Failed, s.TimedOut, s.Dropped
 	})
-	d.metrics.Info(opts.Version, balancer)
 	for _, u := range cfg.Uplinks {
 		d.uplinks = append(d.uplinks, d.newUplink(u, d.started))
 	}
@@ -216,6 +218,26 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	defer h.Close()
 	d.rec = &netops.Reconciler{K: h, Protocol: d.cfg.Routing.RouteProtocol}
+	nh, err := netops.DialNexthops(0)
+	if err != nil {
+		d.log.Warn("no rtnetlink socket for nexthop objects", "err", err)
+	} else {
+		defer nh.Close()
+		d.rec.NH = nh
+	}
+	bal, err := d.chooseBalancer()
+	if err != nil {
+		return err
+	}
+	d.balancer.Store(&bal)
+	d.metrics.Info(d.opts.Version, bal.String())
+	if d.cfg.Routing.FlushConntrack {
+		if d.ct, err = netops.DialConntrack(0); err != nil {
+			d.log.Warn("cannot flush conntrack entries of uplinks that leave the balance", "err", err)
+		} else {
+			defer d.ct.Close()
+		}
+	}
 
 	prevHash, err := netops.SetMultipathHash(hashPolicy(d.cfg.Routing.Hash))
 	if err != nil {
@@ -260,11 +282,14 @@ func (d *Daemon) warnSingleTarget() {
 	}
 }
 
-func hashPolicy(hash string) int {
-	if hash == "l3" {
-		return netops.HashL3
+func hashPolicy(hash string) netops.Hash {
+	switch hash {
+	case "l3":
+		return netops.HashHosts
+	case "source":
+		return netops.HashSources
 	}
-	return netops.HashL4
+	return netops.HashFlows
 }
 
 // monitor runs one event subscription: subscribe first, then dump, so no
@@ -367,8 +392,18 @@ func (d *Daemon) drain(evs <-chan events.Event) {
 // note records what an event means for the loop's pending work.
 func (d *Daemon) note(ev events.Event) {
 	switch e := ev.(type) {
-	case events.LinkEvent, events.AddrEvent:
+	case events.LinkEvent:
+		// The kernel deletes nexthop objects (and a group left empty,
+		// and the routes through it) without a notification when their
+		// link loses carrier or goes down, even for a flap too short to
+		// change the link's state in the dump: check them.
+		d.needDump, d.needReconcile = true, true
+	case events.AddrEvent:
 		d.needDump = true
+	case events.NexthopEvent:
+		if e.Protocol == d.cfg.Routing.RouteProtocol || netops.NexthopIDs(d.cfg.Routing.NexthopIDBase).Contains(uint32(e.ID)) {
+			d.needReconcile = true
+		}
 	case events.RouteEvent:
 		if d.ours(e.Table, e.Protocol) {
 			d.needReconcile = true
@@ -683,6 +718,7 @@ func (d *Daemon) inputs() []netops.Uplink {
 		if u.link != nil && u.link.AdminUp {
 			in.Index = u.link.Index
 			in.Addr = u.addr
+			in.Carrier = u.link.Carrier
 		}
 		switch u.m.State() {
 		case fsm.Active:
@@ -702,6 +738,11 @@ func (d *Daemon) settings() netops.Settings {
 		BalanceTable:  r.BalanceTable,
 		RulePriority:  r.RulePriority,
 		RouteProtocol: r.RouteProtocol,
+
+		Balancer:        *d.balancer.Load(),
+		NexthopIDBase:   r.NexthopIDBase,
+		IdleTimer:       r.IdleTimer,
+		UnbalancedTimer: r.UnbalancedTimer,
 	}
 }
 
@@ -719,6 +760,7 @@ func (d *Daemon) doReconcile() {
 		d.log.Info("routing updated", "changes", res.Changes(), "reconcile", res.Took.Round(time.Microsecond),
 			"since_event", time.Since(d.burstStart).Round(time.Microsecond), "added", res.Added, "removed", res.Removed)
 	}
+	d.flushLeavers(in)
 	if err != nil {
 		rs.Errors++
 		rs.LastErr = err.Error()
@@ -728,6 +770,83 @@ func (d *Daemon) doReconcile() {
 		return
 	}
 	d.retryDelay = 0
+}
+
+// flushLeavers deletes the conntrack entries translated to the address of
+// every uplink that left the balance since the last reconcile. It runs
+// after the routing change, so that the next packet of such a connection
+// gets a new entry on its new path.
+func (d *Daemon) flushLeavers(in []netops.Uplink) {
+	now := make(map[string]netip.Addr)
+	for _, u := range in {
+		if u.InBalance && u.Addr.IsValid() {
+			now[u.Name] = u.Addr.Addr()
+		}
+	}
+	prev := d.natAddrs
+	d.natAddrs = now
+	if d.ct == nil {
+		return
+	}
+	for name, addr := range left(prev, now) {
+		start := time.Now()
+		n, err := d.ct.FlushNAT(addr)
+		if err != nil {
+			d.log.Warn("flushing conntrack entries", "uplink", name, "address", addr, "deleted", n, "err", err)
+			continue
+		}
+		d.log.Info("conntrack entries flushed", "uplink", name, "address", addr, "deleted", n,
+			"took", time.Since(start).Round(time.Microsecond))
+	}
+}
+
+// left returns the uplinks (with their addresses) of prev that are not in
+// now with the same address: those whose translated connections go.
+func left(prev, now map[string]netip.Addr) map[string]netip.Addr {
+	out := make(map[string]netip.Addr)
+	for name, addr := range prev {
+		if a, ok := now[name]; !ok || a != addr {
+			out[name] = addr
+		}
+	}
+	return out
+}
+
+// Balancer is the balancer chosen at startup ("resilient" or
+// "multipath"), or "" before Run has chosen one. It may be called from any
+// goroutine.
+func (d *Daemon) Balancer() string {
+	if b := d.balancer.Load(); b != nil {
+		return b.String()
+	}
+	return ""
+}
+
+// chooseBalancer applies [routing] balancer: "auto" checks whether the
+// kernel can do resilient groups, "resilient" requires it.
+func (d *Daemon) chooseBalancer() (netops.Balancer, error) {
+	r := d.cfg.Routing
+	if r.Balancer == "multipath" {
+		d.log.Info("balancer", "balancer", netops.Multipath, "reason", "set in the configuration")
+		return netops.Multipath, nil
+	}
+	err := errors.New("no rtnetlink socket for nexthop objects")
+	if d.rec.NH != nil {
+		err = netops.SupportsResilient(d.rec.NH, netops.NexthopIDs(r.NexthopIDBase), r.RouteProtocol)
+	}
+	switch {
+	case err == nil:
+		reason := "the kernel supports resilient nexthop groups"
+		if r.Balancer == "resilient" {
+			reason = "set in the configuration"
+		}
+		d.log.Info("balancer", "balancer", netops.Resilient, "reason", reason)
+		return netops.Resilient, nil
+	case r.Balancer == "resilient":
+		return 0, fmt.Errorf("balancer = \"resilient\", but the kernel cannot create a resilient nexthop group: %w", err)
+	}
+	d.log.Info("balancer", "balancer", netops.Multipath, "reason", fmt.Sprintf("no resilient nexthop groups: %v", err))
+	return netops.Multipath, nil
 }
 
 // recordBalance keeps which uplinks the balance route holds, and their
@@ -793,5 +912,5 @@ func (d *Daemon) shutdown(stopServices func()) {
 		d.log.Error("removing routing state", "err", err)
 		return
 	}
-	d.log.Info("stopped; removed routing state", "routes_and_rules", res.Changes())
+	d.log.Info("stopped; removed routing state", "routes_rules_nexthops", res.Changes())
 }

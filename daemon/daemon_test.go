@@ -12,6 +12,7 @@ import (
 	"github.com/uplinkd/uplinkd/config"
 	"github.com/uplinkd/uplinkd/events"
 	"github.com/uplinkd/uplinkd/fsm"
+	"github.com/uplinkd/uplinkd/netops"
 )
 
 func TestPickAddr(t *testing.T) {
@@ -204,5 +205,81 @@ func TestGatewayNeighbourFailed(t *testing.T) {
 	}
 	if d.uplinks[0].m.State() != fsm.Active {
 		t.Errorf("isp1 is %s", d.uplinks[0].m.State())
+	}
+}
+
+func TestNoteNexthopAndLinkEvents(t *testing.T) {
+	tests := []struct {
+		name            string
+		ev              events.Event
+		dump, reconcile bool
+	}{
+		{"link change: nexthops may be gone silently", events.LinkEvent{Link: events.Link{Index: 9, Name: "eth9"}}, true, true},
+		{"address change", events.AddrEvent{}, true, false},
+		{"our nexthop", events.NexthopEvent{ID: 7, Protocol: 201}, false, true},
+		{"a nexthop in our range, deleted (no protocol)", events.NexthopEvent{ID: 2010000066, Deleted: true}, false, true},
+		{"someone else's nexthop", events.NexthopEvent{ID: 42, Protocol: 4}, false, false},
+		{"just past our range", events.NexthopEvent{ID: 2010000256}, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := testDaemon(t)
+			d.note(tt.ev)
+			if d.needDump != tt.dump || d.needReconcile != tt.reconcile {
+				t.Fatalf("dump %v reconcile %v, want %v %v", d.needDump, d.needReconcile, tt.dump, tt.reconcile)
+			}
+		})
+	}
+}
+
+func TestLeft(t *testing.T) {
+	a1, a2, a3 := netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("203.0.113.2"), netip.MustParseAddr("203.0.113.3")
+	prev := map[string]netip.Addr{"isp1": a1, "isp2": a2}
+	tests := []struct {
+		name string
+		now  map[string]netip.Addr
+		want map[string]netip.Addr
+	}{
+		{"nothing changed", prev, map[string]netip.Addr{}},
+		{"isp2 left", map[string]netip.Addr{"isp1": a1}, map[string]netip.Addr{"isp2": a2}},
+		{"isp2 re-addressed: entries of the old address go", map[string]netip.Addr{"isp1": a1, "isp2": a3}, map[string]netip.Addr{"isp2": a2}},
+		{"all left", nil, prev},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, left(prev, tt.now), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+				t.Fatalf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestChooseBalancerWithoutNexthops(t *testing.T) {
+	for _, tt := range []struct {
+		balancer string
+		want     netops.Balancer
+		fails    bool
+	}{
+		{"multipath", netops.Multipath, false},
+		{"auto", netops.Multipath, false},
+		{"resilient", 0, true},
+	} {
+		d := testDaemon(t)
+		d.cfg.Routing.Balancer = tt.balancer
+		d.rec = &netops.Reconciler{} // a kernel without nexthop objects
+		got, err := d.chooseBalancer()
+		if (err != nil) != tt.fails || got != tt.want {
+			t.Errorf("balancer %q: %v, %v; want %v (error %v)", tt.balancer, got, err, tt.want, tt.fails)
+		}
+	}
+}
+
+func TestInputsCarrier(t *testing.T) {
+	d := testDaemon(t)
+	d.uplinks[0].link = &events.Link{Index: 3, Name: "eth1", AdminUp: true, Carrier: true}
+	d.uplinks[1].link = &events.Link{Index: 4, Name: "eth2", AdminUp: true}
+	in := d.inputs()
+	if !in[0].Carrier || in[1].Carrier || in[1].Index != 4 {
+		t.Fatalf("inputs: %+v", in)
 	}
 }

@@ -37,7 +37,7 @@ func (d *Daemon) snapshot() *status.Snapshot {
 			Config: d.opts.ConfigPath, Loaded: d.loaded,
 			Reloads: d.reloads, Failed: d.failed, LastFail: d.lastFail,
 		},
-		Balancer:  balancer,
+		Balancer:  d.Balancer(),
 		Active:    d.active(),
 		Uplinks:   make([]status.Uplink, 0, len(d.uplinks)),
 		Reconcile: d.reconcile,

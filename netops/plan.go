@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Rule priorities relative to Settings.RulePriority. uplinkd owns
@@ -24,6 +25,15 @@ type Settings struct {
 	BalanceTable  int
 	RulePriority  int
 	RouteProtocol int
+
+	// Balancer is the kind of balance route; the zero value is Multipath.
+	Balancer Balancer
+	// NexthopIDBase is the first of the NexthopIDRange nexthop object IDs
+	// uplinkd owns (resilient balancer only); see NexthopIDs.
+	NexthopIDBase uint32
+	// IdleTimer and UnbalancedTimer are the resilient group's timers.
+	IdleTimer       time.Duration
+	UnbalancedTimer time.Duration
 }
 
 // Uplink is what Plan needs to know of one uplink.
@@ -38,6 +48,9 @@ type Uplink struct {
 	// Addr is the uplink's IPv4 address with its prefix length; invalid
 	// when the interface has none.
 	Addr netip.Prefix
+	// Carrier says the link has carrier. The kernel refuses nexthop
+	// objects on a link without it, and deletes them when it goes.
+	Carrier bool
 	// InBalance says the uplink carries balanced traffic now.
 	InBalance bool
 }
@@ -49,9 +62,9 @@ type Nexthop struct {
 	Weight  int
 }
 
-// Route is a desired IPv4 route. Exactly one of Gateway/Index (single path)
-// or Nexthops (multipath) describes the path; a connected route has Index and
-// Scope link but no Gateway.
+// Route is a desired IPv4 route. Exactly one of Gateway/Index (single path),
+// Nexthops (multipath) or NHID (a nexthop object) describes the path; a
+// connected route has Index and Scope link but no Gateway.
 type Route struct {
 	Table    int
 	Dst      netip.Prefix
@@ -61,6 +74,7 @@ type Route struct {
 	Link     bool // scope link (a connected prefix)
 	OnLink   bool // gateway outside the interface's prefix
 	Nexthops []Nexthop
+	NHID     uint32
 	Protocol int
 }
 
@@ -79,16 +93,24 @@ type Rule struct {
 type Desired struct {
 	Routes []Route
 	Rules  []Rule
+	// Nexthops are the nexthop objects, single next hops before the
+	// groups that use them.
+	Nexthops []NexthopObject
 }
 
 const mainTable = 254
 
 // Plan computes the desired routing state. It is pure and deterministic:
-// equal inputs give equal outputs, in a stable order.
+// equal inputs give equal outputs, in a stable order. uplinks are all the
+// configured uplinks, in configuration order: with the resilient balancer
+// an uplink's position gives its nexthop ID, and all their weights give the
+// group's bucket count.
 func Plan(s Settings, uplinks []Uplink) Desired {
 	var d Desired
 	var hops []Nexthop
-	for _, u := range uplinks {
+	var members []GroupMember
+	ids := NexthopIDs(s.NexthopIDBase)
+	for i, u := range uplinks {
 		if u.Index <= 0 || !u.Addr.IsValid() {
 			continue
 		}
@@ -102,22 +124,47 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 			Priority: s.RulePriority + prioSource, Src: netip.PrefixFrom(src, 32),
 			Table: u.Table, SuppressPrefixlen: -1, Protocol: s.RouteProtocol,
 		})
-		if u.InBalance {
-			hops = append(hops, Nexthop{Gateway: u.Gateway, Index: u.Index, Weight: u.Weight})
+		switch {
+		case s.Balancer != Resilient:
+			if u.InBalance {
+				hops = append(hops, Nexthop{Gateway: u.Gateway, Index: u.Index, Weight: u.Weight})
+			}
+		case u.Carrier:
+			// Two members per uplink: see IDs.
+			for _, id := range []uint32{ids.Uplink(i), ids.Twin(i)} {
+				d.Nexthops = append(d.Nexthops, NexthopObject{
+					ID: id, Gateway: u.Gateway, Index: u.Index, OnLink: onlink, Protocol: s.RouteProtocol,
+				})
+				if u.InBalance {
+					members = append(members, GroupMember{ID: id, Weight: u.Weight})
+				}
+			}
 		}
 	}
-	switch len(hops) {
-	case 0:
-		// Nothing usable: the balance table stays empty and balanced
-		// traffic falls through to main's own default route.
-	case 1:
+	switch {
+	case len(members) > 0:
+		// One resilient group, replaced in place as members come and
+		// go; the route through it never changes.
+		weights := make([]int, len(uplinks))
+		for i, u := range uplinks {
+			weights[i] = u.Weight
+		}
+		d.Nexthops = append(d.Nexthops, NexthopObject{
+			ID: ids.Group, Members: members, Type: GroupResilient, Buckets: Buckets(weights),
+			IdleTimer: s.IdleTimer, UnbalancedTimer: s.UnbalancedTimer, Protocol: s.RouteProtocol,
+		})
+		d.Routes = append(d.Routes, Route{Table: s.BalanceTable, Dst: defaultDst, NHID: ids.Group, Protocol: s.RouteProtocol})
+	case len(hops) == 1:
 		d.Routes = append(d.Routes, Route{
 			Table: s.BalanceTable, Dst: defaultDst, Gateway: hops[0].Gateway, Index: hops[0].Index,
 			OnLink: onLinkOf(uplinks, hops[0].Index), Protocol: s.RouteProtocol,
 		})
-	default:
+	case len(hops) > 1:
 		d.Routes = append(d.Routes, Route{Table: s.BalanceTable, Dst: defaultDst, Nexthops: hops, Protocol: s.RouteProtocol})
 	}
+	// With nothing usable the balance table stays empty and balanced
+	// traffic falls through to main's own default route. (An empty
+	// nexthop group does not exist.)
 
 	iifs := []string{""}
 	if len(s.LANInterfaces) > 0 {
@@ -159,11 +206,14 @@ func (r Route) String() string {
 		b.Reset()
 		b.WriteString("default")
 	}
-	if len(r.Nexthops) > 0 {
+	switch {
+	case r.NHID != 0:
+		fmt.Fprintf(&b, " nhid %d", r.NHID)
+	case len(r.Nexthops) > 0:
 		for _, h := range r.Nexthops {
 			fmt.Fprintf(&b, " nexthop via %s dev #%d weight %d", h.Gateway, h.Index, h.Weight)
 		}
-	} else {
+	default:
 		if r.Gateway.IsValid() {
 			fmt.Fprintf(&b, " via %s", r.Gateway)
 		}

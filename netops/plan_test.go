@@ -2,6 +2,7 @@ package netops
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -166,3 +167,96 @@ func (slowKernel) RouteListFiltered(int, *netlink.Route, uint64) ([]netlink.Rout
 	return nil, nil
 }
 func (slowKernel) RuleList(int) ([]netlink.Rule, error) { return nil, nil }
+
+var resilient = Settings{
+	LANInterfaces: []string{"eth0"}, BalanceTable: 250, RulePriority: 10000, RouteProtocol: 201,
+	Balancer: Resilient, NexthopIDBase: 2010000000, IdleTimer: 120 * time.Second,
+}
+
+func withCarrier(u Uplink) Uplink {
+	u.Carrier = true
+	return u
+}
+
+// nhOf returns the two nexthop objects of uplink u with the given IDs.
+func nhOf(u Uplink, id, twin uint32) []NexthopObject {
+	return []NexthopObject{
+		{ID: id, Gateway: u.Gateway, Index: u.Index, Protocol: 201},
+		{ID: twin, Gateway: u.Gateway, Index: u.Index, Protocol: 201},
+	}
+}
+
+// members returns both members of an uplink with the given IDs.
+func members(id, twin uint32, w int) []GroupMember {
+	return []GroupMember{{id, w}, {twin, w}}
+}
+
+func TestPlanResilient(t *testing.T) {
+	u1, u2 := withCarrier(isp1(true)), withCarrier(isp2(true))
+	group := func(members ...[]GroupMember) NexthopObject {
+		return NexthopObject{ID: 2010000000, Members: cat(members...), Type: GroupResilient, Buckets: 1024,
+			IdleTimer: 120 * time.Second, Protocol: 201}
+	}
+	nh1, nh2 := nhOf(u1, 2010000001, 2010000065), nhOf(u2, 2010000002, 2010000066)
+	m1, m2 := members(2010000001, 2010000065, 1), members(2010000002, 2010000066, 3)
+	balance := Route{Table: 250, Dst: defaultDst, NHID: 2010000000, Protocol: 201}
+	rules := cat([]Rule{sourceRule(u1), sourceRule(u2)}, lanRules("eth0", "lo"))
+	tests := []struct {
+		name    string
+		uplinks []Uplink
+		want    Desired
+	}{
+		{
+			name:    "both in the balance: a group of both behind one route",
+			uplinks: []Uplink{u1, u2},
+			want: Desired{
+				Routes:   cat(tableRoutes(u1), tableRoutes(u2), []Route{balance}),
+				Rules:    rules,
+				Nexthops: cat(nh1, nh2, []NexthopObject{group(m1, m2)}),
+			},
+		},
+		{
+			name:    "isp2 out: same group id and route, one member; isp2 keeps its nexthop",
+			uplinks: []Uplink{u1, withCarrier(isp2(false))},
+			want: Desired{
+				Routes:   cat(tableRoutes(u1), tableRoutes(u2), []Route{balance}),
+				Rules:    rules,
+				Nexthops: cat(nh1, nh2, []NexthopObject{group(m1)}),
+			},
+		},
+		{
+			name:    "isp1 without carrier: no nexthop object, the group keeps its bucket count",
+			uplinks: []Uplink{isp1(false), u2},
+			want: Desired{
+				Routes:   cat(tableRoutes(u1), tableRoutes(u2), []Route{balance}),
+				Rules:    rules,
+				Nexthops: cat(nh2, []NexthopObject{group(m2)}),
+			},
+		},
+		{
+			name:    "none in the balance: no group (it cannot be empty) and no balance route",
+			uplinks: []Uplink{withCarrier(isp1(false)), withCarrier(isp2(false))},
+			want: Desired{
+				Routes:   cat(tableRoutes(u1), tableRoutes(u2)),
+				Rules:    rules,
+				Nexthops: cat(nh1, nh2),
+			},
+		},
+	}
+	cmpAddr := cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
+	cmpPrefix := cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Plan(resilient, tt.uplinks)
+			if d := cmp.Diff(tt.want, got, cmpAddr, cmpPrefix); d != "" {
+				t.Fatalf("Plan (-want +got):\n%s", d)
+			}
+		})
+	}
+	// The ID follows the uplink's position in the configuration.
+	d := Plan(resilient, []Uplink{withCarrier(isp1(false)), {Name: "isp0", Table: 50, Weight: 1}, u2})
+	if d.Nexthops[2].ID != 2010000003 || d.Nexthops[3].ID != 2010000067 ||
+		!slices.Equal(d.Nexthops[4].Members, members(2010000003, 2010000067, 3)) {
+		t.Fatalf("third uplink's nexthops: %v", d.Nexthops)
+	}
+}

@@ -1,10 +1,12 @@
 package netops
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -23,15 +25,18 @@ type Kernel interface {
 }
 
 // Reconciler makes the kernel match a Desired state. It owns exactly the
-// routes and rules that carry its route protocol.
+// routes, rules and nexthop objects that carry its route protocol.
 type Reconciler struct {
-	K        Kernel
+	K Kernel
+	// NH handles nexthop objects and the routes through them; nil when
+	// the kernel has none (Desired.Nexthops must then be empty).
+	NH       NexthopKernel
 	Protocol int
 }
 
 // Result says what one reconcile did.
 type Result struct {
-	Added   []string // routes replaced or rules added, in `ip` syntax
+	Added   []string // nexthops and routes replaced or rules added, in `ip` syntax
 	Removed []string
 	Took    time.Duration
 }
@@ -39,20 +44,37 @@ type Result struct {
 // Changes is the number of kernel writes done.
 func (r Result) Changes() int { return len(r.Added) + len(r.Removed) }
 
-// Reconcile diffs d against the kernel and applies the difference: new and
-// changed routes first (make before break), then missing rules, then stale
-// rules and routes. Objects that are already gone are not an error. On error
-// the returned Result still lists what was done; a later call finishes the
-// job.
+// Reconcile diffs d against the kernel and applies the difference, make
+// before break: nexthop objects first (single next hops, then the groups
+// that use them), then new and changed routes, then missing rules, then
+// stale rules, routes, groups and single next hops. Objects that are
+// already gone are not an error. On error the returned Result still lists
+// what was done; a later call finishes the job.
 func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 	start := time.Now()
 	defer func() { res.Took = time.Since(start) }()
+
+	// Nexthops first: deleting a group to create it anew takes the routes
+	// through it along, and the route listing below must see that.
+	staleNH, usable, errs := r.syncNexthops(d.Nexthops, &res)
 
 	routes, err := r.K.RouteListFiltered(netlink.FAMILY_V4,
 		&netlink.Route{Table: unix.RT_TABLE_UNSPEC, Protocol: netlink.RouteProtocol(r.Protocol)},
 		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
 	if err != nil {
-		return res, fmt.Errorf("list routes: %w", err)
+		return res, errors.Join(append(errs, fmt.Errorf("list routes: %w", err))...)
+	}
+	// vishvananda/netlink does not decode RTA_NH_ID: there, routes through
+	// a nexthop object look like plain or multipath routes.
+	viaNH := make(map[string]Route)
+	if r.NH != nil {
+		nhRoutes, err := r.NH.NHIDRouteList(r.Protocol)
+		if err != nil {
+			return res, errors.Join(append(errs, fmt.Errorf("list routes through nexthop objects: %w", err))...)
+		}
+		for _, rt := range nhRoutes {
+			viaNH[rt.Key()] = rt
+		}
 	}
 	have := make(map[string]netlink.Route, len(routes))
 	haveStr := make(map[string]string, len(routes))
@@ -61,17 +83,28 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 		if !ok {
 			continue
 		}
+		if nr, ok := viaNH[rt.Key()]; ok {
+			rt = nr
+		}
 		have[rt.Key()] = kr
 		haveStr[rt.Key()] = rt.String()
 	}
 	want := make(map[string]bool, len(d.Routes))
-	var errs []error
 	for _, rt := range d.Routes {
 		want[rt.Key()] = true
 		if haveStr[rt.Key()] == rt.String() {
 			continue
 		}
-		if err := r.K.RouteReplace(toKernelRoute(rt)); err != nil {
+		var err error
+		switch {
+		case rt.NHID == 0:
+			err = r.K.RouteReplace(toKernelRoute(rt))
+		case !usable[rt.NHID]:
+			err = fmt.Errorf("nexthop %d is not available", rt.NHID)
+		default:
+			err = r.NH.NHIDRouteReplace(rt)
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("replace route %s: %w", rt, err))
 			continue
 		}
@@ -127,11 +160,126 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 		}
 		res.Removed = append(res.Removed, "route "+haveStr[key])
 	}
+	// Groups before the single next hops they use.
+	for _, n := range staleNH {
+		if err := r.NH.NexthopDel(n.ID); err != nil && !gone(err) {
+			errs = append(errs, fmt.Errorf("delete nexthop %s: %w", n, err))
+			continue
+		}
+		res.Removed = append(res.Removed, "nexthop "+n.String())
+	}
 	return res, errors.Join(errs...)
 }
 
-// Cleanup removes every route and rule carrying the reconciler's protocol.
+// Cleanup removes every route, rule and nexthop object carrying the
+// reconciler's protocol.
 func (r *Reconciler) Cleanup() (Result, error) { return r.Reconcile(Desired{}) }
+
+// syncNexthops creates and replaces the desired nexthop objects. It
+// returns the objects of the reconciler's protocol that are no longer
+// desired, groups first, for deletion once no route uses them, and the IDs
+// that exist now, for the routes through them. An object with a desired ID
+// that belongs to another protocol is left alone and reported.
+func (r *Reconciler) syncNexthops(desired []NexthopObject, res *Result) (stale []NexthopObject, usable map[uint32]bool, errs []error) {
+	usable = make(map[uint32]bool)
+	if r.NH == nil {
+		if len(desired) > 0 {
+			errs = append(errs, errors.New("nexthop objects wanted, but the reconciler has no nexthop connection"))
+		}
+		return nil, usable, errs
+	}
+	list, err := r.NH.NexthopList()
+	if err != nil {
+		if len(desired) == 0 && unsupported(err) {
+			return nil, usable, nil // a kernel without nexthop objects has none of ours
+		}
+		return nil, usable, []error{fmt.Errorf("list nexthops: %w", err)}
+	}
+	have := make(map[uint32]NexthopObject, len(list))
+	for _, n := range list {
+		have[n.ID] = n
+	}
+	desired = slices.Clone(desired)
+	slices.SortStableFunc(desired, func(a, b NexthopObject) int { return cmp.Compare(btoi(a.IsGroup()), btoi(b.IsGroup())) })
+	want := make(map[uint32]bool, len(desired))
+	for _, n := range desired {
+		want[n.ID] = true
+		k, exists := have[n.ID]
+		if exists && k.Protocol != r.Protocol {
+			errs = append(errs, fmt.Errorf("nexthop id %d belongs to protocol %d, not %d: left alone (choose another nexthop_id_base)", n.ID, k.Protocol, r.Protocol))
+			continue
+		}
+		if n.IsGroup() {
+			// Members that could not be created are left out this
+			// time: the group still serves the others.
+			n.Members = slices.DeleteFunc(slices.Clone(n.Members), func(m GroupMember) bool { return !usable[m.ID] })
+			if len(n.Members) == 0 {
+				errs = append(errs, fmt.Errorf("nexthop group %d: none of its members is available", n.ID))
+				continue
+			}
+		}
+		if exists && k.Type == GroupResilient && n.Type == GroupResilient && k.Buckets > n.Buckets {
+			// Bucket counts are powers of two, so a group with more
+			// buckets than planned still meets the accuracy bound (see
+			// Buckets). Keeping it lets a weight change on reload move
+			// buckets in place instead of re-creating the group, which
+			// would rehash every flow and drop the route for a moment.
+			n.Buckets = k.Buckets
+		}
+		if exists && k.String() == n.String() {
+			usable[n.ID] = true
+			continue
+		}
+		if exists && !replaceable(k, n) {
+			// The kernel cannot change a group's type or bucket count in
+			// place: delete it (routes through it go too, and are added
+			// again below) and create it anew.
+			if err := r.NH.NexthopDel(k.ID); err != nil && !gone(err) {
+				errs = append(errs, fmt.Errorf("delete nexthop %s: %w", k, err))
+				continue
+			}
+			res.Removed = append(res.Removed, "nexthop "+k.String())
+			exists = false
+		}
+		if err := r.NH.NexthopAdd(n, exists); err != nil {
+			errs = append(errs, fmt.Errorf("add nexthop %s: %w", n, err))
+			continue
+		}
+		res.Added = append(res.Added, "nexthop "+n.String())
+		usable[n.ID] = true
+	}
+	for _, k := range list {
+		if k.Protocol == r.Protocol && !want[k.ID] {
+			stale = append(stale, k)
+		}
+	}
+	slices.SortStableFunc(stale, func(a, b NexthopObject) int { return cmp.Compare(btoi(b.IsGroup()), btoi(a.IsGroup())) })
+	return stale, usable, errs
+}
+
+// replaceable says whether the kernel can turn have into want in place.
+func replaceable(have, want NexthopObject) bool {
+	switch {
+	case have.Unknown || have.IsGroup() != want.IsGroup():
+		return false
+	case !want.IsGroup():
+		return true
+	}
+	return have.Type == want.Type && (want.Type != GroupResilient || have.Buckets == want.Buckets)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// unsupported says whether err means the kernel lacks a feature.
+func unsupported(err error) bool {
+	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL) ||
+		errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.EPROTONOSUPPORT)
+}
 
 func gone(err error) bool {
 	return errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENOENT)

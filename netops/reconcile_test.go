@@ -60,18 +60,34 @@ func ipOut(t *testing.T, ns string, args ...string) string {
 	return string(out)
 }
 
+// inNS returns isp1 and isp2 with the ifindexes of eth1 and eth2 in h's
+// namespace.
+func inNS(t *testing.T, h *netlink.Handle, u1, u2 Uplink) (Uplink, Uplink) {
+	t.Helper()
+	for _, u := range []*Uplink{&u1, &u2} {
+		l, err := h.LinkByName(map[string]string{"isp1": "eth1", "isp2": "eth2"}[u.Name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Index = l.Attrs().Index
+	}
+	return u1, u2
+}
+
+// nsFD runs fn with a file descriptor of namespace ns.
+func nsFD(t *testing.T, ns string, fn func(fd int)) {
+	t.Helper()
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	fn(int(h))
+}
+
 func TestReconcileKernel(t *testing.T) {
 	ns, h := nsHandle(t)
-	l1, err := h.LinkByName("eth1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l2, err := h.LinkByName("eth2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u1, u2 := isp1(true), isp2(true)
-	u1.Index, u2.Index = l1.Attrs().Index, l2.Attrs().Index
+	u1, u2 := inNS(t, h, isp1(true), isp2(true))
 	r := &Reconciler{K: h, Protocol: 201}
 
 	// A foreign route in an uplink table and a foreign rule must survive.

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,8 +14,10 @@ import (
 )
 
 // Acceptance 1: LAN traffic reaches both ISPs, ISP2 about three quarters.
-func TestBalanceSplit(t *testing.T) {
-	r := newRig(t, coreConfig)
+func TestBalanceSplit(t *testing.T) { forBalancers(t, testBalanceSplit) }
+
+func testBalanceSplit(t *testing.T, balancer string) {
+	r := newRig(t, coreConfig(balancer))
 	r.start()
 	r.waitBoth()
 	pol, err := r.lab.Exec(r.ctx, lab.Router, "cat", "/proc/sys/net/ipv4/fib_multipath_hash_policy")
@@ -41,8 +44,10 @@ func TestBalanceSplit(t *testing.T) {
 
 // Acceptance 2: carrier loss removes ISP2 on the event; carrier back re-adds
 // it after probes pass.
-func TestCarrierLoss(t *testing.T) {
-	r := newRig(t, coreConfig)
+func TestCarrierLoss(t *testing.T) { forBalancers(t, testCarrierLoss) }
+
+func testCarrierLoss(t *testing.T, balancer string) {
+	r := newRig(t, coreConfig(balancer))
 	r.start()
 	r.waitBoth()
 
@@ -54,15 +59,15 @@ func TestCarrierLoss(t *testing.T) {
 	if !strings.Contains(line, `reason="no carrier on eth2"`) {
 		t.Fatalf("transition reason: %s", line)
 	}
-	r.waitOnly(onlyISP1)
+	r.waitOnly("eth1")
 
 	mark = r.mark()
 	if err := r.lab.CarrierUp(r.ctx, lab.ISP2); err != nil {
 		t.Fatal(err)
 	}
 	r.waitTransition(mark, "isp2", "probing", 5*time.Second)
-	if strings.Contains(r.balance(), "eth2") {
-		t.Fatalf("isp2 back in the balance before its probes passed: %s", r.balance())
+	if m, _ := r.members(); !slices.Equal(m, []string{"eth1/1"}) {
+		t.Fatalf("balance %v: isp2 back before its probes passed", m)
 	}
 	r.waitTransition(mark, "isp2", "active", 10*time.Second)
 	r.waitBoth()
@@ -70,8 +75,10 @@ func TestCarrierLoss(t *testing.T) {
 
 // Acceptance 3: an upstream blackhole (gateway still answers ARP) removes
 // ISP2 after down_after failed rounds; repair re-adds it.
-func TestUpstreamBlackhole(t *testing.T) {
-	r := newRig(t, coreConfig)
+func TestUpstreamBlackhole(t *testing.T) { forBalancers(t, testUpstreamBlackhole) }
+
+func testUpstreamBlackhole(t *testing.T, balancer string) {
+	r := newRig(t, coreConfig(balancer))
 	r.start()
 	r.waitBoth()
 
@@ -83,7 +90,7 @@ func TestUpstreamBlackhole(t *testing.T) {
 	if !strings.Contains(line, "4 consecutive probe rounds failed") {
 		t.Fatalf("transition: %s", line)
 	}
-	r.waitOnly(onlyISP1)
+	r.waitOnly("eth1")
 	// The uplink's own table stays, so its probes keep measuring it.
 	if tbl := r.table("200"); !strings.Contains(tbl, "default via 203.0.113.1 dev eth2") {
 		t.Fatalf("table 200 lost its default while probing:\n%s", tbl)
@@ -99,8 +106,10 @@ func TestUpstreamBlackhole(t *testing.T) {
 
 // Acceptance 4: the interface is known by name: delete and re-create,
 // rename away and back, re-address.
-func TestInterfaceIdentity(t *testing.T) {
-	r := newRig(t, coreConfig)
+func TestInterfaceIdentity(t *testing.T) { forBalancers(t, testInterfaceIdentity) }
+
+func testInterfaceIdentity(t *testing.T, balancer string) {
+	r := newRig(t, coreConfig(balancer))
 	r.start()
 	r.waitBoth()
 	index := func() string {
@@ -113,7 +122,7 @@ func TestInterfaceIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitTransition(mark, "isp2", "down", 5*time.Second)
-	r.waitOnly(onlyISP1)
+	r.waitOnly("eth1")
 	r.waitFor("isp2's rule and table removed", 5*time.Second, func() bool {
 		return !strings.Contains(r.ip(lab.Router, "rule"), "203.0.113.2") &&
 			r.table("200") == ""
@@ -139,7 +148,7 @@ func TestInterfaceIdentity(t *testing.T) {
 	r.waitFor("isp2 down as missing", 5*time.Second, func() bool {
 		return uplinkOf(t, r.status(), lab.ISP2).Reason == "interface eth2 does not exist"
 	})
-	r.waitOnly(onlyISP1)
+	r.waitOnly("eth1")
 	mark = r.mark()
 	if err := r.lab.RenameRouterLink(r.ctx, "wan9", "eth2"); err != nil {
 		t.Fatal(err)
@@ -161,15 +170,17 @@ func TestInterfaceIdentity(t *testing.T) {
 }
 
 // An uplink whose interface does not exist at startup is simply waited for.
-func TestInterfaceMissingAtStartup(t *testing.T) {
-	r := newRig(t, coreConfig)
+func TestInterfaceMissingAtStartup(t *testing.T) { forBalancers(t, testInterfaceMissingAtStartup) }
+
+func testInterfaceMissingAtStartup(t *testing.T, balancer string) {
+	r := newRig(t, coreConfig(balancer))
 	if err := r.lab.DeleteRouterLink(r.ctx, lab.ISP2); err != nil {
 		t.Fatal(err)
 	}
 	mark := r.mark()
 	r.start()
 	r.waitTransition(mark, "isp1", "active", 10*time.Second)
-	r.waitOnly(onlyISP1)
+	r.waitOnly("eth1")
 	mark = r.mark()
 	if err := r.lab.RecreateRouterLink(r.ctx, lab.ISP2); err != nil {
 		t.Fatal(err)
@@ -179,8 +190,10 @@ func TestInterfaceMissingAtStartup(t *testing.T) {
 }
 
 // Foreign changes to uplinkd's rules and routes are repaired on their event.
-func TestForeignChangesRepaired(t *testing.T) {
-	r := newRig(t, coreConfig)
+func TestForeignChangesRepaired(t *testing.T) { forBalancers(t, testForeignChangesRepaired) }
+
+func testForeignChangesRepaired(t *testing.T, balancer string) {
+	r := newRig(t, coreConfig(balancer))
 	r.start()
 	r.waitBoth()
 	want := r.ours()
@@ -188,12 +201,21 @@ func TestForeignChangesRepaired(t *testing.T) {
 	r.ip(lab.Router, "route", "del", "default", "table", "250")
 	r.ip(lab.Router, "route", "del", "default", "table", "100")
 	r.waitFor("repair", 5*time.Second, func() bool { return r.ours() == want })
+	if balancer == "resilient" {
+		// Deleting the group takes the route through it along.
+		r.ip(lab.Router, "nexthop", "del", "id", strconv.Itoa(groupID))
+		r.waitFor("repair of the group", 5*time.Second, func() bool { return r.ours() == want })
+		r.ip(lab.Router, "nexthop", "del", "id", strconv.Itoa(groupID+2))
+		r.waitFor("repair of isp2's nexthop", 5*time.Second, func() bool { return r.ours() == want })
+	}
 }
 
 // Acceptance 5: SIGTERM removes everything and leaves main alone; kill -9
 // then restart adopts the state without duplicates.
-func TestStopAndRestart(t *testing.T) {
-	r := newRig(t, coreConfig)
+func TestStopAndRestart(t *testing.T) { forBalancers(t, testStopAndRestart) }
+
+func testStopAndRestart(t *testing.T, balancer string) {
+	r := newRig(t, coreConfig(balancer))
 	mainBefore := r.ip(lab.Router, "route", "show", "table", "main")
 	rulesBefore := r.ip(lab.Router, "rule")
 	tables := func() string { return r.ip(lab.Router, "route", "show", "table", "all", "proto", "201") }

@@ -18,7 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestFigures measures the failover figures of the core issue in the lab:
+// TestFigures measures the failover figures of the core issue in the lab,
+// with the multipath balancer:
 // carrier-loss event to balance route updated, blackhole detection with the
 // default probe settings, and the outage a LAN UDP flow sees in each case.
 // It prints figures and asserts only behaviour; run it with `make figures`.
@@ -28,7 +29,7 @@ func TestFigures(t *testing.T) {
 	}
 	const runs = 10
 	// Damping off: ten carrier losses in a row are ten flaps.
-	r := newRig(t, strings.Replace(coreConfig, "[probe]\n", "[probe]\nflap_limit = 0\n", 1))
+	r := newRig(t, strings.Replace(coreConfig("multipath"), "[probe]\n", "[probe]\nflap_limit = 0\n", 1))
 	r.start()
 	r.waitBoth()
 	w := watchRouter(t, r)
@@ -266,4 +267,67 @@ func (f *flow) stop(t *testing.T) time.Duration {
 		t.Fatal("flow received nothing")
 	}
 	return time.Duration(rep.MaxGapMS * float64(time.Millisecond))
+}
+
+// TestFiguresBalance measures, for each balancer, how 4096 LAN flows
+// spread over the uplinks and how many of them move when an uplink fails
+// and returns, with two uplinks (weights 1:3) and three (1:3:2), and the
+// time uplinkd's reconciles took for these changes. It prints figures and
+// asserts only that the faults happened; run it with `make figures`.
+func TestFiguresBalance(t *testing.T) {
+	if os.Getenv("UPLINKD_FIGURES") != "1" {
+		t.Skip("figures: run with UPLINKD_FIGURES=1 (make figures)")
+	}
+	host, _ := os.Hostname()
+	const idle = 5 * time.Second
+	fmt.Printf("uplinkd balance figures (%s, %d CPUs, kernel %s; lab of veth namespaces; %d UDP flows from 2 LAN addresses, L4 hash; idle_timer %v)\n",
+		host, numCPU(), kernel(), nFlows, idle)
+	for _, balancer := range balancers {
+		fmt.Printf("%s balancer\n", balancer)
+		var times []time.Duration
+		r := newRig(t, balanceConfigIdle(balancer, 2, idle.String(), ""))
+		r.start()
+		r.waitBoth()
+		c := count(r.paths())
+		line := fmt.Sprintf("  split, weights 1:3: eth1 %d (%.1f%%) eth2 %d (%.1f%%)", c["eth1"], 100*float64(c["eth1"])/nFlows,
+			c["eth2"], 100*float64(c["eth2"])/nFlows)
+		if balancer == "resilient" {
+			line += fmt.Sprintf("; buckets %v", r.groupBuckets())
+		}
+		fmt.Println(line)
+		for _, f := range faults {
+			mark := r.mark()
+			o := r.outage(f, lab.ISP2, []string{"eth1/1"}, []string{"eth1/1", "eth2/3"})
+			times = append(times, r.reconcileTimes(mark)...)
+			stayed := 0
+			for i := range o.before {
+				if o.before[i] == "eth1" && o.after[i] != "eth1" {
+					stayed++
+				}
+			}
+			fmt.Printf("  2 uplinks, isp2 %-9s fails: moved %-22s returns: moved at once %-18s after idle_timer %s (flows that stayed on eth1 moved: %d)\n",
+				f.name, fmtMoves(moves(o.before, o.during))+";", fmtMoves(moves(o.during, o.returned))+",", fmtMoves(moves(o.during, o.after)), stayed)
+		}
+		r.stop(syscall.SIGTERM)
+
+		r = newRigWith(t, balanceConfigIdle(balancer, 3, idle.String(), ""), lab.Options{ThirdISP: true}, 3*time.Minute)
+		r.start()
+		all := []string{"eth1/1", "eth2/3", "eth3/2"}
+		r.waitMembers(all...)
+		fmt.Printf("  split, weights 1:3:2: %v\n", count(r.paths()))
+		for i, isp := range []string{lab.ISP1, lab.ISP2, lab.ISP3} {
+			dev := strings.Split(all[i], "/")[0]
+			mark := r.mark()
+			o := r.outage(faults[1], isp, slices.Delete(slices.Clone(all), i, i+1), all)
+			times = append(times, r.reconcileTimes(mark)...)
+			failed, back := moves(o.before, o.during), moves(o.during, o.after)
+			fmt.Printf("  3 uplinks, %s fails: %4d survivors' flows moved (%s); returns: moved at once %d, after idle_timer %d, %d of them between survivors (%s)\n",
+				isp, total(failed)-movedFrom(failed, dev), fmtMoves(failed), total(moves(o.during, o.returned)), total(back),
+				total(back)-movedTo(back, dev), fmtMoves(back))
+		}
+		r.stop(syscall.SIGTERM)
+		if len(times) > 0 {
+			report(fmt.Sprintf("reconcile per change (%d changes)", len(times)), times)
+		}
+	}
 }

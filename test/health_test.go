@@ -26,7 +26,7 @@ func TestHealthBlackhole(t *testing.T) {
 	if !strings.Contains(line, "from=active") || !strings.Contains(line, "4 consecutive probe rounds failed") {
 		t.Fatalf("transition: %s", line)
 	}
-	r.waitOnly(onlyISP1)
+	r.waitOnly("eth1")
 
 	mark = r.mark()
 	r.setISP(lab.ISP2, "healthy")
@@ -90,7 +90,7 @@ func TestHealthDegraded(t *testing.T) {
 		if !strings.Contains(line, "from=active") || !strings.Contains(line, `reason="`+c.reason) {
 			t.Fatalf("%s: %s", c.mode, line)
 		}
-		r.waitOnly(onlyISP1)
+		r.waitOnly("eth1")
 		// Status shows the statistics the decision was made on.
 		st := uplinkOf(t, r.status(), lab.ISP2).Probe
 		if c.mode == "loss=40%" && (!st.Stats.Full || st.Stats.Loss < 20) {
@@ -110,12 +110,12 @@ func TestHealthDegraded(t *testing.T) {
 				t.Fatal(err)
 			}
 			r.waitTransition(dmark, "isp1", "down", 5*time.Second)
-			r.waitOnly(onlyISP2)
+			r.waitOnly("eth2")
 			if err := r.lab.CarrierUp(r.ctx, lab.ISP1); err != nil {
 				t.Fatal(err)
 			}
 			r.waitTransition(dmark, "isp1", "active", 10*time.Second)
-			r.waitOnly(onlyISP1)
+			r.waitOnly("eth1")
 		}
 
 		r.setISP(lab.ISP2, "healthy")
@@ -223,7 +223,7 @@ func TestHealthGatewayARP(t *testing.T) {
 	if rounds := time.Duration(downAfter) * interval; took >= rounds {
 		t.Errorf("left after %v, not before %d probe rounds (%v)", took, downAfter, rounds)
 	}
-	r.waitOnly(onlyISP1)
+	r.waitOnly("eth1")
 
 	mark = r.mark()
 	if err := r.lab.GatewayARP(r.ctx, lab.ISP2, true); err != nil {
@@ -265,7 +265,7 @@ func TestHealthGatewayProbing(t *testing.T) {
 	if !strings.Contains(line, "consecutive probe rounds failed") && !strings.Contains(line, "does not answer ARP") {
 		t.Fatalf("transition: %s", line)
 	}
-	r.waitOnly(onlyISP1)
+	r.waitOnly("eth1")
 	mark = r.mark()
 	r.ip(lab.ISP2, "addr", "add", lab.ISP2Gateway.String()+"/24", "dev", "down0")
 	r.waitTransition(mark, "isp2", "active", 10*time.Second)

@@ -96,7 +96,7 @@ func TestHooks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r := newRig(t, coreConfig+fmt.Sprintf(`
+	r := newRig(t, coreConfig("")+fmt.Sprintf(`
 [hooks]
 on_transition = [%q, %q]
 on_down = [%q, %q]
@@ -193,13 +193,13 @@ timeout = "3s"
 // Acceptance 2: `uplinkd status` and `--json` during carrier loss and
 // blackhole, and `--watch`, with the real binary.
 func TestStatusCommand(t *testing.T) {
-	r := newRig(t, coreConfig)
+	r := newRig(t, coreConfig(""))
 	r.start()
 	r.waitBoth()
 	r.waitState("isp2", "active", 5*time.Second)
 
 	s := r.statusJSON()
-	if s.Balancer != "multipath" || s.Active != 2 || len(s.Uplinks) != 2 || s.Reconcile.Runs == 0 || s.Netlink.Dumps == 0 {
+	if s.Balancer != "resilient" || s.Active != 2 || len(s.Uplinks) != 2 || s.Reconcile.Runs == 0 || s.Netlink.Dumps == 0 {
 		t.Errorf("status: %+v", s)
 	}
 	isp2 := uplinkOf(t, s, "isp2")
@@ -388,7 +388,7 @@ func (w *watcher) stop(t *testing.T) {
 
 // Acceptance 3: the metrics endpoint, scraped and parsed.
 func TestMetricsEndpoint(t *testing.T) {
-	r := newRig(t, coreConfig+"\n[metrics]\nlisten = \"127.0.0.1:9273\"\n")
+	r := newRig(t, coreConfig("")+"\n[metrics]\nlisten = \"127.0.0.1:9273\"\n")
 	r.start()
 	r.waitBoth()
 	r.waitState("isp2", "active", 5*time.Second)
@@ -423,7 +423,7 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("no %s", name)
 		}
 	}
-	if v := value(t, m, "uplinkd_info", "version", "dev", "balancer", "multipath"); v != 1 {
+	if v := value(t, m, "uplinkd_info", "version", "dev", "balancer", "resilient"); v != 1 {
 		t.Errorf("uplinkd_info %v", v)
 	}
 

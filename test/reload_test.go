@@ -3,6 +3,8 @@ package test
 import (
 	"fmt"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -41,13 +43,15 @@ func without(lines, s string) string {
 // Acceptance 4: a changed weight moves only the flows the new weights
 // require; a broken file changes nothing and says why; uplinks can be
 // removed and added.
-func TestReload(t *testing.T) {
-	r := newRig(t, coreConfig)
+func TestReload(t *testing.T) { forBalancers(t, testReload) }
+
+func testReload(t *testing.T, balancer string) {
+	r := newRig(t, coreConfig(balancer))
 	r.start()
 	r.waitBoth()
 	r.waitState("isp2", "active", 5*time.Second)
 	const n = 2000
-	pathsBefore, err := r.lab.Paths(r.ctx, n)
+	pathsBefore, err := r.lab.Paths(r.ctx, lab.SplitFlows(n))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +60,7 @@ func TestReload(t *testing.T) {
 	before := r.status()
 
 	// isp2's weight 3 -> 1.
-	r.writeConfig(strings.Replace(coreConfig, "weight = 3", "weight = 1", 1))
+	r.writeConfig(strings.Replace(coreConfig(balancer), "weight = 3", "weight = 1", 1))
 	mark := r.mark()
 	out, stderr, code := r.uplinkd("reload", "--socket", r.socket)
 	if code != 0 || out != "reloaded: 1 changes\n  uplink isp2: weight: 3 -> 1\n" {
@@ -65,10 +69,13 @@ func TestReload(t *testing.T) {
 	line := r.waitLog(mark, regexp.MustCompile(`msg="configuration reloaded"`), time.Second)
 	t.Logf("reload (weight change), daemon: %s", line[strings.Index(line, "msg="):])
 	// The reply comes once the routes are changed.
-	if b := r.balance(); !strings.Contains(b, "nexthop via 203.0.113.1 dev eth2 weight 1") || !strings.Contains(b, viaISP1) {
-		t.Fatalf("balance after reload: %s", b)
+	if got, _ := r.members(); !slices.Equal(got, []string{"eth1/1", "eth2/1"}) {
+		t.Fatalf("balance after reload: %v\n%s", got, r.balance())
 	}
-	if got, want := without(r.ours(), "table 250"), without(oursBefore, "table 250"); got != want {
+	// Only the balance changes: its multipath route, or the resilient
+	// group (replaced in place; the route through it stays).
+	group := "id " + strconv.Itoa(groupID) + " group"
+	if got, want := without(without(r.ours(), "table 250"), group), without(without(oursBefore, "table 250"), group); got != want {
 		t.Errorf("reload changed more than the balance route:\n%s\nbefore:\n%s", got, want)
 	}
 	after := r.status()
@@ -77,7 +84,7 @@ func TestReload(t *testing.T) {
 	if u := uplinkOf(t, after, "isp2"); u.Weight != 1 || u.Share != 0.5 {
 		t.Errorf("isp2 after reload: weight %d share %v", u.Weight, u.Share)
 	}
-	pathsAfter, err := r.lab.Paths(r.ctx, n)
+	pathsAfter, err := r.lab.Paths(r.ctx, lab.SplitFlows(n))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,14 +97,21 @@ func TestReload(t *testing.T) {
 	// 1:3 -> 1:1: a quarter of the flows must move from isp2 to isp1,
 	// and no other flow moves.
 	t.Logf("flows moved by weights 1:3 -> 1:1: %v of %d", moved, n)
-	if moved["eth1->eth2"] != 0 || len(moved) != 1 || moved["eth2->eth1"] < n*20/100 || moved["eth2->eth1"] > n*30/100 {
-		t.Errorf("moved flows %v of %d: want about 25%% from eth2 to eth1, none the other way", moved, n)
+	// The resilient group hands isp2's surplus buckets over as they go
+	// idle (idle_timer), so right after the reload it may have moved
+	// fewer: never more, never the other way.
+	least := n * 20 / 100
+	if balancer == "resilient" {
+		least = 0
+	}
+	if moved["eth1->eth2"] != 0 || len(moved) > 1 || moved["eth2->eth1"] < least || moved["eth2->eth1"] > n*30/100 {
+		t.Errorf("moved flows %v of %d: want at most about 25%% from eth2 to eth1 (at least %d), none the other way", moved, n, least)
 	}
 
 	// A broken file: refused with its problems, nothing changes.
 	oursBefore = r.ours()
 	before = r.status()
-	broken := strings.Replace(coreConfig, "weight = 3", "weight = 0", 1) + "bogus = 1\n"
+	broken := strings.Replace(coreConfig(balancer), "weight = 3", "weight = 0", 1) + "bogus = 1\n"
 	r.writeConfig(broken)
 	weightLine := fmt.Sprintf("%s:%d: uplink[1].weight: 0 is out of range", r.cfgPath, 1+strings.Count(broken[:strings.Index(broken, "weight = 0")], "\n"))
 	_, stderr, code = r.uplinkd("reload", "--socket", r.socket)
@@ -122,7 +136,7 @@ func TestReload(t *testing.T) {
 	r.statusTable(`last reload refused, the configuration of .* is in force: ` + regexp.QuoteMeta(weightLine))
 
 	// Remove isp2 (SIGHUP this time).
-	isp1Only := coreConfig[:strings.Index(coreConfig, "[[uplink]]\nname = \"isp2\"")]
+	isp1Only := coreConfig(balancer)[:strings.Index(coreConfig(balancer), "[[uplink]]\nname = \"isp2\"")]
 	r.writeConfig(isp1Only)
 	before = r.status()
 	mark = r.mark()
@@ -130,7 +144,7 @@ func TestReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitLog(mark, regexp.MustCompile(`msg=reload change="uplink isp2: removed"`), 5*time.Second)
-	r.waitOnly(onlyISP1)
+	r.waitOnly("eth1")
 	r.waitFor("isp2's rule and table removed", 5*time.Second, func() bool {
 		return !strings.Contains(r.ip(lab.Router, "rule"), "203.0.113.2") && r.table("200") == ""
 	})
@@ -141,7 +155,7 @@ func TestReload(t *testing.T) {
 	unchanged(t, before, after, "isp1")
 
 	// And add it back.
-	r.writeConfig(coreConfig)
+	r.writeConfig(coreConfig(balancer))
 	out, stderr, code = r.uplinkd("reload", "--socket", r.socket)
 	if code != 0 || !strings.Contains(out, "uplink isp2: added") {
 		t.Fatalf("reload adding isp2: exit %d\n%s%s", code, out, stderr)
@@ -153,7 +167,7 @@ func TestReload(t *testing.T) {
 		t.Errorf("after removing and adding isp2:\n%s\nwant the state before:\n%s", got, oursStart)
 	}
 	// Reload time, in process: a reload changing one weight and back.
-	for _, c := range []string{strings.Replace(coreConfig, "weight = 3", "weight = 2", 1), coreConfig} {
+	for _, c := range []string{strings.Replace(coreConfig(balancer), "weight = 3", "weight = 2", 1), coreConfig(balancer)} {
 		r.writeConfig(c)
 		t0 := time.Now()
 		res, err := status.Reload(r.ctx, r.socket)

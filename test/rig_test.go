@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -33,8 +34,14 @@ func TestMain(m *testing.M) {
 				return 1
 			}
 			defer os.RemoveAll(dir)
+			// The race detector, except for figures: they measure the
+			// binary as it is shipped.
+			build := []string{"build", "-race"}
+			if os.Getenv("UPLINKD_FIGURES") == "1" {
+				build = build[:1]
+			}
 			for _, pkg := range []string{"../cmd/uplinkd", "./labtool"} {
-				out, err := exec.Command("go", "build", "-race", "-o", dir, pkg).CombinedOutput()
+				out, err := exec.Command("go", append(build, "-o", dir, pkg)...).CombinedOutput()
 				if err != nil {
 					fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", pkg, err, out)
 					return 1
@@ -47,9 +54,26 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// coreConfig is the lab's configuration of the reference file: two probe
-// targets, every other setting at its default.
-var coreConfig = healthConfig()
+// balancers are the two kinds of balance route; the core tests run with
+// each.
+var balancers = []string{"resilient", "multipath"}
+
+// forBalancers runs test once per balancer, as a subtest named after it.
+func forBalancers(t *testing.T, test func(t *testing.T, balancer string)) {
+	for _, b := range balancers {
+		t.Run(b, func(t *testing.T) { test(t, b) })
+	}
+}
+
+// coreConfig is the lab's configuration of the reference file (two probe
+// targets, every other setting at its default) with the given balancer
+// ("": the default, auto).
+func coreConfig(balancer string) string {
+	if balancer == "" {
+		return healthConfig()
+	}
+	return strings.Replace(healthConfig(), "[routing]\n", "[routing]\nbalancer = \""+balancer+"\"\n", 1)
+}
 
 // healthConfig is the recommended setup: two probe targets and every other
 // probe setting at its default, plus extra lines for [probe].
@@ -63,39 +87,52 @@ targets = ["198.18.0.1", "198.18.0.2"]
 ` + strings.Join(extra, "\n") + "\n" + lab.UplinkConfig
 }
 
+var unbalancedTime = regexp.MustCompile(` unbalanced_time [\d.]+`)
+
 // rig is a lab plus one uplinkd process in its router namespace.
 type rig struct {
-	t       *testing.T
-	ctx     context.Context
-	lab     *lab.Lab
-	emu     ispemu.Client // once startEmu ran
-	dir     string
-	cfgPath string
-	logPath string
-	socket  string // the status socket
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	err     error // cmd.Wait's result, valid once exited is closed
+	t        *testing.T
+	balancer string // from the configuration: "resilient", "multipath" or "" (auto)
+	ctx      context.Context
+	lab      *lab.Lab
+	emu      ispemu.Client // once startEmu ran
+	dir      string
+	cfgPath  string
+	logPath  string
+	socket   string // the status socket
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	err      error // cmd.Wait's result, valid once exited is closed
 }
 
 func newRig(t *testing.T, config string) *rig {
 	t.Helper()
-	return newRigFor(t, config, 3*time.Minute)
+	return newRigWith(t, config, lab.Options{}, 3*time.Minute)
 }
 
 // newRigFor is newRig for a test that may take up to limit.
 func newRigFor(t *testing.T, config string, limit time.Duration) *rig {
+	t.Helper()
+	return newRigWith(t, config, lab.Options{}, limit)
+}
+
+var balancerRE = regexp.MustCompile(`(?m)^balancer = "(\w+)"`)
+
+func newRigWith(t *testing.T, config string, opts lab.Options, limit time.Duration) *rig {
 	t.Helper()
 	testutil.RequirePriv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	t.Cleanup(cancel)
 	b := make([]byte, 2)
 	_, _ = rand.Read(b)
-	l, err := lab.New(ctx, "u"+hex.EncodeToString(b))
+	l, err := lab.NewWithOptions(ctx, "u"+hex.EncodeToString(b), opts)
 	if err != nil {
 		t.Fatalf("lab: %v", err)
 	}
 	r := &rig{t: t, ctx: ctx, lab: l, dir: t.TempDir()}
+	if m := balancerRE.FindStringSubmatch(config); m != nil {
+		r.balancer = m[1]
+	}
 	t.Cleanup(func() {
 		if err := l.Close(); err != nil {
 			t.Errorf("lab close: %v", err)
@@ -290,30 +327,129 @@ func (r *rig) waitFor(what string, timeout time.Duration, check func() bool) {
 	}
 }
 
-const (
-	viaISP1  = "nexthop via 198.51.100.1 dev eth1 weight 1"
-	viaISP2  = "nexthop via 203.0.113.1 dev eth2 weight 3"
-	onlyISP1 = "default via 198.51.100.1 dev eth1 proto 201"
-	onlyISP2 = "default via 203.0.113.1 dev eth2 proto 201"
-)
-
-func (r *rig) waitBoth() {
+// members lists the uplinks of the balance route as "dev/weight", sorted,
+// and the nexthop id the route uses (0 for a classic route). For a route
+// through a nexthop group the group and its members are read, not the
+// gateways the kernel shows for old tools.
+func (r *rig) members() ([]string, int) {
 	r.t.Helper()
-	r.waitFor("both uplinks in the balance", 15*time.Second, func() bool {
-		b := r.balance()
-		return strings.Contains(b, viaISP1) && strings.Contains(b, viaISP2)
+	type hop struct {
+		Dev    string `json:"dev"`
+		Weight int    `json:"weight"`
+	}
+	var routes []struct {
+		NHID     int   `json:"nhid"`
+		Nexthops []hop `json:"nexthops"`
+		hop
+	}
+	if b := r.balanceJSON(); b != "" {
+		if err := json.Unmarshal([]byte(b), &routes); err != nil {
+			r.t.Fatalf("balance table %q: %v", b, err)
+		}
+	}
+	if len(routes) == 0 {
+		return nil, 0
+	}
+	rt := routes[0]
+	var hops []hop
+	switch {
+	case rt.NHID != 0:
+		var groups []struct {
+			Group []struct {
+				ID     int `json:"id"`
+				Weight int `json:"weight"`
+			} `json:"group"`
+		}
+		r.nexthopJSON(rt.NHID, &groups)
+		for _, m := range groups[0].Group {
+			var nh []hop
+			r.nexthopJSON(m.ID, &nh)
+			hops = append(hops, hop{Dev: nh[0].Dev, Weight: m.Weight})
+		}
+	case len(rt.Nexthops) > 0:
+		hops = rt.Nexthops
+	default:
+		hops = []hop{rt.hop}
+	}
+	var out []string
+	for _, h := range hops {
+		out = append(out, fmt.Sprintf("%s/%d", h.Dev, max(h.Weight, 1)))
+	}
+	slices.Sort(out)
+	// Every uplink is two members of the resilient group.
+	return slices.Compact(out), rt.NHID
+}
+
+func (r *rig) balanceJSON() string {
+	r.t.Helper()
+	out, err := r.lab.IP(r.ctx, lab.Router, "-j", "route", "show", "table", "250")
+	if err != nil {
+		if strings.Contains(out+err.Error(), "FIB table does not exist") {
+			return ""
+		}
+		r.t.Fatalf("ip route show table 250: %v: %s", err, out)
+	}
+	return strings.TrimSpace(out)
+}
+
+// nexthopJSON decodes `ip -j nexthop show id ID` into v.
+func (r *rig) nexthopJSON(id int, v any) {
+	r.t.Helper()
+	out := r.ip(lab.Router, "-j", "nexthop", "show", "id", strconv.Itoa(id))
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		r.t.Fatalf("nexthop %d: %q: %v", id, out, err)
+	}
+}
+
+// groupID is uplinkd's resilient group with the default nexthop_id_base.
+const groupID = 2010000000
+
+// waitMembers waits until the balance route has exactly the given members
+// ("dev/weight"), through the resilient group when the rig runs that
+// balancer.
+func (r *rig) waitMembers(members ...string) {
+	r.t.Helper()
+	slices.Sort(members)
+	r.waitFor(fmt.Sprintf("balance over %v", members), 15*time.Second, func() bool {
+		got, nhid := r.members()
+		if !slices.Equal(got, members) {
+			return false
+		}
+		switch r.balancer {
+		case "resilient":
+			return nhid == groupID
+		case "multipath":
+			return nhid == 0
+		}
+		return true
 	})
 }
 
-func (r *rig) waitOnly(prefix string) {
+func (r *rig) waitBoth() {
 	r.t.Helper()
-	r.waitFor("balance "+prefix, 15*time.Second, func() bool { return strings.HasPrefix(r.balance(), prefix) })
+	r.waitMembers("eth1/1", "eth2/3")
 }
 
-// ours lists every route and rule carrying uplinkd's protocol, one per
-// line, sorted (rules of equal priority keep insertion order in the kernel).
+// waitOnly waits until dev ("eth1") is the only uplink in the balance.
+func (r *rig) waitOnly(dev string) {
+	r.t.Helper()
+	w := map[string]int{"eth1": 1, "eth2": 3}[dev]
+	r.waitMembers(fmt.Sprintf("%s/%d", dev, w))
+}
+
+// ours lists every route, rule and nexthop object carrying uplinkd's
+// protocol, one per line, sorted (rules of equal priority keep insertion
+// order in the kernel). The resilient group's unbalanced time, a clock, is
+// left out.
 func (r *rig) ours() string {
 	var lines []string
+	nhs := r.ip(lab.Router, "nexthop", "show", "proto", "201")
+	for _, l := range strings.Split(nhs, "\n") {
+		l = unbalancedTime.ReplaceAllString(l, "")
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
 	routes := r.ip(lab.Router, "-o", "route", "show", "table", "all", "proto", "201")
 	for _, l := range strings.Split(routes, "\n") {
 		if l = strings.TrimSpace(l); l != "" {

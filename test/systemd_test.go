@@ -174,7 +174,7 @@ func (n *notifications) next(t *testing.T, pings *int) string {
 // WATCHDOG_USEC from the event loop, RELOADING=1/READY=1 on SIGHUP,
 // STOPPING=1 on SIGTERM, against a fake notify socket.
 func TestSystemdNotify(t *testing.T) {
-	r := newRig(t, coreConfig)
+	r := newRig(t, coreConfig(""))
 	n := fakeNotifySocket(t)
 	r.startEnv("NOTIFY_SOCKET="+n.path, "WATCHDOG_USEC=400000")
 	pings := 0
@@ -252,7 +252,7 @@ func TestUnitCapabilitiesSuffice(t *testing.T) {
 		caps = append(caps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
 	}
 	set := "-all," + strings.Join(caps, ",")
-	r := newRig(t, coreConfig)
+	r := newRig(t, coreConfig(""))
 	r.startWith(setpriv, "--inh-caps="+set, "--ambient-caps="+set, "--bounding-set="+set,
 		"--securebits=+noroot,+noroot_locked,+no_setuid_fixup,+no_setuid_fixup_locked", "--no-new-privs", "--")
 	r.waitBoth()
@@ -261,7 +261,7 @@ func TestUnitCapabilitiesSuffice(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitTransition(mark, "isp2", "down", 5*time.Second)
-	r.waitOnly(onlyISP1)
+	r.waitOnly("eth1")
 	if code := r.stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}

@@ -9,11 +9,16 @@
 //	                               eth2 203.0.113.2/24  ─── down0 203.0.113.1/24  (isp2) up0 198.19.2.1/30 ─── isp2 198.19.2.2/30
 //	                                                                                               lo 198.18.0.1/32 .. 198.18.0.3/32
 //
+// NewWithOptions can add a third ISP: router eth3 198.19.30.2/24, isp3's
+// down0 198.19.30.1/24, transit 198.19.3.0/30.
+//
 // The router's main table holds its connected routes and the administrator's
 // own default route via isp1 (198.51.100.1 dev eth1), which uplinkd must
-// never touch. There is no NAT: the Internet routes the LAN back through
-// isp1 whatever path a datagram took on the way out, so tests measure
-// forward paths (RouteGet, Split, or the labtool udpsend/udpsink pair).
+// never touch. By default there is no NAT: the Internet routes the LAN back
+// through isp1 whatever path a datagram took on the way out, so tests
+// measure forward paths (RouteGet, Split, or the labtool udpsend/udpsink
+// pair). EnableNAT adds masquerade or SNAT on the uplinks and ingress
+// filtering at the ISPs, as on a real home router.
 //
 // Every object lives inside the lab's namespaces: veth pairs are created in
 // a namespace and their peers placed directly into another, sysctls are set

@@ -31,7 +31,7 @@ func (l *Lab) RouterAddr(isp string) (netip.Prefix, error) {
 }
 
 func (l *Lab) uplink(name string) (*uplink, error) {
-	if _, err := lookupISP(name); err != nil {
+	if _, err := l.lookupISP(name); err != nil {
 		return nil, err
 	}
 	return l.uplinks[name], nil // the map itself is never modified after New
@@ -50,7 +50,7 @@ func (l *Lab) CarrierUp(ctx context.Context, isp string) error {
 }
 
 func (l *Lab) setISPLink(ctx context.Context, isp, state string) error {
-	if _, err := lookupISP(isp); err != nil {
+	if _, err := l.lookupISP(isp); err != nil {
 		return err
 	}
 	_, err := l.IP(ctx, isp, "link", "set", ispDownLink, state)
@@ -61,7 +61,7 @@ func (l *Lab) setISPLink(ctx context.Context, isp, state string) error {
 // (BlackholePrefix) while its gateway keeps answering ARP: an upstream
 // failure that only probes beyond the gateway can see. It is idempotent.
 func (l *Lab) Blackhole(ctx context.Context, isp string, on bool) error {
-	if _, err := lookupISP(isp); err != nil {
+	if _, err := l.lookupISP(isp); err != nil {
 		return err
 	}
 	if on {
@@ -93,7 +93,7 @@ func (l *Lab) DeleteRouterLink(ctx context.Context, isp string) error {
 // For isp1 the admin's default route is restored too, as the router's
 // network configuration would do when the interface comes back.
 func (l *Lab) RecreateRouterLink(ctx context.Context, isp string) error {
-	i, err := lookupISP(isp)
+	i, err := l.lookupISP(isp)
 	if err != nil {
 		return err
 	}
@@ -192,7 +192,7 @@ func (l *Lab) Readdress(ctx context.Context, isp string, newRouterAddr netip.Pre
 
 // restoreAdminDefault puts the admin's default route back on isp1's link.
 func (l *Lab) restoreAdminDefault(ctx context.Context, isp string) error {
-	if isp != isps[0].name {
+	if isp != ISP1 {
 		return nil
 	}
 	link, err := l.RouterLink(isp)

@@ -50,7 +50,7 @@ func (l *Lab) StartISPEmu(ctx context.Context, labtool, dir string) (ispemu.Clie
 // entry for the gateway eventually fails. (A NOARP interface also sends its
 // own frames to itself, so the ISP stops delivering to the router at once.)
 func (l *Lab) GatewayARP(ctx context.Context, isp string, on bool) error {
-	if _, err := lookupISP(isp); err != nil {
+	if _, err := l.lookupISP(isp); err != nil {
 		return err
 	}
 	state := "off"

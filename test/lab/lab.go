@@ -21,7 +21,9 @@ const closeTimeout = 30 * time.Second
 // Lab is one instance of the topology described in the package
 // documentation. Its methods may be called from several goroutines.
 type Lab struct {
-	prefix string
+	prefix     string
+	isps       []isp    // ISP1, ISP2 and, with Options.ThirdISP, ISP3
+	namespaces []string // short names, in creation order
 
 	mu      sync.Mutex
 	closed  bool
@@ -43,11 +45,27 @@ var prefixRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,9}$`)
 // letter followed by at most nine letters or digits. None of the namespaces
 // may exist yet. On error, everything New created is removed again.
 func New(ctx context.Context, prefix string) (*Lab, error) {
+	return NewWithOptions(ctx, prefix, Options{})
+}
+
+// Options are the variations of the lab.
+type Options struct {
+	// ThirdISP adds ISP3 (namespace prefix+"-isp3"), reached from the
+	// router's eth3 (ISP3RouterAddr, gateway ISP3Gateway).
+	ThirdISP bool
+}
+
+// NewWithOptions is New with variations.
+func NewWithOptions(ctx context.Context, prefix string, opts Options) (*Lab, error) {
 	if !prefixRE.MatchString(prefix) {
 		return nil, fmt.Errorf("lab: bad prefix %q: want %s", prefix, prefixRE)
 	}
-	l := &Lab{prefix: prefix, uplinks: make(map[string]*uplink)}
-	for _, i := range isps {
+	l := &Lab{prefix: prefix, uplinks: make(map[string]*uplink), isps: slices.Clone(isps), namespaces: slices.Clone(namespaces)}
+	if opts.ThirdISP {
+		l.isps = append(l.isps, isp3)
+		l.namespaces = append(l.namespaces, ISP3)
+	}
+	for _, i := range l.isps {
 		l.uplinks[i.name] = &uplink{link: i.routerLink, addr: i.routerAddr}
 	}
 	if err := l.build(ctx); err != nil {
@@ -66,7 +84,7 @@ type step struct {
 }
 
 func (l *Lab) build(ctx context.Context) error {
-	for _, ns := range namespaces {
+	for _, ns := range l.namespaces {
 		full := l.NS(ns)
 		if _, err := runIP(ctx, "netns", "add", full); err != nil {
 			return err
@@ -80,7 +98,7 @@ func (l *Lab) build(ctx context.Context) error {
 	var steps []step
 	add := func(ns string, args ...string) { steps = append(steps, step{ns, args}) }
 	add(Router, "link", "add", RouterLANLink, "type", "veth", "peer", "name", HostLink, "netns", l.NS(Host))
-	for _, i := range isps {
+	for _, i := range l.isps {
 		add(Router, "link", "add", i.routerLink, "type", "veth", "peer", "name", ispDownLink, "netns", l.NS(i.name))
 		add(i.name, "link", "add", ispUpLink, "type", "veth", "peer", "name", i.name, "netns", l.NS(Inet))
 	}
@@ -89,13 +107,15 @@ func (l *Lab) build(ctx context.Context) error {
 	}
 
 	links := map[string][]string{
-		Router: {RouterLANLink, isps[0].routerLink, isps[1].routerLink},
+		Router: {RouterLANLink},
 		Host:   {HostLink},
-		ISP1:   {ispDownLink, ispUpLink},
-		ISP2:   {ispDownLink, ispUpLink},
-		Inet:   {ISP1, ISP2},
 	}
-	for _, ns := range namespaces {
+	for _, i := range l.isps {
+		links[Router] = append(links[Router], i.routerLink)
+		links[i.name] = []string{ispDownLink, ispUpLink}
+		links[Inet] = append(links[Inet], i.name)
+	}
+	for _, ns := range l.namespaces {
 		if err := l.sysctl(ctx, ns, sysctls(ns, links[ns])...); err != nil {
 			return err
 		}
@@ -105,7 +125,7 @@ func (l *Lab) build(ctx context.Context) error {
 	add(Router, "addr", "add", netip.PrefixFrom(RouterLANAddr, LANPrefix.Bits()).String(), "dev", RouterLANLink)
 	add(Host, "addr", "add", netip.PrefixFrom(HostAddr, LANPrefix.Bits()).String(), "dev", HostLink)
 	add(Host, "addr", "add", netip.PrefixFrom(HostAddr2, LANPrefix.Bits()).String(), "dev", HostLink)
-	for _, i := range isps {
+	for _, i := range l.isps {
 		add(Router, "addr", "add", i.routerAddr.String(), "dev", i.routerLink)
 		add(i.name, "addr", "add", i.gateway.String(), "dev", ispDownLink)
 		add(i.name, "addr", "add", i.upAddr.String(), "dev", ispUpLink)
@@ -114,14 +134,14 @@ func (l *Lab) build(ctx context.Context) error {
 	add(Inet, "addr", "add", netip.PrefixFrom(Target1, 32).String(), "dev", "lo")
 	add(Inet, "addr", "add", netip.PrefixFrom(Target2, 32).String(), "dev", "lo")
 	add(Inet, "addr", "add", netip.PrefixFrom(Target3, 32).String(), "dev", "lo")
-	for _, ns := range namespaces {
+	for _, ns := range l.namespaces {
 		add(ns, "link", "set", "lo", "up")
 		for _, link := range links[ns] {
 			add(ns, "link", "set", link, "up")
 		}
 	}
 	add(Host, "route", "add", "default", "via", RouterLANAddr.String())
-	for _, i := range isps {
+	for _, i := range l.isps {
 		add(i.name, "route", "add", "default", "via", i.inetAddr.Addr().String())
 		add(i.name, "route", "add", LANPrefix.String(), "via", i.routerAddr.Addr().String())
 		add(Inet, "route", "add", i.routerAddr.Masked().String(), "via", i.upAddr.Addr().String())
@@ -187,9 +207,10 @@ func (l *Lab) sysctl(ctx context.Context, ns string, kv ...string) error {
 }
 
 // NS returns the full network namespace name for a short name: Router,
-// Host, ISP1, ISP2 or Inet. It panics on any other name.
+// Host, ISP1, ISP2, Inet, or ISP3 in a lab with a third ISP. It panics on
+// any other name.
 func (l *Lab) NS(name string) string {
-	if !slices.Contains(namespaces, name) {
+	if !slices.Contains(l.namespaces, name) {
 		panic(fmt.Sprintf("lab: unknown namespace %q", name))
 	}
 	return l.prefix + "-" + name
@@ -198,7 +219,7 @@ func (l *Lab) NS(name string) string {
 // resolve accepts a short name or the full name of one of the lab's own
 // namespaces, so no method can ever run in the host or a foreign namespace.
 func (l *Lab) resolve(ns string) (string, error) {
-	for _, n := range namespaces {
+	for _, n := range l.namespaces {
 		if ns == n || ns == l.prefix+"-"+n {
 			return l.prefix + "-" + n, nil
 		}

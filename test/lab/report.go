@@ -17,8 +17,9 @@ type SinkReport struct {
 	MaxGapMS   float64 `json:"max_gap_ms"`
 	MaxGapSeq  uint64  `json:"max_gap_seq"`
 	MaxGapFlow string  `json:"max_gap_flow,omitempty"`
-	// Flows holds one report per sender, keyed by its "addr:port" (the lab
-	// has no NAT, so that is the sender's own address and port).
+	// Flows holds one report per sender, keyed by its "addr:port": the
+	// sender's own address and port, or with EnableNAT the translated
+	// ones.
 	Flows map[string]FlowReport `json:"flows"`
 }
 

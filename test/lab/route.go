@@ -62,35 +62,65 @@ func parseRouteGet(out string) (string, error) {
 // Split asks the router for the route of n UDP flows from HostAddr to
 // Target1 port 9, entering on the LAN link, with the distinct source ports
 // SplitFirstPort..SplitFirstPort+n-1, and counts the flows per output
-// device.
+// device. All lookups run in one `ip -batch` process.
 func (l *Lab) Split(ctx context.Context, n int) (map[string]int, error) {
-	paths, err := l.Paths(ctx, n)
+	if n < 1 || SplitFirstPort+n-1 > 65535 {
+		return nil, fmt.Errorf("lab: Split: n=%d out of range 1..%d", n, 65536-SplitFirstPort)
+	}
+	devs, err := l.Paths(ctx, SplitFlows(n))
 	if err != nil {
 		return nil, err
 	}
 	split := make(map[string]int)
-	for _, dev := range paths {
-		split[dev]++
+	for _, d := range devs {
+		split[d]++
 	}
 	return split, nil
 }
 
-// Paths is Split flow by flow: the output device of each of the n flows,
-// in source port order. All lookups run in one `ip -batch` process.
-func (l *Lab) Paths(ctx context.Context, n int) ([]string, error) {
-	if n < 1 || SplitFirstPort+n-1 > 65535 {
-		return nil, fmt.Errorf("lab: Paths: n=%d out of range 1..%d", n, 65536-SplitFirstPort)
+// SplitFlows are the n flows Split counts: from HostAddr, source ports
+// SplitFirstPort..SplitFirstPort+n-1.
+func SplitFlows(n int) []Flow {
+	flows := make([]Flow, n)
+	for i := range flows {
+		flows[i] = Flow{Src: HostAddr, Sport: SplitFirstPort + i}
 	}
+	return flows
+}
+
+// Flow is a UDP flow from a LAN address and port to Target1 port 9.
+type Flow struct {
+	Src   netip.Addr
+	Sport int
+}
+
+// LANFlows returns n distinct flows of the LAN host, alternating between
+// its two addresses, with source ports from SplitFirstPort on.
+func LANFlows(n int) []Flow {
+	flows := make([]Flow, n)
+	for i := range flows {
+		src := HostAddr
+		if i%2 == 1 {
+			src = HostAddr2
+		}
+		flows[i] = Flow{Src: src, Sport: SplitFirstPort + i/2}
+	}
+	return flows
+}
+
+// Paths returns the router's output device for each flow, entering on the
+// LAN link, in order. All lookups run in one `ip -batch` process.
+func (l *Lab) Paths(ctx context.Context, flows []Flow) ([]string, error) {
 	var in strings.Builder
-	for i := range n {
-		in.WriteString(strings.Join(routeGetArgs(Target1, HostAddr, RouterLANLink, SplitFirstPort+i, 9), " "))
+	for _, f := range flows {
+		in.WriteString(strings.Join(routeGetArgs(Target1, f.Src, RouterLANLink, f.Sport, 9), " "))
 		in.WriteByte('\n')
 	}
 	out, err := runIPInput(ctx, in.String(), "-n", l.NS(Router), "-j", "-batch", "-")
 	if err != nil {
 		return nil, err
 	}
-	paths := make([]string, 0, n)
+	devs := make([]string, 0, len(flows))
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		if strings.TrimSpace(sc.Text()) == "" {
@@ -100,10 +130,10 @@ func (l *Lab) Paths(ctx context.Context, n int) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		paths = append(paths, dev)
+		devs = append(devs, dev)
 	}
-	if len(paths) != n {
-		return nil, fmt.Errorf("lab: Paths: %d answers to %d lookups", len(paths), n)
+	if len(devs) != len(flows) {
+		return nil, fmt.Errorf("lab: %d answers to %d route lookups", len(devs), len(flows))
 	}
-	return paths, nil
+	return devs, nil
 }

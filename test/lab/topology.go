@@ -3,6 +3,7 @@ package lab
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 )
 
 // Short namespace names, as accepted by NS, Exec, IP and Start.
@@ -12,6 +13,8 @@ const (
 	ISP1   = "isp1"
 	ISP2   = "isp2"
 	Inet   = "inet"
+	// ISP3 exists only in a lab made with Options.ThirdISP.
+	ISP3 = "isp3"
 )
 
 // Addresses of the lab, for tests and configuration files.
@@ -24,6 +27,10 @@ var (
 	ISP1Gateway    = netip.MustParseAddr("198.51.100.1")
 	ISP2RouterAddr = netip.MustParsePrefix("203.0.113.2/24")
 	ISP2Gateway    = netip.MustParseAddr("203.0.113.1")
+	// ISP3's access network is carved out of 198.18.0.0/15, the only
+	// documentation range left; Blackhole(ISP3) leaves it reachable.
+	ISP3RouterAddr = netip.MustParsePrefix("198.19.30.2/24")
+	ISP3Gateway    = netip.MustParseAddr("198.19.30.1")
 	// Target1 to Target3 live on the Internet namespace's loopback: probe
 	// targets and destinations for test flows.
 	Target1 = netip.MustParseAddr("198.18.0.1")
@@ -74,13 +81,25 @@ var isps = []isp{
 	},
 }
 
-func lookupISP(name string) (isp, error) {
-	for _, i := range isps {
+// isp3 is the optional third ISP.
+var isp3 = isp{
+	name:       ISP3,
+	routerLink: "eth3",
+	routerAddr: ISP3RouterAddr,
+	gateway:    netip.PrefixFrom(ISP3Gateway, 24),
+	upAddr:     netip.MustParsePrefix("198.19.3.1/30"),
+	inetAddr:   netip.MustParsePrefix("198.19.3.2/30"),
+}
+
+func (l *Lab) lookupISP(name string) (isp, error) {
+	var names []string
+	for _, i := range l.isps {
 		if i.name == name {
 			return i, nil
 		}
+		names = append(names, fmt.Sprintf("%q", i.name))
 	}
-	return isp{}, fmt.Errorf("lab: unknown ISP %q (want %q or %q)", name, ISP1, ISP2)
+	return isp{}, fmt.Errorf("lab: unknown ISP %q (want %s)", name, strings.Join(names, " or "))
 }
 
 // adminDefault is the administrator's own default route in the router's
@@ -108,7 +127,7 @@ func sysctls(ns string, links []string) []string {
 		s = append(s, "net.ipv4.ip_forward=1",
 			"net.ipv4.conf.all.promote_secondaries=1",
 			"net.ipv4.conf.default.promote_secondaries=1")
-	case ISP1, ISP2:
+	case ISP1, ISP2, ISP3:
 		s = append(s, "net.ipv4.ip_forward=1")
 	}
 	return append(s, linkSysctls(ns, links)...)

@@ -320,7 +320,9 @@ func (d *demo) step(ctx context.Context, n int, s step) error {
 	case err == nil:
 		res.routes = routes.get("since_event")
 	case errors.Is(err, errTimeout):
-		d.printf("%s\n", d.style.yellow(fmt.Sprintf("      (no routing update logged within %s)", fmtDur(routeSettle))))
+		// With a resilient nexthop group the kernel itself drops a
+		// member whose link loses carrier: nothing is left to change.
+		d.printf("%s\n", d.style.yellow(fmt.Sprintf("      (no routing update logged within %s: the kernel's routes were already right)", fmtDur(routeSettle))))
 	default:
 		return fmt.Errorf("step %d: %w", n, err)
 	}
@@ -336,12 +338,12 @@ func (d *demo) step(ctx context.Context, n int, s step) error {
 // stop is the last step: SIGTERM, and nothing of uplinkd's may remain.
 func (d *demo) stop(ctx context.Context, n int) error {
 	d.drain()
-	routes, rules, err := d.owned(ctx)
+	routes, rules, nexthops, err := d.owned(ctx)
 	if err != nil {
 		return err
 	}
-	d.header(n, "Stopping uplinkd with SIGTERM (it must remove every route and rule it installed)")
-	d.printf("      Installed now with proto %s: %d routes, %d rules.\n", ownProto, len(routes), len(rules))
+	d.header(n, "Stopping uplinkd with SIGTERM (it must remove every route, rule and nexthop it installed)")
+	d.printf("      Installed now with proto %s: %d routes, %d rules, %d nexthop objects.\n", ownProto, len(routes), len(rules), len(nexthops))
 	d.stepStart = time.Now()
 	if err := d.daemon.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		return fmt.Errorf("signal uplinkd: %w", err)
@@ -362,25 +364,27 @@ func (d *demo) stop(ctx context.Context, n int) error {
 		return fmt.Errorf("uplinkd exit: %w", d.daemon.err)
 	}
 	d.printf("      uplinkd exited with status 0 after %s.\n", fmtDur(exitedAfter))
-	routes, rules, err = d.owned(ctx)
+	routes, rules, nexthops, err = d.owned(ctx)
 	if err != nil {
 		return err
 	}
 	d.printf("      ip route show table all proto %s: %s\n", ownProto, noneOr(routes))
 	d.printf("      ip rule show | grep 'proto %s':   %s\n", ownProto, noneOr(rules))
-	if len(routes)+len(rules) > 0 {
-		return fmt.Errorf("uplinkd left %d routes and %d rules behind", len(routes), len(rules))
+	d.printf("      ip nexthop show proto %s:         %s\n", ownProto, noneOr(nexthops))
+	if len(routes)+len(rules)+len(nexthops) > 0 {
+		return fmt.Errorf("uplinkd left %d routes, %d rules and %d nexthops behind", len(routes), len(rules), len(nexthops))
 	}
 	d.printf("      %s\n", d.style.green("uplinkd removed everything it installed."))
 	d.results = append(d.results, stepResult{what: "SIGTERM → uplinkd exited, cleaned up", detected: exitedAfter, routes: "-"})
 	return nil
 }
 
-// owned lists the router's routes and rules with uplinkd's protocol.
-func (d *demo) owned(ctx context.Context) (routes, rules []string, err error) {
+// owned lists the router's routes, rules and nexthop objects with
+// uplinkd's protocol.
+func (d *demo) owned(ctx context.Context) (routes, rules, nexthops []string, err error) {
 	out, err := d.lab.IP(ctx, lab.Router, "route", "show", "table", "all", "proto", ownProto)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// A multipath route continues on indented "nexthop" lines.
 	for _, l := range nonEmptyLines(out) {
@@ -390,14 +394,18 @@ func (d *demo) owned(ctx context.Context) (routes, rules []string, err error) {
 	}
 	out, err = d.lab.IP(ctx, lab.Router, "rule", "show")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for _, l := range nonEmptyLines(out) {
 		if strings.Contains(l+" ", " proto "+ownProto+" ") {
 			rules = append(rules, l)
 		}
 	}
-	return routes, rules, nil
+	out, err = d.lab.IP(ctx, lab.Router, "nexthop", "show", "proto", ownProto)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return routes, rules, nonEmptyLines(out), nil
 }
 
 func noneOr(lines []string) string {
@@ -563,7 +571,7 @@ func (d *demo) describe(l logLine) string {
 	case l.msg == "starting":
 		return fmt.Sprintf("uplinkd %s starting with %s uplinks", l.get("version"), l.get("uplinks"))
 	case strings.HasPrefix(l.msg, "stopped"):
-		return fmt.Sprintf("%-24s  %s routes and rules removed", "stopped", l.get("routes_and_rules"))
+		return fmt.Sprintf("%-24s  %s routes, rules and nexthops removed", "stopped", l.get("routes_rules_nexthops"))
 	}
 	return strings.TrimSpace(l.msg + " " + l.attrsExcept("time", "level", "msg"))
 }

@@ -1,0 +1,123 @@
+package netops
+
+import (
+	"fmt"
+	"math/bits"
+	"time"
+)
+
+// defaultIdleTimer is the kernel's own idle timer of resilient groups
+// (NH_RES_DEFAULT_IDLE_TIMER in net/ipv4/nexthop.c).
+const defaultIdleTimer = 120 * time.Second
+
+// Balancer is how the balance table spreads flows over the uplinks.
+type Balancer uint8
+
+const (
+	// Multipath is a classic weighted multipath default route
+	// (hash-threshold): whenever the set of uplinks changes, the hash
+	// space is cut anew and flows of healthy uplinks move too.
+	Multipath Balancer = iota
+	// Resilient is a default route through a resilient nexthop group
+	// (Linux 5.13): flows map to buckets owned by members, so a member
+	// leaving moves only its own buckets, and a member joining takes
+	// buckets only as they fall idle.
+	Resilient
+)
+
+func (b Balancer) String() string {
+	switch b {
+	case Multipath:
+		return "multipath"
+	case Resilient:
+		return "resilient"
+	}
+	return fmt.Sprintf("balancer(%d)", uint8(b))
+}
+
+// NexthopIDRange is the number of nexthop object IDs uplinkd owns,
+// starting at Settings.NexthopIDBase. NexthopIDs says which is which.
+const NexthopIDRange = 256
+
+// IDs are uplinkd's nexthop object IDs for one base:
+//
+//	base          the balance group
+//	base+1+i      the next hop of the i-th configured uplink (i < 64)
+//	base+65+i     its twin: the same next hop, a second group member
+//	base+254..255 the throwaway objects of the startup support check
+//
+// Every uplink is two members of the group, so that the group never has a
+// single member: the kernel does not hash through a group of one and then
+// does not track which buckets are busy, so the buckets a returning uplink
+// is owed would move back at once, busy or not.
+type IDs struct {
+	Base  uint32
+	Group uint32
+	// Probe and ProbeGroup are created and deleted again by
+	// SupportsResilient.
+	Probe, ProbeGroup uint32
+}
+
+// NexthopIDs returns the IDs for base.
+func NexthopIDs(base uint32) IDs {
+	return IDs{Base: base, Group: base, Probe: base + NexthopIDRange - 2, ProbeGroup: base + NexthopIDRange - 1}
+}
+
+// Uplink is the nexthop ID of the i-th configured uplink.
+func (ids IDs) Uplink(i int) uint32 { return ids.Base + 1 + uint32(i) }
+
+// Twin is the ID of the i-th configured uplink's second member.
+func (ids IDs) Twin(i int) uint32 { return ids.Base + 1 + maxUplinks + uint32(i) }
+
+// maxUplinks is the most uplinks the ID layout has room for (config
+// allows as many).
+const maxUplinks = 64
+
+// Contains says whether id is in uplinkd's range.
+func (ids IDs) Contains(id uint32) bool { return id >= ids.Base && id-ids.Base < NexthopIDRange }
+
+// Bucket limits of the resilient group.
+const (
+	MinBuckets = 128
+	MaxBuckets = 32768
+)
+
+// Buckets returns the bucket count of the resilient group for uplinks with
+// the given configured weights (all of them, in the balance or not, so the
+// count stays fixed: the kernel cannot change it in place):
+//
+//	B = min(MaxBuckets, max(MinBuckets, 2^ceil(log2(200 · W / w_min))))
+//
+// with W the sum of the weights and w_min the smallest. Each uplink is two
+// members of weight w_i (see IDs). The kernel gives member j of the
+// members in the balance round(B·C_j/M) − round(B·C_(j−1)/M) buckets, where
+// M is their weight sum and C_j the sum of the weights up to j, so a
+// member's share of the buckets differs from its weight share by less than
+// one bucket, and an uplink's (two members) by less than 2/B. An uplink's
+// weight share is at least w_min/W, and 2/B ≤ w_min/(100·W): the error is
+// less than 1% of the uplink's share, whichever uplinks are in the balance
+// (and so less than one percentage point). Weights 1:3 give 1024 buckets:
+// 256 and 768. Only when B is capped at MaxBuckets (a weight ratio above
+// 163:1 summed over all uplinks) is the error bound 2/32768 absolute
+// instead.
+func Buckets(weights []int) int {
+	sum, least := 0, 0
+	for _, w := range weights {
+		if w < 1 {
+			continue
+		}
+		sum += w
+		if least == 0 || w < least {
+			least = w
+		}
+	}
+	if sum == 0 {
+		return MinBuckets
+	}
+	need := (200*sum + least - 1) / least // ceil(200·W/w_min)
+	if need >= MaxBuckets {
+		return MaxBuckets
+	}
+	b := 1 << bits.Len(uint(need-1)) // the power of two >= need
+	return max(MinBuckets, b)
+}

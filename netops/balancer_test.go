@@ -1,0 +1,120 @@
+package netops
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func TestBuckets(t *testing.T) {
+	tests := []struct {
+		weights []int
+		want    int
+	}{
+		{nil, 128},
+		{[]int{1}, 256},
+		{[]int{1, 1}, 512},
+		{[]int{1, 3}, 1024},
+		{[]int{2, 6}, 1024}, // only ratios matter
+		{[]int{1, 1, 2}, 1024},
+		{[]int{1, 1, 1}, 1024},
+		{[]int{256, 256}, 512},
+		{[]int{1, 50}, 16384},
+		{[]int{1, 256}, 32768},
+	}
+	for _, tt := range tests {
+		if got := Buckets(tt.weights); got != tt.want {
+			t.Errorf("Buckets(%v) = %d, want %d", tt.weights, got, tt.want)
+		}
+	}
+}
+
+// kernelBuckets is what the kernel's nh_res_group_rebalance gives each
+// member: cumulative upper bounds rounded to the closest bucket.
+func kernelBuckets(buckets int, weights []int) []int {
+	total := 0
+	for _, w := range weights {
+		total += w
+	}
+	out := make([]int, len(weights))
+	cum, prev := 0, 0
+	for i, w := range weights {
+		cum += w
+		upper := (buckets*cum + total/2) / total // DIV_ROUND_CLOSEST
+		out[i] = upper - prev
+		prev = upper
+	}
+	return out
+}
+
+// twins returns the member weights of uplinks with weights w: two
+// members each.
+func twins(w []int) []int {
+	var out []int
+	for _, x := range w {
+		out = append(out, x, x)
+	}
+	return out
+}
+
+// The documented promise: whichever uplinks are in the balance, each one's
+// share of the buckets (those of its two members) is within 1% of its
+// weight share, unless the count is capped.
+func TestBucketsAccuracy(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	check := func(weights []int) {
+		b := Buckets(weights)
+		capped := b == MaxBuckets
+		for mask := 1; mask < 1<<len(weights); mask++ {
+			var in []int
+			for i, w := range weights {
+				if mask&(1<<i) != 0 {
+					in = append(in, w)
+				}
+			}
+			total := 0
+			for _, w := range in {
+				total += w
+			}
+			got := kernelBuckets(b, twins(in))
+			for i, w := range in {
+				want := float64(w) / float64(total)
+				share := float64(got[2*i]+got[2*i+1]) / float64(b)
+				if capped {
+					if math.Abs(share-want) >= 2.0/float64(b) {
+						t.Fatalf("weights %v, members %v, %d buckets: uplink %d has %.5f, want %.5f ± 2/%d", weights, in, b, i, share, want, b)
+					}
+				} else if math.Abs(share-want) > 0.01*want {
+					t.Fatalf("weights %v, members %v, %d buckets: uplink %d has %.5f, want %.5f ± 1%%", weights, in, b, i, share, want)
+				}
+			}
+		}
+	}
+	check([]int{1, 3})
+	check([]int{1, 1, 2})
+	check([]int{1, 256})
+	for range 300 {
+		n := 1 + rng.IntN(6)
+		w := make([]int, n)
+		for i := range w {
+			w[i] = 1 + rng.IntN(256)
+		}
+		check(w)
+	}
+}
+
+func TestNexthopIDs(t *testing.T) {
+	ids := NexthopIDs(2010000000)
+	if ids.Group != 2010000000 || ids.Uplink(0) != 2010000001 || ids.Uplink(63) != 2010000064 ||
+		ids.Twin(0) != 2010000065 || ids.Twin(63) != 2010000128 || ids.Probe != 2010000254 || ids.ProbeGroup != 2010000255 {
+		t.Fatalf("ids = %+v, uplink 0 %d, 63 %d, twins %d %d", ids, ids.Uplink(0), ids.Uplink(63), ids.Twin(0), ids.Twin(63))
+	}
+	for id, want := range map[uint32]bool{1999999999: false, 2010000000: true, 2010000255: true, 2010000256: false} {
+		if ids.Contains(id) != want {
+			t.Errorf("Contains(%d) = %v", id, !want)
+		}
+	}
+	if Resilient.String() != "resilient" || Multipath.String() != "multipath" {
+		t.Errorf("balancer names: %s %s", Resilient, Multipath)
+	}
+}

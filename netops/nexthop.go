@@ -1,0 +1,367 @@
+package netops
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Nexthop object attributes and values missing from golang.org/x/sys/unix,
+// from the kernel's include/uapi/linux/nexthop.h (enum NHA_*,
+// NHA_RES_GROUP_*, NEXTHOP_GRP_TYPE_*) and include/uapi/linux/rtnetlink.h
+// (RTA_NH_ID). The values are ABI and never change.
+const (
+	nhaFDB      = 11 // NHA_FDB: a bridge FDB nexthop
+	nhaResGroup = 12 // NHA_RES_GROUP: nested resilient group parameters
+
+	nhaResGroupBuckets         = 1 // NHA_RES_GROUP_BUCKETS, u16
+	nhaResGroupIdleTimer       = 2 // NHA_RES_GROUP_IDLE_TIMER, u32 clock_t
+	nhaResGroupUnbalancedTimer = 3 // NHA_RES_GROUP_UNBALANCED_TIMER, u32 clock_t
+
+	nexthopGrpTypeMpath = 0 // NEXTHOP_GRP_TYPE_MPATH: hash-threshold group
+	nexthopGrpTypeRes   = 1 // NEXTHOP_GRP_TYPE_RES: resilient group
+
+	rtaNHID = 30 // RTA_NH_ID, u32: the route's nexthop object
+
+	// userHZ is the unit of the clock_t timers (USER_HZ, 100 on every
+	// architecture Linux exposes to user space).
+	userHZ = 100
+
+	// sizeofNexthopGrp is sizeof(struct nexthop_grp): id u32, weight u8
+	// (weight - 1), weight_high u8 (bits 8..15 of weight - 1, Linux 6.12),
+	// resvd2 u16.
+	sizeofNexthopGrp = 8
+)
+
+// GroupType is the kind of a nexthop group.
+type GroupType uint16
+
+// Group types (NEXTHOP_GRP_TYPE_*).
+const (
+	// GroupMultipath picks a member by hash threshold, like a classic
+	// multipath route: any membership change moves flows between
+	// survivors.
+	GroupMultipath GroupType = nexthopGrpTypeMpath
+	// GroupResilient maps flows to a fixed table of buckets, each owned
+	// by one member: when a member leaves, only its buckets move.
+	GroupResilient GroupType = nexthopGrpTypeRes
+)
+
+// GroupMember is one member of a nexthop group.
+type GroupMember struct {
+	ID     uint32
+	Weight int // 1..256
+}
+
+// NexthopObject is a kernel nexthop object (`ip nexthop`): a gateway on an
+// interface, a blackhole, or a group of other nexthop objects. Routes refer
+// to it by ID (Route.NHID), so a group can be changed without touching the
+// routes that use it.
+type NexthopObject struct {
+	ID       uint32
+	Protocol int
+
+	// A single next hop.
+	Gateway   netip.Addr
+	Index     int
+	OnLink    bool
+	Blackhole bool
+
+	// A group, when Members is not empty.
+	Members []GroupMember
+	Type    GroupType
+	// Resilient groups only. The kernel keeps the bucket count for the
+	// group's lifetime; the timers may change.
+	Buckets         int
+	IdleTimer       time.Duration // a bucket unused this long may move to another member
+	UnbalancedTimer time.Duration // an unbalanced group moves busy buckets after this long; 0: never
+
+	// Unknown marks a listed object of a kind uplinkd never creates (IPv6
+	// or encapsulated next hops, FDB nexthops): it never equals a
+	// desired one.
+	Unknown bool
+}
+
+// IsGroup says whether the object is a group.
+func (n NexthopObject) IsGroup() bool { return len(n.Members) > 0 }
+
+// String renders the object like `ip nexthop`; it doubles as its identity
+// for diffs (fields the kernel sets on its own are not part of it).
+func (n NexthopObject) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "id %d", n.ID)
+	switch {
+	case n.IsGroup():
+		b.WriteString(" group ")
+		for i, m := range n.Members {
+			if i > 0 {
+				b.WriteByte('/')
+			}
+			fmt.Fprintf(&b, "%d", m.ID)
+			if m.Weight != 1 {
+				fmt.Fprintf(&b, ",%d", m.Weight)
+			}
+		}
+		if n.Type == GroupResilient {
+			fmt.Fprintf(&b, " type resilient buckets %d idle_timer %v unbalanced_timer %v", n.Buckets, n.IdleTimer, n.UnbalancedTimer)
+		}
+	case n.Blackhole:
+		b.WriteString(" blackhole")
+	default:
+		if n.Gateway.IsValid() {
+			fmt.Fprintf(&b, " via %s", n.Gateway)
+		}
+		fmt.Fprintf(&b, " dev #%d", n.Index)
+		if n.OnLink {
+			b.WriteString(" onlink")
+		}
+	}
+	fmt.Fprintf(&b, " proto %d", n.Protocol)
+	if n.Unknown {
+		b.WriteString(" (a kind uplinkd does not create)")
+	}
+	return b.String()
+}
+
+// nexthopHeader encodes struct nhmsg: family, scope, protocol, resvd (u8)
+// and flags (u32). Groups and blackholes have no family of their own.
+func nexthopHeader(family, protocol uint8, flags uint32) []byte {
+	b := make([]byte, unix.SizeofNhmsg)
+	b[0], b[2] = family, protocol
+	binary.NativeEndian.PutUint32(b[4:], flags)
+	return b
+}
+
+// marshalNexthop encodes the body of an RTM_NEWNEXTHOP request for n, with
+// the attributes in the order iproute2 sends them for
+// `ip nexthop add id ID via GW dev DEV [onlink]` and
+// `ip nexthop add id ID group ... type resilient buckets B idle_timer I unbalanced_timer U`.
+func marshalNexthop(n NexthopObject) ([]byte, error) {
+	if n.ID == 0 {
+		return nil, errors.New("nexthop id 0 is reserved")
+	}
+	if n.Protocol < 0 || n.Protocol > 255 {
+		return nil, fmt.Errorf("nexthop protocol %d out of range", n.Protocol)
+	}
+	ae := netlink.NewAttributeEncoder()
+	ae.Uint32(unix.NHA_ID, n.ID)
+	var family uint8
+	var flags uint32
+	switch {
+	case n.IsGroup():
+		grp := make([]byte, 0, sizeofNexthopGrp*len(n.Members))
+		for _, m := range n.Members {
+			if m.Weight < 1 || m.Weight > 256 {
+				return nil, fmt.Errorf("nexthop %d: member %d weight %d out of range 1..256", n.ID, m.ID, m.Weight)
+			}
+			e := make([]byte, sizeofNexthopGrp)
+			binary.NativeEndian.PutUint32(e, m.ID)
+			e[4] = uint8(m.Weight - 1)
+			grp = append(grp, e...)
+		}
+		ae.Bytes(unix.NHA_GROUP, grp)
+		if n.Type == GroupResilient {
+			if n.Buckets < 1 || n.Buckets > 0xffff {
+				return nil, fmt.Errorf("nexthop %d: %d buckets out of range 1..65535", n.ID, n.Buckets)
+			}
+			ae.Nested(nhaResGroup, func(nae *netlink.AttributeEncoder) error {
+				nae.Uint16(nhaResGroupBuckets, uint16(n.Buckets))
+				nae.Uint32(nhaResGroupIdleTimer, toClock(n.IdleTimer))
+				nae.Uint32(nhaResGroupUnbalancedTimer, toClock(n.UnbalancedTimer))
+				return nil
+			})
+		}
+		ae.Uint16(unix.NHA_GROUP_TYPE, uint16(n.Type))
+	case n.Blackhole:
+		family = unix.AF_INET
+		ae.Flag(unix.NHA_BLACKHOLE, true)
+	default:
+		if !n.Gateway.Is4() || n.Index <= 0 {
+			return nil, fmt.Errorf("nexthop %d: want an IPv4 gateway and an interface, have %s dev #%d", n.ID, n.Gateway, n.Index)
+		}
+		family = unix.AF_INET
+		gw := n.Gateway.As4()
+		ae.Bytes(unix.NHA_GATEWAY, gw[:])
+		ae.Uint32(unix.NHA_OIF, uint32(n.Index))
+		if n.OnLink {
+			flags |= unix.RTNH_F_ONLINK
+		}
+	}
+	attrs, err := ae.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("encode nexthop %d: %w", n.ID, err)
+	}
+	return append(nexthopHeader(family, uint8(n.Protocol), flags), attrs...), nil
+}
+
+// marshalNexthopID encodes the body of an RTM_DELNEXTHOP (or a single
+// RTM_GETNEXTHOP) request: an empty nhmsg and NHA_ID.
+func marshalNexthopID(id uint32) []byte {
+	ae := netlink.NewAttributeEncoder()
+	ae.Uint32(unix.NHA_ID, id)
+	attrs, _ := ae.Encode() // a u32 attribute cannot fail to encode
+	return append(nexthopHeader(0, 0, 0), attrs...)
+}
+
+// parseNexthop decodes an RTM_NEWNEXTHOP message from a dump or a
+// notification into the fields uplinkd sets; flags the kernel maintains
+// (dead, linkdown) and counters (unbalanced_time) are dropped, so that
+// they never look like drift. Objects uplinkd cannot describe are marked
+// Unknown.
+func parseNexthop(b []byte) (n NexthopObject, err error) {
+	if len(b) < unix.SizeofNhmsg {
+		return NexthopObject{}, fmt.Errorf("nexthop message of %d bytes, want at least %d", len(b), unix.SizeofNhmsg)
+	}
+	family := b[0]
+	n.Protocol = int(b[2])
+	n.OnLink = binary.NativeEndian.Uint32(b[4:])&unix.RTNH_F_ONLINK != 0
+	ad, err := netlink.NewAttributeDecoder(b[unix.SizeofNhmsg:])
+	if err != nil {
+		return NexthopObject{}, err
+	}
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NHA_ID:
+			n.ID = ad.Uint32()
+		case unix.NHA_GROUP:
+			ad.Do(func(g []byte) error {
+				if len(g)%sizeofNexthopGrp != 0 {
+					return fmt.Errorf("NHA_GROUP of %d bytes", len(g))
+				}
+				for ; len(g) > 0; g = g[sizeofNexthopGrp:] {
+					w := 1 + int(g[4]) + int(g[5])<<8
+					n.Members = append(n.Members, GroupMember{ID: binary.NativeEndian.Uint32(g), Weight: w})
+				}
+				return nil
+			})
+		case unix.NHA_GROUP_TYPE:
+			n.Type = GroupType(ad.Uint16())
+		case nhaResGroup:
+			ad.Nested(func(nad *netlink.AttributeDecoder) error {
+				for nad.Next() {
+					switch nad.Type() {
+					case nhaResGroupBuckets:
+						n.Buckets = int(nad.Uint16())
+					case nhaResGroupIdleTimer:
+						n.IdleTimer = fromClock(nad.Uint32())
+					case nhaResGroupUnbalancedTimer:
+						n.UnbalancedTimer = fromClock(nad.Uint32())
+					}
+				}
+				return nil
+			})
+		case unix.NHA_BLACKHOLE:
+			n.Blackhole = true
+		case unix.NHA_OIF:
+			n.Index = int(ad.Uint32())
+		case unix.NHA_GATEWAY:
+			a, ok := netip.AddrFromSlice(ad.Bytes())
+			n.Gateway = a
+			n.Unknown = n.Unknown || !ok || !a.Is4()
+		case unix.NHA_ENCAP, unix.NHA_ENCAP_TYPE, nhaFDB, unix.NHA_GROUPS, unix.NHA_MASTER:
+			n.Unknown = true
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return NexthopObject{}, err
+	}
+	if n.ID == 0 {
+		return NexthopObject{}, errors.New("nexthop message without NHA_ID")
+	}
+	if !n.IsGroup() && !n.Blackhole && family != unix.AF_INET {
+		n.Unknown = true
+	}
+	if n.IsGroup() {
+		n.OnLink = false
+	}
+	return n, nil
+}
+
+// toClock converts d to clock_t ticks, rounding up so that a positive
+// duration never becomes 0 (which would mean "no timer").
+func toClock(d time.Duration) uint32 {
+	const tick = time.Second / userHZ
+	return uint32((d + tick - 1) / tick)
+}
+
+func fromClock(c uint32) time.Duration { return time.Duration(c) * (time.Second / userHZ) }
+
+// marshalNHIDRoute encodes the body of an RTM_NEWROUTE request for an IPv4
+// unicast route through a nexthop object, as iproute2 sends
+// `ip route replace DST nhid ID table T proto P`: tables below 256 in
+// rtm_table, others in RTA_TABLE.
+func marshalNHIDRoute(rt Route) ([]byte, error) {
+	if rt.NHID == 0 || !rt.Dst.Addr().Is4() {
+		return nil, fmt.Errorf("route %s: want an IPv4 destination and a nexthop id", rt)
+	}
+	hdr := make([]byte, unix.SizeofRtMsg)
+	hdr[0] = unix.AF_INET
+	hdr[1] = uint8(rt.Dst.Bits())
+	if rt.Table < 256 {
+		hdr[4] = uint8(rt.Table)
+	}
+	hdr[5] = uint8(rt.Protocol)
+	hdr[6] = unix.RT_SCOPE_UNIVERSE
+	hdr[7] = unix.RTN_UNICAST
+	ae := netlink.NewAttributeEncoder()
+	if rt.Table >= 256 {
+		ae.Uint32(unix.RTA_TABLE, uint32(rt.Table))
+	}
+	if rt.Dst.Bits() > 0 {
+		dst := rt.Dst.Masked().Addr().As4()
+		ae.Bytes(unix.RTA_DST, dst[:])
+	}
+	ae.Uint32(rtaNHID, rt.NHID)
+	attrs, err := ae.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("encode route %s: %w", rt, err)
+	}
+	return append(hdr, attrs...), nil
+}
+
+// parseNHIDRoute decodes an RTM_NEWROUTE message; ok is true for an IPv4
+// route through a nexthop object (RTA_NH_ID). Only its identity (table,
+// destination), protocol and nexthop id are returned: the gateways the
+// kernel adds for old tools (nexthop_compat_mode) belong to the object.
+func parseNHIDRoute(b []byte) (rt Route, ok bool, err error) {
+	if len(b) < unix.SizeofRtMsg {
+		return Route{}, false, fmt.Errorf("route message of %d bytes, want at least %d", len(b), unix.SizeofRtMsg)
+	}
+	if b[0] != unix.AF_INET {
+		return Route{}, false, nil
+	}
+	bits := int(b[1])
+	rt.Table = int(b[4])
+	rt.Protocol = int(b[5])
+	dst := netip.IPv4Unspecified()
+	ad, err := netlink.NewAttributeDecoder(b[unix.SizeofRtMsg:])
+	if err != nil {
+		return Route{}, false, err
+	}
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.RTA_TABLE:
+			rt.Table = int(ad.Uint32())
+		case unix.RTA_DST:
+			if a, aok := netip.AddrFromSlice(ad.Bytes()); aok {
+				dst = a
+			}
+		case rtaNHID:
+			rt.NHID = ad.Uint32()
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return Route{}, false, err
+	}
+	if bits > 32 {
+		return Route{}, false, fmt.Errorf("route with prefix length %d", bits)
+	}
+	rt.Dst = netip.PrefixFrom(dst, bits).Masked()
+	return rt, rt.NHID != 0, nil
+}

@@ -1,0 +1,176 @@
+package netops
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// NexthopKernel is the part of the kernel the reconciler uses for nexthop
+// objects and the routes through them, which github.com/vishvananda/netlink
+// does not wrap. *NexthopConn implements it.
+type NexthopKernel interface {
+	// NexthopList returns every nexthop object, whoever owns it.
+	NexthopList() ([]NexthopObject, error)
+	// NexthopAdd creates n, or replaces the object with its ID in place
+	// when replace is set.
+	NexthopAdd(n NexthopObject, replace bool) error
+	NexthopDel(id uint32) error
+	// NHIDRouteList returns the IPv4 routes of protocol that use a
+	// nexthop object.
+	NHIDRouteList(protocol int) ([]Route, error)
+	// NHIDRouteReplace creates or replaces a route through a nexthop
+	// object.
+	NHIDRouteReplace(rt Route) error
+}
+
+// NexthopConn is an rtnetlink request socket for nexthop objects and
+// routes through them.
+type NexthopConn struct {
+	c *netlink.Conn
+}
+
+// DialNexthops opens the socket in the network namespace whose file
+// descriptor is netns, or in the caller's when netns is 0.
+func DialNexthops(netns int) (*NexthopConn, error) {
+	// Strict: extended acknowledgements carry the kernel's reason
+	// ("Carrier for nexthop device is down"), and dump requests are
+	// filtered by the kernel.
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: netns, Strict: true})
+	if err != nil {
+		return nil, fmt.Errorf("open rtnetlink socket: %w", err)
+	}
+	return &NexthopConn{c: c}, nil
+}
+
+// Close closes the socket.
+func (c *NexthopConn) Close() error { return c.c.Close() }
+
+func (c *NexthopConn) request(typ netlink.HeaderType, flags netlink.HeaderFlags, data []byte) ([]netlink.Message, error) {
+	return c.c.Execute(netlink.Message{
+		Header: netlink.Header{Type: typ, Flags: netlink.Request | flags},
+		Data:   data,
+	})
+}
+
+// NexthopList implements NexthopKernel.
+func (c *NexthopConn) NexthopList() ([]NexthopObject, error) {
+	msgs, err := c.request(unix.RTM_GETNEXTHOP, netlink.Dump, nexthopHeader(0, 0, 0))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]NexthopObject, 0, len(msgs))
+	for _, m := range msgs {
+		if m.Header.Type != unix.RTM_NEWNEXTHOP {
+			continue
+		}
+		n, err := parseNexthop(m.Data)
+		if err != nil {
+			return nil, fmt.Errorf("decode nexthop: %w", err)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// NexthopAdd implements NexthopKernel.
+func (c *NexthopConn) NexthopAdd(n NexthopObject, replace bool) error {
+	data, err := marshalNexthop(n)
+	if err != nil {
+		return err
+	}
+	flags := netlink.Acknowledge | netlink.Create | netlink.Excl
+	if replace {
+		flags = netlink.Acknowledge | netlink.Create | netlink.Replace
+	}
+	_, err = c.request(unix.RTM_NEWNEXTHOP, flags, data)
+	return err
+}
+
+// NexthopDel implements NexthopKernel.
+func (c *NexthopConn) NexthopDel(id uint32) error {
+	_, err := c.request(unix.RTM_DELNEXTHOP, netlink.Acknowledge, marshalNexthopID(id))
+	return err
+}
+
+// NHIDRouteList implements NexthopKernel.
+func (c *NexthopConn) NHIDRouteList(protocol int) ([]Route, error) {
+	// With strict checking the kernel returns only routes of protocol.
+	hdr := make([]byte, unix.SizeofRtMsg)
+	hdr[0], hdr[5] = unix.AF_INET, uint8(protocol)
+	msgs, err := c.request(unix.RTM_GETROUTE, netlink.Dump, hdr)
+	if err != nil {
+		return nil, err
+	}
+	var out []Route
+	for _, m := range msgs {
+		if m.Header.Type != unix.RTM_NEWROUTE {
+			continue
+		}
+		rt, ok, err := parseNHIDRoute(m.Data)
+		if err != nil {
+			return nil, fmt.Errorf("decode route: %w", err)
+		}
+		if ok && rt.Protocol == protocol {
+			out = append(out, rt)
+		}
+	}
+	return out, nil
+}
+
+// NHIDRouteReplace implements NexthopKernel.
+func (c *NexthopConn) NHIDRouteReplace(rt Route) error {
+	data, err := marshalNHIDRoute(rt)
+	if err != nil {
+		return err
+	}
+	_, err = c.request(unix.RTM_NEWROUTE, netlink.Acknowledge|netlink.Create|netlink.Replace, data)
+	return err
+}
+
+// SupportsResilient checks that the kernel has nexthop objects and
+// resilient groups by creating a blackhole nexthop and a resilient group
+// with the throwaway IDs of ids, then deleting both. Leftovers of an
+// earlier check that crashed are removed first; objects with those IDs
+// that belong to another protocol are an error.
+func SupportsResilient(k NexthopKernel, ids IDs, protocol int) error {
+	list, err := k.NexthopList()
+	if err != nil {
+		return fmt.Errorf("list nexthop objects: %w", err)
+	}
+	for _, n := range list {
+		if n.ID != ids.Probe && n.ID != ids.ProbeGroup {
+			continue
+		}
+		if n.Protocol != protocol {
+			return fmt.Errorf("nexthop id %d is used by protocol %d", n.ID, n.Protocol)
+		}
+	}
+	cleanup := func() error {
+		var errs []error
+		for _, id := range []uint32{ids.ProbeGroup, ids.Probe} {
+			if err := k.NexthopDel(id); err != nil && !gone(err) {
+				errs = append(errs, fmt.Errorf("delete nexthop %d: %w", id, err))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	if err := cleanup(); err != nil {
+		return err
+	}
+	hole := NexthopObject{ID: ids.Probe, Blackhole: true, Protocol: protocol}
+	if err := k.NexthopAdd(hole, false); err != nil {
+		return fmt.Errorf("create nexthop object: %w", err)
+	}
+	group := NexthopObject{
+		ID: ids.ProbeGroup, Members: []GroupMember{{ID: ids.Probe, Weight: 1}}, Type: GroupResilient,
+		Buckets: MinBuckets, IdleTimer: defaultIdleTimer, Protocol: protocol,
+	}
+	err = k.NexthopAdd(group, false)
+	if err != nil {
+		err = fmt.Errorf("create resilient nexthop group: %w", err)
+	}
+	return errors.Join(err, cleanup())
+}
