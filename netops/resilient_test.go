@@ -3,6 +3,7 @@ package netops
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/vishvananda/netlink"
 	"maps"
 	"net/netip"
 	"os/exec"
@@ -105,15 +106,22 @@ func waitUntil(t *testing.T, what string, timeout time.Duration, ok func() bool)
 	}
 }
 
-func TestReconcileResilientKernel(t *testing.T) {
+// carrierNS is nsHandle with both links' peers up: nexthop objects need
+// carrier. It returns the namespace, a handle and a nexthop connection in it.
+func carrierNS(t *testing.T) (string, *netlink.Handle, *NexthopConn) {
+	t.Helper()
 	ns, h := nsHandle(t)
 	nh := nexthopConn(t, ns)
-	// Nexthop objects need carrier: bring the peers up.
 	ipOut(t, ns+"-p", "link", "set", "up1", "up")
 	ipOut(t, ns+"-p", "link", "set", "up2", "up")
 	waitUntil(t, "carrier on eth1 and eth2", 5*time.Second, func() bool {
 		return !strings.Contains(ipOut(t, ns, "link"), "NO-CARRIER")
 	})
+	return ns, h, nh
+}
+
+func TestReconcileResilientKernel(t *testing.T) {
+	ns, h, nh := carrierNS(t)
 	u1, u2 := inNS(t, h, withCarrier(isp1(true)), withCarrier(isp2(true)))
 	s := resilient
 	s.IdleTimer = 3 * time.Second
@@ -333,13 +341,7 @@ func TestSupportsResilient(t *testing.T) {
 // count: the group is replaced in place, the route is untouched, and only
 // the buckets the new weights require change hands.
 func TestResilientWeightChangeInPlace(t *testing.T) {
-	ns, h := nsHandle(t)
-	nh := nexthopConn(t, ns)
-	ipOut(t, ns+"-p", "link", "set", "up1", "up")
-	ipOut(t, ns+"-p", "link", "set", "up2", "up")
-	waitUntil(t, "carrier on eth1 and eth2", 5*time.Second, func() bool {
-		return !strings.Contains(ipOut(t, ns, "link"), "NO-CARRIER")
-	})
+	ns, h, nh := carrierNS(t)
 	u1, u2 := inNS(t, h, withCarrier(isp1(true)), withCarrier(isp2(true)))
 	r := &Reconciler{K: h, NH: nh, Protocol: 201}
 	const group = "2010000000"
