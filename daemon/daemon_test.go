@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/uplinkd/uplinkd/config"
 	"github.com/uplinkd/uplinkd/events"
 	"github.com/uplinkd/uplinkd/fsm"
 	"github.com/uplinkd/uplinkd/netops"
@@ -45,15 +44,8 @@ func testDaemon(t *testing.T) *Daemon {
 	return daemonWith(t, "")
 }
 
-// daemonWith returns a daemon for two lab-like uplinks with the given
-// [probe] table, without running it. Nothing opens a socket until Run.
-func daemonWith(t *testing.T, probe string) *Daemon {
-	t.Helper()
-	cfg, err := config.Parse("test.toml", []byte(`
-[routing]
-lan_interfaces = ["eth0"]
-`+probe+`
-[[uplink]]
+// testUplinks are the lab's two uplinks, for the daemon's tests.
+const testUplinks = `[[uplink]]
 name = "isp1"
 interface = "eth1"
 gateway = "198.51.100.1"
@@ -64,10 +56,13 @@ interface = "eth2"
 gateway = "203.0.113.1"
 weight = 3
 table = 200
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+`
+
+// daemonWith returns a daemon for two lab-like uplinks with the given
+// [probe] table, without running it. Nothing opens a socket until Run.
+func daemonWith(t *testing.T, probe string) *Daemon {
+	t.Helper()
+	cfg := parse(t, "\n[routing]\nlan_interfaces = [\"eth0\"]\n"+probe+"\n"+testUplinks)
 	return New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
 }
 

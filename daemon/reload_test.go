@@ -13,18 +13,7 @@ const base = `
 lan_interfaces = ["eth0"]
 [probe]
 targets = ["198.18.0.1"]
-[[uplink]]
-name = "isp1"
-interface = "eth1"
-gateway = "198.51.100.1"
-table = 100
-[[uplink]]
-name = "isp2"
-interface = "eth2"
-gateway = "203.0.113.1"
-weight = 3
-table = 200
-`
+` + testUplinks
 
 func parse(t *testing.T, doc string) *config.Config {
 	t.Helper()
