@@ -82,6 +82,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		if cmd == "check" {
+			for _, w := range checkWarnings(cfg) {
+				fmt.Fprintf(stdout, "%s: warning: %s\n", *path, w)
+			}
 			fmt.Fprintf(stdout, "%s: OK, %d uplinks\n", *path, len(cfg.Uplinks))
 			return exitOK
 		}
