@@ -217,26 +217,26 @@ const (
 	// DefaultStateDir is systemd's RuntimeDirectory of the unit.
 	DefaultStateDir        = "/run/uplinkd"
 	defaultUnbalancedTimer = 10 * time.Second
-	defaultInterval      = 200 * time.Millisecond
-	defaultTimeout       = 500 * time.Millisecond
-	defaultDownAfter     = 4
-	defaultUpAfter       = 4
-	defaultReliability   = 1
-	defaultWindow        = 50
-	defaultDegradedLoss  = 30 // percent
-	defaultRecoverLoss   = 10 // percent
-	defaultDegradedRTT   = 300 * time.Millisecond
-	defaultRecoverRTT    = 200 * time.Millisecond
-	defaultPolicy        = DegradedStandby
-	defaultFlapLimit     = 3
-	defaultFlapWindow    = 60 * time.Second
-	defaultFlapHold      = 30 * time.Second
-	defaultFlapHoldMax   = 10 * time.Minute
-	defaultWeight        = 1
-	defaultHookTimeout   = 10 * time.Second
-	defaultMaxRunning    = 4
-	defaultLogLevel      = "info"
-	defaultLogFormat     = "text"
+	defaultInterval        = 200 * time.Millisecond
+	defaultTimeout         = 500 * time.Millisecond
+	defaultDownAfter       = 4
+	defaultUpAfter         = 4
+	defaultReliability     = 1
+	defaultWindow          = 50
+	defaultDegradedLoss    = 30 // percent
+	defaultRecoverLoss     = 10 // percent
+	defaultDegradedRTT     = 300 * time.Millisecond
+	defaultRecoverRTT      = 200 * time.Millisecond
+	defaultPolicy          = DegradedStandby
+	defaultFlapLimit       = 3
+	defaultFlapWindow      = 60 * time.Second
+	defaultFlapHold        = 30 * time.Second
+	defaultFlapHoldMax     = 10 * time.Minute
+	defaultWeight          = 1
+	defaultHookTimeout     = 10 * time.Second
+	defaultMaxRunning      = 4
+	defaultLogLevel        = "info"
+	defaultLogFormat       = "text"
 	// DefaultSocket is where the status socket is, unless [status] socket
 	// says otherwise.
 	DefaultSocket = "/run/uplinkd/uplinkd.sock"
