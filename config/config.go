@@ -200,6 +200,18 @@ func (c *Config) ReliabilityFor(u Uplink) int {
 	return max(1, min(c.Probe.Reliability, len(c.TargetsFor(u))))
 }
 
+// Defaults of the pinning and restart keys.
+const (
+	// DefaultMarkMask is pin.DefaultMask: clear of tailscale (0xff0000),
+	// kube-proxy and docker (0x4000, 0x8000), wg-quick (0xca6c) and
+	// firewalld.
+	DefaultMarkMask = 0xff000000
+	// DefaultStateDir is systemd's RuntimeDirectory of the unit.
+	DefaultStateDir = "/run/uplinkd"
+	// defaultUnbalancedTimer: see unbalanced_timer in etc/uplinkd.toml.
+	defaultUnbalancedTimer = 10 * time.Second
+)
+
 // Defaults for keys left out of the file.
 const (
 	defaultBalanceTable  = 250
@@ -210,33 +222,26 @@ const (
 	defaultNexthopIDBase = 2010000000
 	defaultIdleTimer     = 120 * time.Second // the kernel's own default
 	defaultFlush         = true
-	// DefaultMarkMask is pin.DefaultMask: clear of tailscale (0xff0000),
-	// kube-proxy and docker (0x4000, 0x8000), wg-quick (0xca6c) and
-	// firewalld.
-	DefaultMarkMask = 0xff000000
-	// DefaultStateDir is systemd's RuntimeDirectory of the unit.
-	DefaultStateDir        = "/run/uplinkd"
-	defaultUnbalancedTimer = 10 * time.Second
-	defaultInterval        = 200 * time.Millisecond
-	defaultTimeout         = 500 * time.Millisecond
-	defaultDownAfter       = 4
-	defaultUpAfter         = 4
-	defaultReliability     = 1
-	defaultWindow          = 50
-	defaultDegradedLoss    = 30 // percent
-	defaultRecoverLoss     = 10 // percent
-	defaultDegradedRTT     = 300 * time.Millisecond
-	defaultRecoverRTT      = 200 * time.Millisecond
-	defaultPolicy          = DegradedStandby
-	defaultFlapLimit       = 3
-	defaultFlapWindow      = 60 * time.Second
-	defaultFlapHold        = 30 * time.Second
-	defaultFlapHoldMax     = 10 * time.Minute
-	defaultWeight          = 1
-	defaultHookTimeout     = 10 * time.Second
-	defaultMaxRunning      = 4
-	defaultLogLevel        = "info"
-	defaultLogFormat       = "text"
+	defaultInterval      = 200 * time.Millisecond
+	defaultTimeout       = 500 * time.Millisecond
+	defaultDownAfter     = 4
+	defaultUpAfter       = 4
+	defaultReliability   = 1
+	defaultWindow        = 50
+	defaultDegradedLoss  = 30 // percent
+	defaultRecoverLoss   = 10 // percent
+	defaultDegradedRTT   = 300 * time.Millisecond
+	defaultRecoverRTT    = 200 * time.Millisecond
+	defaultPolicy        = DegradedStandby
+	defaultFlapLimit     = 3
+	defaultFlapWindow    = 60 * time.Second
+	defaultFlapHold      = 30 * time.Second
+	defaultFlapHoldMax   = 10 * time.Minute
+	defaultWeight        = 1
+	defaultHookTimeout   = 10 * time.Second
+	defaultMaxRunning    = 4
+	defaultLogLevel      = "info"
+	defaultLogFormat     = "text"
 	// DefaultSocket is where the status socket is, unless [status] socket
 	// says otherwise.
 	DefaultSocket = "/run/uplinkd/uplinkd.sock"
