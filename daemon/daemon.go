@@ -42,6 +42,9 @@ type Options struct {
 	Watchdog time.Duration
 	// Reload delivers SIGHUP: re-read the configuration.
 	Reload <-chan os.Signal
+	// Keep delivers SIGUSR2: exit and leave all routing in place (the
+	// upgrade path); the next start adopts it.
+	Keep <-chan os.Signal
 }
 
 // historyLen is how many transitions status keeps per uplink.
@@ -65,6 +68,14 @@ type Daemon struct {
 	uplinks  []*uplink
 	results  chan probe.Result
 	gen      uint64
+
+	// held is what an earlier run left in the kernel, until adopt hands
+	// it to the uplinks (see adopt.go).
+	held *netops.Held
+	// slots are the uplinks' nexthop slots, stable by name.
+	slots map[string]int
+	// keep: exit without removing anything (SIGUSR2).
+	keep bool
 
 	hooks    *hooks.Runner
 	metrics  *metrics.Metrics
@@ -109,6 +120,7 @@ type uplink struct {
 	inBal   bool    // in the balance at the last reconcile
 	share   float64 // of the balance at the last reconcile
 	history []fsm.Transition
+	hold    hold   // what it keeps of an earlier run until its first verdict
 	rounds  uint64 // probe rounds since the uplink was configured
 	bad     uint64 // of which failed
 	rtt     time.Duration
@@ -239,21 +251,28 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		}
 	}
 
-	prevHash, err := netops.SetMultipathHash(hashPolicy(d.cfg.Routing.Hash))
+	hs, err := setHash(d.cfg.Routing.StateDir, hashPolicy(d.cfg.Routing.Hash))
 	if err != nil {
 		return err
 	}
+	if hs.warn != nil {
+		d.log.Warn("cannot keep the original multipath hash policy for after a crash", "err", hs.warn)
+	}
 	defer func() {
-		if _, herr := netops.SetMultipathHash(prevHash); herr != nil {
+		if d.keep {
+			return
+		}
+		if herr := hs.restore(); herr != nil {
 			err = errors.Join(err, herr)
 		}
 	}()
+	d.readHeld()
 
 	d.warnSingleTarget()
 	defer d.shutdown(stopServices)
 
 	for {
-		if err := d.monitor(ctx); err != nil || ctx.Err() != nil {
+		if err := d.monitor(ctx); err != nil || ctx.Err() != nil || d.keep {
 			return err
 		}
 		// The event socket failed: subscribe again and resync.
@@ -358,6 +377,10 @@ func (d *Daemon) monitor(ctx context.Context) error {
 			d.request(req)
 		case <-d.opts.Reload:
 			d.reload(nil)
+		case <-d.opts.Keep:
+			d.keep = true
+			d.log.Info("SIGUSR2: exiting, leaving routing in place for the next start")
+			return nil
 		case <-watchdog:
 			// From the loop itself: a wedged loop stops the pings and
 			// systemd restarts it.
@@ -471,6 +494,7 @@ func (d *Daemon) settle(ctx context.Context) error {
 		if d.observe(snap) {
 			d.needReconcile = true
 		}
+		d.adopt()
 	}
 	if d.needReconcile {
 		d.needReconcile = false
@@ -678,6 +702,7 @@ func (d *Daemon) probeResult(r probe.Result) {
 			u.bad++
 		}
 		d.metrics.ProbeRound(u.cfg.Name, r.Good, r.RTT)
+		d.heldRound(u, r.Good)
 		u.probe = r
 		q := fsm.Quality{Known: r.Stats.Full, Probes: r.Stats.Probes, Loss: r.Stats.Loss, RTT: r.Stats.RTT}
 		if tr, ok := u.m.ProbeRound(r.Good, q, time.Now()); ok {
@@ -691,6 +716,9 @@ func (d *Daemon) probeResult(r probe.Result) {
 // the routing change it causes is made.
 func (d *Daemon) transition(u *uplink, tr fsm.Transition) {
 	d.log.Info("transition", "uplink", tr.Uplink, "from", string(tr.From), "to", string(tr.To), "reason", tr.Reason)
+	if tr.To != fsm.Probing {
+		u.release() // a verdict: the usual rules apply from now on
+	}
 	d.metrics.Transition(tr.Uplink, string(tr.From), string(tr.To))
 	if len(u.history) == historyLen {
 		u.history = slices.Delete(u.history, 0, 1)
@@ -712,6 +740,7 @@ func (d *Daemon) inputs() []netops.Uplink {
 	for _, u := range d.uplinks {
 		in := netops.Uplink{
 			Name: u.cfg.Name, Table: u.cfg.Table, Weight: u.cfg.Weight, Gateway: u.cfg.Gateway,
+			Slot: d.slotOf(u.cfg.Name),
 		}
 		// The kernel refuses routes through an administratively down
 		// link; without carrier it keeps them flagged linkdown.
@@ -722,9 +751,12 @@ func (d *Daemon) inputs() []netops.Uplink {
 		}
 		switch u.m.State() {
 		case fsm.Active:
-			in.InBalance = true
+			in.InBalance, in.Usable = true, true
 		case fsm.Degraded:
-			in.InBalance = keep || !anyActive
+			in.InBalance, in.Usable = keep || !anyActive, true
+		case fsm.Probing:
+			// Adopted from an earlier run, until the first verdict.
+			in.InBalance, in.Usable = u.hold.balance, u.hold.any()
 		}
 		out = append(out, in)
 	}
@@ -905,6 +937,10 @@ func (d *Daemon) shutdown(stopServices func()) {
 	d.retry.Stop()
 	d.tick.Stop()
 	if d.rec == nil {
+		return
+	}
+	if d.keep {
+		d.log.Info("stopped; routing left in place for the next start")
 		return
 	}
 	res, err := d.rec.Cleanup()

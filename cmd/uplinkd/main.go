@@ -27,7 +27,9 @@ import (
 var version = "dev"
 
 const usage = `usage:
-  uplinkd run    [--config FILE]   run the daemon in the foreground (default FILE %[1]s)
+  uplinkd run    [--config FILE]   run the daemon in the foreground (default FILE %[1]s);
+                                   SIGTERM/SIGINT: clean stop, removes all its routing;
+                                   SIGUSR2: exit leaving all routing in place (upgrades)
   uplinkd check  [--config FILE]   validate FILE: exit 0, or print every problem and exit 1
   uplinkd status [--socket PATH] [--json] [--watch]
                                    show the running daemon's state (default PATH %[2]s);
@@ -144,6 +146,9 @@ func runDaemon(cfg *config.Config, path string, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	defer signal.Stop(usr2)
 
 	notify := sdnotify.FromEnv()
 	watchdog, err := sdnotify.WatchdogInterval()
@@ -153,7 +158,7 @@ func runDaemon(cfg *config.Config, path string, stderr io.Writer) int {
 	log.Info("starting", "version", version, "config", path, "uplinks", len(cfg.Uplinks), "watchdog", watchdog)
 	d := daemon.New(cfg, log, daemon.Options{
 		ConfigPath: path, Version: version, LogLevel: level,
-		Notify: notify, Watchdog: watchdog, Reload: hup,
+		Notify: notify, Watchdog: watchdog, Reload: hup, Keep: usr2,
 	})
 	d.Ready = func() { log.Info("ready", "socket", cfg.Status.Socket) }
 	if err := d.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
