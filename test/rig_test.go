@@ -150,10 +150,16 @@ func newRigWith(t *testing.T, config string, opts lab.Options, limit time.Durati
 	return r
 }
 
-// writeConfig writes the configuration file, with the status socket in
-// the test's directory (never the host's /run).
+// writeConfig writes the configuration file, with the status socket and
+// the state directory in the test's directory (never the host's /run).
 func (r *rig) writeConfig(config string) {
 	r.t.Helper()
+	state := fmt.Sprintf("[routing]\nstate_dir = %q\n", r.dir)
+	if strings.Contains(config, "[routing]\n") {
+		config = strings.Replace(config, "[routing]\n", state, 1)
+	} else {
+		config = state + config
+	}
 	config += fmt.Sprintf("\n[status]\nsocket = %q\n", r.socket)
 	if err := os.WriteFile(r.cfgPath, []byte(config), 0o644); err != nil {
 		r.t.Fatal(err)
@@ -403,6 +409,30 @@ func (r *rig) nexthopJSON(id int, v any) {
 
 // groupID is uplinkd's resilient group with the default nexthop_id_base.
 const groupID = 2010000000
+
+// nexthopOf returns the ID of uplinkd's (first) nexthop object on dev: IDs
+// follow the uplink's name, not its position.
+func (r *rig) nexthopOf(dev string) int {
+	r.t.Helper()
+	var nhs []struct {
+		ID  int    `json:"id"`
+		Dev string `json:"dev"`
+	}
+	out := r.ip(lab.Router, "-j", "nexthop", "show", "proto", "201")
+	if err := json.Unmarshal([]byte(out), &nhs); err != nil {
+		r.t.Fatalf("nexthops %q: %v", out, err)
+	}
+	id := 0
+	for _, n := range nhs {
+		if n.Dev == dev && (id == 0 || n.ID < id) {
+			id = n.ID
+		}
+	}
+	if id == 0 {
+		r.t.Fatalf("no nexthop object of uplinkd on %s: %s", dev, out)
+	}
+	return id
+}
 
 // waitMembers waits until the balance route has exactly the given members
 // ("dev/weight"), through the resilient group when the rig runs that

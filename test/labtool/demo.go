@@ -163,7 +163,8 @@ func (d *demo) steps(ctx context.Context) error {
 	cfgPath := filepath.Join(d.dir, "uplinkd.toml")
 	d.logPath = filepath.Join(d.dir, "uplinkd.log")
 	// The status socket lives with the log, not in the host's /run.
-	cfg := demoConfig + fmt.Sprintf("[status]\nsocket = %q\n", filepath.Join(d.dir, "uplinkd.sock"))
+	cfg := strings.Replace(demoConfig, "[routing]\n", fmt.Sprintf("[routing]\nstate_dir = %q\n", d.dir), 1) +
+		fmt.Sprintf("[status]\nsocket = %q\n", filepath.Join(d.dir, "uplinkd.sock"))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
 	}
