@@ -112,3 +112,7 @@ func (d *Daemon) slotOf(name string) int {
 	d.slots = slots
 	return slots[name]
 }
+
+// Kept says whether Run returned on Options.Keep (SIGUSR2), leaving the
+// routing in place.
+func (d *Daemon) Kept() bool { return d.keep }

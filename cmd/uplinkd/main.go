@@ -29,7 +29,8 @@ var version = "dev"
 const usage = `usage:
   uplinkd run    [--config FILE]   run the daemon in the foreground (default FILE %[1]s);
                                    SIGTERM/SIGINT: clean stop, removes all its routing;
-                                   SIGUSR2: exit leaving all routing in place (upgrades)
+                                   SIGUSR2: exit (status 75) leaving all routing in place, for
+                                   the next start to adopt (upgrades)
   uplinkd check  [--config FILE]   validate FILE: exit 0, or print every problem and exit 1
   uplinkd status [--socket PATH] [--json] [--watch]
                                    show the running daemon's state (default PATH %[2]s);
@@ -45,6 +46,10 @@ const (
 	exitFailure    = 1
 	exitUsage      = 2
 	exitNotRunning = 3 // as in the LSB's "program is not running"
+	// exitKept follows SIGUSR2: routing left in place for the next start.
+	// EX_TEMPFAIL; the systemd unit restarts on it
+	// (RestartForceExitStatus), which makes SIGUSR2 the upgrade path.
+	exitKept = 75
 )
 
 func main() {
@@ -164,6 +169,9 @@ func runDaemon(cfg *config.Config, path string, stderr io.Writer) int {
 	if err := d.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("uplinkd failed", "err", err)
 		return exitFailure
+	}
+	if d.Kept() {
+		return exitKept
 	}
 	return exitOK
 }
