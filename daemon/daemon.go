@@ -882,7 +882,8 @@ func (d *Daemon) chooseBalancer() (netops.Balancer, error) {
 }
 
 // recordBalance keeps which uplinks the balance route holds, and their
-// shares, for status and metrics.
+// shares, for status and metrics: by weight, or with the resilient
+// balancer the kernel's real bucket split.
 func (d *Daemon) recordBalance(in []netops.Uplink) {
 	total := 0
 	for _, u := range in {
@@ -891,10 +892,14 @@ func (d *Daemon) recordBalance(in []netops.Uplink) {
 			total += u.Weight
 		}
 	}
+	split := d.bucketShares()
 	for i, u := range d.uplinks {
 		inBal := in[i].InBalance && in[i].Index > 0 && in[i].Addr.IsValid()
 		share := 0.0
-		if inBal {
+		switch {
+		case split != nil:
+			share = split[u.cfg.Name]
+		case inBal:
 			share = float64(u.cfg.Weight) / float64(total)
 		}
 		if inBal != u.inBal || share != u.share {

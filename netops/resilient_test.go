@@ -366,6 +366,15 @@ func TestResilientWeightChangeInPlace(t *testing.T) {
 	if b := bucketsOf(t, ns, group); b[id1] != 512 {
 		t.Fatalf("buckets after 1:1: %v", b)
 	}
+	// BucketCounts reads the same split as `ip nexthop bucket show`.
+	want := make(map[uint32]int)
+	for _, nh := range after {
+		want[nh]++
+	}
+	got, err := nh.BucketCounts(2010000000)
+	if err != nil || !maps.Equal(got, want) {
+		t.Fatalf("BucketCounts = %v (err %v), ip says %v", got, err, want)
+	}
 	// Exactly 256 buckets move, all from isp2's members to isp1's.
 	moved := 0
 	for i, was := range before {

@@ -48,7 +48,9 @@ type Uplink struct {
 	Weight    int  `json:"weight"`
 	InBalance bool `json:"in_balance"` // carries balanced traffic
 	// Share is the uplink's part of new balanced flows: its weight over
-	// the sum of the weights in the balance, 0 when not in it.
+	// the sum of the weights in the balance, 0 when not in it; with the
+	// resilient balancer its part of the group's buckets as the kernel
+	// has them (which lags the weights while busy buckets wait to move).
 	Share float64 `json:"share"`
 
 	Probe       Probe        `json:"probe"`
