@@ -61,7 +61,7 @@ type Daemon struct {
 	ready    bool // the first reconcile is done
 	rec      *netops.Reconciler
 	balancer atomic.Pointer[netops.Balancer] // chosen at startup
-	ct       *netops.Conntrack               // nil: no conntrack flushing
+	ct       *netops.Conntrack               // nil: no conntrack socket
 	// natAddrs holds the address of every uplink in the balance after the
 	// last reconcile: when one leaves, entries translated to it go.
 	natAddrs map[string]netip.Addr
@@ -243,12 +243,12 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	d.balancer.Store(&bal)
 	d.metrics.Info(d.opts.Version, bal.String())
-	if d.cfg.Routing.FlushConntrack {
-		if d.ct, err = netops.DialConntrack(0); err != nil {
-			d.log.Warn("cannot flush conntrack entries of uplinks that leave the balance", "err", err)
-		} else {
-			defer d.ct.Close()
-		}
+	// Opened whatever flush_conntrack says: a reload may turn it on, and
+	// flushLeavers reads the setting of the configuration in force.
+	if d.ct, err = netops.DialConntrack(0); err != nil {
+		d.log.Warn("cannot flush conntrack entries of uplinks that leave the balance", "err", err)
+	} else {
+		defer d.ct.Close()
 	}
 
 	hs, err := setHash(d.cfg.Routing.StateDir, hashPolicy(d.cfg.Routing.Hash))
@@ -817,7 +817,9 @@ func (d *Daemon) flushLeavers(in []netops.Uplink) {
 	}
 	prev := d.natAddrs
 	d.natAddrs = now
-	if d.ct == nil {
+	// The setting in force now: a reload to flush_conntrack = false stops
+	// the flushes at once.
+	if d.ct == nil || !d.cfg.Routing.FlushConntrack {
 		return
 	}
 	for name, addr := range left(prev, now) {

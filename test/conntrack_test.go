@@ -26,15 +26,20 @@ func TestConntrackFlush(t *testing.T) {
 		name  string
 		nat   lab.NAT
 		flush bool
+		// reload: start with flush_conntrack = true, then reload the
+		// file with flush_conntrack = false.
+		reload bool
 	}{
-		{"masquerade", lab.Masquerade, true},
-		{"snat", lab.SNAT, true},
-		{"snat without flush", lab.SNAT, false},
+		{"masquerade", lab.Masquerade, true, false},
+		{"snat", lab.SNAT, true, false},
+		{"snat without flush", lab.SNAT, false, false},
+		{"snat, flush turned off by reload", lab.SNAT, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := coreConfig("resilient")
-			if !tc.flush {
-				cfg = strings.Replace(cfg, "[routing]\n", "[routing]\nflush_conntrack = false\n", 1)
+			off := strings.Replace(cfg, "[routing]\n", "[routing]\nflush_conntrack = false\n", 1)
+			if !tc.flush && !tc.reload {
+				cfg = off
 			}
 			r := newRig(t, cfg)
 			if err := r.lab.EnableNAT(r.ctx, tc.nat); err != nil {
@@ -42,6 +47,12 @@ func TestConntrackFlush(t *testing.T) {
 			}
 			r.start()
 			r.waitBoth()
+			if tc.reload {
+				r.writeConfig(off)
+				if out, errOut, code := r.uplinkd("reload", "--socket", r.socket); code != 0 {
+					t.Fatalf("reload: %d %s %s", code, out, errOut)
+				}
+			}
 			sportA, sportB := r.sportVia("eth2"), r.sportVia("eth1")
 			sink := r.startSink(t)
 			stopA := r.startSender(t, sportA)
