@@ -37,6 +37,8 @@ type Metrics struct {
 	dumps, resyncs, overruns, resubscribes prometheus.Counter
 
 	reloads *prometheus.CounterVec
+
+	pin pinMetrics
 }
 
 // HookStats reads the hook runner's counters at scrape time.
@@ -88,6 +90,7 @@ func New(hooks HookStats) *Metrics {
 			}))
 		}
 	}
+	m.pin = newPinMetrics(f)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -16,6 +16,7 @@ type Snapshot struct {
 	Reconcile Reconcile `json:"reconcile"`
 	Netlink   Netlink   `json:"netlink"`
 	Hooks     Hooks     `json:"hooks"`
+	Pinning   Pinning   `json:"pinning"`
 }
 
 // Daemon describes the process and its configuration.
