@@ -76,6 +76,8 @@ type Daemon struct {
 	slots map[string]int
 	// keep: exit without removing anything (SIGUSR2).
 	keep bool
+	// pin is connection pinning; nil before Run.
+	pin *pinning
 
 	hooks    *hooks.Runner
 	metrics  *metrics.Metrics
@@ -237,6 +239,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		defer nh.Close()
 		d.rec.NH = nh
 	}
+	d.openPinning()
+	defer d.closePinning()
+	d.metrics.Pinning(d.pinOn())
 	bal, err := d.chooseBalancer()
 	if err != nil {
 		return err
@@ -377,6 +382,9 @@ func (d *Daemon) monitor(ctx context.Context) error {
 			d.request(req)
 		case <-d.opts.Reload:
 			d.reload(nil)
+		case <-d.pinWatch():
+			d.burstStart = time.Now()
+			d.tableChanged()
 		case <-d.opts.Keep:
 			d.keep = true
 			d.log.Info("SIGUSR2: exiting, leaving routing in place for the next start")
@@ -740,7 +748,7 @@ func (d *Daemon) inputs() []netops.Uplink {
 	for _, u := range d.uplinks {
 		in := netops.Uplink{
 			Name: u.cfg.Name, Table: u.cfg.Table, Weight: u.cfg.Weight, Gateway: u.cfg.Gateway,
-			Slot: d.slotOf(u.cfg.Name),
+			Slot: d.slotOf(u.cfg.Name), Mark: d.markOf(u.cfg.Name),
 		}
 		// The kernel refuses routes through an administratively down
 		// link; without carrier it keeps them flagged linkdown.
@@ -765,7 +773,12 @@ func (d *Daemon) inputs() []netops.Uplink {
 
 func (d *Daemon) settings() netops.Settings {
 	r := d.cfg.Routing
+	var mask uint32
+	if d.pinOn() {
+		mask = d.pin.mask
+	}
 	return netops.Settings{
+		MarkMask:      mask,
 		LANInterfaces: r.LANInterfaces,
 		BalanceTable:  r.BalanceTable,
 		RulePriority:  r.RulePriority,
@@ -780,7 +793,11 @@ func (d *Daemon) settings() netops.Settings {
 
 func (d *Daemon) doReconcile() {
 	in := d.inputs()
+	// The nftables table first: connections are marked before rules
+	// route by their mark.
+	perr := d.applyPins(in)
 	res, err := d.rec.Reconcile(netops.Plan(d.settings(), in))
+	err = errors.Join(perr, err)
 	d.recordBalance(in)
 	rs := &d.reconcile
 	rs.Runs++
@@ -792,7 +809,11 @@ func (d *Daemon) doReconcile() {
 		d.log.Info("routing updated", "changes", res.Changes(), "reconcile", res.Took.Round(time.Microsecond),
 			"since_event", time.Since(d.burstStart).Round(time.Microsecond), "added", res.Added, "removed", res.Removed)
 	}
-	d.flushLeavers(in)
+	if d.pinOn() {
+		d.flushUnpinned(in)
+	} else {
+		d.flushLeavers(in)
+	}
 	if err != nil {
 		rs.Errors++
 		rs.LastErr = err.Error()
@@ -856,23 +877,49 @@ func (d *Daemon) Balancer() string {
 	return ""
 }
 
-// chooseBalancer applies [routing] balancer: "auto" checks whether the
-// kernel can do resilient groups, "resilient" requires it.
+// chooseBalancer applies [routing] balancer. "auto" picks a
+// hash-threshold group when connections are pinned (established ones never
+// go through it, so new ones may follow the weights at once), else a
+// resilient group (which only approximates pinning, per bucket), each when
+// the kernel can create one, else a multipath route. "hash-threshold" and
+// "resilient" require the kernel to have them.
 func (d *Daemon) chooseBalancer() (netops.Balancer, error) {
 	r := d.cfg.Routing
 	if r.Balancer == "multipath" {
 		d.log.Info("balancer", "balancer", netops.Multipath, "reason", "set in the configuration")
 		return netops.Multipath, nil
 	}
-	err := errors.New("no rtnetlink socket for nexthop objects")
-	if d.rec.NH != nil {
-		err = netops.SupportsResilient(d.rec.NH, netops.NexthopIDs(r.NexthopIDBase), r.RouteProtocol)
+	ids := netops.NexthopIDs(r.NexthopIDBase)
+	supports := func(typ netops.GroupType) error {
+		if d.rec.NH == nil {
+			return errors.New("no rtnetlink socket for nexthop objects")
+		}
+		return netops.SupportsGroup(d.rec.NH, ids, r.RouteProtocol, typ)
 	}
+	if r.Balancer == "hash-threshold" || (r.Balancer == "auto" && d.pinOn()) {
+		err := supports(netops.GroupMultipath)
+		switch {
+		case err == nil:
+			reason := "connections are pinned, and the kernel has nexthop objects"
+			if r.Balancer == "hash-threshold" {
+				reason = "set in the configuration"
+			}
+			d.log.Info("balancer", "balancer", netops.HashThreshold, "reason", reason)
+			return netops.HashThreshold, nil
+		case r.Balancer == "hash-threshold":
+			return 0, fmt.Errorf("balancer = \"hash-threshold\", but the kernel cannot create a nexthop group: %w", err)
+		}
+		d.log.Info("balancer", "balancer", netops.Multipath, "reason", fmt.Sprintf("connections are pinned, but no nexthop groups: %v", err))
+		return netops.Multipath, nil
+	}
+	err := supports(netops.GroupResilient)
 	switch {
 	case err == nil:
 		reason := "the kernel supports resilient nexthop groups"
 		if r.Balancer == "resilient" {
 			reason = "set in the configuration"
+		} else {
+			reason = fmt.Sprintf("connections are not pinned (%s), and %s", d.pin.off, reason)
 		}
 		d.log.Info("balancer", "balancer", netops.Resilient, "reason", reason)
 		return netops.Resilient, nil
@@ -943,11 +990,13 @@ func (d *Daemon) shutdown(stopServices func()) {
 	}
 	d.retry.Stop()
 	d.tick.Stop()
+	// Routes and rules first, then the table that marks connections.
+	defer d.closePinning()
 	if d.rec == nil {
 		return
 	}
 	if d.keep {
-		d.log.Info("stopped; routing left in place for the next start")
+		d.log.Info("stopped; routing and the nftables table left in place for the next start")
 		return
 	}
 	res, err := d.rec.Cleanup()

@@ -38,6 +38,7 @@ func (d *Daemon) snapshot() *status.Snapshot {
 			Reloads: d.reloads, Failed: d.failed, LastFail: d.lastFail,
 		},
 		Balancer:  d.Balancer(),
+		Pinning:   d.pinningStatus(),
 		Active:    d.active(),
 		Uplinks:   make([]status.Uplink, 0, len(d.uplinks)),
 		Reconcile: d.reconcile,

@@ -2,6 +2,7 @@ package test
 
 import (
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -113,7 +114,12 @@ func testReload(t *testing.T, balancer string) {
 	before = r.status()
 	broken := strings.Replace(coreConfig(balancer), "weight = 3", "weight = 0", 1) + "bogus = 1\n"
 	r.writeConfig(broken)
-	weightLine := fmt.Sprintf("%s:%d: uplink[1].weight: 0 is out of range", r.cfgPath, 1+strings.Count(broken[:strings.Index(broken, "weight = 0")], "\n"))
+	written, err := os.ReadFile(r.cfgPath) // as writeConfig wrote it
+	if err != nil {
+		t.Fatal(err)
+	}
+	weightLine := fmt.Sprintf("%s:%d: uplink[1].weight: 0 is out of range", r.cfgPath,
+		1+strings.Count(string(written[:strings.Index(string(written), "weight = 0")]), "\n"))
 	_, stderr, code = r.uplinkd("reload", "--socket", r.socket)
 	if code != 1 || !strings.Contains(stderr, "reload refused; the running configuration stays in force") ||
 		!strings.Contains(stderr, weightLine) || !strings.Contains(stderr, "uplink[1].bogus: unknown key") {

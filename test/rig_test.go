@@ -54,9 +54,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// balancers are the two kinds of balance route; the core tests run with
-// each.
-var balancers = []string{"resilient", "multipath"}
+// balancers are the kinds of balance route; the core tests run with each
+// (hash-threshold is auto's choice with pinning).
+var balancers = []string{"hash-threshold", "resilient", "multipath"}
 
 // forBalancers runs test once per balancer, as a subtest named after it.
 func forBalancers(t *testing.T, test func(t *testing.T, balancer string)) {
@@ -92,7 +92,7 @@ var unbalancedTime = regexp.MustCompile(` unbalanced_time [\d.]+`)
 // rig is a lab plus one uplinkd process in its router namespace.
 type rig struct {
 	t        *testing.T
-	balancer string // from the configuration: "resilient", "multipath" or "" (auto)
+	balancer string // from the configuration: "hash-threshold", "resilient", "multipath" or "" (auto)
 	ctx      context.Context
 	lab      *lab.Lab
 	emu      ispemu.Client // once startEmu ran
@@ -116,7 +116,7 @@ func newRigFor(t *testing.T, config string, limit time.Duration) *rig {
 	return newRigWith(t, config, lab.Options{}, limit)
 }
 
-var balancerRE = regexp.MustCompile(`(?m)^balancer = "(\w+)"`)
+var balancerRE = regexp.MustCompile(`(?m)^balancer = "([\w-]+)"`)
 
 func newRigWith(t *testing.T, config string, opts lab.Options, limit time.Duration) *rig {
 	t.Helper()
@@ -446,7 +446,7 @@ func (r *rig) waitMembers(members ...string) {
 			return false
 		}
 		switch r.balancer {
-		case "resilient":
+		case "resilient", "hash-threshold":
 			return nhid == groupID
 		case "multipath":
 			return nhid == 0
