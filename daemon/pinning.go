@@ -70,7 +70,7 @@ func (d *Daemon) openPinning() {
 		d.log.Warn("connection pinning off: established connections may move when uplinks change", "reason", p.off)
 		return
 	}
-	f, err := pin.NewFlusher(0, d.log)
+	f, err := pin.NewFlusher(0, nil) // flushUnpinned logs each result, with the uplink
 	if err != nil {
 		t.Close()
 		p.off = err.Error()
@@ -219,10 +219,7 @@ func (d *Daemon) flushUnpinned(in []netops.Uplink) {
 	}
 	prev := p.pinned
 	p.pinned = now
-	for name, mark := range prev {
-		if now[name] == mark {
-			continue
-		}
+	for name, mark := range unpinned(prev, now) {
 		if !d.cfg.Routing.FlushConntrack {
 			d.log.Info("not flushing conntrack entries (flush_conntrack = false)", "uplink", name)
 			continue
@@ -243,6 +240,18 @@ func (d *Daemon) flushUnpinned(in []netops.Uplink) {
 				"deleted", deleted, "took", took.Round(time.Microsecond))
 		})
 	}
+}
+
+// unpinned returns the uplinks (and marks) pinned in prev whose pin is gone
+// in now: their fwmark rule went, or their mark changed.
+func unpinned(prev, now map[string]uint32) map[string]uint32 {
+	out := make(map[string]uint32)
+	for name, mark := range prev {
+		if now[name] != mark {
+			out[name] = mark
+		}
+	}
+	return out
 }
 
 // pinningStatus is what status shows of pinning.

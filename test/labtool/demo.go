@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -435,9 +436,29 @@ func (d *demo) showTraffic(ctx context.Context) error {
 	for _, l := range lines[1:] {
 		d.printf("                    %s\n", l)
 	}
-	d.printf("        %-11s %s\n", strconv.Itoa(d.flows)+" flows", formatSplit(split, d.flows, "eth1", "eth2"))
+	// A route through a nexthop group: show the group, its members are
+	// the uplinks new connections are spread over.
+	if m := nhidRE.FindStringSubmatch(lines[0]); m != nil {
+		group, err := d.lab.IP(ctx, lab.Router, "nexthop", "show", "id", m[1])
+		if err != nil {
+			return err
+		}
+		members, err := d.lab.IP(ctx, lab.Router, "nexthop", "show", "proto", "201")
+		if err != nil {
+			return err
+		}
+		d.printf("        nexthops    %s\n", strings.TrimSpace(group))
+		for _, l := range nonEmptyLines(members) {
+			if !strings.Contains(l, " group ") {
+				d.printf("                    %s\n", strings.TrimSpace(l))
+			}
+		}
+	}
+	d.printf("        %-11s %s\n", strconv.Itoa(d.flows)+" new flows", formatSplit(split, d.flows, "eth1", "eth2"))
 	return nil
 }
+
+var nhidRE = regexp.MustCompile(`\bnhid (\d+)`)
 
 // formatSplit renders per-device flow counts as "eth1 24% / eth2 76%",
 // always naming the devices in want, then any other device, sorted.
