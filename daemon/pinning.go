@@ -27,6 +27,7 @@ type pinning struct {
 	flusher *pin.Flusher
 	svm     pin.SrcValidMark
 	svmIdx  map[string]int // uplink name -> ifindex whose src_valid_mark is set
+	svmOrig *svmState      // the values before the first start, kept in state_dir
 	mask    uint32
 	off     string // why pinning is off
 	// marks are the uplinks' marks, stable by name (pin.Assign); names no
@@ -78,6 +79,10 @@ func (d *Daemon) openPinning() {
 		return
 	}
 	p.table, p.flusher, p.mask, p.marks = t, f, mask, make(map[string]uint32)
+	p.svmOrig = loadSVMState(d.cfg.Routing.StateDir)
+	if p.svmOrig.warn != nil {
+		d.log.Warn("cannot read the original src_valid_mark values of an earlier run", "err", p.svmOrig.warn)
+	}
 	cur, err := t.Current()
 	if err != nil {
 		d.log.Warn("cannot read the marks of an earlier run; assigning them anew", "err", err)
@@ -164,6 +169,9 @@ func (d *Daemon) applyPins(in []netops.Uplink) error {
 			seen[u.cfg.Name] = true
 			if old, ok := p.svmIdx[u.cfg.Name]; ok && old != u.link.Index {
 				errs = append(errs, p.svm.Forget(old))
+			}
+			if err := p.svmOrig.note(u.link.Name); err != nil {
+				d.log.Warn("cannot keep the original src_valid_mark for after a crash", "interface", u.link.Name, "err", err)
 			}
 			if err := p.svm.Set(u.link.Index, u.link.Name); err != nil {
 				errs = append(errs, fmt.Errorf("src_valid_mark on %s: %w", u.link.Name, err))
@@ -290,6 +298,10 @@ func (d *Daemon) closePinning() {
 		}
 		if err := p.svm.Restore(); err != nil {
 			errs = append(errs, fmt.Errorf("restore src_valid_mark: %w", err))
+		}
+		// The values before the first start, also after a crash.
+		if err := p.svmOrig.restore(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := p.table.Close(); err != nil {
