@@ -25,15 +25,16 @@ var flows = lab.LANFlows(nFlows)
 // balanceConfig is the lab configuration with the given balancer and
 // number of ISPs (2 or 3): weights 1 and 3, and 2 for isp3. The resilient
 // group's idle timer is short, so that buckets a returning uplink is owed
-// move within the test rather than after the default two minutes. extra is
-// added to [routing].
+// move within the test rather than after the default two minutes, and its
+// unbalanced timer off, so that busy buckets never move (what the figures
+// measure). extra is added to [routing].
 func balanceConfig(balancer string, isps int, extra string) string {
 	return balanceConfigIdle(balancer, isps, "1s", extra)
 }
 
 func balanceConfigIdle(balancer string, isps int, idle, extra string) string {
 	c := coreConfig(balancer)
-	c = strings.Replace(c, "[routing]\n", "[routing]\nidle_timer = \""+idle+"\"\n"+extra, 1)
+	c = strings.Replace(c, "[routing]\n", "[routing]\nidle_timer = \""+idle+"\"\nunbalanced_timer = \"0s\"\n"+extra, 1)
 	if isps == 3 {
 		c += `
 [[uplink]]
