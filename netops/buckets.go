@@ -9,8 +9,8 @@ import (
 
 // Resilient group bucket attributes (include/uapi/linux/nexthop.h).
 const (
-	nhaResBucket        = 13 // NHA_RES_BUCKET: nested, one bucket
-	nhaResBucketNHID    = 3  // NHA_RES_BUCKET_NH_ID, u32: the member owning it
+	nhaResBucket     = 13 // NHA_RES_BUCKET: nested, one bucket
+	nhaResBucketNHID = 3  // NHA_RES_BUCKET_NH_ID, u32: the member owning it
 )
 
 // BucketCounts returns how many buckets of resilient group id each member
