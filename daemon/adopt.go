@@ -70,6 +70,17 @@ func (d *Daemon) adopt() {
 	}
 	r := d.cfg.Routing
 	d.slots = netops.AdoptSlots(h.Nexthops, netops.NexthopIDs(r.NexthopIDBase), r.RouteProtocol, ups)
+	// Uplinks the earlier run pinned count as pinned now: one that is
+	// not usable any more (its carrier went while no uplinkd ran) loses
+	// its rule in the first reconcile, and its connections are flushed.
+	if d.pinOn() {
+		d.pin.pinned = make(map[string]uint32)
+		for _, u := range d.uplinks {
+			if slices.Contains(h.Pinned, u.cfg.Table) {
+				d.pin.pinned[u.cfg.Name] = d.markOf(u.cfg.Name)
+			}
+		}
+	}
 }
 
 // release ends an uplink's hold.

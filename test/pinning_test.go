@@ -66,7 +66,8 @@ func (r *rig) fwmarkRules() []string {
 
 // Issue 9, pinning as the daemon runs it: the table is installed with the
 // routing, restored at once after a firewall reload (`nft flush ruleset`),
-// adopted after kill -9 and SIGUSR2, and removed by SIGTERM, which also
+// adopted after kill -9 and SIGUSR2 (an uplink that went down meanwhile
+// is unpinned and flushed at start), and removed by SIGTERM, which also
 // restores src_valid_mark. An uplink that goes down loses its fwmark rule
 // and its connections are deleted by mark.
 func TestPinningLifecycle(t *testing.T) {
@@ -121,6 +122,19 @@ func TestPinningLifecycle(t *testing.T) {
 		r.start()
 		r.waitLog(mark, regexp.MustCompile(`nftables table adopted as the kernel has it`), 5*time.Second)
 		r.waitBoth()
+	}
+
+	// isp2 loses its carrier while no uplinkd runs: the next start drops
+	// its pin and flushes its connections.
+	r.stop(syscall.SIGKILL)
+	if err := r.lab.CarrierDown(r.ctx, lab.ISP2); err != nil {
+		t.Fatal(err)
+	}
+	mark = r.mark()
+	r.start()
+	r.waitLog(mark, regexp.MustCompile(`msg="conntrack entries flushed" uplink=isp2 `), 5*time.Second)
+	if got := r.fwmarkRules(); len(got) != 1 || got[0] != "lookup 100" {
+		t.Fatalf("fwmark rules with isp2 down at start: %v", got)
 	}
 
 	if code := r.stop(syscall.SIGTERM); code != 0 {
