@@ -10,7 +10,7 @@ type Snapshot struct {
 	Version   uint64    `json:"version"`
 	Time      time.Time `json:"time"`
 	Daemon    Daemon    `json:"daemon"`
-	Balancer  string    `json:"balancer"` // how the balance route is built: "resilient" or "multipath"
+	Balancer  string    `json:"balancer"` // how the balance route is built: "hash-threshold", "resilient" or "multipath"
 	Active    int       `json:"active"`   // uplinks in state active
 	Uplinks   []Uplink  `json:"uplinks"`  // in configuration order
 	Reconcile Reconcile `json:"reconcile"`
