@@ -793,10 +793,16 @@ func (d *Daemon) settings() netops.Settings {
 
 func (d *Daemon) doReconcile() {
 	in := d.inputs()
-	// The nftables table first: connections are marked before rules
-	// route by their mark.
-	perr := d.applyPins(in)
+	var perr error
+	first := d.pinsFirst(in)
+	if first {
+		perr = d.applyPins(in)
+	}
 	res, err := d.rec.Reconcile(netops.Plan(d.settings(), in))
+	sinceEvent := time.Since(d.burstStart)
+	if !first {
+		perr = d.applyPins(in)
+	}
 	err = errors.Join(perr, err)
 	d.recordBalance(in)
 	rs := &d.reconcile
@@ -807,7 +813,7 @@ func (d *Daemon) doReconcile() {
 	if res.Changes() > 0 {
 		d.changed = true
 		d.log.Info("routing updated", "changes", res.Changes(), "reconcile", res.Took.Round(time.Microsecond),
-			"since_event", time.Since(d.burstStart).Round(time.Microsecond), "added", res.Added, "removed", res.Removed)
+			"since_event", sinceEvent.Round(time.Microsecond), "added", res.Added, "removed", res.Removed)
 	}
 	if d.pinOn() {
 		d.flushUnpinned(in)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +41,7 @@ type pinning struct {
 	watched   chan struct{} // Watch: someone changed the table
 	restore   bool          // a Watch signal is pending: the next change counts as a restore
 	applied   bool          // Apply has run once
+	key       string        // pinKey of the last Apply
 	restores  uint64
 	stopWatch context.CancelFunc
 	watchDone chan struct{}
@@ -151,9 +153,32 @@ func (d *Daemon) configured(name string) bool {
 	return false
 }
 
+// pinsFirst says whether the next applyPins may change the table: then it
+// runs before the routes are reconciled, so connections are marked before
+// rules route by their mark. Otherwise it runs after them (it still checks
+// the table), off the path from a kernel event to the new routes.
+func (d *Daemon) pinsFirst(in []netops.Uplink) bool {
+	if !d.pinOn() {
+		return false
+	}
+	return d.pin.restore || !d.pin.applied || pinKey(d.uplinks, in) != d.pin.key
+}
+
+// pinKey identifies what the table is built from: names, interfaces, marks.
+func pinKey(ups []*uplink, in []netops.Uplink) string {
+	var b strings.Builder
+	for i, u := range ups {
+		ifname := ""
+		if u.link != nil {
+			ifname = u.link.Name
+		}
+		fmt.Fprintf(&b, "%s/%s/%#x ", u.cfg.Name, ifname, in[i].Mark)
+	}
+	return b.String()
+}
+
 // applyPins makes the kernel's nftables table match the uplinks and sets
-// src_valid_mark on their interfaces. It runs before every reconcile of
-// the routes, so connections are marked before rules route by the mark.
+// src_valid_mark on their interfaces; it runs at every reconcile.
 func (d *Daemon) applyPins(in []netops.Uplink) error {
 	if !d.pinOn() {
 		return nil
@@ -209,7 +234,7 @@ func (d *Daemon) applyPins(in []netops.Uplink) error {
 	case !p.applied:
 		d.log.Info("nftables table adopted as the kernel has it", "uplinks", len(ups))
 	}
-	p.restore, p.applied = false, true
+	p.restore, p.applied, p.key = false, true, pinKey(d.uplinks, in)
 	return errors.Join(errs...)
 }
 
