@@ -49,21 +49,27 @@ func (t *Table) Watch(ctx context.Context, changed chan<- struct{}) error {
 
 // watch runs one subscription until ctx is done or the subscription fails.
 func (t *Table) watch(ctx context.Context, changed chan<- struct{}) error {
+	// A lasting connection that this function closes itself: the monitor
+	// does not close its socket when it fails (ENOBUFS), only when it is
+	// closed first.
 	c, err := nftables.New(
+		nftables.AsLasting(),
 		nftables.WithNetNSFd(t.cfg.NetNS),
 		nftables.WithSockOptions(func(c *netlink.Conn) error { return c.SetReadBuffer(1 << 20) }),
 	)
 	if err != nil {
-		return fmt.Errorf("nftables connection: %w", err)
+		return fmt.Errorf("nftables event socket: %w", err)
 	}
 	mon := nftables.NewMonitor(nftables.WithMonitorEventBuffer(16))
 	events, err := c.AddGenerationalMonitor(mon)
 	if err != nil {
+		_ = c.CloseLasting()
 		return fmt.Errorf("subscribe to nftables events: %w", err)
 	}
 	defer func() {
-		// The monitor's goroutine ends (closing events) once its socket
-		// is closed and any event it is sending is received.
+		// Closing the socket ends the monitor's goroutine, which closes
+		// events once any event it is sending has been received.
+		_ = c.CloseLasting()
 		_ = mon.Close()
 		for range events {
 		}
