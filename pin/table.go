@@ -42,6 +42,12 @@ type Table struct {
 	want    *view // the view of the last table Apply wrote or found; nil: none wanted
 	gen     int   // counts changes of want
 
+	// verified says the kernel held want when last checked and Watch
+	// (watching > 0 subscriptions) has seen no change since: Apply of the
+	// same table then skips reading the kernel.
+	verified bool
+	watching int
+
 	// What Watch last reported: the same foreign state is reported once
 	// per wanted table, however many events show it.
 	reportedGen  int
@@ -77,7 +83,9 @@ func (t *Table) Mask() uint32 { return t.cfg.Mask }
 // already, Apply writes nothing and returns changed false: a restart that
 // finds its predecessor's table keeps it, and the pins in it, untouched.
 // Otherwise the old table is deleted and the new one written in one
-// nftables transaction, so no packet ever sees half a table.
+// nftables transaction, so no packet ever sees half a table. While Watch
+// runs and has seen no change, an Apply of the same uplinks as the last
+// one does not even read the kernel.
 func (t *Table) Apply(ups []Uplink) (changed bool, err error) {
 	if err := validate(t.cfg.Mask, ups); err != nil {
 		return false, fmt.Errorf("pin table: %w", err)
@@ -87,13 +95,16 @@ func (t *Table) Apply(ups []Uplink) (changed bool, err error) {
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.verified && t.watching > 0 && t.want != nil && reflect.DeepEqual(*t.want, want) {
+		return false, nil
+	}
 	cur, err := t.readLocked()
 	if err != nil {
 		t.log.Debug("reading the pin table failed; replacing it", "err", err)
 	}
 	if err == nil && cur != nil && reflect.DeepEqual(*cur, want) {
 		t.setWant(&want)
-		t.applied = true
+		t.applied, t.verified = true, true
 		return false, nil
 	}
 	if err := t.writeLocked(rs, cur != nil || err != nil); err != nil {
@@ -104,7 +115,7 @@ func (t *Table) Apply(ups []Uplink) (changed bool, err error) {
 		return false, classify(fmt.Errorf("write nftables table inet %s: %w", TableName, err), stage)
 	}
 	t.setWant(&want)
-	t.applied = true
+	t.applied, t.verified = true, true
 	return true, nil
 }
 
@@ -135,6 +146,7 @@ func (t *Table) Remove() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.setWant(nil)
+	t.verified = false
 	t.conn.DelTable(table())
 	if err := t.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("delete nftables table inet %s: %w", TableName, err)

@@ -74,6 +74,16 @@ func (t *Table) watch(ctx context.Context, changed chan<- struct{}) error {
 		for range events {
 		}
 	}()
+	t.mu.Lock()
+	t.watching++
+	t.verified = false // events before the subscription were not seen
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		t.watching--
+		t.verified = false
+		t.mu.Unlock()
+	}()
 	// Subscribed first, then compared: a change made before the
 	// subscription is not missed.
 	t.check(changed)
@@ -140,8 +150,10 @@ func (t *Table) check(changed chan<- struct{}) {
 	}
 	cur, err := t.readLocked()
 	if err == nil && cur != nil && reflect.DeepEqual(*cur, *t.want) {
+		t.verified = true
 		return
 	}
+	t.verified = false
 	if err == nil && t.reportedGen == t.gen && reflect.DeepEqual(cur, t.reportedView) {
 		return // reported already: a later event of the same change
 	}
