@@ -88,20 +88,34 @@ func (t *Table) watch(ctx context.Context, changed chan<- struct{}) error {
 	// subscription is not missed.
 	t.check(changed)
 	for {
+		var ev *nftables.MonitorEvents
+		var ok bool
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-events:
+		case ev, ok = <-events:
+		}
+		// One check for a burst: take the transactions already queued.
+		relevant := false
+		for {
 			if !ok {
+				t.check(changed)
 				return errors.New("nftables event stream closed")
 			}
 			if ev.GeneratedBy != nil && ev.GeneratedBy.Type == nftables.MonitorEventTypeOOB {
 				t.check(changed)
 				return fmt.Errorf("nftables events: %w", ev.GeneratedBy.Error)
 			}
-			if concernsTable(ev.Changes) {
-				t.check(changed)
+			relevant = relevant || concernsTable(ev.Changes)
+			select {
+			case ev, ok = <-events:
+				continue
+			default:
 			}
+			break
+		}
+		if relevant {
+			t.check(changed)
 		}
 	}
 }

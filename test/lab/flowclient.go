@@ -27,7 +27,7 @@ type FlowClientOptions struct {
 	HangAfter time.Duration
 	// Dial opens a connection from laddr to the sink (it may switch
 	// namespaces); nil dials in the caller's namespace.
-	Dial func(network string, laddr netip.Addr, raddr netip.AddrPort) (net.Conn, error)
+	Dial func(ctx context.Context, network string, laddr netip.Addr, raddr netip.AddrPort) (net.Conn, error)
 	// Uplink names the uplink of a source address that the sink saw; nil
 	// names it by the address.
 	Uplink func(netip.Addr) string
@@ -58,9 +58,7 @@ func StartFlowClient(ctx context.Context, opts FlowClientOptions) (*FlowClient, 
 		opts.HangAfter = 2 * time.Second
 	}
 	if opts.Dial == nil {
-		opts.Dial = func(network string, laddr netip.Addr, raddr netip.AddrPort) (net.Conn, error) {
-			return dialFrom(network, laddr, raddr)
-		}
+		opts.Dial = dialFrom
 	}
 	if opts.Uplink == nil {
 		opts.Uplink = netip.Addr.String
@@ -72,7 +70,7 @@ func StartFlowClient(ctx context.Context, opts FlowClientOptions) (*FlowClient, 
 		for range count {
 			f := &flow{id: uint32(n), proto: proto, src: opts.Sources[n%len(opts.Sources)]}
 			n++
-			conn, err := opts.Dial(proto+"4", f.src, opts.Sink)
+			conn, err := opts.Dial(ctx, proto+"4", f.src, opts.Sink)
 			if err != nil {
 				return fmt.Errorf("flow client: %s flow %d from %s: %w", proto, f.id, f.src, err)
 			}
@@ -106,7 +104,7 @@ func (c *FlowClient) Close() {
 }
 
 // dialFrom dials raddr from laddr (port chosen by the kernel).
-func dialFrom(network string, laddr netip.Addr, raddr netip.AddrPort) (net.Conn, error) {
+func dialFrom(ctx context.Context, network string, laddr netip.Addr, raddr netip.AddrPort) (net.Conn, error) {
 	d := net.Dialer{Timeout: 5 * time.Second}
 	switch network {
 	case "tcp4":
@@ -114,7 +112,7 @@ func dialFrom(network string, laddr netip.Addr, raddr netip.AddrPort) (net.Conn,
 	case "udp4":
 		d.LocalAddr = &net.UDPAddr{IP: laddr.AsSlice()}
 	}
-	return d.Dial(network, raddr.String())
+	return d.DialContext(ctx, network, raddr.String())
 }
 
 // flow is one connection's state; mu guards everything below it.
@@ -212,6 +210,15 @@ func (f *flow) fail(err error, reset bool) {
 	f.lastErr = err.Error()
 }
 
+// markHung marks the connection hung at now, unless it was already.
+func (f *flow) markHung(now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.hungAt.IsZero() {
+		f.hungAt = now
+	}
+}
+
 // checkHung marks the connection hung when a record has waited too long.
 func (f *flow) checkHung(now time.Time, after time.Duration) {
 	f.mu.Lock()
@@ -279,7 +286,7 @@ func (c *FlowClient) runTCP(ctx context.Context, f *flow) {
 				return
 			case <-time.After(c.opts.Interval):
 			}
-			nc, err := c.opts.Dial("tcp4", f.src, c.opts.Sink)
+			nc, err := c.opts.Dial(ctx, "tcp4", f.src, c.opts.Sink)
 			f.mu.Lock()
 			f.reconnects++
 			if err == nil {
@@ -339,7 +346,7 @@ func (c *FlowClient) tcpSession(ctx context.Context, f *flow, conn net.Conn) err
 		if _, err := conn.Write(b); err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				f.checkHung(time.Now().Add(c.opts.HangAfter), c.opts.HangAfter)
+				f.markHung(time.Now())
 				continue
 			}
 			return err

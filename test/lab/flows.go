@@ -79,10 +79,10 @@ func (l *Lab) StartFlows(ctx context.Context, opts FlowOptions) (*Flows, error) 
 	client, err := StartFlowClient(ctx, FlowClientOptions{
 		Sink: sinkAddr, Sources: opts.Sources, TCP: opts.TCP, UDP: opts.UDP,
 		Interval: opts.Interval, HangAfter: opts.HangAfter,
-		Dial: func(network string, laddr netip.Addr, raddr netip.AddrPort) (net.Conn, error) {
+		Dial: func(ctx context.Context, network string, laddr netip.Addr, raddr netip.AddrPort) (net.Conn, error) {
 			var c net.Conn
 			err := l.inNS(Host, func() (err error) {
-				c, err = dialFrom(network, laddr, raddr)
+				c, err = dialFrom(ctx, network, laddr, raddr)
 				return err
 			})
 			return c, err
