@@ -98,7 +98,7 @@ func (t *Table) Apply(ups []Uplink) (changed bool, err error) {
 	if t.verified && t.watching > 0 && t.want != nil && reflect.DeepEqual(*t.want, want) {
 		return false, nil
 	}
-	cur, err := t.readLocked()
+	cur, err := t.readLocked(want.chainNames())
 	if err != nil {
 		t.log.Debug("reading the pin table failed; replacing it", "err", err)
 	}
@@ -130,7 +130,7 @@ func (t *Table) setWant(v *view) {
 func (t *Table) Current() ([]Uplink, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	v, err := t.readLocked()
+	v, err := t.readLocked(nil)
 	if err != nil {
 		return nil, fmt.Errorf("read nftables table inet %s: %w", TableName, err)
 	}
@@ -222,8 +222,11 @@ func (t *Table) writeLocked(rs ruleset, replace bool) error {
 }
 
 // readLocked returns the view of the installed table, nil when there is
-// none.
-func (t *Table) readLocked() (*view, error) {
+// none. It reads only uplinkd's table, never a dump of every table's
+// chains: the chains named in chains (those of the wanted table; none for
+// Current, which needs only the maps), and the table's object count, which
+// shows chains added by someone else.
+func (t *Table) readLocked(chains []string) (*view, error) {
 	c := t.conn
 	tbl, err := c.ListTableOfFamily(TableName, nftables.TableFamilyINet)
 	if errors.Is(err, unix.ENOENT) {
@@ -232,15 +235,8 @@ func (t *Table) readLocked() (*view, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get table: %w", err)
 	}
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
-	if err != nil {
-		return nil, fmt.Errorf("list chains: %w", err)
-	}
 	v := view{Chains: map[string]chainView{}, Maps: map[string]map[string]string{}}
-	for _, ch := range chains {
-		if ch.Table == nil || ch.Table.Name != TableName {
-			continue
-		}
+	readChain := func(ch *nftables.Chain) error {
 		ch.Table = tbl
 		var prio nftables.ChainPriority
 		if ch.Priority != nil {
@@ -249,13 +245,27 @@ func (t *Table) readLocked() (*view, error) {
 		cv := chainView{Hook: hookString(ch.Hooknum, prio, ch.Type)}
 		rules, err := c.GetRules(tbl, ch)
 		if err != nil {
-			return nil, fmt.Errorf("list rules of chain %s: %w", ch.Name, err)
+			return fmt.Errorf("list rules of chain %s: %w", ch.Name, err)
 		}
 		for _, r := range rules {
 			comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
 			cv.Rules = append(cv.Rules, comment)
 		}
 		v.Chains[ch.Name] = cv
+		return nil
+	}
+	for _, name := range chains {
+		ch, err := c.ListChain(tbl, name)
+		if err != nil {
+			// google/nftables hides the errno: a chain that cannot be
+			// read counts as missing, and Apply's write reports any
+			// real failure.
+			t.log.Debug("pin table chain not readable", "chain", name, "err", err)
+			continue
+		}
+		if err := readChain(ch); err != nil {
+			return nil, err
+		}
 	}
 	sets, err := c.GetSets(tbl)
 	if err != nil {
@@ -271,6 +281,27 @@ func (t *Table) readLocked() (*view, error) {
 			m[fmt.Sprintf("%x", e.Key)] = jumpTarget(e.Val)
 		}
 		v.Maps[s.Name] = m
+	}
+	// The table counts its chains and maps (and objects and flowtables):
+	// anything more than what was read was added by someone else, or is
+	// a deleted chain the kernel has not freed yet. Only then list every
+	// inet chain, to see which.
+	if chains != nil && tbl.Use != uint32(len(v.Chains)+len(sets)) {
+		all, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+		if err != nil {
+			return nil, fmt.Errorf("list chains: %w", err)
+		}
+		for _, ch := range all {
+			if ch.Table == nil || ch.Table.Name != TableName {
+				continue
+			}
+			if _, ok := v.Chains[ch.Name]; ok {
+				continue
+			}
+			if err := readChain(ch); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return &v, nil
 }

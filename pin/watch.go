@@ -162,7 +162,7 @@ func (t *Table) check(changed chan<- struct{}) {
 	if t.want == nil {
 		return
 	}
-	cur, err := t.readLocked()
+	cur, err := t.readLocked(t.want.chainNames())
 	if err == nil && cur != nil && reflect.DeepEqual(*cur, *t.want) {
 		t.verified = true
 		return
