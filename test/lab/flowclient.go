@@ -40,13 +40,18 @@ type FlowClientOptions struct {
 // connection that fails is reconnected (its sequence numbers go on).
 type FlowClient struct {
 	opts   FlowClientOptions
-	flows  []*flow
+	ctx    context.Context // the flows' lifetime
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	flows  []*flow
+	closed bool
 }
 
-// StartFlowClient opens every flow (an error if any fails to connect) and
-// starts them.
+// StartFlowClient opens opts.TCP and opts.UDP flows (an error if any fails
+// to connect) and starts them; Add opens more. The flows run until ctx is
+// done or Close.
 func StartFlowClient(ctx context.Context, opts FlowClientOptions) (*FlowClient, error) {
 	if len(opts.Sources) == 0 {
 		return nil, errors.New("flow client: no source address")
@@ -63,42 +68,71 @@ func StartFlowClient(ctx context.Context, opts FlowClientOptions) (*FlowClient, 
 	if opts.Uplink == nil {
 		opts.Uplink = netip.Addr.String
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	c := &FlowClient{opts: opts, cancel: cancel}
-	n := 0
-	add := func(proto string, count int) error {
-		for range count {
-			f := &flow{id: uint32(n), proto: proto, src: opts.Sources[n%len(opts.Sources)]}
-			n++
-			conn, err := opts.Dial(ctx, proto+"4", f.src, opts.Sink)
-			if err != nil {
-				return fmt.Errorf("flow client: %s flow %d from %s: %w", proto, f.id, f.src, err)
-			}
-			f.conn = conn
-			f.local = conn.LocalAddr().String()
-			c.flows = append(c.flows, f)
-		}
-		return nil
-	}
-	if err := errors.Join(add("tcp", opts.TCP), add("udp", opts.UDP)); err != nil {
-		cancel()
-		for _, f := range c.flows {
-			f.conn.Close()
-		}
+	c := &FlowClient{opts: opts}
+	c.ctx, c.cancel = context.WithCancel(ctx)
+	if _, err := c.Add(ctx, opts.TCP, opts.UDP); err != nil {
+		c.Close()
 		return nil, err
-	}
-	for _, f := range c.flows {
-		if f.proto == "tcp" {
-			c.wg.Go(func() { c.runTCP(ctx, f) })
-		} else {
-			c.wg.Go(func() { c.runUDP(ctx, f) })
-		}
 	}
 	return c, nil
 }
 
+// Add opens tcp more TCP connections and udp more UDP flows, taking the
+// source addresses in turn, and starts them; it returns their flow
+// numbers. If any fails to connect, none is started. Use it to open new
+// connections at a chosen moment, e.g. right after an uplink returns, and
+// see which uplinks they take.
+func (c *FlowClient) Add(ctx context.Context, tcp, udp int) ([]uint32, error) {
+	c.mu.Lock()
+	next := len(c.flows)
+	c.mu.Unlock()
+	var added []*flow
+	fail := func(err error) ([]uint32, error) {
+		for _, f := range added {
+			f.conn.Close()
+		}
+		return nil, err
+	}
+	for i := range tcp + udp {
+		proto := "tcp"
+		if i >= tcp {
+			proto = "udp"
+		}
+		// Numbers are final only under the lock below; sources alternate
+		// by number.
+		f := &flow{proto: proto, src: c.opts.Sources[(next+i)%len(c.opts.Sources)]}
+		conn, err := c.opts.Dial(ctx, proto+"4", f.src, c.opts.Sink)
+		if err != nil {
+			return fail(fmt.Errorf("flow client: %s flow from %s: %w", proto, f.src, err))
+		}
+		f.conn = conn
+		f.local = conn.LocalAddr().String()
+		added = append(added, f)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return fail(errors.New("flow client closed"))
+	}
+	ids := make([]uint32, 0, len(added))
+	for _, f := range added {
+		f.id = uint32(len(c.flows))
+		c.flows = append(c.flows, f)
+		ids = append(ids, f.id)
+		if f.proto == "tcp" {
+			c.wg.Go(func() { c.runTCP(c.ctx, f) })
+		} else {
+			c.wg.Go(func() { c.runUDP(c.ctx, f) })
+		}
+	}
+	return ids, nil
+}
+
 // Close stops every flow and waits for them.
 func (c *FlowClient) Close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
 	c.cancel()
 	c.wg.Wait()
 }
@@ -398,8 +432,11 @@ func (s FlowStat) Hung() bool { return !s.HungAt.IsZero() }
 // Snapshot returns every flow's figures now.
 func (c *FlowClient) Snapshot() []FlowStat {
 	now := time.Now()
-	out := make([]FlowStat, 0, len(c.flows))
-	for _, f := range c.flows {
+	c.mu.Lock()
+	flows := slices.Clone(c.flows)
+	c.mu.Unlock()
+	out := make([]FlowStat, 0, len(flows))
+	for _, f := range flows {
 		if f.proto == "tcp" {
 			f.checkHung(now, c.opts.HangAfter)
 		}

@@ -173,6 +173,27 @@ func snapshot(c *FlowClient, s *FlowSink, name func(netip.Addr) string) FlowSnap
 	return snap
 }
 
+// Add opens tcp more TCP connections and udp more UDP flows from the LAN
+// host and returns their flow numbers (see FlowClient.Add).
+func (f *Flows) Add(ctx context.Context, tcp, udp int) ([]uint32, error) {
+	return f.client.Add(ctx, tcp, udp)
+}
+
+// Only returns the snapshot restricted to the flows numbered ids.
+func (s FlowSnapshot) Only(ids []uint32) FlowSnapshot {
+	want := make(map[uint32]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	out := FlowSnapshot{At: s.At}
+	for _, f := range s.Flows {
+		if want[f.Flow] {
+			out.Flows = append(out.Flows, f)
+		}
+	}
+	return out
+}
+
 // Close stops the flows and the sink and waits for their goroutines.
 func (f *Flows) Close() error {
 	f.client.Close()

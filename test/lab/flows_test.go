@@ -57,6 +57,25 @@ func TestFlows(t *testing.T) {
 			t.Errorf("UDP flow %d: resets %d, reconnects %d", fl.Flow, fl.Resets, fl.Reconnects)
 		}
 	}
+
+	// New flows, opened now, take isp2 from their first echo.
+	ids, err := f.Add(ctx, 16, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 32 || ids[0] != 256 {
+		t.Fatalf("Add returned flows %v", ids)
+	}
+	waitFlows(t, f, "the new flows echoing", func(lab.FlowSummary) bool {
+		return f.Snapshot().Only(ids).Summary().Echoing == 32
+	})
+	added := f.Snapshot().Only(ids).Summary()
+	if added.ByUplink[lab.ISP2] != 32 || added.Moved != 0 {
+		t.Fatalf("new flows: %v", added)
+	}
+	if n := added.ByUplinkSources["192.0.2.11 "+lab.ISP2]; n != 16 {
+		t.Errorf("%d new flows from 192.0.2.11, want 16", n)
+	}
 }
 
 func waitFlows(t *testing.T, f *lab.Flows, what string, cond func(lab.FlowSummary) bool) {
