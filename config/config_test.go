@@ -211,10 +211,11 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 	for _, keys := range schema {
 		n += len(keys)
 	}
-	// 7 tables at the top level, 36 keys in [routing], [probe] and
-	// [[uplink]], 11 in [hooks], [status], [metrics] and [log].
-	if n != 7+36+11 {
-		t.Errorf("schema has %d keys, want %d: %v", n, 7+36+11, schema)
+	// 9 tables at the top level, 36 keys in [routing], [probe] and
+	// [[uplink]], 15 in [[policy]] and [[rule]], 11 in [hooks], [status],
+	// [metrics] and [log].
+	if n != 9+36+15+11 {
+		t.Errorf("schema has %d keys, want %d: %v", n, 9+36+15+11, schema)
 	}
 }
 
