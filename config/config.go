@@ -150,6 +150,9 @@ type Hooks struct {
 	OnProbing    []string // ... to probing
 	OnDegraded   []string // ... to degraded
 	OnActive     []string // ... to active
+	// OnPolicy runs when a policy changes the tier it uses (its last
+	// resort counting as tier 0).
+	OnPolicy []string
 	// Timeout after which a hook still running is killed with its process
 	// group.
 	Timeout time.Duration
@@ -364,6 +367,7 @@ type rawHooks struct {
 	OnProbing    opt[[]string] `toml:"on_probing"`
 	OnDegraded   opt[[]string] `toml:"on_degraded"`
 	OnActive     opt[[]string] `toml:"on_active"`
+	OnPolicy     opt[[]string] `toml:"on_policy"`
 	Timeout      opt[string]   `toml:"timeout"`
 	MaxRunning   opt[int64]    `toml:"max_running"`
 }

@@ -170,6 +170,7 @@ func describe(old, cfg *config.Config) []string {
 	chg("hooks.on_probing", oh.OnProbing, nh.OnProbing)
 	chg("hooks.on_degraded", oh.OnDegraded, nh.OnDegraded)
 	chg("hooks.on_active", oh.OnActive, nh.OnActive)
+	chg("hooks.on_policy", oh.OnPolicy, nh.OnPolicy)
 	chg("hooks.timeout", oh.Timeout, nh.Timeout)
 	chg("hooks.max_running", oh.MaxRunning, nh.MaxRunning)
 	restart("status.socket", old.Status.Socket, cfg.Status.Socket)
@@ -202,7 +203,7 @@ func describe(old, cfg *config.Config) []string {
 			out = append(out, fmt.Sprintf("uplink %s: removed", u.Name))
 		}
 	}
-	return out
+	return append(out, describePolicies(old, cfg)...)
 }
 
 func quote(s string) string { return fmt.Sprintf("%q", s) }

@@ -38,7 +38,8 @@ type Metrics struct {
 
 	reloads *prometheus.CounterVec
 
-	pin pinMetrics
+	pin    pinMetrics
+	policy policyMetrics
 }
 
 // HookStats reads the hook runner's counters at scrape time.
@@ -91,6 +92,7 @@ func New(hooks HookStats) *Metrics {
 		}
 	}
 	m.pin = newPinMetrics(f)
+	m.policy = newPolicyMetrics(f)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
