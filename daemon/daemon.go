@@ -486,7 +486,8 @@ func (d *Daemon) ours(table, protocol int) bool {
 	if protocol == d.cfg.Routing.RouteProtocol || table == d.cfg.Routing.BalanceTable {
 		return true
 	}
-	return slices.ContainsFunc(d.uplinks, func(u *uplink) bool { return u.cfg.Table == table })
+	return slices.ContainsFunc(d.uplinks, func(u *uplink) bool { return u.cfg.Table == table }) ||
+		slices.ContainsFunc(d.cfg.Policies, func(p config.Policy) bool { return p.Table == table })
 }
 
 // settle does the pending work: re-read links and addresses, run the state

@@ -175,3 +175,11 @@ type Member struct {
 	Weight int     `json:"weight"`
 	Share  float64 `json:"share"`
 }
+
+// GetUplinks returns the uplinks of s; nil for a nil s.
+func (s *Snapshot) GetUplinks() []Uplink {
+	if s == nil {
+		return nil
+	}
+	return s.Uplinks
+}
