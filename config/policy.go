@@ -39,8 +39,9 @@ const (
 type Policy struct {
 	Name string
 	// Table is the policy's routing table: the key table, else
-	// routing.balance_table + 1 + its position among the policies other
-	// than the default one. The default policy uses balance_table.
+	// routing.balance_table + its position among the policies other than
+	// the default one (from 1), skipping the reserved tables 253..255.
+	// The default policy uses balance_table.
 	Table int
 	// Tiers are uplink names, tier 1 first.
 	Tiers      [][]string
@@ -196,7 +197,7 @@ func (v *validator) policies(cfg *Config, raw []rawPolicy) {
 			if others == MaxPolicies+1 {
 				v.errorf(path, "too many policies: at most %d besides the default one", MaxPolicies)
 			}
-			n, ok := v.integer(path+".table", r.Table, int64(cfg.Routing.BalanceTable)+int64(others))
+			n, ok := v.integer(path+".table", r.Table, defaultPolicyTable(cfg.Routing.BalanceTable, others))
 			if !ok {
 				break
 			}
@@ -217,7 +218,7 @@ func (v *validator) policies(cfg *Config, raw []rawPolicy) {
 			}
 			if msg != "" {
 				if !r.Table.set {
-					msg += fmt.Sprintf(" (the default for this policy: routing.balance_table + %d); set table", others)
+					msg += fmt.Sprintf(" (the default for policy %d after the default one); set table", others)
 				}
 				v.errorf(where, "%s", msg)
 			} else {
@@ -226,6 +227,20 @@ func (v *validator) policies(cfg *Config, raw []rawPolicy) {
 		}
 		cfg.Policies = append(cfg.Policies, p)
 	}
+}
+
+// defaultPolicyTable is the table of the i-th policy (from 1) other than
+// the default one: the i-th table after balance, skipping the kernel's
+// reserved tables.
+func defaultPolicyTable(balance, i int) int64 {
+	n := int64(balance)
+	for k := 0; k < i; {
+		n++
+		if _, reserved := reservedTables[n]; !reserved {
+			k++
+		}
+	}
+	return n
 }
 
 // tiers checks a policy's tiers: at least one, none empty, every name an

@@ -69,6 +69,17 @@ func TestPolicies(t *testing.T) {
 		t.Errorf("PolicyNamed(default) = %+v, %t", got, ok)
 	}
 
+	// Default tables skip the kernel's reserved ones.
+	four := file(isp1, `[[policy]]`, `name = "a"`, `tiers = [["isp1"]]`, `[[policy]]`, `name = "b"`, `tiers = [["isp1"]]`,
+		`[[policy]]`, `name = "c"`, `tiers = [["isp1"]]`, `[[policy]]`, `name = "d"`, `tiers = [["isp1"]]`)
+	var got []int
+	for _, p := range mustParse(t, four).Policies {
+		got = append(got, p.Table)
+	}
+	if !cmp.Equal(got, []int{251, 252, 256, 257}) {
+		t.Errorf("default policy tables %v, want [251 252 256 257]", got)
+	}
+
 	// Without policies the default one is built in: every uplink, one tier.
 	plain := mustParse(t, file(isp1, isp2))
 	if got, _ := plain.PolicyNamed("default"); !cmp.Equal(got.Tiers, [][]string{{"isp1", "isp2"}}) || got.Table != 250 || got.LastResort != "main" {
@@ -105,7 +116,7 @@ func TestPolicyProblems(t *testing.T) {
 		{"table of an uplink", file(isp1, pol(`name = "p"`, `tiers = [["isp1"]]`, `table = 100`)),
 			[]problem{{9, "policy[0].table", "table of uplink isp1"}}},
 		{"default table of an uplink", file(`[routing]`, `balance_table = 99`, isp1, pol(`name = "p"`, `tiers = [["isp1"]]`)),
-			[]problem{{9, "policy[0].name", "routing.balance_table + 1); set table"}}},
+			[]problem{{9, "policy[0].name", "the default for policy 1 after the default one); set table"}}},
 		{"default policy with a table", file(isp1, pol(`name = "default"`, `tiers = [["isp1"]]`, `table = 7`)),
 			[]problem{{9, "policy[0].table", "uses routing.balance_table"}}},
 		{"rule naming an unknown policy", file(isp1, rule(`to = ["198.18.0.0/15"]`, `policy = "voip"`)),
