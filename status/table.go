@@ -98,7 +98,11 @@ func Render(w io.Writer, s *Snapshot, colour bool, now time.Time) error {
 	if r.LastErr != "" && r.Errors > 0 {
 		p.linef("         last failure: %s", firstLine(r.LastErr))
 	}
-	p.linef("netlink  %d dumps, %d resyncs (%d ENOBUFS), %d resubscribes", n.Dumps, n.Resyncs, n.Overruns, n.Resubscribes)
+	p.linef("netlink  %d dumps, %d resyncs (%d ENOBUFS), %d resubscribes, %d errors retried (%d transient)",
+		n.Dumps, n.Resyncs, n.Overruns, n.Resubscribes, n.Errors, n.Transient)
+	if n.LastError != "" {
+		p.linef("         failing, routing kept as installed: %s", firstLine(n.LastError))
+	}
 	p.linef("hooks    %d started, %d failed (%d timed out), %d dropped, %d running", h.Started, h.Failed, h.TimedOut, h.Dropped, h.Running)
 	return p.err
 }

@@ -66,7 +66,7 @@ recent transitions
   12s ago   isp2  active -> down     no carrier on eth2
 
 routing  14 reconciles (last took 0.412ms, 12s ago), 36 routes and rules written or removed, 0 failed
-netlink  9 dumps, 1 resyncs (1 ENOBUFS), 0 resubscribes
+netlink  9 dumps, 1 resyncs (1 ENOBUFS), 0 resubscribes, 0 errors retried (0 transient)
 hooks    4 started, 1 failed (0 timed out), 0 dropped, 0 running
 `
 	if diff := cmp.Diff(want, b.String()); diff != "" {
