@@ -230,7 +230,12 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("open netlink handle: %w", err)
 	}
 	defer h.Close()
-	d.rec = &netops.Reconciler{K: h, Protocol: d.cfg.Routing.RouteProtocol}
+	kh, err := netops.NewHandle(h, 0)
+	if err != nil {
+		return err
+	}
+	defer kh.Close()
+	d.rec = &netops.Reconciler{K: kh, Protocol: d.cfg.Routing.RouteProtocol}
 	nh, err := netops.DialNexthops(0)
 	if err != nil {
 		d.log.Warn("no rtnetlink socket for nexthop objects", "err", err)
@@ -323,6 +328,10 @@ func (d *Daemon) monitor(ctx context.Context) error {
 	mon, err := d.subscribe()
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
+	}
+	if d.rec != nil {
+		// Changes to our routes before the subscription went unseen.
+		d.rec.Rescan()
 	}
 	mctx, cancel := context.WithCancel(ctx)
 	evs := make(chan events.Event, 512)
@@ -437,6 +446,10 @@ func (d *Daemon) note(ev events.Event) {
 	case events.ResyncEvent:
 		d.log.Warn("netlink events lost, resyncing", "reason", e.Reason)
 		d.needDump, d.needReconcile = true, true
+		if d.rec != nil {
+			// Changes to our routes may be among those lost.
+			d.rec.Rescan()
+		}
 		d.netlink.Resyncs++
 		if e.Overrun {
 			d.netlink.Overruns++

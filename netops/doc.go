@@ -16,7 +16,11 @@
 // longer desired, so running it twice changes nothing, foreign deletions
 // (and the kernel's silent deletion of nexthops whose link lost carrier)
 // are repaired and a restart after a crash adopts what the previous run
-// left. Nexthop objects and routes through them are encoded here with
+// left. Listings cost what uplinkd owns, not what the kernel holds:
+// Handle lists routes over a strict rtnetlink socket with table and
+// protocol in the request, so the kernel filters them, and the reconciler
+// lists only the tables that hold (or should hold) its routes, every table
+// only at the first run and after Rescan. Nexthop objects and routes through them are encoded here with
 // github.com/mdlayher/netlink (NexthopConn); SupportsResilient checks the
 // kernel at startup.
 //

@@ -18,9 +18,9 @@ type NexthopKernel interface {
 	// when replace is set.
 	NexthopAdd(n NexthopObject, replace bool) error
 	NexthopDel(id uint32) error
-	// NHIDRouteList returns the IPv4 routes of protocol that use a
-	// nexthop object.
-	NHIDRouteList(protocol int) ([]Route, error)
+	// NHIDRouteList returns the IPv4 routes of protocol in table (0:
+	// every table) that use a nexthop object.
+	NHIDRouteList(protocol, table int) ([]Route, error)
 	// NHIDRouteReplace creates or replaces a route through a nexthop
 	// object.
 	NHIDRouteReplace(rt Route) error
@@ -96,11 +96,10 @@ func (c *NexthopConn) NexthopDel(id uint32) error {
 }
 
 // NHIDRouteList implements NexthopKernel.
-func (c *NexthopConn) NHIDRouteList(protocol int) ([]Route, error) {
-	// With strict checking the kernel returns only routes of protocol.
-	hdr := make([]byte, unix.SizeofRtMsg)
-	hdr[0], hdr[5] = unix.AF_INET, uint8(protocol)
-	msgs, err := c.request(unix.RTM_GETROUTE, netlink.Dump, hdr)
+func (c *NexthopConn) NHIDRouteList(protocol, table int) ([]Route, error) {
+	// With strict checking the kernel returns only routes of protocol
+	// in table.
+	msgs, err := strictRouteDump(c.c, table, protocol)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +112,7 @@ func (c *NexthopConn) NHIDRouteList(protocol int) ([]Route, error) {
 		if err != nil {
 			return nil, fmt.Errorf("decode route: %w", err)
 		}
-		if ok && rt.Protocol == protocol {
+		if ok && rt.Protocol == protocol && (table == 0 || rt.Table == table) {
 			out = append(out, rt)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -32,6 +33,50 @@ type Reconciler struct {
 	// the kernel has none (Desired.Nexthops must then be empty).
 	NH       NexthopKernel
 	Protocol int
+
+	// Routes are listed table by table, the kernel filtering by table and
+	// protocol (see Handle), so that a reconcile costs what uplinkd owns,
+	// not what main holds. The tables listed are those of the desired
+	// routes and those where routes of the protocol were last seen. The
+	// first listing, and the first after Rescan or a change of Protocol,
+	// covers every table (still filtered by protocol in the kernel), to
+	// find what an earlier run left anywhere.
+	known      map[int]bool
+	listedFor  int // the protocol the known tables are for; 0: none yet
+	needRescan bool
+}
+
+// Rescan makes the next reconcile list routes of every table, not only
+// the known ones: after events were lost, or a restart, routes of the
+// protocol may be anywhere.
+func (r *Reconciler) Rescan() { r.needRescan = true }
+
+// tables returns the tables to list routes of for d; 0 means every table.
+func (r *Reconciler) tables(d Desired) []int {
+	if r.needRescan || r.listedFor != r.Protocol {
+		return []int{unix.RT_TABLE_UNSPEC}
+	}
+	set := maps.Clone(r.known)
+	if set == nil {
+		set = make(map[int]bool)
+	}
+	for _, rt := range d.Routes {
+		set[rt.Table] = true
+	}
+	return slices.Sorted(maps.Keys(set))
+}
+
+// learn remembers the tables listing found routes in, and those d wants
+// routes in, as the tables to list next time.
+func (r *Reconciler) learn(d Desired, seen []int) {
+	r.known = make(map[int]bool)
+	for _, t := range seen {
+		r.known[t] = true
+	}
+	for _, rt := range d.Routes {
+		r.known[rt.Table] = true
+	}
+	r.listedFor, r.needRescan = r.Protocol, false
 }
 
 // Result says what one reconcile did.
@@ -58,24 +103,36 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 	// through it along, and the route listing below must see that.
 	staleNH, usable, errs := r.syncNexthops(d.Nexthops, &res)
 
-	routes, err := r.K.RouteListFiltered(netlink.FAMILY_V4,
-		&netlink.Route{Table: unix.RT_TABLE_UNSPEC, Protocol: netlink.RouteProtocol(r.Protocol)},
-		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
-	if err != nil {
-		return res, errors.Join(append(errs, fmt.Errorf("list routes: %w", err))...)
+	tables := r.tables(d)
+	var routes []netlink.Route
+	for _, t := range tables {
+		rs, err := r.K.RouteListFiltered(netlink.FAMILY_V4,
+			&netlink.Route{Table: t, Protocol: netlink.RouteProtocol(r.Protocol)},
+			netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+		if err != nil {
+			return res, errors.Join(append(errs, fmt.Errorf("list routes of table %d: %w", t, err))...)
+		}
+		routes = append(routes, rs...)
 	}
 	// vishvananda/netlink does not decode RTA_NH_ID: there, routes through
 	// a nexthop object look like plain or multipath routes.
 	viaNH := make(map[string]Route)
 	if r.NH != nil {
-		nhRoutes, err := r.NH.NHIDRouteList(r.Protocol)
-		if err != nil {
-			return res, errors.Join(append(errs, fmt.Errorf("list routes through nexthop objects: %w", err))...)
-		}
-		for _, rt := range nhRoutes {
-			viaNH[rt.Key()] = rt
+		for _, t := range tables {
+			nhRoutes, err := r.NH.NHIDRouteList(r.Protocol, t)
+			if err != nil {
+				return res, errors.Join(append(errs, fmt.Errorf("list routes through nexthop objects in table %d: %w", t, err))...)
+			}
+			for _, rt := range nhRoutes {
+				viaNH[rt.Key()] = rt
+			}
 		}
 	}
+	seenTables := make([]int, 0, len(routes))
+	for _, kr := range routes {
+		seenTables = append(seenTables, kr.Table)
+	}
+	r.learn(d, seenTables)
 	have := make(map[string]netlink.Route, len(routes))
 	haveStr := make(map[string]string, len(routes))
 	for _, kr := range routes {

@@ -1,0 +1,121 @@
+package netops
+
+import (
+	"bufio"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+)
+
+// addForeignRoutes adds n routes to table main of namespace ns, /32s of
+// 198.18.0.0/15 via 192.0.2.254 on lan0 (a link uplinkd does not use),
+// repeated with increasing metrics past 131,072: as a router carrying a
+// full BGP feed from elsewhere. One `ip -batch` adds them quickly.
+func addForeignRoutes(t *testing.T, ns string, n int) {
+	t.Helper()
+	ipOut(t, ns, "link", "add", "lan0", "type", "veth", "peer", "name", "lan0p")
+	ipOut(t, ns, "addr", "add", "192.0.2.1/24", "dev", "lan0")
+	ipOut(t, ns, "link", "set", "lan0", "up")
+	ipOut(t, ns, "link", "set", "lan0p", "up")
+	batch := filepath.Join(t.TempDir(), "routes")
+	f, err := os.Create(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	base := netip.MustParseAddr("198.18.0.0").As4()
+	for i := range n {
+		host, metric := i%(1<<17), i/(1<<17)
+		fmt.Fprintf(w, "route add %d.%d.%d.%d/32 via 192.0.2.254 dev lan0 metric %d\n",
+			base[0], base[1]+byte(host>>16), byte(host>>8), byte(host), metric)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if out, err := exec.Command("ip", "-n", ns, "-batch", batch).CombinedOutput(); err != nil {
+		t.Fatalf("ip -batch: %v: %s", err, out)
+	}
+}
+
+// With 100,000 foreign routes in main, a reconcile reads only uplinkd's
+// own routes: the kernel filters the listing by table and protocol, so
+// the messages it sends are those of uplinkd's routes, not main's. The
+// first listing (every table, filtered by protocol) adopts routes an
+// earlier run left in a table no longer configured; later ones list only
+// the known tables.
+func TestReconcileReadsOnlyOwnRoutes(t *testing.T) {
+	ns, h := nsHandle(t)
+	addForeignRoutes(t, ns, 100_000)
+	if out := ipOut(t, ns, "route", "show", "198.18.255.255/32"); !strings.Contains(out, "lan0") {
+		t.Fatalf("foreign routes missing:\n%s", out)
+	}
+	// Left by an earlier run configured with table 300.
+	ipOut(t, ns, "route", "add", "default", "via", "198.51.100.1", "dev", "eth1", "table", "300", "proto", "201")
+
+	var kh *Handle
+	nsFD(t, ns, func(fd int) {
+		var err error
+		if kh, err = NewHandle(h, fd); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Cleanup(func() { kh.Close() })
+	r := &Reconciler{K: kh, Protocol: 201}
+	u1, u2 := inNS(t, h, isp1(true), isp2(true))
+	both := Plan(settings, []Uplink{u1, u2})
+
+	read := func(what string, max int) {
+		t.Helper()
+		before := kh.RouteMessages()
+		if _, err := r.Reconcile(both); err != nil {
+			t.Fatalf("%s: reconcile: %v", what, err)
+		}
+		if n := int(kh.RouteMessages() - before); n > max {
+			t.Fatalf("%s: the kernel sent %d route messages, want at most %d (uplinkd's own)", what, n, max)
+		}
+	}
+	read("first reconcile", 1) // only the orphan exists yet
+	if out := ipOut(t, ns, "route", "show", "table", "300"); out != "" {
+		t.Fatalf("the orphan in table 300 was not removed:\n%s", out)
+	}
+	read("second reconcile", len(both.Routes))
+	r.Rescan()
+	read("after a rescan", len(both.Routes))
+
+	// The listing returns what the vishvananda handle returns.
+	for _, table := range []int{100, 200, 250} {
+		filter := &netlink.Route{Table: table, Protocol: 201}
+		mask := netlink.RT_FILTER_TABLE | netlink.RT_FILTER_PROTOCOL
+		got, err := kh.RouteListFiltered(netlink.FAMILY_V4, filter, mask)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := h.RouteListFiltered(netlink.FAMILY_V4, filter, mask)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("table %d: %d routes, vishvananda/netlink lists %d", table, len(got), len(want))
+		}
+		for i := range got {
+			g, _ := fromKernelRoute(got[i])
+			w, _ := fromKernelRoute(want[i])
+			if g.String() != w.String() || got[i].Type != want[i].Type || got[i].Scope != want[i].Scope {
+				t.Fatalf("table %d: route %d decoded as %s (type %d scope %d), vishvananda/netlink: %s (type %d scope %d)",
+					table, i, g, got[i].Type, got[i].Scope, w, want[i].Type, want[i].Scope)
+			}
+		}
+	}
+	// A table that does not exist is empty, not an error.
+	if got, err := kh.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: 4000, Protocol: 201},
+		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL); err != nil || len(got) != 0 {
+		t.Fatalf("missing table: %v, %v", got, err)
+	}
+}
