@@ -19,7 +19,6 @@ import (
 // arrive on the Monitor, which the caller subscribed to first.
 const dumpAttempts = 5
 
-
 // Dump lists every link and every IPv4 address of the calling thread's
 // network namespace over a fresh request socket.
 func Dump(ctx context.Context) (Snapshot, error) {
