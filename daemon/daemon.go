@@ -101,6 +101,10 @@ type Daemon struct {
 	subscribe func() (*events.Monitor, error)
 	// netlinkDelay is the backoff of the retries after a netlink error.
 	netlinkDelay time.Duration
+	// mon is the current event subscription; filterKey describes the
+	// filter it was given.
+	mon       *events.Monitor
+	filterKey string
 }
 
 // uplink is the loop's view of one configured uplink.
@@ -333,6 +337,8 @@ func (d *Daemon) monitor(ctx context.Context) error {
 		// Changes to our routes before the subscription went unseen.
 		d.rec.Rescan()
 	}
+	d.mon, d.filterKey = mon, ""
+	defer func() { d.mon = nil }()
 	mctx, cancel := context.WithCancel(ctx)
 	evs := make(chan events.Event, 512)
 	done := make(chan error, 1)
@@ -492,6 +498,7 @@ func (d *Daemon) ours(table, protocol int) bool {
 // installed stays as it is and the read is retried with backoff.
 func (d *Daemon) settle(ctx context.Context) {
 	if d.needDump {
+		d.updateFilter()
 		snap, err := d.dump(ctx)
 		switch {
 		case err != nil && ctx.Err() != nil:
