@@ -253,13 +253,8 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	d.balancer.Store(&bal)
 	d.metrics.Info(d.opts.Version, bal.String())
-	if d.cfg.Routing.FlushConntrack {
-		if d.ct, err = netops.DialConntrack(0); err != nil {
-			d.log.Warn("cannot flush conntrack entries of uplinks that leave the balance", "err", err)
-		} else {
-			defer d.ct.Close()
-		}
-	}
+	d.setConntrack(d.cfg.Routing.FlushConntrack)
+	defer d.setConntrack(false)
 
 	prevHash, err := netops.SetMultipathHash(hashPolicy(d.cfg.Routing.Hash))
 	if err != nil {

@@ -18,9 +18,10 @@ import (
 
 // fakeKernel holds routes and rules and records every write.
 type fakeKernel struct {
-	routes []netlink.Route
-	rules  []netlink.Rule
-	writes []string
+	routes  []netlink.Route
+	rules   []netlink.Rule
+	writes  []string
+	failDel error // returned by RouteDel
 }
 
 func (k *fakeKernel) RouteListFiltered(_ int, f *netlink.Route, _ uint64) ([]netlink.Route, error) {
@@ -37,6 +38,9 @@ func (k *fakeKernel) RouteReplace(r *netlink.Route) error {
 	return nil
 }
 func (k *fakeKernel) RouteDel(r *netlink.Route) error {
+	if k.failDel != nil {
+		return k.failDel
+	}
 	k.writes = append(k.writes, fmt.Sprintf("delete route table %d %v", r.Table, r.Dst))
 	return nil
 }
