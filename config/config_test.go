@@ -937,3 +937,34 @@ func FuzzParse(f *testing.F) {
 		scanPositions(string(data))
 	})
 }
+
+// A configuration file any user may write is refused with its name and
+// mode; group-writable is the administrator's choice.
+func TestLoadWorldWritable(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		mode os.FileMode
+		ok   bool
+	}{
+		{0o600, true}, {0o664, true}, {0o666, false}, {0o602, false},
+	} {
+		p := filepath.Join(dir, fmt.Sprintf("uplinkd-%o.toml", tt.mode))
+		if err := os.WriteFile(p, []byte(file(isp1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, tt.mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(p)
+		if tt.ok {
+			if err != nil {
+				t.Errorf("mode %o: %v", tt.mode, err)
+			}
+			continue
+		}
+		want := fmt.Sprintf("%s: refused: mode %#o lets any user rewrite", p, tt.mode)
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("mode %o: Load = %v, want prefix %q", tt.mode, err, want)
+		}
+	}
+}

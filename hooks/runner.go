@@ -188,6 +188,11 @@ func (r *Runner) drop() int {
 func (r *Runner) exec(j Job) {
 	r.started.Add(1)
 	log := r.log.With("hook", j.Hook, "program", j.Argv[0], "uplink", j.Event.Uplink, "to", j.Event.To)
+	if err := checkProgram(j.Argv[0]); err != nil {
+		r.failed.Add(1)
+		log.Error("hook refused: another user could have replaced it", "err", err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), j.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, j.Argv[0], j.Argv[1:]...)

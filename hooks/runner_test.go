@@ -364,3 +364,88 @@ echo "end $UPLINKD_UPLINK $UPLINKD_TO" >> "`+log+`"
 		t.Errorf("isp9's hook waited for isp2's:\n%s", b)
 	}
 }
+
+// A program any user could have replaced is not run: writable by others,
+// or in a directory others may write without the sticky bit. A sticky
+// directory (like /tmp) is fine.
+func TestRefusesReplaceablePrograms(t *testing.T) {
+	tests := []struct {
+		name            string
+		dirMode, mode   os.FileMode
+		refused, reason string
+	}{
+		{"world-writable program", 0o755, 0o757, "yes", "is writable by any user (mode 0757)"},
+		{"world-writable directory", 0o777, 0o755, "yes", "which any user may write (mode 0777, no sticky bit)"},
+		{"sticky world-writable directory", 0o777 | os.ModeSticky, 0o755, "", ""},
+		{"group-writable program", 0o755, 0o775, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "hooks")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			hook := script(t, dir, "hook", `touch "$0.ran"`+"\n")
+			if err := os.Chmod(hook, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, tt.dirMode); err != nil {
+				t.Fatal(err)
+			}
+			// A symlink in a safe place does not hide its target.
+			link := filepath.Join(t.TempDir(), "link")
+			if err := os.Symlink(hook, link); err != nil {
+				t.Fatal(err)
+			}
+			r, logs := start(t, 1, 8)
+			for _, p := range []string{hook, link} {
+				r.Enqueue(Job{Hook: "on_down", Argv: []string{p}, Event: event, Timeout: 5 * time.Second})
+			}
+			waitFor(t, "two hooks", 5*time.Second, func() bool { return r.Stats().Started == 2 && r.Stats().Running == 0 })
+			_, err := os.Stat(hook + ".ran")
+			if tt.refused == "" {
+				if err != nil || r.Stats().Failed != 0 {
+					t.Fatalf("a safe hook did not run: %v, %+v\n%s", err, r.Stats(), logs)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("the hook ran")
+			}
+			if r.Stats().Failed != 2 || strings.Count(logs.String(), `msg="hook refused: another user could have replaced it"`) != 2 ||
+				!strings.Contains(logs.String(), tt.reason) {
+				t.Fatalf("stats %+v, log:\n%s", r.Stats(), logs)
+			}
+		})
+	}
+}
+
+// Values in a hook's environment are single lines without NUL or escape
+// sequences, whatever a reason holds.
+func TestEnvironmentOneLine(t *testing.T) {
+	e := event
+	e.Reason = "probe failed\nUPLINKD_TO=active\x00\x1b[2J"
+	e.Interface = "eth\x1b2"
+	env := e.Env()
+	for _, kv := range env {
+		if strings.ContainsFunc(kv, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			t.Errorf("control character in %q", kv)
+		}
+	}
+	for _, want := range []string{`UPLINKD_REASON=probe failed\nUPLINKD_TO=active\x00\x1b[2J`, `UPLINKD_INTERFACE=eth\x1b2`} {
+		if !slices.Contains(env, want) {
+			t.Errorf("environment lacks %s: %q", want, env)
+		}
+	}
+
+	// And a hook really gets it so.
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	hook := script(t, dir, "hook", `env | grep '^UPLINKD_' > "$0.tmp" && mv "$0.tmp" "`+out+`"`+"\n")
+	r, _ := start(t, 1, 8)
+	r.Enqueue(Job{Hook: "on_down", Argv: []string{hook}, Event: e, Timeout: 5 * time.Second})
+	got := waitFile(t, out, 5*time.Second)
+	if n := strings.Count("\n"+got, "\nUPLINKD_TO="); n != 1 {
+		t.Fatalf("the reason forged a variable (%d UPLINKD_TO lines):\n%s", n, got)
+	}
+}

@@ -31,6 +31,18 @@ colour = "blue"
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	open := filepath.Join(dir, "open.toml")
+	ref, err := os.ReadFile("../../etc/uplinkd.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(open, ref, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	openErr := open + ": refused: mode 0666 lets any user rewrite"
 	tests := []struct {
 		name   string
 		args   []string
@@ -49,6 +61,8 @@ colour = "blue"
 			[]string{bad + ":3: probe.interval", bad + ":8: uplink[0].gateway", bad + ":9: uplink[0].weight", "colour"}},
 		{"unreadable file", []string{"check", "--config", filepath.Join(dir, "missing.toml")}, 1, nil, []string{"missing.toml"}},
 		{"run refuses a bad config", []string{"run", "--config", bad}, 1, nil, []string{"uplink[0].weight"}},
+		{"check refuses a world-writable config", []string{"check", "--config", open}, 1, nil, []string{openErr}},
+		{"run refuses a world-writable config", []string{"run", "--config", open}, 1, nil, []string{openErr}},
 		{"status when not running", []string{"status", "--socket", filepath.Join(dir, "uplinkd.sock")}, 3, nil,
 			[]string{"uplinkd is not running (nothing listens on " + filepath.Join(dir, "uplinkd.sock") + ")"}},
 		{"status --watch when not running", []string{"status", "--watch", "--json", "--socket", filepath.Join(dir, "x.sock")}, 3, nil,
