@@ -153,3 +153,19 @@ func TestLogger(t *testing.T) {
 		t.Errorf("text line %q", b.String())
 	}
 }
+
+// A value holding a newline or an escape sequence (a reason quoting a
+// kernel error, a hook's standard error) stays on its log line, escaped,
+// in both formats: it cannot forge a log record or drive a terminal.
+func TestLogInjection(t *testing.T) {
+	evil := "no carrier\nlevel=INFO msg=\"all good\"\x1b[2J"
+	for _, format := range []string{"text", "json"} {
+		var b bytes.Buffer
+		log, _ := newLogger(config.Log{Level: slog.LevelInfo, Format: format}, &b)
+		log.Info("transition", "reason", evil, evil, "key")
+		out := b.String()
+		if strings.Count(out, "\n") != 1 || strings.ContainsRune(out, 0x1b) {
+			t.Errorf("%s: %q", format, out)
+		}
+	}
+}
