@@ -935,6 +935,28 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse = %v, %v: want exactly one of config and error", c, err)
 		}
 		scanPositions(string(data))
+		if err != nil {
+			// Refusals are located: every problem names the file.
+			var errs Errors
+			if !errors.As(err, &errs) || len(errs) == 0 {
+				t.Fatalf("error %v is not a non-empty Errors", err)
+			}
+			for _, e := range errs {
+				if e.File != "fuzz.toml" || e.Msg == "" {
+					t.Fatalf("problem without file or message: %#v", e)
+				}
+			}
+			return
+		}
+		// What loads holds what validation promises.
+		if len(c.Uplinks) == 0 {
+			t.Fatal("a configuration without uplinks loaded")
+		}
+		for _, u := range c.Uplinks {
+			if ifnameProblem(u.Interface) != "" || u.Weight < 1 || !u.Gateway.Is4() {
+				t.Fatalf("invalid uplink loaded: %+v", u)
+			}
+		}
 	})
 }
 

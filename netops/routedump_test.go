@@ -2,6 +2,7 @@ package netops
 
 import (
 	"bufio"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"os"
@@ -117,5 +118,36 @@ func TestReconcileReadsOnlyOwnRoutes(t *testing.T) {
 	if got, err := kh.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: 4000, Protocol: 201},
 		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL); err != nil || len(got) != 0 {
 		t.Fatalf("missing table: %v, %v", got, err)
+	}
+}
+
+func TestParseKernelRoute(t *testing.T) {
+	for _, tt := range []struct{ name, hex, want string }{
+		{"single", "02000000" + "64c90001" + "00000000" + "08000f0064000000" + "08000500c6336401" + "0800040002000000",
+			"default via 198.51.100.1 dev #2 table 100 proto 201"},
+		{"multipath", "02000000" + "fac90001" + "00000000" + "08000f00fa000000" +
+			"24000900" + "1000000002000000" + "08000500c6336401" + "1000020303000000" + "08000500cb007101",
+			"default nexthop via 198.51.100.1 dev #2 weight 1 nexthop via 203.0.113.1 dev #3 weight 4 table 250 proto 201"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := hex.DecodeString(tt.hex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kr, ok, err := parseKernelRoute(b)
+			if err != nil || !ok {
+				t.Fatalf("ok %v err %v", ok, err)
+			}
+			rt, _ := fromKernelRoute(kr)
+			if rt.String() != tt.want {
+				t.Fatalf("got  %s\nwant %s", rt, tt.want)
+			}
+		})
+	}
+	for _, bad := range []string{"0200", "02000000" + "64c90001" + "00000000" + "0600050001020000", "02000000fac9000100000000" + "0c000900" + "0c00000002000000"} {
+		b, _ := hex.DecodeString(bad)
+		if _, _, err := parseKernelRoute(b); err == nil {
+			t.Errorf("%s: decoded", bad)
+		}
 	}
 }
