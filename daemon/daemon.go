@@ -42,6 +42,9 @@ type Options struct {
 	Watchdog time.Duration
 	// Reload delivers SIGHUP: re-read the configuration.
 	Reload <-chan os.Signal
+	// EventBuffer, if set, is the event socket's receive buffer in bytes
+	// instead of events' default (tests force overruns with a small one).
+	EventBuffer int
 }
 
 // historyLen is how many transitions status keeps per uplink.
@@ -142,6 +145,9 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) *Daemon {
 
 		dump:      events.Dump,
 		subscribe: events.Subscribe,
+	}
+	if opts.EventBuffer > 0 {
+		d.subscribe = func() (*events.Monitor, error) { return events.SubscribeBuffer(opts.EventBuffer) }
 	}
 	d.retry.Stop()
 	d.tick.Stop()

@@ -61,6 +61,12 @@ func Subscribe() (*Monitor, error) {
 	return subscribe(0, receiveBuffer)
 }
 
+// SubscribeBuffer is Subscribe with a receive buffer of n bytes instead of
+// the default 8 MiB: tests use a small one to force overruns.
+func SubscribeBuffer(n int) (*Monitor, error) {
+	return subscribe(0, n)
+}
+
 // SubscribeAt is Subscribe for the network namespace ns instead of the
 // calling thread's. The socket stays in ns for its whole life.
 func SubscribeAt(ns netns.NsHandle) (*Monitor, error) {

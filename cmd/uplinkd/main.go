@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -148,9 +149,11 @@ func runDaemon(cfg *config.Config, path string, stderr io.Writer) int {
 		log.Warn("systemd watchdog disabled", "err", err)
 	}
 	log.Info("starting", "version", version, "config", path, "uplinks", len(cfg.Uplinks), "watchdog", watchdog)
+	// For tests only: a small event socket buffer forces overruns.
+	buf, _ := strconv.Atoi(os.Getenv("UPLINKD_TEST_EVENT_BUFFER"))
 	d := daemon.New(cfg, log, daemon.Options{
 		ConfigPath: path, Version: version, LogLevel: level,
-		Notify: notify, Watchdog: watchdog, Reload: hup,
+		Notify: notify, Watchdog: watchdog, Reload: hup, EventBuffer: buf,
 	})
 	d.Ready = func() { log.Info("ready", "socket", cfg.Status.Socket) }
 	if err := d.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
