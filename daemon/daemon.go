@@ -334,10 +334,6 @@ func (d *Daemon) monitor(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
-	if d.rec != nil {
-		// Changes to our routes before the subscription went unseen.
-		d.rec.Rescan()
-	}
 	d.mon, d.filterKey = mon, ""
 	defer func() { d.mon = nil }()
 	mctx, cancel := context.WithCancel(ctx)
@@ -453,10 +449,6 @@ func (d *Daemon) note(ev events.Event) {
 	case events.ResyncEvent:
 		d.log.Warn("netlink events lost, resyncing", "reason", e.Reason)
 		d.needDump, d.needReconcile = true, true
-		if d.rec != nil {
-			// Changes to our routes may be among those lost.
-			d.rec.Rescan()
-		}
 		d.netlink.Resyncs++
 		if e.Overrun {
 			d.netlink.Overruns++

@@ -37,18 +37,18 @@ type Reconciler struct {
 	// Routes are listed table by table, the kernel filtering by table and
 	// protocol (see Handle), so that a reconcile costs what uplinkd owns,
 	// not what main holds. The tables listed are those of the desired
-	// routes and those where routes of the protocol were last seen. The
-	// first listing, and the first after Rescan or a change of Protocol,
-	// covers every table (still filtered by protocol in the kernel), to
-	// find what an earlier run left anywhere.
+	// routes and those where routes of the protocol were last seen: lost
+	// events cannot put routes of the protocol elsewhere. The first
+	// listing, and the first after Rescan or a change of Protocol, covers
+	// every table (still filtered by protocol in the kernel), to find what
+	// an earlier run, configured with other tables, left anywhere.
 	known      map[int]bool
 	listedFor  int // the protocol the known tables are for; 0: none yet
 	needRescan bool
 }
 
 // Rescan makes the next reconcile list routes of every table, not only
-// the known ones: after events were lost, or a restart, routes of the
-// protocol may be anywhere.
+// the known ones.
 func (r *Reconciler) Rescan() { r.needRescan = true }
 
 // tables returns the tables to list routes of for d; 0 means every table.
