@@ -20,7 +20,9 @@
 // Handle lists routes over a strict rtnetlink socket with table and
 // protocol in the request, so the kernel filters them, and the reconciler
 // lists only the tables that hold (or should hold) its routes, every table
-// only at the first run and after Rescan. Nexthop objects and routes through them are encoded here with
+// only at the first run and after Rescan; nexthop objects are then fetched
+// by ID. Rules are listed whole (the kernel cannot filter a rule dump) and
+// filtered by protocol. Nexthop objects and routes through them are encoded here with
 // github.com/mdlayher/netlink (NexthopConn); SupportsResilient checks the
 // kernel at startup.
 //

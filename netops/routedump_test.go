@@ -151,3 +151,41 @@ func TestParseKernelRoute(t *testing.T) {
 		}
 	}
 }
+
+// With 10,000 foreign nexthop objects (a routing daemon's), a reconcile
+// after the first fetches only uplinkd's own objects, by ID; a foreign
+// deletion of one of them is still repaired.
+func TestReconcileReadsOnlyOwnNexthops(t *testing.T) {
+	ns, h, nh := carrierNS(t)
+	var b strings.Builder
+	for i := range 10_000 {
+		fmt.Fprintf(&b, "nexthop add id %d blackhole\n", 1_000_000+i)
+	}
+	batch := filepath.Join(t.TempDir(), "nexthops")
+	if err := os.WriteFile(batch, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("ip", "-n", ns, "-batch", batch).CombinedOutput(); err != nil {
+		t.Fatalf("ip -batch: %v: %s", err, out)
+	}
+	u1, u2 := inNS(t, h, withCarrier(isp1(true)), withCarrier(isp2(true)))
+	r := &Reconciler{K: h, NH: nh, Protocol: 201}
+	plan := Plan(resilient, []Uplink{u1, u2})
+	if _, err := r.Reconcile(plan); err != nil {
+		t.Fatal(err)
+	}
+	before := nh.NexthopMessages()
+	if res, err := r.Reconcile(plan); err != nil || res.Changes() != 0 {
+		t.Fatalf("second reconcile: %v, err %v", res, err)
+	}
+	if n := nh.NexthopMessages() - before; n > uint64(len(plan.Nexthops)) {
+		t.Fatalf("the second reconcile read %d nexthop objects, want at most uplinkd's %d", n, len(plan.Nexthops))
+	}
+	ipOut(t, ns, "nexthop", "del", "id", "2010000066")
+	if res, err := r.Reconcile(plan); err != nil || res.Changes() == 0 {
+		t.Fatalf("a deleted member was not restored: %v, err %v", res, err)
+	}
+	if out := ipOut(t, ns, "nexthop", "show", "id", "2010000066"); !strings.Contains(out, "proto 201") {
+		t.Fatalf("nexthop 2010000066: %s", out)
+	}
+}
