@@ -355,13 +355,6 @@ func (d *Daemon) monitor(ctx context.Context) error {
 	d.needDump, d.needReconcile = true, true
 	d.burstStart = time.Now()
 	d.settle(ctx)
-	if !d.ready {
-		d.ready = true
-		d.notify(d.opts.Notify.Ready(d.summary()))
-		if d.Ready != nil {
-			d.Ready()
-		}
-	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -498,7 +491,7 @@ func (d *Daemon) settle(ctx context.Context) {
 			return
 		case err != nil:
 			d.netlinkError("read links and addresses", err)
-			d.armRetry()
+			d.retry.Reset(d.netlinkDelay)
 			d.publish()
 			return
 		}
@@ -523,6 +516,14 @@ func (d *Daemon) settle(ctx context.Context) {
 	d.runHooks()
 	d.finishReload()
 	d.publish()
+	if !d.ready && d.reconcile.Runs > 0 {
+		// Ready once the kernel was read and reconciled, not before.
+		d.ready = true
+		d.notify(d.opts.Notify.Ready(d.summary()))
+		if d.Ready != nil {
+			d.Ready()
+		}
+	}
 }
 
 // publish wakes status watchers when anything changed.

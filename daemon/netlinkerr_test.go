@@ -107,10 +107,13 @@ func TestDumpErrorKeepsRouting(t *testing.T) {
 			if s := d.snapshot(); s.Netlink.LastError == "" {
 				t.Fatal("status does not say the daemon is failing")
 			}
+			if d.ready {
+				t.Fatal("ready before the kernel was read")
+			}
 
 			fail = false
 			d.settle(context.Background())
-			if d.reconcile.Runs != 1 || len(k.writes) == 0 || d.netlink.LastError != "" {
+			if d.reconcile.Runs != 1 || len(k.writes) == 0 || d.netlink.LastError != "" || !d.ready {
 				t.Fatalf("after a good read: %d reconciles, writes %q, last error %q", d.reconcile.Runs, k.writes, d.netlink.LastError)
 			}
 		})
