@@ -502,6 +502,8 @@ func (d *Daemon) settle(ctx context.Context) {
 		if d.observe(snap) {
 			d.needReconcile = true
 		}
+		// Now with the indexes the dump found.
+		d.updateFilter()
 	}
 	if d.needReconcile {
 		d.needReconcile = false

@@ -27,8 +27,10 @@ func (d *Daemon) eventFilter() events.Filter {
 
 // updateFilter gives the event subscription the current filter. It runs
 // before every dump, so a link that starts to matter (a reload naming a
-// new interface) is watched before it is read. A failure only costs
-// foreign events reaching the loop, where they are ignored.
+// new interface) is watched before it is read, and after it, with the
+// indexes the dump found (neighbour events carry only the index). A
+// failure only costs foreign events reaching the loop, where they are
+// ignored.
 func (d *Daemon) updateFilter() {
 	if d.mon == nil {
 		return
