@@ -36,7 +36,8 @@ lint:
 # testdata/fuzz/ and becomes a regression test once committed.
 FUZZTIME ?= 60s
 FUZZ := ./config:FuzzParse ./events:FuzzParseMessage \
-	./netops:FuzzParseNexthop ./netops:FuzzParseNHIDRoute ./netops:FuzzParseKernelRoute
+	./netops:FuzzParseNexthop ./netops:FuzzParseNHIDRoute ./netops:FuzzParseKernelRoute \
+	./pin:FuzzJumpTarget
 fuzz:
 	@set -e; for t in $(FUZZ); do \
 		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
