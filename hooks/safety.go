@@ -6,6 +6,10 @@ import (
 	"path/filepath"
 )
 
+// CheckProgram is what the Runner checks before it runs path: `uplinkd
+// check` reports a hook that would be refused.
+func CheckProgram(path string) error { return checkProgram(path) }
+
 // checkProgram refuses a hook program that a user other than its owner
 // and group could have replaced: one writable by others, or one in a
 // directory (up to the root, the symlinks' targets included) that others

@@ -19,6 +19,7 @@ import (
 
 	"github.com/uplinkd/uplinkd/config"
 	"github.com/uplinkd/uplinkd/daemon"
+	"github.com/uplinkd/uplinkd/hooks"
 	"github.com/uplinkd/uplinkd/sdnotify"
 	"github.com/uplinkd/uplinkd/status"
 	"golang.org/x/sys/unix"
@@ -83,6 +84,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		if cmd == "check" {
+			if !checkHooks(cfg.Hooks, *path, stderr) {
+				return exitFailure
+			}
 			fmt.Fprintf(stdout, "%s: OK, %d uplinks\n", *path, len(cfg.Uplinks))
 			return exitOK
 		}
@@ -161,6 +165,24 @@ func runDaemon(cfg *config.Config, path string, stderr io.Writer) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// checkHooks reports the hook programs the daemon would refuse to run.
+func checkHooks(h config.Hooks, path string, stderr io.Writer) bool {
+	ok := true
+	for key, argv := range map[string][]string{
+		"hooks.on_transition": h.OnTransition, "hooks.on_down": h.OnDown, "hooks.on_probing": h.OnProbing,
+		"hooks.on_degraded": h.OnDegraded, "hooks.on_active": h.OnActive,
+	} {
+		if len(argv) == 0 {
+			continue
+		}
+		if err := hooks.CheckProgram(argv[0]); err != nil {
+			fmt.Fprintf(stderr, "%s: %s: the program would be refused: %v\n", path, key, err)
+			ok = false
+		}
+	}
+	return ok
 }
 
 // failed prints err and returns the exit status it calls for.

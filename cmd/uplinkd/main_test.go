@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -43,6 +44,22 @@ colour = "blue"
 		t.Fatal(err)
 	}
 	openErr := open + ": refused: mode 0666 lets any user rewrite"
+	hookDir := filepath.Join(dir, "hooks")
+	if err := os.Mkdir(hookDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	loose := filepath.Join(hookDir, "alert")
+	if err := os.WriteFile(loose, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(loose, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	withHook := filepath.Join(dir, "hook.toml")
+	minimal := "[[uplink]]\nname = \"isp1\"\ninterface = \"eth1\"\ngateway = \"198.51.100.1\"\ntable = 100\n"
+	if err := os.WriteFile(withHook, fmt.Appendf(nil, "%s[hooks]\non_down = [%q]\n", minimal, loose), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		args   []string
@@ -63,6 +80,8 @@ colour = "blue"
 		{"run refuses a bad config", []string{"run", "--config", bad}, 1, nil, []string{"uplink[0].weight"}},
 		{"check refuses a world-writable config", []string{"check", "--config", open}, 1, nil, []string{openErr}},
 		{"run refuses a world-writable config", []string{"run", "--config", open}, 1, nil, []string{openErr}},
+		{"check reports a hook that would be refused", []string{"check", "--config", withHook}, 1, nil,
+			[]string{withHook + ": hooks.on_down: the program would be refused: " + loose + " is writable by any user (mode 0777)"}},
 		{"status when not running", []string{"status", "--socket", filepath.Join(dir, "uplinkd.sock")}, 3, nil,
 			[]string{"uplinkd is not running (nothing listens on " + filepath.Join(dir, "uplinkd.sock") + ")"}},
 		{"status --watch when not running", []string{"status", "--watch", "--json", "--socket", filepath.Join(dir, "x.sock")}, 3, nil,
