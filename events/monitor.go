@@ -175,6 +175,9 @@ func (m *Monitor) Run(ctx context.Context, out chan<- Event) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			if errors.Is(err, unix.EINTR) {
+				continue // nothing was lost
+			}
 			if errors.Is(err, unix.ENOBUFS) {
 				// The kernel clears the error with this report; the
 				// socket keeps working and later messages are intact.
