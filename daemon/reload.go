@@ -87,9 +87,6 @@ func (d *Daemon) apply(cfg *config.Config) (changes []string) {
 		}
 	}
 	changes = describe(old, cfg)
-	if cfg.Routing.FlushConntrack != old.Routing.FlushConntrack {
-		d.setConntrack(cfg.Routing.FlushConntrack)
-	}
 	if cfg.Routing.Hash != old.Routing.Hash {
 		if _, err := netops.SetMultipathHash(hashPolicy(cfg.Routing.Hash)); err != nil {
 			d.log.Error("set multipath hash policy", "err", err)
@@ -149,25 +146,6 @@ func (d *Daemon) switchProtocol(protocol int) error {
 	d.log.Info("removed routing state of the old route_protocol", "protocol", d.rec.Protocol, "routes_rules_nexthops", res.Changes())
 	d.rec.Protocol = protocol
 	return nil
-}
-
-// setConntrack opens the conntrack socket that flushes the entries of
-// uplinks leaving the balance, or closes it ([routing] flush_conntrack).
-func (d *Daemon) setConntrack(on bool) {
-	switch {
-	case on && d.ct == nil:
-		ct, err := netops.DialConntrack(0)
-		if err != nil {
-			d.log.Warn("cannot flush conntrack entries of uplinks that leave the balance", "err", err)
-			return
-		}
-		d.ct = ct
-	case !on && d.ct != nil:
-		if err := d.ct.Close(); err != nil {
-			d.log.Warn("close conntrack socket", "err", err)
-		}
-		d.ct = nil
-	}
 }
 
 // describe lists the differences between two configurations, one

@@ -35,7 +35,7 @@ type reloadKey struct {
 // reconcile, which plans from the configuration in force: objects of the
 // old rule priorities, tables or nexthop IDs carry uplinkd's protocol and
 // are removed as no longer desired. route_protocol is special (see
-// switchProtocol), flush_conntrack is applied by apply.
+// switchProtocol); flush_conntrack is read at each flush.
 var globalKeys = []reloadKey{
 	{"routing.lan_interfaces", applied, func(c *config.Config) any { return c.Routing.LANInterfaces }},
 	{"routing.balance_table", applied, func(c *config.Config) any { return c.Routing.BalanceTable }},
@@ -48,6 +48,11 @@ var globalKeys = []reloadKey{
 	{"routing.idle_timer", applied, func(c *config.Config) any { return c.Routing.IdleTimer }},
 	{"routing.unbalanced_timer", applied, func(c *config.Config) any { return c.Routing.UnbalancedTimer }},
 	{"routing.flush_conntrack", applied, func(c *config.Config) any { return c.Routing.FlushConntrack }},
+	// The nftables table is opened with the mask at start.
+	{"routing.mark_mask", onRestart, func(c *config.Config) any { return fmt.Sprintf("%#x", c.Routing.MarkMask) }},
+	// What the next start must find (the original hash policy, the
+	// src_valid_mark values) is written where the running one started.
+	{"routing.state_dir", onRestart, func(c *config.Config) any { return c.Routing.StateDir }},
 
 	{"probe.targets", applied, func(c *config.Config) any { return c.Probe.Targets }},
 	{"probe.gateway", applied, func(c *config.Config) any { return c.Probe.Gateway }},

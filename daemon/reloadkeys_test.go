@@ -119,9 +119,11 @@ func TestRestartKeysReported(t *testing.T) {
 	}{
 		{`balancer = "multipath"`, "routing.balancer: auto -> multipath (takes effect on restart)"},
 		{`idle_timer = "30s"`, "routing.idle_timer: 2m0s -> 30s"},
-		{`unbalanced_timer = "5m"`, "routing.unbalanced_timer: 0s -> 5m0s"},
+		{`unbalanced_timer = "5m"`, "routing.unbalanced_timer: 10s -> 5m0s"},
 		{`nexthop_id_base = 3000`, "routing.nexthop_id_base: 2010000000 -> 3000"},
 		{`flush_conntrack = false`, "routing.flush_conntrack: true -> false"},
+		{`mark_mask = 0xff00`, "routing.mark_mask: 0xff000000 -> 0xff00 (takes effect on restart)"},
+		{`state_dir = "/var/lib/uplinkd"`, "routing.state_dir: /run/uplinkd -> /var/lib/uplinkd (takes effect on restart)"},
 	} {
 		cfg := parse(t, strings.Replace(base, "[routing]\n", "[routing]\n"+tt.line+"\n", 1))
 		if got := describe(old, cfg); len(got) != 1 || got[0] != tt.want {

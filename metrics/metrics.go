@@ -38,6 +38,8 @@ type Metrics struct {
 	netlinkErrors                          *prometheus.CounterVec
 
 	reloads *prometheus.CounterVec
+
+	pin pinMetrics
 }
 
 // HookStats reads the hook runner's counters at scrape time.
@@ -93,6 +95,7 @@ func New(hooks HookStats) *Metrics {
 			}))
 		}
 	}
+	m.pin = newPinMetrics(f)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -169,6 +169,11 @@ func (c *NexthopConn) NHIDRouteReplace(rt Route) error {
 // earlier check that crashed are removed first; objects with those IDs
 // that belong to another protocol are an error.
 func SupportsResilient(k NexthopKernel, ids IDs, protocol int) error {
+	return SupportsGroup(k, ids, protocol, GroupResilient)
+}
+
+// SupportsGroup is SupportsResilient for a group of type typ.
+func SupportsGroup(k NexthopKernel, ids IDs, protocol int, typ GroupType) error {
 	list, err := k.NexthopList()
 	if err != nil {
 		return fmt.Errorf("list nexthop objects: %w", err)
@@ -197,13 +202,13 @@ func SupportsResilient(k NexthopKernel, ids IDs, protocol int) error {
 	if err := k.NexthopAdd(hole, false); err != nil {
 		return fmt.Errorf("create nexthop object: %w", err)
 	}
-	group := NexthopObject{
-		ID: ids.ProbeGroup, Members: []GroupMember{{ID: ids.Probe, Weight: 1}}, Type: GroupResilient,
-		Buckets: MinBuckets, IdleTimer: defaultIdleTimer, Protocol: protocol,
+	group := NexthopObject{ID: ids.ProbeGroup, Members: []GroupMember{{ID: ids.Probe, Weight: 1}}, Type: typ, Protocol: protocol}
+	if typ == GroupResilient {
+		group.Buckets, group.IdleTimer = MinBuckets, defaultIdleTimer
 	}
 	err = k.NexthopAdd(group, false)
 	if err != nil {
-		err = fmt.Errorf("create resilient nexthop group: %w", err)
+		err = fmt.Errorf("create %s nexthop group: %w", typ, err)
 	}
 	return errors.Join(err, cleanup())
 }

@@ -457,6 +457,11 @@ func toKernelRule(ru Rule) *netlink.Rule {
 	kr.IifName = ru.IifName
 	kr.SuppressPrefixlen = ru.SuppressPrefixlen
 	kr.Protocol = uint8(ru.Protocol)
+	if ru.Mask != 0 {
+		kr.Mark = ru.Mark
+		mask := ru.Mask
+		kr.Mask = &mask
+	}
 	if ru.Src.IsValid() {
 		kr.Src = ipNet(ru.Src)
 	}
@@ -470,6 +475,13 @@ func fromKernelRule(kr netlink.Rule) Rule {
 		Table:             kr.Table,
 		SuppressPrefixlen: kr.SuppressPrefixlen,
 		Protocol:          int(kr.Protocol),
+	}
+	if kr.Mark != 0 || kr.Mask != nil {
+		ru.Mark = kr.Mark
+		ru.Mask = 0xffffffff
+		if kr.Mask != nil {
+			ru.Mask = *kr.Mask
+		}
 	}
 	if p, ok := prefixOf(kr.Src); ok && p.Bits() > 0 {
 		ru.Src = p

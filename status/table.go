@@ -99,6 +99,7 @@ func Render(w io.Writer, s *Snapshot, colour bool, now time.Time) error {
 	if r.LastErr != "" && r.Errors > 0 {
 		p.linef("         last failure: %s", firstLine(r.LastErr))
 	}
+	p.pinning(s.Pinning)
 	p.linef("netlink  %d dumps, %d resyncs (%d ENOBUFS), %d resubscribes, %d errors retried (%d transient)",
 		n.Dumps, n.Resyncs, n.Overruns, n.Resubscribes, n.Errors, n.Transient)
 	if n.LastError != "" {

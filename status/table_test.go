@@ -45,6 +45,7 @@ func sample() *Snapshot {
 		Reconcile: Reconcile{Runs: 14, Changes: 36, Last: now.Add(-12 * time.Second), LastTook: 0.412},
 		Netlink:   Netlink{Dumps: 9, Resyncs: 1, Overruns: 1},
 		Hooks:     Hooks{Started: 4, Failed: 1},
+		Pinning:   Pinning{On: true, Mask: "0xff000000", Restores: 1, Flushes: 2, Flushed: 196},
 	}
 }
 
@@ -66,6 +67,7 @@ recent transitions
   12s ago   isp2  active -> down     no carrier on eth2
 
 routing  14 reconciles (last took 0.412ms, 12s ago), 36 routes and rules written or removed, 0 failed
+pinning  on (mask 0xff000000), 1 table restores, 2 conntrack flushes (196 entries, 0 failed)
 netlink  9 dumps, 1 resyncs (1 ENOBUFS), 0 resubscribes, 0 errors retried (0 transient)
 hooks    4 started, 1 failed (0 timed out), 0 dropped, 0 running
 `
@@ -162,5 +164,16 @@ func TestRenderEscapesControlCharacters(t *testing.T) {
 	// reconcile and the netlink failures.
 	if got, want := strings.Count(out, "\n"), strings.Count(clean.String(), "\n")+3; got != want {
 		t.Errorf("%d lines, want %d:\n%s", got, want, out)
+	}
+}
+
+func TestRenderPinningOff(t *testing.T) {
+	var b strings.Builder
+	s := &Snapshot{Balancer: "resilient", Pinning: Pinning{Reason: "nf_tables is not available"}}
+	if err := Render(&b, s, false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "\npinning  off (nf_tables is not available)\n") {
+		t.Fatalf("no pinning line in:\n%s", b.String())
 	}
 }

@@ -29,7 +29,10 @@ import (
 var version = "dev"
 
 const usage = `usage:
-  uplinkd run    [--config FILE]   run the daemon in the foreground (default FILE %[1]s)
+  uplinkd run    [--config FILE]   run the daemon in the foreground (default FILE %[1]s);
+                                   SIGTERM/SIGINT: clean stop, removes all its routing;
+                                   SIGUSR2: exit (status 75) leaving all routing in place, for
+                                   the next start to adopt (upgrades)
   uplinkd check  [--config FILE]   validate FILE: exit 0, or print every problem and exit 1
   uplinkd status [--socket PATH] [--json] [--watch]
                                    show the running daemon's state (default PATH %[2]s);
@@ -45,6 +48,10 @@ const (
 	exitFailure    = 1
 	exitUsage      = 2
 	exitNotRunning = 3 // as in the LSB's "program is not running"
+	// exitKept follows SIGUSR2: routing left in place for the next start.
+	// EX_TEMPFAIL; the systemd unit restarts on it
+	// (RestartForceExitStatus), which makes SIGUSR2 the upgrade path.
+	exitKept = 75
 )
 
 func main() {
@@ -86,6 +93,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if cmd == "check" {
 			if !checkHooks(cfg.Hooks, *path, stderr) {
 				return exitFailure
+			}
+			for _, w := range checkWarnings(cfg) {
+				fmt.Fprintf(stdout, "%s: warning: %s\n", *path, w)
 			}
 			fmt.Fprintf(stdout, "%s: OK, %d uplinks\n", *path, len(cfg.Uplinks))
 			return exitOK
@@ -146,6 +156,9 @@ func runDaemon(cfg *config.Config, path string, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	defer signal.Stop(usr2)
 
 	notify := sdnotify.FromEnv()
 	watchdog, err := sdnotify.WatchdogInterval()
@@ -157,12 +170,15 @@ func runDaemon(cfg *config.Config, path string, stderr io.Writer) int {
 	buf, _ := strconv.Atoi(os.Getenv("UPLINKD_TEST_EVENT_BUFFER"))
 	d := daemon.New(cfg, log, daemon.Options{
 		ConfigPath: path, Version: version, LogLevel: level,
-		Notify: notify, Watchdog: watchdog, Reload: hup, EventBuffer: buf,
+		Notify: notify, Watchdog: watchdog, Reload: hup, Keep: usr2, EventBuffer: buf,
 	})
 	d.Ready = func() { log.Info("ready", "socket", cfg.Status.Socket) }
 	if err := d.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("uplinkd failed", "err", err)
 		return exitFailure
+	}
+	if d.Kept() {
+		return exitKept
 	}
 	return exitOK
 }
