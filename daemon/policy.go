@@ -183,6 +183,45 @@ func (d *Daemon) policyStatus() []status.Policy {
 	return out
 }
 
+// policyKeys are the keys of one [[policy]] (its name identifies it); a
+// reload applies them all with the next reconcile, which adds the new
+// rules before it deletes the old ones.
+var policyKeys = []struct {
+	key   string
+	class keyClass
+	get   func(config.Policy) any
+}{
+	{"table", applied, func(p config.Policy) any { return p.Table }},
+	{"tiers", applied, func(p config.Policy) any { return p.Tiers }},
+	{"last_resort", applied, func(p config.Policy) any { return p.LastResort }},
+	{"degraded_policy", applied, func(p config.Policy) any { return p.DegradedPolicy }},
+	{"failback", applied, func(p config.Policy) any { return p.Failback }},
+}
+
+// ruleKeys are the keys of one [[rule]]; rules are compared by position.
+var ruleKeys = []struct {
+	key   string
+	class keyClass
+	get   func(config.Rule) any
+}{
+	{"from", applied, func(r config.Rule) any { return r.From }},
+	{"to", applied, func(r config.Rule) any { return r.To }},
+	{"iif", applied, func(r config.Rule) any { return quote(r.Iif) }},
+	{"proto", applied, func(r config.Rule) any { return r.Proto }},
+	{"sport", applied, func(r config.Rule) any { return rangeOf(r.Sport) }},
+	{"dport", applied, func(r config.Rule) any { return rangeOf(r.Dport) }},
+	{"fwmark", applied, func(r config.Rule) any { return fmt.Sprintf("%#x/%#x", r.Mark, r.Mask) }},
+	{"uid", applied, func(r config.Rule) any { return rangeOf(r.UID) }},
+	{"policy", applied, func(r config.Rule) any { return r.Policy }},
+}
+
+func rangeOf(r *config.Range) string {
+	if r == nil {
+		return "any"
+	}
+	return r.String()
+}
+
 // describePolicies lists the policies and rules a reload changes.
 func describePolicies(old, cfg *config.Config) []string {
 	var out []string
@@ -192,11 +231,14 @@ func describePolicies(old, cfg *config.Config) []string {
 	}
 	for _, p := range cfg.Policies {
 		o, ok := oldPol[p.Name]
-		switch {
-		case !ok:
+		if !ok {
 			out = append(out, fmt.Sprintf("policy %s: added", p.Name))
-		case fmt.Sprint(o) != fmt.Sprint(p):
-			out = append(out, fmt.Sprintf("policy %s: %+v -> %+v", p.Name, o, p))
+			continue
+		}
+		for _, k := range policyKeys {
+			if c := describeKey("policy "+p.Name+": "+k.key, k.class, k.get(o), k.get(p)); c != "" {
+				out = append(out, c)
+			}
 		}
 	}
 	for _, p := range old.Policies {
@@ -204,17 +246,19 @@ func describePolicies(old, cfg *config.Config) []string {
 			out = append(out, fmt.Sprintf("policy %s: removed", p.Name))
 		}
 	}
-	rule := func(r config.Rule) string { r.Line = 0; return fmt.Sprintf("%+v", r) }
-	if !slices.Equal(mapSlice(old.Rules, rule), mapSlice(cfg.Rules, rule)) {
-		out = append(out, fmt.Sprintf("rules: %d -> %d (new rules are added before old ones are removed)", len(old.Rules), len(cfg.Rules)))
-	}
-	return out
-}
-
-func mapSlice[T, U any](in []T, f func(T) U) []U {
-	out := make([]U, len(in))
-	for i, x := range in {
-		out[i] = f(x)
+	for i := range max(len(old.Rules), len(cfg.Rules)) {
+		switch {
+		case i >= len(old.Rules):
+			out = append(out, fmt.Sprintf("rule[%d]: added (policy %s)", i, cfg.Rules[i].Policy))
+		case i >= len(cfg.Rules):
+			out = append(out, fmt.Sprintf("rule[%d]: removed (policy %s)", i, old.Rules[i].Policy))
+		default:
+			for _, k := range ruleKeys {
+				if c := describeKey(fmt.Sprintf("rule[%d].%s", i, k.key), k.class, k.get(old.Rules[i]), k.get(cfg.Rules[i])); c != "" {
+					out = append(out, c)
+				}
+			}
+		}
 	}
 	return out
 }

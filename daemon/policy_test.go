@@ -66,11 +66,12 @@ func TestPolicyTiers(t *testing.T) {
 
 func TestDescribePolicies(t *testing.T) {
 	old := parse(t, base+policyDoc)
-	changed := parse(t, strings.Replace(base+policyDoc, `tiers = [["isp2"], ["isp1"]]`, `tiers = [["isp2"]]`, 1)+
+	next := parse(t, strings.Replace(base+policyDoc, `tiers = [["isp2"], ["isp1"]]`, `tiers = [["isp2"]]`, 1)+
 		"[[policy]]\nname = \"bulk\"\ntiers = [[\"isp1\"]]\n[[rule]]\nfrom = [\"192.0.2.0/24\"]\npolicy = \"bulk\"\n")
-	got := describe(old, changed)
-	if len(got) != 3 || !strings.HasPrefix(got[0], "policy voip: ") || got[1] != "policy bulk: added" || !strings.HasPrefix(got[2], "rules: 1 -> 2") {
-		t.Fatalf("describe: %q", got)
+	got := describe(old, next)
+	want := []string{"policy voip: tiers: [[isp2] [isp1]] -> [[isp2]]", "policy bulk: added", "rule[1]: added (policy bulk)"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("describe (-want +got):\n%s", diff)
 	}
 	if got := describe(old, parse(t, base+policyDoc)); len(got) != 0 {
 		t.Fatalf("unchanged policies described as %q", got)
