@@ -366,3 +366,5 @@ func (r *rig) unreachable(src, dst netip.AddrPort) (time.Duration, error) {
 	}
 	return time.Since(start), nil
 }
+
+func netipAP(a netip.Addr, port int) netip.AddrPort { return netip.AddrPortFrom(a, uint16(port)) }

@@ -1,0 +1,185 @@
+package test
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/uplinkd/uplinkd/test/lab"
+)
+
+// logTime is the time of a daemon log line.
+func logTime(t *testing.T, line string) time.Time {
+	t.Helper()
+	m := regexp.MustCompile(`time=(\S+)`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("no time in %q", line)
+	}
+	at, err := time.Parse(time.RFC3339Nano, m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return at
+}
+
+// Issue 10, primary/backup with real connections under NAT: while the
+// primary works the backup carries no LAN flow; a primary blackhole moves
+// every flow to the backup within the detection time; when the primary
+// returns new connections go back to it in the reconcile of its return,
+// and (failback = "new") established ones stay on the backup.
+// UPLINKD_LONG=1: 1000 flows for 60 s before the failure.
+func TestPolicyPrimaryBackup(t *testing.T) {
+	r := newPolicyRig(t, `
+[[policy]]
+name = "default"
+tiers = [["isp1"], ["lte"]]
+`)
+	r.start()
+	for _, u := range []string{"isp1", "lte"} {
+		r.waitState(u, "active", 15*time.Second)
+	}
+	n, hold := 64, 2*time.Second
+	if os.Getenv("UPLINKD_LONG") == "1" {
+		n, hold = 500, 60*time.Second
+	}
+	start := time.Now()
+	flows, err := r.lab.StartFlows(r.ctx, lab.FlowOptions{TCP: n, UDP: n, Interval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flows.Close()
+	r.waitFlows(flows, 2*n)
+	time.Sleep(hold) // flows run while the primary is active: behaviour over time, not a timing
+	s := flows.Snapshot()
+	for _, f := range s.Flows {
+		for _, c := range f.Changes {
+			if c.Uplink != lab.ISP1 {
+				t.Fatalf("flow %d (%s) used %s while the primary was active: %+v", f.Flow, f.Proto, c.Uplink, f.Changes)
+			}
+		}
+	}
+	t.Logf("%d flows for %v, all on the primary", len(s.Flows), time.Since(start).Round(time.Second))
+
+	// The primary fails upstream: its connections restart on the backup.
+	mark := r.mark()
+	down := time.Now()
+	if err := r.lab.Blackhole(r.ctx, lab.ISP1, true); err != nil {
+		t.Fatal(err)
+	}
+	moved := r.waitLog(mark, regexp.MustCompile(`msg="policy changed tier" policy=default from=1 to=2`), 10*time.Second)
+	r.waitFor("every UDP flow on the backup", 15*time.Second, func() bool {
+		return flows.Snapshot().Uplinks("udp")[lab.ISP3] == n
+	})
+	udpMoved := time.Since(down)
+	// TCP connections are reset (their conntrack entries deleted by
+	// mark) and reconnect: wait for them too before the primary returns.
+	r.waitFor("every flow on the backup", 20*time.Second, func() bool {
+		return flows.Snapshot().Uplinks("")[lab.ISP3] == 2*n
+	})
+	p := r.cfgProbe()
+	detect := time.Duration(p.downAfter)*p.interval + p.timeout
+	t.Logf("figure: backup tier in use %v after the blackhole (detection time %v), every UDP flow on it after %v",
+		logTime(t, moved).Sub(down).Round(time.Millisecond), detect, udpMoved.Round(time.Millisecond))
+
+	// The primary returns: new connections take it in the reconcile that
+	// follows its transition to active.
+	mark = r.mark()
+	up := time.Now()
+	if err := r.lab.Blackhole(r.ctx, lab.ISP1, false); err != nil {
+		t.Fatal(err)
+	}
+	active := r.waitTransition(mark, "isp1", "active", 15*time.Second)
+	back := r.waitLog(mark, regexp.MustCompile(`msg="policy changed tier" policy=default from=2 to=1`), 5*time.Second)
+	if d := logTime(t, back).Sub(logTime(t, active)); d > 300*time.Millisecond {
+		t.Errorf("the primary's tier was in use %v after its transition to active, want within the same reconcile", d)
+	}
+	r.waitFor("new flows on the primary", 5*time.Second, func() bool {
+		paths, err := r.lab.Paths(r.ctx, lab.SplitFlows(20))
+		return err == nil && strings.Count(strings.Join(paths, " "), "eth1") == 20
+	})
+	t.Logf("figure: new flows on the primary %v after it was restored (up_after × interval + 0.3 s = %v)",
+		time.Since(up).Round(time.Millisecond), time.Duration(p.upAfter)*p.interval+300*time.Millisecond)
+	added, err := flows.Add(r.ctx, 0, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor("the new flows' echoes", 10*time.Second, func() bool {
+		return flows.Snapshot().Only(added).Uplinks("udp")[lab.ISP1] == 16
+	})
+	// failback = "new": established connections stay on the backup.
+	if moved := flows.Snapshot().MovedAfter(up); len(moved) != 0 {
+		t.Errorf("%d established flows moved when the primary returned: %+v", len(moved), moved[0])
+	}
+}
+
+type probeTiming struct {
+	interval, timeout  time.Duration
+	downAfter, upAfter int
+}
+
+// cfgProbe is the lab's probe timing: the defaults.
+func (r *rig) cfgProbe() probeTiming {
+	return probeTiming{interval: 200 * time.Millisecond, timeout: 500 * time.Millisecond, downAfter: 4, upAfter: 4}
+}
+
+// Issue 10, reload: adding a policy and a rule moves no flow the rule
+// does not match, and the rule takes effect.
+func TestPolicyReload(t *testing.T) {
+	r := newPolicyRig(t, "")
+	r.start()
+	for _, u := range []string{"isp1", "isp2", "lte"} {
+		r.waitState(u, "active", 15*time.Second)
+	}
+	flows, err := r.lab.StartFlows(r.ctx, lab.FlowOptions{TCP: 32, UDP: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flows.Close()
+	r.waitFlows(flows, 64)
+	before, err := r.lab.Paths(r.ctx, lab.SplitFlows(200))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.egress(probe{name: "before", ns: lab.Host, src: netipAP(lab.HostAddr, 42000), dst: netipAP(lab.Target3, 5060)}); got == "lte" {
+		t.Fatalf("the default policy sent a flow to lte before the reload")
+	}
+
+	cfgText := healthConfig() + lteConfig + `
+[[policy]]
+name = "voip"
+tiers = [["lte"]]
+
+[[rule]]
+to = ["198.18.0.3/32"]
+proto = "udp"
+dport = "5060"
+policy = "voip"
+`
+	r.writeConfig(cfgText)
+	reloaded := time.Now()
+	out, stderr, code := r.uplinkd("reload", "--socket", r.socket)
+	if code != 0 || !strings.Contains(out, "policy voip: added") || !strings.Contains(out, "rule[0]: added") {
+		t.Fatalf("reload: exit %d, %s%s", code, out, stderr)
+	}
+	r.waitFor("the voip rule", 5*time.Second, func() bool {
+		return strings.Contains(r.ip(lab.Router, "rule"), "to 198.18.0.3 ipproto udp dport 5060 lookup 251")
+	})
+	if got := r.egress(probe{name: "after", ns: lab.Host, src: netipAP(lab.HostAddr, 42001), dst: netipAP(lab.Target3, 5060)}); got != "lte" {
+		t.Fatalf("voip after the reload left by %s, want lte", got)
+	}
+	after, err := r.lab.Paths(r.ctx, lab.SplitFlows(200))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range before {
+		if before[i] != after[i] {
+			t.Fatalf("new flow %d took %s before the reload and %s after; the rule does not match it", i, before[i], after[i])
+		}
+	}
+	time.Sleep(time.Second) // established flows keep running after the reload: behaviour over time
+	if moved := flows.Snapshot().MovedAfter(reloaded); len(moved) != 0 {
+		t.Fatalf("%d flows the new rule does not match moved: %+v", len(moved), moved[0])
+	}
+}
