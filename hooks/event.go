@@ -33,10 +33,10 @@ type Event struct {
 func (e Event) Env() []string {
 	if e.Policy != "" {
 		return []string{
-			"UPLINKD_POLICY=" + e.Policy,
+			"UPLINKD_POLICY=" + oneLine(e.Policy),
 			"UPLINKD_TIER_FROM=" + strconv.Itoa(e.TierFrom),
 			"UPLINKD_TIER_TO=" + strconv.Itoa(e.TierTo),
-			"UPLINKD_REASON=" + e.Reason,
+			"UPLINKD_REASON=" + oneLine(e.Reason),
 			"UPLINKD_TIME=" + e.Time.Format(time.RFC3339Nano),
 			"UPLINKD_ACTIVE=" + strconv.Itoa(e.Active),
 			"UPLINKD_UPLINKS=" + strconv.Itoa(e.Uplinks),
@@ -52,6 +52,15 @@ func (e Event) Env() []string {
 		"UPLINKD_ACTIVE=" + strconv.Itoa(e.Active),
 		"UPLINKD_UPLINKS=" + strconv.Itoa(e.Uplinks),
 	}
+}
+
+// key is what the runner serialises the event's hooks on: its uplink, or
+// its policy (an uplink name cannot contain a space).
+func (e Event) key() string {
+	if e.Policy != "" {
+		return "policy " + e.Policy
+	}
+	return e.Uplink
 }
 
 // oneLine escapes the control characters of s: "\n" for a newline,

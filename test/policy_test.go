@@ -285,6 +285,11 @@ func TestPolicies(t *testing.T) {
 	if via, out := r.explain(probes[0].explain...); via != "uplink isp1" || !strings.Contains(out, "tier 2 of 2") {
 		t.Errorf("explain voip with isp2 down: %q\n%s", via, out)
 	}
+	// The backup stays unused while one of the pair is left.
+	r.waitFor("the pair down to isp1", 5*time.Second, func() bool {
+		split, err := r.lab.Split(r.ctx, 200)
+		return err == nil && split["eth1"] == 200
+	})
 
 	// isp1 fails too: the default policy takes its backup tier; voip has
 	// no tier left and uses main's default route (via isp1, the
