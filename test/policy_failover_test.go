@@ -29,12 +29,21 @@ func logTime(t *testing.T, line string) time.Time {
 // every flow to the backup within the detection time; when the primary
 // returns new connections go back to it in the reconcile of its return,
 // and (failback = "new") established ones stay on the backup.
-// UPLINKD_LONG=1: 1000 flows for 60 s before the failure.
+// With failback = "all" the connections on the backup are deleted by its
+// mark and restart on the primary. UPLINKD_LONG=1: 1000 flows for 60 s
+// before the failure.
 func TestPolicyPrimaryBackup(t *testing.T) {
+	for _, failback := range []string{"new", "all"} {
+		t.Run(failback, func(t *testing.T) { testPrimaryBackup(t, failback) })
+	}
+}
+
+func testPrimaryBackup(t *testing.T, failback string) {
 	r := newPolicyRig(t, `
 [[policy]]
 name = "default"
 tiers = [["isp1"], ["lte"]]
+failback = "`+failback+`"
 `)
 	r.start()
 	for _, u := range []string{"isp1", "lte"} {
@@ -108,6 +117,13 @@ tiers = [["isp1"], ["lte"]]
 	r.waitFor("the new flows' echoes", 10*time.Second, func() bool {
 		return flows.Snapshot().Only(added).Uplinks("udp")[lab.ISP1] == 16
 	})
+	if failback == "all" {
+		r.waitLog(mark, regexp.MustCompile(`msg="failback: conntrack entries flushed" policy=default uplink=lte`), 5*time.Second)
+		r.waitFor("every flow back on the primary", 20*time.Second, func() bool {
+			return flows.Snapshot().Uplinks("")[lab.ISP1] == 2*n+16
+		})
+		return
+	}
 	// failback = "new": established connections stay on the backup.
 	if moved := flows.Snapshot().MovedAfter(up); len(moved) != 0 {
 		t.Errorf("%d established flows moved when the primary returned: %+v", len(moved), moved[0])
