@@ -25,6 +25,12 @@ func (t RouteType) String() string {
 		return "blackhole"
 	case Unreachable:
 		return "unreachable"
+	case unix.RTN_LOCAL:
+		return "local"
+	case unix.RTN_PROHIBIT:
+		return "prohibit"
+	case unix.RTN_THROW:
+		return "throw"
 	}
 	return fmt.Sprintf("type %d", uint8(t))
 }

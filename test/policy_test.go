@@ -248,6 +248,12 @@ func TestPolicies(t *testing.T) {
 		if got != p.want || via != "uplink "+got {
 			t.Errorf("%s: packets left by %q, want %q; explain says %q:\n%s", p.name, got, p.want, via, out)
 		}
+		// Now the flow is tracked: explain shows its pin.
+		if p.src.Addr().IsValid() {
+			if _, out := r.explain(p.explain...); !strings.Contains(out, "pinned to uplink "+got) {
+				t.Errorf("%s: explain does not show the tracked connection's pin to %s:\n%s", p.name, got, out)
+			}
+		}
 	}
 	// Unmatched LAN flows: explain agrees with the real egress, which is
 	// never the backup.

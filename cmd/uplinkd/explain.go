@@ -14,6 +14,7 @@ import (
 	"github.com/uplinkd/uplinkd/config"
 	"github.com/uplinkd/uplinkd/explain"
 	"github.com/uplinkd/uplinkd/netops"
+	"github.com/uplinkd/uplinkd/pin"
 	"github.com/uplinkd/uplinkd/status"
 )
 
@@ -103,12 +104,52 @@ func explainCmd(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 	} else {
 		fmt.Fprintf(stderr, "uplinkd explain: no daemon state (%v): the tier in use is not known\n", err)
 	}
+	if p.Src.IsValid() && p.Sport != 0 && p.Dport != 0 {
+		name, err := pinnedUplink(cfg, p)
+		if err != nil {
+			fmt.Fprintf(stderr, "uplinkd explain: %v\n", err)
+		}
+		in.Pinned = name
+	}
 	res := explain.Explain(in)
 	fmt.Fprintln(stdout, strings.Join(res.Lines, "\n"))
 	if res.Disagree != "" {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// pinnedUplink returns the uplink a tracked connection of the flow is
+// pinned to (its conntrack mark, named by uplinkd's nftables table), ""
+// when there is no such connection or pin.
+func pinnedUplink(cfg *config.Config, p explain.Packet) (string, error) {
+	if cfg.Routing.MarkMask == 0 {
+		return "", nil
+	}
+	ct, err := netops.DialConntrack(0)
+	if err != nil {
+		return "", err
+	}
+	defer ct.Close()
+	mark, found, err := ct.MarkOf(uint8(p.Proto), p.Src, p.Dst, uint16(p.Sport), uint16(p.Dport))
+	if err != nil || !found || mark&cfg.Routing.MarkMask == 0 {
+		return "", err
+	}
+	t, err := pin.Open(pin.Config{Mask: cfg.Routing.MarkMask})
+	if err != nil {
+		return "", err
+	}
+	defer t.Close()
+	ups, err := t.Current()
+	if err != nil {
+		return "", err
+	}
+	for _, u := range ups {
+		if u.Mark == mark&cfg.Routing.MarkMask {
+			return u.Name, nil
+		}
+	}
+	return fmt.Sprintf("(unknown mark %#x)", mark&cfg.Routing.MarkMask), nil
 }
 
 func protoNumber(s string) (int, error) {
