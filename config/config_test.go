@@ -212,10 +212,10 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 		n += len(keys)
 	}
 	// 9 tables at the top level, 36 keys in [routing], [probe] and
-	// [[uplink]], 15 in [[policy]] and [[rule]], 12 in [hooks], [status],
+	// [[uplink]], 16 in [[policy]] and [[rule]], 12 in [hooks], [status],
 	// [metrics] and [log].
-	if n != 9+36+15+12 {
-		t.Errorf("schema has %d keys, want %d: %v", n, 9+36+15+12, schema)
+	if n != 9+36+16+12 {
+		t.Errorf("schema has %d keys, want %d: %v", n, 9+36+16+12, schema)
 	}
 }
 

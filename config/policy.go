@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DefaultPolicy is the name of the policy of traffic no [[rule]] matches.
@@ -52,6 +53,10 @@ type Policy struct {
 	// Failback is FailbackNew (default) or FailbackAll: when a better
 	// tier returns, flush the pins of the uplinks of the tier left.
 	Failback string
+	// StandbyInterval, when not 0, is the probe interval of the
+	// policy's uplinks while a better tier of the policy is in use (and
+	// no policy uses them); 0: they are probed at probe.interval.
+	StandbyInterval time.Duration
 }
 
 // Rule is one [[rule]] table: the traffic its selectors match takes
@@ -111,12 +116,13 @@ func (c *Config) BuiltinDefault() Policy {
 }
 
 type rawPolicy struct {
-	Name           opt[string]     `toml:"name"`
-	Tiers          opt[[][]string] `toml:"tiers"`
-	LastResort     opt[string]     `toml:"last_resort"`
-	DegradedPolicy opt[string]     `toml:"degraded_policy"`
-	Failback       opt[string]     `toml:"failback"`
-	Table          opt[int64]      `toml:"table"`
+	Name            opt[string]     `toml:"name"`
+	Tiers           opt[[][]string] `toml:"tiers"`
+	LastResort      opt[string]     `toml:"last_resort"`
+	DegradedPolicy  opt[string]     `toml:"degraded_policy"`
+	Failback        opt[string]     `toml:"failback"`
+	Table           opt[int64]      `toml:"table"`
+	StandbyInterval opt[string]     `toml:"standby_interval"`
 }
 
 type rawRule struct {
@@ -187,6 +193,12 @@ func (v *validator) policies(cfg *Config, raw []rawPolicy) {
 		}
 		p.DegradedPolicy = v.oneOf(path+".degraded_policy", r.DegradedPolicy, cfg.Probe.DegradedPolicy, DegradedStandby, DegradedKeep)
 		p.Failback = v.oneOf(path+".failback", r.Failback, FailbackNew, FailbackNew, FailbackAll)
+		if d, ok := v.durationOrZero(path+".standby_interval", r.StandbyInterval, 0); ok {
+			if d != 0 && d < cfg.Probe.Interval {
+				v.errorf(path+".standby_interval", "%v is shorter than probe.interval (%v)", d, cfg.Probe.Interval)
+			}
+			p.StandbyInterval = d
+		}
 		switch {
 		case isDefault && r.Table.set:
 			v.errorf(path+".table", "the default policy uses routing.balance_table; remove table here")

@@ -713,7 +713,7 @@ func (d *Daemon) syncProber(u *uplink) {
 	key := ""
 	if ok, _ := u.usable(); ok && len(targets) > 0 && u.m.State() != fsm.Down {
 		key = fmt.Sprintf("%s#%d %s %v every %v within %v, %d must answer, window %d", u.cfg.Interface, u.link.Index, u.addr.Addr(),
-			targets, d.cfg.Probe.Interval, d.cfg.Probe.Timeout, d.cfg.ReliabilityFor(u.cfg), d.cfg.Probe.Window)
+			targets, d.probeInterval(u), d.cfg.Probe.Timeout, d.cfg.ReliabilityFor(u.cfg), d.cfg.Probe.Window)
 	}
 	if key == u.key {
 		return
@@ -728,7 +728,7 @@ func (d *Daemon) syncProber(u *uplink) {
 		Interface:   u.cfg.Interface,
 		Source:      u.addr.Addr(),
 		Targets:     targets,
-		Interval:    d.cfg.Probe.Interval,
+		Interval:    d.probeInterval(u),
 		Timeout:     d.cfg.Probe.Timeout,
 		Reliability: d.cfg.ReliabilityFor(u.cfg),
 		Window:      d.cfg.Probe.Window,

@@ -196,6 +196,7 @@ var policyKeys = []struct {
 	{"last_resort", applied, func(p config.Policy) any { return p.LastResort }},
 	{"degraded_policy", applied, func(p config.Policy) any { return p.DegradedPolicy }},
 	{"failback", applied, func(p config.Policy) any { return p.Failback }},
+	{"standby_interval", applied, func(p config.Policy) any { return p.StandbyInterval }},
 }
 
 // ruleKeys are the keys of one [[rule]]; rules are compared by position.
@@ -259,6 +260,42 @@ func describePolicies(old, cfg *config.Config) []string {
 				}
 			}
 		}
+	}
+	return out
+}
+
+// probeInterval is u's probe interval: the policies' standby_interval
+// while u stands by (see standbyInterval), else probe.interval.
+func (d *Daemon) probeInterval(u *uplink) time.Duration {
+	return max(d.cfg.Probe.Interval, d.standbyInterval(u.cfg.Name))
+}
+
+// standbyInterval returns the interval at which the uplink name may be
+// probed because it stands by: every policy that lists it has a
+// standby_interval and uses a better tier now (so no policy uses it).
+// The shortest of those intervals; 0 when it does not stand by. Its state
+// is kept by the slower probes, so when its tier is needed it carries
+// traffic at once, and from then on it is probed at probe.interval.
+func (d *Daemon) standbyInterval(name string) time.Duration {
+	var out time.Duration
+	listed := false
+	for _, p := range d.cfg.Policies {
+		tier := slices.IndexFunc(p.Tiers, func(t []string) bool { return slices.Contains(t, name) }) + 1
+		if tier == 0 {
+			continue
+		}
+		listed = true
+		st, ok := d.policies[p.Name]
+		if p.StandbyInterval == 0 || !ok || st.choice.Tier == 0 || st.choice.Tier >= tier {
+			return 0
+		}
+		if out == 0 || p.StandbyInterval < out {
+			out = p.StandbyInterval
+		}
+	}
+	if !listed || !slices.ContainsFunc(d.cfg.Policies, func(p config.Policy) bool { return p.Name == config.DefaultPolicy }) {
+		// The built-in default policy uses every uplink.
+		return 0
 	}
 	return out
 }

@@ -85,3 +85,51 @@ func takeDown(d *Daemon, name string) {
 		}
 	}
 }
+
+// A backup stands by (probed at standby_interval) while its policy uses a
+// better tier, and is probed at probe.interval again as soon as its tier
+// is in use.
+func TestStandbyInterval(t *testing.T) {
+	d := newTestDaemon(t, "standby")
+	d.cfg = parse(t, "[probe]\ntargets = [\"198.18.0.1\", \"198.18.0.2\"]\n"+testUplinks+`
+[[policy]]
+name = "default"
+tiers = [["isp1"], ["isp2"]]
+standby_interval = "2s"
+`)
+	interval := func(name string) time.Duration {
+		for _, u := range d.uplinks {
+			if u.cfg.Name == name {
+				return d.probeInterval(u)
+			}
+		}
+		t.Fatalf("no uplink %s", name)
+		return 0
+	}
+	drive(t, d, "isp1", fsm.Active)
+	drive(t, d, "isp2", fsm.Active)
+	d.notePolicies(d.inputs())
+	if got1, got2 := interval("isp1"), interval("isp2"); got1 != 200*time.Millisecond || got2 != 2*time.Second {
+		t.Fatalf("intervals with tier 1 in use: isp1 %v, isp2 %v; want 200ms and 2s", got1, got2)
+	}
+	takeDown(d, "isp1")
+	d.notePolicies(d.inputs())
+	if got := interval("isp2"); got != 200*time.Millisecond {
+		t.Fatalf("isp2's interval with its tier in use: %v, want 200ms", got)
+	}
+	// Another policy that uses isp2 keeps it at the normal interval.
+	d.cfg = parse(t, "[probe]\ntargets = [\"198.18.0.1\", \"198.18.0.2\"]\n"+testUplinks+`
+[[policy]]
+name = "default"
+tiers = [["isp1"], ["isp2"]]
+standby_interval = "2s"
+[[policy]]
+name = "voip"
+tiers = [["isp2"]]
+`)
+	drive(t, d, "isp1", fsm.Active)
+	d.notePolicies(d.inputs())
+	if got := interval("isp2"); got != 200*time.Millisecond {
+		t.Fatalf("isp2 used by voip: interval %v, want 200ms", got)
+	}
+}

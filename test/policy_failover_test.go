@@ -199,3 +199,47 @@ policy = "voip"
 		t.Fatalf("%d flows the new rule does not match moved: %+v", len(moved), moved[0])
 	}
 }
+
+// Issue 10, standby probing: the backup is probed at standby_interval
+// while the primary carries the traffic, keeps its state, carries the
+// traffic as soon as the primary fails and is then probed at
+// probe.interval again.
+func TestPolicyStandby(t *testing.T) {
+	r := newPolicyRig(t, `
+[[policy]]
+name = "default"
+tiers = [["isp1"], ["lte"]]
+standby_interval = "1s"
+`)
+	r.start()
+	for _, u := range []string{"isp1", "lte"} {
+		r.waitState(u, "active", 15*time.Second)
+	}
+	rounds := func() (isp1, lte uint64) {
+		s := r.status()
+		return uplinkOf(t, s, "isp1").Probe.Rounds, uplinkOf(t, s, "lte").Probe.Rounds
+	}
+	// Rounds over a stretch of time: a rate, compared with the primary's.
+	a1, l1 := rounds()
+	time.Sleep(3 * time.Second)
+	a2, l2 := rounds()
+	if primary, backup := a2-a1, l2-l1; backup*3 > primary || backup == 0 {
+		t.Fatalf("in 3s the primary did %d probe rounds and the backup %d: want the backup at 1s, the primary at 200ms", primary, backup)
+	}
+	mark := r.mark()
+	if err := r.lab.Blackhole(r.ctx, lab.ISP1, true); err != nil {
+		t.Fatal(err)
+	}
+	r.waitLog(mark, regexp.MustCompile(`msg="policy changed tier" policy=default from=1 to=2`), 10*time.Second)
+	if s := r.status(); uplinkOf(t, s, "lte").State != "active" {
+		t.Fatalf("the backup is %s when its tier is needed", uplinkOf(t, s, "lte").State)
+	}
+	if split, err := r.lab.Split(r.ctx, 100); err != nil || split["eth3"] != 100 {
+		t.Fatalf("split with the primary down: %v, %v", split, err)
+	}
+	_, l1 = rounds()
+	time.Sleep(2 * time.Second)
+	if _, l2 = rounds(); l2-l1 < 5 {
+		t.Fatalf("the backup in use did %d probe rounds in 2s, want about 10 (probe.interval 200ms)", l2-l1)
+	}
+}
