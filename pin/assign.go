@@ -121,3 +121,13 @@ func deposit(v, mask uint32) uint32 {
 func validMark(m, mask uint32) bool {
 	return m != 0 && m&^mask == 0
 }
+
+// MarksOf returns the marks of ups by name: Current's answer in the form
+// Assign takes as existing.
+func MarksOf(ups []Uplink) map[string]uint32 {
+	out := make(map[string]uint32, len(ups))
+	for _, u := range ups {
+		out[u.Name] = u.Mark
+	}
+	return out
+}

@@ -123,3 +123,10 @@ func TestAssignErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestMarksOf(t *testing.T) {
+	got := MarksOf([]Uplink{{Name: "a", Mark: 1}, {Name: "b", Ifname: "eth2", Mark: 2}})
+	if !maps.Equal(got, map[string]uint32{"a": 1, "b": 2}) {
+		t.Fatalf("MarksOf = %v", got)
+	}
+}

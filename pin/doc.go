@@ -44,6 +44,18 @@
 // rp_filter accepts replies of pinned connections, and restores the
 // previous values on a clean stop.
 //
+// The daemon's use, in short:
+//
+//	t, err := pin.Open(pin.Config{Mask: mask, Log: log}) // errors.Is(err, pin.ErrUnsupported): no pinning
+//	cur, _ := t.Current()                                // adopt the marks a previous run left
+//	marks, err := pin.Assign(names, mask, pin.MarksOf(cur))
+//	changed, err := t.Apply(ups)                         // on every change of interface names
+//	go t.Watch(ctx, reapply)                             // reapply: chan struct{} with a buffer of 1
+//	f, _ := pin.NewFlusher(0, log)
+//	f.Flush(unix.AF_INET, marks[name], mask, done)       // uplink down or probing in IPv4
+//	var svm pin.SrcValidMark; svm.Set(ifindex, ifname)   // every uplink interface, when it appears
+//	t.Remove(); svm.Restore(); f.Close(); t.Close()      // clean stop (SIGUSR2: only the Close calls)
+//
 // Marks: Assign derives each uplink's mark from its name (FNV hash, probing
 // to the next free value inside the mask), never from its position, and
 // keeps the marks found in the installed table. DefaultMask is 0xff000000.

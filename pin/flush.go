@@ -72,8 +72,9 @@ func NewFlusher(netns int, log *slog.Logger) (*Flusher, error) {
 // request has run (it must not block: hand the result to the loop with a
 // non-blocking send or a goroutine of its own). deleted is the drop of the
 // kernel's entry count over the request, exact on a quiet table and an
-// estimate while other connections start and end (-1 when the count
-// cannot be read); took is the time of the kernel request alone.
+// estimate while other connections start and end (0 when the count
+// cannot be read: NewFlusher logs that once); took is the time of the
+// kernel request alone.
 func (f *Flusher) Flush(family uint8, mark, mask uint32, done func(deleted int, took time.Duration, err error)) {
 	r := flushReq{family: family, mark: mark, mask: mask, done: done}
 	f.mu.Lock()
@@ -172,7 +173,7 @@ func (f *Flusher) flush(r flushReq) (int, time.Duration, error) {
 	}
 	after, aerr := f.count()
 	if berr != nil || aerr != nil {
-		return -1, took, nil
+		return 0, took, nil
 	}
 	if after > before {
 		return 0, took, nil

@@ -75,3 +75,10 @@ func ifindex(name string) (int, error) {
 	}
 	return i.Index, nil
 }
+
+// watchers is how many Watch subscriptions are running.
+func (t *Table) watchers() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.watching
+}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -274,6 +275,11 @@ func (rs ruleset) view() view {
 		v.Maps[m.name] = elems
 	}
 	return v
+}
+
+// chainNames lists the view's chains, sorted.
+func (v view) chainNames() []string {
+	return slices.Sorted(maps.Keys(v.Chains))
 }
 
 func hookString(h *nftables.ChainHook, prio nftables.ChainPriority, t nftables.ChainType) string {

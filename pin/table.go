@@ -42,6 +42,12 @@ type Table struct {
 	want    *view // the view of the last table Apply wrote or found; nil: none wanted
 	gen     int   // counts changes of want
 
+	// verified says the kernel held want when last checked and Watch
+	// (watching > 0 subscriptions) has seen no change since: Apply of the
+	// same table then skips reading the kernel.
+	verified bool
+	watching int
+
 	// What Watch last reported: the same foreign state is reported once
 	// per wanted table, however many events show it.
 	reportedGen  int
@@ -77,7 +83,9 @@ func (t *Table) Mask() uint32 { return t.cfg.Mask }
 // already, Apply writes nothing and returns changed false: a restart that
 // finds its predecessor's table keeps it, and the pins in it, untouched.
 // Otherwise the old table is deleted and the new one written in one
-// nftables transaction, so no packet ever sees half a table.
+// nftables transaction, so no packet ever sees half a table. While Watch
+// runs and has seen no change, an Apply of the same uplinks as the last
+// one does not even read the kernel.
 func (t *Table) Apply(ups []Uplink) (changed bool, err error) {
 	if err := validate(t.cfg.Mask, ups); err != nil {
 		return false, fmt.Errorf("pin table: %w", err)
@@ -87,13 +95,16 @@ func (t *Table) Apply(ups []Uplink) (changed bool, err error) {
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	cur, err := t.readLocked()
+	if t.verified && t.watching > 0 && t.want != nil && reflect.DeepEqual(*t.want, want) {
+		return false, nil
+	}
+	cur, err := t.readLocked(want.chainNames())
 	if err != nil {
 		t.log.Debug("reading the pin table failed; replacing it", "err", err)
 	}
 	if err == nil && cur != nil && reflect.DeepEqual(*cur, want) {
 		t.setWant(&want)
-		t.applied = true
+		t.applied, t.verified = true, true
 		return false, nil
 	}
 	if err := t.writeLocked(rs, cur != nil || err != nil); err != nil {
@@ -104,7 +115,7 @@ func (t *Table) Apply(ups []Uplink) (changed bool, err error) {
 		return false, classify(fmt.Errorf("write nftables table inet %s: %w", TableName, err), stage)
 	}
 	t.setWant(&want)
-	t.applied = true
+	t.applied, t.verified = true, true
 	return true, nil
 }
 
@@ -119,7 +130,7 @@ func (t *Table) setWant(v *view) {
 func (t *Table) Current() ([]Uplink, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	v, err := t.readLocked()
+	v, err := t.readLocked(nil)
 	if err != nil {
 		return nil, fmt.Errorf("read nftables table inet %s: %w", TableName, err)
 	}
@@ -135,6 +146,7 @@ func (t *Table) Remove() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.setWant(nil)
+	t.verified = false
 	t.conn.DelTable(table())
 	if err := t.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("delete nftables table inet %s: %w", TableName, err)
@@ -210,8 +222,11 @@ func (t *Table) writeLocked(rs ruleset, replace bool) error {
 }
 
 // readLocked returns the view of the installed table, nil when there is
-// none.
-func (t *Table) readLocked() (*view, error) {
+// none. It reads only uplinkd's table, never a dump of every table's
+// chains: the chains named in chains (those of the wanted table; none for
+// Current, which needs only the maps), and the table's object count, which
+// shows chains added by someone else.
+func (t *Table) readLocked(chains []string) (*view, error) {
 	c := t.conn
 	tbl, err := c.ListTableOfFamily(TableName, nftables.TableFamilyINet)
 	if errors.Is(err, unix.ENOENT) {
@@ -220,15 +235,8 @@ func (t *Table) readLocked() (*view, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get table: %w", err)
 	}
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
-	if err != nil {
-		return nil, fmt.Errorf("list chains: %w", err)
-	}
 	v := view{Chains: map[string]chainView{}, Maps: map[string]map[string]string{}}
-	for _, ch := range chains {
-		if ch.Table == nil || ch.Table.Name != TableName {
-			continue
-		}
+	readChain := func(ch *nftables.Chain) error {
 		ch.Table = tbl
 		var prio nftables.ChainPriority
 		if ch.Priority != nil {
@@ -237,13 +245,27 @@ func (t *Table) readLocked() (*view, error) {
 		cv := chainView{Hook: hookString(ch.Hooknum, prio, ch.Type)}
 		rules, err := c.GetRules(tbl, ch)
 		if err != nil {
-			return nil, fmt.Errorf("list rules of chain %s: %w", ch.Name, err)
+			return fmt.Errorf("list rules of chain %s: %w", ch.Name, err)
 		}
 		for _, r := range rules {
 			comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
 			cv.Rules = append(cv.Rules, comment)
 		}
 		v.Chains[ch.Name] = cv
+		return nil
+	}
+	for _, name := range chains {
+		ch, err := c.ListChain(tbl, name)
+		if err != nil {
+			// google/nftables hides the errno: a chain that cannot be
+			// read counts as missing, and Apply's write reports any
+			// real failure.
+			t.log.Debug("pin table chain not readable", "chain", name, "err", err)
+			continue
+		}
+		if err := readChain(ch); err != nil {
+			return nil, err
+		}
 	}
 	sets, err := c.GetSets(tbl)
 	if err != nil {
@@ -259,6 +281,27 @@ func (t *Table) readLocked() (*view, error) {
 			m[fmt.Sprintf("%x", e.Key)] = jumpTarget(e.Val)
 		}
 		v.Maps[s.Name] = m
+	}
+	// The table counts its chains and maps (and objects and flowtables):
+	// anything more than what was read was added by someone else, or is
+	// a deleted chain the kernel has not freed yet. Only then list every
+	// inet chain, to see which.
+	if chains != nil && tbl.Use != uint32(len(v.Chains)+len(sets)) {
+		all, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+		if err != nil {
+			return nil, fmt.Errorf("list chains: %w", err)
+		}
+		for _, ch := range all {
+			if ch.Table == nil || ch.Table.Name != TableName {
+				continue
+			}
+			if _, ok := v.Chains[ch.Name]; ok {
+				continue
+			}
+			if err := readChain(ch); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return &v, nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
 
@@ -54,11 +55,34 @@ func TestApplyCurrentRemove(t *testing.T) {
 		t.Fatalf("Current after rename = %v, want %v", cur, moved)
 	}
 
-	if err := tb.Remove(); err != nil {
-		t.Fatal(err)
-	}
+	// Foreign additions to the table: a chain, a rule in a base chain.
+	// Each makes Apply rewrite it.
 	c, err := nftables.New(nftables.WithNetNSFd(ns.fd()))
 	if err != nil {
+		t.Fatal(err)
+	}
+	c.AddChain(&nftables.Chain{Name: "extra", Table: table()})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := tb.Apply(moved); err != nil || !changed {
+		t.Fatalf("Apply after a foreign chain = %v, %v; want changed", changed, err)
+	}
+	if _, err := c.ListChain(table(), "extra"); err == nil {
+		t.Fatal("foreign chain survived Apply")
+	}
+	c.AddRule(&nftables.Rule{Table: table(), Chain: &nftables.Chain{Name: chainPre, Table: table()}, Exprs: []expr.Any{&expr.Counter{}}})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := tb.Apply(moved); err != nil || !changed {
+		t.Fatalf("Apply after a foreign rule = %v, %v; want changed", changed, err)
+	}
+	if changed, err := tb.Apply(moved); err != nil || changed {
+		t.Fatalf("Apply after the repair = %v, %v; want unchanged", changed, err)
+	}
+
+	if err := tb.Remove(); err != nil {
 		t.Fatal(err)
 	}
 	if tables, err := c.ListTables(); err != nil || len(tables) != 0 {

@@ -49,43 +49,73 @@ func (t *Table) Watch(ctx context.Context, changed chan<- struct{}) error {
 
 // watch runs one subscription until ctx is done or the subscription fails.
 func (t *Table) watch(ctx context.Context, changed chan<- struct{}) error {
+	// A lasting connection that this function closes itself: the monitor
+	// does not close its socket when it fails (ENOBUFS), only when it is
+	// closed first.
 	c, err := nftables.New(
+		nftables.AsLasting(),
 		nftables.WithNetNSFd(t.cfg.NetNS),
 		nftables.WithSockOptions(func(c *netlink.Conn) error { return c.SetReadBuffer(1 << 20) }),
 	)
 	if err != nil {
-		return fmt.Errorf("nftables connection: %w", err)
+		return fmt.Errorf("nftables event socket: %w", err)
 	}
 	mon := nftables.NewMonitor(nftables.WithMonitorEventBuffer(16))
 	events, err := c.AddGenerationalMonitor(mon)
 	if err != nil {
+		_ = c.CloseLasting()
 		return fmt.Errorf("subscribe to nftables events: %w", err)
 	}
 	defer func() {
-		// The monitor's goroutine ends (closing events) once its socket
-		// is closed and any event it is sending is received.
+		// Closing the socket ends the monitor's goroutine, which closes
+		// events once any event it is sending has been received.
+		_ = c.CloseLasting()
 		_ = mon.Close()
 		for range events {
 		}
+	}()
+	t.mu.Lock()
+	t.watching++
+	t.verified = false // events before the subscription were not seen
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		t.watching--
+		t.verified = false
+		t.mu.Unlock()
 	}()
 	// Subscribed first, then compared: a change made before the
 	// subscription is not missed.
 	t.check(changed)
 	for {
+		var ev *nftables.MonitorEvents
+		var ok bool
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-events:
+		case ev, ok = <-events:
+		}
+		// One check for a burst: take the transactions already queued.
+		relevant := false
+		for {
 			if !ok {
+				t.check(changed)
 				return errors.New("nftables event stream closed")
 			}
 			if ev.GeneratedBy != nil && ev.GeneratedBy.Type == nftables.MonitorEventTypeOOB {
 				t.check(changed)
 				return fmt.Errorf("nftables events: %w", ev.GeneratedBy.Error)
 			}
-			if concernsTable(ev.Changes) {
-				t.check(changed)
+			relevant = relevant || concernsTable(ev.Changes)
+			select {
+			case ev, ok = <-events:
+				continue
+			default:
 			}
+			break
+		}
+		if relevant {
+			t.check(changed)
 		}
 	}
 }
@@ -132,10 +162,12 @@ func (t *Table) check(changed chan<- struct{}) {
 	if t.want == nil {
 		return
 	}
-	cur, err := t.readLocked()
+	cur, err := t.readLocked(t.want.chainNames())
 	if err == nil && cur != nil && reflect.DeepEqual(*cur, *t.want) {
+		t.verified = true
 		return
 	}
+	t.verified = false
 	if err == nil && t.reportedGen == t.gen && reflect.DeepEqual(cur, t.reportedView) {
 		return // reported already: a later event of the same change
 	}

@@ -67,6 +67,9 @@ func TestWatch(t *testing.T) {
 	if changed, err := tb.Apply(twoUplinks[:1]); err != nil || !changed {
 		t.Fatalf("repair Apply = %v, %v", changed, err)
 	}
+	if changed, err := tb.Apply(twoUplinks[:1]); err != nil || changed {
+		t.Fatalf("Apply after the repair = %v, %v; want unchanged", changed, err)
+	}
 	foreign.FlushRuleset()
 	if err := foreign.Flush(); err != nil {
 		t.Fatal(err)
