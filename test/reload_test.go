@@ -2,6 +2,7 @@ package test
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"regexp"
 	"slices"
@@ -82,8 +83,15 @@ func testReload(t *testing.T, balancer string) {
 	after := r.status()
 	unchanged(t, before, after, "isp1")
 	unchanged(t, before, after, "isp2")
-	if u := uplinkOf(t, after, "isp2"); u.Weight != 1 || u.Share != 0.5 {
-		t.Errorf("isp2 after reload: weight %d share %v", u.Weight, u.Share)
+	want := 0.5
+	if balancer == "resilient" {
+		// The kernel's real split: buckets move to isp1 only as they
+		// fall idle, so right after the reload isp2 still has more.
+		b := r.groupBuckets()
+		want = float64(b["eth2"]) / float64(b["eth1"]+b["eth2"])
+	}
+	if u := uplinkOf(t, after, "isp2"); u.Weight != 1 || math.Abs(u.Share-want) > 0.05 {
+		t.Errorf("isp2 after reload: weight %d share %v, want %.3f", u.Weight, u.Share, want)
 	}
 	pathsAfter, err := r.lab.Paths(r.ctx, lab.SplitFlows(n))
 	if err != nil {
