@@ -274,6 +274,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	d.readHeld()
 
 	d.warnSingleTarget()
+	for _, w := range d.cfg.Warnings() {
+		d.log.Warn("configuration: " + w)
+	}
 	defer d.shutdown(stopServices)
 
 	for {

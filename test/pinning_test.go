@@ -1,6 +1,7 @@
 package test
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"syscall"
@@ -148,5 +149,82 @@ func TestPinningLifecycle(t *testing.T) {
 	}
 	if got := r.srcValidMark("eth1"); got != svm {
 		t.Fatalf("src_valid_mark of eth1 after SIGTERM: %s, want the original %s", got, svm)
+	}
+}
+
+// waitFlows waits until every flow has an echo, and returns the snapshot.
+func (r *rig) waitFlows(f *lab.Flows, n int) lab.FlowSnapshot {
+	r.t.Helper()
+	var s lab.FlowSnapshot
+	r.waitFor(fmt.Sprintf("echoes of all %d flows", n), 15*time.Second, func() bool {
+		s = f.Snapshot()
+		up := 0
+		for _, fl := range s.Flows {
+			if fl.Uplink != "" {
+				up++
+			}
+		}
+		return up == n
+	})
+	return s
+}
+
+// Pinning through the daemon, with real connections under masquerade:
+// when isp1 loses its carrier its connections restart on isp2 and isp2's
+// stay; when isp1 returns, and across a kill -9 restart, no established
+// connection moves, while new ones use both uplinks again.
+func TestPinnedConnectionsStay(t *testing.T) {
+	r := newRig(t, coreConfig(""))
+	if err := r.lab.EnableNAT(r.ctx, lab.Masquerade); err != nil {
+		t.Fatal(err)
+	}
+	r.start()
+	r.waitBoth()
+	flows, err := r.lab.StartFlows(r.ctx, lab.FlowOptions{TCP: 32, UDP: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flows.Close()
+	before := r.waitFlows(flows, 64).Uplinks("")
+	if before[lab.ISP1] == 0 || before[lab.ISP2] == 0 {
+		t.Fatalf("flows by uplink: %v, want both", before)
+	}
+
+	down := time.Now()
+	if err := r.lab.CarrierDown(r.ctx, lab.ISP1); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor("every flow on isp2", 15*time.Second, func() bool {
+		return flows.Snapshot().Uplinks("udp")[lab.ISP2] == 32
+	})
+	for _, f := range flows.Snapshot().MovedAfter(down) {
+		if f.Changes[0].Uplink != lab.ISP1 {
+			t.Errorf("flow %d (%s) of %s moved when isp1 failed: %+v", f.Flow, f.Proto, f.Changes[0].Uplink, f.Changes)
+		}
+	}
+
+	if err := r.lab.CarrierUp(r.ctx, lab.ISP1); err != nil {
+		t.Fatal(err)
+	}
+	r.waitBoth()
+	back := time.Now()
+	mark := r.mark()
+	r.stop(syscall.SIGKILL)
+	r.start()
+	r.waitTransition(mark, "isp1", "active", 10*time.Second)
+	r.waitTransition(mark, "isp2", "active", 10*time.Second)
+	ids, err := flows.Add(r.ctx, 0, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // echoes of the established flows after the restart
+	s := flows.Snapshot()
+	if moved := s.MovedAfter(back); len(moved) > 0 {
+		t.Errorf("%d established flows moved after isp1 returned or across the restart, first %+v", len(moved), moved[0])
+	}
+	fresh := r.waitFlows(flows, 128).Only(ids).Uplinks("")
+	t.Logf("new flows after the return and the restart: %v", fresh)
+	if fresh[lab.ISP1] == 0 || fresh[lab.ISP2] == 0 {
+		t.Errorf("new flows by uplink: %v, want both", fresh)
 	}
 }
