@@ -13,7 +13,7 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 DATADIR    ?= $(PREFIX)/share/uplinkd
 SYSCONFDIR ?= /etc
 
-.PHONY: all build test test-unit lint demo figures install clean
+.PHONY: all build test test-long test-unit lint demo figures install clean
 
 all: build
 
@@ -26,6 +26,11 @@ build:
 test:
 	$(GO) test -race -count=1 ./...
 
+# The suite with the long variants of the timed lab tests (60s under load
+# and loss, 20 timed blackholes; UPLINKD_LONG=1): several minutes more.
+test-long:
+	UPLINKD_LONG=1 $(GO) test -race -count=1 -timeout 30m ./...
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
@@ -37,7 +42,9 @@ demo: build
 	$(BIN)/labtool demo --uplinkd $(BIN)/uplinkd
 
 # Failover figures (carrier loss, blackhole, UDP outage) measured in the lab,
-# and the time of a conntrack flush by mark in a table of 200k entries.
+# the flows table of the README (connections moved on failover and return
+# per balancer), a carrier failover with 200k conntrack entries, and the
+# time of a conntrack flush by mark in a table of 200k entries.
 figures: build
 	UPLINKD_FIGURES=1 $(GO) test -count=1 -v -run 'TestFigures' ./test/ ./pin/
 

@@ -39,6 +39,7 @@ func TestFiguresFlows(t *testing.T) {
 		{"multipath, pinned", coreConfig("multipath")},
 		{"resilient, pinned", coreConfig("resilient")},
 		{"resilient, pinning off (no nf_tables)", strings.Replace(coreConfig("resilient"), "[routing]\n", "[routing]\nmark_mask = 0\n", 1)},
+		{"multipath, pinning off", strings.Replace(coreConfig("multipath"), "[routing]\n", "[routing]\nmark_mask = 0\n", 1)},
 	} {
 		r := newNATRig(t, flapOff(c.config), lab.Options{}, 5*time.Minute)
 		r.start()
