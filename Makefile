@@ -23,8 +23,10 @@ build:
 
 # The whole suite: unit tests with the race detector, then the privileged
 # network-namespace tests (they skip without root unless UPLINKD_REQUIRE_PRIV=1).
+# The lab tests take about 8 minutes on a busy 2-CPU machine, near go test's
+# default limit of 10 per package.
 test:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
 
 # The suite with the long variants of the timed lab tests (60s under load
 # and loss, 20 timed blackholes; UPLINKD_LONG=1): several minutes more.

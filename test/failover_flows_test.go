@@ -23,7 +23,10 @@ func TestThreeUplinksEachFails(t *testing.T) {
 			r.start()
 			all := []string{"eth1/1", "eth2/3", "eth3/2"}
 			r.waitMembers(all...)
-			f := r.startFlows(lab.FlowOptions{})
+			// A TCP connection that sends after the flush is reset within an RTO
+			// or two; a record unanswered 5s is a hang (2s is within the
+			// test process's own stalls on a busy machine).
+			f := r.startFlows(lab.FlowOptions{HangAfter: 5 * time.Second})
 			for _, isp := range []string{lab.ISP1, lab.ISP2, lab.ISP3} {
 				r.failInTurn(f, isp)
 				r.waitMembers(all...)

@@ -36,7 +36,9 @@ func TestHitlessRestartFlows(t *testing.T) {
 			}
 			r.start()
 			r.waitBoth()
-			f := r.startFlows(lab.FlowOptions{Interval: 200 * time.Millisecond})
+			// A record unanswered for 10s is a hang: less would count the
+			// test process's own stalls on a busy machine (seen: 4s).
+			f := r.startFlows(lab.FlowOptions{Interval: 200 * time.Millisecond, HangAfter: 10 * time.Second})
 			ready := regexp.MustCompile(`msg=ready`)
 			for _, step := range []struct {
 				name string
