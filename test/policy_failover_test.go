@@ -1,7 +1,6 @@
 package test
 
 import (
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -9,20 +8,6 @@ import (
 
 	"github.com/uplinkd/uplinkd/test/lab"
 )
-
-// logTime is the time of a daemon log line.
-func logTime(t *testing.T, line string) time.Time {
-	t.Helper()
-	m := regexp.MustCompile(`time=(\S+)`).FindStringSubmatch(line)
-	if m == nil {
-		t.Fatalf("no time in %q", line)
-	}
-	at, err := time.Parse(time.RFC3339Nano, m[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return at
-}
 
 // Issue 10, primary/backup with real connections under NAT: while the
 // primary works the backup carries no LAN flow; a primary blackhole moves
@@ -50,7 +35,7 @@ failback = "`+failback+`"
 		r.waitState(u, "active", 15*time.Second)
 	}
 	n, hold := 64, 2*time.Second
-	if os.Getenv("UPLINKD_LONG") == "1" {
+	if longTests() {
 		n, hold = 500, 60*time.Second
 	}
 	start := time.Now()
