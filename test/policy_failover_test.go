@@ -1,8 +1,10 @@
 package test
 
 import (
+	"os"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -227,4 +229,43 @@ standby_interval = "1s"
 	if _, l2 = rounds(); l2-l1 < 5 {
 		t.Fatalf("the backup in use did %d probe rounds in 2s, want about 10 (probe.interval 200ms)", l2-l1)
 	}
+}
+
+// Issue 10 with issue 9's adoption: kill -9 and a new start change nothing
+// of the policies' routing (an uplink only another policy uses is held
+// like one in the balance until its first verdict).
+func TestPolicyRestart(t *testing.T) {
+	r := newRig(t, coreConfig("")+`
+[[policy]]
+name = "default"
+tiers = [["isp1"], ["isp2"]]
+
+[[policy]]
+name = "voip"
+tiers = [["isp2"], ["isp1"]]
+
+[[rule]]
+to = ["198.18.0.3/32"]
+policy = "voip"
+`)
+	r.start()
+	r.waitState("isp1", "active", 15*time.Second)
+	r.waitState("isp2", "active", 15*time.Second)
+	r.waitTier("voip", 1)
+	before := r.ours()
+	r.stop(syscall.SIGKILL)
+	mark := r.mark()
+	r.start() // returns after the first reconcile
+	if after := r.ours(); after != before {
+		t.Fatalf("routing changed across kill -9:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if strings.Contains(r.logSince(mark), `msg="routing updated"`) {
+		t.Fatalf("the new run changed the routing:\n%s", r.logSince(mark))
+	}
+}
+
+// logSince is the daemon's log after mark.
+func (r *rig) logSince(mark int) string {
+	b, _ := os.ReadFile(r.logPath)
+	return string(b[min(mark, len(b)):])
 }
