@@ -57,7 +57,7 @@ func (d *Daemon) adopt() {
 		held := func(n netops.Nexthop) bool { return n.Index == u.link.Index && n.Gateway == u.cfg.Gateway }
 		u.hold = hold{
 			balance: slices.ContainsFunc(h.Balance, held) || slices.ContainsFunc(h.Policies, held),
-			pinned: slices.Contains(h.Pinned, u.cfg.Table),
+			pinned:  slices.Contains(h.Pinned, u.cfg.Table),
 		}
 		// Only an uplink still waiting for its verdict is held; one in
 		// carrier-only mode is already active.
