@@ -373,7 +373,10 @@ func (p *Prober) read() {
 // prober's echoes, and which one.
 func (p *Prober) match(pkt []byte, at time.Time) (reply, bool) {
 	e, err := parseEcho(pkt)
-	if err != nil || e.Type != icmpEchoReply || e.ID != p.id {
+	// Only an echo reply carrying our identifier and addressed to our
+	// source counts: our own requests looped back, replies to another
+	// address of this host and foreign or spoofed messages do not.
+	if err != nil || e.Type != icmpEchoReply || e.ID != p.id || e.Dst != p.cfg.Source.Unmap() {
 		return reply{}, false
 	}
 	target, ok := p.index[e.Src]

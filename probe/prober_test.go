@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"strings"
@@ -83,6 +84,7 @@ func TestNextIDUnique(t *testing.T) {
 
 func TestMatch(t *testing.T) {
 	p := &Prober{
+		cfg:   Config{Source: source},
 		id:    0x4242,
 		token: 0xfeedface,
 		index: map[netip.Addr]int{target1: 0, target2: 1},
@@ -107,6 +109,11 @@ func TestMatch(t *testing.T) {
 		{"sequence does not match round", pkt("198.18.0.1", icmpEchoReply, 0x4242, seq+1, ours), reply{}, false},
 		{"short payload", pkt("198.18.0.1", icmpEchoReply, 0x4242, seq, ours[:8]), reply{}, false},
 		{"garbage", []byte{0x45, 0}, reply{}, false},
+		{"addressed to another host", ipv4("198.18.0.1", "198.51.100.3", 1, 0, marshalEcho(icmpEchoReply, 0x4242, seq, ours)), reply{}, false},
+		{"truncated by total length", truncated(pkt("198.18.0.1", icmpEchoReply, 0x4242, seq, ours), 4), reply{}, false},
+		{"cut short", pkt("198.18.0.1", icmpEchoReply, 0x4242, seq, ours)[:40], reply{}, false},
+		{"bad checksum", corrupt(pkt("198.18.0.1", icmpEchoReply, 0x4242, seq, ours)), reply{}, false},
+		{"unreachable quoting our echo", pkt("198.18.0.1", 3, 0x4242, seq, ours), reply{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -116,6 +123,21 @@ func TestMatch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// truncated returns pkt with its IPv4 total length lowered by n, as if
+// the datagram had been cut short on the way.
+func truncated(pkt []byte, n int) []byte {
+	b := append([]byte(nil), pkt...)
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)-n))
+	return b
+}
+
+// corrupt returns pkt with the last byte of its ICMP payload flipped.
+func corrupt(pkt []byte) []byte {
+	b := append([]byte(nil), pkt...)
+	b[len(b)-1] ^= 0xff
+	return b
 }
 
 // --- privileged tests, each in namespaces of its own ---
