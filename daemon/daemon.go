@@ -623,8 +623,8 @@ func (d *Daemon) syncProber(u *uplink) {
 	targets := d.cfg.TargetsFor(u.cfg)
 	key := ""
 	if ok, _ := u.usable(); ok && len(targets) > 0 && u.m.State() != fsm.Down {
-		key = fmt.Sprintf("%s#%d %s %v every %v within %v, %d must answer, window %d", u.cfg.Interface, u.link.Index, u.addr.Addr(),
-			targets, d.cfg.Probe.Interval, d.cfg.Probe.Timeout, d.cfg.ReliabilityFor(u.cfg), d.cfg.Probe.Window)
+		key = fmt.Sprintf("%s#%d %s %v every %v within %v, %d must answer, window %d fresh after %d", u.cfg.Interface, u.link.Index, u.addr.Addr(),
+			targets, d.cfg.Probe.Interval, d.cfg.Probe.Timeout, d.cfg.ReliabilityFor(u.cfg), d.cfg.Probe.Window, d.cfg.Probe.DownAfter)
 	}
 	if key == u.key {
 		return
@@ -643,7 +643,10 @@ func (d *Daemon) syncProber(u *uplink) {
 		Timeout:     d.cfg.Probe.Timeout,
 		Reliability: d.cfg.ReliabilityFor(u.cfg),
 		Window:      d.cfg.Probe.Window,
-		Gen:         d.gen,
+		// An outage long enough to take the uplink out of the balance
+		// is not held against it when it comes back.
+		FreshAfter: d.cfg.Probe.DownAfter,
+		Gen:        d.gen,
 	}, d.results)
 	if err != nil {
 		d.log.Error("start probes", "uplink", u.cfg.Name, "err", err)

@@ -14,7 +14,10 @@
 // the timeout is late: its probe stays lost and is tallied as late; a reply
 // that arrives twice is a duplicate and counts once. Each Result carries a
 // snapshot of these statistics per target and for the uplink, which is as
-// good as its Reliability-th best target.
+// good as its Reliability-th best target. After an outage of FreshAfter
+// failed rounds in a row, the statistics restart at the next good round:
+// an uplink that comes back is judged on what it does since, not on the
+// losses of the outage.
 //
 // Results are delivered on a channel in round order, tagged with the uplink
 // name and the generation the daemon gave the prober, so the daemon's event

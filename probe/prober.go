@@ -28,7 +28,12 @@ type Config struct {
 	// Window is how many probes per target the statistics cover; at
 	// least 1.
 	Window int
-	Gen    uint64 // echoed in results so the daemon can drop stale results
+	// FreshAfter restarts the statistics at the first good round after
+	// this many consecutive failed rounds (the daemon uses down_after), so
+	// an uplink back from an outage is judged on the probes sent since it
+	// came back. 0 never restarts them.
+	FreshAfter int
+	Gen        uint64 // echoed in results so the daemon can drop stale results
 }
 
 // Result is the outcome of one probe round. Round numbers start at 1 and
@@ -156,6 +161,8 @@ func validate(cfg Config, out chan<- Result) ([]netip.Addr, error) {
 		return nil, errors.New("no targets")
 	case cfg.Window < 1:
 		return nil, fmt.Errorf("window %d is not positive", cfg.Window)
+	case cfg.FreshAfter < 0:
+		return nil, fmt.Errorf("fresh-after %d is negative", cfg.FreshAfter)
 	}
 	var targets []netip.Addr
 	seen := make(map[netip.Addr]bool)
@@ -236,6 +243,7 @@ func (p *Prober) run() {
 		Reliability: p.cfg.Reliability,
 		Window:      p.cfg.Window,
 		Targets:     p.targets,
+		FreshAfter:  p.cfg.FreshAfter,
 	}, Result{Uplink: p.cfg.Uplink, Gen: p.cfg.Gen})
 	tick := time.NewTicker(p.cfg.Interval)
 	defer tick.Stop()

@@ -51,6 +51,9 @@ type round struct {
 type tracker struct {
 	timeout     time.Duration
 	reliability int
+	freshAfter  int    // see trackerConfig.FreshAfter
+	failed      int    // consecutive failed rounds delivered
+	floor       uint64 // first round in the statistics
 	base        Result // Uplink and Gen, copied into every Result
 	targets     []netip.Addr
 	windows     []*window // per target
@@ -63,12 +66,18 @@ type trackerConfig struct {
 	Reliability int // targets that must answer for a good round; at least 1
 	Window      int // probes per target in the statistics
 	Targets     []netip.Addr
+	// FreshAfter is the outage length, in consecutive failed rounds, after
+	// which the statistics restart with the next good round, so that an
+	// uplink back from an outage is judged on the probes sent since it
+	// came back rather than on the outage's losses. 0 never restarts them.
+	FreshAfter int
 }
 
 func newTracker(c trackerConfig, base Result) *tracker {
 	t := &tracker{
 		timeout:     c.Timeout,
 		reliability: max(c.Reliability, 1),
+		freshAfter:  c.FreshAfter,
 		base:        base,
 		targets:     c.Targets,
 	}
@@ -237,7 +246,7 @@ func (t *tracker) head() (Result, bool) {
 			return Result{}, false
 		}
 		res := r.res
-		res.Targets = t.targetStats()
+		res.Targets = t.targetStats(t.floorFor(r))
 		res.Stats = uplinkStats(res.Targets, t.reliability)
 		return res, true
 	}
@@ -252,6 +261,17 @@ func (t *tracker) pop() {
 			continue
 		}
 		if r.decided {
+			if f := t.floorFor(r); f != t.floor {
+				t.floor = f
+				for _, w := range t.windows {
+					w.restart(f)
+				}
+			}
+			if r.res.Good {
+				t.failed = 0
+			} else {
+				t.failed++
+			}
 			r.delivered = true
 			t.forget()
 		}
@@ -270,11 +290,22 @@ func (t *tracker) pending() int {
 	return n
 }
 
-// targetStats returns every target's statistics, in target order.
-func (t *tracker) targetStats() []TargetStats {
+// floorFor is the first round of the statistics once r, the next round
+// to deliver, is delivered: r itself when it is the first good round
+// after an outage of at least freshAfter failed rounds.
+func (t *tracker) floorFor(r *round) uint64 {
+	if t.freshAfter > 0 && r.res.Good && t.failed >= t.freshAfter {
+		return r.n
+	}
+	return t.floor
+}
+
+// targetStats returns every target's statistics from round floor on, in
+// target order.
+func (t *tracker) targetStats(floor uint64) []TargetStats {
 	out := make([]TargetStats, len(t.targets))
 	for i, w := range t.windows {
-		out[i] = TargetStats{Target: t.targets[i], Stats: w.stats(), Duplicates: w.duplicates}
+		out[i] = TargetStats{Target: t.targets[i], Stats: w.statsFrom(floor), Duplicates: w.duplicates}
 	}
 	return out
 }
