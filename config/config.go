@@ -203,10 +203,10 @@ const (
 	defaultNexthopIDBase = 2010000000
 	defaultIdleTimer     = 120 * time.Second // the kernel's own default
 	defaultFlush         = true
-	defaultInterval      = 200 * time.Millisecond
-	defaultTimeout       = 500 * time.Millisecond
+	defaultInterval      = 500 * time.Millisecond
+	defaultTimeout       = 450 * time.Millisecond
 	defaultDownAfter     = 4
-	defaultUpAfter       = 4
+	defaultUpAfter       = 2
 	defaultReliability   = 1
 	defaultWindow        = 50
 	defaultDegradedLoss  = 30 // percent

@@ -683,6 +683,13 @@ func (d *Daemon) probeResult(r probe.Result) {
 		d.metrics.ProbeRound(u.cfg.Name, r.Good, r.RTT)
 		u.probe = r
 		q := fsm.Quality{Known: r.Stats.Full, Probes: r.Stats.Probes, Loss: r.Stats.Loss, RTT: r.Stats.RTT}
+		if r.Silent {
+			reason := fmt.Sprintf("no reply for %v to %d probes", r.Silence.Round(time.Millisecond), r.Unanswered)
+			if tr, ok := u.m.ProbesSilent(reason, time.Now()); ok {
+				d.transition(u, tr)
+				d.needReconcile = true
+			}
+		}
 		if tr, ok := u.m.ProbeRound(r.Good, q, time.Now()); ok {
 			d.transition(u, tr)
 			d.needReconcile = true

@@ -279,6 +279,18 @@ func (u *Uplink) ProbeRound(good bool, q Quality, now time.Time) (Transition, bo
 // pass again. Only probed uplinks heed it: in carrier-only mode nothing
 // would bring the uplink back.
 func (u *Uplink) GatewayFailed(reason string, now time.Time) (Transition, bool) {
+	return u.outNow(reason, now)
+}
+
+// ProbesSilent tells the machine that its probes went silent: no reply at
+// all came for longer than the probes allow, a confirmation burst
+// included. Like GatewayFailed, an active or degraded uplink leaves the
+// balance at once, without waiting for DownAfter failed rounds.
+func (u *Uplink) ProbesSilent(reason string, now time.Time) (Transition, bool) {
+	return u.outNow(reason, now)
+}
+
+func (u *Uplink) outNow(reason string, now time.Time) (Transition, bool) {
 	if !u.p.Probed {
 		return Transition{}, false
 	}

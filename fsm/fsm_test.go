@@ -9,7 +9,7 @@ import (
 )
 
 type step struct {
-	op   string // "up", "down", "ok", "fail", "lossy", "slow", "clean", "mid", "gw", "tick"
+	op   string // "up", "down", "ok", "fail", "lossy", "slow", "clean", "mid", "gw", "silent", "tick"
 	want State
 	tr   bool          // a transition is expected
 	dt   time.Duration // clock advance before the step; 0: one second
@@ -79,6 +79,11 @@ func TestMachine(t *testing.T) {
 			step{"gw", Probing, true, 0}, step{"gw", Probing, false, 0}, step{"ok", Probing, false, 0},
 			step{"ok", Probing, false, 0}, step{"ok", Active, true, 0},
 		)},
+		{"silent probes leave the balance at once, from degraded too", quality, then(
+			step{"silent", Probing, true, 0}, step{"fail", Probing, false, 0}, step{"silent", Probing, false, 0},
+			step{"ok", Probing, false, 0}, step{"ok", Probing, false, 0}, step{"clean", Active, true, 0},
+			step{"lossy", Degraded, true, 0}, step{"silent", Probing, true, 0},
+		)},
 		{"gateway failure resets the good count while probing", probed, []step{
 			{"up", Probing, true, 0}, {"ok", Probing, false, 0}, {"ok", Probing, false, 0}, {"gw", Probing, false, 0},
 			{"ok", Probing, false, 0}, {"ok", Probing, false, 0}, {"ok", Active, true, 0},
@@ -140,6 +145,8 @@ func apply(u *Uplink, op string, now time.Time) (Transition, bool) {
 		return u.ProbeRound(true, slow, now)
 	case "gw":
 		return u.GatewayFailed("gateway 203.0.113.1 does not answer ARP", now)
+	case "silent":
+		return u.ProbesSilent("no reply for 700ms to 6 probes", now)
 	case "tick":
 		return u.Tick(now)
 	}

@@ -64,8 +64,8 @@ func FuzzMatch(f *testing.F) {
 			t.Fatalf("matched identifier %#x", e.ID)
 		case e.Dst != source:
 			t.Fatalf("matched a reply to %v", e.Dst)
-		case !okp || tok != p.token || n != r.round || uint16(n) != e.Seq:
-			t.Fatalf("matched payload %x as round %d", e.Payload, r.round)
+		case !okp || tok != p.token || n != r.id || uint16(n) != e.Seq:
+			t.Fatalf("matched payload %x as round %d", e.Payload, r.id)
 		case r.target < 0 || r.target > 1 || []netip.Addr{target1, target2}[r.target] != e.Src:
 			t.Fatalf("matched %v as target %d", e.Src, r.target)
 		}

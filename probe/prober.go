@@ -3,7 +3,6 @@ package probe
 import (
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,9 +29,9 @@ type Config struct {
 	// least 1.
 	Window int
 	// FreshAfter restarts the statistics at the first good round after
-	// this many consecutive failed rounds (the daemon uses down_after), so
-	// an uplink back from an outage is judged on the probes sent since it
-	// came back. 0 never restarts them.
+	// this many consecutive failed rounds (the daemon uses down_after), or
+	// after a silence, so an uplink back from an outage is judged on the
+	// probes sent since it came back. 0 never restarts them.
 	FreshAfter int
 	Gen        uint64 // echoed in results so the daemon can drop stale results
 }
@@ -54,6 +54,13 @@ type Result struct {
 	Replies int           // number of targets that answered
 	RTT     time.Duration // fastest reply of the round (0 if none)
 	Err     error         // send error, if any (round counts as failed)
+	// Silent is set on a round decided bad because the uplink went
+	// silent: no reply at all for Silence, to Unanswered echoes including
+	// a confirmation burst. The uplink should leave the balance at once
+	// rather than after several failed rounds.
+	Silent     bool
+	Silence    time.Duration
+	Unanswered int
 	// Stats rates the uplink: for loss, RTT and jitter each, the
 	// Reliability-th best value among its targets.
 	Stats   Stats
@@ -80,7 +87,7 @@ type Prober struct {
 
 // reply is a matched echo reply, passed from the reader to the round loop.
 type reply struct {
-	round  uint64
+	id     uint64 // round number, or burstBit|n for a confirmation echo
 	target int
 	at     time.Time
 }
@@ -225,6 +232,11 @@ func (p *Prober) setup(fd int) error {
 	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
 		return fmt.Errorf("attach socket filter: %w", err)
 	}
+	// The kernel stamps each packet when it arrives, so a reply that
+	// waited in the socket while this process was stalled keeps its time.
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+		return fmt.Errorf("enable receive timestamps: %w", err)
+	}
 	if err := unix.BindToDevice(fd, p.cfg.Interface); err != nil {
 		return fmt.Errorf("bind to device %s: %w", p.cfg.Interface, err)
 	}
@@ -234,117 +246,115 @@ func (p *Prober) setup(fd int) error {
 	return nil
 }
 
-// run owns the round bookkeeping: it starts rounds on the ticker, feeds
-// replies and deadlines to the tracker and delivers results in order.
+// run owns the engine: it sends what the engine schedules, feeds it
+// replies and the passing of time, and delivers results in order.
 func (p *Prober) run() {
 	defer close(p.runDone)
-	tr := newTracker(trackerConfig{
+	e := newEngine(engineConfig{
+		Interval:    p.cfg.Interval,
 		Timeout:     p.cfg.Timeout,
 		Reliability: p.cfg.Reliability,
 		Window:      p.cfg.Window,
-		Targets:     p.targets,
 		FreshAfter:  p.cfg.FreshAfter,
+		Targets:     p.targets,
+		// Rounds in flight plus a margin of decided ones waiting for a
+		// slow reader.
+		MaxPending: int(p.cfg.Timeout/p.cfg.Interval) + 2 + 64,
 	}, Result{Uplink: p.cfg.Uplink, Gen: p.cfg.Gen})
-	tick := time.NewTicker(p.cfg.Interval)
-	defer tick.Stop()
-	expiry := time.NewTimer(time.Hour)
-	expiry.Stop()
-	defer expiry.Stop()
-	var armed time.Time // deadline expiry is set for; zero: stopped
-
-	// Rounds in flight plus a margin of decided ones waiting for a slow
-	// reader. Beyond that, ticks are skipped until the reader catches up.
-	maxPending := int(p.cfg.Timeout/p.cfg.Interval) + 2 + 64
-	var n uint64
-	startRound := func() {
-		if tr.pending() >= maxPending {
-			return
-		}
-		n++
-		now := time.Now()
-		tr.start(n, now, p.send(n))
-	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	armed := time.Time{} // what timer is set for; zero at first: fire at once
 	drain := func() {
 		for {
 			select {
 			case r := <-p.replies:
-				tr.reply(r.round, r.target, r.at)
+				e.reply(r.id, r.target, r.at)
 			default:
 				return
 			}
 		}
 	}
-
-	startRound()
 	for {
 		var out chan<- Result
-		res, ok := tr.head()
+		res, ok := e.head()
 		if ok {
 			out = p.out
 		}
-		if d, ok := tr.next(); !ok {
-			if !armed.IsZero() {
-				expiry.Stop()
-				armed = time.Time{}
-			}
-		} else if !d.Equal(armed) {
-			expiry.Reset(time.Until(d))
-			armed = d
-		}
-
 		select {
 		case <-p.stop:
 			return
 		case out <- res:
-			tr.pop()
-		case <-tick.C:
-			startRound()
+			e.pop()
 		case r := <-p.replies:
-			tr.reply(r.round, r.target, r.at)
-			// Take in replies that arrived together, so Replies counts them.
-			drain()
-		case <-expiry.C:
+			e.reply(r.id, r.target, r.at)
+			drain() // replies that arrived together, so Replies counts them
+		case <-timer.C:
 			armed = time.Time{}
-			// A reply read before the deadline may still be queued.
+			// Before anything times out or the uplink is declared
+			// silent, take in every reply the kernel holds, with the
+			// time it arrived: a stall of this process (GC, scheduler)
+			// must not pass for an outage.
+			p.drainSocket()
 			drain()
-			tr.expire(time.Now())
+			now := time.Now()
+			for _, req := range e.step(now) {
+				e.sent(req, p.send(req))
+			}
+			e.expire(now)
+		}
+		if d := e.next(); !d.Equal(armed) {
+			if !armed.IsZero() && !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+			timer.Reset(time.Until(d))
+			armed = d
 		}
 	}
 }
 
-// send sends round n's echo to every target and reports each outcome.
-func (p *Prober) send(n uint64) []send {
-	pkt := marshalEcho(icmpEchoRequest, p.id, uint16(n), marshalPayload(p.token, n))
-	sends := make([]send, len(p.targets))
-	for i, t := range p.targets {
-		sa := &unix.SockaddrInet4{Addr: t.As4()}
-		at := time.Now()
-		var serr error
-		// Sendto on the nonblocking socket: a full send buffer (EAGAIN) fails
-		// this echo instead of stalling the round loop.
-		err := p.raw.Control(func(fd uintptr) {
-			serr = unix.Sendto(int(fd), pkt, 0, sa)
-		})
-		if err == nil {
-			err = serr
-		}
-		if err != nil {
-			sends[i].Err = fmt.Errorf("send echo to %v via %s: %w", t, p.cfg.Interface, err)
-			continue
-		}
-		sends[i].At = at
+// send sends one echo and reports the outcome.
+func (p *Prober) send(req probeReq) send {
+	t := p.targets[req.target]
+	pkt := marshalEcho(icmpEchoRequest, p.id, uint16(req.id), marshalPayload(p.token, req.id))
+	sa := &unix.SockaddrInet4{Addr: t.As4()}
+	at := time.Now()
+	var serr error
+	// Sendto on the nonblocking socket: a full send buffer (EAGAIN) fails
+	// this echo instead of stalling the loop.
+	err := p.raw.Control(func(fd uintptr) {
+		serr = unix.Sendto(int(fd), pkt, 0, sa)
+	})
+	if err == nil {
+		err = serr
 	}
-	return sends
+	if err != nil {
+		return send{Err: fmt.Errorf("send echo to %v via %s: %w", t, p.cfg.Interface, err)}
+	}
+	return send{At: at}
 }
 
 // read receives packets until the socket is closed and passes the echo
-// replies meant for this prober to run.
+// replies meant for this prober to run, stamped with the time the kernel
+// received them.
 func (p *Prober) read() {
 	defer close(p.readDone)
 	buf := make([]byte, readBuf)
+	oob := make([]byte, oobBuf)
 	for {
-		nr, err := p.file.Read(buf)
-		at := time.Now()
+		var (
+			nr, noob int
+			rerr     error
+		)
+		err := p.raw.Read(func(fd uintptr) bool {
+			nr, noob, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, 0)
+			return rerr != unix.EAGAIN && rerr != unix.EWOULDBLOCK
+		})
+		if err == nil {
+			err = rerr
+		}
 		if err != nil {
 			select {
 			case <-p.stop:
@@ -354,9 +364,6 @@ func (p *Prober) read() {
 			if errors.Is(err, os.ErrClosed) {
 				return
 			}
-			if errors.Is(err, io.EOF) {
-				continue
-			}
 			// Unexpected; do not spin on a persistent error.
 			select {
 			case <-p.stop:
@@ -365,7 +372,7 @@ func (p *Prober) read() {
 			}
 			continue
 		}
-		r, ok := p.match(buf[:nr], at)
+		r, ok := p.match(buf[:nr], received(oob[:noob], time.Now()))
 		if !ok {
 			continue
 		}
@@ -375,6 +382,58 @@ func (p *Prober) read() {
 			return
 		}
 	}
+}
+
+// drainSocket reads, without waiting, every packet the socket holds and
+// queues the replies for run, which calls it: the reader goroutine may not
+// have been scheduled since they arrived.
+func (p *Prober) drainSocket() {
+	buf := make([]byte, readBuf)
+	oob := make([]byte, oobBuf)
+	_ = p.raw.Control(func(fd uintptr) {
+		for {
+			nr, noob, _, _, err := unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT)
+			if err != nil {
+				return
+			}
+			r, ok := p.match(buf[:nr], received(oob[:noob], time.Now()))
+			if !ok {
+				continue
+			}
+			select {
+			case p.replies <- r:
+			default:
+				return // full: run takes them in first
+			}
+		}
+	})
+}
+
+// oobBuf holds the SCM_TIMESTAMPNS control message.
+var oobBuf = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{})))
+
+// received returns when the kernel received the packet whose control
+// messages are oob, on the monotonic clock of now (read just after the
+// packet): the kernel stamps with the wall clock, so its age is taken
+// from the wall clock and subtracted from now. Without a timestamp it is
+// now.
+func received(oob []byte, now time.Time) time.Time {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return now
+	}
+	for _, m := range msgs {
+		if m.Header.Level != unix.SOL_SOCKET || m.Header.Type != unix.SCM_TIMESTAMPNS || len(m.Data) < int(unsafe.Sizeof(unix.Timespec{})) {
+			continue
+		}
+		ts := *(*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+		age := now.Round(0).Sub(time.Unix(ts.Unix()))
+		if age < 0 || age > time.Minute {
+			return now // the wall clock stepped
+		}
+		return now.Add(-age)
+	}
+	return now
 }
 
 // match reports whether pkt, received at at, is an echo reply to one of this
@@ -395,5 +454,5 @@ func (p *Prober) match(pkt []byte, at time.Time) (reply, bool) {
 	if !ok || token != p.token || uint16(n) != e.Seq {
 		return reply{}, false
 	}
-	return reply{round: n, target: target, at: at}, true
+	return reply{id: n, target: target, at: at}, true
 }

@@ -101,7 +101,7 @@ func TestMatch(t *testing.T) {
 		want reply
 		ok   bool
 	}{
-		{"ours from target 2", pkt("198.18.0.2", icmpEchoReply, 0x4242, seq, ours), reply{round: 70000, target: 1, at: at}, true},
+		{"ours from target 2", pkt("198.18.0.2", icmpEchoReply, 0x4242, seq, ours), reply{id: 70000, target: 1, at: at}, true},
 		{"other prober's identifier", pkt("198.18.0.2", icmpEchoReply, 0x4243, seq, ours), reply{}, false},
 		{"foreign token", pkt("198.18.0.1", icmpEchoReply, 0x4242, seq, marshalPayload(1, 70000)), reply{}, false},
 		{"not a target", pkt("198.18.0.3", icmpEchoReply, 0x4242, seq, ours), reply{}, false},

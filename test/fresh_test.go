@@ -27,9 +27,9 @@ func TestHealthFreshAfterOutage(t *testing.T) {
 	mark = r.mark()
 	healed := time.Now()
 	r.setISP(lab.ISP2, "healthy")
-	// up_after × interval = 800ms; the margin covers the outage's rounds
-	// still waiting for their 500ms timeout and a loaded machine.
-	const within = 4*200*time.Millisecond + 1500*time.Millisecond
+	// up_after × interval = 1s; the margin covers the outage's rounds
+	// still waiting for their 450ms timeout and a loaded machine.
+	const within = 2*500*time.Millisecond + 1500*time.Millisecond
 	line := r.waitTransition(mark, "isp2", "active", within)
 	took := time.Since(healed)
 	if !strings.Contains(line, "from=probing") {

@@ -1,0 +1,350 @@
+package probe
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Tuning of the schedule and of the silence rule. They are not
+// configuration: the README derives the detection time and the false-alarm
+// rate from them.
+const (
+	// rtoFloor is the shortest wait for a reply before the prober sends
+	// a confirmation burst: srtt + 4·rttvar is far shorter on a LAN-like
+	// path, and the burst only costs packets.
+	rtoFloor = 50 * time.Millisecond
+	// burstWaves confirmation echoes go to every target, burstSpacing
+	// apart, once per silence.
+	burstWaves   = 2
+	burstSpacing = 25 * time.Millisecond
+	// rttMargin is added to the silence when the RTT-tracking timeout
+	// nears the configured one, so the answers to a burst sent after a
+	// full RTO still come in time on a slow but working path.
+	rttMargin = 100 * time.Millisecond
+	// minSilentEchoes unanswered echoes at least make a silence.
+	minSilentEchoes = 4
+	// budget is the most probe packets an uplink sends in any second;
+	// confirmation echoes that would exceed it are not sent.
+	budget = 10
+)
+
+// burstBit marks the identifier of a confirmation echo, which belongs to
+// no round; regular echoes carry their round number.
+const burstBit = 1 << 63
+
+// probeReq asks the caller to send one echo now.
+type probeReq struct {
+	id     uint64 // round number, or burstBit|n for a confirmation echo
+	target int
+}
+
+// engineConfig says what an engine schedules and how it judges.
+type engineConfig struct {
+	Interval, Timeout time.Duration
+	Reliability       int
+	Window            int
+	FreshAfter        int
+	Targets           []netip.Addr
+	// MaxPending rounds may wait for delivery; beyond that no new round
+	// starts until the reader catches up. 0: no limit.
+	MaxPending int
+}
+
+// sentEcho is an echo sent since the last reply, regular or confirmation.
+type sentEcho struct {
+	at    time.Time
+	due   time.Time // at + the RTT-tracking timeout when it was sent
+	burst bool
+}
+
+// engine is the pure core of a Prober: it decides when to send which
+// echo, turns replies and the passing of time into Results (through a
+// tracker) and declares an uplink silent. It never reads a clock: every
+// method takes the time it acts at, so tests drive it with a fake one.
+//
+// Schedule: every Interval a round starts and sends one echo to each
+// target, the targets spread evenly over the interval (gap =
+// Interval/len(Targets)), so each target gets one echo per Interval and
+// the uplink one per gap.
+//
+// Silence: any reply of ours, late or duplicate included, proves the path
+// alive. When an echo sent after the last reply is still unanswered after
+// its RTT-tracking timeout (srtt + 4·rttvar of its target, at least
+// rtoFloor, at most Timeout), a confirmation burst goes to every target.
+// The uplink is declared silent once no reply came for the silence time
+// (gap + Timeout, or more on a slow path; see silence), the burst is
+// overdue too and at least minSilentEchoes echoes went unanswered: every
+// undecided round is then decided bad with Silent set.
+type engine struct {
+	tr     *tracker
+	cfg    engineConfig
+	gap    time.Duration
+	rtt    []rttEstimator // per target
+	bursts map[uint64]burstEcho
+
+	started   bool
+	nextSend  time.Time
+	round     uint64 // last round begun
+	k         int    // target of the next regular echo
+	burstSeq  uint64
+	sentTimes []time.Time // of the sends in the last second, for the budget
+
+	lastReply time.Time  // newest proof of life
+	since     []sentEcho // echoes sent after lastReply
+	waves     []time.Time
+	burstDone bool // this silence's burst was started
+	declared  bool // this silence was declared
+}
+
+// burstEcho is a confirmation echo waiting for its reply.
+type burstEcho struct {
+	target int
+	at     time.Time
+}
+
+func newEngine(c engineConfig, base Result) *engine {
+	n := max(len(c.Targets), 1)
+	return &engine{
+		tr: newTracker(trackerConfig{
+			Timeout: c.Timeout, Reliability: c.Reliability, Window: c.Window,
+			Targets: c.Targets, FreshAfter: c.FreshAfter,
+		}, base),
+		cfg:    c,
+		gap:    c.Interval / time.Duration(n),
+		rtt:    make([]rttEstimator, len(c.Targets)),
+		bursts: make(map[uint64]burstEcho),
+	}
+}
+
+// rto is the RTT-tracking timeout of target.
+func (e *engine) rto(target int) time.Duration {
+	return e.rtt[target].rto(rtoFloor, e.cfg.Timeout)
+}
+
+// silence is how long no reply at all must have come before the uplink is
+// declared silent: one gap (the next echo after the last reply) plus the
+// timeout, and more when an RTT-tracking timeout comes within rttMargin
+// of the timeout, so a burst sent after a full RTO is still answered in
+// time on a working path.
+func (e *engine) silence() time.Duration {
+	wait := e.cfg.Timeout
+	for i := range e.rtt {
+		wait = max(wait, e.rto(i)+rttMargin)
+	}
+	return e.gap + wait
+}
+
+// next returns when the engine next has something to do: send, time out
+// an echo, start or continue a burst, or declare silence.
+func (e *engine) next() time.Time {
+	if !e.started {
+		return time.Time{}
+	}
+	t := e.nextSend
+	early := func(c time.Time) {
+		if !c.IsZero() && c.Before(t) {
+			t = c
+		}
+	}
+	if d, ok := e.tr.next(); ok {
+		early(d)
+	}
+	if len(e.waves) > 0 {
+		early(e.waves[0])
+	}
+	if !e.burstDone {
+		for _, s := range e.since {
+			early(s.due)
+		}
+	}
+	if at, ok := e.silentAt(); ok {
+		early(at)
+	}
+	return t
+}
+
+// silentAt is when the current silence will be declared if no reply comes
+// meanwhile: the silence time after the last reply, once the burst is out
+// and overdue and enough echoes are overdue.
+func (e *engine) silentAt() (time.Time, bool) {
+	if e.declared || !e.burstDone || len(e.waves) > 0 || len(e.since) < minSilentEchoes {
+		return time.Time{}, false
+	}
+	at := e.lastReply.Add(e.silence())
+	dues := make([]time.Time, 0, len(e.since))
+	for _, s := range e.since {
+		if s.burst && s.due.After(at) {
+			at = s.due
+		}
+		dues = append(dues, s.due)
+	}
+	slices.SortFunc(dues, func(a, b time.Time) int { return a.Compare(b) })
+	if d := dues[minSilentEchoes-1]; d.After(at) {
+		at = d
+	}
+	return at, true
+}
+
+// step returns the echoes to send at now: the next regular one when it is
+// due, and confirmation echoes. The caller sends them and reports each
+// with sent, then calls expire.
+func (e *engine) step(now time.Time) []probeReq {
+	if !e.started {
+		e.started = true
+		e.nextSend = now
+		e.lastReply = now // the prober starts from a clean slate
+	}
+	var reqs []probeReq
+	if !now.Before(e.nextSend) && len(e.cfg.Targets) > 0 {
+		if e.k == 0 && e.cfg.MaxPending > 0 && e.tr.pending() >= e.cfg.MaxPending {
+			// The reader is behind: wait for it rather than pile up.
+		} else {
+			if e.k == 0 {
+				e.round++
+				e.tr.begin(e.round)
+			}
+			reqs = append(reqs, probeReq{id: e.round, target: e.k})
+			e.k = (e.k + 1) % len(e.cfg.Targets)
+		}
+		e.nextSend = e.nextSend.Add(e.gap)
+		if !e.nextSend.After(now) {
+			// Stalled past a whole gap: go on from now rather than
+			// catch up with a burst.
+			e.nextSend = now.Add(e.gap)
+		}
+	}
+	if !e.burstDone && !e.declared {
+		for _, s := range e.since {
+			if !now.Before(s.due) {
+				e.burstDone = true
+				for i := range burstWaves {
+					e.waves = append(e.waves, now.Add(time.Duration(i)*burstSpacing))
+				}
+				break
+			}
+		}
+	}
+	for len(e.waves) > 0 && !now.Before(e.waves[0]) {
+		e.waves = e.waves[1:]
+		for target := range e.cfg.Targets {
+			if !e.allowed(now, len(reqs)) {
+				break
+			}
+			e.burstSeq++
+			reqs = append(reqs, probeReq{id: burstBit | e.burstSeq, target: target})
+		}
+	}
+	return reqs
+}
+
+// allowed reports whether one more confirmation echo fits the budget, with
+// queued more requests of this step not yet reported as sent.
+func (e *engine) allowed(now time.Time, queued int) bool {
+	cut := now.Add(-time.Second)
+	i := 0
+	for i < len(e.sentTimes) && !e.sentTimes[i].After(cut) {
+		i++
+	}
+	e.sentTimes = e.sentTimes[i:]
+	return len(e.sentTimes)+queued < budget
+}
+
+// sent records the outcome of sending req.
+func (e *engine) sent(req probeReq, s send) {
+	ok := s.Err == nil && !s.At.IsZero()
+	if ok {
+		e.sentTimes = append(e.sentTimes, s.At)
+	}
+	if req.id&burstBit != 0 {
+		if ok {
+			e.bursts[req.id] = burstEcho{target: req.target, at: s.At}
+			e.since = append(e.since, sentEcho{at: s.At, due: s.At.Add(e.rto(req.target)), burst: true})
+		}
+		return
+	}
+	e.tr.sent(req.id, req.target, s)
+	if ok {
+		e.since = append(e.since, sentEcho{at: s.At, due: s.At.Add(e.rto(req.target))})
+	}
+}
+
+// reply records a reply of ours from target to echo id, received at at,
+// and reports whether it counted as a round's answer (see tracker.reply).
+// Every reply, late or duplicate included, proves the path alive.
+func (e *engine) reply(id uint64, target int, at time.Time) bool {
+	if target < 0 || target >= len(e.cfg.Targets) {
+		return false
+	}
+	if id&burstBit != 0 {
+		b, ok := e.bursts[id]
+		if !ok || b.target != target {
+			return false
+		}
+		delete(e.bursts, id)
+		e.rtt[target].sample(at.Sub(b.at))
+		e.alive(at)
+		return false
+	}
+	if sentAt, ok := e.tr.sentAt(id, target); ok && !at.Before(sentAt) {
+		e.rtt[target].sample(at.Sub(sentAt))
+	}
+	counted := e.tr.reply(id, target, at)
+	e.alive(at)
+	return counted
+}
+
+// alive records a proof of life at at: the silence, if any, is over.
+func (e *engine) alive(at time.Time) {
+	if !at.After(e.lastReply) {
+		return
+	}
+	e.lastReply = at
+	e.since = slices.DeleteFunc(e.since, func(s sentEcho) bool { return !s.at.After(at) })
+	e.waves = nil
+	e.burstDone, e.declared = false, false
+}
+
+// expire lets time pass to now: echoes past their deadline time out, and
+// a silence is declared when it is due.
+func (e *engine) expire(now time.Time) {
+	e.tr.expire(now)
+	for id, b := range e.bursts {
+		if now.Sub(b.at) > 2*e.cfg.Timeout {
+			delete(e.bursts, id) // lost; it has done its job
+		}
+	}
+	if at, ok := e.silentAt(); ok && !now.Before(at) {
+		e.declared = true
+		defer func() { e.since = e.since[:0] }() // unused until the next reply
+		e.tr.silence(now.Sub(e.lastReply), len(e.since))
+	}
+}
+
+// head, pop and pending pass through to the tracker.
+func (e *engine) head() (Result, bool) { return e.tr.head() }
+func (e *engine) pop()                 { e.tr.pop() }
+func (e *engine) pending() int         { return e.tr.pending() }
+
+// rttEstimator is RFC 6298's smoothed round-trip time and its variation.
+type rttEstimator struct {
+	srtt, rttvar time.Duration
+	ok           bool
+}
+
+func (r *rttEstimator) sample(rtt time.Duration) {
+	if !r.ok {
+		r.srtt, r.rttvar, r.ok = rtt, rtt/2, true
+		return
+	}
+	r.rttvar += ((r.srtt - rtt).Abs() - r.rttvar) / 4
+	r.srtt += (rtt - r.srtt) / 8
+}
+
+// rto is srtt + 4·rttvar between floor and ceil; ceil before any sample.
+func (r *rttEstimator) rto(floor, ceil time.Duration) time.Duration {
+	if !r.ok {
+		return ceil
+	}
+	return min(max(r.srtt+4*r.rttvar, floor), ceil)
+}
