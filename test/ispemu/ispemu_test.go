@@ -159,6 +159,8 @@ func TestCommand(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"set isp2 loss=40%", "ok isp2 loss=40% delay=0s jitter=0s"},
 		{"set isp1 slow", "ok isp1 loss=0% delay=350ms jitter=30ms"},
+		{"set isp3 saturated", "ok isp3 loss=2% delay=400ms jitter=10ms"},
+		{"set isp3 healthy", "ok isp3 loss=0% delay=0s jitter=0s"},
 		{"set isp1 fast", "error unknown mode"},
 		{"set isp1", "error unknown command"},
 		{"reboot", "error unknown command"},
@@ -168,8 +170,8 @@ func TestCommand(t *testing.T) {
 			t.Errorf("command(%q) = %q, want %q...", tc.in, got, tc.want)
 		}
 	}
-	e.decide("isp2")
-	e.decide("isp3")
+	e.decide("isp2", t0)
+	e.decide("isp3", t0)
 	got := e.Stats()
 	if got["isp2"].Requests != 1 || got["isp2"].Mode != "loss=40% delay=0s jitter=0s" || got["isp3"].Answered != 1 {
 		t.Errorf("stats %+v", got)
@@ -187,5 +189,21 @@ func TestRefusesUnnamedNamespace(t *testing.T) {
 	var e Emulator
 	if err := e.Run(t.Context(), t.TempDir()+"/ctl", nil); err == nil {
 		t.Fatal("Run in the initial network namespace succeeded")
+	}
+}
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// TestPeak checks the most requests counted within any one second.
+func TestPeak(t *testing.T) {
+	var e Emulator
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	// 4 a second, then a burst of 4 more within 100ms, then 4 a second.
+	for _, ms := range []int{0, 250, 500, 750, 1000, 1010, 1020, 1030, 1040, 1250, 1500, 2600, 3700} {
+		e.decide("isp1", at(ms))
+	}
+	// Within [250ms, 1250ms): 250, 500, 750, 1000..1040, 1250? no: 8.
+	if got := e.Stats()["isp1"].Peak; got != 8 {
+		t.Errorf("peak %d, want 8", got)
 	}
 }

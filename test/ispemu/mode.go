@@ -22,6 +22,9 @@ var presets = map[string]Mode{
 	"lossy":     {Loss: 0.10},
 	"slow":      {Delay: 350 * time.Millisecond, Jitter: 30 * time.Millisecond},
 	"blackhole": {Loss: 1},
+	// A link saturated by traffic: bufferbloat has raised the RTT from
+	// tens of milliseconds to 400ms, and the full queue drops 2%.
+	"saturated": {Loss: 0.02, Delay: 400 * time.Millisecond, Jitter: 10 * time.Millisecond},
 }
 
 // ParseMode parses a mode: an optional preset name followed by settings
@@ -32,7 +35,7 @@ func ParseMode(fields []string) (Mode, error) {
 	if len(fields) > 0 && !strings.Contains(fields[0], "=") {
 		p, ok := presets[fields[0]]
 		if !ok {
-			return Mode{}, fmt.Errorf("unknown mode %q: want healthy, lossy, slow, blackhole or key=value settings", fields[0])
+			return Mode{}, fmt.Errorf("unknown mode %q: want healthy, lossy, slow, saturated, blackhole or key=value settings", fields[0])
 		}
 		m, fields = p, fields[1:]
 	}
