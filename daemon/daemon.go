@@ -114,7 +114,8 @@ type uplink struct {
 	rtt     time.Duration
 	// probe is the latest result of the running prober: plain values,
 	// its statistics included.
-	probe probe.Result
+	probe   probe.Result
+	traffic probeTraffic // probes.go
 }
 
 // New returns a daemon for cfg logging to log.
@@ -681,6 +682,7 @@ func (d *Daemon) probeResult(r probe.Result) {
 			u.bad++
 		}
 		d.metrics.ProbeRound(u.cfg.Name, r.Good, r.RTT)
+		d.observeProbes(u, r, time.Now())
 		u.probe = r
 		q := fsm.Quality{Known: r.Stats.Full, Probes: r.Stats.Probes, Loss: r.Stats.Loss, RTT: r.Stats.RTT}
 		if r.Silent {

@@ -90,10 +90,13 @@ func (d *Daemon) uplinkStatus(u *uplink) status.Uplink {
 	for _, t := range targets {
 		ts := byAddr[t]
 		out.Probe.Targets = append(out.Probe.Targets, status.Target{
-			Address: t.String(), Stats: statsStatus(ts.Stats), Duplicates: ts.Duplicates,
+			Address: t.String(), Method: methodICMP, Stats: statsStatus(ts.Stats), Duplicates: ts.Duplicates,
 		})
 	}
 	out.Probe.Stats = statsStatus(u.probe.Stats)
+	if u.prober != nil {
+		out.Probe.PerSecond = math.Round(10*u.traffic.perSecond()) / 10
+	}
 	if until, ok := u.m.Held(); ok {
 		out.Probe.HeldUntil = until
 	}

@@ -89,6 +89,7 @@ type engine struct {
 	k         int    // target of the next regular echo
 	burstSeq  uint64
 	sentTimes []time.Time // of the sends in the last second, for the budget
+	sentTotal uint64
 
 	lastReply time.Time  // newest proof of life
 	since     []sentEcho // echoes sent after lastReply
@@ -255,6 +256,7 @@ func (e *engine) sent(req probeReq, s send) {
 	ok := s.Err == nil && !s.At.IsZero()
 	if ok {
 		e.sentTimes = append(e.sentTimes, s.At)
+		e.sentTotal++
 	}
 	if req.id&burstBit != 0 {
 		if ok {
@@ -321,8 +323,15 @@ func (e *engine) expire(now time.Time) {
 	}
 }
 
-// head, pop and pending pass through to the tracker.
-func (e *engine) head() (Result, bool) { return e.tr.head() }
+// head returns the result due for delivery (see tracker.head), with the
+// packets sent so far.
+func (e *engine) head() (Result, bool) {
+	r, ok := e.tr.head()
+	r.Sent = e.sentTotal
+	return r, ok
+}
+
+// pop and pending pass through to the tracker.
 func (e *engine) pop()                 { e.tr.pop() }
 func (e *engine) pending() int         { return e.tr.pending() }
 

@@ -61,6 +61,9 @@ type Result struct {
 	Silent     bool
 	Silence    time.Duration
 	Unanswered int
+	// Sent counts the probe packets the prober has sent since it
+	// started, confirmation bursts included.
+	Sent uint64
 	// Stats rates the uplink: for loss, RTT and jitter each, the
 	// Reliability-th best value among its targets.
 	Stats   Stats
