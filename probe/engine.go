@@ -332,8 +332,8 @@ func (e *engine) head() (Result, bool) {
 }
 
 // pop and pending pass through to the tracker.
-func (e *engine) pop()                 { e.tr.pop() }
-func (e *engine) pending() int         { return e.tr.pending() }
+func (e *engine) pop()         { e.tr.pop() }
+func (e *engine) pending() int { return e.tr.pending() }
 
 // rttEstimator is RFC 6298's smoothed round-trip time and its variation.
 type rttEstimator struct {
