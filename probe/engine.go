@@ -331,9 +331,8 @@ func (e *engine) head() (Result, bool) {
 	return r, ok
 }
 
-// pop and pending pass through to the tracker.
-func (e *engine) pop()         { e.tr.pop() }
-func (e *engine) pending() int { return e.tr.pending() }
+// pop marks the result head returned as delivered.
+func (e *engine) pop() { e.tr.pop() }
 
 // rttEstimator is RFC 6298's smoothed round-trip time and its variation.
 type rttEstimator struct {
