@@ -172,10 +172,23 @@ func TestProberGoodBadGood(t *testing.T) {
 	// never be consulted, since i's local table, looked up first, delivers
 	// its own address.
 	bound := c.change(func() { l.ip(l.i, "route", "add", "blackhole", "198.51.100.2/32") })
-	for _, r := range c.waitFor(false, 5, bound) {
+	silent := false
+	for _, r := range c.waitFor(false, 8, bound) {
 		if r.Replies != 0 || r.RTT != 0 || r.Err != nil {
 			t.Errorf("bad round %+v: want no replies, no RTT, no send error", r)
 		}
+		if r.Silent {
+			silent = true
+			// One gap and the 50ms RTO floor plus margin (150ms, over
+			// the 100ms timeout) after the last reply, at least four
+			// echoes: regular ones and the confirmation burst.
+			if r.Silence < 150*time.Millisecond || r.Unanswered < 4 {
+				t.Errorf("silent round %+v: want silence of at least 150ms and 4 unanswered echoes", r)
+			}
+		}
+	}
+	if !silent {
+		t.Error("no round was decided by the silence rule")
 	}
 
 	bound = c.change(func() { l.ip(l.i, "route", "del", "blackhole", "198.51.100.2/32") })
