@@ -258,15 +258,21 @@ func (e *engine) sent(req probeReq, s send) {
 		e.sentTimes = append(e.sentTimes, s.At)
 		e.sentTotal++
 	}
+	// Once a silence is declared, the echoes sent since matter no more:
+	// the next reply ends it and they are older. Not keeping them bounds
+	// the memory of a long outage.
+	track := ok && !e.declared
 	if req.id&burstBit != 0 {
 		if ok {
 			e.bursts[req.id] = burstEcho{target: req.target, at: s.At}
+		}
+		if track {
 			e.since = append(e.since, sentEcho{at: s.At, due: s.At.Add(e.rto(req.target)), burst: true})
 		}
 		return
 	}
 	e.tr.sent(req.id, req.target, s)
-	if ok {
+	if track {
 		e.since = append(e.since, sentEcho{at: s.At, due: s.At.Add(e.rto(req.target))})
 	}
 }

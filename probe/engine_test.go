@@ -323,3 +323,40 @@ func TestRTTEstimator(t *testing.T) {
 		t.Errorf("rto after a step to 400ms = %v, want about 447ms", got)
 	}
 }
+
+// TestEngineLongOutage: an hour of blackhole is one silence, with one
+// burst, and the engine's memory stays bounded; the uplink comes back as
+// soon as its targets answer again, with statistics that start afresh.
+func TestEngineLongOutage(t *testing.T) {
+	var from, to time.Time
+	net := func(rng *rand.Rand, target int, at time.Time) (time.Duration, bool) {
+		if !at.Before(from) && at.Before(to) {
+			return 0, true
+		}
+		return 20 * time.Millisecond, false
+	}
+	s := newSim(t, 1, 2, net)
+	from, to = t0.Add(10*time.Second), t0.Add(time.Hour)
+	s.run(from)
+	bursts := s.e.burstSeq
+	s.run(to)
+	if n := s.e.burstSeq - bursts; n != 2*burstWaves {
+		t.Errorf("%d confirmation echoes in an hour of outage, want one burst of %d", n, 2*burstWaves)
+	}
+	if len(s.e.since) > minSilentEchoes+2*burstWaves || len(s.e.bursts) > 2*burstWaves || len(s.e.tr.rounds) > 4 {
+		t.Errorf("after an hour of outage: %d echoes since the last reply, %d bursts, %d rounds kept",
+			len(s.e.since), len(s.e.bursts), len(s.e.tr.rounds))
+	}
+	mark := len(s.trs)
+	s.run(to.Add(2 * time.Second))
+	trs := s.trs[mark:]
+	if len(trs) != 1 || trs[0].To != fsm.Active {
+		t.Fatalf("after the outage: %v, want straight back to active", trs)
+	}
+	if back := trs[0].At.Sub(to); back > 1500*time.Millisecond {
+		t.Errorf("back in %v, want up_after rounds", back)
+	}
+	if st := s.results[len(s.results)-1].Stats; st.Lost != 0 || st.Full {
+		t.Errorf("statistics after the outage %+v, want fresh ones", st)
+	}
+}

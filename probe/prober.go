@@ -82,6 +82,8 @@ type Prober struct {
 	index   map[netip.Addr]int // target address -> index into targets
 
 	replies  chan reply
+	drainBuf []byte // drainSocket's, used by run only
+	drainOOB []byte
 	stop     chan struct{}
 	runDone  chan struct{}
 	readDone chan struct{}
@@ -128,6 +130,8 @@ func Start(cfg Config, out chan<- Result) (*Prober, error) {
 		targets:  targets,
 		index:    make(map[netip.Addr]int, len(targets)),
 		replies:  make(chan reply, 64),
+		drainBuf: make([]byte, readBuf),
+		drainOOB: make([]byte, oobBuf),
 		stop:     make(chan struct{}),
 		runDone:  make(chan struct{}),
 		readDone: make(chan struct{}),
@@ -391,8 +395,7 @@ func (p *Prober) read() {
 // queues the replies for run, which calls it: the reader goroutine may not
 // have been scheduled since they arrived.
 func (p *Prober) drainSocket() {
-	buf := make([]byte, readBuf)
-	oob := make([]byte, oobBuf)
+	buf, oob := p.drainBuf, p.drainOOB
 	_ = p.raw.Control(func(fd uintptr) {
 		for {
 			nr, noob, _, _, err := unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT)
