@@ -77,10 +77,11 @@ const NexthopIDRange = 256
 // Probe is the [probe] table: how the health of uplinks is checked and
 // judged.
 type Probe struct {
-	// Targets answer ICMP echo through every uplink. Nil: no targets; an
-	// uplink is then probed at its gateway (Gateway) or in carrier-only
-	// mode, active whenever its link is usable.
-	Targets []netip.Addr
+	// Targets are probed through every uplink: ICMP echo, or TCP
+	// connections (targets.go). Nil: no targets; an uplink is then probed
+	// at its gateway (Gateway) or in carrier-only mode, active whenever
+	// its link is usable.
+	Targets []Target
 	// Gateway probes an uplink's own gateway when it has no targets.
 	Gateway   bool
 	Interval  time.Duration // between probe rounds
@@ -124,7 +125,7 @@ type Uplink struct {
 	Table     int        // routing table of this uplink alone; unique
 	// ProbeTargets replaces Probe.Targets for this uplink when not nil.
 	// Empty and not nil: no targets for this uplink.
-	ProbeTargets []netip.Addr
+	ProbeTargets []Target
 	// ProbeGateway replaces Probe.Gateway for this uplink when not nil.
 	ProbeGateway *bool
 }
@@ -168,7 +169,7 @@ type Log struct {
 // TargetsFor returns the probe targets of u: its own when it has any list,
 // even an empty one, else those of [probe]; when that leaves none and
 // gateway probing is on for u, its gateway. Empty: carrier-only mode.
-func (c *Config) TargetsFor(u Uplink) []netip.Addr {
+func (c *Config) TargetsFor(u Uplink) []Target {
 	targets := c.Probe.Targets
 	if u.ProbeTargets != nil {
 		targets = u.ProbeTargets
@@ -181,7 +182,7 @@ func (c *Config) TargetsFor(u Uplink) []netip.Addr {
 		gw = *u.ProbeGateway
 	}
 	if gw && u.Gateway.IsValid() {
-		return []netip.Addr{u.Gateway}
+		return []Target{{Method: MethodICMP, Addr: u.Gateway}}
 	}
 	return targets
 }

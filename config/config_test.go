@@ -21,6 +21,8 @@ const referencePath = "../etc/uplinkd.toml"
 
 var addrComparer = cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
 
+func icmp(s string) Target { return Target{Method: MethodICMP, Addr: addr(s)} }
+
 // isp1 and isp2 are minimal valid uplinks, five lines each.
 var (
 	isp1 = []string{
@@ -130,7 +132,7 @@ func TestReference(t *testing.T) {
 		},
 		Probe: func() Probe {
 			p := defaultProbe()
-			p.Targets = []netip.Addr{addr("198.18.0.1"), addr("198.18.0.2")}
+			p.Targets = []Target{icmp("198.18.0.1"), icmp("198.18.0.2")}
 			return p
 		}(),
 		Uplinks: []Uplink{
@@ -345,14 +347,14 @@ func TestTargetsFor(t *testing.T) {
 		`probe_targets = ["198.19.0.1"]`,
 	)
 	c := mustParse(t, doc)
-	global := []netip.Addr{addr("198.18.0.1"), addr("198.18.0.2")}
+	global := []Target{icmp("198.18.0.1"), icmp("198.18.0.2")}
 	tests := []struct {
 		uplink int
-		want   []netip.Addr
+		want   []Target
 	}{
 		{0, global},
-		{1, []netip.Addr{}},
-		{2, []netip.Addr{addr("198.19.0.1")}},
+		{1, []Target{}},
+		{2, []Target{icmp("198.19.0.1")}},
 	}
 	for _, tt := range tests {
 		u := c.Uplinks[tt.uplink]
@@ -393,12 +395,12 @@ func TestGatewayProbing(t *testing.T) {
 	c := mustParse(t, doc)
 	tests := []struct {
 		uplink      int
-		want        []netip.Addr
+		want        []Target
 		reliability int
 	}{
-		{0, []netip.Addr{addr("198.51.100.1")}, 1},
+		{0, []Target{icmp("198.51.100.1")}, 1},
 		{1, nil, 1},
-		{2, []netip.Addr{addr("198.19.0.1"), addr("198.19.0.2")}, 2},
+		{2, []Target{icmp("198.19.0.1"), icmp("198.19.0.2")}, 2},
 	}
 	for _, tt := range tests {
 		u := c.Uplinks[tt.uplink]
@@ -411,7 +413,7 @@ func TestGatewayProbing(t *testing.T) {
 	}
 	// An uplink can ask for gateway probing on its own.
 	c = mustParse(t, file(isp1, `probe_gateway = true`))
-	if got := c.TargetsFor(c.Uplinks[0]); len(got) != 1 || got[0] != addr("198.51.100.1") {
+	if got := c.TargetsFor(c.Uplinks[0]); len(got) != 1 || got[0] != icmp("198.51.100.1") {
 		t.Errorf("TargetsFor with probe_gateway = true: %v, want the gateway", got)
 	}
 }
@@ -553,6 +555,12 @@ func TestProblems(t *testing.T) {
 		{"target unspecified", file(`[probe]`, `targets = ["0.0.0.0"]`, isp1), []problem{{2, "probe.targets[0]", "unspecified"}}},
 		{"target broadcast", file(`[probe]`, `targets = ["255.255.255.255"]`, isp1), []problem{{2, "probe.targets[0]", "broadcast"}}},
 		{"target loopback", file(`[probe]`, `targets = ["127.0.0.1"]`, isp1), []problem{{2, "probe.targets[0]", "loopback"}}},
+		{"target unknown method", file(`[probe]`, `targets = ["udp://198.18.0.1:53"]`, isp1), []problem{{2, "probe.targets[0]", `unknown probe method "udp"`}}},
+		{"tcp target without port", file(`[probe]`, `targets = ["tcp://198.18.0.1"]`, isp1), []problem{{2, "probe.targets[0]", "tcp://ADDRESS:PORT"}}},
+		{"tcp target port 0", file(`[probe]`, `targets = ["tcp://198.18.0.1:0"]`, isp1), []problem{{2, "probe.targets[0]", "1 to 65535"}}},
+		{"tcp target bad address", file(`[probe]`, `targets = ["tcp://example.net:443"]`, isp1), []problem{{2, "probe.targets[0]", "not an IPv4 address"}}},
+		{"duplicate tcp target", file(`[probe]`, `targets = ["tcp://198.18.0.1:443", "tcp://198.18.0.1:443"]`, isp1),
+			[]problem{{2, "probe.targets[1]", "duplicate target tcp://198.18.0.1:443"}}},
 		{"target duplicate", file(`[probe]`, `targets = ["198.18.0.1", "198.18.0.1"]`, isp1),
 			[]problem{{2, "probe.targets[1]", "duplicate target 198.18.0.1"}}},
 		{"uplink target invalid", file(isp1, `probe_targets = ["198.18.0.1", "x"]`),
@@ -936,4 +944,20 @@ func FuzzParse(f *testing.F) {
 		}
 		scanPositions(string(data))
 	})
+}
+
+func TestTargetMethods(t *testing.T) {
+	c := mustParse(t, file(`[probe]`, `targets = ["198.18.0.1", "icmp://198.18.0.2", "tcp://198.18.0.1:443", "tcp://198.18.0.1:80"]`, isp1))
+	want := []Target{icmp("198.18.0.1"), icmp("198.18.0.2"),
+		{Method: MethodTCP, Addr: addr("198.18.0.1"), Port: 443}, {Method: MethodTCP, Addr: addr("198.18.0.1"), Port: 80}}
+	if diff := cmp.Diff(want, c.Probe.Targets, addrComparer); diff != "" {
+		t.Errorf("targets (-want +got):\n%s", diff)
+	}
+	var strs []string
+	for _, tg := range c.Probe.Targets {
+		strs = append(strs, tg.String())
+	}
+	if got := strings.Join(strs, " "); got != "198.18.0.1 198.18.0.2 tcp://198.18.0.1:443 tcp://198.18.0.1:80" {
+		t.Errorf("targets written back: %s", got)
+	}
 }

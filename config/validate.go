@@ -558,25 +558,25 @@ func defaultNote(set bool) string {
 
 // targets returns a list of probe targets. It is not nil when the setting
 // is present, even when empty.
-func (v *validator) targets(path string, o opt[[]string]) []netip.Addr {
+func (v *validator) targets(path string, o opt[[]string]) []Target {
 	strs := v.stringList(path, o)
 	if !o.set || o.bad != "" {
 		return nil
 	}
-	out := make([]netip.Addr, 0, len(strs))
-	seen := make(map[netip.Addr]bool)
+	out := make([]Target, 0, len(strs))
+	seen := make(map[Target]bool)
 	for i, s := range strs {
 		p := indexPath(path, i)
-		a := v.ipv4(p, s)
-		if !a.IsValid() {
+		t, ok := v.target(p, s)
+		if !ok {
 			continue
 		}
-		if seen[a] {
-			v.errorf(p, "duplicate target %v", a)
+		if seen[t] {
+			v.errorf(p, "duplicate target %v", t)
 			continue
 		}
-		seen[a] = true
-		out = append(out, a)
+		seen[t] = true
+		out = append(out, t)
 	}
 	return out
 }

@@ -274,9 +274,12 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 // likely than with two targets (see README, "False alarms").
 func (d *Daemon) warnSingleTarget() {
 	p := d.cfg.Probe
-	perHour := float64(time.Hour/p.Interval) * math.Pow(0.05, float64(p.DownAfter))
+	// With one target a silence needs six echoes in a row lost (p^6
+	// after a reply), failed rounds down_after (p^down_after).
+	rounds := float64(time.Hour / p.Interval)
+	perHour := rounds*math.Pow(0.05, 6) + rounds*math.Pow(0.05, float64(p.DownAfter))
 	for _, u := range d.uplinks {
-		if t := d.cfg.TargetsFor(u.cfg); len(t) == 1 && t[0] != u.cfg.Gateway {
+		if t := d.cfg.TargetsFor(u.cfg); len(t) == 1 && t[0].Addr != u.cfg.Gateway {
 			d.log.Warn("one probe target: random loss on it alone can take the uplink out of the balance; configure two or more",
 				"uplink", u.cfg.Name, "false_failovers_per_hour_at_5pct_loss", fmt.Sprintf("%.2g", perHour))
 		}
@@ -639,7 +642,7 @@ func (d *Daemon) syncProber(u *uplink) {
 		Uplink:      u.cfg.Name,
 		Interface:   u.cfg.Interface,
 		Source:      u.addr.Addr(),
-		Targets:     targets,
+		Targets:     probeTargets(targets),
 		Interval:    d.cfg.Probe.Interval,
 		Timeout:     d.cfg.Probe.Timeout,
 		Reliability: d.cfg.ReliabilityFor(u.cfg),

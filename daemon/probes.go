@@ -3,13 +3,10 @@ package daemon
 import (
 	"time"
 
+	"github.com/uplinkd/uplinkd/config"
 	"github.com/uplinkd/uplinkd/metrics"
 	"github.com/uplinkd/uplinkd/probe"
 )
-
-// methodICMP is the only probe method so far; status and metrics name it
-// per target.
-const methodICMP = "icmp"
 
 // rateSpan is the span the probe packet rate in status is measured over.
 const rateSpan = 10 * time.Second
@@ -67,9 +64,18 @@ func (d *Daemon) observeProbes(u *uplink, r probe.Result, now time.Time) {
 	ts := make([]metrics.TargetQuality, 0, len(r.Targets))
 	for _, t := range r.Targets {
 		ts = append(ts, metrics.TargetQuality{
-			Target: t.Target.String(), Method: methodICMP, Probes: t.Probes,
+			Target: t.Target.String(), Method: t.Target.Method, Probes: t.Probes,
 			Loss: t.Loss, RTT: t.RTT, Jitter: t.Jitter,
 		})
 	}
 	d.metrics.ProbeTargets(u.cfg.Name, ts)
+}
+
+// probeTargets are the configured targets as the probe package takes them.
+func probeTargets(ts []config.Target) []probe.Target {
+	out := make([]probe.Target, len(ts))
+	for i, t := range ts {
+		out[i] = probe.Target{Method: string(t.Method), Addr: t.Addr, Port: t.Port}
+	}
+	return out
 }

@@ -1,7 +1,7 @@
 package probe
 
 import (
-	"net/netip"
+	"math"
 	"slices"
 	"time"
 )
@@ -22,8 +22,14 @@ const (
 	// nears the configured one, so the answers to a burst sent after a
 	// full RTO still come in time on a slow but working path.
 	rttMargin = 100 * time.Millisecond
-	// minSilentEchoes unanswered echoes at least make a silence.
-	minSilentEchoes = 4
+	// minSilentEchoes unanswered echoes at least make a silence: with
+	// two targets, the one that went unanswered, the burst's four and the
+	// next regular one. On an uplink that loses a fraction p of its
+	// probes, as many more as make p^n at most falseSilence: random loss
+	// must not pass for an outage, however lossy the uplink.
+	minSilentEchoes = 6
+	falseSilence    = 1e-7
+	maxSilentEchoes = 64
 	// budget is the most probe packets an uplink sends in any second;
 	// confirmation echoes that would exceed it are not sent.
 	budget = 10
@@ -45,7 +51,7 @@ type engineConfig struct {
 	Reliability       int
 	Window            int
 	FreshAfter        int
-	Targets           []netip.Addr
+	Targets           []Target
 	// MaxPending rounds may wait for delivery; beyond that no new round
 	// starts until the reader catches up. 0: no limit.
 	MaxPending int
@@ -83,16 +89,17 @@ type engine struct {
 	rtt    []rttEstimator // per target
 	bursts map[uint64]burstEcho
 
-	started   bool
-	nextSend  time.Time
-	round     uint64 // last round begun
-	k         int    // target of the next regular echo
-	burstSeq  uint64
-	sentTimes []time.Time // of the sends in the last second, for the budget
-	sentTotal uint64
+	started    bool
+	nextSend   time.Time
+	round      uint64 // last round begun
+	k          int    // target of the next regular echo
+	burstSeq   uint64
+	burstTimes []time.Time // of the confirmations sent in the last second, for the budget
+	sentTotal  uint64
 
 	lastReply time.Time  // newest proof of life
 	since     []sentEcho // echoes sent after lastReply
+	need      int        // unanswered echoes that make a silence
 	waves     []time.Time
 	burstDone bool // this silence's burst was started
 	declared  bool // this silence was declared
@@ -112,6 +119,7 @@ func newEngine(c engineConfig, base Result) *engine {
 			Targets: c.Targets, FreshAfter: c.FreshAfter,
 		}, base),
 		cfg:    c,
+		need:   minSilentEchoes,
 		gap:    c.Interval / time.Duration(n),
 		rtt:    make([]rttEstimator, len(c.Targets)),
 		bursts: make(map[uint64]burstEcho),
@@ -169,7 +177,7 @@ func (e *engine) next() time.Time {
 // meanwhile: the silence time after the last reply, once the burst is out
 // and overdue and enough echoes are overdue.
 func (e *engine) silentAt() (time.Time, bool) {
-	if e.declared || !e.burstDone || len(e.waves) > 0 || len(e.since) < minSilentEchoes {
+	if e.declared || !e.burstDone || len(e.waves) > 0 || len(e.since) < e.need {
 		return time.Time{}, false
 	}
 	at := e.lastReply.Add(e.silence())
@@ -181,7 +189,7 @@ func (e *engine) silentAt() (time.Time, bool) {
 		dues = append(dues, s.due)
 	}
 	slices.SortFunc(dues, func(a, b time.Time) int { return a.Compare(b) })
-	if d := dues[minSilentEchoes-1]; d.After(at) {
+	if d := dues[e.need-1]; d.After(at) {
 		at = d
 	}
 	return at, true
@@ -226,37 +234,47 @@ func (e *engine) step(now time.Time) []probeReq {
 			}
 		}
 	}
+	queued := 0
 	for len(e.waves) > 0 && !now.Before(e.waves[0]) {
 		e.waves = e.waves[1:]
-		for target := range e.cfg.Targets {
-			if !e.allowed(now, len(reqs)) {
+		for target, t := range e.cfg.Targets {
+			if t.Method != MethodICMP {
+				continue // confirmations are echoes: cheap, and answered by the kernel
+			}
+			if !e.allowed(now, queued) {
 				break
 			}
 			e.burstSeq++
 			reqs = append(reqs, probeReq{id: burstBit | e.burstSeq, target: target})
+			queued++
 		}
 	}
 	return reqs
 }
 
 // allowed reports whether one more confirmation echo fits the budget, with
-// queued more requests of this step not yet reported as sent.
+// queued more of this step not yet reported as sent. Any second holds at
+// most ceil(1s/gap) regular echoes, so confirmations get what is left of
+// the budget, counted over the last second.
 func (e *engine) allowed(now time.Time, queued int) bool {
 	cut := now.Add(-time.Second)
 	i := 0
-	for i < len(e.sentTimes) && !e.sentTimes[i].After(cut) {
+	for i < len(e.burstTimes) && !e.burstTimes[i].After(cut) {
 		i++
 	}
-	e.sentTimes = e.sentTimes[i:]
-	return len(e.sentTimes)+queued < budget
+	e.burstTimes = e.burstTimes[i:]
+	regular := int((time.Second + e.gap - 1) / e.gap)
+	return len(e.burstTimes)+queued < budget-regular
 }
 
 // sent records the outcome of sending req.
 func (e *engine) sent(req probeReq, s send) {
 	ok := s.Err == nil && !s.At.IsZero()
 	if ok {
-		e.sentTimes = append(e.sentTimes, s.At)
 		e.sentTotal++
+		if req.id&burstBit != 0 {
+			e.burstTimes = append(e.burstTimes, s.At)
+		}
 	}
 	// Once a silence is declared, the echoes sent since matter no more:
 	// the next reply ends it and they are older. Not keeping them bounds
@@ -313,10 +331,33 @@ func (e *engine) alive(at time.Time) {
 	e.burstDone, e.declared = false, false
 }
 
+// evidence returns how many unanswered echoes make a silence on this
+// uplink: minSilentEchoes, or more when its probes' loss over the window,
+// all targets together, is so high that fewer would often go unanswered by
+// chance.
+func (e *engine) evidence() int {
+	lost, probes := 0, 0
+	for _, w := range e.tr.windows {
+		s := w.statsFrom(e.tr.floor)
+		lost += s.Lost
+		probes += s.Probes
+	}
+	if probes == 0 || lost == 0 {
+		return minSilentEchoes
+	}
+	if lost == probes {
+		return maxSilentEchoes
+	}
+	p := float64(lost) / float64(probes)
+	n := int(math.Ceil(math.Log(falseSilence) / math.Log(p)))
+	return min(max(n, minSilentEchoes), maxSilentEchoes)
+}
+
 // expire lets time pass to now: echoes past their deadline time out, and
 // a silence is declared when it is due.
 func (e *engine) expire(now time.Time) {
 	e.tr.expire(now)
+	e.need = e.evidence()
 	for id, b := range e.bursts {
 		if now.Sub(b.at) > 2*e.cfg.Timeout {
 			delete(e.bursts, id) // lost; it has done its job

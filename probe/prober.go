@@ -1,9 +1,11 @@
 package probe
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -20,7 +22,7 @@ type Config struct {
 	Uplink            string
 	Interface         string     // SO_BINDTODEVICE
 	Source            netip.Addr // bind() source address
-	Targets           []netip.Addr
+	Targets           []Target
 	Interval, Timeout time.Duration
 	// Reliability is how many targets must answer for a good round:
 	// 1 to len(Targets); 0 means 1.
@@ -78,8 +80,12 @@ type Prober struct {
 	raw     syscall.RawConn
 	id      uint16 // ICMP identifier, unique among the probers of this process
 	token   uint64 // payload token, tells our replies from foreign ones
-	targets []netip.Addr
-	index   map[netip.Addr]int // target address -> index into targets
+	targets []Target
+	index   map[netip.Addr]int // ICMP target address -> index into targets
+	dialer  net.Dialer         // TCP probes: bound to the interface and source
+	tcp     sync.WaitGroup     // TCP probes in flight
+	ctx     context.Context    // canceled by Stop: ends TCP probes
+	cancel  context.CancelFunc
 
 	replies  chan reply
 	drainBuf []byte // drainSocket's, used by run only
@@ -137,9 +143,28 @@ func Start(cfg Config, out chan<- Result) (*Prober, error) {
 		readDone: make(chan struct{}),
 	}
 	for i, t := range targets {
-		p.index[t] = i
+		if t.Method == MethodICMP {
+			p.index[t.Addr] = i
+		}
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.dialer = net.Dialer{
+		LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(cfg.Source.Unmap(), 0)),
+		Control: func(_, _ string, c syscall.RawConn) error {
+			var err error
+			if cerr := c.Control(func(fd uintptr) {
+				err = unix.BindToDevice(int(fd), cfg.Interface)
+			}); cerr != nil {
+				return cerr
+			}
+			if err != nil {
+				return fmt.Errorf("bind to device %s: %w", cfg.Interface, err)
+			}
+			return nil
+		},
 	}
 	if err := p.open(); err != nil {
+		p.cancel()
 		return nil, fmt.Errorf("probe %s on %s: %w", cfg.Uplink, cfg.Interface, err)
 	}
 	go p.read()
@@ -154,12 +179,14 @@ func (p *Prober) Stop() {
 	p.once.Do(func() {
 		close(p.stop)
 		<-p.runDone // no send races with the close
+		p.cancel()
+		p.tcp.Wait()
 		_ = p.file.Close()
 		<-p.readDone // Close woke it
 	})
 }
 
-func validate(cfg Config, out chan<- Result) ([]netip.Addr, error) {
+func validate(cfg Config, out chan<- Result) ([]Target, error) {
 	switch {
 	case out == nil:
 		return nil, errors.New("nil result channel")
@@ -178,12 +205,20 @@ func validate(cfg Config, out chan<- Result) ([]netip.Addr, error) {
 	case cfg.FreshAfter < 0:
 		return nil, fmt.Errorf("fresh-after %d is negative", cfg.FreshAfter)
 	}
-	var targets []netip.Addr
-	seen := make(map[netip.Addr]bool)
+	var targets []Target
+	seen := make(map[Target]bool)
 	for _, t := range cfg.Targets {
-		t = t.Unmap()
-		if !t.Is4() {
-			return nil, fmt.Errorf("target %v is not an IPv4 address", t)
+		t.Addr = t.Addr.Unmap()
+		if !t.Addr.Is4() {
+			return nil, fmt.Errorf("target %v is not an IPv4 address", t.Addr)
+		}
+		switch {
+		case t.Method == MethodICMP:
+			t.Port = 0
+		case t.Method == MethodTCP && t.Port == 0:
+			return nil, fmt.Errorf("TCP target %v has no port", t.Addr)
+		case t.Method != MethodTCP:
+			return nil, fmt.Errorf("target %v: unknown method %q", t.Addr, t.Method)
 		}
 		if !seen[t] {
 			seen[t] = true
@@ -322,11 +357,14 @@ func (p *Prober) run() {
 	}
 }
 
-// send sends one echo and reports the outcome.
+// send sends one echo, or starts one TCP probe, and reports the outcome.
 func (p *Prober) send(req probeReq) send {
 	t := p.targets[req.target]
+	if t.Method == MethodTCP {
+		return p.sendTCP(req, t)
+	}
 	pkt := marshalEcho(icmpEchoRequest, p.id, uint16(req.id), marshalPayload(p.token, req.id))
-	sa := &unix.SockaddrInet4{Addr: t.As4()}
+	sa := &unix.SockaddrInet4{Addr: t.Addr.As4()}
 	at := time.Now()
 	var serr error
 	// Sendto on the nonblocking socket: a full send buffer (EAGAIN) fails

@@ -20,7 +20,7 @@ var (
 func TestStartValidates(t *testing.T) {
 	ok := Config{
 		Uplink: "isp1", Interface: "eth1", Source: source,
-		Targets: []netip.Addr{target1}, Interval: time.Second, Timeout: time.Second, Window: 10,
+		Targets: ICMP(target1), Interval: time.Second, Timeout: time.Second, Window: 10,
 	}
 	out := make(chan Result)
 	tests := []struct {
@@ -34,7 +34,7 @@ func TestStartValidates(t *testing.T) {
 		{"no source", func(c *Config) { c.Source = netip.Addr{} }, out, "source"},
 		{"IPv6 source", func(c *Config) { c.Source = netip.MustParseAddr("2001:db8::1") }, out, "source"},
 		{"no targets", func(c *Config) { c.Targets = nil }, out, "no targets"},
-		{"IPv6 target", func(c *Config) { c.Targets = []netip.Addr{netip.MustParseAddr("2001:db8::1")} }, out, "target"},
+		{"IPv6 target", func(c *Config) { c.Targets = ICMP(netip.MustParseAddr("2001:db8::1")) }, out, "target"},
 		{"zero interval", func(c *Config) { c.Interval = 0 }, out, "interval"},
 		{"zero window", func(c *Config) { c.Window = 0 }, out, "window"},
 		{"reliability above the targets", func(c *Config) { c.Reliability = 2 }, out, "reliability"},
@@ -59,14 +59,14 @@ func TestStartValidates(t *testing.T) {
 func TestValidateDeduplicatesTargets(t *testing.T) {
 	cfg := Config{
 		Interface: "eth1", Source: netip.MustParseAddr("::ffff:198.51.100.2"),
-		Targets:  []netip.Addr{target1, netip.MustParseAddr("::ffff:198.18.0.1"), target2},
+		Targets:  ICMP(target1, netip.MustParseAddr("::ffff:198.18.0.1"), target2),
 		Interval: time.Second, Timeout: time.Second, Window: 10,
 	}
 	got, err := validate(cfg, make(chan Result))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0] != target1 || got[1] != target2 {
+	if len(got) != 2 || got[0].Addr != target1 || got[1].Addr != target2 {
 		t.Errorf("targets = %v, want [%v %v]", got, target1, target2)
 	}
 }
@@ -146,7 +146,7 @@ func TestProberGoodBadGood(t *testing.T) {
 	l := newLab(t)
 	out := make(chan Result, 16)
 	cfg := Config{
-		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1},
+		Uplink: "isp1", Interface: "eth1", Source: source, Targets: ICMP(target1),
 		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Window: 10, Gen: 7,
 	}
 	p := startIn(t, l.r, cfg, out)
@@ -201,7 +201,7 @@ func TestProberSendError(t *testing.T) {
 	l := newLab(t)
 	out := make(chan Result, 16)
 	cfg := Config{
-		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1, target2},
+		Uplink: "isp1", Interface: "eth1", Source: source, Targets: ICMP(target1, target2),
 		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Window: 10,
 	}
 	startIn(t, l.r, cfg, out)
@@ -226,7 +226,7 @@ func TestProberSendError(t *testing.T) {
 func TestProberStartErrorNamesInterface(t *testing.T) {
 	l := newLab(t)
 	cfg := Config{
-		Uplink: "isp1", Interface: "nope0", Source: source, Targets: []netip.Addr{target1},
+		Uplink: "isp1", Interface: "nope0", Source: source, Targets: ICMP(target1),
 		Interval: time.Second, Timeout: time.Second, Window: 10,
 	}
 	_, err := startInErr(t, l.r, cfg, make(chan Result))
@@ -247,7 +247,7 @@ func TestProberDuplicateAndLateReplies(t *testing.T) {
 	l.sysctl(l.i, "net.ipv4.icmp_echo_ignore_all=1")
 	out := make(chan Result, 16)
 	cfg := Config{
-		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1},
+		Uplink: "isp1", Interface: "eth1", Source: source, Targets: ICMP(target1),
 		// The window reaches back past the rounds whose late replies
 		// are still on their way.
 		Interval: 25 * time.Millisecond, Timeout: 200 * time.Millisecond, Window: 30,
@@ -277,7 +277,7 @@ func TestProberDuplicateAndLateReplies(t *testing.T) {
 	// Late replies stay lost and are tallied as late; the extra copies
 	// are duplicates.
 	s := last.Targets[0]
-	if s.Target != target1 || s.Probes != cfg.Window || s.Lost == 0 || s.Late == 0 || s.Late > s.Lost || s.Duplicates == 0 {
+	if s.Target.Addr != target1 || s.Probes != cfg.Window || s.Lost == 0 || s.Late == 0 || s.Late > s.Lost || s.Duplicates == 0 {
 		t.Errorf("statistics %+v: want a full window with lost probes, some of them late, and duplicates", s)
 	}
 	if s.RTT <= 0 || s.RTT >= cfg.Timeout {
@@ -292,7 +292,7 @@ func TestProberReliability(t *testing.T) {
 	l.sysctl(l.i, "net.ipv4.icmp_echo_ignore_all=1")
 	out := make(chan Result, 16)
 	cfg := Config{
-		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1, target2},
+		Uplink: "isp1", Interface: "eth1", Source: source, Targets: ICMP(target1, target2),
 		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Window: 10, Reliability: 2,
 	}
 	l.respond(t, target1, func(echo) []time.Duration { return []time.Duration{0} })
@@ -317,7 +317,7 @@ func TestProberReliability(t *testing.T) {
 		last = r
 	}
 	t1, t2 := last.Targets[0], last.Targets[1]
-	if t1.Target != target1 || t1.Lost != 0 || t2.Target != target2 || t2.Lost == 0 {
+	if t1.Target.Addr != target1 || t1.Lost != 0 || t2.Target.Addr != target2 || t2.Lost == 0 {
 		t.Errorf("targets %+v: want target 1 without loss, target 2 with", last.Targets)
 	}
 	if last.Stats.Loss != t2.Loss {
@@ -329,7 +329,7 @@ func TestTwoProbersKeepTheirReplies(t *testing.T) {
 	l := newLab(t)
 	l.sysctl(l.i, "net.ipv4.icmp_echo_ignore_all=1")
 	cfg := Config{
-		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1},
+		Uplink: "isp1", Interface: "eth1", Source: source, Targets: ICMP(target1),
 		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Window: 10,
 	}
 	outA, outB := make(chan Result, 16), make(chan Result, 16)
@@ -362,7 +362,7 @@ func TestStopWithBlockedReader(t *testing.T) {
 	l := newLab(t)
 	out := make(chan Result) // unbuffered, and read only once
 	cfg := Config{
-		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1},
+		Uplink: "isp1", Interface: "eth1", Source: source, Targets: ICMP(target1),
 		Interval: 5 * time.Millisecond, Timeout: 50 * time.Millisecond, Window: 10,
 	}
 	p := startIn(t, l.r, cfg, out)

@@ -2,7 +2,6 @@ package probe
 
 import (
 	"errors"
-	"net/netip"
 	"time"
 )
 
@@ -64,7 +63,7 @@ type tracker struct {
 	silent      bool   // one of them was decided by the silence rule
 	floor       uint64 // first round in the statistics
 	base        Result // Uplink and Gen, copied into every Result
-	targets     []netip.Addr
+	targets     []Target
 	windows     []*window // per target
 	rounds      []*round  // ascending by number (and so by deadline)
 }
@@ -74,7 +73,7 @@ type trackerConfig struct {
 	Timeout     time.Duration
 	Reliability int // targets that must answer for a good round; at least 1
 	Window      int // probes per target in the statistics
-	Targets     []netip.Addr
+	Targets     []Target
 	// FreshAfter is the outage length, in consecutive failed rounds, after
 	// which the statistics restart with the next good round, so that an
 	// uplink back from an outage is judged on the probes sent since it

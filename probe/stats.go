@@ -1,7 +1,6 @@
 package probe
 
 import (
-	"net/netip"
 	"slices"
 	"time"
 )
@@ -28,7 +27,7 @@ type Stats struct {
 
 // TargetStats are the statistics of one probe target.
 type TargetStats struct {
-	Target netip.Addr
+	Target Target
 	Stats
 	// Duplicates counts replies that arrived again for a probe already
 	// answered, since the prober started. They count nowhere else.

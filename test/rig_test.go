@@ -190,10 +190,11 @@ func (r *rig) startWith(prefix ...string) {
 	r.waitLog(mark, regexp.MustCompile(`msg=ready`), 10*time.Second)
 }
 
-// startEmu starts the ISP emulator in the lab's Internet namespace.
-func (r *rig) startEmu() {
+// startEmu starts the ISP emulator in the lab's Internet namespace, with
+// extra flags of `labtool ispemu`.
+func (r *rig) startEmu(extra ...string) {
 	r.t.Helper()
-	emu, err := r.lab.StartISPEmu(r.ctx, filepath.Join(binDir, "labtool"), r.dir)
+	emu, err := r.lab.StartISPEmu(r.ctx, filepath.Join(binDir, "labtool"), r.dir, extra...)
 	if err != nil {
 		r.t.Fatal(err)
 	}

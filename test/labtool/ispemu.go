@@ -4,8 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/uplinkd/uplinkd/test/ispemu"
 )
@@ -21,6 +23,11 @@ func runISPEmu(ctx context.Context, args []string) error {
 		modes = append(modes, s)
 		return nil
 	})
+	var listen []string
+	fs.Func("tcp", "also accept TCP connections on `ADDR:PORT` (a target for TCP probes); repeatable", func(s string) error {
+		listen = append(listen, s)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -29,6 +36,32 @@ func runISPEmu(ctx context.Context, args []string) error {
 	}
 	if *control == "" {
 		return fmt.Errorf("--control is required")
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx) // ends the listeners, before Wait
+	defer cancel()
+	for _, addr := range listen {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("--tcp: %w", err)
+		}
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			<-ctx.Done()
+			ln.Close()
+		}()
+		go func() {
+			defer wg.Done()
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return // closed
+				}
+				c.Close()
+			}
+		}()
 	}
 	var e ispemu.Emulator
 	for _, m := range modes {
