@@ -296,7 +296,9 @@ func (u *Uplink) outNow(reason string, now time.Time) (Transition, bool) {
 	}
 	switch u.State() {
 	case Active, Degraded:
-		u.good = 0
+		// A failure already: the failed round that usually follows
+		// keeps this reason rather than "probes failing".
+		u.good, u.bad = 0, max(u.bad, 1)
 		return u.fall(evProbeFail, reason, now)
 	case Probing:
 		u.good = 0

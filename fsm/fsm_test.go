@@ -345,3 +345,19 @@ func TestFlappingCarrierIsDamped(t *testing.T) {
 		}
 	}
 }
+
+// TestSilentReasonKept: the failed round that follows a silence does not
+// replace its reason with "probes failing".
+func TestSilentReasonKept(t *testing.T) {
+	now := time.Unix(0, 0)
+	u := New("isp1", Params{Probed: true, UpAfter: 1, DownAfter: 4}, now)
+	u.LinkUp("eth1 up", now)
+	u.ProbeRound(true, Quality{}, now)
+	if _, ok := u.ProbesSilent("no reply for 700ms to 6 probes", now); !ok || u.State() != Probing {
+		t.Fatalf("silence: state %s", u.State())
+	}
+	u.ProbeRound(false, Quality{}, now)
+	if got := u.Reason(); got != "no reply for 700ms to 6 probes" {
+		t.Errorf("reason after a failed round = %q", got)
+	}
+}

@@ -30,6 +30,7 @@ const (
 	minSilentEchoes = 6
 	falseSilence    = 1e-7
 	maxSilentEchoes = 64
+	evidencePrior   = 10
 	// budget is the most probe packets an uplink sends in any second;
 	// confirmation echoes that would exceed it are not sent.
 	budget = 10
@@ -326,6 +327,7 @@ func (e *engine) alive(at time.Time) {
 		return
 	}
 	e.lastReply = at
+	e.need = e.evidence()
 	e.since = slices.DeleteFunc(e.since, func(s sentEcho) bool { return !s.at.After(at) })
 	e.waves = nil
 	e.burstDone, e.declared = false, false
@@ -334,7 +336,11 @@ func (e *engine) alive(at time.Time) {
 // evidence returns how many unanswered echoes make a silence on this
 // uplink: minSilentEchoes, or more when its probes' loss over the window,
 // all targets together, is so high that fewer would often go unanswered by
-// chance.
+// chance. The loss is estimated as if evidencePrior more probes had been
+// answered, so that a window with few probes yet (a new prober, or
+// statistics restarted after an outage) neither trusts its first losses
+// nor ignores them. It is taken when a reply comes, so the silence that
+// may follow does not count against itself.
 func (e *engine) evidence() int {
 	lost, probes := 0, 0
 	for _, w := range e.tr.windows {
@@ -342,13 +348,10 @@ func (e *engine) evidence() int {
 		lost += s.Lost
 		probes += s.Probes
 	}
-	if probes == 0 || lost == 0 {
+	if lost == 0 {
 		return minSilentEchoes
 	}
-	if lost == probes {
-		return maxSilentEchoes
-	}
-	p := float64(lost) / float64(probes)
+	p := float64(lost) / float64(probes+evidencePrior)
 	n := int(math.Ceil(math.Log(falseSilence) / math.Log(p)))
 	return min(max(n, minSilentEchoes), maxSilentEchoes)
 }
@@ -357,7 +360,6 @@ func (e *engine) evidence() int {
 // a silence is declared when it is due.
 func (e *engine) expire(now time.Time) {
 	e.tr.expire(now)
-	e.need = e.evidence()
 	for id, b := range e.bursts {
 		if now.Sub(b.at) > 2*e.cfg.Timeout {
 			delete(e.bursts, id) // lost; it has done its job

@@ -409,11 +409,21 @@ func TestMetricsEndpoint(t *testing.T) {
 	if v := value(t, m, "uplinkd_uplink_share_ratio", "uplink", "isp2"); v != 0.75 {
 		t.Errorf("isp2 share %v", v)
 	}
-	if v := value(t, m, "uplinkd_probe_rounds_total", "uplink", "isp1"); v < 4 {
+	// Active after up_after (2) good rounds.
+	if v := value(t, m, "uplinkd_probe_rounds_total", "uplink", "isp1"); v < 2 {
 		t.Errorf("isp1 probe rounds %v", v)
 	}
-	if v := value(t, m, "uplinkd_probe_rtt_seconds", "uplink", "isp1"); v < 4 {
+	if v := value(t, m, "uplinkd_probe_rtt_seconds", "uplink", "isp1"); v < 2 {
 		t.Errorf("isp1 RTT observations %v", v)
+	}
+	if v := value(t, m, "uplinkd_probe_packets_total", "uplink", "isp1"); v < 2 {
+		t.Errorf("isp1 probe packets %v", v)
+	}
+	if v := value(t, m, "uplinkd_probe_target_loss_ratio", "uplink", "isp1", "target", "198.18.0.1", "method", "icmp"); v != 0 {
+		t.Errorf("isp1 loss to 198.18.0.1 %v", v)
+	}
+	if v := value(t, m, "uplinkd_probe_target_rtt_seconds", "uplink", "isp2", "target", "198.18.0.2", "method", "icmp"); v <= 0 || v > 0.1 {
+		t.Errorf("isp2 RTT to 198.18.0.2 %v", v)
 	}
 	if v := value(t, m, "uplinkd_reconcile_duration_seconds"); v < 1 {
 		t.Errorf("reconcile observations %v", v)
