@@ -205,7 +205,7 @@ const (
 	defaultIdleTimer     = 120 * time.Second // the kernel's own default
 	defaultFlush         = true
 	defaultInterval      = 500 * time.Millisecond
-	defaultTimeout       = 450 * time.Millisecond
+	defaultTimeout       = 430 * time.Millisecond
 	defaultDownAfter     = 4
 	defaultUpAfter       = 2
 	defaultReliability   = 1

@@ -95,7 +95,7 @@ func defaults() Config {
 
 func defaultProbe() Probe {
 	return Probe{
-		Interval: 500 * time.Millisecond, Timeout: 450 * time.Millisecond, DownAfter: 4, UpAfter: 2,
+		Interval: 500 * time.Millisecond, Timeout: 430 * time.Millisecond, DownAfter: 4, UpAfter: 2,
 		Reliability: 1, Window: 50,
 		DegradedLoss: 30, RecoverLoss: 10, DegradedRTT: 300 * time.Millisecond, RecoverRTT: 200 * time.Millisecond,
 		DegradedPolicy: "standby",

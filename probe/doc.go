@@ -13,7 +13,7 @@
 //
 // Silence. Any reply of ours, late or duplicate included, proves the path
 // alive. An echo unanswered after its target's RTT-tracking timeout
-// (srtt + 4·rttvar, at least 50ms, at most Timeout) triggers a confirmation
+// (srtt + 4·rttvar, at least 30ms, at most Timeout) triggers a confirmation
 // burst to every target. With no reply at all for one stagger gap plus
 // Timeout (more when the RTT nears Timeout), the burst overdue and at least
 // four echoes unanswered, the uplink is silent: every undecided round is

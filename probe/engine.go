@@ -13,7 +13,7 @@ const (
 	// rtoFloor is the shortest wait for a reply before the prober sends
 	// a confirmation burst: srtt + 4·rttvar is far shorter on a LAN-like
 	// path, and the burst only costs packets.
-	rtoFloor = 50 * time.Millisecond
+	rtoFloor = 30 * time.Millisecond
 	// burstWaves confirmation echoes go to every target, burstSpacing
 	// apart, once per silence.
 	burstWaves   = 2

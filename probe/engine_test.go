@@ -13,7 +13,7 @@ import (
 // are for.
 const (
 	defInterval = 500 * time.Millisecond
-	defTimeout  = 450 * time.Millisecond
+	defTimeout  = 430 * time.Millisecond
 	defWindow   = 50
 )
 

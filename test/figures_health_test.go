@@ -78,7 +78,7 @@ func TestFiguresHealth(t *testing.T) {
 	r.setISP(lab.ISP2, "healthy")
 
 	fmt.Printf("uplinkd health figures (%s, %d CPUs, kernel %s, load %s at start, %s at end; lab of veth namespaces;\n"+
-		"  defaults: two targets, interval 500ms, timeout 450ms, down_after 4, up_after 2; multipath; damping off for the repeated blackholes)\n",
+		"  defaults: two targets, interval 500ms, timeout 430ms, down_after 4, up_after 2; multipath; damping off for the repeated blackholes)\n",
 		host, numCPU(), kernel(), load, loadavg())
 	report(fmt.Sprintf("blackhole -> out of the balance (%d runs)", runs), detect)
 	report(fmt.Sprintf("healed -> back in the balance (%d runs)", runs), recovery)

@@ -28,7 +28,7 @@ func TestHealthFreshAfterOutage(t *testing.T) {
 	healed := time.Now()
 	r.setISP(lab.ISP2, "healthy")
 	// up_after × interval = 1s; the margin covers the outage's rounds
-	// still waiting for their 450ms timeout and a loaded machine.
+	// still waiting for their 430ms timeout and a loaded machine.
 	const within = 2*500*time.Millisecond + 1500*time.Millisecond
 	line := r.waitTransition(mark, "isp2", "active", within)
 	took := time.Since(healed)
