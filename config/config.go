@@ -108,6 +108,11 @@ type Probe struct {
 	FlapLimit             int
 	FlapWindow            time.Duration
 	FlapHold, FlapHoldMax time.Duration
+	// Checks: http and https targets (targets.go) run every
+	// CheckInterval, each within CheckTimeout, and must answer with
+	// status HTTPExpect.
+	CheckInterval, CheckTimeout time.Duration
+	HTTPExpect                  int
 }
 
 // Degraded policies.
@@ -191,7 +196,7 @@ func (c *Config) TargetsFor(u Uplink) []Target {
 // round: [probe] reliability, or all of them when u has fewer (as when
 // only its gateway is probed).
 func (c *Config) ReliabilityFor(u Uplink) int {
-	return max(1, min(c.Probe.Reliability, len(c.TargetsFor(u))))
+	return max(1, min(c.Probe.Reliability, roundTargets(c.TargetsFor(u))))
 }
 
 // Defaults for keys left out of the file.
@@ -219,6 +224,9 @@ const (
 	defaultFlapWindow    = 60 * time.Second
 	defaultFlapHold      = 30 * time.Second
 	defaultFlapHoldMax   = 10 * time.Minute
+	defaultCheckInterval = 5 * time.Second
+	defaultCheckTimeout  = 2 * time.Second
+	defaultHTTPExpect    = 204
 	defaultWeight        = 1
 	defaultHookTimeout   = 10 * time.Second
 	defaultMaxRunning    = 4
@@ -319,6 +327,9 @@ type rawProbe struct {
 	FlapWindow     opt[string]   `toml:"flap_window"`
 	FlapHold       opt[string]   `toml:"flap_hold"`
 	FlapHoldMax    opt[string]   `toml:"flap_hold_max"`
+	CheckInterval  opt[string]   `toml:"check_interval"`
+	CheckTimeout   opt[string]   `toml:"check_timeout"`
+	HTTPExpect     opt[int64]    `toml:"http_expect"`
 }
 
 type rawUplink struct {

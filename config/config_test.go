@@ -100,6 +100,7 @@ func defaultProbe() Probe {
 		DegradedLoss: 30, RecoverLoss: 10, DegradedRTT: 300 * time.Millisecond, RecoverRTT: 200 * time.Millisecond,
 		DegradedPolicy: "standby",
 		FlapLimit:      3, FlapWindow: time.Minute, FlapHold: 30 * time.Second, FlapHoldMax: 10 * time.Minute,
+		CheckInterval: 5 * time.Second, CheckTimeout: 2 * time.Second, HTTPExpect: 204,
 	}
 }
 
@@ -209,10 +210,10 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 	for _, keys := range schema {
 		n += len(keys)
 	}
-	// 7 tables at the top level, 34 keys in [routing], [probe] and
+	// 7 tables at the top level, 37 keys in [routing], [probe] and
 	// [[uplink]], 11 in [hooks], [status], [metrics] and [log].
-	if n != 7+34+11 {
-		t.Errorf("schema has %d keys, want %d: %v", n, 7+34+11, schema)
+	if n != 7+37+11 {
+		t.Errorf("schema has %d keys, want %d: %v", n, 7+37+11, schema)
 	}
 }
 
@@ -304,6 +305,7 @@ func TestLimitsAccepted(t *testing.T) {
 			Gateway: true, Interval: 10 * time.Millisecond, Timeout: 10 * time.Second, DownAfter: 1, UpAfter: 1,
 			Reliability: 1, Window: 10000, DegradedLoss: 100, RecoverLoss: 0, DegradedRTT: 9999 * time.Millisecond,
 			DegradedPolicy: "keep", FlapWindow: time.Millisecond, FlapHold: time.Hour, FlapHoldMax: time.Hour,
+			CheckInterval: 5 * time.Second, CheckTimeout: 2 * time.Second, HTTPExpect: 204,
 		},
 		Uplinks: []Uplink{
 			{Name: strings.Repeat("a", 32), Interface: strings.Repeat("b", 15), Gateway: addr("192.0.2.1"), Weight: 256, Table: wantTable},
@@ -559,6 +561,12 @@ func TestProblems(t *testing.T) {
 		{"tcp target without port", file(`[probe]`, `targets = ["tcp://198.18.0.1"]`, isp1), []problem{{2, "probe.targets[0]", "tcp://ADDRESS:PORT"}}},
 		{"tcp target port 0", file(`[probe]`, `targets = ["tcp://198.18.0.1:0"]`, isp1), []problem{{2, "probe.targets[0]", "1 to 65535"}}},
 		{"tcp target bad address", file(`[probe]`, `targets = ["tcp://example.net:443"]`, isp1), []problem{{2, "probe.targets[0]", "not an IPv4 address"}}},
+		{"http check alone", file(`[probe]`, `targets = ["http://198.18.0.3/generate_204"]`, isp1),
+			[]problem{{2, "probe.targets", "no ICMP or TCP target"}}},
+		{"http check without host", file(`[probe]`, `targets = ["198.18.0.1", "http:///x"]`, isp1), []problem{{2, "probe.targets[1]", "http://HOST/PATH"}}},
+		{"http_expect out of range", file(`[probe]`, `http_expect = 99`, isp1), []problem{{2, "probe.http_expect", "not an HTTP status"}}},
+		{"check_timeout over check_interval", file(`[probe]`, `check_interval = "1s"`, isp1),
+			[]problem{{2, "probe.check_interval", "check_timeout 2s (the default) is longer than check_interval (1s)"}}},
 		{"duplicate tcp target", file(`[probe]`, `targets = ["tcp://198.18.0.1:443", "tcp://198.18.0.1:443"]`, isp1),
 			[]problem{{2, "probe.targets[1]", "duplicate target tcp://198.18.0.1:443"}}},
 		{"target duplicate", file(`[probe]`, `targets = ["198.18.0.1", "198.18.0.1"]`, isp1),
@@ -953,11 +961,20 @@ func TestTargetMethods(t *testing.T) {
 	if diff := cmp.Diff(want, c.Probe.Targets, addrComparer); diff != "" {
 		t.Errorf("targets (-want +got):\n%s", diff)
 	}
+	c = mustParse(t, file(`[probe]`, `targets = ["198.18.0.1", "tcp://198.18.0.1:443", "https://example.net/generate_204"]`, `reliability = 2`, isp1))
+	if rounds, checks := Probed(c.Probe.Targets); len(rounds) != 2 || len(checks) != 1 || checks[0].URL != "https://example.net/generate_204" || c.ReliabilityFor(c.Uplinks[0]) != 2 {
+		t.Errorf("targets %v: want 2 probed in rounds, 1 check, reliability 2", c.Probe.Targets)
+	}
+	want = append(want, Target{Method: MethodHTTP, URL: "http://198.18.0.3/generate_204"})
+	c = mustParse(t, file(`[probe]`, `targets = ["198.18.0.1", "icmp://198.18.0.2", "tcp://198.18.0.1:443", "tcp://198.18.0.1:80", "http://198.18.0.3/generate_204"]`, isp1))
+	if diff := cmp.Diff(want, c.Probe.Targets, addrComparer); diff != "" {
+		t.Errorf("targets with a check (-want +got):\n%s", diff)
+	}
 	var strs []string
 	for _, tg := range c.Probe.Targets {
 		strs = append(strs, tg.String())
 	}
-	if got := strings.Join(strs, " "); got != "198.18.0.1 198.18.0.2 tcp://198.18.0.1:443 tcp://198.18.0.1:80" {
+	if got := strings.Join(strs, " "); got != "198.18.0.1 198.18.0.2 tcp://198.18.0.1:443 tcp://198.18.0.1:80 http://198.18.0.3/generate_204" {
 		t.Errorf("targets written back: %s", got)
 	}
 }

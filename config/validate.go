@@ -269,6 +269,7 @@ func (v *validator) probe(p *rawProbe) Probe {
 		}
 		out.FlapHoldMax = d
 	}
+	v.checks(p, &out)
 	return out
 }
 
@@ -399,11 +400,11 @@ func (v *validator) reliability(cfg *Config, raw *rawConfig) {
 			globalUsed = true
 			continue
 		}
-		if k := len(u.ProbeTargets); k > 0 && k < n {
+		if k := roundTargets(u.ProbeTargets); k > 0 && k < n {
 			v.errorf(indexPath("uplink", i)+".probe_targets", "%s, fewer than the %d that probe.reliability requires to answer", targetCount(k), n)
 		}
 	}
-	if k := len(cfg.Probe.Targets); globalUsed && k > 0 && k < n {
+	if k := roundTargets(cfg.Probe.Targets); globalUsed && k > 0 && k < n {
 		v.errorf("probe.reliability", "%d targets must answer, but probe.targets has %s", n, targetCount(k))
 	}
 }
@@ -577,6 +578,9 @@ func (v *validator) targets(path string, o opt[[]string]) []Target {
 		}
 		seen[t] = true
 		out = append(out, t)
+	}
+	if rounds, checks := Probed(out); len(checks) > 0 && len(rounds) == 0 {
+		v.errorf(path, "has HTTP checks but no ICMP or TCP target: the checks only veto rounds, and rounds need a target")
 	}
 	return out
 }

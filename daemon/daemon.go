@@ -627,8 +627,10 @@ func (d *Daemon) syncProber(u *uplink) {
 	targets := d.cfg.TargetsFor(u.cfg)
 	key := ""
 	if ok, _ := u.usable(); ok && len(targets) > 0 && u.m.State() != fsm.Down {
-		key = fmt.Sprintf("%s#%d %s %v every %v within %v, %d must answer, window %d fresh after %d", u.cfg.Interface, u.link.Index, u.addr.Addr(),
-			targets, d.cfg.Probe.Interval, d.cfg.Probe.Timeout, d.cfg.ReliabilityFor(u.cfg), d.cfg.Probe.Window, d.cfg.Probe.DownAfter)
+		p := d.cfg.Probe
+		key = fmt.Sprintf("%s#%d %s %v every %v within %v, %d must answer, window %d fresh after %d, checks every %v within %v expecting %d",
+			u.cfg.Interface, u.link.Index, u.addr.Addr(), targets, p.Interval, p.Timeout, d.cfg.ReliabilityFor(u.cfg), p.Window, p.DownAfter,
+			p.CheckInterval, p.CheckTimeout, p.HTTPExpect)
 	}
 	if key == u.key {
 		return
@@ -649,8 +651,11 @@ func (d *Daemon) syncProber(u *uplink) {
 		Window:      d.cfg.Probe.Window,
 		// An outage long enough to take the uplink out of the balance
 		// is not held against it when it comes back.
-		FreshAfter: d.cfg.Probe.DownAfter,
-		Gen:        d.gen,
+		FreshAfter:    d.cfg.Probe.DownAfter,
+		CheckInterval: d.cfg.Probe.CheckInterval,
+		CheckTimeout:  d.cfg.Probe.CheckTimeout,
+		HTTPExpect:    d.cfg.Probe.HTTPExpect,
+		Gen:           d.gen,
 	}, d.results)
 	if err != nil {
 		d.log.Error("start probes", "uplink", u.cfg.Name, "err", err)

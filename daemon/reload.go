@@ -164,6 +164,9 @@ func describe(old, cfg *config.Config) []string {
 	chg("probe.flap_window", op.FlapWindow, np.FlapWindow)
 	chg("probe.flap_hold", op.FlapHold, np.FlapHold)
 	chg("probe.flap_hold_max", op.FlapHoldMax, np.FlapHoldMax)
+	chg("probe.check_interval", op.CheckInterval, np.CheckInterval)
+	chg("probe.check_timeout", op.CheckTimeout, np.CheckTimeout)
+	chg("probe.http_expect", op.HTTPExpect, np.HTTPExpect)
 	oh, nh := old.Hooks, cfg.Hooks
 	chg("hooks.on_transition", oh.OnTransition, nh.OnTransition)
 	chg("hooks.on_down", oh.OnDown, nh.OnDown)

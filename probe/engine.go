@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"time"
@@ -53,6 +54,8 @@ type engineConfig struct {
 	Window            int
 	FreshAfter        int
 	Targets           []Target
+	// Checks veto every round while one fails or has not answered yet.
+	Checks []Target
 	// MaxPending rounds may wait for delivery; beyond that no new round
 	// starts until the reader catches up. 0: no limit.
 	MaxPending int
@@ -89,6 +92,7 @@ type engine struct {
 	gap    time.Duration
 	rtt    []rttEstimator // per target
 	bursts map[uint64]burstEcho
+	gates  []gate // per check
 
 	started    bool
 	nextSend   time.Time
@@ -106,6 +110,14 @@ type engine struct {
 	declared  bool // this silence was declared
 }
 
+// gate is what is known of one check.
+type gate struct {
+	known bool
+	err   error // of the last run; nil: it passed
+	seq   uint64
+	win   *window
+}
+
 // burstEcho is a confirmation echo waiting for its reply.
 type burstEcho struct {
 	target int
@@ -114,7 +126,7 @@ type burstEcho struct {
 
 func newEngine(c engineConfig, base Result) *engine {
 	n := max(len(c.Targets), 1)
-	return &engine{
+	e := &engine{
 		tr: newTracker(trackerConfig{
 			Timeout: c.Timeout, Reliability: c.Reliability, Window: c.Window,
 			Targets: c.Targets, FreshAfter: c.FreshAfter,
@@ -124,7 +136,40 @@ func newEngine(c engineConfig, base Result) *engine {
 		gap:    c.Interval / time.Duration(n),
 		rtt:    make([]rttEstimator, len(c.Targets)),
 		bursts: make(map[uint64]burstEcho),
+		gates:  make([]gate, len(c.Checks)),
 	}
+	for i := range e.gates {
+		e.gates[i].win = newWindow(c.Window)
+	}
+	if len(e.gates) > 0 {
+		e.tr.veto = e.veto
+	}
+	return e
+}
+
+// veto is why no round may pass now: a check that failed its last run, or
+// has not answered yet.
+func (e *engine) veto() error {
+	for i, g := range e.gates {
+		switch {
+		case !g.known:
+			return fmt.Errorf("check %s has not answered yet", e.cfg.Checks[i].URL)
+		case g.err != nil:
+			return fmt.Errorf("check %s failed: %w", e.cfg.Checks[i].URL, g.err)
+		}
+	}
+	return nil
+}
+
+// check records a run of check i: passed when err is nil, in took.
+func (e *engine) check(i int, err error, took time.Duration) {
+	if i < 0 || i >= len(e.gates) {
+		return
+	}
+	g := &e.gates[i]
+	g.seq++
+	g.win.add(outcome{round: g.seq, lost: err != nil, rtt: took})
+	g.known, g.err = true, err
 }
 
 // rto is the RTT-tracking timeout of target.
@@ -376,8 +421,14 @@ func (e *engine) expire(now time.Time) {
 // packets sent so far.
 func (e *engine) head() (Result, bool) {
 	r, ok := e.tr.head()
+	if !ok {
+		return r, false
+	}
 	r.Sent = e.sentTotal
-	return r, ok
+	for i, g := range e.gates {
+		r.Targets = append(r.Targets, TargetStats{Target: e.cfg.Checks[i], Stats: g.win.stats()})
+	}
+	return r, true
 }
 
 // pop marks the result head returned as delivered.

@@ -1,8 +1,10 @@
 package probe
 
 import (
+	"errors"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -388,5 +390,44 @@ func TestEngineNoSilenceUnderHeavyLoss(t *testing.T) {
 				t.Logf("%d targets, %v%% loss: need %d unanswered echoes, transitions %v", c.targets, 100*c.loss, s.e.need, s.trs)
 			}
 		}
+	}
+}
+
+// TestEngineCheckVetoesRounds: a failing check (a captive portal's
+// redirect) fails every round even though the ICMP targets answer, so the
+// uplink leaves the balance after down_after rounds, and comes back once
+// the check passes again. Before its first answer no round passes.
+func TestEngineCheckVetoesRounds(t *testing.T) {
+	s := newSim(t, 1, 2, fixed(20*time.Millisecond, 0, 0))
+	portal := Target{Method: MethodHTTP, URL: "http://198.18.0.3/generate_204"}
+	s.e = newEngine(engineConfig{
+		Interval: defInterval, Timeout: defTimeout, Reliability: 1, Window: defWindow,
+		FreshAfter: defParams.DownAfter, Targets: someTargets(2), Checks: []Target{portal},
+	}, Result{Uplink: "isp1"})
+	s.run(t0.Add(2 * time.Second))
+	if s.m.State() != fsm.Probing {
+		t.Fatalf("%s before the check's first answer", s.m.State())
+	}
+	s.e.check(0, nil, 30*time.Millisecond)
+	s.run(t0.Add(4 * time.Second))
+	if s.m.State() != fsm.Active {
+		t.Fatalf("%s with the check passing", s.m.State())
+	}
+	s.e.check(0, errors.New(`status 302 (redirect to "http://portal/"), want 204`), 30*time.Millisecond)
+	s.run(t0.Add(8 * time.Second))
+	if s.m.State() != fsm.Probing {
+		t.Fatalf("%s with the check failing", s.m.State())
+	}
+	last := s.results[len(s.results)-1]
+	if last.Good || last.Replies == 0 || last.Err == nil || !strings.Contains(last.Err.Error(), "check http://198.18.0.3/generate_204 failed: status 302") {
+		t.Errorf("round under a failing check: %+v", last)
+	}
+	if ts := last.Targets[2]; ts.Target != portal || ts.Probes != 2 || ts.Lost != 1 {
+		t.Errorf("check statistics %+v", ts)
+	}
+	s.e.check(0, nil, 30*time.Millisecond)
+	s.run(t0.Add(10 * time.Second))
+	if s.m.State() != fsm.Active {
+		t.Fatalf("%s with the check passing again", s.m.State())
 	}
 }

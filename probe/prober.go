@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,10 @@ type Config struct {
 	// Window is how many probes per target the statistics cover; at
 	// least 1.
 	Window int
+	// CheckInterval, CheckTimeout and HTTPExpect are for the HTTP and
+	// HTTPS checks among Targets.
+	CheckInterval, CheckTimeout time.Duration
+	HTTPExpect                  int
 	// FreshAfter restarts the statistics at the first good round after
 	// this many consecutive failed rounds (the daemon uses down_after), or
 	// after a silence, so an uplink back from an outage is judged on the
@@ -80,10 +85,12 @@ type Prober struct {
 	raw     syscall.RawConn
 	id      uint16 // ICMP identifier, unique among the probers of this process
 	token   uint64 // payload token, tells our replies from foreign ones
-	targets []Target
+	targets []Target           // probed in every round
+	checks  []Target           // run every CheckInterval (check.go)
+	results chan checkResult   // from runChecks to run
 	index   map[netip.Addr]int // ICMP target address -> index into targets
 	dialer  net.Dialer         // TCP probes: bound to the interface and source
-	tcp     sync.WaitGroup     // TCP probes in flight
+	work    sync.WaitGroup     // TCP probes and the check runner
 	ctx     context.Context    // canceled by Stop: ends TCP probes
 	cancel  context.CancelFunc
 
@@ -124,7 +131,7 @@ const readBuf = 1500
 // order; a slow reader delays new rounds rather than losing results, and
 // never keeps Stop from returning.
 func Start(cfg Config, out chan<- Result) (*Prober, error) {
-	targets, err := validate(cfg, out)
+	targets, checks, err := validate(cfg, out)
 	if err != nil {
 		return nil, fmt.Errorf("probe %s on %s: %w", cfg.Uplink, cfg.Interface, err)
 	}
@@ -134,6 +141,8 @@ func Start(cfg Config, out chan<- Result) (*Prober, error) {
 		id:       nextID(),
 		token:    rand.Uint64(),
 		targets:  targets,
+		checks:   checks,
+		results:  make(chan checkResult, len(checks)),
 		index:    make(map[netip.Addr]int, len(targets)),
 		replies:  make(chan reply, 64),
 		drainBuf: make([]byte, readBuf),
@@ -150,18 +159,7 @@ func Start(cfg Config, out chan<- Result) (*Prober, error) {
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.dialer = net.Dialer{
 		LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(cfg.Source.Unmap(), 0)),
-		Control: func(_, _ string, c syscall.RawConn) error {
-			var err error
-			if cerr := c.Control(func(fd uintptr) {
-				err = unix.BindToDevice(int(fd), cfg.Interface)
-			}); cerr != nil {
-				return cerr
-			}
-			if err != nil {
-				return fmt.Errorf("bind to device %s: %w", cfg.Interface, err)
-			}
-			return nil
-		},
+		Control:   p.bindControl,
 	}
 	if err := p.open(); err != nil {
 		p.cancel()
@@ -169,6 +167,10 @@ func Start(cfg Config, out chan<- Result) (*Prober, error) {
 	}
 	go p.read()
 	go p.run()
+	if len(checks) > 0 {
+		p.work.Add(1)
+		go p.runChecks()
+	}
 	return p, nil
 }
 
@@ -180,55 +182,82 @@ func (p *Prober) Stop() {
 		close(p.stop)
 		<-p.runDone // no send races with the close
 		p.cancel()
-		p.tcp.Wait()
+		p.work.Wait()
 		_ = p.file.Close()
 		<-p.readDone // Close woke it
 	})
 }
 
-func validate(cfg Config, out chan<- Result) ([]Target, error) {
+func validate(cfg Config, out chan<- Result) (targets, checks []Target, err error) {
+	targets, checks, err = validateTargets(cfg, out)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(checks) > 0 && (cfg.CheckInterval <= 0 || cfg.CheckTimeout <= 0 || cfg.HTTPExpect < 100 || cfg.HTTPExpect > 599) {
+		return nil, nil, fmt.Errorf("checks every %v within %v expecting %d: want positive durations and an HTTP status",
+			cfg.CheckInterval, cfg.CheckTimeout, cfg.HTTPExpect)
+	}
+	return targets, checks, nil
+}
+
+func validateTargets(cfg Config, out chan<- Result) ([]Target, []Target, error) {
 	switch {
 	case out == nil:
-		return nil, errors.New("nil result channel")
+		return nil, nil, errors.New("nil result channel")
 	case cfg.Interface == "":
-		return nil, errors.New("no interface")
+		return nil, nil, errors.New("no interface")
 	case !cfg.Source.Unmap().Is4():
-		return nil, fmt.Errorf("source %v is not an IPv4 address", cfg.Source)
+		return nil, nil, fmt.Errorf("source %v is not an IPv4 address", cfg.Source)
 	case cfg.Interval <= 0:
-		return nil, fmt.Errorf("interval %v is not positive", cfg.Interval)
+		return nil, nil, fmt.Errorf("interval %v is not positive", cfg.Interval)
 	case cfg.Timeout <= 0:
-		return nil, fmt.Errorf("timeout %v is not positive", cfg.Timeout)
+		return nil, nil, fmt.Errorf("timeout %v is not positive", cfg.Timeout)
 	case len(cfg.Targets) == 0:
-		return nil, errors.New("no targets")
+		return nil, nil, errors.New("no targets")
 	case cfg.Window < 1:
-		return nil, fmt.Errorf("window %d is not positive", cfg.Window)
+		return nil, nil, fmt.Errorf("window %d is not positive", cfg.Window)
 	case cfg.FreshAfter < 0:
-		return nil, fmt.Errorf("fresh-after %d is negative", cfg.FreshAfter)
+		return nil, nil, fmt.Errorf("fresh-after %d is negative", cfg.FreshAfter)
 	}
-	var targets []Target
+	var targets, checks []Target
 	seen := make(map[Target]bool)
 	for _, t := range cfg.Targets {
-		t.Addr = t.Addr.Unmap()
+		if t.check() {
+			u, err := url.Parse(t.URL)
+			if err != nil || u.Scheme != t.Method || u.Host == "" {
+				return nil, nil, fmt.Errorf("check %q: want an %s URL with a host", t.URL, t.Method)
+			}
+			t.Addr, t.Port = netip.Addr{}, 0
+			if !seen[t] {
+				seen[t] = true
+				checks = append(checks, t)
+			}
+			continue
+		}
+		t.Addr, t.URL = t.Addr.Unmap(), ""
 		if !t.Addr.Is4() {
-			return nil, fmt.Errorf("target %v is not an IPv4 address", t.Addr)
+			return nil, nil, fmt.Errorf("target %v is not an IPv4 address", t.Addr)
 		}
 		switch {
 		case t.Method == MethodICMP:
 			t.Port = 0
 		case t.Method == MethodTCP && t.Port == 0:
-			return nil, fmt.Errorf("TCP target %v has no port", t.Addr)
+			return nil, nil, fmt.Errorf("TCP target %v has no port", t.Addr)
 		case t.Method != MethodTCP:
-			return nil, fmt.Errorf("target %v: unknown method %q", t.Addr, t.Method)
+			return nil, nil, fmt.Errorf("target %v: unknown method %q", t.Addr, t.Method)
 		}
 		if !seen[t] {
 			seen[t] = true
 			targets = append(targets, t)
 		}
 	}
-	if cfg.Reliability < 0 || cfg.Reliability > len(targets) {
-		return nil, fmt.Errorf("reliability %d: want 1 to %d, the number of targets", cfg.Reliability, len(targets))
+	if len(targets) == 0 {
+		return nil, nil, errors.New("no ICMP or TCP targets: checks alone cannot make rounds")
 	}
-	return targets, nil
+	if cfg.Reliability < 0 || cfg.Reliability > len(targets) {
+		return nil, nil, fmt.Errorf("reliability %d: want 1 to %d, the number of targets", cfg.Reliability, len(targets))
+	}
+	return targets, checks, nil
 }
 
 func (p *Prober) open() error {
@@ -299,6 +328,7 @@ func (p *Prober) run() {
 		Window:      p.cfg.Window,
 		FreshAfter:  p.cfg.FreshAfter,
 		Targets:     p.targets,
+		Checks:      p.checks,
 		// Rounds in flight plus a margin of decided ones waiting for a
 		// slow reader.
 		MaxPending: int(p.cfg.Timeout/p.cfg.Interval) + 2 + 64,
@@ -330,6 +360,8 @@ func (p *Prober) run() {
 		case r := <-p.replies:
 			e.reply(r.id, r.target, r.at)
 			drain() // replies that arrived together, so Replies counts them
+		case c := <-p.results:
+			e.check(c.check, c.err, c.took)
 		case <-timer.C:
 			armed = time.Time{}
 			// Before anything times out or the uplink is declared

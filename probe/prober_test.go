@@ -62,12 +62,34 @@ func TestValidateDeduplicatesTargets(t *testing.T) {
 		Targets:  ICMP(target1, netip.MustParseAddr("::ffff:198.18.0.1"), target2),
 		Interval: time.Second, Timeout: time.Second, Window: 10,
 	}
-	got, err := validate(cfg, make(chan Result))
+	got, checks, err := validate(cfg, make(chan Result))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0].Addr != target1 || got[1].Addr != target2 {
-		t.Errorf("targets = %v, want [%v %v]", got, target1, target2)
+	if len(got) != 2 || got[0].Addr != target1 || got[1].Addr != target2 || len(checks) != 0 {
+		t.Errorf("targets = %v, checks %v, want [%v %v] and none", got, checks, target1, target2)
+	}
+	// Checks are split off the targets probed in rounds.
+	cfg.Targets = append(cfg.Targets, Target{Method: MethodHTTP, URL: "http://198.18.0.3/generate_204"},
+		Target{Method: MethodTCP, Addr: target1, Port: 443})
+	cfg.CheckInterval, cfg.CheckTimeout, cfg.HTTPExpect = 5*time.Second, 2*time.Second, 204
+	got, checks, err = validate(cfg, make(chan Result))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[2].Method != MethodTCP || len(checks) != 1 || checks[0].URL != "http://198.18.0.3/generate_204" {
+		t.Errorf("targets = %v, checks %v", got, checks)
+	}
+	// Checks alone make no rounds; a check needs its settings.
+	for _, c := range []Config{
+		{Targets: []Target{{Method: MethodHTTP, URL: "http://198.18.0.3/"}}, CheckInterval: time.Second, CheckTimeout: time.Second, HTTPExpect: 204},
+		{Targets: append(ICMP(target1), Target{Method: MethodHTTP, URL: "http://198.18.0.3/"})},
+		{Targets: append(ICMP(target1), Target{Method: MethodHTTP, URL: "ftp://198.18.0.3/"}), CheckInterval: time.Second, CheckTimeout: time.Second, HTTPExpect: 204},
+	} {
+		c.Interface, c.Source, c.Interval, c.Timeout, c.Window = "eth1", source, time.Second, time.Second, 10
+		if _, _, err := validate(c, make(chan Result)); err == nil {
+			t.Errorf("validate(%+v) passed", c.Targets)
+		}
 	}
 }
 

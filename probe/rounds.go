@@ -65,6 +65,9 @@ type tracker struct {
 	base        Result // Uplink and Gen, copied into every Result
 	targets     []Target
 	windows     []*window // per target
+	// veto, if set, says why a round that has its answers must fail all
+	// the same (a failing check); nil lets it pass.
+	veto func() error
 	rounds      []*round  // ascending by number (and so by deadline)
 }
 
@@ -397,6 +400,11 @@ func (t *tracker) find(n uint64) *round {
 }
 
 func (t *tracker) decide(r *round, good bool, err error) {
+	if good && t.veto != nil {
+		if verr := t.veto(); verr != nil {
+			good, err = false, verr
+		}
+	}
 	replies, rtt := r.res.Replies, r.res.RTT
 	r.decided = true
 	r.res = t.base

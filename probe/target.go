@@ -7,20 +7,30 @@ import (
 
 // The probe methods.
 const (
-	MethodICMP = "icmp" // echo requests over the prober's raw socket
-	MethodTCP  = "tcp"  // a TCP connection to Port: SYN-ACK or reset
+	MethodICMP  = "icmp"  // echo requests over the prober's raw socket
+	MethodTCP   = "tcp"   // a TCP connection to Port: SYN-ACK or reset
+	MethodHTTP  = "http"  // a check: GET URL, expect a status (check.go)
+	MethodHTTPS = "https" // the same over TLS
 )
 
 // Target is one probe target.
 type Target struct {
-	Method string // MethodICMP or MethodTCP
-	Addr   netip.Addr
-	Port   uint16 // MethodTCP only
+	Method string
+	Addr   netip.Addr // ICMP and TCP
+	Port   uint16     // TCP only
+	URL    string     // HTTP and HTTPS only
 }
+
+// check reports whether t is a check, run every CheckInterval and vetoing
+// rounds while it fails, rather than a target probed in every round.
+func (t Target) check() bool { return t.Method == MethodHTTP || t.Method == MethodHTTPS }
 
 // String writes t as the configuration does: a bare address for ICMP,
 // tcp://address:port for TCP.
 func (t Target) String() string {
+	if t.check() {
+		return t.URL
+	}
 	if t.Method == MethodTCP {
 		return "tcp://" + t.Addr.String() + ":" + strconv.Itoa(int(t.Port))
 	}

@@ -23,9 +23,9 @@ import (
 // process's network namespace.
 func (p *Prober) sendTCP(req probeReq, t Target) send {
 	at := time.Now()
-	p.tcp.Add(1)
+	p.work.Add(1)
 	go func() {
-		defer p.tcp.Done()
+		defer p.work.Done()
 		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.Timeout)
 		defer cancel()
 		conn, err := p.dialer.DialContext(ctx, "tcp", net.JoinHostPort(t.Addr.String(), fmt.Sprint(t.Port)))
