@@ -693,6 +693,9 @@ func (d *Daemon) probeResult(r probe.Result) {
 		d.observeProbes(u, r, time.Now())
 		u.probe = r
 		q := fsm.Quality{Known: r.Stats.Full, Probes: r.Stats.Probes, Loss: r.Stats.Loss, RTT: r.Stats.RTT}
+		if !r.Good && r.Err != nil {
+			q.Failure = failure(r.Err)
+		}
 		if r.Silent {
 			reason := fmt.Sprintf("no reply for %v to %d probes", r.Silence.Round(time.Millisecond), r.Unanswered)
 			if tr, ok := u.m.ProbesSilent(reason, time.Now()); ok {

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"strings"
 	"time"
 
 	"github.com/uplinkd/uplinkd/config"
@@ -78,4 +79,14 @@ func probeTargets(ts []config.Target) []probe.Target {
 		out[i] = probe.Target{Method: string(t.Method), Addr: t.Addr, Port: t.Port, URL: t.URL}
 	}
 	return out
+}
+
+// failure is a failed round's error for a transition's reason: its first
+// line, at most 200 bytes (joined send errors can be long).
+func failure(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
 }

@@ -361,3 +361,16 @@ func TestSilentReasonKept(t *testing.T) {
 		t.Errorf("reason after a failed round = %q", got)
 	}
 }
+
+func TestFailureInReason(t *testing.T) {
+	now := time.Unix(0, 0)
+	u := New("isp1", Params{Probed: true, UpAfter: 1, DownAfter: 2}, now)
+	u.LinkUp("eth1 up", now)
+	u.ProbeRound(true, Quality{}, now)
+	check := Quality{Failure: "check http://198.18.0.3/generate_204 failed: status 302, want 204"}
+	u.ProbeRound(false, check, now)
+	tr, ok := u.ProbeRound(false, check, now)
+	if want := "2 consecutive probe rounds failed: " + check.Failure; !ok || tr.Reason != want {
+		t.Errorf("transition %v, %v; want reason %q", tr, ok, want)
+	}
+}

@@ -83,8 +83,8 @@ type Prober struct {
 	out     chan<- Result
 	file    *os.File
 	raw     syscall.RawConn
-	id      uint16 // ICMP identifier, unique among the probers of this process
-	token   uint64 // payload token, tells our replies from foreign ones
+	id      uint16             // ICMP identifier, unique among the probers of this process
+	token   uint64             // payload token, tells our replies from foreign ones
 	targets []Target           // probed in every round
 	checks  []Target           // run every CheckInterval (check.go)
 	results chan checkResult   // from runChecks to run

@@ -67,8 +67,8 @@ type tracker struct {
 	windows     []*window // per target
 	// veto, if set, says why a round that has its answers must fail all
 	// the same (a failing check); nil lets it pass.
-	veto func() error
-	rounds      []*round  // ascending by number (and so by deadline)
+	veto   func() error
+	rounds []*round // ascending by number (and so by deadline)
 }
 
 // trackerConfig says how a tracker judges rounds.

@@ -58,3 +58,43 @@ func TestHealthTCPWhenICMPDropped(t *testing.T) {
 	}
 	r.waitTransition(mark, lab.ISP2, "active", 10*time.Second)
 }
+
+// Issue 15, captive portal: ISP2's upstream answers pings but redirects
+// the web. With an HTTP check expecting 204 among its targets, ISP2 leaves
+// the balance although its ICMP targets answer, and comes back once the
+// portal is gone. Status shows the check and its method.
+func TestHealthCaptivePortal(t *testing.T) {
+	cfg := strings.Replace(healthConfig(`check_interval = "1s"`, `check_timeout = "500ms"`), `targets = ["198.18.0.1", "198.18.0.2"]`,
+		`targets = ["198.18.0.1", "198.18.0.2", "http://198.18.0.3/generate_204"]`, 1)
+	r := newRig(t, cfg)
+	r.startEmu("--http", "198.18.0.3:80")
+	r.start()
+	r.waitBoth()
+
+	mark := r.mark()
+	r.setISP(lab.ISP2, "captive")
+	line := r.waitTransition(mark, lab.ISP2, "probing", 10*time.Second)
+	t.Logf("captive: %s", line)
+	r.waitOnly("eth1")
+	st := uplinkOf(t, r.status(), lab.ISP2)
+	if len(st.Probe.Targets) != 3 {
+		t.Fatalf("status targets %+v", st.Probe.Targets)
+	}
+	if c := st.Probe.Targets[2]; c.Address != "http://198.18.0.3/generate_204" || c.Method != "http" || c.Stats.Lost == 0 {
+		t.Errorf("status of the check %+v, want http with losses", c)
+	}
+	if icmp := st.Probe.Targets[0]; icmp.Method != "icmp" || icmp.Stats.Lost != 0 {
+		t.Errorf("status of the ICMP target %+v, want no loss", icmp)
+	}
+	if !st.Carrier || st.InBalance {
+		t.Errorf("isp2 behind a captive portal: %+v", st)
+	}
+
+	mark = r.mark()
+	r.setISP(lab.ISP2, "healthy")
+	r.waitTransition(mark, lab.ISP2, "active", 10*time.Second)
+	r.waitBoth()
+	if trs := r.transitions(mark, lab.ISP1); len(trs) > 0 {
+		t.Errorf("isp1 moved: %+v", trs)
+	}
+}

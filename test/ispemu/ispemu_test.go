@@ -3,6 +3,8 @@ package ispemu
 import (
 	"encoding/binary"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -160,6 +162,7 @@ func TestCommand(t *testing.T) {
 		{"set isp2 loss=40%", "ok isp2 loss=40% delay=0s jitter=0s"},
 		{"set isp1 slow", "ok isp1 loss=0% delay=350ms jitter=30ms"},
 		{"set isp3 saturated", "ok isp3 loss=2% delay=400ms jitter=10ms"},
+		{"set isp3 captive", "ok isp3 loss=0% delay=0s jitter=0s captive=true"},
 		{"set isp3 healthy", "ok isp3 loss=0% delay=0s jitter=0s"},
 		{"set isp1 fast", "error unknown mode"},
 		{"set isp1", "error unknown command"},
@@ -205,5 +208,31 @@ func TestPeak(t *testing.T) {
 	// Within [250ms, 1250ms): 250, 500, 750, 1000..1040, 1250? no: 8.
 	if got := e.Stats()["isp1"].Peak; got != 8 {
 		t.Errorf("peak %d, want 8", got)
+	}
+}
+
+// TestHTTP: 204 through a healthy ISP, a redirect to the portal through a
+// captive one. The ISP is the interface of the route back to the client:
+// lo for a client on 127.0.0.1.
+func TestHTTP(t *testing.T) {
+	var e Emulator
+	srv := httptest.NewServer(&e)
+	defer srv.Close()
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	defer client.CloseIdleConnections()
+	get := func() (int, string) {
+		resp, err := client.Get(srv.URL + "/generate_204")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Location")
+	}
+	if code, _ := get(); code != http.StatusNoContent {
+		t.Errorf("healthy: status %d, want 204", code)
+	}
+	e.Set("lo", Mode{Captive: true})
+	if code, loc := get(); code != http.StatusFound || loc != PortalURL {
+		t.Errorf("captive: status %d to %q, want 302 to the portal", code, loc)
 	}
 }

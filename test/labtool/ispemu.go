@@ -5,9 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/uplinkd/uplinkd/test/ispemu"
 )
@@ -23,9 +25,13 @@ func runISPEmu(ctx context.Context, args []string) error {
 		modes = append(modes, s)
 		return nil
 	})
-	var listen []string
+	var listen, serveHTTP []string
 	fs.Func("tcp", "also accept TCP connections on `ADDR:PORT` (a target for TCP probes); repeatable", func(s string) error {
 		listen = append(listen, s)
+		return nil
+	})
+	fs.Func("http", "also serve HTTP on `ADDR:PORT`: 204, or a redirect through a captive ISP; repeatable", func(s string) error {
+		serveHTTP = append(serveHTTP, s)
 		return nil
 	})
 	if err := fs.Parse(args); err != nil {
@@ -64,6 +70,23 @@ func runISPEmu(ctx context.Context, args []string) error {
 		}()
 	}
 	var e ispemu.Emulator
+	for _, addr := range serveHTTP {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("--http: %w", err)
+		}
+		srv := &http.Server{Handler: &e, ReadHeaderTimeout: 5 * time.Second}
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			<-ctx.Done()
+			srv.Close()
+		}()
+		go func() {
+			defer wg.Done()
+			_ = srv.Serve(ln) // until Close
+		}()
+	}
 	for _, m := range modes {
 		iface, spec, ok := strings.Cut(m, "=")
 		if !ok {
