@@ -564,6 +564,8 @@ func TestProblems(t *testing.T) {
 		{"http check alone", file(`[probe]`, `targets = ["http://198.18.0.3/generate_204"]`, isp1),
 			[]problem{{2, "probe.targets", "no ICMP or TCP target"}}},
 		{"http check without host", file(`[probe]`, `targets = ["198.18.0.1", "http:///x"]`, isp1), []problem{{2, "probe.targets[1]", "http://HOST/PATH"}}},
+		{"dns check bad port", file(`[probe]`, `targets = ["198.18.0.1", "dns://198.18.0.1:0"]`, isp1), []problem{{2, "probe.targets[1]", "1 to 65535"}}},
+		{"dns check bad address", file(`[probe]`, `targets = ["198.18.0.1", "dns://resolver/example.net"]`, isp1), []problem{{2, "probe.targets[1]", "not an IPv4 address"}}},
 		{"http_expect out of range", file(`[probe]`, `http_expect = 99`, isp1), []problem{{2, "probe.http_expect", "not an HTTP status"}}},
 		{"check_timeout over check_interval", file(`[probe]`, `check_interval = "1s"`, isp1),
 			[]problem{{2, "probe.check_interval", "check_timeout 2s (the default) is longer than check_interval (1s)"}}},
@@ -965,8 +967,10 @@ func TestTargetMethods(t *testing.T) {
 	if rounds, checks := Probed(c.Probe.Targets); len(rounds) != 2 || len(checks) != 1 || checks[0].URL != "https://example.net/generate_204" || c.ReliabilityFor(c.Uplinks[0]) != 2 {
 		t.Errorf("targets %v: want 2 probed in rounds, 1 check, reliability 2", c.Probe.Targets)
 	}
-	want = append(want, Target{Method: MethodHTTP, URL: "http://198.18.0.3/generate_204"})
-	c = mustParse(t, file(`[probe]`, `targets = ["198.18.0.1", "icmp://198.18.0.2", "tcp://198.18.0.1:443", "tcp://198.18.0.1:80", "http://198.18.0.3/generate_204"]`, isp1))
+	want = append(want, Target{Method: MethodHTTP, URL: "http://198.18.0.3/generate_204"},
+		Target{Method: MethodDNS, Addr: addr("198.18.0.1"), Port: 53, URL: "dns://198.18.0.1"},
+		Target{Method: MethodDNS, Addr: addr("198.18.0.2"), Port: 5353, URL: "dns://198.18.0.2:5353/example.net", Name: "example.net"})
+	c = mustParse(t, file(`[probe]`, `targets = ["198.18.0.1", "icmp://198.18.0.2", "tcp://198.18.0.1:443", "tcp://198.18.0.1:80", "http://198.18.0.3/generate_204", "dns://198.18.0.1", "dns://198.18.0.2:5353/example.net"]`, isp1))
 	if diff := cmp.Diff(want, c.Probe.Targets, addrComparer); diff != "" {
 		t.Errorf("targets with a check (-want +got):\n%s", diff)
 	}
@@ -974,7 +978,7 @@ func TestTargetMethods(t *testing.T) {
 	for _, tg := range c.Probe.Targets {
 		strs = append(strs, tg.String())
 	}
-	if got := strings.Join(strs, " "); got != "198.18.0.1 198.18.0.2 tcp://198.18.0.1:443 tcp://198.18.0.1:80 http://198.18.0.3/generate_204" {
+	if got := strings.Join(strs, " "); got != "198.18.0.1 198.18.0.2 tcp://198.18.0.1:443 tcp://198.18.0.1:80 http://198.18.0.3/generate_204 dns://198.18.0.1 dns://198.18.0.2:5353/example.net" {
 		t.Errorf("targets written back: %s", got)
 	}
 }

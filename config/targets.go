@@ -24,11 +24,16 @@ const (
 	// every round, and fail every round while they fail.
 	MethodHTTP  Method = "http"
 	MethodHTTPS Method = "https"
+	// MethodDNS asks a resolver for a name (the root's name servers by
+	// default) and expects an answer; a check like HTTP.
+	MethodDNS Method = "dns"
 )
 
 // Check reports whether t is a check (http, https) rather than a target
 // probed in every round (icmp, tcp).
-func (t Target) Check() bool { return t.Method == MethodHTTP || t.Method == MethodHTTPS }
+func (t Target) Check() bool {
+	return t.Method == MethodHTTP || t.Method == MethodHTTPS || t.Method == MethodDNS
+}
 
 // Target is one probe target: an address, and a port for TCP. In the file
 // it is written "198.18.0.1" (or "icmp://198.18.0.1") and
@@ -36,8 +41,9 @@ func (t Target) Check() bool { return t.Method == MethodHTTP || t.Method == Meth
 type Target struct {
 	Method Method
 	Addr   netip.Addr // ICMP and TCP
-	Port   uint16     // TCP only
-	URL    string     // HTTP and HTTPS only
+	Port   uint16     // TCP and DNS
+	URL    string     // HTTP and HTTPS; DNS: as written
+	Name   string     // DNS: the name to ask for; "" for the root
 }
 
 // String writes t as in the file; an ICMP target is its bare address.
@@ -83,12 +89,35 @@ func (v *validator) target(path, s string) (Target, bool) {
 			return Target{}, false
 		}
 		return Target{Method: Method(scheme), URL: s}, true
+	case MethodDNS:
+		return v.dnsTarget(path, s, rest)
 	}
-	v.errorf(path, "%q: unknown probe method %q (want icmp, the default, tcp, http or https)", s, scheme)
+	v.errorf(path, "%q: unknown probe method %q (want icmp, the default, tcp, http, https or dns)", s, scheme)
 	return Target{}, false
 }
 
-// checks validates the keys of HTTP and HTTPS checks.
+// dnsTarget parses "dns://ADDRESS[:PORT][/NAME]", rest being what follows
+// the scheme.
+func (v *validator) dnsTarget(path, s, rest string) (Target, bool) {
+	host, name, _ := strings.Cut(rest, "/")
+	port := uint64(53)
+	if h, p, ok := strings.Cut(host, ":"); ok {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			v.errorf(path, "%q: port %q is not a number from 1 to 65535", s, p)
+			return Target{}, false
+		}
+		host, port = h, n
+	}
+	if len(name) > 253 || strings.ContainsAny(name, "/?# ") || strings.Contains(name, "..") {
+		v.errorf(path, "%q: write a DNS check as dns://ADDRESS[:PORT][/NAME], such as dns://192.0.2.53/example.net", s)
+		return Target{}, false
+	}
+	a := v.ipv4(path, host)
+	return Target{Method: MethodDNS, Addr: a, Port: uint16(port), URL: s, Name: name}, a.IsValid()
+}
+
+// checks validates the keys of HTTP, HTTPS and DNS checks.
 func (v *validator) checks(p *rawProbe, out *Probe) {
 	if d, ok := v.duration("probe.check_interval", p.CheckInterval, defaultCheckInterval); ok {
 		if d < time.Second {

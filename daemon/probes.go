@@ -76,7 +76,7 @@ func (d *Daemon) observeProbes(u *uplink, r probe.Result, now time.Time) {
 func probeTargets(ts []config.Target) []probe.Target {
 	out := make([]probe.Target, len(ts))
 	for i, t := range ts {
-		out[i] = probe.Target{Method: string(t.Method), Addr: t.Addr, Port: t.Port, URL: t.URL}
+		out[i] = probe.Target{Method: string(t.Method), Addr: t.Addr, Port: t.Port, URL: t.URL, Name: t.Name}
 	}
 	return out
 }

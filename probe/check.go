@@ -34,7 +34,12 @@ func (p *Prober) runChecks() {
 	for {
 		for i, c := range p.checks {
 			start := time.Now()
-			err := p.checkHTTP(client, c)
+			var err error
+			if c.Method == MethodDNS {
+				err = p.checkDNS(c)
+			} else {
+				err = p.checkHTTP(client, c)
+			}
 			select {
 			case p.results <- checkResult{check: i, err: err, took: time.Since(start)}:
 			case <-p.stop:

@@ -222,12 +222,23 @@ func validateTargets(cfg Config, out chan<- Result) ([]Target, []Target, error) 
 	var targets, checks []Target
 	seen := make(map[Target]bool)
 	for _, t := range cfg.Targets {
+		if t.Method == MethodDNS {
+			t.Addr = t.Addr.Unmap()
+			if !t.Addr.Is4() || t.Port == 0 {
+				return nil, nil, fmt.Errorf("DNS check %v port %d: want an IPv4 resolver and a port", t.Addr, t.Port)
+			}
+			if !seen[t] {
+				seen[t] = true
+				checks = append(checks, t)
+			}
+			continue
+		}
 		if t.check() {
 			u, err := url.Parse(t.URL)
 			if err != nil || u.Scheme != t.Method || u.Host == "" {
 				return nil, nil, fmt.Errorf("check %q: want an %s URL with a host", t.URL, t.Method)
 			}
-			t.Addr, t.Port = netip.Addr{}, 0
+			t.Addr, t.Port, t.Name = netip.Addr{}, 0, ""
 			if !seen[t] {
 				seen[t] = true
 				checks = append(checks, t)

@@ -98,3 +98,25 @@ func TestHealthCaptivePortal(t *testing.T) {
 		t.Errorf("isp1 moved: %+v", trs)
 	}
 }
+
+// Issue 15, DNS checks: an uplink whose resolver answers is active; one
+// whose resolver does not (nothing listens on that port) never enters the
+// balance, although its ICMP targets answer.
+func TestHealthDNSCheck(t *testing.T) {
+	cfg := strings.Replace(healthConfig(`check_interval = "1s"`, `check_timeout = "500ms"`), `targets = ["198.18.0.1", "198.18.0.2"]`,
+		`targets = ["198.18.0.1", "198.18.0.2", "dns://198.18.0.3/example.net"]`, 1)
+	// ISP2 asks a port where no resolver listens.
+	cfg = strings.Replace(cfg, "table = 200\n", "table = 200\nprobe_targets = [\"198.18.0.1\", \"dns://198.18.0.3:5353\"]\n", 1)
+	r := newRig(t, cfg)
+	r.startEmu("--dns", "198.18.0.3:53")
+	r.start()
+	r.waitOnly("eth1")
+	time.Sleep(3 * time.Second) // three runs of the check
+	st := r.status()
+	if s := uplinkOf(t, st, lab.ISP2); s.State != "probing" || len(s.Probe.Targets) != 2 || s.Probe.Targets[1].Method != "dns" || s.Probe.Targets[1].Stats.Lost == 0 {
+		t.Errorf("isp2 with a dead resolver: %+v", s)
+	}
+	if s := uplinkOf(t, st, lab.ISP1); s.State != "active" || s.Probe.Targets[2].Address != "dns://198.18.0.3/example.net" || s.Probe.Targets[2].Stats.Lost != 0 {
+		t.Errorf("isp1 with a working resolver: %+v", s)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 func TestParseMode(t *testing.T) {
@@ -234,5 +235,29 @@ func TestHTTP(t *testing.T) {
 	e.Set("lo", Mode{Captive: true})
 	if code, loc := get(); code != http.StatusFound || loc != PortalURL {
 		t.Errorf("captive: status %d to %q, want 302 to the portal", code, loc)
+	}
+}
+
+func TestDNSAnswer(t *testing.T) {
+	name := dnsmessage.MustNewName("example.net.")
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 9, RecursionDesired: true})
+	_ = b.StartQuestions()
+	_ = b.Question(dnsmessage.Question{Name: name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET})
+	q, _ := b.Finish()
+	resp, ok := DNSAnswer(q)
+	if !ok {
+		t.Fatal("no answer")
+	}
+	var p dnsmessage.Parser
+	h, err := p.Start(resp)
+	if err != nil || h.ID != 9 || !h.Response {
+		t.Fatalf("header %+v, %v", h, err)
+	}
+	_ = p.SkipAllQuestions()
+	if as, err := p.AllAnswers(); err != nil || len(as) != 1 {
+		t.Errorf("answers %v, %v", as, err)
+	}
+	if _, ok := DNSAnswer(resp); ok {
+		t.Error("answered a response")
 	}
 }

@@ -25,7 +25,11 @@ func runISPEmu(ctx context.Context, args []string) error {
 		modes = append(modes, s)
 		return nil
 	})
-	var listen, serveHTTP []string
+	var listen, serveHTTP, serveDNS []string
+	fs.Func("dns", "also answer DNS queries on UDP `ADDR:PORT` (any name); repeatable", func(s string) error {
+		serveDNS = append(serveDNS, s)
+		return nil
+	})
 	fs.Func("tcp", "also accept TCP connections on `ADDR:PORT` (a target for TCP probes); repeatable", func(s string) error {
 		listen = append(listen, s)
 		return nil
@@ -66,6 +70,31 @@ func runISPEmu(ctx context.Context, args []string) error {
 					return // closed
 				}
 				c.Close()
+			}
+		}()
+	}
+	for _, addr := range serveDNS {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return fmt.Errorf("--dns: %w", err)
+		}
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			<-ctx.Done()
+			pc.Close()
+		}()
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 1500)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return // closed
+				}
+				if resp, ok := ispemu.DNSAnswer(buf[:n]); ok {
+					_, _ = pc.WriteTo(resp, from)
+				}
 			}
 		}()
 	}
