@@ -14,14 +14,19 @@
 // Silence. Any reply of ours, late or duplicate included, proves the path
 // alive. An echo unanswered after its target's RTT-tracking timeout
 // (srtt + 4·rttvar, at least 30ms, at most Timeout) triggers a confirmation
-// burst to every target. With no reply at all for one stagger gap plus
-// Timeout (more when the RTT nears Timeout), the burst overdue and at least
-// four echoes unanswered, the uplink is silent: every undecided round is
+// burst: up to three waves of one echo to every ICMP target. With no reply
+// at all for one stagger gap plus Timeout (more when the RTT nears
+// Timeout), the burst overdue and at least six echoes unanswered (more on
+// a lossy uplink), the uplink is silent: every undecided round is
 // decided bad with Silent set, and the daemon takes the uplink out of the
 // balance at once. Replies are stamped by the kernel (SO_TIMESTAMPNS), and
 // the socket is drained before anything times out, so a stall of this
-// process is not taken for an outage. Probe packets stay within 10 in any
-// second per uplink.
+// process is not taken for an outage. Confirmations stay within 10 probe
+// packets in any second per uplink.
+//
+// Targets are probed by ICMP echo or by TCP connection (tcp.go). HTTP,
+// HTTPS and DNS checks (check.go, dns.go) run every CheckInterval instead
+// and veto every round while one fails.
 //
 // Every target also has a sliding window of its last Window probes: loss,
 // mean RTT and jitter (mean difference of consecutive RTTs). A reply after

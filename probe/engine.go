@@ -17,7 +17,7 @@ const (
 	rtoFloor = 30 * time.Millisecond
 	// burstWaves confirmation echoes go to every target, burstSpacing
 	// apart, once per silence.
-	burstWaves   = 2
+	burstWaves   = 3
 	burstSpacing = 25 * time.Millisecond
 	// rttMargin is added to the silence when the RTT-tracking timeout
 	// nears the configured one, so the answers to a burst sent after a
@@ -32,6 +32,7 @@ const (
 	falseSilence    = 1e-7
 	maxSilentEchoes = 64
 	evidencePrior   = 10
+	recentProbes    = 10
 	// budget is the most probe packets an uplink sends in any second;
 	// confirmation echoes that would exceed it are not sent.
 	budget = 10
@@ -105,6 +106,7 @@ type engine struct {
 	lastReply time.Time  // newest proof of life
 	since     []sentEcho // echoes sent after lastReply
 	need      int        // unanswered echoes that make a silence
+	cut       int        // confirmation echoes of this silence the budget cut
 	waves     []time.Time
 	burstDone bool // this silence's burst was started
 	declared  bool // this silence was declared
@@ -223,7 +225,10 @@ func (e *engine) next() time.Time {
 // meanwhile: the silence time after the last reply, once the burst is out
 // and overdue and enough echoes are overdue.
 func (e *engine) silentAt() (time.Time, bool) {
-	if e.declared || !e.burstDone || len(e.waves) > 0 || len(e.since) < e.need {
+	// Confirmations the budget cut are replaced by as many more regular
+	// echoes: the evidence does not shrink because probes were saved.
+	need := min(e.need+e.cut, maxSilentEchoes)
+	if e.declared || !e.burstDone || len(e.waves) > 0 || len(e.since) < need {
 		return time.Time{}, false
 	}
 	at := e.lastReply.Add(e.silence())
@@ -235,7 +240,7 @@ func (e *engine) silentAt() (time.Time, bool) {
 		dues = append(dues, s.due)
 	}
 	slices.SortFunc(dues, func(a, b time.Time) int { return a.Compare(b) })
-	if d := dues[e.need-1]; d.After(at) {
+	if d := dues[need-1]; d.After(at) {
 		at = d
 	}
 	return at, true
@@ -288,7 +293,8 @@ func (e *engine) step(now time.Time) []probeReq {
 				continue // confirmations are echoes: cheap, and answered by the kernel
 			}
 			if !e.allowed(now, queued) {
-				break
+				e.cut++
+				continue
 			}
 			e.burstSeq++
 			reqs = append(reqs, probeReq{id: burstBit | e.burstSeq, target: target})
@@ -375,7 +381,7 @@ func (e *engine) alive(at time.Time) {
 	e.need = e.evidence()
 	e.since = slices.DeleteFunc(e.since, func(s sentEcho) bool { return !s.at.After(at) })
 	e.waves = nil
-	e.burstDone, e.declared = false, false
+	e.burstDone, e.declared, e.cut = false, false, 0
 }
 
 // evidence returns how many unanswered echoes make a silence on this
@@ -386,17 +392,27 @@ func (e *engine) alive(at time.Time) {
 // statistics restarted after an outage) neither trusts its first losses
 // nor ignores them. It is taken when a reply comes, so the silence that
 // may follow does not count against itself.
+//
+// The loss is the higher of two estimates: over the whole window, and over
+// the last recentProbes probes of each target, which follows a sudden
+// rise of the loss within seconds.
 func (e *engine) evidence() int {
-	lost, probes := 0, 0
+	lost, probes, rlost, recent := 0, 0, 0, 0
 	for _, w := range e.tr.windows {
 		s := w.statsFrom(e.tr.floor)
 		lost += s.Lost
 		probes += s.Probes
+		for _, o := range w.probes[max(len(w.probes)-min(recentProbes, s.Probes), 0):] {
+			recent++
+			if o.lost {
+				rlost++
+			}
+		}
 	}
 	if lost == 0 {
 		return minSilentEchoes
 	}
-	p := float64(lost) / float64(probes+evidencePrior)
+	p := max(float64(lost)/float64(probes+evidencePrior), float64(rlost)/float64(recent+evidencePrior))
 	n := int(math.Ceil(math.Log(falseSilence) / math.Log(p)))
 	return min(max(n, minSilentEchoes), maxSilentEchoes)
 }
