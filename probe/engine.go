@@ -306,8 +306,9 @@ func (e *engine) step(now time.Time) []probeReq {
 
 // allowed reports whether one more confirmation echo fits the budget, with
 // queued more of this step not yet reported as sent. Any second holds at
-// most ceil(1s/gap) regular echoes, so confirmations get what is left of
-// the budget, counted over the last second.
+// most ceil(1s/gap) regular echoes, one more as timers and the network
+// jitter, so confirmations get what is left of the budget, counted over
+// the last second.
 func (e *engine) allowed(now time.Time, queued int) bool {
 	cut := now.Add(-time.Second)
 	i := 0
@@ -315,7 +316,7 @@ func (e *engine) allowed(now time.Time, queued int) bool {
 		i++
 	}
 	e.burstTimes = e.burstTimes[i:]
-	regular := int((time.Second + e.gap - 1) / e.gap)
+	regular := int((time.Second+e.gap-1)/e.gap) + 1
 	return len(e.burstTimes)+queued < budget-regular
 }
 
