@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uplinkd/uplinkd/config"
 	"github.com/uplinkd/uplinkd/test/lab"
 )
 
@@ -122,9 +123,15 @@ type probeTiming struct {
 	downAfter, upAfter int
 }
 
-// cfgProbe is the lab's probe timing: the defaults.
+// cfgProbe is the probe timing of the rig's configuration.
 func (r *rig) cfgProbe() probeTiming {
-	return probeTiming{interval: 200 * time.Millisecond, timeout: 500 * time.Millisecond, downAfter: 4, upAfter: 4}
+	r.t.Helper()
+	c, err := config.Load(r.cfgPath)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	p := c.Probe
+	return probeTiming{interval: p.Interval, timeout: p.Timeout, downAfter: p.DownAfter, upAfter: p.UpAfter}
 }
 
 // Issue 10, reload: adding a policy and a rule moves no flow the rule
@@ -196,7 +203,7 @@ func TestPolicyStandby(t *testing.T) {
 [[policy]]
 name = "default"
 tiers = [["isp1"], ["lte"]]
-standby_interval = "1s"
+standby_interval = "2s"
 `)
 	r.start()
 	for _, u := range []string{"isp1", "lte"} {
@@ -207,11 +214,13 @@ standby_interval = "1s"
 		return uplinkOf(t, s, "isp1").Probe.Rounds, uplinkOf(t, s, "lte").Probe.Rounds
 	}
 	// Rounds over a stretch of time: a rate, compared with the primary's.
+	p := r.cfgProbe()
 	a1, l1 := rounds()
-	time.Sleep(3 * time.Second)
+	time.Sleep(4 * time.Second)
 	a2, l2 := rounds()
-	if primary, backup := a2-a1, l2-l1; backup*3 > primary || backup == 0 {
-		t.Fatalf("in 3s the primary did %d probe rounds and the backup %d: want the backup at 1s, the primary at 200ms", primary, backup)
+	if primary, backup := a2-a1, l2-l1; backup*2 >= primary || backup == 0 {
+		t.Fatalf("in 4s the primary did %d probe rounds and the backup %d: want the backup every 2s, the primary every %v",
+			primary, backup, p.interval)
 	}
 	mark := r.mark()
 	if err := r.lab.Blackhole(r.ctx, lab.ISP1, true); err != nil {
@@ -225,9 +234,9 @@ standby_interval = "1s"
 		t.Fatalf("split with the primary down: %v, %v", split, err)
 	}
 	_, l1 = rounds()
-	time.Sleep(2 * time.Second)
-	if _, l2 = rounds(); l2-l1 < 5 {
-		t.Fatalf("the backup in use did %d probe rounds in 2s, want about 10 (probe.interval 200ms)", l2-l1)
+	time.Sleep(3 * time.Second)
+	if _, l2 = rounds(); time.Duration(l2-l1)*p.interval < 2*time.Second {
+		t.Fatalf("the backup in use did %d probe rounds in 3s, want about %d (probe.interval %v)", l2-l1, 3*time.Second/p.interval, p.interval)
 	}
 }
 
