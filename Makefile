@@ -13,7 +13,7 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 DATADIR    ?= $(PREFIX)/share/uplinkd
 SYSCONFDIR ?= /etc
 
-.PHONY: all build test test-unit lint demo figures install clean
+.PHONY: all build test test-unit lint demo figures bench bench-scale install clean
 
 all: build
 
@@ -30,6 +30,9 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+	cd bench && $(GO) vet ./...
+	$(GO) build -o $(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
+	cd bench && $(abspath $(BIN))/staticcheck ./...
 
 # A lab of network namespaces with two simulated ISPs; uplinkd runs in the
 # router namespace while uplinks are broken and repaired. Needs root.
@@ -39,6 +42,22 @@ demo: build
 # Failover figures (carrier loss, blackhole, UDP outage) measured in the lab.
 figures: build
 	UPLINKD_FIGURES=1 $(GO) test -count=1 -v -run 'TestFigures' ./test/
+
+# uplinkd beside the seed it replaces, in the namespace lab: failover and
+# recovery figures, flows moved, new connections, with plots (bench/, its
+# own Go module). Writes bench/results/results.{md,json} and timeline.png.
+# Needs root; installs the seed's tools if missing; about 10 minutes.
+bench: build
+	bench/deps.sh
+	cd bench && $(GO) run . -repo .. -out results
+
+# The long scale rows: 2 to 256 uplinks, up to 1,000,000 routes in main,
+# idle CPU and memory. BENCH_SCALE_FLAGS passes options (see
+# `cd bench && go run . -h`), e.g. -scale-config FILE for the extra
+# [routing] settings large setups need.
+bench-scale: build
+	bench/deps.sh
+	cd bench && $(GO) run . -repo .. -scale -out results $(BENCH_SCALE_FLAGS)
 
 install: build
 	install -D -m 0755 $(BIN)/uplinkd $(DESTDIR)$(BINDIR)/uplinkd

@@ -1,0 +1,135 @@
+package results
+
+import (
+	"fmt"
+	"image/color"
+	"math"
+	"path/filepath"
+	"slices"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+)
+
+// Timeline is the LAN packets per bin per ISP of one tool across one fault
+// and its repair.
+type Timeline struct {
+	Tool   string
+	Start  float64 // seconds from the fault to the first bin
+	Bin    float64 // seconds
+	Repair float64 // seconds from the fault to the repair
+	Counts map[string][]int
+}
+
+var palette = map[string]color.Color{
+	"uplinkd isp1": color.RGBA{R: 31, G: 119, B: 180, A: 255},
+	"uplinkd isp2": color.RGBA{R: 255, G: 127, B: 14, A: 255},
+	"seed isp1":    color.RGBA{R: 44, G: 160, B: 44, A: 255},
+	"seed isp2":    color.RGBA{R: 214, G: 39, B: 40, A: 255},
+}
+
+// PlotTimeline draws the timelines on the same axes.
+func PlotTimeline(tls []Timeline, file string) error {
+	if len(tls) == 0 {
+		return nil
+	}
+	p := plot.New()
+	p.Title.Text = "LAN packets per 10 ms per ISP: ISP2 blackholed at 0 s, repaired later"
+	p.X.Label.Text = "seconds since the blackhole"
+	p.Y.Label.Text = "packets / 10 ms (32 flows × 1 per ms)"
+	p.Legend.Top = true
+	for _, tl := range tls {
+		for _, isp := range []string{"isp1", "isp2"} {
+			counts := tl.Counts[isp]
+			pts := make(plotter.XYs, len(counts))
+			for i, c := range counts {
+				pts[i].X = tl.Start + float64(i)*tl.Bin
+				pts[i].Y = float64(c)
+			}
+			l, err := plotter.NewLine(pts)
+			if err != nil {
+				return err
+			}
+			name := tl.Tool + " " + isp
+			l.Color = palette[name]
+			l.Width = vg.Points(1)
+			if tl.Tool == "seed" {
+				l.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
+			}
+			p.Add(l)
+			p.Legend.Add(fmt.Sprintf("%s (repair at %.1f s)", name, tl.Repair), l)
+		}
+	}
+	return p.Save(10*vg.Inch, 4.5*vg.Inch, file)
+}
+
+// ScalePoint is one figure of a scale plot.
+type ScalePoint struct {
+	X      float64
+	Median float64 // ms
+	P95    float64 // ms
+}
+
+// ScalePlots are the points of the scale plots.
+type ScalePlots struct {
+	ByUplinks []ScalePoint
+	ByRoutes  []ScalePoint
+}
+
+// PlotScale draws event-to-routes against the number of uplinks and
+// against the size of main.
+func PlotScale(sp ScalePlots, dir string) error {
+	if err := plotScale(sp.ByUplinks, "uplinkd: carrier event → first routing change, by number of uplinks", "uplinks", filepath.Join(dir, "scale-uplinks.png")); err != nil {
+		return err
+	}
+	return plotScale(sp.ByRoutes, "uplinkd: carrier event → first routing change, by routes in main (2 uplinks)", "routes in main (next hops on a non-uplink interface)", filepath.Join(dir, "scale-routes.png"))
+}
+
+func plotScale(pts []ScalePoint, title, xlabel, file string) error {
+	if len(pts) == 0 {
+		return nil
+	}
+	// A figure with runs that timed out has no finite median to draw.
+	pts = slices.DeleteFunc(slices.Clone(pts), func(p ScalePoint) bool {
+		return math.IsInf(p.Median, 0) || math.IsNaN(p.Median) || math.IsInf(p.P95, 0) || math.IsNaN(p.P95)
+	})
+	if len(pts) == 0 {
+		return nil
+	}
+	slices.SortFunc(pts, func(a, b ScalePoint) int { return int(a.X - b.X) })
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = xlabel
+	p.Y.Label.Text = "ms"
+	p.Legend.Top = true
+	p.Legend.Left = true
+	for i, which := range []string{"median", "p95"} {
+		xy := make(plotter.XYs, len(pts))
+		var labels []string
+		for j, pt := range pts {
+			xy[j].X = float64(j)
+			xy[j].Y = pt.Median
+			if i == 1 {
+				xy[j].Y = pt.P95
+			}
+			labels = append(labels, fmt.Sprintf("%g", pt.X))
+		}
+		l, s, err := plotter.NewLinePoints(xy)
+		if err != nil {
+			return err
+		}
+		c := palette["uplinkd isp1"]
+		if i == 1 {
+			c = palette["uplinkd isp2"]
+		}
+		l.Color, s.Color = c, c
+		s.Shape = draw.CircleGlyph{}
+		p.Add(l, s)
+		p.Legend.Add(which, l, s)
+		p.NominalX(labels...)
+	}
+	p.Y.Min = 0
+	return p.Save(7*vg.Inch, 4*vg.Inch, file)
+}

@@ -1,0 +1,183 @@
+// Command bench measures uplinkd beside the seed it replaces (the
+// if-up/if-down scripts and the 5-second ping daemon of
+// ../shared/seed/000_5d0123547500dfcb.txt) in the namespace lab of
+// test/lab, and uplinkd's scale and cost rows, and writes the table
+// (Markdown and JSON) and the plots into its output directory. `make bench`
+// and `make bench-scale` run it as root; it only creates namespaces of its
+// own and never changes the host's.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/uplinkd/uplinkd/bench/internal/results"
+	"github.com/uplinkd/uplinkd/bench/internal/scenario"
+	"github.com/uplinkd/uplinkd/bench/internal/tools"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	repo := flag.String("repo", "..", "the repository's root")
+	runs := flag.Int("runs", 5, "runs of each failover figure")
+	out := flag.String("out", "results", "output directory (results.md, results.json, *.png)")
+	bin := flag.String("uplinkd", "", "uplinkd binary (default REPO/bin/uplinkd)")
+	seedFile := flag.String("seed", "", "the seed article (default REPO/../shared/seed/000_5d0123547500dfcb.txt)")
+	writeSeed := flag.Bool("write-seed", false, "write the mapped seed scripts into REPO/bench/seed and exit")
+	faults := flag.String("faults", "carrier,blackhole,arp", "failover faults to run")
+	scale := flag.Bool("scale", false, "run the scale rows instead of the failover rows (make bench-scale)")
+	uplinks := flag.String("scale-uplinks", "2,8,64,256", "scale: numbers of uplinks")
+	routes := flag.String("scale-routes", "0,100000,1000000", "scale: routes in main")
+	events := flag.Int("events", 20, "scale: carrier events per figure")
+	idle := flag.Duration("idle", 60*time.Second, "scale: idle measurement period")
+	idleUplinks := flag.String("idle-uplinks", "4,64", "scale: uplinks for the idle RSS and CPU rows")
+	extra := flag.String("scale-config", "", "scale: file of extra TOML lines for [routing] (mark_mask, nexthop settings the other issues add)")
+	keep := flag.Bool("keep", false, "keep the work directory (logs, configurations) and print its path")
+	flag.Parse()
+
+	if *bin == "" {
+		*bin = filepath.Join(*repo, "bin", "uplinkd")
+	}
+	if *seedFile == "" {
+		*seedFile = filepath.Join(*repo, "..", "shared", "seed", "000_5d0123547500dfcb.txt")
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	scripts, err := tools.MapSeed(*seedFile)
+	if err != nil {
+		return err
+	}
+	seedDir := filepath.Join(*repo, "bench", "seed")
+	if *writeSeed {
+		return tools.WriteSeed(scripts, seedDir)
+	}
+	if err := tools.CheckSeedCopies(scripts, seedDir); err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: it builds network namespaces (run `sudo make bench`)")
+	}
+	abs, err := filepath.Abs(*bin)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return fmt.Errorf("uplinkd binary: %w (run make build)", err)
+	}
+	version, _ := exec.Command(abs, "version").Output()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	work, err := os.MkdirTemp("", "uplinkd-bench-")
+	if err != nil {
+		return err
+	}
+	if *keep {
+		log.Info("work directory kept", "dir", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+
+	start := time.Now()
+	load0 := results.Load()
+	res := &results.Results{Date: start, Machine: results.Describe(), Runs: *runs, Events: *events,
+		Uplinkd: strings.TrimSpace(string(version))}
+	name := "results"
+	if *scale {
+		name = "scale"
+		cfg := scenario.ScaleConfig{
+			Uplinkd: abs, Dir: work, Log: log, Events: *events, Idle: *idle,
+			Uplinks: ints(*uplinks), Routes: ints(*routes), IdleUplinks: ints(*idleUplinks),
+		}
+		if *extra != "" {
+			b, err := os.ReadFile(*extra)
+			if err != nil {
+				return err
+			}
+			cfg.Extra = string(b)
+		}
+		plots, err := scenario.RunScale(ctx, cfg, res)
+		if err != nil {
+			return err
+		}
+		if err := results.PlotScale(plots, *out); err != nil {
+			return err
+		}
+	} else {
+		var fs []scenario.Fault
+		for _, f := range scenario.Faults {
+			if strings.Contains(","+*faults+",", ","+f.Key+",") {
+				fs = append(fs, f)
+			}
+		}
+		cfg := scenario.FailoverConfig{Runs: *runs, Uplinkd: abs, Seed: scripts, Dir: work, Log: log, Faults: fs,
+			UplinkdTimeout: 10 * time.Second, SeedTimeout: 30 * time.Second}
+		res.Setup = scenario.FailoverSetup(cfg)
+		timelines, err := scenario.RunFailover(ctx, cfg, res)
+		if err != nil {
+			return err
+		}
+		if fi, err := os.Stat(abs); err == nil {
+			res.Add(results.Row{Section: "Cost", What: "binary size (uplinkd: static Go binary; seed: three bash scripts, plus bash, iproute2, ipcalc, ping, host)",
+				Unit: results.KiB, Uplinkd: &results.Figure{Samples: []float64{float64(fi.Size()) / 1024}},
+				Seed: &results.Figure{Samples: []float64{seedSize(scripts) / 1024}}, NoCompare: true})
+		}
+		if err := results.PlotTimeline(timelines, filepath.Join(*out, "timeline.png")); err != nil {
+			return err
+		}
+	}
+	res.Machine.Load = load0 + " → " + results.Load()
+	res.Machine.Minutes = time.Since(start).Minutes()
+	if err := res.WriteJSON(filepath.Join(*out, name+".json")); err != nil {
+		return err
+	}
+	md := res.Markdown()
+	if err := os.WriteFile(filepath.Join(*out, name+".md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(md)
+	if na := res.NotAhead(); len(na) > 0 {
+		fmt.Println("\nRows where uplinkd is not ahead:")
+		for _, r := range na {
+			fmt.Println("  " + r)
+		}
+	}
+	return nil
+}
+
+func seedSize(scripts map[string]string) float64 {
+	n := 0
+	for _, s := range scripts {
+		n += len(s)
+	}
+	return float64(n)
+}
+
+func ints(s string) []int {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
