@@ -141,3 +141,20 @@ func (m *Monitor) First(ctx context.Context, t time.Time, match func(Event) bool
 		}
 	}
 }
+
+// Settled waits, after first (a matching event), until no matching event
+// has come for quiet, and returns the last matching one: the end of the
+// burst of changes a tool made. It gives up at ctx's end and returns the
+// last match so far.
+func (m *Monitor) Settled(ctx context.Context, first Event, match func(Event) bool, quiet time.Duration) Event {
+	last := first
+	for {
+		wait, cancel := context.WithDeadline(ctx, last.At.Add(quiet))
+		e, err := m.First(wait, last.At.Add(1), func(e Event) bool { return match(e) && e.At.After(last.At) })
+		cancel()
+		if err != nil {
+			return last
+		}
+		last = e
+	}
+}

@@ -81,10 +81,10 @@ type ScalePlots struct {
 // PlotScale draws event-to-routes against the number of uplinks and
 // against the size of main.
 func PlotScale(sp ScalePlots, dir string) error {
-	if err := plotScale(sp.ByUplinks, "uplinkd: carrier event → first routing change, by number of uplinks", "uplinks", filepath.Join(dir, "scale-uplinks.png")); err != nil {
+	if err := plotScale(sp.ByUplinks, "uplinkd: carrier return → last routing change, by number of uplinks", "uplinks", filepath.Join(dir, "scale-uplinks.png")); err != nil {
 		return err
 	}
-	return plotScale(sp.ByRoutes, "uplinkd: carrier event → first routing change, by routes in main (2 uplinks)", "routes in main (next hops on a non-uplink interface)", filepath.Join(dir, "scale-routes.png"))
+	return plotScale(sp.ByRoutes, "uplinkd: carrier return → last routing change, by routes in main (2 uplinks)", "routes in main (next hops on a non-uplink interface)", filepath.Join(dir, "scale-routes.png"))
 }
 
 func plotScale(pts []ScalePoint, title, xlabel, file string) error {

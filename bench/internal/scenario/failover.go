@@ -26,7 +26,11 @@ const (
 	LANFlows     = 32                      // LAN UDP flows
 	SendInterval = time.Millisecond        // per flow
 	settle       = 1500 * time.Millisecond // hold after a change before the next step
-	window       = 500 * time.Millisecond  // a flow's path is its majority interface over this
+	window       = 500 * time.Millisecond  // a steady period before the fault
+	// pathSample is how many of a flow's last datagrams in a period decide
+	// its path (their majority ISP): a count, not a time, so that a
+	// scheduling stall of the sender on a busy machine cannot empty it.
+	pathSample   = 100
 	newConnEvery = 5 * time.Millisecond
 	// NewConnTimeout bounds the wait for a new connection through the
 	// returning uplink.
@@ -131,11 +135,6 @@ func runTool(ctx context.Context, cfg FailoverConfig, name string) (figures, *re
 		return nil, nil, err
 	}
 	defer s.sink.Close()
-	var eps []traffic.Endpoint
-	for _, f := range lab.LANFlows(LANFlows) {
-		eps = append(eps, traffic.Endpoint{NS: l.NS(lab.Host), From: netip.AddrPortFrom(f.Src, uint16(f.Sport))})
-	}
-	control := traffic.Endpoint{NS: l.NS(lab.Router), From: netip.AddrPortFrom(lab.ISP1RouterAddr.Addr(), controlPort)}
 	s.mon, err = monitor.Start(l.NS(lab.Router))
 	if err != nil {
 		return nil, nil, err
@@ -145,14 +144,10 @@ func runTool(ctx context.Context, cfg FailoverConfig, name string) (figures, *re
 		return nil, nil, err
 	}
 	defer s.tool.Stop()
-	sender, err := traffic.StartSender(eps, control, target, SendInterval)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer sender.Stop()
 
 	figs := figures{}
 	var tl *results.Timeline
+	cycle := 0
 	for _, f := range cfg.Faults {
 		h, err := handleIn(l.NS(lab.ISP2))
 		if err != nil {
@@ -160,7 +155,16 @@ func runTool(ctx context.Context, cfg FailoverConfig, name string) (figures, *re
 		}
 		for run := range cfg.Runs {
 			cfg.Log.Info("failover", "tool", name, "fault", f.Key, "run", run+1, "of", cfg.Runs)
-			t, err := s.cycle(ctx, f, h, figs, f.Key == "blackhole" && run == 0)
+			if cycle > 0 {
+				// A clean start for every run: uplinkd's probe window
+				// would otherwise carry the last run's losses into this one.
+				if err := s.tool.Reset(ctx); err != nil {
+					h.Close()
+					return nil, nil, err
+				}
+			}
+			t, err := s.cycle(ctx, f, h, figs, cycle, f.Key == "blackhole" && run == 0)
+			cycle++
 			if err != nil {
 				h.Close()
 				return nil, nil, fmt.Errorf("%s run %d: %w", f.Name, run+1, err)
@@ -185,9 +189,25 @@ func balanceChange(e monitor.Event) bool {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // cycle injects one fault and repairs it, and records the run's figures.
-func (s *session) cycle(ctx context.Context, f Fault, nh *netlink.Handle, figs figures, keepTimeline bool) (*results.Timeline, error) {
+func (s *session) cycle(ctx context.Context, f Fault, nh *netlink.Handle, figs figures, cycle int, keepTimeline bool) (*results.Timeline, error) {
+	// Fresh flows every run: new connections, hashed by the balance as it
+	// is now, not flows pinned by earlier runs.
+	var eps []traffic.Endpoint
+	for i := range LANFlows {
+		src := lab.HostAddr
+		if i%2 == 1 {
+			src = lab.HostAddr2
+		}
+		eps = append(eps, traffic.Endpoint{NS: s.lab.NS(lab.Host), From: netip.AddrPortFrom(src, uint16(10000+cycle*LANFlows+i/2))})
+	}
+	control := traffic.Endpoint{NS: s.lab.NS(lab.Router), From: netip.AddrPortFrom(lab.ISP1RouterAddr.Addr(), uint16(controlPort+cycle))}
+	sender, err := traffic.StartSender(eps, control, netip.AddrPortFrom(lab.Target1, sinkPort), SendInterval)
+	if err != nil {
+		return nil, err
+	}
+	defer sender.Stop()
 	bctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	err := s.tool.WaitBalanced(bctx)
+	err = s.tool.WaitBalanced(bctx)
 	cancel()
 	if err != nil {
 		return nil, err
@@ -222,7 +242,9 @@ func (s *session) cycle(ctx context.Context, f Fault, nh *netlink.Handle, figs f
 	tRouteDone := time.Now()
 	if err == nil {
 		figs.get(key + "/route").Add(ms(ev.At.Sub(t0)))
-		tRouteDone = ev.At
+		last := s.settled(ctx, ev, match)
+		figs.get(key + "/settled").Add(ms(last.At.Sub(t0)))
+		tRouteDone = last.At
 		if isUplinkd {
 			if d, ok := up.SinceEvent(mark); ok {
 				figs.get(key + "/log").Add(ms(d))
@@ -230,6 +252,7 @@ func (s *session) cycle(ctx context.Context, f Fault, nh *netlink.Handle, figs f
 		}
 	} else if errors.Is(err, context.DeadlineExceeded) {
 		figs.get(key + "/route").Miss(ms(s.timeout))
+		figs.get(key + "/settled").Miss(ms(s.timeout))
 	} else {
 		return nil, err
 	}
@@ -244,9 +267,12 @@ func (s *session) cycle(ctx context.Context, f Fault, nh *netlink.Handle, figs f
 	tBack := time.Now()
 	if err == nil {
 		figs.get(key + "/rroute").Add(ms(rev.At.Sub(tRepair)))
-		tBack = rev.At
+		last := s.settled(ctx, rev, nil)
+		figs.get(key + "/rsettled").Add(ms(last.At.Sub(tRepair)))
+		tBack = last.At
 	} else if errors.Is(err, context.DeadlineExceeded) {
 		figs.get(key + "/rroute").Miss(ms(s.timeout))
+		figs.get(key + "/rsettled").Miss(ms(s.timeout))
 	} else {
 		_ = nc.Stop()
 		return nil, err
@@ -279,9 +305,9 @@ func (s *session) cycle(ctx context.Context, f Fault, nh *netlink.Handle, figs f
 		fl := uint16(i)
 		gap = max(gap, capt.MaxGap(traffic.LAN, fl, t0, tRepair))
 		rgap = max(rgap, capt.MaxGap(traffic.LAN, fl, tRepair, tEnd))
-		before := capt.Path(traffic.LAN, fl, t0.Add(-window), t0)
-		during := capt.Path(traffic.LAN, fl, tRepair.Add(-window), tRepair)
-		after := capt.Path(traffic.LAN, fl, tEnd.Add(-window), tEnd)
+		before := capt.Path(traffic.LAN, fl, t0.Add(-window), t0, pathSample)
+		during := capt.Path(traffic.LAN, fl, tRouteDone, tRepair, pathSample)
+		after := capt.Path(traffic.LAN, fl, tBack, tEnd, pathSample)
 		if before == s.isp2 {
 			ideal++
 		}
@@ -324,6 +350,17 @@ func (s *session) first(ctx context.Context, t time.Time, also func(monitor.Even
 	ctx, cancel := context.WithDeadline(ctx, t.Add(s.timeout))
 	defer cancel()
 	return s.mon.First(ctx, t, func(e monitor.Event) bool { return balanceChange(e) || also != nil && also(e) })
+}
+
+// quiet is how long no routing change must come for a tool's burst of
+// changes to count as finished.
+const quiet = 300 * time.Millisecond
+
+// settled returns the last change of the burst that began with first.
+func (s *session) settled(ctx context.Context, first monitor.Event, also func(monitor.Event) bool) monitor.Event {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.mon.Settled(ctx, first, func(e monitor.Event) bool { return balanceChange(e) || also != nil && also(e) }, quiet)
 }
 
 // failoverMatch returns, for a carrier loss of isp's router link that

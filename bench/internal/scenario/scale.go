@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -133,19 +135,25 @@ type refused struct{ err error }
 
 func (r refused) Error() string { return r.err.Error() }
 
+// eventFigures are the figures of a series of carrier events.
+type eventFigures struct {
+	// loss: from each carrier loss to the balance changing (uplinkd's
+	// first routing change, or the link message when the kernel deleted
+	// uplinkd's nexthops with the carrier) and to the last change of the
+	// burst; ret: the same for each carrier return.
+	loss, lossSettled, ret, retSettled *results.Figure
+	logged                             *results.Figure // uplinkd's own since_event
+}
+
 // events takes uplinks 1, 2, ... down and up again over their carrier,
-// count times each, and returns the time from each loss to the balance
-// changing (uplinkd's first routing change, or the link message when the
-// kernel deleted uplinkd's nexthops with the carrier), the time from each
-// return to uplinkd's first routing change, and uplinkd's own
-// since_event figures.
-func (s *scaleRun) events(ctx context.Context, count int) (loss, ret, logged *results.Figure, err error) {
+// count times each, waiting each change out.
+func (s *scaleRun) events(ctx context.Context, count int) (eventFigures, error) {
+	f := eventFigures{&results.Figure{}, &results.Figure{}, &results.Figure{}, &results.Figure{}, &results.Figure{}}
 	h, err := handleIn(s.lab.NS(lab.WAN))
 	if err != nil {
-		return nil, nil, nil, err
+		return f, err
 	}
 	defer h.Close()
-	loss, ret, logged = &results.Figure{}, &results.Figure{}, &results.Figure{}
 	for e := range 2 * count {
 		u := lab.ScaleUplinkAt(1 + (e/2)%max(1, s.n-1))
 		if s.n == 1 {
@@ -153,14 +161,19 @@ func (s *scaleRun) events(ctx context.Context, count int) (loss, ret, logged *re
 		}
 		link, err := h.LinkByName(u.Far)
 		if err != nil {
-			return nil, nil, nil, err
+			return f, err
 		}
 		down := e%2 == 0
 		var kernel func(monitor.Event) bool
 		if down {
 			if kernel, err = carrierMatch(s.lab.NS(lab.Router), u.Link); err != nil {
-				return nil, nil, nil, err
+				return f, err
 			}
+		}
+		match := func(e monitor.Event) bool { return balanceChange(e) || kernel != nil && kernel(e) }
+		first, settled := f.ret, f.retSettled
+		if down {
+			first, settled = f.loss, f.lossSettled
 		}
 		mark := s.up.LogMark()
 		t0 := time.Now()
@@ -170,23 +183,24 @@ func (s *scaleRun) events(ctx context.Context, count int) (loss, ret, logged *re
 			err = h.LinkSetUp(link)
 		}
 		if err != nil {
-			return nil, nil, nil, err
+			return f, err
 		}
 		ectx, cancel := context.WithDeadline(ctx, t0.Add(eventTimeout))
-		ev, err := s.mon.First(ectx, t0, func(e monitor.Event) bool { return balanceChange(e) || kernel != nil && kernel(e) })
-		cancel()
-		fig := ret
-		if down {
-			fig = loss
+		ev, err := s.mon.First(ectx, t0, match)
+		if err == nil {
+			last := s.mon.Settled(ectx, ev, match, quiet)
+			first.Add(ms(ev.At.Sub(t0)))
+			settled.Add(ms(last.At.Sub(t0)))
 		}
+		cancel()
 		switch {
 		case err == nil:
-			fig.Add(ms(ev.At.Sub(t0)))
 		case errors.Is(err, context.DeadlineExceeded):
-			fig.Miss(ms(eventTimeout))
+			first.Miss(ms(eventTimeout))
+			settled.Miss(ms(eventTimeout))
 			s.log.Warn("no routing change after a carrier event", "link", u.Link, "down", down, "seen", fmt.Sprint(s.mon.Since(t0)))
 		default:
-			return nil, nil, nil, err
+			return f, err
 		}
 		want := s.n
 		if down {
@@ -196,13 +210,13 @@ func (s *scaleRun) events(ctx context.Context, count int) (loss, ret, logged *re
 		err = s.up.WaitActive(wctx, want)
 		cancel()
 		if err != nil {
-			return nil, nil, nil, err
+			return f, err
 		}
 		if d, ok := s.up.SinceEvent(mark); ok {
-			logged.Add(ms(d))
+			f.logged.Add(ms(d))
 		}
 	}
-	return loss, ret, logged, nil
+	return f, nil
 }
 
 // rss is the daemon's resident set in MiB.
@@ -259,7 +273,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig, res *results.Results) (resul
 		var ref refused
 		if errors.As(err, &ref) {
 			reason := firstLine(ref.Error())
-			for _, what := range []string{"start → all active", "carrier loss → balance changed", "carrier return → first routing change", "RSS after the events"} {
+			for _, what := range []string{"start → all active", "carrier events", "RSS after the events"} {
 				res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d uplinks: %s", n, what), Unit: results.Millis, Uplinkd: results.NA(reason), Seed: results.NA(noSeed)})
 			}
 			continue
@@ -267,7 +281,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig, res *results.Results) (resul
 		if err != nil {
 			return plots, fmt.Errorf("%d uplinks: %w", n, err)
 		}
-		loss, ret, logged, err := s.events(ctx, cfg.Events)
+		ev, err := s.events(ctx, cfg.Events)
 		var mem float64
 		if err == nil {
 			mem, err = rss(s.up.PID())
@@ -277,9 +291,9 @@ func RunScale(ctx context.Context, cfg ScaleConfig, res *results.Results) (resul
 			return plots, fmt.Errorf("%d uplinks: %w", n, err)
 		}
 		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d uplinks: start → all active", n), Unit: results.Millis, Uplinkd: one(ms(took)), Seed: results.NA(noSeed)})
-		addEventRows(res, sec, fmt.Sprintf("%d uplinks", n), loss, ret, logged)
+		addEventRows(res, sec, fmt.Sprintf("%d uplinks", n), ev)
 		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d uplinks: RSS after the events", n), Unit: results.MiB, Uplinkd: one(mem), Seed: results.NA(noSeed)})
-		plots.ByUplinks = append(plots.ByUplinks, results.ScalePoint{X: float64(n), Median: ret.Median(), P95: ret.Quantile(0.95)})
+		plots.ByUplinks = append(plots.ByUplinks, point(n, ev))
 	}
 	for _, routes := range cfg.Routes {
 		sec := "Scale: routes in main"
@@ -289,9 +303,9 @@ func RunScale(ctx context.Context, cfg ScaleConfig, res *results.Results) (resul
 			return plots, fmt.Errorf("%d routes: %w", routes, err)
 		}
 		before, err := rss(s.up.PID())
-		var loss, ret, logged *results.Figure
+		var ev eventFigures
 		if err == nil {
-			loss, ret, logged, err = s.events(ctx, cfg.Events)
+			ev, err = s.events(ctx, cfg.Events)
 		}
 		var after float64
 		if err == nil {
@@ -302,10 +316,10 @@ func RunScale(ctx context.Context, cfg ScaleConfig, res *results.Results) (resul
 			return plots, fmt.Errorf("%d routes: %w", routes, err)
 		}
 		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d routes: start → both active", routes), Unit: results.Millis, Uplinkd: one(ms(took)), Seed: results.NA(noSeed)})
-		addEventRows(res, sec, fmt.Sprintf("%d routes", routes), loss, ret, logged)
-		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d routes: RSS after start / after the events", routes), Unit: results.MiB, Uplinkd: &results.Figure{Samples: []float64{before, after}}, Seed: results.NA(noSeed),
-			Note: fmt.Sprintf("%.1f MiB after start, %.1f MiB after the events", before, after)})
-		plots.ByRoutes = append(plots.ByRoutes, results.ScalePoint{X: float64(routes), Median: ret.Median(), P95: ret.Quantile(0.95)})
+		addEventRows(res, sec, fmt.Sprintf("%d routes", routes), ev)
+		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d routes: RSS after start", routes), Unit: results.MiB, Uplinkd: one(before), Seed: results.NA(noSeed)})
+		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d routes: RSS after the events", routes), Unit: results.MiB, Uplinkd: one(after), Seed: results.NA(noSeed)})
+		plots.ByRoutes = append(plots.ByRoutes, point(routes, ev))
 	}
 	for _, n := range cfg.IdleUplinks {
 		sec := "Cost: idle"
@@ -345,14 +359,40 @@ func RunScale(ctx context.Context, cfg ScaleConfig, res *results.Results) (resul
 	return plots, nil
 }
 
-func addEventRows(res *results.Results, sec, what string, loss, ret, logged *results.Figure) {
-	res.Add(results.Row{Section: sec, What: what + ": carrier loss → balance changed", Unit: results.Millis, Uplinkd: loss, Seed: results.NA(noSeed),
-		Note: fmt.Sprintf("p95 %.2f ms", loss.Quantile(0.95))})
-	res.Add(results.Row{Section: sec, What: what + ": carrier return → first routing change", Unit: results.Millis, Uplinkd: ret, Seed: results.NA(noSeed),
-		Note: fmt.Sprintf("p95 %.2f ms; uplinkd's log since_event median %.2f ms over all events", ret.Quantile(0.95), logged.Median())})
+func addEventRows(res *results.Results, sec, what string, ev eventFigures) {
+	for _, r := range []struct {
+		what string
+		fig  *results.Figure
+		note string
+	}{
+		{"carrier loss → balance changed", ev.loss, ""},
+		{"carrier loss → last routing change", ev.lossSettled, ""},
+		{"carrier return → first routing change", ev.ret, ""},
+		{"carrier return → last routing change", ev.retSettled, fmt.Sprintf("; uplinkd's log since_event median %.2f ms, worst %.2f ms over all events", ev.logged.Median(), ev.logged.Worst())},
+	} {
+		res.Add(results.Row{Section: sec, What: what + ": " + r.what, Unit: results.Millis, Uplinkd: r.fig, Seed: results.NA(noSeed),
+			Note: fmt.Sprintf("p95 %s", fmtMs(r.fig.Quantile(0.95))) + r.note})
+	}
 }
 
+// point is the plotted figure: the time to the last routing change after
+// a carrier return, the work uplinkd does itself.
+func point(x int, ev eventFigures) results.ScalePoint {
+	return results.ScalePoint{X: float64(x), Median: ev.retSettled.Median(), P95: ev.retSettled.Quantile(0.95)}
+}
+
+func fmtMs(v float64) string {
+	if math.IsInf(v, 1) {
+		return "> timeout"
+	}
+	return fmt.Sprintf("%.2f ms", v)
+}
+
+var checkPrefix = regexp.MustCompile(`^uplinkd check: exit status \d+: \S+\.toml:\d+: `)
+
+// firstLine is the first line of uplinkd check's complaint, without the
+// temporary file's name.
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
-	return strings.ReplaceAll(s, "|", "/")
+	return strings.ReplaceAll(checkPrefix.ReplaceAllString(s, "refused: "), "|", "/")
 }

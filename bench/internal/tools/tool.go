@@ -18,6 +18,8 @@ type Tool interface {
 	Start(ctx context.Context) error
 	// WaitBalanced waits until traffic is balanced over both ISPs.
 	WaitBalanced(ctx context.Context) error
+	// Reset brings the tool back to a clean start between runs.
+	Reset(ctx context.Context) error
 	// Stop stops the tool.
 	Stop() error
 }

@@ -121,6 +121,15 @@ func (u *Uplinkd) WaitBalanced(ctx context.Context) error {
 	return u.WaitActive(ctx, max(u.Want, 2))
 }
 
+// Reset stops uplinkd cleanly and starts it again: its probe windows
+// start empty.
+func (u *Uplinkd) Reset(ctx context.Context) error {
+	if err := u.Stop(); err != nil {
+		return err
+	}
+	return u.Start(ctx)
+}
+
 // Stop sends SIGTERM and waits for the clean stop.
 func (u *Uplinkd) Stop() error {
 	if u.cmd == nil {

@@ -1,6 +1,7 @@
 package traffic
 
 import (
+	"cmp"
 	"slices"
 	"time"
 )
@@ -45,19 +46,27 @@ func (c Capture) MaxGap(kind Kind, flow uint16, from, to time.Time) time.Duratio
 	return time.Duration(gap)
 }
 
-// Path is the interface that carried most of the flow's datagrams within
-// [from, to), or "" if none arrived.
-func (c Capture) Path(kind Kind, flow uint16, from, to time.Time) string {
-	count := make(map[string]int)
+// Path is the interface that carried most of the last n datagrams of the
+// flow that arrived within [from, to), or "" if none arrived.
+func (c Capture) Path(kind Kind, flow uint16, from, to time.Time, n int) string {
+	var last []Arrival
 	f, t := from.UnixNano(), to.UnixNano()
 	for _, a := range c.Arrivals {
 		if a.Kind == kind && a.Flow == flow && a.At >= f && a.At < t {
-			count[c.iface(a)]++
+			last = append(last, a)
 		}
 	}
+	slices.SortFunc(last, func(a, b Arrival) int { return cmp.Compare(a.At, b.At) })
+	if len(last) > n {
+		last = last[len(last)-n:]
+	}
+	count := make(map[string]int)
+	for _, a := range last {
+		count[c.iface(a)]++
+	}
 	best := ""
-	for name, n := range count {
-		if n > count[best] || (n == count[best] && name < best) {
+	for name, k := range count {
+		if k > count[best] || (k == count[best] && name < best) {
 			best = name
 		}
 	}
