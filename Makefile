@@ -22,9 +22,11 @@ build:
 	$(GO) build -o $(BIN)/labtool ./test/labtool
 
 # The whole suite: unit tests with the race detector, then the privileged
-# network-namespace tests (they skip without root unless UPLINKD_REQUIRE_PRIV=1).
+# network-namespace tests (they skip without root unless UPLINKD_REQUIRE_PRIV=1),
+# then the bench harness's own unit tests (not the bench: make bench).
 test:
 	$(GO) test -race -count=1 ./...
+	cd bench && $(GO) test -race -count=1 ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -49,7 +51,7 @@ figures: build
 # Needs root; installs the seed's tools if missing; about 10 minutes.
 bench: build
 	bench/deps.sh
-	cd bench && $(GO) run . -repo .. -out results
+	cd bench && $(GO) run . -repo .. -out results -readme ../README.md
 
 # The long scale rows: 2 to 256 uplinks, up to 1,000,000 routes in main,
 # idle CPU and memory. BENCH_SCALE_FLAGS passes options (see
@@ -57,7 +59,7 @@ bench: build
 # [routing] settings large setups need.
 bench-scale: build
 	bench/deps.sh
-	cd bench && $(GO) run . -repo .. -scale -out results $(BENCH_SCALE_FLAGS)
+	cd bench && $(GO) run . -repo .. -scale -out results -readme ../README.md $(BENCH_SCALE_FLAGS)
 
 install: build
 	install -D -m 0755 $(BIN)/uplinkd $(DESTDIR)$(BINDIR)/uplinkd

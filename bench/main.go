@@ -49,8 +49,10 @@ func run() error {
 	routes := flag.String("scale-routes", "0,100000,1000000", "scale: routes in main")
 	events := flag.Int("events", 20, "scale: carrier events per figure")
 	idle := flag.Duration("idle", 60*time.Second, "scale: idle measurement period")
+	storm := flag.Bool("storm", true, "scale: run the storm")
 	idleUplinks := flag.String("idle-uplinks", "4,64", "scale: uplinks for the idle RSS and CPU rows")
 	extra := flag.String("scale-config", "", "scale: file of extra TOML lines for [routing] (mark_mask, nexthop settings the other issues add)")
+	readme := flag.String("readme", "", "README whose <!-- bench-results:start/end --> (or bench-scale) section gets the summary table (make bench: REPO/README.md)")
 	keep := flag.Bool("keep", false, "keep the work directory (logs, configurations) and print its path")
 	flag.Parse()
 
@@ -114,7 +116,7 @@ func run() error {
 		name = "scale"
 		cfg := scenario.ScaleConfig{
 			Uplinkd: abs, Dir: work, Log: log, Events: *events, Idle: *idle,
-			Uplinks: ints(*uplinks), Routes: ints(*routes), IdleUplinks: ints(*idleUplinks),
+			Uplinks: ints(*uplinks), Routes: ints(*routes), IdleUplinks: ints(*idleUplinks), Storm: *storm,
 		}
 		if *extra != "" {
 			b, err := os.ReadFile(*extra)
@@ -163,6 +165,13 @@ func run() error {
 		return err
 	}
 	fmt.Print(md)
+	if *readme != "" {
+		summary := fmt.Sprintf("Measured %s on %s, %d cores (load %s); %s. Full table: [bench/results/%s.md](bench/results/%s.md).\n\n",
+			res.Date.UTC().Format("2006-01-02"), res.Machine.CPU, res.Machine.Cores, res.Machine.Load, runsNote(res, *scale), name, name)
+		if err := results.UpdateReadme(*readme, "bench-"+name, summary+res.SummaryTable()); err != nil {
+			return err
+		}
+	}
 	if na := res.NotAhead(); len(na) > 0 {
 		fmt.Println("\nRows where uplinkd is not ahead:")
 		for _, r := range na {
@@ -170,6 +179,13 @@ func run() error {
 		}
 	}
 	return nil
+}
+
+func runsNote(res *results.Results, scale bool) string {
+	if scale {
+		return fmt.Sprintf("uplinkd alone; each event figure is the median (worst) of %d events", res.Events)
+	}
+	return fmt.Sprintf("median (worst) of %d runs per figure, both tools in the same run", res.Runs)
 }
 
 func seedSize(scripts map[string]string) float64 {

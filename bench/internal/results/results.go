@@ -75,8 +75,10 @@ type Row struct {
 	HigherBetter bool `json:"higher_better,omitempty"`
 	// NoCompare marks rows where lower is not better (raw counts shown
 	// beside their ideal); NotAhead skips them.
-	NoCompare bool   `json:"no_compare,omitempty"`
-	Note      string `json:"note,omitempty"`
+	NoCompare bool `json:"no_compare,omitempty"`
+	// Summary rows also go into the README's table.
+	Summary bool   `json:"summary,omitempty"`
+	Note    string `json:"note,omitempty"`
 }
 
 // Machine describes where the bench ran.
@@ -246,4 +248,47 @@ func (r *Results) NotAhead() []string {
 		}
 	}
 	return out
+}
+
+// SummaryTable renders the summary rows as one compact Markdown table.
+func (r *Results) SummaryTable() string {
+	var b strings.Builder
+	b.WriteString("| figure | uplinkd median (worst) | seed median (worst) | seed ÷ uplinkd |\n|---|--:|--:|--:|\n")
+	for _, row := range r.Rows {
+		if !row.Summary {
+			continue
+		}
+		what := row.What
+		if row.Ideal != "" {
+			what += " (ideal " + row.Ideal + ")"
+		}
+		fmt.Fprintf(&b, "| %s: %s | %s | %s | %s |\n", row.Section, what, both(row.Uplinkd, row.Unit), both(row.Seed, row.Unit), ratio(row))
+	}
+	return b.String()
+}
+
+func both(f *Figure, unit string) string {
+	if f == nil {
+		return ""
+	}
+	if f.NA != "" {
+		return f.cell(unit, false)
+	}
+	return f.cell(unit, false) + " (" + f.cell(unit, true) + ")"
+}
+
+// UpdateReadme replaces what lies between the lines "<!-- name:start -->"
+// and "<!-- name:end -->" of file with text.
+func UpdateReadme(file, name, text string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	start, end := "<!-- "+name+":start -->\n", "<!-- "+name+":end -->"
+	i, j := strings.Index(string(b), start), strings.Index(string(b), end)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s has no %q ... %q section", file, strings.TrimSpace(start), end)
+	}
+	out := string(b[:i+len(start)]) + text + string(b[j:])
+	return os.WriteFile(file, []byte(out), 0o644)
 }

@@ -29,6 +29,7 @@ type ScaleConfig struct {
 	Uplinks     []int         // numbers of uplinks for event-to-routes and memory
 	Routes      []int         // routes in main
 	IdleUplinks []int         // numbers of uplinks for idle RSS and CPU
+	Storm       bool          // run the storm
 	// Extra is added to [routing] (settings that large setups need, such
 	// as a wider mark mask, once uplinkd has them).
 	Extra string
@@ -290,7 +291,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig, res *results.Results) (resul
 		if err != nil {
 			return plots, fmt.Errorf("%d uplinks: %w", n, err)
 		}
-		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d uplinks: start → all active", n), Unit: results.Millis, Uplinkd: one(ms(took)), Seed: results.NA(noSeed)})
+		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d uplinks: start → all active", n), Unit: results.Millis, Uplinkd: one(ms(took)), Seed: results.NA(noSeed), Summary: true})
 		addEventRows(res, sec, fmt.Sprintf("%d uplinks", n), ev)
 		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d uplinks: RSS after the events", n), Unit: results.MiB, Uplinkd: one(mem), Seed: results.NA(noSeed)})
 		plots.ByUplinks = append(plots.ByUplinks, point(n, ev))
@@ -318,8 +319,14 @@ func RunScale(ctx context.Context, cfg ScaleConfig, res *results.Results) (resul
 		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d routes: start → both active", routes), Unit: results.Millis, Uplinkd: one(ms(took)), Seed: results.NA(noSeed)})
 		addEventRows(res, sec, fmt.Sprintf("%d routes", routes), ev)
 		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d routes: RSS after start", routes), Unit: results.MiB, Uplinkd: one(before), Seed: results.NA(noSeed)})
-		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d routes: RSS after the events", routes), Unit: results.MiB, Uplinkd: one(after), Seed: results.NA(noSeed)})
+		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d routes: RSS after the events", routes), Unit: results.MiB, Uplinkd: one(after), Seed: results.NA(noSeed), Summary: true})
 		plots.ByRoutes = append(plots.ByRoutes, point(routes, ev))
+	}
+	if cfg.Storm {
+		cfg.Log.Info("storm")
+		if err := runStorm(ctx, cfg, res); err != nil {
+			return plots, err
+		}
 	}
 	for _, n := range cfg.IdleUplinks {
 		sec := "Cost: idle"
@@ -353,25 +360,26 @@ func RunScale(ctx context.Context, cfg ScaleConfig, res *results.Results) (resul
 			return plots, fmt.Errorf("idle %d uplinks: %w", n, err)
 		}
 		cpu := float64(t1-t0) / 100 / took.Seconds() * 100
-		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d uplinks probing at the defaults: CPU over %v", n, cfg.Idle), Unit: results.Pct, Uplinkd: one(cpu), Seed: results.NA(noSeed)})
-		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d uplinks probing at the defaults: RSS", n), Unit: results.MiB, Uplinkd: one(mem), Seed: results.NA(noSeed)})
+		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d uplinks probing at the defaults: CPU over %v", n, cfg.Idle), Unit: results.Pct, Uplinkd: one(cpu), Seed: results.NA(noSeed), Summary: true})
+		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d uplinks probing at the defaults: RSS", n), Unit: results.MiB, Uplinkd: one(mem), Seed: results.NA(noSeed), Summary: true})
 	}
 	return plots, nil
 }
 
 func addEventRows(res *results.Results, sec, what string, ev eventFigures) {
 	for _, r := range []struct {
-		what string
-		fig  *results.Figure
-		note string
+		what    string
+		fig     *results.Figure
+		note    string
+		summary bool
 	}{
-		{"carrier loss → balance changed", ev.loss, ""},
-		{"carrier loss → last routing change", ev.lossSettled, ""},
-		{"carrier return → first routing change", ev.ret, ""},
-		{"carrier return → last routing change", ev.retSettled, fmt.Sprintf("; uplinkd's log since_event median %.2f ms, worst %.2f ms over all events", ev.logged.Median(), ev.logged.Worst())},
+		{"carrier loss → balance changed", ev.loss, "", true},
+		{"carrier loss → last routing change", ev.lossSettled, "", false},
+		{"carrier return → first routing change", ev.ret, "", false},
+		{"carrier return → last routing change", ev.retSettled, fmt.Sprintf("; uplinkd's log since_event median %.2f ms, worst %.2f ms over all events", ev.logged.Median(), ev.logged.Worst()), true},
 	} {
 		res.Add(results.Row{Section: sec, What: what + ": " + r.what, Unit: results.Millis, Uplinkd: r.fig, Seed: results.NA(noSeed),
-			Note: fmt.Sprintf("p95 %s", fmtMs(r.fig.Quantile(0.95))) + r.note})
+			Note: fmt.Sprintf("p95 %s", fmtMs(r.fig.Quantile(0.95))) + r.note, Summary: r.summary})
 	}
 }
 
