@@ -53,7 +53,7 @@ bench: build
 	bench/deps.sh
 	cd bench && $(GO) run . -repo .. -out results -readme ../README.md
 
-# The long scale rows: 2 to 256 uplinks, up to 1,000,000 routes in main,
+# The long scale rows: 2 to 256 uplinks, up to 1,000,000 routes in main, a storm,
 # idle CPU and memory. BENCH_SCALE_FLAGS passes options (see
 # `cd bench && go run . -h`), e.g. -scale-config FILE for the extra
 # [routing] settings large setups need.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -32,6 +33,9 @@ const (
 	// scheduling stall of the sender on a busy machine cannot empty it.
 	pathSample   = 100
 	newConnEvery = 5 * time.Millisecond
+	// phaseSpread is the range of the random wait before each fault: the
+	// seed's check period (5 s of sleep, about 2 s of checking).
+	phaseSpread = 7 * time.Second
 	// NewConnTimeout bounds the wait for a new connection through the
 	// returning uplink.
 	NewConnTimeout = 10 * time.Second
@@ -190,8 +194,18 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 // cycle injects one fault and repairs it, and records the run's figures.
 func (s *session) cycle(ctx context.Context, f Fault, nh *netlink.Handle, figs figures, cycle int, keepTimeline bool) (*results.Timeline, error) {
-	// Fresh flows every run: new connections, hashed by the balance as it
-	// is now, not flows pinned by earlier runs.
+	bctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	err := s.tool.WaitBalanced(bctx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	// A fault comes at any moment of a tool's cycle (the seed checks every
+	// 5 s plus its ping's time): without a random wait, the runs would be
+	// phase-locked to the seed's loop.
+	sleep(ctx, mrand.N(phaseSpread))
+	// Fresh flows every run, started on the balance as the tool made it:
+	// new connections, not flows pinned by earlier runs.
 	var eps []traffic.Endpoint
 	for i := range LANFlows {
 		src := lab.HostAddr
@@ -206,12 +220,6 @@ func (s *session) cycle(ctx context.Context, f Fault, nh *netlink.Handle, figs f
 		return nil, err
 	}
 	defer sender.Stop()
-	bctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	err = s.tool.WaitBalanced(bctx)
-	cancel()
-	if err != nil {
-		return nil, err
-	}
 	if _, err := s.sink.Take(); err != nil {
 		return nil, err
 	}
