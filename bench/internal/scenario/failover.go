@@ -33,8 +33,9 @@ const (
 	// scheduling stall of the sender on a busy machine cannot empty it.
 	pathSample   = 100
 	newConnEvery = 5 * time.Millisecond
-	// phaseSpread is the range of the random wait before each fault: the
-	// seed's check period (5 s of sleep, about 2 s of checking).
+	// phaseSpread is the range of the random waits before each fault and
+	// before its repair: the seed's check period (5 s of sleep, about 2 s
+	// of checking).
 	phaseSpread = 7 * time.Second
 	// NewConnTimeout bounds the wait for a new connection through the
 	// returning uplink.
@@ -264,7 +265,9 @@ func (s *session) cycle(ctx context.Context, f Fault, nh *netlink.Handle, figs f
 	} else {
 		return nil, err
 	}
-	sleep(ctx, time.Until(tRouteDone.Add(settle)))
+	// Outages last a random time too: a fixed hold would phase-lock the
+	// repair to the seed's loop as well.
+	sleep(ctx, time.Until(tRouteDone.Add(settle+mrand.N(phaseSpread))))
 
 	tRepair := time.Now()
 	if err := f.Repair(nh); err != nil {
