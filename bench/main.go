@@ -1,14 +1,8 @@
-// Command bench measures uplinkd beside the seed it replaces (the
-// if-up/if-down scripts and the 5-second ping daemon of
-// ../shared/seed/000_5d0123547500dfcb.txt) in the namespace lab of
-// test/lab, and uplinkd's scale and cost rows, and writes the table
-// (Markdown and JSON) and the plots into its output directory. `make bench`
-// and `make bench-scale` run it as root; it only creates namespaces of its
-// own and never changes the host's.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -53,6 +47,7 @@ func run() error {
 	idleUplinks := flag.String("idle-uplinks", "4,64", "scale: uplinks for the idle RSS and CPU rows")
 	extra := flag.String("scale-config", "", "scale: file of extra TOML lines for [routing] (mark_mask, nexthop settings the other issues add)")
 	readme := flag.String("readme", "", "README whose <!-- bench-results:start/end --> (or bench-scale) section gets the summary table (make bench: REPO/README.md)")
+	replot := flag.Bool("replot", false, "redraw timeline.png from OUT/timeline.json and exit")
 	keep := flag.Bool("keep", false, "keep the work directory (logs, configurations) and print its path")
 	flag.Parse()
 
@@ -70,6 +65,17 @@ func run() error {
 	seedDir := filepath.Join(*repo, "bench", "seed")
 	if *writeSeed {
 		return tools.WriteSeed(scripts, seedDir)
+	}
+	if *replot {
+		var tls []results.Timeline
+		b, err := os.ReadFile(filepath.Join(*out, "timeline.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &tls)
+		}
+		if err != nil {
+			return fmt.Errorf("replot: %w", err)
+		}
+		return results.PlotTimeline(tls, filepath.Join(*out, "timeline.png"))
 	}
 	if err := tools.CheckSeedCopies(scripts, seedDir); err != nil {
 		return err
@@ -151,6 +157,9 @@ func run() error {
 				Unit: results.KiB, Uplinkd: &results.Figure{Samples: []float64{float64(fi.Size()) / 1024}},
 				Seed: &results.Figure{Samples: []float64{seedSize(scripts) / 1024}}, NoCompare: true})
 		}
+		if err := writeJSON(filepath.Join(*out, "timeline.json"), timelines); err != nil {
+			return err
+		}
 		if err := results.PlotTimeline(timelines, filepath.Join(*out, "timeline.png")); err != nil {
 			return err
 		}
@@ -179,6 +188,14 @@ func run() error {
 		}
 	}
 	return nil
+}
+
+func writeJSON(file string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, append(b, '\n'), 0o644)
 }
 
 func runsNote(res *results.Results, scale bool) string {

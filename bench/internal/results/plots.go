@@ -36,7 +36,7 @@ func PlotTimeline(tls []Timeline, file string) error {
 		return nil
 	}
 	p := plot.New()
-	p.Title.Text = "LAN packets per 10 ms per ISP: ISP2 blackholed at 0 s, repaired later"
+	p.Title.Text = "32 LAN flows, packets per 10 ms per ISP: ISP2 blackholed at 0 s, then repaired (first run of each tool)"
 	p.X.Label.Text = "seconds since the blackhole"
 	p.Y.Label.Text = "packets / 10 ms (32 flows × 1 per ms)"
 	p.Legend.Top = true
@@ -54,15 +54,28 @@ func PlotTimeline(tls []Timeline, file string) error {
 			}
 			name := tl.Tool + " " + isp
 			l.Color = palette[name]
-			l.Width = vg.Points(1)
+			l.Width = vg.Points(0.7)
 			if tl.Tool == "seed" {
 				l.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
 			}
 			p.Add(l)
-			p.Legend.Add(fmt.Sprintf("%s (repair at %.1f s)", name, tl.Repair), l)
+			p.Legend.Add(name, l)
 		}
+		// The repair, as a vertical line in the tool's ISP2 colour.
+		top := 32.0 * 10 * 1.45
+		mark, err := plotter.NewLine(plotter.XYs{{X: tl.Repair, Y: 0}, {X: tl.Repair, Y: top}})
+		if err != nil {
+			return err
+		}
+		mark.Color = palette[tl.Tool+" isp2"]
+		mark.Width = vg.Points(1.5)
+		mark.Dashes = []vg.Length{vg.Points(1), vg.Points(3)}
+		p.Add(mark)
+		p.Legend.Add(fmt.Sprintf("%s: ISP2 repaired (%.1f s)", tl.Tool, tl.Repair), mark)
 	}
-	return p.Save(10*vg.Inch, 4.5*vg.Inch, file)
+	// Room above the data for the legend.
+	p.Y.Min, p.Y.Max = 0, 32*10*1.45
+	return p.Save(11*vg.Inch, 5*vg.Inch, file)
 }
 
 // ScalePoint is one figure of a scale plot.
