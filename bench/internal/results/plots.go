@@ -83,6 +83,7 @@ type ScalePoint struct {
 	X      float64
 	Median float64 // ms
 	P95    float64 // ms
+	Logged float64 // ms: uplinkd's own since_event, median
 }
 
 // ScalePlots are the points of the scale plots.
@@ -105,9 +106,8 @@ func plotScale(pts []ScalePoint, title, xlabel, file string) error {
 		return nil
 	}
 	// A figure with runs that timed out has no finite median to draw.
-	pts = slices.DeleteFunc(slices.Clone(pts), func(p ScalePoint) bool {
-		return math.IsInf(p.Median, 0) || math.IsNaN(p.Median) || math.IsInf(p.P95, 0) || math.IsNaN(p.P95)
-	})
+	bad := func(v float64) bool { return math.IsInf(v, 0) || math.IsNaN(v) }
+	pts = slices.DeleteFunc(slices.Clone(pts), func(p ScalePoint) bool { return bad(p.Median) || bad(p.P95) || bad(p.Logged) })
 	if len(pts) == 0 {
 		return nil
 	}
@@ -115,34 +115,30 @@ func plotScale(pts []ScalePoint, title, xlabel, file string) error {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = xlabel
-	p.Y.Label.Text = "ms"
+	p.Y.Label.Text = "ms (log scale)"
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	p.Legend.Top = true
 	p.Legend.Left = true
-	for i, which := range []string{"median", "p95"} {
+	for i, which := range []string{"median", "p95", "uplinkd's log: since_event, median"} {
 		xy := make(plotter.XYs, len(pts))
 		var labels []string
 		for j, pt := range pts {
 			xy[j].X = float64(j)
-			xy[j].Y = pt.Median
-			if i == 1 {
-				xy[j].Y = pt.P95
-			}
-			labels = append(labels, fmt.Sprintf("%g", pt.X))
+			// The log scale needs positive values.
+			xy[j].Y = max(0.01, []float64{pt.Median, pt.P95, pt.Logged}[i])
+			labels = append(labels, fmt.Sprintf("%.0f", pt.X))
 		}
 		l, s, err := plotter.NewLinePoints(xy)
 		if err != nil {
 			return err
 		}
-		c := palette["uplinkd isp1"]
-		if i == 1 {
-			c = palette["uplinkd isp2"]
-		}
+		c := []color.Color{palette["uplinkd isp1"], palette["uplinkd isp2"], palette["seed isp1"]}[i]
 		l.Color, s.Color = c, c
 		s.Shape = draw.CircleGlyph{}
 		p.Add(l, s)
 		p.Legend.Add(which, l, s)
 		p.NominalX(labels...)
 	}
-	p.Y.Min = 0
 	return p.Save(7*vg.Inch, 4*vg.Inch, file)
 }

@@ -384,9 +384,10 @@ func addEventRows(res *results.Results, sec, what string, ev eventFigures) {
 }
 
 // point is the plotted figure: the time to the last routing change after
-// a carrier return, the work uplinkd does itself.
+// a carrier return, the work uplinkd does itself, and uplinkd's own
+// figure for its whole update.
 func point(x int, ev eventFigures) results.ScalePoint {
-	return results.ScalePoint{X: float64(x), Median: ev.retSettled.Median(), P95: ev.retSettled.Quantile(0.95)}
+	return results.ScalePoint{X: float64(x), Median: ev.retSettled.Median(), P95: ev.retSettled.Quantile(0.95), Logged: ev.logged.Median()}
 }
 
 func fmtMs(v float64) string {
