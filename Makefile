@@ -13,7 +13,7 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 DATADIR    ?= $(PREFIX)/share/uplinkd
 SYSCONFDIR ?= /etc
 
-.PHONY: all build test test-unit lint demo figures bench bench-scale install clean
+.PHONY: all build test test-unit lint fuzz demo figures bench bench-scale install clean
 
 all: build
 
@@ -36,14 +36,28 @@ lint:
 	$(GO) build -o $(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
 	cd bench && $(abspath $(BIN))/staticcheck ./...
 
+# Every fuzz target for FUZZTIME each (go test -fuzz takes one target at a
+# time). A finding stops it; the failing input is saved under the package's
+# testdata/fuzz/ and becomes a regression test once committed.
+FUZZTIME ?= 60s
+FUZZ := ./config:FuzzParse ./events:FuzzParseMessage \
+	./netops:FuzzParseNexthop ./netops:FuzzParseNHIDRoute ./netops:FuzzParseKernelRoute \
+	./pin:FuzzJumpTarget
+fuzz:
+	@set -e; for t in $(FUZZ); do \
+		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) $${t%%:*}; \
+	done
+
 # A lab of network namespaces with two simulated ISPs; uplinkd runs in the
 # router namespace while uplinks are broken and repaired. Needs root.
 demo: build
 	$(BIN)/labtool demo --uplinkd $(BIN)/uplinkd
 
-# Failover figures (carrier loss, blackhole, UDP outage) measured in the lab.
+# Failover figures (carrier loss, blackhole, UDP outage) measured in the lab,
+# and the time of a conntrack flush by mark in a table of 200k entries.
 figures: build
-	UPLINKD_FIGURES=1 $(GO) test -count=1 -v -run 'TestFigures' ./test/
+	UPLINKD_FIGURES=1 $(GO) test -count=1 -v -run 'TestFigures' ./test/ ./pin/
 
 # uplinkd beside the seed it replaces, in the namespace lab: failover and
 # recovery figures, flows moved, new connections, with plots (bench/, its

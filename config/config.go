@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -19,7 +20,7 @@ const DefaultPath = "/etc/uplinkd/uplinkd.toml"
 
 // RulePriorityRange is the number of rule priorities uplinkd owns, starting
 // at Routing.RulePriority.
-const RulePriorityRange = 10
+const RulePriorityRange = 100
 
 // Config is a validated configuration.
 type Config struct {
@@ -52,9 +53,10 @@ type Routing struct {
 	// talking to one server sticks to one uplink) or "source" (sticky
 	// mode: every flow of one source address takes the same uplink).
 	Hash string
-	// Balancer is "auto" (resilient when the kernel supports it, else
-	// multipath), "resilient" (a resilient nexthop group) or "multipath"
-	// (a classic multipath route).
+	// Balancer is "auto" (hash-threshold with pinning, else resilient
+	// when the kernel supports it, else multipath), "hash-threshold" (a
+	// hash-threshold nexthop group), "resilient" (a resilient nexthop
+	// group) or "multipath" (a classic multipath route).
 	Balancer string
 	// NexthopIDBase is the first of the nexthop object IDs uplinkd owns
 	// (resilient balancer): [NexthopIDBase, NexthopIDBase+NexthopIDRange).
@@ -68,6 +70,12 @@ type Routing struct {
 	// FlushConntrack deletes the connection-tracking entries translated
 	// to an uplink's address when it leaves the balance.
 	FlushConntrack bool
+	// MarkMask holds the connection-mark bits that pin connections to
+	// their uplink; 0 turns pinning off.
+	MarkMask uint32
+	// StateDir keeps what must survive a crash (the original multipath
+	// hash policy).
+	StateDir string
 }
 
 // NexthopIDRange is the number of nexthop object IDs uplinkd owns,
@@ -193,6 +201,18 @@ func (c *Config) ReliabilityFor(u Uplink) int {
 	return max(1, min(c.Probe.Reliability, len(c.TargetsFor(u))))
 }
 
+// Defaults of the pinning and restart keys.
+const (
+	// DefaultMarkMask is pin.DefaultMask: clear of tailscale (0xff0000),
+	// kube-proxy and docker (0x4000, 0x8000), wg-quick (0xca6c) and
+	// firewalld.
+	DefaultMarkMask = 0xff000000
+	// DefaultStateDir is systemd's RuntimeDirectory of the unit.
+	DefaultStateDir = "/run/uplinkd"
+	// defaultUnbalancedTimer: see unbalanced_timer in etc/uplinkd.toml.
+	defaultUnbalancedTimer = 10 * time.Second
+)
+
 // Defaults for keys left out of the file.
 const (
 	defaultBalanceTable  = 250
@@ -229,8 +249,24 @@ const (
 )
 
 // Load reads and validates the configuration file at path.
+//
+// A file that users other than its owner and group may write is refused:
+// uplinkd runs as root and runs the hook programs the file names.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	// The mode of the file read, not of whatever the path names later.
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o002 != 0 {
+		return nil, Errors{{File: path, Msg: fmt.Sprintf("refused: mode %#o lets any user rewrite the configuration of a daemon running as root; run chmod o-w %s", perm, path)}}
+	}
+	data, err := io.ReadAll(f)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
@@ -298,6 +334,8 @@ type rawRouting struct {
 	IdleTimer       opt[string] `toml:"idle_timer"`
 	UnbalancedTimer opt[string] `toml:"unbalanced_timer"`
 	FlushConntrack  opt[bool]   `toml:"flush_conntrack"`
+	MarkMask        opt[int64]  `toml:"mark_mask"`
+	StateDir        opt[string] `toml:"state_dir"`
 }
 
 type rawProbe struct {

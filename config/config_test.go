@@ -83,7 +83,8 @@ func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 func defaults() Config {
 	return Config{
 		Routing: Routing{BalanceTable: 250, RulePriority: 10000, RouteProtocol: 201, Hash: "l4",
-			Balancer: "auto", NexthopIDBase: 2010000000, IdleTimer: 120 * time.Second, FlushConntrack: true},
+			Balancer: "auto", NexthopIDBase: 2010000000, IdleTimer: 120 * time.Second, UnbalancedTimer: 10 * time.Second,
+			FlushConntrack: true, MarkMask: 0xff000000, StateDir: "/run/uplinkd"},
 		Probe:  defaultProbe(),
 		Hooks:  Hooks{Timeout: 10 * time.Second, MaxRunning: 4},
 		Status: Status{Socket: "/run/uplinkd/uplinkd.sock"},
@@ -123,10 +124,13 @@ func TestReference(t *testing.T) {
 			RouteProtocol: 201,
 			Hash:          "l4",
 
-			Balancer:       "auto",
-			NexthopIDBase:  2010000000,
-			IdleTimer:      120 * time.Second,
-			FlushConntrack: true,
+			Balancer:        "auto",
+			NexthopIDBase:   2010000000,
+			IdleTimer:       120 * time.Second,
+			UnbalancedTimer: 10 * time.Second,
+			FlushConntrack:  true,
+			MarkMask:        0xff000000,
+			StateDir:        "/run/uplinkd",
 		},
 		Probe: func() Probe {
 			p := defaultProbe()
@@ -207,10 +211,10 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 	for _, keys := range schema {
 		n += len(keys)
 	}
-	// 7 tables at the top level, 34 keys in [routing], [probe] and
+	// 7 tables at the top level, 36 keys in [routing], [probe] and
 	// [[uplink]], 11 in [hooks], [status], [metrics] and [log].
-	if n != 7+34+11 {
-		t.Errorf("schema has %d keys, want %d: %v", n, 7+34+11, schema)
+	if n != 7+36+11 {
+		t.Errorf("schema has %d keys, want %d: %v", n, 7+36+11, schema)
 	}
 }
 
@@ -238,7 +242,7 @@ func TestLimitsAccepted(t *testing.T) {
 		`[routing]`,
 		`lan_interfaces = []`,
 		`balance_table = 1`,
-		`rule_priority = 32755`,
+		`rule_priority = 32665`,
 		`route_protocol = 255`,
 		`hash = "l3"`,
 		`balancer = "multipath"`,
@@ -246,6 +250,8 @@ func TestLimitsAccepted(t *testing.T) {
 		`idle_timer = "24h"`,
 		`unbalanced_timer = "1s"`,
 		`flush_conntrack = false`,
+		`mark_mask = 0x80000001`,
+		`state_dir = "/var/lib/x"`,
 		`[probe]`,
 		`targets = []`,
 		`interval = "10ms"`,
@@ -296,8 +302,9 @@ func TestLimitsAccepted(t *testing.T) {
 	)
 	got := mustParse(t, doc)
 	want := &Config{
-		Routing: Routing{BalanceTable: 1, RulePriority: 32755, RouteProtocol: 255, Hash: "l3",
-			Balancer: "multipath", NexthopIDBase: 4294967040, IdleTimer: 24 * time.Hour, UnbalancedTimer: time.Second},
+		Routing: Routing{BalanceTable: 1, RulePriority: 32665, RouteProtocol: 255, Hash: "l3",
+			Balancer: "multipath", NexthopIDBase: 4294967040, IdleTimer: 24 * time.Hour, UnbalancedTimer: time.Second,
+			MarkMask: 0x80000001, StateDir: "/var/lib/x"},
 		Probe: Probe{
 			Gateway: true, Interval: 10 * time.Millisecond, Timeout: 10 * time.Second, DownAfter: 1, UpAfter: 1,
 			Reliability: 1, Window: 10000, DegradedLoss: 100, RecoverLoss: 0, DegradedRTT: 9999 * time.Millisecond,
@@ -606,15 +613,15 @@ func TestProblems(t *testing.T) {
 		{"probe_gateway as integer", file(isp1, `probe_gateway = 1`), []problem{{6, "uplink[0].probe_gateway", "expected true or false, got integer 1"}}},
 
 		// [routing] scalars.
-		{"rule_priority 0", file(`[routing]`, `rule_priority = 0`, isp1), []problem{{2, "routing.rule_priority", "out of range (1..32755)"}}},
-		{"rule_priority too high", file(`[routing]`, `rule_priority = 32756`, isp1),
-			[]problem{{2, "routing.rule_priority", "32756 is out of range (1..32755)"}}},
+		{"rule_priority 0", file(`[routing]`, `rule_priority = 0`, isp1), []problem{{2, "routing.rule_priority", "out of range (1..32665)"}}},
+		{"rule_priority too high", file(`[routing]`, `rule_priority = 32666`, isp1),
+			[]problem{{2, "routing.rule_priority", "32666 is out of range (1..32665)"}}},
 		{"route_protocol 4", file(`[routing]`, `route_protocol = 4`, isp1), []problem{{2, "routing.route_protocol", "out of range (5..255)"}}},
 		{"route_protocol 256", file(`[routing]`, `route_protocol = 256`, isp1), []problem{{2, "routing.route_protocol", "out of range (5..255)"}}},
 		{"hash unknown", file(`[routing]`, `hash = "l5"`, isp1), []problem{{2, "routing.hash", `"l5": must be "l4", "l3" or "source"`}}},
 		{"hash upper case", file(`[routing]`, `hash = "L4"`, isp1), []problem{{2, "routing.hash", `must be "l4", "l3" or "source"`}}},
 		{"balancer unknown", file(`[routing]`, `balancer = "ecmp"`, isp1),
-			[]problem{{2, "routing.balancer", `"ecmp": must be "auto", "resilient" or "multipath"`}}},
+			[]problem{{2, "routing.balancer", `"ecmp": must be "auto", "hash-threshold", "resilient" or "multipath"`}}},
 		{"nexthop_id_base 0", file(`[routing]`, `nexthop_id_base = 0`, isp1),
 			[]problem{{2, "routing.nexthop_id_base", "0 is out of range (1..4294967040)"}}},
 		{"nexthop_id_base too high", file(`[routing]`, `nexthop_id_base = 4294967041`, isp1),
@@ -935,5 +942,108 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse = %v, %v: want exactly one of config and error", c, err)
 		}
 		scanPositions(string(data))
+		if err != nil {
+			// Refusals are located: every problem names the file.
+			var errs Errors
+			if !errors.As(err, &errs) || len(errs) == 0 {
+				t.Fatalf("error %v is not a non-empty Errors", err)
+			}
+			for _, e := range errs {
+				if e.File != "fuzz.toml" || e.Msg == "" {
+					t.Fatalf("problem without file or message: %#v", e)
+				}
+			}
+			return
+		}
+		// What loads holds what validation promises.
+		if len(c.Uplinks) == 0 {
+			t.Fatal("a configuration without uplinks loaded")
+		}
+		for _, u := range c.Uplinks {
+			if ifnameProblem(u.Interface) != "" || u.Weight < 1 || !u.Gateway.Is4() {
+				t.Fatalf("invalid uplink loaded: %+v", u)
+			}
+		}
 	})
+}
+
+// A configuration file any user may write is refused with its name and
+// mode; group-writable is the administrator's choice.
+func TestLoadWorldWritable(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		mode os.FileMode
+		ok   bool
+	}{
+		{0o600, true}, {0o664, true}, {0o666, false}, {0o602, false},
+	} {
+		p := filepath.Join(dir, fmt.Sprintf("uplinkd-%o.toml", tt.mode))
+		if err := os.WriteFile(p, []byte(file(isp1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, tt.mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(p)
+		if tt.ok {
+			if err != nil {
+				t.Errorf("mode %o: %v", tt.mode, err)
+			}
+			continue
+		}
+		want := fmt.Sprintf("%s: refused: mode %#o lets any user rewrite", p, tt.mode)
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("mode %o: Load = %v, want prefix %q", tt.mode, err, want)
+		}
+	}
+}
+
+func TestMarkMask(t *testing.T) {
+	isp3 := []string{`[[uplink]]`, `name = "isp3"`, `interface = "eth3"`, `gateway = "192.0.2.1"`, `table = 300`}
+	// One bit holds one uplink; two bits hold three.
+	if _, err := Parse("t.toml", []byte(file(`[routing]`, `mark_mask = 0x100`, isp1, isp2))); err == nil ||
+		!strings.Contains(err.Error(), "routing.mark_mask: 0x100 has room for 1 uplinks, the file has 2") {
+		t.Fatalf("one bit for two uplinks: %v", err)
+	}
+	if _, err := Parse("t.toml", []byte(file(`[routing]`, `mark_mask = 0x300`, isp1, isp2, isp3))); err != nil {
+		t.Fatalf("two bits for three uplinks: %v", err)
+	}
+	// 0 turns pinning off.
+	cfg := mustParse(t, file(`[routing]`, `mark_mask = 0`, isp1))
+	if cfg.Routing.MarkMask != 0 || len(cfg.Warnings()) != 0 {
+		t.Fatalf("mask 0: %#x, warnings %v", cfg.Routing.MarkMask, cfg.Warnings())
+	}
+	if _, err := Parse("t.toml", []byte(file(`[routing]`, `mark_mask = 0x100000000`, isp1))); err == nil {
+		t.Fatal("a mask of 33 bits was accepted")
+	}
+	// Well-known marks are warned about.
+	cfg = mustParse(t, file(`[routing]`, `mark_mask = 0xffff00`, isp1))
+	w := strings.Join(cfg.Warnings(), "\n")
+	for _, who := range []string{"tailscale", "wg-quick", "kube-proxy (masquerade mark)", "docker"} {
+		if !strings.Contains(w, who) {
+			t.Errorf("no warning about %s in %q", who, w)
+		}
+	}
+	if w := mustParse(t, file(isp1)).Warnings(); len(w) != 0 {
+		t.Errorf("default mask: %v", w)
+	}
+}
+
+func TestOverlapWarnings(t *testing.T) {
+	two := []string{`[[uplink]]`, `name = "isp2"`, `interface = "eth2"`, `gateway = "198.51.100.1"`, `table = 200`}
+	cfg := mustParse(t, file(isp1, two))
+	if w := cfg.Warnings(); len(w) != 1 || !strings.Contains(w[0], "same gateway 198.51.100.1") {
+		t.Fatalf("same gateway: %v", w)
+	}
+	got := cfg.OverlapWarnings(map[string]netip.Prefix{
+		"eth1": netip.MustParsePrefix("198.51.100.2/24"), "eth2": netip.MustParsePrefix("198.51.100.3/24"),
+	})
+	if len(got) != 1 || !strings.Contains(got[0], "overlapping prefixes") {
+		t.Fatalf("overlap: %v", got)
+	}
+	if got := cfg.OverlapWarnings(map[string]netip.Prefix{
+		"eth1": netip.MustParsePrefix("198.51.100.2/25"), "eth2": netip.MustParsePrefix("198.51.100.130/25"),
+	}); len(got) != 0 {
+		t.Fatalf("disjoint: %v", got)
+	}
 }

@@ -3,7 +3,9 @@ package config
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -172,7 +174,7 @@ func (v *validator) routing(r *rawRouting) Routing {
 		out.RouteProtocol = int(n)
 	}
 	out.Hash = v.oneOf("routing.hash", r.Hash, defaultHash, "l4", "l3", "source")
-	out.Balancer = v.oneOf("routing.balancer", r.Balancer, defaultBalancer, "auto", "resilient", "multipath")
+	out.Balancer = v.oneOf("routing.balancer", r.Balancer, defaultBalancer, "auto", "hash-threshold", "resilient", "multipath")
 	if n, ok := v.integer("routing.nexthop_id_base", r.NexthopIDBase, defaultNexthopIDBase); ok {
 		if n < 1 || n > maxNexthopIDBase {
 			v.errorf("routing.nexthop_id_base", "%d is out of range (1..%d): uplinkd uses the IDs up to nexthop_id_base+%d",
@@ -186,13 +188,25 @@ func (v *validator) routing(r *rawRouting) Routing {
 		}
 		out.IdleTimer = d
 	}
-	if d, ok := v.durationOrZero("routing.unbalanced_timer", r.UnbalancedTimer, 0); ok {
+	if d, ok := v.durationOrZero("routing.unbalanced_timer", r.UnbalancedTimer, defaultUnbalancedTimer); ok {
 		if d != 0 && (d < time.Second || d > maxBucketTimer) {
 			v.errorf("routing.unbalanced_timer", `%q is out of range ("0s" for never, or 1s..%v)`, r.UnbalancedTimer.val, maxBucketTimer)
 		}
 		out.UnbalancedTimer = d
 	}
 	out.FlushConntrack, _ = v.boolean("routing.flush_conntrack", r.FlushConntrack, defaultFlush)
+	if n, ok := v.integer("routing.mark_mask", r.MarkMask, DefaultMarkMask); ok {
+		if n < 0 || n > math.MaxUint32 {
+			v.errorf("routing.mark_mask", "%#x is out of range (0 to 0xffffffff; 0 turns pinning off)", n)
+		}
+		out.MarkMask = uint32(n)
+	}
+	if dir, ok := v.str("routing.state_dir", r.StateDir, DefaultStateDir); ok {
+		if !filepath.IsAbs(dir) {
+			v.errorf("routing.state_dir", "%q is not an absolute path", dir)
+		}
+		out.StateDir = dir
+	}
 	// lan_interfaces is checked in crossCheck, against the uplinks.
 	return out
 }
@@ -383,6 +397,12 @@ func (v *validator) crossCheck(cfg *Config, raw *rawConfig) {
 			continue
 		}
 		cfg.Routing.LANInterfaces = append(cfg.Routing.LANInterfaces, name)
+	}
+	if m := cfg.Routing.MarkMask; m != 0 && raw.Routing.MarkMask.bad == "" {
+		// Marks are the values 1..2^bits-1 deposited into the mask.
+		if room := uint64(1)<<bits.OnesCount32(m) - 1; room < uint64(len(cfg.Uplinks)) {
+			v.errorf("routing.mark_mask", "%#x has room for %d uplinks, the file has %d; give it more bits", m, room, len(cfg.Uplinks))
+		}
 	}
 }
 

@@ -42,6 +42,12 @@ type Options struct {
 	Watchdog time.Duration
 	// Reload delivers SIGHUP: re-read the configuration.
 	Reload <-chan os.Signal
+	// EventBuffer, if set, is the event socket's receive buffer in bytes
+	// instead of events' default (tests force overruns with a small one).
+	EventBuffer int
+	// Keep delivers SIGUSR2: exit and leave all routing in place (the
+	// upgrade path); the next start adopts it.
+	Keep <-chan os.Signal
 }
 
 // historyLen is how many transitions status keeps per uplink.
@@ -58,13 +64,23 @@ type Daemon struct {
 	ready    bool // the first reconcile is done
 	rec      *netops.Reconciler
 	balancer atomic.Pointer[netops.Balancer] // chosen at startup
-	ct       *netops.Conntrack               // nil: no conntrack flushing
+	ct       *netops.Conntrack               // nil: no conntrack socket
 	// natAddrs holds the address of every uplink in the balance after the
 	// last reconcile: when one leaves, entries translated to it go.
 	natAddrs map[string]netip.Addr
 	uplinks  []*uplink
 	results  chan probe.Result
 	gen      uint64
+
+	// held is what an earlier run left in the kernel, until adopt hands
+	// it to the uplinks (see adopt.go).
+	held *netops.Held
+	// slots are the uplinks' nexthop slots, stable by name.
+	slots map[string]int
+	// keep: exit without removing anything (SIGUSR2).
+	keep bool
+	// pin is connection pinning; nil before Run.
+	pin *pinning
 
 	hooks    *hooks.Runner
 	metrics  *metrics.Metrics
@@ -94,6 +110,17 @@ type Daemon struct {
 	lastFail  string
 	reconcile status.Reconcile
 	netlink   status.Netlink
+
+	// The kernel's state is read through these (events.Dump and
+	// events.Subscribe); tests substitute failures.
+	dump      func(context.Context) (events.Snapshot, error)
+	subscribe func() (*events.Monitor, error)
+	// netlinkDelay is the backoff of the retries after a netlink error.
+	netlinkDelay time.Duration
+	// mon is the current event subscription; filterKey describes the
+	// filter it was given.
+	mon       *events.Monitor
+	filterKey string
 }
 
 // uplink is the loop's view of one configured uplink.
@@ -109,6 +136,7 @@ type uplink struct {
 	inBal   bool    // in the balance at the last reconcile
 	share   float64 // of the balance at the last reconcile
 	history []fsm.Transition
+	hold    hold   // what it keeps of an earlier run until its first verdict
 	rounds  uint64 // probe rounds since the uplink was configured
 	bad     uint64 // of which failed
 	rtt     time.Duration
@@ -128,6 +156,12 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) *Daemon {
 		version:  1, // a status request After 0 is answered at once
 		started:  time.Now(),
 		loaded:   time.Now(),
+
+		dump:      events.Dump,
+		subscribe: events.Subscribe,
+	}
+	if opts.EventBuffer > 0 {
+		d.subscribe = func() (*events.Monitor, error) { return events.SubscribeBuffer(opts.EventBuffer) }
 	}
 	d.retry.Stop()
 	d.tick.Stop()
@@ -170,8 +204,11 @@ func (d *Daemon) fsmParams(u config.Uplink) fsm.Params {
 // kernel events, converges the routing state and keeps it converged until
 // ctx is cancelled. Then it stops the probes and the servers, removes every
 // route and rule it installed, restores the multipath hash policy, lets
-// running hooks finish and returns nil. Errors it cannot recover from are
-// returned after the same cleanup.
+// running hooks finish and returns nil. Only start-up errors (the status
+// socket, the metrics endpoint, a balancer the configuration demands but
+// the kernel lacks, the hash policy) end it, before anything is
+// installed; later netlink errors are retried while the routing stays as
+// installed.
 func (d *Daemon) Run(ctx context.Context) (err error) {
 	// The socket first: it refuses to start a second uplinkd, which must
 	// not touch the first one's routes.
@@ -217,7 +254,12 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("open netlink handle: %w", err)
 	}
 	defer h.Close()
-	d.rec = &netops.Reconciler{K: h, Protocol: d.cfg.Routing.RouteProtocol}
+	kh, err := netops.NewHandle(h, 0)
+	if err != nil {
+		return err
+	}
+	defer kh.Close()
+	d.rec = &netops.Reconciler{K: kh, Protocol: d.cfg.Routing.RouteProtocol}
 	nh, err := netops.DialNexthops(0)
 	if err != nil {
 		d.log.Warn("no rtnetlink socket for nexthop objects", "err", err)
@@ -225,45 +267,68 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		defer nh.Close()
 		d.rec.NH = nh
 	}
+	d.openPinning()
+	defer d.closePinning()
+	d.metrics.Pinning(d.pinOn())
 	bal, err := d.chooseBalancer()
 	if err != nil {
 		return err
 	}
 	d.balancer.Store(&bal)
 	d.metrics.Info(d.opts.Version, bal.String())
-	if d.cfg.Routing.FlushConntrack {
-		if d.ct, err = netops.DialConntrack(0); err != nil {
-			d.log.Warn("cannot flush conntrack entries of uplinks that leave the balance", "err", err)
-		} else {
-			defer d.ct.Close()
-		}
+	// Opened whatever flush_conntrack says: a reload may turn it on, and
+	// flushLeavers reads the setting of the configuration in force.
+	if d.ct, err = netops.DialConntrack(0); err != nil {
+		d.log.Warn("cannot flush conntrack entries of uplinks that leave the balance", "err", err)
+	} else {
+		defer d.ct.Close()
 	}
 
-	prevHash, err := netops.SetMultipathHash(hashPolicy(d.cfg.Routing.Hash))
+	hs, err := setHash(d.cfg.Routing.StateDir, hashPolicy(d.cfg.Routing.Hash))
 	if err != nil {
 		return err
 	}
+	if hs.warn != nil {
+		d.log.Warn("cannot keep the original multipath hash policy for after a crash", "err", hs.warn)
+	}
 	defer func() {
-		if _, herr := netops.SetMultipathHash(prevHash); herr != nil {
+		if d.keep {
+			return
+		}
+		if herr := hs.restore(); herr != nil {
 			err = errors.Join(err, herr)
 		}
 	}()
+	d.readHeld()
 
 	d.warnSingleTarget()
+	for _, w := range d.cfg.Warnings() {
+		d.log.Warn("configuration: " + w)
+	}
 	defer d.shutdown(stopServices)
+	d.watch(ctx)
+	return nil
+}
 
+// watch keeps an event subscription and the routing converged until ctx is
+// done. No error ends it: a subscription that fails or dies is made again
+// after a backoff, while what is installed stays as it is.
+func (d *Daemon) watch(ctx context.Context) {
 	for {
-		if err := d.monitor(ctx); err != nil || ctx.Err() != nil {
-			return err
+		err := d.monitor(ctx)
+		if ctx.Err() != nil || d.keep {
+			return
 		}
-		// The event socket failed: subscribe again and resync.
-		d.log.Warn("netlink event monitor stopped, resubscribing")
+		// The subscription failed or died: what is installed stays as it
+		// is while uplinkd subscribes again (and then re-reads
+		// everything), after a backoff.
+		d.netlinkError("netlink event subscription", err)
 		d.netlink.Resubscribes++
 		d.metrics.Resubscribe()
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-time.After(200 * time.Millisecond):
+			return
+		case <-time.After(d.netlinkDelay):
 		}
 	}
 }
@@ -293,14 +358,16 @@ func hashPolicy(hash string) netops.Hash {
 }
 
 // monitor runs one event subscription: subscribe first, then dump, so no
-// change falls between the two. It returns nil when ctx is done or the
-// subscription broke (the caller resubscribes), an error when the kernel
-// state cannot be read at all.
+// change falls between the two. It returns nil when ctx is done, and why
+// the subscription could not be made or broke otherwise (the caller
+// subscribes again). A failed dump does not end it: settle retries.
 func (d *Daemon) monitor(ctx context.Context) error {
-	mon, err := events.Subscribe()
+	mon, err := d.subscribe()
 	if err != nil {
-		return fmt.Errorf("subscribe to netlink events: %w", err)
+		return fmt.Errorf("subscribe: %w", err)
 	}
+	d.mon, d.filterKey = mon, ""
+	defer func() { d.mon = nil }()
 	mctx, cancel := context.WithCancel(ctx)
 	evs := make(chan events.Event, 512)
 	done := make(chan error, 1)
@@ -319,26 +386,17 @@ func (d *Daemon) monitor(ctx context.Context) error {
 
 	d.needDump, d.needReconcile = true, true
 	d.burstStart = time.Now()
-	if err := d.settle(ctx); err != nil {
-		return err
-	}
-	if !d.ready {
-		d.ready = true
-		d.notify(d.opts.Notify.Ready(d.summary()))
-		if d.Ready != nil {
-			d.Ready()
-		}
-	}
+	d.settle(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-done:
-			if err != nil {
-				d.log.Error("netlink event socket failed", "err", err)
-			}
 			done <- nil // let the deferred wait return
-			return nil
+			if err == nil {
+				err = errors.New("event socket closed")
+			}
+			return err
 		case ev := <-evs:
 			d.burstStart = time.Now()
 			d.note(ev)
@@ -347,7 +405,7 @@ func (d *Daemon) monitor(ctx context.Context) error {
 			d.burstStart = time.Now()
 			d.probeResult(r)
 		case <-d.retry.C:
-			d.log.Info("retrying reconcile")
+			d.log.Info("retrying")
 			d.needReconcile = true
 			d.burstStart = time.Now()
 		case <-d.tick.C:
@@ -358,14 +416,19 @@ func (d *Daemon) monitor(ctx context.Context) error {
 			d.request(req)
 		case <-d.opts.Reload:
 			d.reload(nil)
+		case <-d.pinWatch():
+			d.burstStart = time.Now()
+			d.tableChanged()
+		case <-d.opts.Keep:
+			d.keep = true
+			d.log.Info("SIGUSR2: exiting, leaving routing in place for the next start")
+			return nil
 		case <-watchdog:
 			// From the loop itself: a wedged loop stops the pings and
 			// systemd restarts it.
 			d.notify(d.opts.Notify.Watchdog())
 		}
-		if err := d.settle(ctx); err != nil {
-			return err
-		}
+		d.settle(ctx)
 	}
 }
 
@@ -455,22 +518,32 @@ func (d *Daemon) ours(table, protocol int) bool {
 // settle does the pending work: re-read links and addresses, run the state
 // machines, (re)start probes, then plan and reconcile. Then it queues the
 // hooks of the transitions, answers reloads waiting for the result and
-// wakes status watchers when anything changed.
-func (d *Daemon) settle(ctx context.Context) error {
+// wakes status watchers when anything changed. When links and addresses
+// cannot be read, nothing is planned from stale observations: what is
+// installed stays as it is and the read is retried with backoff.
+func (d *Daemon) settle(ctx context.Context) {
 	if d.needDump {
-		d.needDump = false
-		snap, err := events.Dump(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("read links and addresses: %w", err)
+		d.updateFilter()
+		snap, err := d.dump(ctx)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil:
+			d.netlinkError("read links and addresses", err)
+			d.retry.Reset(d.netlinkDelay)
+			d.publish()
+			return
 		}
+		d.needDump = false
+		d.netlinkOK()
 		d.netlink.Dumps++
 		d.metrics.Dump()
 		if d.observe(snap) {
 			d.needReconcile = true
 		}
+		d.adopt()
+		// Now with the indexes the dump found.
+		d.updateFilter()
 	}
 	if d.needReconcile {
 		d.needReconcile = false
@@ -484,6 +557,19 @@ func (d *Daemon) settle(ctx context.Context) error {
 	d.armTick()
 	d.runHooks()
 	d.finishReload()
+	d.publish()
+	if !d.ready && d.reconcile.Runs > 0 {
+		// Ready once the kernel was read and reconciled, not before.
+		d.ready = true
+		d.notify(d.opts.Notify.Ready(d.summary()))
+		if d.Ready != nil {
+			d.Ready()
+		}
+	}
+}
+
+// publish wakes status watchers when anything changed.
+func (d *Daemon) publish() {
 	if d.changed {
 		d.changed = false
 		d.version++
@@ -491,7 +577,6 @@ func (d *Daemon) settle(ctx context.Context) error {
 			d.waiters.Release(d.snapshot())
 		}
 	}
-	return nil
 }
 
 // deadlines lets the state machines whose deadline has passed act on it.
@@ -678,6 +763,7 @@ func (d *Daemon) probeResult(r probe.Result) {
 			u.bad++
 		}
 		d.metrics.ProbeRound(u.cfg.Name, r.Good, r.RTT)
+		d.heldRound(u, r.Good)
 		u.probe = r
 		q := fsm.Quality{Known: r.Stats.Full, Probes: r.Stats.Probes, Loss: r.Stats.Loss, RTT: r.Stats.RTT}
 		if tr, ok := u.m.ProbeRound(r.Good, q, time.Now()); ok {
@@ -691,6 +777,9 @@ func (d *Daemon) probeResult(r probe.Result) {
 // the routing change it causes is made.
 func (d *Daemon) transition(u *uplink, tr fsm.Transition) {
 	d.log.Info("transition", "uplink", tr.Uplink, "from", string(tr.From), "to", string(tr.To), "reason", tr.Reason)
+	if tr.To != fsm.Probing {
+		u.release() // a verdict: the usual rules apply from now on
+	}
 	d.metrics.Transition(tr.Uplink, string(tr.From), string(tr.To))
 	if len(u.history) == historyLen {
 		u.history = slices.Delete(u.history, 0, 1)
@@ -712,6 +801,7 @@ func (d *Daemon) inputs() []netops.Uplink {
 	for _, u := range d.uplinks {
 		in := netops.Uplink{
 			Name: u.cfg.Name, Table: u.cfg.Table, Weight: u.cfg.Weight, Gateway: u.cfg.Gateway,
+			Slot: d.slotOf(u.cfg.Name), Mark: d.markOf(u.cfg.Name),
 		}
 		// The kernel refuses routes through an administratively down
 		// link; without carrier it keeps them flagged linkdown.
@@ -722,9 +812,12 @@ func (d *Daemon) inputs() []netops.Uplink {
 		}
 		switch u.m.State() {
 		case fsm.Active:
-			in.InBalance = true
+			in.InBalance, in.Usable = true, true
 		case fsm.Degraded:
-			in.InBalance = keep || !anyActive
+			in.InBalance, in.Usable = keep || !anyActive, true
+		case fsm.Probing:
+			// Adopted from an earlier run, until the first verdict.
+			in.InBalance, in.Usable = u.hold.balance, u.hold.any()
 		}
 		out = append(out, in)
 	}
@@ -733,7 +826,12 @@ func (d *Daemon) inputs() []netops.Uplink {
 
 func (d *Daemon) settings() netops.Settings {
 	r := d.cfg.Routing
+	var mask uint32
+	if d.pinOn() {
+		mask = d.pin.mask
+	}
 	return netops.Settings{
+		MarkMask:      mask,
 		LANInterfaces: r.LANInterfaces,
 		BalanceTable:  r.BalanceTable,
 		RulePriority:  r.RulePriority,
@@ -748,7 +846,17 @@ func (d *Daemon) settings() netops.Settings {
 
 func (d *Daemon) doReconcile() {
 	in := d.inputs()
+	var perr error
+	first := d.pinsFirst(in)
+	if first {
+		perr = d.applyPins(in)
+	}
 	res, err := d.rec.Reconcile(netops.Plan(d.settings(), in))
+	sinceEvent := time.Since(d.burstStart)
+	if !first {
+		perr = d.applyPins(in)
+	}
+	err = errors.Join(perr, err)
 	d.recordBalance(in)
 	rs := &d.reconcile
 	rs.Runs++
@@ -758,9 +866,13 @@ func (d *Daemon) doReconcile() {
 	if res.Changes() > 0 {
 		d.changed = true
 		d.log.Info("routing updated", "changes", res.Changes(), "reconcile", res.Took.Round(time.Microsecond),
-			"since_event", time.Since(d.burstStart).Round(time.Microsecond), "added", res.Added, "removed", res.Removed)
+			"since_event", sinceEvent.Round(time.Microsecond), "added", res.Added, "removed", res.Removed)
 	}
-	d.flushLeavers(in)
+	if d.pinOn() {
+		d.flushUnpinned(in)
+	} else {
+		d.flushLeavers(in)
+	}
 	if err != nil {
 		rs.Errors++
 		rs.LastErr = err.Error()
@@ -785,7 +897,9 @@ func (d *Daemon) flushLeavers(in []netops.Uplink) {
 	}
 	prev := d.natAddrs
 	d.natAddrs = now
-	if d.ct == nil {
+	// The setting in force now: a reload to flush_conntrack = false stops
+	// the flushes at once.
+	if d.ct == nil || !d.cfg.Routing.FlushConntrack {
 		return
 	}
 	for name, addr := range left(prev, now) {
@@ -812,45 +926,9 @@ func left(prev, now map[string]netip.Addr) map[string]netip.Addr {
 	return out
 }
 
-// Balancer is the balancer chosen at startup ("resilient" or
-// "multipath"), or "" before Run has chosen one. It may be called from any
-// goroutine.
-func (d *Daemon) Balancer() string {
-	if b := d.balancer.Load(); b != nil {
-		return b.String()
-	}
-	return ""
-}
-
-// chooseBalancer applies [routing] balancer: "auto" checks whether the
-// kernel can do resilient groups, "resilient" requires it.
-func (d *Daemon) chooseBalancer() (netops.Balancer, error) {
-	r := d.cfg.Routing
-	if r.Balancer == "multipath" {
-		d.log.Info("balancer", "balancer", netops.Multipath, "reason", "set in the configuration")
-		return netops.Multipath, nil
-	}
-	err := errors.New("no rtnetlink socket for nexthop objects")
-	if d.rec.NH != nil {
-		err = netops.SupportsResilient(d.rec.NH, netops.NexthopIDs(r.NexthopIDBase), r.RouteProtocol)
-	}
-	switch {
-	case err == nil:
-		reason := "the kernel supports resilient nexthop groups"
-		if r.Balancer == "resilient" {
-			reason = "set in the configuration"
-		}
-		d.log.Info("balancer", "balancer", netops.Resilient, "reason", reason)
-		return netops.Resilient, nil
-	case r.Balancer == "resilient":
-		return 0, fmt.Errorf("balancer = \"resilient\", but the kernel cannot create a resilient nexthop group: %w", err)
-	}
-	d.log.Info("balancer", "balancer", netops.Multipath, "reason", fmt.Sprintf("no resilient nexthop groups: %v", err))
-	return netops.Multipath, nil
-}
-
 // recordBalance keeps which uplinks the balance route holds, and their
-// shares, for status and metrics.
+// shares, for status and metrics: by weight, or with the resilient
+// balancer the kernel's real bucket split.
 func (d *Daemon) recordBalance(in []netops.Uplink) {
 	total := 0
 	for _, u := range in {
@@ -859,10 +937,14 @@ func (d *Daemon) recordBalance(in []netops.Uplink) {
 			total += u.Weight
 		}
 	}
+	split := d.bucketShares()
 	for i, u := range d.uplinks {
 		inBal := in[i].InBalance && in[i].Index > 0 && in[i].Addr.IsValid()
 		share := 0.0
-		if inBal {
+		switch {
+		case split != nil:
+			share = split[u.cfg.Name]
+		case inBal:
 			share = float64(u.cfg.Weight) / float64(total)
 		}
 		if inBal != u.inBal || share != u.share {
@@ -904,7 +986,13 @@ func (d *Daemon) shutdown(stopServices func()) {
 	}
 	d.retry.Stop()
 	d.tick.Stop()
+	// Routes and rules first, then the table that marks connections.
+	defer d.closePinning()
 	if d.rec == nil {
+		return
+	}
+	if d.keep {
+		d.log.Info("stopped; routing and the nftables table left in place for the next start")
 		return
 	}
 	res, err := d.rec.Cleanup()

@@ -9,9 +9,20 @@
 // kernel deletes nexthop objects silently when their link loses carrier),
 // trigger a reconcile, which repairs foreign changes. A neighbour event
 // saying that an uplink's gateway failed to resolve (no answer to ARP) goes
-// straight to that uplink's state machine. When an uplink leaves the
-// balance, the conntrack entries translated to its address are flushed
-// after the routing change. Every change of observed state or health runs
+// straight to that uplink's state machine.
+//
+// Connections are pinned to their uplink (pinning.go, package pin): the
+// nftables table is applied before every reconcile, and again at once when
+// a firewall reload removes or changes it; an uplink that becomes down or
+// probing loses its fwmark rule and its connections are deleted by mark,
+// off the loop. Without nf_tables, when an uplink leaves the balance the
+// conntrack entries translated to its address are flushed instead. On
+// start the loop adopts what an earlier run left in the kernel and keeps
+// it until each uplink's first verdict (adopt.go); SIGUSR2 exits leaving
+// everything in place. The original multipath hash policy and
+// src_valid_mark values are kept in the state directory across crashes.
+//
+// Every change of observed state or health runs
 // the uplink state machines (package fsm), then netops.Plan and the
 // Reconciler, the only kernel writer. The machines start no timers: after
 // each burst the loop sets one timer to the earliest deadline any machine

@@ -38,6 +38,7 @@ func (d *Daemon) snapshot() *status.Snapshot {
 			Reloads: d.reloads, Failed: d.failed, LastFail: d.lastFail,
 		},
 		Balancer:  d.Balancer(),
+		Pinning:   d.pinningStatus(),
 		Active:    d.active(),
 		Uplinks:   make([]status.Uplink, 0, len(d.uplinks)),
 		Reconcile: d.reconcile,
@@ -46,8 +47,16 @@ func (d *Daemon) snapshot() *status.Snapshot {
 			Started: hs.Started, Failed: hs.Failed, TimedOut: hs.TimedOut, Dropped: hs.Dropped, Running: hs.Running,
 		},
 	}
+	// The resilient group's buckets move on their own, as they fall idle:
+	// read the split the kernel has now.
+	split := d.bucketShares()
 	for _, u := range d.uplinks {
-		s.Uplinks = append(s.Uplinks, d.uplinkStatus(u))
+		us := d.uplinkStatus(u)
+		if share, ok := split[u.cfg.Name]; ok {
+			us.Share = share
+			d.metrics.Balance(u.cfg.Name, u.inBal, share)
+		}
+		s.Uplinks = append(s.Uplinks, us)
 	}
 	return s
 }

@@ -159,6 +159,7 @@ func parseRoute(m netlink.Message) (ev RouteEvent, ok bool, err error) {
 		Table:    int(b[4]),
 		Protocol: int(b[5]),
 		Deleted:  m.Header.Type == unix.RTM_DELROUTE,
+		Default:  b[1] == 0,
 	}
 	ad, err := netlink.NewAttributeDecoder(b[unix.SizeofRtMsg:])
 	if err != nil {

@@ -46,6 +46,8 @@ type RouteEvent struct {
 	Table    int
 	Protocol int
 	Deleted  bool
+	// Default: a default route (dst_len 0).
+	Default bool
 }
 
 // RuleEvent reports that an IPv4 policy routing rule was added or deleted.

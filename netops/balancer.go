@@ -23,6 +23,12 @@ const (
 	// leaving moves only its own buckets, and a member joining takes
 	// buckets only as they fall idle.
 	Resilient
+	// HashThreshold is a default route through a hash-threshold nexthop
+	// group (NEXTHOP_GRP_TYPE_MPATH): the hash space is cut by weight like
+	// Multipath, but the group is replaced in place, so the route never
+	// changes. With pinning only new connections follow it, and they
+	// follow the current weights at once.
+	HashThreshold
 )
 
 func (b Balancer) String() string {
@@ -31,6 +37,8 @@ func (b Balancer) String() string {
 		return "multipath"
 	case Resilient:
 		return "resilient"
+	case HashThreshold:
+		return "hash-threshold"
 	}
 	return fmt.Sprintf("balancer(%d)", uint8(b))
 }
@@ -42,14 +50,16 @@ const NexthopIDRange = 256
 // IDs are uplinkd's nexthop object IDs for one base:
 //
 //	base          the balance group
-//	base+1+i      the next hop of the i-th configured uplink (i < 64)
-//	base+65+i     its twin: the same next hop, a second group member
+//	base+1+s      the next hop of the uplink in slot s (s < 64, see Slots)
+//	base+65+s     its twin (resilient groups): the same next hop, a second member
 //	base+254..255 the throwaway objects of the startup support check
 //
-// Every uplink is two members of the group, so that the group never has a
-// single member: the kernel does not hash through a group of one and then
-// does not track which buckets are busy, so the buckets a returning uplink
-// is owed would move back at once, busy or not.
+// Slots follow the uplink's name, never its position in the file, so
+// reordering or removing uplinks changes no one else's IDs. In a
+// resilient group every uplink is two members, so that the group never
+// has a single member: the kernel does not hash through a group of one and
+// then does not track which buckets are busy, so the buckets a returning
+// uplink is owed would move back at once, busy or not.
 type IDs struct {
 	Base  uint32
 	Group uint32
@@ -63,15 +73,24 @@ func NexthopIDs(base uint32) IDs {
 	return IDs{Base: base, Group: base, Probe: base + NexthopIDRange - 2, ProbeGroup: base + NexthopIDRange - 1}
 }
 
-// Uplink is the nexthop ID of the i-th configured uplink.
-func (ids IDs) Uplink(i int) uint32 { return ids.Base + 1 + uint32(i) }
+// Uplink is the nexthop ID of the uplink in slot s.
+func (ids IDs) Uplink(s int) uint32 { return ids.Base + 1 + uint32(s) }
 
-// Twin is the ID of the i-th configured uplink's second member.
-func (ids IDs) Twin(i int) uint32 { return ids.Base + 1 + maxUplinks + uint32(i) }
+// Twin is the ID of the second member of the uplink in slot s.
+func (ids IDs) Twin(s int) uint32 { return ids.Base + 1 + MaxUplinks + uint32(s) }
 
-// maxUplinks is the most uplinks the ID layout has room for (config
+// SlotOf returns the slot of an uplink nexthop ID (not a twin), and false
+// for any other ID.
+func (ids IDs) SlotOf(id uint32) (int, bool) {
+	if id <= ids.Base || id-ids.Base > MaxUplinks {
+		return 0, false
+	}
+	return int(id - ids.Base - 1), true
+}
+
+// MaxUplinks is the most uplinks the ID layout has room for (config
 // allows as many).
-const maxUplinks = 64
+const MaxUplinks = 64
 
 // Contains says whether id is in uplinkd's range.
 func (ids IDs) Contains(id uint32) bool { return id >= ids.Base && id-ids.Base < NexthopIDRange }

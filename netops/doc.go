@@ -2,13 +2,28 @@
 // state, in two halves.
 //
 // Plan is pure: from the settings and each uplink's observed link, address
-// and health it computes the desired per-uplink tables, source rules, the
-// suppress rule and the weighted default route of the balance table. With
-// the Resilient balancer that route points at a resilient nexthop group
-// (two nexthop objects per uplink with carrier, IDs from NexthopIDs, bucket
-// count from Buckets) that is replaced in place as uplinks come and go; with
-// Multipath it is a classic multipath route. It is unit-tested without
-// root.
+// and health it computes the desired per-uplink tables, the rules and the
+// weighted default route of the balance table. With the HashThreshold and
+// Resilient balancers that route points at a nexthop group (one nexthop
+// object per uplink with carrier, two in a resilient group; IDs from
+// NexthopIDs and the uplink's name-stable Slot) that is replaced in place
+// as uplinks come and go; with Multipath it is a classic multipath route.
+// It is unit-tested without root.
+//
+// uplinkd owns the rule priorities [P, P+PriorityRange), P being
+// Settings.RulePriority, laid out lowest (first) to highest:
+//
+//	P+0       lookup main suppress_prefixlength 0, all traffic: main's
+//	          specific routes win, the router's replies included
+//	P+1       from <uplink address> lookup <uplink table>
+//	P+2       fwmark <uplink mark>/<mask> lookup <uplink table>, while the
+//	          uplink is usable (active or degraded): pinned connections
+//	P+3..9    free
+//	P+10..89  policies (PrioPolicyFirst..PrioPolicyLast), one priority
+//	          each, in order
+//	P+90..98  free
+//	P+99      iif <LAN interface>|lo lookup <balance table>: the default
+//	          policy, new connections
 //
 // Reconciler is the only code in uplinkd that writes routes, rules and
 // nexthop objects. It lists what the kernel has, replaces what differs from
@@ -16,11 +31,19 @@
 // longer desired, so running it twice changes nothing, foreign deletions
 // (and the kernel's silent deletion of nexthops whose link lost carrier)
 // are repaired and a restart after a crash adopts what the previous run
-// left. Nexthop objects and routes through them are encoded here with
-// github.com/mdlayher/netlink (NexthopConn); SupportsResilient checks the
+// left (Holds reads what it left: the balance route's next hops, the
+// fwmark rules, the nexthop objects). Listings cost what uplinkd owns,
+// not what the kernel holds: Handle lists routes over a strict rtnetlink
+// socket with table and protocol in the request, so the kernel filters
+// them, and the reconciler lists only the tables that hold (or should
+// hold) its routes, every table only at the first run and after Rescan;
+// nexthop objects are then fetched by ID. Rules are listed whole (the
+// kernel cannot filter a rule dump) and filtered by protocol. Nexthop
+// objects, routes through them and resilient groups' buckets are encoded
+// here with github.com/mdlayher/netlink (NexthopConn); SupportsGroup checks the
 // kernel at startup.
 //
 // Conntrack deletes the connection-tracking entries translated to the
-// address of an uplink that left the balance, and SetMultipathHash sets
-// the hash that spreads flows.
+// address of an uplink that left the balance (used without pinning), and
+// SetMultipathHash sets the hash that spreads flows.
 package netops

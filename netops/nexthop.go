@@ -53,6 +53,16 @@ const (
 	GroupResilient GroupType = nexthopGrpTypeRes
 )
 
+func (t GroupType) String() string {
+	switch t {
+	case GroupMultipath:
+		return "hash-threshold"
+	case GroupResilient:
+		return "resilient"
+	}
+	return fmt.Sprintf("type %d", uint16(t))
+}
+
 // GroupMember is one member of a nexthop group.
 type GroupMember struct {
 	ID     uint32

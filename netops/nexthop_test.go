@@ -24,6 +24,9 @@ const (
 	// ip nexthop replace id 2010000000 group 2010000001,256 type resilient buckets 512 idle_timer 120 unbalanced_timer 0 proto 201
 	reqGroupWeight256 = "0000c9000000000008000100802ace770c000200812ace77ff000000" +
 		"1c000c80060001000002000008000200e02e000008000300000000000600030001000000"
+	// ip nexthop replace id 2010000000 group 2010000001/2010000002,3 type mpath proto 201
+	reqGroupMpath = "0000c9000000000008000100802ace7714000200812ace7700000000822ace7702000000" +
+		"0600030000000000"
 	// ip nexthop add id 2010000099 blackhole proto 201
 	reqBlackhole = "0200c9000000000008000100e32ace7704000400"
 	// ip nexthop del id 2010000099
@@ -85,6 +88,8 @@ func TestMarshalNexthop(t *testing.T) {
 		{"single", nhISP1, reqNexthopAdd},
 		{"onlink", nhISP2, reqNexthopOnlink},
 		{"resilient group", nhRes, reqGroup},
+		{"hash-threshold group", NexthopObject{ID: 2010000000, Members: []GroupMember{{2010000001, 1}, {2010000002, 3}},
+			Type: GroupMultipath, Protocol: 201}, reqGroupMpath},
 		{"weight 256", NexthopObject{ID: 2010000000, Members: []GroupMember{{2010000001, 256}}, Type: GroupResilient,
 			Buckets: 512, IdleTimer: 120 * time.Second, Protocol: 201}, reqGroupWeight256},
 		{"blackhole", NexthopObject{ID: 2010000099, Blackhole: true, Protocol: 201}, reqBlackhole},

@@ -9,12 +9,20 @@ import (
 	"time"
 )
 
-// Rule priorities relative to Settings.RulePriority. uplinkd owns
-// [RulePriority, RulePriority+10).
+// Rule priorities relative to Settings.RulePriority; uplinkd owns
+// [RulePriority, RulePriority+PriorityRange). See the package
+// documentation for the layout.
 const (
-	prioSource   = 0 // from <uplink address> lookup <uplink table>
-	prioSuppress = 1 // lookup main suppress_prefixlength 0
-	prioBalance  = 2 // lookup <balance table>
+	prioSuppress = 0 // lookup main suppress_prefixlength 0, all traffic
+	prioSource   = 1 // from <uplink address> lookup <uplink table>
+	prioFwmark   = 2 // fwmark M(u)/mask lookup <uplink table>: pinned connections
+	// PrioPolicyFirst and PrioPolicyLast bound the priorities kept for
+	// the policies of issue 10, one priority per policy, in order.
+	PrioPolicyFirst = 10
+	PrioPolicyLast  = 89
+	prioBalance     = 99 // the default policy: lookup <balance table>
+	// PriorityRange is how many rule priorities uplinkd owns.
+	PriorityRange = 100
 )
 
 // Settings are the routing parameters from the [routing] section.
@@ -29,8 +37,11 @@ type Settings struct {
 	// Balancer is the kind of balance route; the zero value is Multipath.
 	Balancer Balancer
 	// NexthopIDBase is the first of the NexthopIDRange nexthop object IDs
-	// uplinkd owns (resilient balancer only); see NexthopIDs.
+	// uplinkd owns (group balancers only); see NexthopIDs.
 	NexthopIDBase uint32
+	// MarkMask is the mask of the connection marks that pin connections
+	// to their uplink; 0 when pinning is off (no fwmark rules).
+	MarkMask uint32
 	// IdleTimer and UnbalancedTimer are the resilient group's timers.
 	IdleTimer       time.Duration
 	UnbalancedTimer time.Duration
@@ -53,6 +64,15 @@ type Uplink struct {
 	Carrier bool
 	// InBalance says the uplink carries balanced traffic now.
 	InBalance bool
+	// Usable says the uplink carries the connections pinned to it
+	// (active or degraded): its fwmark rule exists. Needs Mark.
+	Usable bool
+	// Mark is the uplink's connection mark, inside Settings.MarkMask; 0
+	// without pinning.
+	Mark uint32
+	// Slot is the uplink's place in the nexthop ID layout (see IDs),
+	// stable by name (see Slots); group balancers only.
+	Slot int
 }
 
 // Nexthop is one path of a multipath route.
@@ -86,7 +106,10 @@ type Rule struct {
 	Table    int
 	// SuppressPrefixlen is -1 for none.
 	SuppressPrefixlen int
-	Protocol          int
+	// Mark and Mask select packets by firewall mark (fwmark Mark/Mask);
+	// Mask 0: any mark.
+	Mark, Mask uint32
+	Protocol   int
 }
 
 // Desired is the whole routing state uplinkd wants in the kernel.
@@ -102,15 +125,26 @@ const mainTable = 254
 
 // Plan computes the desired routing state. It is pure and deterministic:
 // equal inputs give equal outputs, in a stable order. uplinks are all the
-// configured uplinks, in configuration order: with the resilient balancer
-// an uplink's position gives its nexthop ID, and all their weights give the
-// group's bucket count.
+// configured uplinks: with the resilient balancer all their weights give
+// the group's bucket count. Nexthop IDs come from each uplink's Slot, never
+// from its position, so reordering or removing uplinks moves no one else.
+//
+// Rules, lowest priority first: main without its default route for all
+// traffic (main's specific routes win, also for the router's replies from
+// its WAN addresses), the source rules, the fwmark rules of pinned
+// connections (uplinks that are Usable), then the balance rules of the LAN
+// interfaces and lo.
 func Plan(s Settings, uplinks []Uplink) Desired {
 	var d Desired
 	var hops []Nexthop
 	var members []GroupMember
 	ids := NexthopIDs(s.NexthopIDBase)
-	for i, u := range uplinks {
+	// In slot order, so that the group's members keep their order (and a
+	// hash-threshold group its cut of the hash space) however the
+	// configuration file orders the uplinks.
+	bySlot := slices.Clone(uplinks)
+	slices.SortStableFunc(bySlot, func(a, b Uplink) int { return cmp.Compare(a.Slot, b.Slot) })
+	for _, u := range bySlot {
 		if u.Index <= 0 || !u.Addr.IsValid() {
 			continue
 		}
@@ -124,14 +158,26 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 			Priority: s.RulePriority + prioSource, Src: netip.PrefixFrom(src, 32),
 			Table: u.Table, SuppressPrefixlen: -1, Protocol: s.RouteProtocol,
 		})
+		if s.MarkMask != 0 && u.Mark != 0 && u.Usable {
+			d.Rules = append(d.Rules, Rule{
+				Priority: s.RulePriority + prioFwmark, Mark: u.Mark & s.MarkMask, Mask: s.MarkMask,
+				Table: u.Table, SuppressPrefixlen: -1, Protocol: s.RouteProtocol,
+			})
+		}
 		switch {
-		case s.Balancer != Resilient:
+		case s.Balancer == Multipath:
 			if u.InBalance {
 				hops = append(hops, Nexthop{Gateway: u.Gateway, Index: u.Index, Weight: u.Weight})
 			}
 		case u.Carrier:
-			// Two members per uplink: see IDs.
-			for _, id := range []uint32{ids.Uplink(i), ids.Twin(i)} {
+			// The kernel refuses nexthop objects on a link without
+			// carrier. A resilient group has two members per uplink: see
+			// IDs.
+			objs := []uint32{ids.Uplink(u.Slot)}
+			if s.Balancer == Resilient {
+				objs = append(objs, ids.Twin(u.Slot))
+			}
+			for _, id := range objs {
 				d.Nexthops = append(d.Nexthops, NexthopObject{
 					ID: id, Gateway: u.Gateway, Index: u.Index, OnLink: onlink, Protocol: s.RouteProtocol,
 				})
@@ -142,7 +188,7 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 		}
 	}
 	switch {
-	case len(members) > 0:
+	case len(members) > 0 && s.Balancer == Resilient:
 		// One resilient group, replaced in place as members come and
 		// go; the route through it never changes.
 		weights := make([]int, len(uplinks))
@@ -152,6 +198,14 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 		d.Nexthops = append(d.Nexthops, NexthopObject{
 			ID: ids.Group, Members: members, Type: GroupResilient, Buckets: Buckets(weights),
 			IdleTimer: s.IdleTimer, UnbalancedTimer: s.UnbalancedTimer, Protocol: s.RouteProtocol,
+		})
+		d.Routes = append(d.Routes, Route{Table: s.BalanceTable, Dst: defaultDst, NHID: ids.Group, Protocol: s.RouteProtocol})
+	case len(members) > 0:
+		// A hash-threshold group, replaced in place on any change
+		// (weights included): pinned connections do not care how the
+		// hash space is cut, only new ones are routed through it.
+		d.Nexthops = append(d.Nexthops, NexthopObject{
+			ID: ids.Group, Members: members, Type: GroupMultipath, Protocol: s.RouteProtocol,
 		})
 		d.Routes = append(d.Routes, Route{Table: s.BalanceTable, Dst: defaultDst, NHID: ids.Group, Protocol: s.RouteProtocol})
 	case len(hops) == 1:
@@ -166,13 +220,15 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	// traffic falls through to main's own default route. (An empty
 	// nexthop group does not exist.)
 
+	d.Rules = append(d.Rules, Rule{
+		Priority: s.RulePriority + prioSuppress, Table: mainTable, SuppressPrefixlen: 0, Protocol: s.RouteProtocol,
+	})
 	iifs := []string{""}
 	if len(s.LANInterfaces) > 0 {
 		iifs = append(slices.Clone(s.LANInterfaces), "lo")
 	}
 	for _, iif := range iifs {
 		d.Rules = append(d.Rules,
-			Rule{Priority: s.RulePriority + prioSuppress, IifName: iif, Table: mainTable, SuppressPrefixlen: 0, Protocol: s.RouteProtocol},
 			Rule{Priority: s.RulePriority + prioBalance, IifName: iif, Table: s.BalanceTable, SuppressPrefixlen: -1, Protocol: s.RouteProtocol},
 		)
 	}
@@ -243,6 +299,9 @@ func (r Rule) String() string {
 	}
 	if r.IifName != "" {
 		fmt.Fprintf(&b, " iif %s", r.IifName)
+	}
+	if r.Mask != 0 {
+		fmt.Fprintf(&b, " fwmark %#x/%#x", r.Mark, r.Mask)
 	}
 	fmt.Fprintf(&b, " lookup %d", r.Table)
 	if r.SuppressPrefixlen >= 0 {

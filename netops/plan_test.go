@@ -2,7 +2,6 @@ package netops
 
 import (
 	"net/netip"
-	"slices"
 	"testing"
 	"time"
 
@@ -19,11 +18,11 @@ var (
 )
 
 func isp1(in bool) Uplink {
-	return Uplink{Name: "isp1", Table: 100, Weight: 1, Gateway: gw1, Index: 3, Addr: addr1, InBalance: in}
+	return Uplink{Name: "isp1", Table: 100, Weight: 1, Gateway: gw1, Index: 3, Addr: addr1, InBalance: in, Slot: 0}
 }
 
 func isp2(in bool) Uplink {
-	return Uplink{Name: "isp2", Table: 200, Weight: 3, Gateway: gw2, Index: 4, Addr: addr2, InBalance: in}
+	return Uplink{Name: "isp2", Table: 200, Weight: 3, Gateway: gw2, Index: 4, Addr: addr2, InBalance: in, Slot: 1}
 }
 
 func tableRoutes(u Uplink) []Route {
@@ -34,16 +33,17 @@ func tableRoutes(u Uplink) []Route {
 }
 
 func sourceRule(u Uplink) Rule {
-	return Rule{Priority: 10000, Src: netip.PrefixFrom(u.Addr.Addr(), 32), Table: u.Table, SuppressPrefixlen: -1, Protocol: 201}
+	return Rule{Priority: 10001, Src: netip.PrefixFrom(u.Addr.Addr(), 32), Table: u.Table, SuppressPrefixlen: -1, Protocol: 201}
 }
 
+// suppressRule is the first rule: main without its default, all traffic.
+var suppressRule = Rule{Priority: 10000, Table: 254, SuppressPrefixlen: 0, Protocol: 201}
+
+// lanRules are the balance rules of iifs.
 func lanRules(iifs ...string) []Rule {
 	var r []Rule
 	for _, iif := range iifs {
-		r = append(r, Rule{Priority: 10001, IifName: iif, Table: 254, SuppressPrefixlen: 0, Protocol: 201})
-	}
-	for _, iif := range iifs {
-		r = append(r, Rule{Priority: 10002, IifName: iif, Table: 250, SuppressPrefixlen: -1, Protocol: 201})
+		r = append(r, Rule{Priority: 10099, IifName: iif, Table: 250, SuppressPrefixlen: -1, Protocol: 201})
 	}
 	return r
 }
@@ -72,7 +72,7 @@ func TestPlan(t *testing.T) {
 					Table: 250, Dst: defaultDst, Protocol: 201,
 					Nexthops: []Nexthop{{Gateway: gw1, Index: 3, Weight: 1}, {Gateway: gw2, Index: 4, Weight: 3}},
 				}}),
-				Rules: cat([]Rule{sourceRule(isp1(true)), sourceRule(isp2(true))}, lanRules("eth0", "lo")),
+				Rules: cat([]Rule{suppressRule, sourceRule(isp1(true)), sourceRule(isp2(true))}, lanRules("eth0", "lo")),
 			},
 		},
 		{
@@ -83,14 +83,14 @@ func TestPlan(t *testing.T) {
 				Routes: cat(tableRoutes(isp1(true)), tableRoutes(isp2(false)), []Route{
 					{Table: 250, Dst: defaultDst, Gateway: gw1, Index: 3, Protocol: 201},
 				}),
-				Rules: cat([]Rule{sourceRule(isp1(true)), sourceRule(isp2(true))}, lanRules("eth0", "lo")),
+				Rules: cat([]Rule{suppressRule, sourceRule(isp1(true)), sourceRule(isp2(true))}, lanRules("eth0", "lo")),
 			},
 		},
 		{
 			name:    "none usable: empty balance table, rules stay",
 			s:       settings,
 			uplinks: []Uplink{{Name: "isp1", Table: 100, Weight: 1, Gateway: gw1}, {Name: "isp2", Table: 200, Weight: 3, Gateway: gw2, Index: 4}},
-			want:    Desired{Rules: lanRules("eth0", "lo")},
+			want:    Desired{Rules: cat([]Rule{suppressRule}, lanRules("eth0", "lo"))},
 		},
 		{
 			name: "no lan interfaces: rules for all traffic",
@@ -104,7 +104,8 @@ func TestPlan(t *testing.T) {
 					{Table: 250, Dst: defaultDst, Gateway: gw2, Index: 4, OnLink: true, Protocol: 201},
 				}),
 				Rules: cat([]Rule{
-					{Priority: 10000, Src: netip.MustParsePrefix("192.0.2.7/32"), Table: 200, SuppressPrefixlen: -1, Protocol: 201},
+					suppressRule,
+					{Priority: 10001, Src: netip.MustParsePrefix("192.0.2.7/32"), Table: 200, SuppressPrefixlen: -1, Protocol: 201},
 					sourceRule(isp1(false))},
 					lanRules("")),
 			},
@@ -140,12 +141,11 @@ func TestStrings(t *testing.T) {
 		"default via 203.0.113.1 dev #4 src 203.0.113.2 table 200 proto 201",
 		"203.0.113.0/24 dev #4 src 203.0.113.2 scope link table 200 proto 201",
 		"default nexthop via 198.51.100.1 dev #3 weight 1 nexthop via 203.0.113.1 dev #4 weight 3 table 250 proto 201",
-		"10000: from 198.51.100.2/32 lookup 100 proto 201",
-		"10000: from 203.0.113.2/32 lookup 200 proto 201",
-		"10001: from all iif eth0 lookup 254 suppress_prefixlength 0 proto 201",
-		"10001: from all iif lo lookup 254 suppress_prefixlength 0 proto 201",
-		"10002: from all iif eth0 lookup 250 proto 201",
-		"10002: from all iif lo lookup 250 proto 201",
+		"10000: from all lookup 254 suppress_prefixlength 0 proto 201",
+		"10001: from 198.51.100.2/32 lookup 100 proto 201",
+		"10001: from 203.0.113.2/32 lookup 200 proto 201",
+		"10099: from all iif eth0 lookup 250 proto 201",
+		"10099: from all iif lo lookup 250 proto 201",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)
@@ -200,7 +200,7 @@ func TestPlanResilient(t *testing.T) {
 	nh1, nh2 := nhOf(u1, 2010000001, 2010000065), nhOf(u2, 2010000002, 2010000066)
 	m1, m2 := members(2010000001, 2010000065, 1), members(2010000002, 2010000066, 3)
 	balance := Route{Table: 250, Dst: defaultDst, NHID: 2010000000, Protocol: 201}
-	rules := cat([]Rule{sourceRule(u1), sourceRule(u2)}, lanRules("eth0", "lo"))
+	rules := cat([]Rule{suppressRule, sourceRule(u1), sourceRule(u2)}, lanRules("eth0", "lo"))
 	tests := []struct {
 		name    string
 		uplinks []Uplink
@@ -212,7 +212,7 @@ func TestPlanResilient(t *testing.T) {
 			want: Desired{
 				Routes:   cat(tableRoutes(u1), tableRoutes(u2), []Route{balance}),
 				Rules:    rules,
-				Nexthops: cat(nh1, nh2, []NexthopObject{group(m1, m2)}),
+				Nexthops: cat(cat(nh1, nh2), []NexthopObject{group(m1, m2)}),
 			},
 		},
 		{
@@ -221,7 +221,7 @@ func TestPlanResilient(t *testing.T) {
 			want: Desired{
 				Routes:   cat(tableRoutes(u1), tableRoutes(u2), []Route{balance}),
 				Rules:    rules,
-				Nexthops: cat(nh1, nh2, []NexthopObject{group(m1)}),
+				Nexthops: cat(cat(nh1, nh2), []NexthopObject{group(m1)}),
 			},
 		},
 		{
@@ -252,11 +252,5 @@ func TestPlanResilient(t *testing.T) {
 				t.Fatalf("Plan (-want +got):\n%s", d)
 			}
 		})
-	}
-	// The ID follows the uplink's position in the configuration.
-	d := Plan(resilient, []Uplink{withCarrier(isp1(false)), {Name: "isp0", Table: 50, Weight: 1}, u2})
-	if d.Nexthops[2].ID != 2010000003 || d.Nexthops[3].ID != 2010000067 ||
-		!slices.Equal(d.Nexthops[4].Members, members(2010000003, 2010000067, 3)) {
-		t.Fatalf("third uplink's nexthops: %v", d.Nexthops)
 	}
 }

@@ -110,9 +110,10 @@ func TestReconcileKernel(t *testing.T) {
 	}
 	rules := ipOut(t, ns, "rule")
 	for _, want := range []string{
-		"10000:\tfrom 198.51.100.2 lookup 100 proto 201",
-		"10001:\tfrom all iif eth0 [detached] lookup main suppress_prefixlength 0 proto 201",
-		"10002:\tfrom all iif lo lookup 250 proto 201",
+		"10000:\tfrom all lookup main suppress_prefixlength 0 proto 201",
+		"10001:\tfrom 198.51.100.2 lookup 100 proto 201",
+		"10099:\tfrom all iif eth0 [detached] lookup 250 proto 201",
+		"10099:\tfrom all iif lo lookup 250 proto 201",
 	} {
 		if !strings.Contains(rules, want) {
 			t.Fatalf("rules lack %q:\n%s", want, rules)
@@ -125,7 +126,7 @@ func TestReconcileKernel(t *testing.T) {
 	}
 
 	// A foreign deletion is repaired, and only that.
-	ipOut(t, ns, "rule", "del", "pref", "10002", "iif", "eth0")
+	ipOut(t, ns, "rule", "del", "pref", "10099", "iif", "eth0")
 	ipOut(t, ns, "route", "del", "default", "table", "200")
 	if res, err := r.Reconcile(both); err != nil || res.Changes() != 2 {
 		t.Fatalf("repair: %d changes %v, err %v", res.Changes(), res, err)

@@ -40,8 +40,8 @@ func bucketsOf(t *testing.T, ns string, id string) map[uint32]int {
 
 // uplinkOf maps a twin's nexthop ID to its uplink's first one.
 func uplinkOf(nh uint32) uint32 {
-	if nh-resilient.NexthopIDBase > maxUplinks {
-		return nh - maxUplinks
+	if nh-resilient.NexthopIDBase > MaxUplinks {
+		return nh - MaxUplinks
 	}
 	return nh
 }
@@ -202,7 +202,7 @@ func TestReconcileResilientKernel(t *testing.T) {
 	// The same with three uplinks; isp3 is a second uplink on eth1.
 	ipOut(t, ns, "addr", "add", "198.51.100.3/24", "dev", "eth1")
 	u3 := Uplink{Name: "isp3", Table: 300, Weight: 1, Gateway: gw1, Index: u1.Index,
-		Addr: netip.MustParsePrefix("198.51.100.3/24"), Carrier: true, InBalance: true}
+		Addr: netip.MustParsePrefix("198.51.100.3/24"), Carrier: true, InBalance: true, Slot: 2}
 	const id3 = 2010000003
 	three := Plan(s, []Uplink{u1, u2, u3})
 	if res, err := r.Reconcile(three); err != nil || !slices.Contains(res.Added, "nexthop "+three.Nexthops[4].String()) {
@@ -365,6 +365,15 @@ func TestResilientWeightChangeInPlace(t *testing.T) {
 	after := bucketMap(t, ns, group)
 	if b := bucketsOf(t, ns, group); b[id1] != 512 {
 		t.Fatalf("buckets after 1:1: %v", b)
+	}
+	// BucketCounts reads the same split as `ip nexthop bucket show`.
+	want := make(map[uint32]int)
+	for _, nh := range after {
+		want[nh]++
+	}
+	got, err := nh.BucketCounts(2010000000)
+	if err != nil || !maps.Equal(got, want) {
+		t.Fatalf("BucketCounts = %v (err %v), ip says %v", got, err, want)
 	}
 	// Exactly 256 buckets move, all from isp2's members to isp1's.
 	moved := 0

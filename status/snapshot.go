@@ -10,12 +10,13 @@ type Snapshot struct {
 	Version   uint64    `json:"version"`
 	Time      time.Time `json:"time"`
 	Daemon    Daemon    `json:"daemon"`
-	Balancer  string    `json:"balancer"` // how the balance route is built: "resilient" or "multipath"
+	Balancer  string    `json:"balancer"` // how the balance route is built: "hash-threshold", "resilient" or "multipath"
 	Active    int       `json:"active"`   // uplinks in state active
 	Uplinks   []Uplink  `json:"uplinks"`  // in configuration order
 	Reconcile Reconcile `json:"reconcile"`
 	Netlink   Netlink   `json:"netlink"`
 	Hooks     Hooks     `json:"hooks"`
+	Pinning   Pinning   `json:"pinning"`
 }
 
 // Daemon describes the process and its configuration.
@@ -48,7 +49,9 @@ type Uplink struct {
 	Weight    int  `json:"weight"`
 	InBalance bool `json:"in_balance"` // carries balanced traffic
 	// Share is the uplink's part of new balanced flows: its weight over
-	// the sum of the weights in the balance, 0 when not in it.
+	// the sum of the weights in the balance, 0 when not in it; with the
+	// resilient balancer its part of the group's buckets as the kernel
+	// has them (which lags the weights while busy buckets wait to move).
 	Share float64 `json:"share"`
 
 	Probe       Probe        `json:"probe"`
@@ -120,6 +123,14 @@ type Netlink struct {
 	Resyncs      uint64 `json:"resyncs"`      // events lost, everything re-read
 	Overruns     uint64 `json:"enobufs"`      // of which receive buffer overruns
 	Resubscribes uint64 `json:"resubscribes"` // event socket failures
+	// Errors counts failed reads of the kernel's state and failed
+	// subscriptions, each retried with backoff while the routing stays
+	// as installed; Transient of them were expected to heal (EINTR,
+	// EBUSY, ENOBUFS, interrupted dumps).
+	Errors    uint64 `json:"errors"`
+	Transient uint64 `json:"transient_errors"`
+	// LastError is set while the kernel's state cannot be read.
+	LastError string `json:"last_error,omitempty"`
 }
 
 // Hooks counts hook programs; see hooks.Stats.

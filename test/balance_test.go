@@ -25,15 +25,16 @@ var flows = lab.LANFlows(nFlows)
 // balanceConfig is the lab configuration with the given balancer and
 // number of ISPs (2 or 3): weights 1 and 3, and 2 for isp3. The resilient
 // group's idle timer is short, so that buckets a returning uplink is owed
-// move within the test rather than after the default two minutes. extra is
-// added to [routing].
+// move within the test rather than after the default two minutes, and its
+// unbalanced timer off, so that busy buckets never move (what the figures
+// measure). extra is added to [routing].
 func balanceConfig(balancer string, isps int, extra string) string {
 	return balanceConfigIdle(balancer, isps, "1s", extra)
 }
 
 func balanceConfigIdle(balancer string, isps int, idle, extra string) string {
 	c := coreConfig(balancer)
-	c = strings.Replace(c, "[routing]\n", "[routing]\nidle_timer = \""+idle+"\"\n"+extra, 1)
+	c = strings.Replace(c, "[routing]\n", "[routing]\nidle_timer = \""+idle+"\"\nunbalanced_timer = \"0s\"\n"+extra, 1)
 	if isps == 3 {
 		c += `
 [[uplink]]
@@ -352,15 +353,32 @@ func TestBalancerChoice(t *testing.T) {
 	mark := r.mark()
 	r.start()
 	line := r.waitLog(mark, regexp.MustCompile(`msg=balancer `), time.Second)
-	if !strings.Contains(line, "balancer=resilient") {
-		t.Fatalf("auto on a kernel with resilient groups: %s", line)
+	if !strings.Contains(line, "balancer=hash-threshold") || !strings.Contains(line, "connections are pinned") {
+		t.Fatalf("auto with pinning on a kernel with nexthop objects: %s", line)
 	}
-	r.balancer = "resilient"
+	r.balancer = "hash-threshold"
 	r.waitBoth()
 	r.stop(syscall.SIGTERM)
 	if left := r.ours(); left != "" {
 		t.Fatalf("left after SIGTERM:\n%s", left)
 	}
+
+	// Without pinning (mark_mask = 0, as without nf_tables): resilient.
+	r.writeConfig(strings.Replace(coreConfig(""), "[routing]\n", "[routing]\nmark_mask = 0\n", 1))
+	mark = r.mark()
+	r.start()
+	line = r.waitLog(mark, regexp.MustCompile(`msg=balancer `), time.Second)
+	if !strings.Contains(line, "balancer=resilient") || !strings.Contains(line, "connections are not pinned (mark_mask = 0)") {
+		t.Fatalf("auto without pinning: %s", line)
+	}
+	r.balancer = "resilient"
+	r.waitBoth()
+	if s := r.statusJSON(); s.Pinning.On || s.Pinning.Reason != "mark_mask = 0" {
+		t.Fatalf("status pinning: %+v", s.Pinning)
+	}
+	r.statusTable(`(?m)^pinning  off \(mark_mask = 0\)$`)
+	r.stop(syscall.SIGTERM)
+	r.writeConfig(coreConfig(""))
 
 	r.ip(lab.Router, "nexthop", "add", "id", strconv.Itoa(groupID+255), "blackhole")
 	mark = r.mark()

@@ -20,21 +20,36 @@ import (
 // address when ISP2 fails is flushed and re-established through ISP1; the
 // flow translated to ISP1's address is untouched. Without the flush, a
 // flow under snat stays stuck (masquerade notices the new interface by
-// itself, so there the flush only saves it a dropped datagram).
+// itself, so there the flush only saves it a dropped datagram). With
+// pinning (the default) the entries go by mark, in one kernel-filtered
+// delete; without it (mark_mask = 0, as without nf_tables) by NAT address.
 func TestConntrackFlush(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		nat   lab.NAT
 		flush bool
+		// pinned: connection pinning on (the default); without it (as
+		// without nf_tables) entries are flushed by NAT address.
+		pinned bool
+		// reload: start with flush_conntrack = true, then reload the
+		// file with flush_conntrack = false.
+		reload bool
 	}{
-		{"masquerade", lab.Masquerade, true},
-		{"snat", lab.SNAT, true},
-		{"snat without flush", lab.SNAT, false},
+		{"masquerade", lab.Masquerade, true, false, false},
+		{"snat", lab.SNAT, true, false, false},
+		{"snat without flush", lab.SNAT, false, false, false},
+		{"pinned masquerade", lab.Masquerade, true, true, false},
+		{"pinned snat", lab.SNAT, true, true, false},
+		{"pinned snat, flush turned off by reload", lab.SNAT, false, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := coreConfig("resilient")
-			if !tc.flush {
-				cfg = strings.Replace(cfg, "[routing]\n", "[routing]\nflush_conntrack = false\n", 1)
+			if !tc.pinned {
+				cfg = strings.Replace(cfg, "[routing]\n", "[routing]\nmark_mask = 0\n", 1)
+			}
+			off := strings.Replace(cfg, "[routing]\n", "[routing]\nflush_conntrack = false\n", 1)
+			if !tc.flush && !tc.reload {
+				cfg = off
 			}
 			r := newRig(t, cfg)
 			if err := r.lab.EnableNAT(r.ctx, tc.nat); err != nil {
@@ -42,6 +57,12 @@ func TestConntrackFlush(t *testing.T) {
 			}
 			r.start()
 			r.waitBoth()
+			if tc.reload {
+				r.writeConfig(off)
+				if out, errOut, code := r.uplinkd("reload", "--socket", r.socket); code != 0 {
+					t.Fatalf("reload: %d %s %s", code, out, errOut)
+				}
+			}
 			sportA, sportB := r.sportVia("eth2"), r.sportVia("eth1")
 			sink := r.startSink(t)
 			stopA := r.startSender(t, sportA)
@@ -58,9 +79,15 @@ func TestConntrackFlush(t *testing.T) {
 				t.Fatal(err)
 			}
 			r.waitTransition(mark, "isp2", "probing", 10*time.Second)
-			if tc.flush {
+			switch {
+			case tc.flush && tc.pinned:
+				line := r.waitLog(mark, regexp.MustCompile(`msg="conntrack entries flushed" uplink=isp2 mark=0x[0-9a-f]+ deleted=[1-9]`), 5*time.Second)
+				t.Log(line)
+			case tc.flush:
 				line := r.waitLog(mark, regexp.MustCompile(`msg="conntrack entries flushed" uplink=isp2 address=203.0.113.2`), 5*time.Second)
 				t.Log(line)
+			case tc.pinned:
+				r.waitLog(mark, regexp.MustCompile(`msg="not flushing conntrack entries \(flush_conntrack = false\)" uplink=isp2`), 5*time.Second)
 			}
 			time.Sleep(500 * time.Millisecond)
 			a2, b2 := r.ctEntry(sportA), r.ctEntry(sportB)

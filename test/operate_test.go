@@ -199,7 +199,7 @@ func TestStatusCommand(t *testing.T) {
 	r.waitState("isp2", "active", 5*time.Second)
 
 	s := r.statusJSON()
-	if s.Balancer != "resilient" || s.Active != 2 || len(s.Uplinks) != 2 || s.Reconcile.Runs == 0 || s.Netlink.Dumps == 0 {
+	if s.Balancer != "hash-threshold" || !s.Pinning.On || s.Pinning.Mask != "0xff000000" || s.Active != 2 || len(s.Uplinks) != 2 || s.Reconcile.Runs == 0 || s.Netlink.Dumps == 0 {
 		t.Errorf("status: %+v", s)
 	}
 	isp2 := uplinkOf(t, s, "isp2")
@@ -423,7 +423,7 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("no %s", name)
 		}
 	}
-	if v := value(t, m, "uplinkd_info", "version", "dev", "balancer", "resilient"); v != 1 {
+	if v := value(t, m, "uplinkd_info", "version", "dev", "balancer", "hash-threshold"); v != 1 {
 		t.Errorf("uplinkd_info %v", v)
 	}
 

@@ -2,6 +2,8 @@ package test
 
 import (
 	"fmt"
+	"math"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -81,8 +83,15 @@ func testReload(t *testing.T, balancer string) {
 	after := r.status()
 	unchanged(t, before, after, "isp1")
 	unchanged(t, before, after, "isp2")
-	if u := uplinkOf(t, after, "isp2"); u.Weight != 1 || u.Share != 0.5 {
-		t.Errorf("isp2 after reload: weight %d share %v", u.Weight, u.Share)
+	want := 0.5
+	if balancer == "resilient" {
+		// The kernel's real split: buckets move to isp1 only as they
+		// fall idle, so right after the reload isp2 still has more.
+		b := r.groupBuckets()
+		want = float64(b["eth2"]) / float64(b["eth1"]+b["eth2"])
+	}
+	if u := uplinkOf(t, after, "isp2"); u.Weight != 1 || math.Abs(u.Share-want) > 0.05 {
+		t.Errorf("isp2 after reload: weight %d share %v, want %.3f", u.Weight, u.Share, want)
 	}
 	pathsAfter, err := r.lab.Paths(r.ctx, lab.SplitFlows(n))
 	if err != nil {
@@ -113,7 +122,12 @@ func testReload(t *testing.T, balancer string) {
 	before = r.status()
 	broken := strings.Replace(coreConfig(balancer), "weight = 3", "weight = 0", 1) + "bogus = 1\n"
 	r.writeConfig(broken)
-	weightLine := fmt.Sprintf("%s:%d: uplink[1].weight: 0 is out of range", r.cfgPath, 1+strings.Count(broken[:strings.Index(broken, "weight = 0")], "\n"))
+	written, err := os.ReadFile(r.cfgPath) // as writeConfig wrote it
+	if err != nil {
+		t.Fatal(err)
+	}
+	weightLine := fmt.Sprintf("%s:%d: uplink[1].weight: 0 is out of range", r.cfgPath,
+		1+strings.Count(string(written[:strings.Index(string(written), "weight = 0")]), "\n"))
 	_, stderr, code = r.uplinkd("reload", "--socket", r.socket)
 	if code != 1 || !strings.Contains(stderr, "reload refused; the running configuration stays in force") ||
 		!strings.Contains(stderr, weightLine) || !strings.Contains(stderr, "uplink[1].bogus: unknown key") {

@@ -54,9 +54,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// balancers are the two kinds of balance route; the core tests run with
-// each.
-var balancers = []string{"resilient", "multipath"}
+// balancers are the kinds of balance route; the core tests run with each
+// (hash-threshold is auto's choice with pinning).
+var balancers = []string{"hash-threshold", "resilient", "multipath"}
 
 // forBalancers runs test once per balancer, as a subtest named after it.
 func forBalancers(t *testing.T, test func(t *testing.T, balancer string)) {
@@ -92,7 +92,7 @@ var unbalancedTime = regexp.MustCompile(` unbalanced_time [\d.]+`)
 // rig is a lab plus one uplinkd process in its router namespace.
 type rig struct {
 	t        *testing.T
-	balancer string // from the configuration: "resilient", "multipath" or "" (auto)
+	balancer string // from the configuration: "hash-threshold", "resilient", "multipath" or "" (auto)
 	ctx      context.Context
 	lab      *lab.Lab
 	emu      ispemu.Client // once startEmu ran
@@ -116,7 +116,7 @@ func newRigFor(t *testing.T, config string, limit time.Duration) *rig {
 	return newRigWith(t, config, lab.Options{}, limit)
 }
 
-var balancerRE = regexp.MustCompile(`(?m)^balancer = "(\w+)"`)
+var balancerRE = regexp.MustCompile(`(?m)^balancer = "([\w-]+)"`)
 
 func newRigWith(t *testing.T, config string, opts lab.Options, limit time.Duration) *rig {
 	t.Helper()
@@ -150,10 +150,16 @@ func newRigWith(t *testing.T, config string, opts lab.Options, limit time.Durati
 	return r
 }
 
-// writeConfig writes the configuration file, with the status socket in
-// the test's directory (never the host's /run).
+// writeConfig writes the configuration file, with the status socket and
+// the state directory in the test's directory (never the host's /run).
 func (r *rig) writeConfig(config string) {
 	r.t.Helper()
+	state := fmt.Sprintf("[routing]\nstate_dir = %q\n", r.dir)
+	if strings.Contains(config, "[routing]\n") {
+		config = strings.Replace(config, "[routing]\n", state, 1)
+	} else {
+		config = state + config
+	}
 	config += fmt.Sprintf("\n[status]\nsocket = %q\n", r.socket)
 	if err := os.WriteFile(r.cfgPath, []byte(config), 0o644); err != nil {
 		r.t.Fatal(err)
@@ -404,6 +410,30 @@ func (r *rig) nexthopJSON(id int, v any) {
 // groupID is uplinkd's resilient group with the default nexthop_id_base.
 const groupID = 2010000000
 
+// nexthopOf returns the ID of uplinkd's (first) nexthop object on dev: IDs
+// follow the uplink's name, not its position.
+func (r *rig) nexthopOf(dev string) int {
+	r.t.Helper()
+	var nhs []struct {
+		ID  int    `json:"id"`
+		Dev string `json:"dev"`
+	}
+	out := r.ip(lab.Router, "-j", "nexthop", "show", "proto", "201")
+	if err := json.Unmarshal([]byte(out), &nhs); err != nil {
+		r.t.Fatalf("nexthops %q: %v", out, err)
+	}
+	id := 0
+	for _, n := range nhs {
+		if n.Dev == dev && (id == 0 || n.ID < id) {
+			id = n.ID
+		}
+	}
+	if id == 0 {
+		r.t.Fatalf("no nexthop object of uplinkd on %s: %s", dev, out)
+	}
+	return id
+}
+
 // waitMembers waits until the balance route has exactly the given members
 // ("dev/weight"), through the resilient group when the rig runs that
 // balancer.
@@ -416,7 +446,7 @@ func (r *rig) waitMembers(members ...string) {
 			return false
 		}
 		switch r.balancer {
-		case "resilient":
+		case "resilient", "hash-threshold":
 			return nhid == groupID
 		case "multipath":
 			return nhid == 0

@@ -53,6 +53,9 @@ func TestUnitFileVerifies(t *testing.T) {
 		"Type=notify", "WatchdogSec=", "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW", "ProtectSystem=strict",
 		"NoNewPrivileges=yes", "RuntimeDirectory=uplinkd", "RestrictAddressFamilies=AF_NETLINK AF_UNIX AF_INET AF_INET6",
 		"ExecReload=/usr/local/bin/uplinkd reload",
+		// Crash safety of the original hash policy, and SIGUSR2 as the
+		// upgrade path.
+		"RuntimeDirectoryPreserve=restart", "RestartForceExitStatus=75", "SuccessExitStatus=75",
 	} {
 		if !strings.Contains(unit, "\n"+want) {
 			t.Errorf("unit file lacks %s", want)

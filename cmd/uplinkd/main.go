@@ -12,12 +12,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/uplinkd/uplinkd/config"
 	"github.com/uplinkd/uplinkd/daemon"
+	"github.com/uplinkd/uplinkd/hooks"
 	"github.com/uplinkd/uplinkd/sdnotify"
 	"github.com/uplinkd/uplinkd/status"
 	"golang.org/x/sys/unix"
@@ -27,7 +29,10 @@ import (
 var version = "dev"
 
 const usage = `usage:
-  uplinkd run    [--config FILE]   run the daemon in the foreground (default FILE %[1]s)
+  uplinkd run    [--config FILE]   run the daemon in the foreground (default FILE %[1]s);
+                                   SIGTERM/SIGINT: clean stop, removes all its routing;
+                                   SIGUSR2: exit (status 75) leaving all routing in place, for
+                                   the next start to adopt (upgrades)
   uplinkd check  [--config FILE]   validate FILE: exit 0, or print every problem and exit 1
   uplinkd status [--socket PATH] [--json] [--watch]
                                    show the running daemon's state (default PATH %[2]s);
@@ -43,6 +48,10 @@ const (
 	exitFailure    = 1
 	exitUsage      = 2
 	exitNotRunning = 3 // as in the LSB's "program is not running"
+	// exitKept follows SIGUSR2: routing left in place for the next start.
+	// EX_TEMPFAIL; the systemd unit restarts on it
+	// (RestartForceExitStatus), which makes SIGUSR2 the upgrade path.
+	exitKept = 75
 )
 
 func main() {
@@ -82,6 +91,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		if cmd == "check" {
+			if !checkHooks(cfg.Hooks, *path, stderr) {
+				return exitFailure
+			}
+			for _, w := range checkWarnings(cfg) {
+				fmt.Fprintf(stdout, "%s: warning: %s\n", *path, w)
+			}
 			fmt.Fprintf(stdout, "%s: OK, %d uplinks\n", *path, len(cfg.Uplinks))
 			return exitOK
 		}
@@ -141,6 +156,9 @@ func runDaemon(cfg *config.Config, path string, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	defer signal.Stop(usr2)
 
 	notify := sdnotify.FromEnv()
 	watchdog, err := sdnotify.WatchdogInterval()
@@ -148,16 +166,39 @@ func runDaemon(cfg *config.Config, path string, stderr io.Writer) int {
 		log.Warn("systemd watchdog disabled", "err", err)
 	}
 	log.Info("starting", "version", version, "config", path, "uplinks", len(cfg.Uplinks), "watchdog", watchdog)
+	// For tests only: a small event socket buffer forces overruns.
+	buf, _ := strconv.Atoi(os.Getenv("UPLINKD_TEST_EVENT_BUFFER"))
 	d := daemon.New(cfg, log, daemon.Options{
 		ConfigPath: path, Version: version, LogLevel: level,
-		Notify: notify, Watchdog: watchdog, Reload: hup,
+		Notify: notify, Watchdog: watchdog, Reload: hup, Keep: usr2, EventBuffer: buf,
 	})
 	d.Ready = func() { log.Info("ready", "socket", cfg.Status.Socket) }
 	if err := d.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("uplinkd failed", "err", err)
 		return exitFailure
 	}
+	if d.Kept() {
+		return exitKept
+	}
 	return exitOK
+}
+
+// checkHooks reports the hook programs the daemon would refuse to run.
+func checkHooks(h config.Hooks, path string, stderr io.Writer) bool {
+	ok := true
+	for key, argv := range map[string][]string{
+		"hooks.on_transition": h.OnTransition, "hooks.on_down": h.OnDown, "hooks.on_probing": h.OnProbing,
+		"hooks.on_degraded": h.OnDegraded, "hooks.on_active": h.OnActive,
+	} {
+		if len(argv) == 0 {
+			continue
+		}
+		if err := hooks.CheckProgram(argv[0]); err != nil {
+			fmt.Fprintf(stderr, "%s: %s: the program would be refused: %v\n", path, key, err)
+			ok = false
+		}
+	}
+	return ok
 }
 
 // failed prints err and returns the exit status it calls for.

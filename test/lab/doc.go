@@ -29,4 +29,13 @@
 // reproduce what happens on a real router: a cable pulled on the ISP side, an
 // ISP that still answers ARP but forwards nothing, a USB modem unplugged, a
 // DHCP lease that changes the address.
+//
+// StartFlows runs long-lived LAN flows (by default 128 TCP connections and
+// 128 UDP flows from both host addresses) to an echoing sink in the
+// Internet namespace, inside the test process; with EnableNAT, the source
+// address the sink echoes names the uplink each flow takes. A snapshot
+// gives, per flow, its uplink over time, the longest gap between echoes,
+// lost UDP sequence numbers, TCP resets and TCP connections that hang
+// while sending (FlowClient and FlowSink, also run as labtool flows and
+// flowsink).
 package lab

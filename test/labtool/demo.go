@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,8 +24,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/google/nftables"
 	"github.com/uplinkd/uplinkd/test/ispemu"
 	"github.com/uplinkd/uplinkd/test/lab"
+	"github.com/vishvananda/netns"
 )
 
 // demoConfig is what `labtool demo` runs uplinkd with: the lab's two ISPs,
@@ -163,7 +166,8 @@ func (d *demo) steps(ctx context.Context) error {
 	cfgPath := filepath.Join(d.dir, "uplinkd.toml")
 	d.logPath = filepath.Join(d.dir, "uplinkd.log")
 	// The status socket lives with the log, not in the host's /run.
-	cfg := demoConfig + fmt.Sprintf("[status]\nsocket = %q\n", filepath.Join(d.dir, "uplinkd.sock"))
+	cfg := strings.Replace(demoConfig, "[routing]\n", fmt.Sprintf("[routing]\nstate_dir = %q\n", d.dir), 1) +
+		fmt.Sprintf("[status]\nsocket = %q\n", filepath.Join(d.dir, "uplinkd.sock"))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
 	}
@@ -342,7 +346,7 @@ func (d *demo) stop(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	d.header(n, "Stopping uplinkd with SIGTERM (it must remove every route, rule and nexthop it installed)")
+	d.header(n, "Stopping uplinkd with SIGTERM (it must remove every route, rule, nexthop and nftables table it installed)")
 	d.printf("      Installed now with proto %s: %d routes, %d rules, %d nexthop objects.\n", ownProto, len(routes), len(rules), len(nexthops))
 	d.stepStart = time.Now()
 	if err := d.daemon.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -371,8 +375,14 @@ func (d *demo) stop(ctx context.Context, n int) error {
 	d.printf("      ip route show table all proto %s: %s\n", ownProto, noneOr(routes))
 	d.printf("      ip rule show | grep 'proto %s':   %s\n", ownProto, noneOr(rules))
 	d.printf("      ip nexthop show proto %s:         %s\n", ownProto, noneOr(nexthops))
-	if len(routes)+len(rules)+len(nexthops) > 0 {
-		return fmt.Errorf("uplinkd left %d routes, %d rules and %d nexthops behind", len(routes), len(rules), len(nexthops))
+	table, err := d.pinTable()
+	if err != nil {
+		return err
+	}
+	d.printf("      nftables table inet uplinkd:      %s\n", map[bool]string{true: "present", false: "none"}[table])
+	if len(routes)+len(rules)+len(nexthops) > 0 || table {
+		return fmt.Errorf("uplinkd left %d routes, %d rules, %d nexthops and %d nftables tables behind",
+			len(routes), len(rules), len(nexthops), btoi(table))
 	}
 	d.printf("      %s\n", d.style.green("uplinkd removed everything it installed."))
 	d.results = append(d.results, stepResult{what: "SIGTERM → uplinkd exited, cleaned up", detected: exitedAfter, routes: "-"})
@@ -408,6 +418,36 @@ func (d *demo) owned(ctx context.Context) (routes, rules, nexthops []string, err
 	return routes, rules, nonEmptyLines(out), nil
 }
 
+// pinTable says whether the router has uplinkd's nftables table.
+func (d *demo) pinTable() (bool, error) {
+	ns, err := netns.GetFromName(d.lab.NS(lab.Router))
+	if err != nil {
+		return false, err
+	}
+	defer ns.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	if err != nil {
+		return false, err
+	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return false, fmt.Errorf("list nftables tables: %w", err)
+	}
+	for _, t := range tables {
+		if t.Name == "uplinkd" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func noneOr(lines []string) string {
 	if len(lines) == 0 {
 		return "none"
@@ -434,9 +474,29 @@ func (d *demo) showTraffic(ctx context.Context) error {
 	for _, l := range lines[1:] {
 		d.printf("                    %s\n", l)
 	}
-	d.printf("        %-11s %s\n", strconv.Itoa(d.flows)+" flows", formatSplit(split, d.flows, "eth1", "eth2"))
+	// A route through a nexthop group: show the group, its members are
+	// the uplinks new connections are spread over.
+	if m := nhidRE.FindStringSubmatch(lines[0]); m != nil {
+		group, err := d.lab.IP(ctx, lab.Router, "nexthop", "show", "id", m[1])
+		if err != nil {
+			return err
+		}
+		members, err := d.lab.IP(ctx, lab.Router, "nexthop", "show", "proto", "201")
+		if err != nil {
+			return err
+		}
+		d.printf("        nexthops    %s\n", strings.TrimSpace(group))
+		for _, l := range nonEmptyLines(members) {
+			if !strings.Contains(l, " group ") {
+				d.printf("                    %s\n", strings.TrimSpace(l))
+			}
+		}
+	}
+	d.printf("        %-11s %s\n", strconv.Itoa(d.flows)+" new flows", formatSplit(split, d.flows, "eth1", "eth2"))
 	return nil
 }
+
+var nhidRE = regexp.MustCompile(`\bnhid (\d+)`)
 
 // formatSplit renders per-device flow counts as "eth1 24% / eth2 76%",
 // always naming the devices in want, then any other device, sorted.

@@ -22,11 +22,13 @@ type command struct {
 // commands is the subcommand table; each command lives in its own file.
 // `labtool demo` (the `make demo` driver) adds its entry here.
 var commands = map[string]command{
-	"demo":    {"run uplinkd in a lab, break and repair its uplinks, show the failovers (root)", runDemo},
-	"ispemu":  {"answer ICMP echo per ingress interface with loss, delay and jitter (in a lab namespace)", runISPEmu},
-	"ispctl":  {"send a command to a running ispemu: set IFACE MODE..., stats", runISPCtl},
-	"udpsink": {"receive udpsend datagrams; on SIGTERM/SIGINT write a JSON report", runSink},
-	"udpsend": {"send sequence-numbered, timestamped UDP datagrams from a fixed port", runSend},
+	"demo":     {"run uplinkd in a lab, break and repair its uplinks, show the failovers (root)", runDemo},
+	"flows":    {"run long-lived TCP and UDP flows to a flowsink; write per-flow uplink, gaps, losses, resets", runFlows},
+	"flowsink": {"echo flow records on UDP and TCP with the source address seen; report sources per flow", runFlowSink},
+	"ispemu":   {"answer ICMP echo per ingress interface with loss, delay and jitter (in a lab namespace)", runISPEmu},
+	"ispctl":   {"send a command to a running ispemu: set IFACE MODE..., stats", runISPCtl},
+	"udpsink":  {"receive udpsend datagrams; on SIGTERM/SIGINT write a JSON report", runSink},
+	"udpsend":  {"send sequence-numbered, timestamped UDP datagrams from a fixed port", runSend},
 }
 
 // flagOutput receives flag errors and usage; tests silence it.

@@ -1,0 +1,129 @@
+package daemon
+
+import (
+	"slices"
+
+	"github.com/uplinkd/uplinkd/fsm"
+	"github.com/uplinkd/uplinkd/netops"
+)
+
+// Adoption makes a restart invisible on the wire. At start the daemon
+// reads what an earlier run left in the kernel (netops.Held): the balance
+// route's next hops, the fwmark rules of pinned connections and the
+// nexthop objects. An uplink the balance route holds stays in the balance,
+// and one with a fwmark rule keeps it, until its probes give their first
+// verdict: it becomes active or degraded (then the usual rules apply), or
+// down (carrier loss, link gone: at once), or down_after rounds in a row
+// fail. So nothing changes in the kernel while the new run finds out what
+// the old one knew, and a balance that still matches is never torn down.
+
+// hold is what an uplink keeps of the earlier run until its first verdict.
+type hold struct {
+	balance bool // in the balance route
+	pinned  bool // its fwmark rule
+	fails   int  // failed probe rounds in a row while held
+}
+
+func (h hold) any() bool { return h.balance || h.pinned }
+
+// readHeld reads what the kernel holds, once, before the first reconcile.
+func (d *Daemon) readHeld() {
+	r := d.cfg.Routing
+	h, err := d.rec.Holds(r.BalanceTable, r.RulePriority)
+	if err != nil {
+		d.log.Warn("cannot read the routing state of an earlier run; starting from scratch", "err", err)
+		return
+	}
+	d.held = &h
+}
+
+// adopt gives each uplink what the earlier run left, once its link is
+// known (after the first dump), and keeps the nexthop slots the kernel
+// holds.
+func (d *Daemon) adopt() {
+	h := d.held
+	d.held = nil
+	if h == nil {
+		return
+	}
+	var ups []netops.Uplink
+	for _, u := range d.uplinks {
+		if u.link == nil {
+			continue
+		}
+		ups = append(ups, netops.Uplink{Name: u.cfg.Name, Gateway: u.cfg.Gateway, Index: u.link.Index})
+		u.hold = hold{
+			balance: slices.ContainsFunc(h.Balance, func(n netops.Nexthop) bool {
+				return n.Index == u.link.Index && n.Gateway == u.cfg.Gateway
+			}),
+			pinned: slices.Contains(h.Pinned, u.cfg.Table),
+		}
+		// Only an uplink still waiting for its verdict is held; one in
+		// carrier-only mode is already active.
+		if u.m.State() != fsm.Probing {
+			u.hold = hold{}
+		}
+		if u.hold.any() {
+			d.log.Info("adopted from the kernel until the first probe verdict", "uplink", u.cfg.Name,
+				"in_balance", u.hold.balance, "pinned", u.hold.pinned)
+		}
+	}
+	r := d.cfg.Routing
+	d.slots = netops.AdoptSlots(h.Nexthops, netops.NexthopIDs(r.NexthopIDBase), r.RouteProtocol, ups)
+	// Uplinks the earlier run pinned count as pinned now: one that is
+	// not usable any more (its carrier went while no uplinkd ran) loses
+	// its rule in the first reconcile, and its connections are flushed.
+	if d.pinOn() {
+		d.pin.pinned = make(map[string]uint32)
+		for _, u := range d.uplinks {
+			if slices.Contains(h.Pinned, u.cfg.Table) {
+				d.pin.pinned[u.cfg.Name] = d.markOf(u.cfg.Name)
+			}
+		}
+	}
+}
+
+// release ends an uplink's hold.
+func (u *uplink) release() { u.hold = hold{} }
+
+// heldRound counts a probe round of a held uplink: down_after failed
+// rounds in a row end the hold, as they would take an active uplink out.
+func (d *Daemon) heldRound(u *uplink, good bool) {
+	if !u.hold.any() {
+		return
+	}
+	if good {
+		u.hold.fails = 0
+		return
+	}
+	u.hold.fails++
+	if u.hold.fails >= d.cfg.Probe.DownAfter {
+		d.log.Info("adopted uplink failed its probes, releasing it", "uplink", u.cfg.Name, "failed_rounds", u.hold.fails)
+		u.release()
+		d.needReconcile = true
+	}
+}
+
+// slotOf returns the uplink's nexthop slot, assigning slots (stable by
+// name, see netops.Slots) to uplinks that have none yet.
+func (d *Daemon) slotOf(name string) int {
+	if s, ok := d.slots[name]; ok {
+		return s
+	}
+	names := make([]string, len(d.uplinks))
+	for i, u := range d.uplinks {
+		names[i] = u.cfg.Name
+	}
+	slots, err := netops.Slots(names, d.slots)
+	if err != nil {
+		// config allows no more uplinks than the layout has room for.
+		d.log.Error("nexthop slots", "err", err)
+		return 0
+	}
+	d.slots = slots
+	return slots[name]
+}
+
+// Kept says whether Run returned on Options.Keep (SIGUSR2), leaving the
+// routing in place.
+func (d *Daemon) Kept() bool { return d.keep }

@@ -1,0 +1,338 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/uplinkd/uplinkd/netops"
+	"github.com/uplinkd/uplinkd/pin"
+	"github.com/uplinkd/uplinkd/status"
+)
+
+// pinning is the daemon's side of connection pinning (package pin).
+// uplinkd's nftables table is applied on start and on every reconcile
+// (Apply writes nothing when the kernel already has it, which is how a
+// restart adopts it); a firewall reload that removes or changes it is
+// reported by Watch and repaired at once. The routing side is the fwmark
+// rule of every usable uplink (netops.Plan). When an uplink stops being
+// usable (down, probing), its rule goes and its connections are deleted by
+// mark, off the loop. Leaving the balance (standby, degraded) only stops
+// new connections: nothing is flushed.
+type pinning struct {
+	table   *pin.Table // nil: pinning is off
+	flusher *pin.Flusher
+	svm     pin.SrcValidMark
+	svmIdx  map[string]int // uplink name -> ifindex whose src_valid_mark is set
+	svmOrig *svmState      // the values before the first start, kept in state_dir
+	mask    uint32
+	off     string // why pinning is off
+	// marks are the uplinks' marks, stable by name (pin.Assign); names no
+	// longer configured stay, so their marks are handed out last.
+	marks map[string]uint32
+	// pinned are the uplinks whose fwmark rule the last reconcile kept;
+	// nil before the first reconcile.
+	pinned map[string]uint32
+
+	watched   chan struct{} // Watch: someone changed the table
+	restore   bool          // a Watch signal is pending: the next change counts as a restore
+	applied   bool          // Apply has run once
+	key       string        // pinKey of the last Apply
+	restores  uint64
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
+	closed    bool
+
+	// Written by the flusher's goroutine.
+	flushes, flushed, flushErrs atomic.Uint64
+}
+
+// openPinning opens the nftables table and the conntrack flusher, and
+// adopts the marks an earlier run left in the table. Without nf_tables (or
+// with mark_mask = 0) pinning is off, and the daemon routes as before:
+// resilient balancer, flushes by NAT address.
+func (d *Daemon) openPinning() {
+	p := &pinning{watched: make(chan struct{}, 1), svmIdx: make(map[string]int)}
+	d.pin = p
+	mask := d.cfg.Routing.MarkMask
+	if mask == 0 {
+		p.off = "mark_mask = 0"
+		d.log.Info("connection pinning off", "reason", p.off)
+		return
+	}
+	t, err := pin.Open(pin.Config{Mask: mask, Log: d.log})
+	if err != nil {
+		p.off = err.Error()
+		if !errors.Is(err, pin.ErrUnsupported) {
+			p.off = "cannot open the nftables table: " + err.Error()
+		}
+		d.log.Warn("connection pinning off: established connections may move when uplinks change", "reason", p.off)
+		return
+	}
+	f, err := pin.NewFlusher(0, nil) // flushUnpinned logs each result, with the uplink
+	if err != nil {
+		t.Close()
+		p.off = err.Error()
+		d.log.Warn("connection pinning off: established connections may move when uplinks change", "reason", p.off)
+		return
+	}
+	p.table, p.flusher, p.mask, p.marks = t, f, mask, make(map[string]uint32)
+	p.svmOrig = loadSVMState(d.cfg.Routing.StateDir)
+	if p.svmOrig.warn != nil {
+		d.log.Warn("cannot read the original src_valid_mark values of an earlier run", "err", p.svmOrig.warn)
+	}
+	cur, err := t.Current()
+	if err != nil {
+		d.log.Warn("cannot read the marks of an earlier run; assigning them anew", "err", err)
+	}
+	for _, u := range cur {
+		p.marks[u.Name] = u.Mark
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stopWatch, p.watchDone = cancel, make(chan struct{})
+	go func() {
+		defer close(p.watchDone)
+		if err := t.Watch(ctx, p.watched); err != nil && ctx.Err() == nil {
+			d.log.Warn("watching the nftables table stopped; it is still checked at every reconcile", "err", err)
+		}
+	}()
+	d.log.Info("connection pinning on", "mask", fmt.Sprintf("%#x", mask), "marks_adopted", len(cur))
+}
+
+// pinOn says whether connections are pinned.
+func (d *Daemon) pinOn() bool { return d.pin != nil && d.pin.table != nil }
+
+// pinWatch is the channel Watch signals on; nil (never ready) without
+// pinning.
+func (d *Daemon) pinWatch() <-chan struct{} {
+	if !d.pinOn() {
+		return nil
+	}
+	return d.pin.watched
+}
+
+// tableChanged handles a Watch signal: the table is applied again at once.
+func (d *Daemon) tableChanged() {
+	d.pin.restore = true
+	d.needReconcile = true
+}
+
+// markOf returns the uplink's connection mark, 0 without pinning.
+func (d *Daemon) markOf(name string) uint32 {
+	if !d.pinOn() {
+		return 0
+	}
+	p := d.pin
+	if m, ok := p.marks[name]; ok && m != 0 && m&^p.mask == 0 && d.configured(name) {
+		return m
+	}
+	names := make([]string, len(d.uplinks))
+	for i, u := range d.uplinks {
+		names[i] = u.cfg.Name
+	}
+	marks, err := pin.Assign(names, p.mask, p.marks)
+	if err != nil {
+		// config rejects a mask without room for the uplinks.
+		d.log.Error("assigning connection marks", "err", err)
+		return 0
+	}
+	maps.Copy(p.marks, marks)
+	return marks[name]
+}
+
+func (d *Daemon) configured(name string) bool {
+	for _, u := range d.uplinks {
+		if u.cfg.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// pinsFirst says whether the next applyPins may change the table: then it
+// runs before the routes are reconciled, so connections are marked before
+// rules route by their mark. Otherwise it runs after them (it still checks
+// the table), off the path from a kernel event to the new routes.
+func (d *Daemon) pinsFirst(in []netops.Uplink) bool {
+	if !d.pinOn() {
+		return false
+	}
+	return d.pin.restore || !d.pin.applied || pinKey(d.uplinks, in) != d.pin.key
+}
+
+// pinKey identifies what the table is built from: names, interfaces, marks.
+func pinKey(ups []*uplink, in []netops.Uplink) string {
+	var b strings.Builder
+	for i, u := range ups {
+		ifname := ""
+		if u.link != nil {
+			ifname = u.link.Name
+		}
+		fmt.Fprintf(&b, "%s/%s/%#x ", u.cfg.Name, ifname, in[i].Mark)
+	}
+	return b.String()
+}
+
+// applyPins makes the kernel's nftables table match the uplinks and sets
+// src_valid_mark on their interfaces; it runs at every reconcile.
+func (d *Daemon) applyPins(in []netops.Uplink) error {
+	if !d.pinOn() {
+		return nil
+	}
+	p := d.pin
+	ups := make([]pin.Uplink, 0, len(in))
+	seen := make(map[string]bool)
+	var errs []error
+	for i, u := range d.uplinks {
+		pu := pin.Uplink{Name: u.cfg.Name, Mark: in[i].Mark}
+		if u.link != nil {
+			pu.Ifname = u.link.Name
+			seen[u.cfg.Name] = true
+			if old, ok := p.svmIdx[u.cfg.Name]; ok && old != u.link.Index {
+				errs = append(errs, p.svm.Forget(old))
+			}
+			if err := p.svmOrig.note(u.link.Name); err != nil {
+				d.log.Warn("cannot keep the original src_valid_mark for after a crash", "interface", u.link.Name, "err", err)
+			}
+			if err := p.svm.Set(u.link.Index, u.link.Name); err != nil {
+				errs = append(errs, fmt.Errorf("src_valid_mark on %s: %w", u.link.Name, err))
+			} else {
+				p.svmIdx[u.cfg.Name] = u.link.Index
+			}
+		}
+		if pu.Mark != 0 {
+			ups = append(ups, pu)
+		}
+	}
+	for name, idx := range p.svmIdx {
+		if !seen[name] {
+			delete(p.svmIdx, name)
+			errs = append(errs, p.svm.Forget(idx))
+		}
+	}
+	start := time.Now()
+	changed, err := p.table.Apply(ups)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("apply nftables table: %w", err))
+		return errors.Join(errs...)
+	}
+	took := time.Since(start).Round(time.Microsecond)
+	switch {
+	case changed && p.restore:
+		p.restores++
+		d.metrics.PinRestore()
+		d.changed = true
+		d.log.Warn("nftables table was removed or changed by someone else (a firewall reload?); restored", "took", took)
+	case changed && !p.applied:
+		d.log.Info("nftables table installed", "uplinks", len(ups), "took", took)
+	case changed:
+		d.log.Info("nftables table updated", "uplinks", len(ups), "took", took)
+	case !p.applied:
+		d.log.Info("nftables table adopted as the kernel has it", "uplinks", len(ups))
+	}
+	p.restore, p.applied, p.key = false, true, pinKey(d.uplinks, in)
+	return errors.Join(errs...)
+}
+
+// flushUnpinned deletes, by mark and off the loop, the conntrack entries
+// of every uplink whose fwmark rule the reconcile just removed (it became
+// down or probing), so its connections restart on a survivor. Other
+// uplinks' entries are never touched; flush_conntrack = false turns it off.
+func (d *Daemon) flushUnpinned(in []netops.Uplink) {
+	p := d.pin
+	now := make(map[string]uint32)
+	for _, u := range in {
+		if u.Usable && u.Mark != 0 && u.Index > 0 && u.Addr.IsValid() {
+			now[u.Name] = u.Mark
+		}
+	}
+	prev := p.pinned
+	p.pinned = now
+	for name, mark := range unpinned(prev, now) {
+		if !d.cfg.Routing.FlushConntrack {
+			d.log.Info("not flushing conntrack entries (flush_conntrack = false)", "uplink", name)
+			continue
+		}
+		p.flusher.Flush(0, mark, p.mask, func(deleted int, took time.Duration, err error) {
+			// The flusher's goroutine: counters and logs only.
+			d.metrics.ConntrackFlush(name, deleted, took, err)
+			p.flushes.Add(1)
+			if err != nil {
+				p.flushErrs.Add(1)
+				if !errors.Is(err, pin.ErrClosed) {
+					d.log.Warn("flushing conntrack entries by mark", "uplink", name, "mark", fmt.Sprintf("%#x", mark), "err", err)
+				}
+				return
+			}
+			p.flushed.Add(uint64(deleted))
+			d.log.Info("conntrack entries flushed", "uplink", name, "mark", fmt.Sprintf("%#x", mark),
+				"deleted", deleted, "took", took.Round(time.Microsecond))
+		})
+	}
+}
+
+// unpinned returns the uplinks (and marks) pinned in prev whose pin is gone
+// in now: their fwmark rule went, or their mark changed.
+func unpinned(prev, now map[string]uint32) map[string]uint32 {
+	out := make(map[string]uint32)
+	for name, mark := range prev {
+		if now[name] != mark {
+			out[name] = mark
+		}
+	}
+	return out
+}
+
+// pinningStatus is what status shows of pinning.
+func (d *Daemon) pinningStatus() status.Pinning {
+	p := d.pin
+	if p == nil {
+		return status.Pinning{Reason: "not started"}
+	}
+	if p.table == nil {
+		return status.Pinning{Reason: p.off}
+	}
+	return status.Pinning{
+		On: true, Mask: fmt.Sprintf("%#x", p.mask), Restores: p.restores,
+		Flushes: p.flushes.Load(), Flushed: p.flushed.Load(), FlushErrors: p.flushErrs.Load(),
+	}
+}
+
+// closePinning stops the watch and the flusher. On a clean stop it
+// removes the table and restores src_valid_mark; with keep (SIGUSR2) both
+// stay for the next start. It runs once; later calls do nothing.
+func (d *Daemon) closePinning() {
+	p := d.pin
+	if !d.pinOn() || p.closed {
+		return
+	}
+	p.closed = true
+	p.stopWatch()
+	<-p.watchDone
+	var errs []error
+	if err := p.flusher.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close conntrack flusher: %w", err))
+	}
+	if !d.keep {
+		if err := p.table.Remove(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := p.svm.Restore(); err != nil {
+			errs = append(errs, fmt.Errorf("restore src_valid_mark: %w", err))
+		}
+		// The values before the first start, also after a crash.
+		if err := p.svmOrig.restore(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := p.table.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close nftables socket: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		d.log.Error("stopping connection pinning", "err", err)
+	}
+}
