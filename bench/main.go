@@ -47,7 +47,7 @@ func run() error {
 	idleUplinks := flag.String("idle-uplinks", "4,64", "scale: uplinks for the idle RSS and CPU rows")
 	extra := flag.String("scale-config", "", "scale: file of extra TOML lines for [routing] (mark_mask, nexthop settings the other issues add)")
 	readme := flag.String("readme", "", "README whose <!-- bench-results:start/end --> (or bench-scale) section gets the summary table (make bench: REPO/README.md)")
-	replot := flag.Bool("replot", false, "redraw timeline.png from OUT/timeline.json and exit")
+	render := flag.Bool("render", false, "write the Markdown, the README summary and the plots again from OUT's JSON files, and exit")
 	keep := flag.Bool("keep", false, "keep the work directory (logs, configurations) and print its path")
 	flag.Parse()
 
@@ -66,16 +66,8 @@ func run() error {
 	if *writeSeed {
 		return tools.WriteSeed(scripts, seedDir)
 	}
-	if *replot {
-		var tls []results.Timeline
-		b, err := os.ReadFile(filepath.Join(*out, "timeline.json"))
-		if err == nil {
-			err = json.Unmarshal(b, &tls)
-		}
-		if err != nil {
-			return fmt.Errorf("replot: %w", err)
-		}
-		return results.PlotTimeline(tls, filepath.Join(*out, "timeline.png"))
+	if *render {
+		return rerender(*out, *scale, *readme)
 	}
 	if err := tools.CheckSeedCopies(scripts, seedDir); err != nil {
 		return err
@@ -135,6 +127,9 @@ func run() error {
 		if err != nil {
 			return err
 		}
+		if err := writeJSON(filepath.Join(*out, "scale-plots.json"), plots); err != nil {
+			return err
+		}
 		if err := results.PlotScale(plots, *out); err != nil {
 			return err
 		}
@@ -169,23 +164,71 @@ func run() error {
 	if err := res.WriteJSON(filepath.Join(*out, name+".json")); err != nil {
 		return err
 	}
-	md := res.Markdown()
-	if err := os.WriteFile(filepath.Join(*out, name+".md"), []byte(md), 0o644); err != nil {
+	if err := writeText(res, *out, name, *scale, *readme); err != nil {
 		return err
-	}
-	fmt.Print(md)
-	if *readme != "" {
-		summary := fmt.Sprintf("Measured %s on %s, %d cores (load %s); %s. Full table: [bench/results/%s.md](bench/results/%s.md).\n\n",
-			res.Date.UTC().Format("2006-01-02"), res.Machine.CPU, res.Machine.Cores, res.Machine.Load, runsNote(res, *scale), name, name)
-		if err := results.UpdateReadme(*readme, "bench-"+name, summary+res.SummaryTable()); err != nil {
-			return err
-		}
 	}
 	if na := res.NotAhead(); len(na) > 0 {
 		fmt.Println("\nRows where uplinkd is not ahead:")
 		for _, r := range na {
 			fmt.Println("  " + r)
 		}
+	}
+	return nil
+}
+
+// writeText writes NAME.md, prints it, and puts the summary into the
+// README.
+func writeText(res *results.Results, out, name string, scale bool, readme string) error {
+	md := res.Markdown()
+	if err := os.WriteFile(filepath.Join(out, name+".md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(md)
+	if readme != "" {
+		summary := fmt.Sprintf("Measured %s on %s, %d cores (load %s); %s. Full table: [bench/results/%s.md](bench/results/%s.md).\n\n",
+			res.Date.UTC().Format("2006-01-02"), res.Machine.CPU, res.Machine.Cores, res.Machine.Load, runsNote(res, scale), name, name)
+		if err := results.UpdateReadme(readme, "bench-"+name, summary+res.SummaryTable()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rerender writes the text and the plots again from the JSON files a run
+// left in out.
+func rerender(out string, scale bool, readme string) error {
+	name := "results"
+	if scale {
+		name = "scale"
+	}
+	var res results.Results
+	if err := readJSON(filepath.Join(out, name+".json"), &res); err != nil {
+		return err
+	}
+	if err := writeText(&res, out, name, scale, readme); err != nil {
+		return err
+	}
+	if scale {
+		var plots results.ScalePlots
+		if err := readJSON(filepath.Join(out, "scale-plots.json"), &plots); err != nil {
+			return err
+		}
+		return results.PlotScale(plots, out)
+	}
+	var tls []results.Timeline
+	if err := readJSON(filepath.Join(out, "timeline.json"), &tls); err != nil {
+		return err
+	}
+	return results.PlotTimeline(tls, filepath.Join(out, "timeline.png"))
+}
+
+func readJSON(file string, v any) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
 	}
 	return nil
 }

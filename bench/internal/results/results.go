@@ -221,6 +221,9 @@ func ratio(row Row) string {
 	if math.IsInf(s, 1) || math.IsInf(u, 1) {
 		return ""
 	}
+	if s/u < 10 {
+		return fmt.Sprintf("%.1f×", s/u)
+	}
 	return fmt.Sprintf("%.0f×", s/u)
 }
 
@@ -249,9 +252,18 @@ func (r *Results) NotAhead() []string {
 }
 
 // SummaryTable renders the summary rows as one compact Markdown table.
+// When no summary row has a seed figure, the seed's columns are left out.
 func (r *Results) SummaryTable() string {
 	var b strings.Builder
-	b.WriteString("| figure | uplinkd median (worst) | seed median (worst) | seed ÷ uplinkd |\n|---|--:|--:|--:|\n")
+	seed := false
+	for _, row := range r.Rows {
+		seed = seed || row.Summary && row.Seed != nil && row.Seed.NA == ""
+	}
+	if seed {
+		b.WriteString("| figure | uplinkd median (worst) | seed median (worst) | seed ÷ uplinkd |\n|---|--:|--:|--:|\n")
+	} else {
+		b.WriteString("| figure | uplinkd median (worst) |\n|---|--:|\n")
+	}
 	for _, row := range r.Rows {
 		if !row.Summary {
 			continue
@@ -260,7 +272,11 @@ func (r *Results) SummaryTable() string {
 		if row.Ideal != "" {
 			what += " (ideal " + row.Ideal + ")"
 		}
-		fmt.Fprintf(&b, "| %s: %s | %s | %s | %s |\n", row.Section, what, both(row.Uplinkd, row.Unit), both(row.Seed, row.Unit), ratio(row))
+		if seed {
+			fmt.Fprintf(&b, "| %s: %s | %s | %s | %s |\n", row.Section, what, both(row.Uplinkd, row.Unit), both(row.Seed, row.Unit), ratio(row))
+		} else {
+			fmt.Fprintf(&b, "| %s: %s | %s |\n", row.Section, what, both(row.Uplinkd, row.Unit))
+		}
 	}
 	return b.String()
 }

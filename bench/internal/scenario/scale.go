@@ -36,7 +36,7 @@ type ScaleConfig struct {
 }
 
 const (
-	eventTimeout    = 10 * time.Second
+	eventTimeout    = 30 * time.Second
 	convergeTimeout = 3 * time.Minute
 	firstTable      = 1000
 )
@@ -280,7 +280,8 @@ func RunScale(ctx context.Context, cfg ScaleConfig, res *results.Results) (resul
 			continue
 		}
 		if err != nil {
-			return plots, fmt.Errorf("%d uplinks: %w", n, err)
+			failed(cfg, res, sec, fmt.Sprintf("%d uplinks", n), err)
+			continue
 		}
 		ev, err := s.events(ctx, cfg.Events)
 		var mem float64
@@ -289,7 +290,8 @@ func RunScale(ctx context.Context, cfg ScaleConfig, res *results.Results) (resul
 		}
 		s.close()
 		if err != nil {
-			return plots, fmt.Errorf("%d uplinks: %w", n, err)
+			failed(cfg, res, sec, fmt.Sprintf("%d uplinks", n), err)
+			continue
 		}
 		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d uplinks: start → all active", n), Unit: results.Millis, Uplinkd: one(ms(took)), Seed: results.NA(noSeed), Summary: true})
 		addEventRows(res, sec, fmt.Sprintf("%d uplinks", n), ev)
@@ -301,7 +303,8 @@ func RunScale(ctx context.Context, cfg ScaleConfig, res *results.Results) (resul
 		cfg.Log.Info("scale", "routes", routes)
 		s, took, err := startScale(ctx, cfg, fmt.Sprintf("routes-%d", routes), 2, routes, false)
 		if err != nil {
-			return plots, fmt.Errorf("%d routes: %w", routes, err)
+			failed(cfg, res, sec, fmt.Sprintf("%d routes", routes), err)
+			continue
 		}
 		before, err := rss(s.up.PID())
 		var ev eventFigures
@@ -314,7 +317,8 @@ func RunScale(ctx context.Context, cfg ScaleConfig, res *results.Results) (resul
 		}
 		s.close()
 		if err != nil {
-			return plots, fmt.Errorf("%d routes: %w", routes, err)
+			failed(cfg, res, sec, fmt.Sprintf("%d routes", routes), err)
+			continue
 		}
 		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d routes: start → both active", routes), Unit: results.Millis, Uplinkd: one(ms(took)), Seed: results.NA(noSeed)})
 		addEventRows(res, sec, fmt.Sprintf("%d routes", routes), ev)
@@ -325,7 +329,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig, res *results.Results) (resul
 	if cfg.Storm {
 		cfg.Log.Info("storm")
 		if err := runStorm(ctx, cfg, res); err != nil {
-			return plots, err
+			failed(cfg, res, "Scale: storm", "storm", err)
 		}
 	}
 	for _, n := range cfg.IdleUplinks {
@@ -338,7 +342,8 @@ func RunScale(ctx context.Context, cfg ScaleConfig, res *results.Results) (resul
 			continue
 		}
 		if err != nil {
-			return plots, fmt.Errorf("idle %d uplinks: %w", n, err)
+			failed(cfg, res, sec, fmt.Sprintf("%d uplinks probing", n), err)
+			continue
 		}
 		pid := s.up.PID()
 		t0, err := cpuTicks(pid)
@@ -357,13 +362,21 @@ func RunScale(ctx context.Context, cfg ScaleConfig, res *results.Results) (resul
 		took := time.Since(start)
 		s.close()
 		if err != nil {
-			return plots, fmt.Errorf("idle %d uplinks: %w", n, err)
+			failed(cfg, res, sec, fmt.Sprintf("%d uplinks probing", n), err)
+			continue
 		}
 		cpu := float64(t1-t0) / 100 / took.Seconds() * 100
 		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d uplinks probing at the defaults: CPU over %v", n, cfg.Idle), Unit: results.Pct, Uplinkd: one(cpu), Seed: results.NA(noSeed), Summary: true})
 		res.Add(results.Row{Section: sec, What: fmt.Sprintf("%d uplinks probing at the defaults: RSS", n), Unit: results.MiB, Uplinkd: one(mem), Seed: results.NA(noSeed), Summary: true})
 	}
 	return plots, nil
+}
+
+// failed records a scenario that could not finish as a row without
+// figures, with the reason, so that one failure does not lose the others.
+func failed(cfg ScaleConfig, res *results.Results, sec, what string, err error) {
+	cfg.Log.Warn("scenario failed", "what", what, "err", err)
+	res.Add(results.Row{Section: sec, What: what, Unit: results.Millis, Uplinkd: results.NA("failed: " + firstLine(err.Error())), Seed: results.NA(noSeed), Summary: true})
 }
 
 func addEventRows(res *results.Results, sec, what string, ev eventFigures) {
