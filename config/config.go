@@ -124,11 +124,23 @@ const (
 
 // Uplink is one [[uplink]] table.
 type Uplink struct {
-	Name      string     // unique; [A-Za-z0-9_.-]{1,32}
-	Interface string     // unique
-	Gateway   netip.Addr // IPv4 next hop on Interface
-	Weight    int        // share of new flows in the balance, 1..256
-	Table     int        // routing table of this uplink alone; unique
+	Name      string // unique; [A-Za-z0-9_.-]{1,32}
+	Interface string // unique
+	// Gateway is the IPv4 next hop on Interface when GatewayMode is
+	// GatewayStatic; invalid otherwise.
+	Gateway netip.Addr
+	// GatewayMode says where the next hop comes from: the file, the
+	// interface's default routes ("auto"), or nowhere ("none": a
+	// point-to-point link).
+	GatewayMode GatewayMode
+	// GatewayHold keeps a learned gateway (GatewayAuto) this long after
+	// its route disappeared while carrier and address remain.
+	GatewayHold time.Duration
+	// Address selects the uplink's address among several on Interface:
+	// a single address (bits 32) or a prefix; invalid: any.
+	Address netip.Prefix
+	Weight  int // share of new flows in the balance, 1..256
+	Table   int // routing table of this uplink alone; unique
 	// ProbeTargets replaces Probe.Targets for this uplink when not nil.
 	// Empty and not nil: no targets for this uplink.
 	ProbeTargets []netip.Addr
@@ -176,6 +188,12 @@ type Log struct {
 // even an empty one, else those of [probe]; when that leaves none and
 // gateway probing is on for u, its gateway. Empty: carrier-only mode.
 func (c *Config) TargetsFor(u Uplink) []netip.Addr {
+	return c.TargetsWith(u, u.Gateway)
+}
+
+// TargetsWith is TargetsFor for an uplink whose gateway is gw now (a
+// learned one; invalid while unknown or on a point-to-point link).
+func (c *Config) TargetsWith(u Uplink, gw netip.Addr) []netip.Addr {
 	targets := c.Probe.Targets
 	if u.ProbeTargets != nil {
 		targets = u.ProbeTargets
@@ -183,14 +201,26 @@ func (c *Config) TargetsFor(u Uplink) []netip.Addr {
 	if len(targets) > 0 {
 		return targets
 	}
+	if c.ProbesGateway(u) && gw.IsValid() {
+		return []netip.Addr{gw}
+	}
+	return targets
+}
+
+// ProbesGateway says whether u is probed at its gateway (it has no
+// targets, and gateway probing is on for it).
+func (c *Config) ProbesGateway(u Uplink) bool {
+	if u.GatewayMode == GatewayNone {
+		return false
+	}
+	if len(c.Probe.Targets) > 0 && u.ProbeTargets == nil || len(u.ProbeTargets) > 0 {
+		return false
+	}
 	gw := c.Probe.Gateway
 	if u.ProbeGateway != nil {
 		gw = *u.ProbeGateway
 	}
-	if gw && u.Gateway.IsValid() {
-		return []netip.Addr{u.Gateway}
-	}
-	return targets
+	return gw
 }
 
 // ReliabilityFor returns how many of u's targets must answer for a good
@@ -345,6 +375,8 @@ type rawUplink struct {
 	Name         opt[string]   `toml:"name"`
 	Interface    opt[string]   `toml:"interface"`
 	Gateway      opt[string]   `toml:"gateway"`
+	GatewayHold  opt[string]   `toml:"gateway_hold"`
+	Address      opt[string]   `toml:"address"`
 	Weight       opt[int64]    `toml:"weight"`
 	Table        opt[int64]    `toml:"table"`
 	ProbeTargets opt[[]string] `toml:"probe_targets"`

@@ -20,6 +20,7 @@ import (
 const referencePath = "../etc/uplinkd.toml"
 
 var addrComparer = cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
+var prefixComparer = cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })
 
 // isp1 and isp2 are minimal valid uplinks, five lines each.
 var (
@@ -145,7 +146,7 @@ func TestReference(t *testing.T) {
 		Status: Status{Socket: "/run/uplinkd/uplinkd.sock"},
 		Log:    Log{Level: slog.LevelInfo, Format: "text"},
 	}
-	if diff := cmp.Diff(want, got, addrComparer); diff != "" {
+	if diff := cmp.Diff(want, got, addrComparer, prefixComparer); diff != "" {
 		t.Errorf("reference config (-want +got):\n%s", diff)
 	}
 }
@@ -163,7 +164,7 @@ func TestReferenceShowsDefaults(t *testing.T) {
 	if diff := cmp.Diff(def.Routing, ref.Routing); diff != "" {
 		t.Errorf("[routing] in reference differs from defaults (-default +reference):\n%s", diff)
 	}
-	if diff := cmp.Diff(def.Probe, ref.Probe, addrComparer); diff != "" {
+	if diff := cmp.Diff(def.Probe, ref.Probe, addrComparer, prefixComparer); diff != "" {
 		t.Errorf("[probe] in reference differs from defaults (-default +reference):\n%s", diff)
 	}
 	for _, tc := range []struct {
@@ -211,10 +212,10 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 	for _, keys := range schema {
 		n += len(keys)
 	}
-	// 7 tables at the top level, 36 keys in [routing], [probe] and
+	// 7 tables at the top level, 38 keys in [routing], [probe] and
 	// [[uplink]], 11 in [hooks], [status], [metrics] and [log].
-	if n != 7+36+11 {
-		t.Errorf("schema has %d keys, want %d: %v", n, 7+36+11, schema)
+	if n != 7+38+11 {
+		t.Errorf("schema has %d keys, want %d: %v", n, 7+38+11, schema)
 	}
 }
 
@@ -222,7 +223,7 @@ func TestDefaults(t *testing.T) {
 	got := mustParse(t, file(isp1))
 	want := defaults()
 	want.Uplinks = []Uplink{{Name: "isp1", Interface: "eth1", Gateway: addr("198.51.100.1"), Weight: 1, Table: 100}}
-	if diff := cmp.Diff(&want, got, addrComparer); diff != "" {
+	if diff := cmp.Diff(&want, got, addrComparer, prefixComparer); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
 }
@@ -320,7 +321,7 @@ func TestLimitsAccepted(t *testing.T) {
 		Metrics: Metrics{Listen: ":65535"},
 		Log:     Log{Level: slog.LevelError, Format: "json"},
 	}
-	if diff := cmp.Diff(want, got, addrComparer); diff != "" {
+	if diff := cmp.Diff(want, got, addrComparer, prefixComparer); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 
@@ -364,7 +365,7 @@ func TestTargetsFor(t *testing.T) {
 	for _, tt := range tests {
 		u := c.Uplinks[tt.uplink]
 		got := c.TargetsFor(u)
-		if diff := cmp.Diff(tt.want, got, addrComparer); diff != "" {
+		if diff := cmp.Diff(tt.want, got, addrComparer, prefixComparer); diff != "" {
 			t.Errorf("TargetsFor(%s) (-want +got):\n%s", u.Name, diff)
 		}
 		if (got == nil) != (tt.want == nil) {
@@ -409,7 +410,7 @@ func TestGatewayProbing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		u := c.Uplinks[tt.uplink]
-		if diff := cmp.Diff(tt.want, c.TargetsFor(u), addrComparer); diff != "" {
+		if diff := cmp.Diff(tt.want, c.TargetsFor(u), addrComparer, prefixComparer); diff != "" {
 			t.Errorf("TargetsFor(%s) (-want +got):\n%s", u.Name, diff)
 		}
 		if got := c.ReliabilityFor(u); got != tt.reliability {

@@ -302,9 +302,7 @@ func (v *validator) uplink(path string, r *rawUplink) Uplink {
 		}
 		out.Interface = s
 	}
-	if s, ok := v.required(path+".gateway", r.Gateway); ok {
-		out.Gateway = v.ipv4(path+".gateway", s)
-	}
+	v.dynamic(path, r, &out)
 	if n, ok := v.integer(path+".weight", r.Weight, defaultWeight); ok {
 		if n < 1 || n > maxWeight {
 			v.errorf(path+".weight", "%d is out of range (1..%d)", n, maxWeight)
