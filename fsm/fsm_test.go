@@ -83,6 +83,14 @@ func TestMachine(t *testing.T) {
 			{"up", Probing, true, 0}, {"ok", Probing, false, 0}, {"ok", Probing, false, 0}, {"gw", Probing, false, 0},
 			{"ok", Probing, false, 0}, {"ok", Probing, false, 0}, {"ok", Active, true, 0},
 		}},
+		{"a new address takes it back to probing", quality, then(
+			step{"lossy", Degraded, true, 0}, step{"renum", Probing, true, 0}, step{"ok", Probing, false, 0},
+			step{"renum", Probing, false, 0}, step{"ok", Probing, false, 0}, step{"ok", Probing, false, 0}, step{"ok", Active, true, 0},
+			step{"renum", Probing, true, 0},
+		)},
+		{"a new address changes nothing while down or in carrier-only mode", Params{}, []step{
+			{"renum", Down, false, 0}, {"up", Active, true, 0}, {"renum", Active, false, 0},
+		}},
 		{"carrier-only mode", Params{}, []step{
 			{"ok", Down, false, 0}, {"up", Active, true, 0}, {"up", Active, false, 0}, {"fail", Active, false, 0},
 			{"gw", Active, false, 0}, {"down", Down, true, 0}, {"up", Active, true, 0},
@@ -142,6 +150,8 @@ func apply(u *Uplink, op string, now time.Time) (Transition, bool) {
 		return u.GatewayFailed("gateway 203.0.113.1 does not answer ARP", now)
 	case "tick":
 		return u.Tick(now)
+	case "renum":
+		return u.Renumbered("address on eth2 changed from 192.0.2.10 to 192.0.2.11", now)
 	}
 	panic("unknown op " + op)
 }
