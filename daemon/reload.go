@@ -125,7 +125,7 @@ func (d *Daemon) apply(cfg *config.Config) []string {
 	}
 	// Re-read links and addresses: the state machines of new uplinks
 	// start from them, and probes follow their new settings.
-	d.needDump, d.needReconcile = true, true
+	d.needDump, d.needReconcile, d.needRoutes = true, true, true
 	return changes
 }
 
@@ -191,7 +191,9 @@ func describe(old, cfg *config.Config) []string {
 		if o.Interface != u.Interface {
 			out = append(out, fmt.Sprintf("%sinterface: %s -> %s (starts over in state down)", key, o.Interface, u.Interface))
 		}
-		chg(key+"gateway", o.Gateway, u.Gateway)
+		chg(key+"gateway", gatewayKey(o), gatewayKey(u))
+		chg(key+"gateway_hold", o.GatewayHold, u.GatewayHold)
+		chg(key+"address", addressKey(o), addressKey(u))
 		chg(key+"weight", o.Weight, u.Weight)
 		chg(key+"table", o.Table, u.Table)
 		chg(key+"probe_targets", targets(o), targets(u))
