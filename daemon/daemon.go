@@ -835,12 +835,14 @@ func (d *Daemon) inputs() []netops.Uplink {
 	out := make([]netops.Uplink, 0, len(d.uplinks))
 	for _, u := range d.uplinks {
 		in := netops.Uplink{
-			Name: u.cfg.Name, Table: u.cfg.Table, Weight: u.cfg.Weight, Gateway: u.gw,
+			Name: u.cfg.Name, Table: u.cfg.Table, Weight: u.cfg.Weight, Gateway: u.nexthop(),
 			Slot: d.slotOf(u.cfg.Name), Mark: d.markOf(u.cfg.Name),
 		}
 		// The kernel refuses routes through an administratively down
 		// link; without carrier it keeps them flagged linkdown.
-		if u.link != nil && u.link.AdminUp {
+		// Nor is there a route without a gateway, unless the link is
+		// point-to-point: an "auto" uplink waits for its gateway.
+		if u.link != nil && u.link.AdminUp && (in.Gateway.IsValid() || u.pointToPoint()) {
 			in.Index = u.link.Index
 			in.Addr = u.addr
 			in.Carrier = u.link.Carrier

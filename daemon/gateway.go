@@ -134,6 +134,18 @@ func (u *uplink) pointToPoint() bool {
 	return u.cfg.GatewayMode == config.GatewayNone || (u.link != nil && u.link.PointToPoint)
 }
 
+// nexthop is u's gateway in routes: the configured one (also before the
+// first observation), the learned one, or none on a point-to-point link.
+func (u *uplink) nexthop() netip.Addr {
+	switch {
+	case u.pointToPoint():
+		return netip.Addr{}
+	case u.cfg.GatewayMode == config.GatewayStatic:
+		return u.cfg.Gateway
+	}
+	return u.gw
+}
+
 // nextGateway returns u's gateway given its link and the learned one, and
 // until when a learned gateway whose route went is still held. A learned
 // gateway outlives its route by gateway_hold while carrier and address
