@@ -130,4 +130,10 @@ func TestPointToPoint(t *testing.T) {
 	if left := r.ours(); left != "" {
 		t.Fatalf("left behind:\n%s", left)
 	}
+	if err := session.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := session.Wait(); err != nil {
+		t.Fatalf("tunpair: %v", err)
+	}
 }
