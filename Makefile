@@ -13,7 +13,7 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 DATADIR    ?= $(PREFIX)/share/uplinkd
 SYSCONFDIR ?= /etc
 
-.PHONY: all build test test-unit lint demo figures install clean
+.PHONY: all build test test-unit lint fuzz demo figures install clean
 
 all: build
 
@@ -30,6 +30,19 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+
+# Every fuzz target for FUZZTIME each (go test -fuzz takes one target at a
+# time). A finding stops it; the failing input is saved under the package's
+# testdata/fuzz/ and becomes a regression test once committed.
+FUZZTIME ?= 60s
+FUZZ := ./config:FuzzParse ./events:FuzzParseMessage \
+	./netops:FuzzParseNexthop ./netops:FuzzParseNHIDRoute ./netops:FuzzParseKernelRoute \
+	./pin:FuzzJumpTarget
+fuzz:
+	@set -e; for t in $(FUZZ); do \
+		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) $${t%%:*}; \
+	done
 
 # A lab of network namespaces with two simulated ISPs; uplinkd runs in the
 # router namespace while uplinks are broken and repaired. Needs root.

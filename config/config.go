@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -278,8 +279,24 @@ const (
 )
 
 // Load reads and validates the configuration file at path.
+//
+// A file that users other than its owner and group may write is refused:
+// uplinkd runs as root and runs the hook programs the file names.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	// The mode of the file read, not of whatever the path names later.
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o002 != 0 {
+		return nil, Errors{{File: path, Msg: fmt.Sprintf("refused: mode %#o lets any user rewrite the configuration of a daemon running as root; run chmod o-w %s", perm, path)}}
+	}
+	data, err := io.ReadAll(f)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}

@@ -943,7 +943,60 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse = %v, %v: want exactly one of config and error", c, err)
 		}
 		scanPositions(string(data))
+		if err != nil {
+			// Refusals are located: every problem names the file.
+			var errs Errors
+			if !errors.As(err, &errs) || len(errs) == 0 {
+				t.Fatalf("error %v is not a non-empty Errors", err)
+			}
+			for _, e := range errs {
+				if e.File != "fuzz.toml" || e.Msg == "" {
+					t.Fatalf("problem without file or message: %#v", e)
+				}
+			}
+			return
+		}
+		// What loads holds what validation promises.
+		if len(c.Uplinks) == 0 {
+			t.Fatal("a configuration without uplinks loaded")
+		}
+		for _, u := range c.Uplinks {
+			if ifnameProblem(u.Interface) != "" || u.Weight < 1 || !u.Gateway.Is4() {
+				t.Fatalf("invalid uplink loaded: %+v", u)
+			}
+		}
 	})
+}
+
+// A configuration file any user may write is refused with its name and
+// mode; group-writable is the administrator's choice.
+func TestLoadWorldWritable(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		mode os.FileMode
+		ok   bool
+	}{
+		{0o600, true}, {0o664, true}, {0o666, false}, {0o602, false},
+	} {
+		p := filepath.Join(dir, fmt.Sprintf("uplinkd-%o.toml", tt.mode))
+		if err := os.WriteFile(p, []byte(file(isp1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, tt.mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(p)
+		if tt.ok {
+			if err != nil {
+				t.Errorf("mode %o: %v", tt.mode, err)
+			}
+			continue
+		}
+		want := fmt.Sprintf("%s: refused: mode %#o lets any user rewrite", p, tt.mode)
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("mode %o: Load = %v, want prefix %q", tt.mode, err, want)
+		}
+	}
 }
 
 func TestMarkMask(t *testing.T) {

@@ -42,6 +42,9 @@ type Options struct {
 	Watchdog time.Duration
 	// Reload delivers SIGHUP: re-read the configuration.
 	Reload <-chan os.Signal
+	// EventBuffer, if set, is the event socket's receive buffer in bytes
+	// instead of events' default (tests force overruns with a small one).
+	EventBuffer int
 	// Keep delivers SIGUSR2: exit and leave all routing in place (the
 	// upgrade path); the next start adopts it.
 	Keep <-chan os.Signal
@@ -117,6 +120,17 @@ type Daemon struct {
 	lastFail  string
 	reconcile status.Reconcile
 	netlink   status.Netlink
+
+	// The kernel's state is read through these (events.Dump and
+	// events.Subscribe); tests substitute failures.
+	dump      func(context.Context) (events.Snapshot, error)
+	subscribe func() (*events.Monitor, error)
+	// netlinkDelay is the backoff of the retries after a netlink error.
+	netlinkDelay time.Duration
+	// mon is the current event subscription; filterKey describes the
+	// filter it was given.
+	mon       *events.Monitor
+	filterKey string
 }
 
 // uplink is the loop's view of one configured uplink.
@@ -157,6 +171,12 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) *Daemon {
 		version:  1, // a status request After 0 is answered at once
 		started:  time.Now(),
 		loaded:   time.Now(),
+
+		dump:      events.Dump,
+		subscribe: events.Subscribe,
+	}
+	if opts.EventBuffer > 0 {
+		d.subscribe = func() (*events.Monitor, error) { return events.SubscribeBuffer(opts.EventBuffer) }
 	}
 	d.retry.Stop()
 	d.tick.Stop()
@@ -199,8 +219,11 @@ func (d *Daemon) fsmParams(u config.Uplink) fsm.Params {
 // kernel events, converges the routing state and keeps it converged until
 // ctx is cancelled. Then it stops the probes and the servers, removes every
 // route and rule it installed, restores the multipath hash policy, lets
-// running hooks finish and returns nil. Errors it cannot recover from are
-// returned after the same cleanup.
+// running hooks finish and returns nil. Only start-up errors (the status
+// socket, the metrics endpoint, a balancer the configuration demands but
+// the kernel lacks, the hash policy) end it, before anything is
+// installed; later netlink errors are retried while the routing stays as
+// installed.
 func (d *Daemon) Run(ctx context.Context) (err error) {
 	// The socket first: it refuses to start a second uplinkd, which must
 	// not touch the first one's routes.
@@ -246,7 +269,12 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("open netlink handle: %w", err)
 	}
 	defer h.Close()
-	d.rec = &netops.Reconciler{K: h, Protocol: d.cfg.Routing.RouteProtocol}
+	kh, err := netops.NewHandle(h, 0)
+	if err != nil {
+		return err
+	}
+	defer kh.Close()
+	d.rec = &netops.Reconciler{K: kh, Protocol: d.cfg.Routing.RouteProtocol}
 	nh, err := netops.DialNexthops(0)
 	if err != nil {
 		d.log.Warn("no rtnetlink socket for nexthop objects", "err", err)
@@ -293,19 +321,29 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		d.log.Warn("configuration: " + w)
 	}
 	defer d.shutdown(stopServices)
+	d.watch(ctx)
+	return nil
+}
 
+// watch keeps an event subscription and the routing converged until ctx is
+// done. No error ends it: a subscription that fails or dies is made again
+// after a backoff, while what is installed stays as it is.
+func (d *Daemon) watch(ctx context.Context) {
 	for {
-		if err := d.monitor(ctx); err != nil || ctx.Err() != nil || d.keep {
-			return err
+		err := d.monitor(ctx)
+		if ctx.Err() != nil || d.keep {
+			return
 		}
-		// The event socket failed: subscribe again and resync.
-		d.log.Warn("netlink event monitor stopped, resubscribing")
+		// The subscription failed or died: what is installed stays as it
+		// is while uplinkd subscribes again (and then re-reads
+		// everything), after a backoff.
+		d.netlinkError("netlink event subscription", err)
 		d.netlink.Resubscribes++
 		d.metrics.Resubscribe()
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-time.After(200 * time.Millisecond):
+			return
+		case <-time.After(d.netlinkDelay):
 		}
 	}
 }
@@ -335,14 +373,16 @@ func hashPolicy(hash string) netops.Hash {
 }
 
 // monitor runs one event subscription: subscribe first, then dump, so no
-// change falls between the two. It returns nil when ctx is done or the
-// subscription broke (the caller resubscribes), an error when the kernel
-// state cannot be read at all.
+// change falls between the two. It returns nil when ctx is done, and why
+// the subscription could not be made or broke otherwise (the caller
+// subscribes again). A failed dump does not end it: settle retries.
 func (d *Daemon) monitor(ctx context.Context) error {
-	mon, err := events.Subscribe()
+	mon, err := d.subscribe()
 	if err != nil {
-		return fmt.Errorf("subscribe to netlink events: %w", err)
+		return fmt.Errorf("subscribe: %w", err)
 	}
+	d.mon, d.filterKey = mon, ""
+	defer func() { d.mon = nil }()
 	mctx, cancel := context.WithCancel(ctx)
 	evs := make(chan events.Event, 512)
 	done := make(chan error, 1)
@@ -361,26 +401,17 @@ func (d *Daemon) monitor(ctx context.Context) error {
 
 	d.needDump, d.needReconcile, d.needRoutes = true, true, true
 	d.burstStart = time.Now()
-	if err := d.settle(ctx); err != nil {
-		return err
-	}
-	if !d.ready {
-		d.ready = true
-		d.notify(d.opts.Notify.Ready(d.summary()))
-		if d.Ready != nil {
-			d.Ready()
-		}
-	}
+	d.settle(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-done:
-			if err != nil {
-				d.log.Error("netlink event socket failed", "err", err)
-			}
 			done <- nil // let the deferred wait return
-			return nil
+			if err == nil {
+				err = errors.New("event socket closed")
+			}
+			return err
 		case ev := <-evs:
 			d.burstStart = time.Now()
 			d.note(ev)
@@ -389,7 +420,7 @@ func (d *Daemon) monitor(ctx context.Context) error {
 			d.burstStart = time.Now()
 			d.probeResult(r)
 		case <-d.retry.C:
-			d.log.Info("retrying reconcile")
+			d.log.Info("retrying")
 			d.needReconcile = true
 			d.burstStart = time.Now()
 		case <-d.tick.C:
@@ -412,9 +443,7 @@ func (d *Daemon) monitor(ctx context.Context) error {
 			// systemd restarts it.
 			d.notify(d.opts.Notify.Watchdog())
 		}
-		if err := d.settle(ctx); err != nil {
-			return err
-		}
+		d.settle(ctx)
 	}
 }
 
@@ -508,35 +537,48 @@ func (d *Daemon) ours(table, protocol int) bool {
 // settle does the pending work: re-read links and addresses, run the state
 // machines, (re)start probes, then plan and reconcile. Then it queues the
 // hooks of the transitions, answers reloads waiting for the result and
-// wakes status watchers when anything changed.
-func (d *Daemon) settle(ctx context.Context) error {
+// wakes status watchers when anything changed. When links and addresses
+// cannot be read, nothing is planned from stale observations: what is
+// installed stays as it is and the read is retried with backoff.
+func (d *Daemon) settle(ctx context.Context) {
 	if d.needDump {
-		d.needDump = false
-		snap, err := events.Dump(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("read links and addresses: %w", err)
+		d.updateFilter()
+		snap, err := d.dump(ctx)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil:
+			d.netlinkError("read links and addresses", err)
+			d.retry.Reset(d.netlinkDelay)
+			d.publish()
+			return
 		}
+		if d.needRoutes {
+			// The default routes through the links the dump found, as
+			// a read of the same state: retried with it.
+			err := d.readRoutes(ctx, snap)
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return
+			case err != nil:
+				d.netlinkError("read default routes", err)
+				d.retry.Reset(d.netlinkDelay)
+				d.publish()
+				return
+			}
+			d.needRoutes = false
+		}
+		d.needDump = false
+		d.netlinkOK()
 		d.netlink.Dumps++
 		d.metrics.Dump()
-		if d.needRoutes {
-			d.needRoutes = false
-			if err := d.readRoutes(ctx, snap); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				d.log.Warn("cannot learn gateways, will retry", "err", err)
-				d.needRoutes = true
-				d.armRetry()
-			}
-		}
 		d.needEval = false
 		if d.observe(snap) {
 			d.needReconcile = true
 		}
 		d.adopt()
+		// Now with the indexes the dump found.
+		d.updateFilter()
 	}
 	if d.needEval {
 		d.needEval = false
@@ -556,6 +598,19 @@ func (d *Daemon) settle(ctx context.Context) error {
 	d.armTick()
 	d.runHooks()
 	d.finishReload()
+	d.publish()
+	if !d.ready && d.reconcile.Runs > 0 {
+		// Ready once the kernel was read and reconciled, not before.
+		d.ready = true
+		d.notify(d.opts.Notify.Ready(d.summary()))
+		if d.Ready != nil {
+			d.Ready()
+		}
+	}
+}
+
+// publish wakes status watchers when anything changed.
+func (d *Daemon) publish() {
 	if d.changed {
 		d.changed = false
 		d.version++
@@ -563,7 +618,6 @@ func (d *Daemon) settle(ctx context.Context) error {
 			d.waiters.Release(d.snapshot())
 		}
 	}
-	return nil
 }
 
 // deadlines lets the state machines whose deadline has passed act on it.

@@ -70,19 +70,23 @@ func (d *Daemon) finishReload() {
 // state machine, history and probes (restarted only when what they probe
 // changed), so its routes and flows stay; one whose interface changed
 // starts over, as a new uplink does.
-func (d *Daemon) apply(cfg *config.Config) []string {
+func (d *Daemon) apply(cfg *config.Config) (changes []string) {
 	old := d.cfg
-	changes := describe(old, cfg)
-	if cfg.Routing.RouteProtocol != old.Routing.RouteProtocol {
-		// The reconciler knows its objects by their protocol: remove
-		// those of the old one before switching.
-		if res, err := d.rec.Cleanup(); err != nil {
-			d.log.Error("remove routing state of the old route_protocol", "err", err)
-		} else {
-			d.log.Info("removed routing state of the old route_protocol", "routes_and_rules", res.Changes())
+	if from, to := old.Routing.RouteProtocol, cfg.Routing.RouteProtocol; from != to {
+		if err := d.switchProtocol(to); err != nil {
+			// Switching now would orphan what carries the old protocol:
+			// keep it, and say so.
+			d.log.Error("route_protocol not changed: removing the routing state of the old one failed; reload again",
+				"from", from, "to", to, "err", err)
+			c := *cfg
+			c.Routing.RouteProtocol = from
+			cfg = &c
+			defer func() {
+				changes = append(changes, fmt.Sprintf("routing.route_protocol: %d -> %d NOT applied: removing the routing state of protocol %d failed (%v); still %d, reload again", from, to, from, err, from))
+			}()
 		}
-		d.rec.Protocol = cfg.Routing.RouteProtocol
 	}
+	changes = describe(old, cfg)
 	if cfg.Routing.Hash != old.Routing.Hash {
 		if _, err := netops.SetMultipathHash(hashPolicy(cfg.Routing.Hash)); err != nil {
 			d.log.Error("set multipath hash policy", "err", err)
@@ -129,54 +133,31 @@ func (d *Daemon) apply(cfg *config.Config) []string {
 	return changes
 }
 
+// switchProtocol removes everything carrying the reconciler's protocol,
+// then makes it use protocol. It does not switch when the removal failed.
+func (d *Daemon) switchProtocol(protocol int) error {
+	if d.rec == nil {
+		return nil
+	}
+	res, err := d.rec.Cleanup()
+	if err != nil {
+		return err
+	}
+	d.log.Info("removed routing state of the old route_protocol", "protocol", d.rec.Protocol, "routes_rules_nexthops", res.Changes())
+	d.rec.Protocol = protocol
+	return nil
+}
+
 // describe lists the differences between two configurations, one
-// human-readable item per changed setting, in file order.
+// human-readable item per changed key, in file order; a key that needs a
+// restart says so.
 func describe(old, cfg *config.Config) []string {
 	var out []string
-	note := func(suffix, key string, a, b any) {
-		if as, bs := fmt.Sprint(a), fmt.Sprint(b); as != bs {
-			out = append(out, fmt.Sprintf("%s: %s -> %s%s", key, as, bs, suffix))
+	for _, k := range globalKeys {
+		if c := describeKey(k.key, k.class, k.get(old), k.get(cfg)); c != "" {
+			out = append(out, c)
 		}
 	}
-	chg := func(key string, a, b any) { note("", key, a, b) }
-	restart := func(key string, a, b any) { note(" (takes effect on restart)", key, a, b) }
-	or, nr := old.Routing, cfg.Routing
-	chg("routing.lan_interfaces", or.LANInterfaces, nr.LANInterfaces)
-	chg("routing.balance_table", or.BalanceTable, nr.BalanceTable)
-	chg("routing.rule_priority", or.RulePriority, nr.RulePriority)
-	chg("routing.route_protocol", or.RouteProtocol, nr.RouteProtocol)
-	chg("routing.hash", or.Hash, nr.Hash)
-	op, np := old.Probe, cfg.Probe
-	chg("probe.targets", op.Targets, np.Targets)
-	chg("probe.gateway", op.Gateway, np.Gateway)
-	chg("probe.interval", op.Interval, np.Interval)
-	chg("probe.timeout", op.Timeout, np.Timeout)
-	chg("probe.down_after", op.DownAfter, np.DownAfter)
-	chg("probe.up_after", op.UpAfter, np.UpAfter)
-	chg("probe.reliability", op.Reliability, np.Reliability)
-	chg("probe.window", op.Window, np.Window)
-	chg("probe.degraded_loss", op.DegradedLoss, np.DegradedLoss)
-	chg("probe.recover_loss", op.RecoverLoss, np.RecoverLoss)
-	chg("probe.degraded_rtt", op.DegradedRTT, np.DegradedRTT)
-	chg("probe.recover_rtt", op.RecoverRTT, np.RecoverRTT)
-	chg("probe.degraded_policy", op.DegradedPolicy, np.DegradedPolicy)
-	chg("probe.flap_limit", op.FlapLimit, np.FlapLimit)
-	chg("probe.flap_window", op.FlapWindow, np.FlapWindow)
-	chg("probe.flap_hold", op.FlapHold, np.FlapHold)
-	chg("probe.flap_hold_max", op.FlapHoldMax, np.FlapHoldMax)
-	oh, nh := old.Hooks, cfg.Hooks
-	chg("hooks.on_transition", oh.OnTransition, nh.OnTransition)
-	chg("hooks.on_down", oh.OnDown, nh.OnDown)
-	chg("hooks.on_probing", oh.OnProbing, nh.OnProbing)
-	chg("hooks.on_degraded", oh.OnDegraded, nh.OnDegraded)
-	chg("hooks.on_active", oh.OnActive, nh.OnActive)
-	chg("hooks.timeout", oh.Timeout, nh.Timeout)
-	chg("hooks.max_running", oh.MaxRunning, nh.MaxRunning)
-	restart("status.socket", old.Status.Socket, cfg.Status.Socket)
-	restart("metrics.listen", quote(old.Metrics.Listen), quote(cfg.Metrics.Listen))
-	chg("log.level", old.Log.Level, cfg.Log.Level)
-	restart("log.format", old.Log.Format, cfg.Log.Format)
-
 	oldUp := make(map[string]config.Uplink)
 	for _, u := range old.Uplinks {
 		oldUp[u.Name] = u
@@ -187,17 +168,17 @@ func describe(old, cfg *config.Config) []string {
 			out = append(out, fmt.Sprintf("uplink %s: added", u.Name))
 			continue
 		}
-		key := "uplink " + u.Name + ": "
-		if o.Interface != u.Interface {
-			out = append(out, fmt.Sprintf("%sinterface: %s -> %s (starts over in state down)", key, o.Interface, u.Interface))
+		prefix := "uplink " + u.Name + ": "
+		for _, k := range uplinkKeys {
+			c := describeKey(prefix+k.key, k.class, k.get(o), k.get(u))
+			switch {
+			case c == "":
+			case k.key == "interface":
+				out = append(out, c+" (starts over in state down)")
+			default:
+				out = append(out, c)
+			}
 		}
-		chg(key+"gateway", gatewayKey(o), gatewayKey(u))
-		chg(key+"gateway_hold", o.GatewayHold, u.GatewayHold)
-		chg(key+"address", addressKey(o), addressKey(u))
-		chg(key+"weight", o.Weight, u.Weight)
-		chg(key+"table", o.Table, u.Table)
-		chg(key+"probe_targets", targets(o), targets(u))
-		chg(key+"probe_gateway", gateway(o), gateway(u))
 	}
 	for _, u := range old.Uplinks {
 		if !slices.ContainsFunc(cfg.Uplinks, func(n config.Uplink) bool { return n.Name == u.Name }) {

@@ -5,7 +5,11 @@
 // IPv4 rule, nexthop and neighbour groups). Events are hints, not a replicated state: when
 // the kernel drops notifications because the socket's receive buffer overran
 // (ENOBUFS), the Monitor sends a ResyncEvent and keeps going, and the consumer
-// re-reads everything it cares about. The daemon subscribes first and dumps
+// re-reads everything it cares about. SetFilter narrows the stream to what
+// matters: a socket filter (classic BPF, attribute matching with
+// SKF_AD_NLATTR) drops route notifications of foreign tables and protocols
+// in the kernel, default routes excepted, and Run drops link, address and
+// neighbour events of links outside the filter. The daemon subscribes first and dumps
 // second (Dump), so no change can fall between the two.
 //
 // Parsing is pure and independent of any socket, so it is unit-tested with

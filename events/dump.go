@@ -19,9 +19,6 @@ import (
 // arrive on the Monitor, which the caller subscribed to first.
 const dumpAttempts = 5
 
-// errDumpInterrupted is returned when every attempt was interrupted.
-var errDumpInterrupted = errors.New("dump interrupted by concurrent changes")
-
 // Dump lists every link and every IPv4 address of the calling thread's
 // network namespace over a fresh request socket.
 func Dump(ctx context.Context) (Snapshot, error) {
@@ -111,7 +108,7 @@ func dumpRequest(ctx context.Context, c *netlink.Conn, typ netlink.HeaderType, b
 			return msgs, nil
 		}
 	}
-	return nil, errDumpInterrupted
+	return nil, ErrDumpInterrupted
 }
 
 func interrupted(msgs []netlink.Message) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -23,7 +24,33 @@ type Monitor struct {
 	conn      *netlink.Conn
 	closeOnce sync.Once
 	closeErr  error
+
+	filter filterState
+	// read counts the messages received, passed those handed to the
+	// consumer.
+	read, passed atomic.Uint64
 }
+
+// SetFilter narrows the events Run delivers to those f says matter. Route
+// notifications of other tables and protocols are dropped by the kernel
+// (a socket filter), before they take buffer space; the rest are checked
+// by Run. It may be called at any time, from any goroutine; a later call
+// replaces the filter.
+func (m *Monitor) SetFilter(f Filter) error {
+	prog, err := routeFilter(f.Protocol, f.Tables)
+	if err != nil {
+		return err
+	}
+	if err := m.conn.SetBPF(prog); err != nil {
+		return fmt.Errorf("attach socket filter: %w", err)
+	}
+	m.filter.set(f)
+	return nil
+}
+
+// Counts returns how many messages Run has received from the kernel and
+// how many events it has delivered.
+func (m *Monitor) Counts() (read, delivered uint64) { return m.read.Load(), m.passed.Load() }
 
 // Subscribe opens a netlink socket in the calling thread's network namespace
 // and joins the link, IPv4 address, IPv4 route, IPv4 rule, nexthop and
@@ -32,6 +59,12 @@ type Monitor struct {
 // by Run, even if Run starts later (up to the receive buffer).
 func Subscribe() (*Monitor, error) {
 	return subscribe(0, receiveBuffer)
+}
+
+// SubscribeBuffer is Subscribe with a receive buffer of n bytes instead of
+// the default 8 MiB: tests use a small one to force overruns.
+func SubscribeBuffer(n int) (*Monitor, error) {
+	return subscribe(0, n)
 }
 
 // SubscribeAt is Subscribe for the network namespace ns instead of the
@@ -142,6 +175,9 @@ func (m *Monitor) Run(ctx context.Context, out chan<- Event) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			if errors.Is(err, unix.EINTR) {
+				continue // nothing was lost
+			}
 			if errors.Is(err, unix.ENOBUFS) {
 				// The kernel clears the error with this report; the
 				// socket keeps working and later messages are intact.
@@ -152,14 +188,16 @@ func (m *Monitor) Run(ctx context.Context, out chan<- Event) error {
 			}
 			return fmt.Errorf("receive rtnetlink events: %w", err)
 		}
+		m.read.Add(uint64(len(msgs)))
 		for _, msg := range msgs {
 			ev, err := parseMessage(msg)
 			if err != nil {
 				ev = ResyncEvent{Reason: fmt.Sprintf("undecodable rtnetlink message type %d: %v", msg.Header.Type, err)}
 			}
-			if ev == nil {
+			if ev == nil || !m.filter.pass(ev) {
 				continue
 			}
+			m.passed.Add(1)
 			if !send(ctx, out, ev) {
 				return nil
 			}

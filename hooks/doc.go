@@ -8,4 +8,11 @@
 // (argv, no shell) in its own process group with the UPLINKD_* environment
 // of its Event. A program still running at its timeout is killed together
 // with its process group. Exit status and standard error are logged.
+//
+// The invocations of one uplink run one at a time, in the order they were
+// queued, so a stateful hook sees its transitions in order; different
+// uplinks' run in parallel. Environment values are single lines (control
+// characters escaped), and a program others could have replaced (writable
+// by others, or in a directory others may write without the sticky bit)
+// is refused.
 package hooks

@@ -1,8 +1,11 @@
 package hooks
 
 import (
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 )
 
 // Event is one state transition as hooks see it.
@@ -17,15 +20,40 @@ type Event struct {
 }
 
 // Env is the environment a hook gets for e, on top of the daemon's own.
+// Values are single lines: control characters (newlines, NUL, terminal
+// escapes) are written escaped, so a hook reading `env` line by line or
+// logging a value cannot be fooled by one.
 func (e Event) Env() []string {
 	return []string{
-		"UPLINKD_UPLINK=" + e.Uplink,
-		"UPLINKD_INTERFACE=" + e.Interface,
-		"UPLINKD_FROM=" + e.From,
-		"UPLINKD_TO=" + e.To,
-		"UPLINKD_REASON=" + e.Reason,
+		"UPLINKD_UPLINK=" + oneLine(e.Uplink),
+		"UPLINKD_INTERFACE=" + oneLine(e.Interface),
+		"UPLINKD_FROM=" + oneLine(e.From),
+		"UPLINKD_TO=" + oneLine(e.To),
+		"UPLINKD_REASON=" + oneLine(e.Reason),
 		"UPLINKD_TIME=" + e.Time.Format(time.RFC3339Nano),
 		"UPLINKD_ACTIVE=" + strconv.Itoa(e.Active),
 		"UPLINKD_UPLINKS=" + strconv.Itoa(e.Uplinks),
 	}
+}
+
+// oneLine escapes the control characters of s: "\n" for a newline,
+// "\xHH" or "\uHHHH" for the others.
+func oneLine(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r < 0x100 && unicode.IsControl(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case unicode.IsControl(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

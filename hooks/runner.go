@@ -44,7 +44,7 @@ type Runner struct {
 	queue    chan Job
 	max      atomic.Int64
 	wake     chan struct{} // max changed
-	finished chan struct{} // a program ended
+	finished chan string   // a program ended: its uplink
 
 	started, failed, timedOut, dropped atomic.Uint64
 	running                            atomic.Int64
@@ -57,7 +57,7 @@ func New(log *slog.Logger, maxRunning, queue int) *Runner {
 		log:      log,
 		queue:    make(chan Job, queue),
 		wake:     make(chan struct{}, 1),
-		finished: make(chan struct{}),
+		finished: make(chan string),
 	}
 	r.max.Store(int64(max(maxRunning, 1)))
 	return r
@@ -98,30 +98,65 @@ func (r *Runner) Stats() Stats {
 	}
 }
 
-// Run starts queued jobs until ctx is done. Then it drops the jobs still
-// queued and returns once every running program has ended: normally, or
-// killed at its own timeout. Run must be called once.
+// Run starts queued jobs until ctx is done. Jobs of one uplink run one at
+// a time, in the order they were queued, so a stateful hook sees an
+// uplink's transitions in order even during a flap; jobs of different
+// uplinks run in parallel up to the limit. Then it drops the jobs still
+// queued or waiting and returns once every running program has ended:
+// normally, or killed at its own timeout. Run must be called once.
 func (r *Runner) Run(ctx context.Context) {
 	running := 0
+	// waiting holds jobs taken from the queue whose uplink still has a
+	// job running, or that found no free slot; in queue order.
+	var waiting []Job
+	busy := make(map[string]bool)
+	start := func(j Job) {
+		running++
+		busy[j.Event.Uplink] = true
+		r.running.Add(1)
+		go func() {
+			r.exec(j)
+			r.running.Add(-1)
+			r.finished <- j.Event.Uplink
+		}()
+	}
+	// startWaiting starts, in order, the waiting jobs whose uplink is
+	// free; a later job of an uplink never overtakes an earlier one,
+	// because the first one started makes the uplink busy.
+	startWaiting := func() {
+		blocked := make(map[string]bool)
+		waiting = slices.DeleteFunc(waiting, func(j Job) bool {
+			u := j.Event.Uplink
+			if int64(running) >= r.max.Load() || busy[u] || blocked[u] {
+				blocked[u] = true
+				return false
+			}
+			start(j)
+			return true
+		})
+	}
 	for {
+		// Jobs are taken from the queue only for a free slot (the queue
+		// bounds what waits for one), or to look past jobs of a busy
+		// uplink.
 		var in <-chan Job
-		if int64(running) < r.max.Load() {
+		if int64(running) < r.max.Load() && len(waiting) < cap(r.queue) {
 			in = r.queue
 		}
 		select {
 		case j := <-in:
-			running++
-			r.running.Add(1)
-			go func() {
-				r.exec(j)
-				r.running.Add(-1)
-				r.finished <- struct{}{}
-			}()
-		case <-r.finished:
+			waiting = append(waiting, j)
+			startWaiting()
+		case u := <-r.finished:
 			running--
+			delete(busy, u)
+			startWaiting()
 		case <-r.wake:
+			startWaiting()
 		case <-ctx.Done():
-			if n := r.drop(); n > 0 {
+			n := r.drop() + len(waiting)
+			r.dropped.Add(uint64(len(waiting)))
+			if n > 0 {
 				r.log.Warn("hooks not run: shutting down", "dropped", n)
 			}
 			if running > 0 {
@@ -153,6 +188,11 @@ func (r *Runner) drop() int {
 func (r *Runner) exec(j Job) {
 	r.started.Add(1)
 	log := r.log.With("hook", j.Hook, "program", j.Argv[0], "uplink", j.Event.Uplink, "to", j.Event.To)
+	if err := checkProgram(j.Argv[0]); err != nil {
+		r.failed.Add(1)
+		log.Error("hook refused: another user could have replaced it", "err", err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), j.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, j.Argv[0], j.Argv[1:]...)

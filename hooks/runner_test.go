@@ -3,6 +3,7 @@ package hooks
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -98,6 +99,13 @@ var event = Event{
 	Active: 1, Uplinks: 2,
 }
 
+// of is the test event for another uplink.
+func of(uplink string) Event {
+	e := event
+	e.Uplink = uplink
+	return e
+}
+
 func TestEnvironmentAndArguments(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
@@ -191,7 +199,7 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 	r, logs := start(t, 2, 8)
 	r.Enqueue(Job{Hook: "on_down", Argv: []string{hang}, Event: event, Timeout: 500 * time.Millisecond})
 	fields := strings.Fields(waitFile(t, pids, 5*time.Second))
-	r.Enqueue(Job{Hook: "on_transition", Argv: []string{quick}, Event: event, Timeout: 5 * time.Second})
+	r.Enqueue(Job{Hook: "on_transition", Argv: []string{quick}, Event: of("isp3"), Timeout: 5 * time.Second})
 	waitFile(t, quick+".ran", 2*time.Second)
 	if s := r.Stats(); s.TimedOut != 0 {
 		t.Fatalf("quick ran only after hang was killed: %+v", s)
@@ -235,8 +243,8 @@ ls "`+dir+`" | grep -c '^running\.' >> "`+counts+`"
 rm "`+dir+`/running.$$"
 `)
 	r, _ := start(t, 2, 16)
-	for range 6 {
-		r.Enqueue(Job{Hook: "on_transition", Argv: []string{hook}, Event: event, Timeout: 5 * time.Second})
+	for i := range 6 {
+		r.Enqueue(Job{Hook: "on_transition", Argv: []string{hook}, Event: of(fmt.Sprintf("isp%d", i)), Timeout: 5 * time.Second})
 	}
 	waitFor(t, "six hooks", 10*time.Second, func() bool { return r.Stats().Started == 6 && r.Stats().Running == 0 })
 	b, _ := os.ReadFile(counts)
@@ -264,7 +272,8 @@ func TestQueueFullDropsAndSetMaxRunning(t *testing.T) {
 	waitFor(t, "first hook running", 5*time.Second, func() bool { return r.Stats().Running == 1 })
 	var accepted []bool
 	start := time.Now()
-	for range 5 {
+	for i := range 5 {
+		job.Event = of(fmt.Sprintf("isp%d", 10+i))
 		accepted = append(accepted, r.Enqueue(job))
 	}
 	if took := time.Since(start); took > time.Second {
@@ -312,5 +321,131 @@ func TestShutdown(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `msg="hooks not run: shutting down" dropped=2`) {
 		t.Errorf("log:\n%s", logs)
+	}
+}
+
+// The hooks of one uplink run one after the other, in the order of its
+// transitions, however many slots are free: a slow "down" hook still
+// ends before the "active" hook that follows it starts. Another uplink's
+// hook meanwhile runs in parallel.
+func TestOneUplinkInOrder(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "log")
+	// Each invocation logs its start and end; the first one is slow.
+	hook := script(t, dir, "hook", `
+echo "start $UPLINKD_UPLINK $UPLINKD_TO" >> "`+log+`"
+[ "$UPLINKD_TO" = down ] && sleep 0.3
+echo "end $UPLINKD_UPLINK $UPLINKD_TO" >> "`+log+`"
+`)
+	r, _ := start(t, 4, 16)
+	for _, to := range []string{"down", "probing", "active"} {
+		e := event
+		e.To = to
+		r.Enqueue(Job{Hook: "on_transition", Argv: []string{hook}, Event: e, Timeout: 5 * time.Second})
+	}
+	other := of("isp9")
+	other.To = "active"
+	r.Enqueue(Job{Hook: "on_transition", Argv: []string{hook}, Event: other, Timeout: 5 * time.Second})
+	waitFor(t, "four hooks", 10*time.Second, func() bool { return r.Stats().Started == 4 && r.Stats().Running == 0 })
+	b, _ := os.ReadFile(log)
+	var mine []string
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for _, l := range lines {
+		if strings.Contains(l, " isp2 ") {
+			mine = append(mine, l)
+		}
+	}
+	want := []string{"start isp2 down", "end isp2 down", "start isp2 probing", "end isp2 probing", "start isp2 active", "end isp2 active"}
+	if diff := cmp.Diff(want, mine); diff != "" {
+		t.Errorf("isp2's hooks ran out of order (-want +got):\n%s", diff)
+	}
+	// isp9's hook did not wait for isp2's slow one.
+	if i, j := slices.Index(lines, "end isp9 active"), slices.Index(lines, "end isp2 down"); i < 0 || j < 0 || i > j {
+		t.Errorf("isp9's hook waited for isp2's:\n%s", b)
+	}
+}
+
+// A program any user could have replaced is not run: writable by others,
+// or in a directory others may write without the sticky bit. A sticky
+// directory (like /tmp) is fine.
+func TestRefusesReplaceablePrograms(t *testing.T) {
+	tests := []struct {
+		name            string
+		dirMode, mode   os.FileMode
+		refused, reason string
+	}{
+		{"world-writable program", 0o755, 0o757, "yes", "is writable by any user (mode 0757)"},
+		{"world-writable directory", 0o777, 0o755, "yes", "which any user may write (mode 0777, no sticky bit)"},
+		{"sticky world-writable directory", 0o777 | os.ModeSticky, 0o755, "", ""},
+		{"group-writable program", 0o755, 0o775, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "hooks")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			hook := script(t, dir, "hook", `touch "$0.ran"`+"\n")
+			if err := os.Chmod(hook, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, tt.dirMode); err != nil {
+				t.Fatal(err)
+			}
+			// A symlink in a safe place does not hide its target.
+			link := filepath.Join(t.TempDir(), "link")
+			if err := os.Symlink(hook, link); err != nil {
+				t.Fatal(err)
+			}
+			r, logs := start(t, 1, 8)
+			for _, p := range []string{hook, link} {
+				r.Enqueue(Job{Hook: "on_down", Argv: []string{p}, Event: event, Timeout: 5 * time.Second})
+			}
+			waitFor(t, "two hooks", 5*time.Second, func() bool { return r.Stats().Started == 2 && r.Stats().Running == 0 })
+			_, err := os.Stat(hook + ".ran")
+			if tt.refused == "" {
+				if err != nil || r.Stats().Failed != 0 {
+					t.Fatalf("a safe hook did not run: %v, %+v\n%s", err, r.Stats(), logs)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("the hook ran")
+			}
+			if r.Stats().Failed != 2 || strings.Count(logs.String(), `msg="hook refused: another user could have replaced it"`) != 2 ||
+				!strings.Contains(logs.String(), tt.reason) {
+				t.Fatalf("stats %+v, log:\n%s", r.Stats(), logs)
+			}
+		})
+	}
+}
+
+// Values in a hook's environment are single lines without NUL or escape
+// sequences, whatever a reason holds.
+func TestEnvironmentOneLine(t *testing.T) {
+	e := event
+	e.Reason = "probe failed\nUPLINKD_TO=active\x00\x1b[2J"
+	e.Interface = "eth\x1b2"
+	env := e.Env()
+	for _, kv := range env {
+		if strings.ContainsFunc(kv, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			t.Errorf("control character in %q", kv)
+		}
+	}
+	for _, want := range []string{`UPLINKD_REASON=probe failed\nUPLINKD_TO=active\x00\x1b[2J`, `UPLINKD_INTERFACE=eth\x1b2`} {
+		if !slices.Contains(env, want) {
+			t.Errorf("environment lacks %s: %q", want, env)
+		}
+	}
+
+	// And a hook really gets it so.
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	hook := script(t, dir, "hook", `env | grep '^UPLINKD_' > "$0.tmp" && mv "$0.tmp" "`+out+`"`+"\n")
+	r, _ := start(t, 1, 8)
+	r.Enqueue(Job{Hook: "on_down", Argv: []string{hook}, Event: e, Timeout: 5 * time.Second})
+	got := waitFile(t, out, 5*time.Second)
+	if n := strings.Count("\n"+got, "\nUPLINKD_TO="); n != 1 {
+		t.Fatalf("the reason forged a variable (%d UPLINKD_TO lines):\n%s", n, got)
 	}
 }

@@ -35,6 +35,7 @@ type Metrics struct {
 	reconcileChanges prometheus.Counter
 
 	dumps, resyncs, overruns, resubscribes prometheus.Counter
+	netlinkErrors                          *prometheus.CounterVec
 
 	reloads *prometheus.CounterVec
 
@@ -72,6 +73,10 @@ func New(hooks HookStats) *Metrics {
 	m.dumps = f.counter("uplinkd_netlink_dumps_total", "Full reads of the kernel's links and addresses.")
 	m.resyncs = f.counter("uplinkd_netlink_resyncs_total", "Times netlink events were lost and everything was re-read.")
 	m.overruns = f.counter("uplinkd_netlink_enobufs_total", "Netlink event socket receive buffer overruns (ENOBUFS).")
+	m.netlinkErrors = f.counterVec("uplinkd_netlink_errors_total", "Failed reads of the kernel's state or subscriptions, retried while the routing stays as installed; kind is transient or other.", "kind")
+	for _, k := range []string{"transient", "other"} {
+		m.netlinkErrors.WithLabelValues(k)
+	}
 	m.resubscribes = f.counter("uplinkd_netlink_resubscribes_total", "Times the netlink event socket failed and was opened again.")
 	m.reloads = f.counterVec("uplinkd_config_reloads_total", "Configuration reloads, applied (ok) or refused (error).", "result")
 	for _, r := range []string{"ok", "error"} {
@@ -185,6 +190,16 @@ func (m *Metrics) Resync(overrun bool) {
 	m.resyncs.Inc()
 	if overrun {
 		m.overruns.Inc()
+	}
+}
+
+// NetlinkError counts a failed read of the kernel's state or a failed
+// subscription.
+func (m *Metrics) NetlinkError(transient bool) {
+	if transient {
+		m.netlinkErrors.WithLabelValues("transient").Inc()
+	} else {
+		m.netlinkErrors.WithLabelValues("other").Inc()
 	}
 }
 

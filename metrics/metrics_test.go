@@ -53,6 +53,9 @@ func TestEndpoint(t *testing.T) {
 	m.Dump()
 	m.Resync(true)
 	m.Resync(false)
+	m.NetlinkError(true)
+	m.NetlinkError(true)
+	m.NetlinkError(false)
 	m.Reload(true)
 
 	srv, err := m.Listen("127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -87,6 +90,7 @@ func TestEndpoint(t *testing.T) {
 		"uplinkd_netlink_resyncs_total":      {"": 2},
 		"uplinkd_netlink_enobufs_total":      {"": 1},
 		"uplinkd_netlink_resubscribes_total": {"": 0},
+		"uplinkd_netlink_errors_total":       {"kind=transient ": 2, "kind=other ": 1},
 		"uplinkd_config_reloads_total":       {"result=ok ": 1, "result=error ": 0},
 		"uplinkd_hooks_started_total":        {"": 5},
 		"uplinkd_hooks_failed_total":         {"": 2},

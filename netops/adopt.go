@@ -36,7 +36,7 @@ func (r *Reconciler) Holds(balance, rulePriority int) (Held, error) {
 				h.Nexthops = append(h.Nexthops, n)
 			}
 		}
-		routes, err := r.NH.NHIDRouteList(r.Protocol)
+		routes, err := r.NH.NHIDRouteList(r.Protocol, balance)
 		if err != nil && !unsupported(err) {
 			return h, fmt.Errorf("list routes through nexthop objects: %w", err)
 		}

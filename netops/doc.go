@@ -32,9 +32,15 @@
 // (and the kernel's silent deletion of nexthops whose link lost carrier)
 // are repaired and a restart after a crash adopts what the previous run
 // left (Holds reads what it left: the balance route's next hops, the
-// fwmark rules, the nexthop objects). Nexthop objects, routes through them
-// and resilient groups' buckets are encoded here with
-// github.com/mdlayher/netlink (NexthopConn); SupportsGroup checks the
+// fwmark rules, the nexthop objects). Listings cost what uplinkd owns,
+// not what the kernel holds: Handle lists routes over a strict rtnetlink
+// socket with table and protocol in the request, so the kernel filters
+// them, and the reconciler lists only the tables that hold (or should
+// hold) its routes, every table only at the first run and after Rescan;
+// nexthop objects are then fetched by ID. Rules are listed whole (the
+// kernel cannot filter a rule dump) and filtered by protocol. Nexthop
+// objects, routes through them and resilient groups' buckets are encoded
+// here with github.com/mdlayher/netlink (NexthopConn); SupportsGroup checks the
 // kernel at startup.
 //
 // Conntrack deletes the connection-tracking entries translated to the

@@ -3,6 +3,7 @@ package netops
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -14,13 +15,16 @@ import (
 type NexthopKernel interface {
 	// NexthopList returns every nexthop object, whoever owns it.
 	NexthopList() ([]NexthopObject, error)
+	// NexthopGet returns the object with id; ok is false when there is
+	// none.
+	NexthopGet(id uint32) (n NexthopObject, ok bool, err error)
 	// NexthopAdd creates n, or replaces the object with its ID in place
 	// when replace is set.
 	NexthopAdd(n NexthopObject, replace bool) error
 	NexthopDel(id uint32) error
-	// NHIDRouteList returns the IPv4 routes of protocol that use a
-	// nexthop object.
-	NHIDRouteList(protocol int) ([]Route, error)
+	// NHIDRouteList returns the IPv4 routes of protocol in table (0:
+	// every table) that use a nexthop object.
+	NHIDRouteList(protocol, table int) ([]Route, error)
 	// NHIDRouteReplace creates or replaces a route through a nexthop
 	// object.
 	NHIDRouteReplace(rt Route) error
@@ -30,7 +34,13 @@ type NexthopKernel interface {
 // routes through them.
 type NexthopConn struct {
 	c *netlink.Conn
+	// read counts the nexthop messages the kernel sent.
+	read atomic.Uint64
 }
+
+// NexthopMessages is the number of nexthop objects the kernel has sent to
+// NexthopList and NexthopGet: what listing them cost.
+func (c *NexthopConn) NexthopMessages() uint64 { return c.read.Load() }
 
 // DialNexthops opens the socket in the network namespace whose file
 // descriptor is netns, or in the caller's when netns is 0.
@@ -61,6 +71,7 @@ func (c *NexthopConn) NexthopList() ([]NexthopObject, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.read.Add(uint64(len(msgs)))
 	out := make([]NexthopObject, 0, len(msgs))
 	for _, m := range msgs {
 		if m.Header.Type != unix.RTM_NEWNEXTHOP {
@@ -73,6 +84,29 @@ func (c *NexthopConn) NexthopList() ([]NexthopObject, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// NexthopGet implements NexthopKernel.
+func (c *NexthopConn) NexthopGet(id uint32) (NexthopObject, bool, error) {
+	msgs, err := c.request(unix.RTM_GETNEXTHOP, 0, marshalNexthopID(id))
+	if gone(err) {
+		return NexthopObject{}, false, nil
+	}
+	if err != nil {
+		return NexthopObject{}, false, err
+	}
+	c.read.Add(uint64(len(msgs)))
+	for _, m := range msgs {
+		if m.Header.Type != unix.RTM_NEWNEXTHOP {
+			continue
+		}
+		n, err := parseNexthop(m.Data)
+		if err != nil {
+			return NexthopObject{}, false, fmt.Errorf("decode nexthop %d: %w", id, err)
+		}
+		return n, true, nil
+	}
+	return NexthopObject{}, false, nil
 }
 
 // NexthopAdd implements NexthopKernel.
@@ -96,11 +130,10 @@ func (c *NexthopConn) NexthopDel(id uint32) error {
 }
 
 // NHIDRouteList implements NexthopKernel.
-func (c *NexthopConn) NHIDRouteList(protocol int) ([]Route, error) {
-	// With strict checking the kernel returns only routes of protocol.
-	hdr := make([]byte, unix.SizeofRtMsg)
-	hdr[0], hdr[5] = unix.AF_INET, uint8(protocol)
-	msgs, err := c.request(unix.RTM_GETROUTE, netlink.Dump, hdr)
+func (c *NexthopConn) NHIDRouteList(protocol, table int) ([]Route, error) {
+	// With strict checking the kernel returns only routes of protocol
+	// in table.
+	msgs, err := strictRouteDump(c.c, table, protocol)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +146,7 @@ func (c *NexthopConn) NHIDRouteList(protocol int) ([]Route, error) {
 		if err != nil {
 			return nil, fmt.Errorf("decode route: %w", err)
 		}
-		if ok && rt.Protocol == protocol {
+		if ok && rt.Protocol == protocol && (table == 0 || rt.Table == table) {
 			out = append(out, rt)
 		}
 	}

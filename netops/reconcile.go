@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -32,6 +33,57 @@ type Reconciler struct {
 	// the kernel has none (Desired.Nexthops must then be empty).
 	NH       NexthopKernel
 	Protocol int
+
+	// Routes are listed table by table, the kernel filtering by table and
+	// protocol (see Handle), so that a reconcile costs what uplinkd owns,
+	// not what main holds. The tables listed are those of the desired
+	// routes and those where routes of the protocol were last seen: lost
+	// events cannot put routes of the protocol elsewhere. The first
+	// listing, and the first after Rescan or a change of Protocol, covers
+	// every table (still filtered by protocol in the kernel), to find what
+	// an earlier run, configured with other tables, left anywhere.
+	known      map[int]bool
+	listedFor  int // the protocol the known tables are for; 0: none yet
+	needRescan bool
+	// Likewise, nexthop objects are fetched by ID, those desired and
+	// those of the protocol last seen, except at a full listing.
+	knownNH map[uint32]bool
+}
+
+// full says whether this reconcile lists everything (filtered by
+// protocol) rather than what is known to be, or meant to be, ours.
+func (r *Reconciler) full() bool { return r.needRescan || r.listedFor != r.Protocol }
+
+// Rescan makes the next reconcile list routes of every table, not only
+// the known ones.
+func (r *Reconciler) Rescan() { r.needRescan = true }
+
+// tables returns the tables to list routes of for d; 0 means every table.
+func (r *Reconciler) tables(d Desired, full bool) []int {
+	if full {
+		return []int{unix.RT_TABLE_UNSPEC}
+	}
+	set := maps.Clone(r.known)
+	if set == nil {
+		set = make(map[int]bool)
+	}
+	for _, rt := range d.Routes {
+		set[rt.Table] = true
+	}
+	return slices.Sorted(maps.Keys(set))
+}
+
+// learn remembers the tables listing found routes in, and those d wants
+// routes in, as the tables to list next time.
+func (r *Reconciler) learn(d Desired, seen []int) {
+	r.known = make(map[int]bool)
+	for _, t := range seen {
+		r.known[t] = true
+	}
+	for _, rt := range d.Routes {
+		r.known[rt.Table] = true
+	}
+	r.listedFor, r.needRescan = r.Protocol, false
 }
 
 // Result says what one reconcile did.
@@ -56,26 +108,39 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 
 	// Nexthops first: deleting a group to create it anew takes the routes
 	// through it along, and the route listing below must see that.
-	staleNH, usable, errs := r.syncNexthops(d.Nexthops, &res)
+	full := r.full()
+	staleNH, usable, errs := r.syncNexthops(d.Nexthops, full, &res)
 
-	routes, err := r.K.RouteListFiltered(netlink.FAMILY_V4,
-		&netlink.Route{Table: unix.RT_TABLE_UNSPEC, Protocol: netlink.RouteProtocol(r.Protocol)},
-		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
-	if err != nil {
-		return res, errors.Join(append(errs, fmt.Errorf("list routes: %w", err))...)
+	tables := r.tables(d, full)
+	var routes []netlink.Route
+	for _, t := range tables {
+		rs, err := r.K.RouteListFiltered(netlink.FAMILY_V4,
+			&netlink.Route{Table: t, Protocol: netlink.RouteProtocol(r.Protocol)},
+			netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+		if err != nil {
+			return res, errors.Join(append(errs, fmt.Errorf("list routes of table %d: %w", t, err))...)
+		}
+		routes = append(routes, rs...)
 	}
 	// vishvananda/netlink does not decode RTA_NH_ID: there, routes through
 	// a nexthop object look like plain or multipath routes.
 	viaNH := make(map[string]Route)
 	if r.NH != nil {
-		nhRoutes, err := r.NH.NHIDRouteList(r.Protocol)
-		if err != nil {
-			return res, errors.Join(append(errs, fmt.Errorf("list routes through nexthop objects: %w", err))...)
-		}
-		for _, rt := range nhRoutes {
-			viaNH[rt.Key()] = rt
+		for _, t := range tables {
+			nhRoutes, err := r.NH.NHIDRouteList(r.Protocol, t)
+			if err != nil {
+				return res, errors.Join(append(errs, fmt.Errorf("list routes through nexthop objects in table %d: %w", t, err))...)
+			}
+			for _, rt := range nhRoutes {
+				viaNH[rt.Key()] = rt
+			}
 		}
 	}
+	seenTables := make([]int, 0, len(routes))
+	for _, kr := range routes {
+		seenTables = append(seenTables, kr.Table)
+	}
+	r.learn(d, seenTables)
 	have := make(map[string]netlink.Route, len(routes))
 	haveStr := make(map[string]string, len(routes))
 	for _, kr := range routes {
@@ -180,7 +245,7 @@ func (r *Reconciler) Cleanup() (Result, error) { return r.Reconcile(Desired{}) }
 // desired, groups first, for deletion once no route uses them, and the IDs
 // that exist now, for the routes through them. An object with a desired ID
 // that belongs to another protocol is left alone and reported.
-func (r *Reconciler) syncNexthops(desired []NexthopObject, res *Result) (stale []NexthopObject, usable map[uint32]bool, errs []error) {
+func (r *Reconciler) syncNexthops(desired []NexthopObject, full bool, res *Result) (stale []NexthopObject, usable map[uint32]bool, errs []error) {
 	usable = make(map[uint32]bool)
 	if r.NH == nil {
 		if len(desired) > 0 {
@@ -188,7 +253,7 @@ func (r *Reconciler) syncNexthops(desired []NexthopObject, res *Result) (stale [
 		}
 		return nil, usable, errs
 	}
-	list, err := r.NH.NexthopList()
+	list, err := r.listNexthops(desired, full)
 	if err != nil {
 		if len(desired) == 0 && unsupported(err) {
 			return nil, usable, nil // a kernel without nexthop objects has none of ours
@@ -255,6 +320,48 @@ func (r *Reconciler) syncNexthops(desired []NexthopObject, res *Result) (stale [
 	}
 	slices.SortStableFunc(stale, func(a, b NexthopObject) int { return cmp.Compare(btoi(b.IsGroup()), btoi(a.IsGroup())) })
 	return stale, usable, errs
+}
+
+// listNexthops returns the nexthop objects to diff desired against: every
+// one at a full listing, else those with the desired IDs and the IDs of
+// the protocol seen last time, fetched one by one, so that foreign objects
+// (a routing daemon's thousands) cost nothing. It remembers the IDs of the
+// protocol it found, and the desired ones, for next time.
+func (r *Reconciler) listNexthops(desired []NexthopObject, full bool) ([]NexthopObject, error) {
+	var list []NexthopObject
+	if full {
+		var err error
+		if list, err = r.NH.NexthopList(); err != nil {
+			return nil, err
+		}
+	} else {
+		ids := maps.Clone(r.knownNH)
+		if ids == nil {
+			ids = make(map[uint32]bool)
+		}
+		for _, n := range desired {
+			ids[n.ID] = true
+		}
+		for _, id := range slices.Sorted(maps.Keys(ids)) {
+			n, ok, err := r.NH.NexthopGet(id)
+			if err != nil {
+				return nil, fmt.Errorf("get nexthop %d: %w", id, err)
+			}
+			if ok {
+				list = append(list, n)
+			}
+		}
+	}
+	r.knownNH = make(map[uint32]bool)
+	for _, n := range list {
+		if n.Protocol == r.Protocol {
+			r.knownNH[n.ID] = true
+		}
+	}
+	for _, n := range desired {
+		r.knownNH[n.ID] = true
+	}
+	return list, nil
 }
 
 // replaceable says whether the kernel can turn have into want in place.

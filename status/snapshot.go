@@ -123,6 +123,14 @@ type Netlink struct {
 	Resyncs      uint64 `json:"resyncs"`      // events lost, everything re-read
 	Overruns     uint64 `json:"enobufs"`      // of which receive buffer overruns
 	Resubscribes uint64 `json:"resubscribes"` // event socket failures
+	// Errors counts failed reads of the kernel's state and failed
+	// subscriptions, each retried with backoff while the routing stays
+	// as installed; Transient of them were expected to heal (EINTR,
+	// EBUSY, ENOBUFS, interrupted dumps).
+	Errors    uint64 `json:"errors"`
+	Transient uint64 `json:"transient_errors"`
+	// LastError is set while the kernel's state cannot be read.
+	LastError string `json:"last_error,omitempty"`
 }
 
 // Hooks counts hook programs; see hooks.Stats.

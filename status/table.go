@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -74,7 +75,7 @@ func Render(w io.Writer, s *Snapshot, colour bool, now time.Time) error {
 	}
 	if len(recent) > 0 {
 		p.linef("")
-		p.linef("%s", p.paint(bold, "recent transitions"))
+		p.line(p.paint(bold, "recent transitions"))
 		rows = rows[:0]
 		for _, t := range recent {
 			rows = append(rows, []string{"  " + ago(now, t.At) + " ago", t.uplink, t.From + " -> " + t.To, t.Reason})
@@ -99,7 +100,11 @@ func Render(w io.Writer, s *Snapshot, colour bool, now time.Time) error {
 		p.linef("         last failure: %s", firstLine(r.LastErr))
 	}
 	p.pinning(s.Pinning)
-	p.linef("netlink  %d dumps, %d resyncs (%d ENOBUFS), %d resubscribes", n.Dumps, n.Resyncs, n.Overruns, n.Resubscribes)
+	p.linef("netlink  %d dumps, %d resyncs (%d ENOBUFS), %d resubscribes, %d errors retried (%d transient)",
+		n.Dumps, n.Resyncs, n.Overruns, n.Resubscribes, n.Errors, n.Transient)
+	if n.LastError != "" {
+		p.linef("         failing, routing kept as installed: %s", firstLine(n.LastError))
+	}
 	p.linef("hooks    %d started, %d failed (%d timed out), %d dropped, %d running", h.Started, h.Failed, h.TimedOut, h.Dropped, h.Running)
 	return p.err
 }
@@ -111,10 +116,44 @@ type printer struct {
 	err    error
 }
 
+// linef writes a line; string arguments are escaped (see printable).
 func (p *printer) linef(format string, args ...any) {
-	if p.err == nil {
-		_, p.err = fmt.Fprintf(p.w, format+"\n", args...)
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			args[i] = printable(s)
+		}
 	}
+	p.line(fmt.Sprintf(format, args...))
+}
+
+// line writes s as it is: the caller escaped what came from outside.
+func (p *printer) line(s string) {
+	if p.err == nil {
+		_, p.err = io.WriteString(p.w, s+"\n")
+	}
+}
+
+// printable escapes control characters (a terminal escape sequence, a
+// newline) in text that comes from the daemon's state (reasons, errors,
+// names), so that it cannot rewrite the terminal or fake table lines.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r < 0x100 && unicode.IsControl(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case unicode.IsControl(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 func (p *printer) paint(code, s string) string {
@@ -131,6 +170,8 @@ func (p *printer) table(rows [][]string, style func(row, col int, cell string) s
 	var width []int
 	for _, r := range rows {
 		for i, c := range r {
+			r[i] = printable(c)
+			c = r[i]
 			if i >= len(width) {
 				width = append(width, 0)
 			}
@@ -148,7 +189,7 @@ func (p *printer) table(rows [][]string, style func(row, col int, cell string) s
 				b.WriteString("  ")
 			}
 		}
-		p.linef("%s", strings.TrimRight(b.String(), " "))
+		p.line(strings.TrimRight(b.String(), " "))
 	}
 }
 

@@ -68,7 +68,7 @@ recent transitions
 
 routing  14 reconciles (last took 0.412ms, 12s ago), 36 routes and rules written or removed, 0 failed
 pinning  on (mask 0xff000000), 1 table restores, 2 conntrack flushes (196 entries, 0 failed)
-netlink  9 dumps, 1 resyncs (1 ENOBUFS), 0 resubscribes
+netlink  9 dumps, 1 resyncs (1 ENOBUFS), 0 resubscribes, 0 errors retried (0 transient)
 hooks    4 started, 1 failed (0 timed out), 0 dropped, 0 running
 `
 	if diff := cmp.Diff(want, b.String()); diff != "" {
@@ -129,6 +129,41 @@ func TestAgo(t *testing.T) {
 	}
 	if got := ago(now, time.Time{}); got != "-" {
 		t.Errorf("ago(zero) = %q", got)
+	}
+}
+
+// Text from the daemon's state (reasons, errors, names) cannot write
+// terminal escape sequences or extra lines: control characters are shown
+// escaped, the table keeps its lines and its alignment.
+func TestRenderEscapesControlCharacters(t *testing.T) {
+	s := sample()
+	evil := "x\x1b]0;owned\x07\x1b[2J\nuplinkd: all good\r\x00\u0085"
+	s.Uplinks[0].Reason = evil
+	s.Uplinks[1].Interface = "eth\x1b[31m2"
+	s.Uplinks[1].Transitions[0].Reason = evil
+	s.Reconcile.Errors, s.Reconcile.LastErr = 1, evil
+	s.Netlink.LastError = evil
+	s.Daemon.LastFail = evil
+	var b, clean bytes.Buffer
+	if err := Render(&b, s, false, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := Render(&clean, sample(), false, now); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if strings.ContainsFunc(out, func(r rune) bool { return r != '\n' && (r < 0x20 || r == 0x7f || r == 0x85) }) {
+		t.Fatalf("control characters in the output:\n%q", out)
+	}
+	for _, want := range []string{`x\x1b]0;owned\x07\x1b[2J\nuplinkd: all good\x0d\x00\x85`, `eth\x1b[31m2 #4`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %s:\n%s", want, out)
+		}
+	}
+	// Three lines more than the clean table: the refused reload, the
+	// reconcile and the netlink failures.
+	if got, want := strings.Count(out, "\n"), strings.Count(clean.String(), "\n")+3; got != want {
+		t.Errorf("%d lines, want %d:\n%s", got, want, out)
 	}
 }
 

@@ -12,12 +12,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/uplinkd/uplinkd/config"
 	"github.com/uplinkd/uplinkd/daemon"
+	"github.com/uplinkd/uplinkd/hooks"
 	"github.com/uplinkd/uplinkd/sdnotify"
 	"github.com/uplinkd/uplinkd/status"
 	"golang.org/x/sys/unix"
@@ -89,6 +91,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		if cmd == "check" {
+			if !checkHooks(cfg.Hooks, *path, stderr) {
+				return exitFailure
+			}
 			for _, w := range checkWarnings(cfg) {
 				fmt.Fprintf(stdout, "%s: warning: %s\n", *path, w)
 			}
@@ -161,9 +166,11 @@ func runDaemon(cfg *config.Config, path string, stderr io.Writer) int {
 		log.Warn("systemd watchdog disabled", "err", err)
 	}
 	log.Info("starting", "version", version, "config", path, "uplinks", len(cfg.Uplinks), "watchdog", watchdog)
+	// For tests only: a small event socket buffer forces overruns.
+	buf, _ := strconv.Atoi(os.Getenv("UPLINKD_TEST_EVENT_BUFFER"))
 	d := daemon.New(cfg, log, daemon.Options{
 		ConfigPath: path, Version: version, LogLevel: level,
-		Notify: notify, Watchdog: watchdog, Reload: hup, Keep: usr2,
+		Notify: notify, Watchdog: watchdog, Reload: hup, Keep: usr2, EventBuffer: buf,
 	})
 	d.Ready = func() { log.Info("ready", "socket", cfg.Status.Socket) }
 	if err := d.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -174,6 +181,24 @@ func runDaemon(cfg *config.Config, path string, stderr io.Writer) int {
 		return exitKept
 	}
 	return exitOK
+}
+
+// checkHooks reports the hook programs the daemon would refuse to run.
+func checkHooks(h config.Hooks, path string, stderr io.Writer) bool {
+	ok := true
+	for key, argv := range map[string][]string{
+		"hooks.on_transition": h.OnTransition, "hooks.on_down": h.OnDown, "hooks.on_probing": h.OnProbing,
+		"hooks.on_degraded": h.OnDegraded, "hooks.on_active": h.OnActive,
+	} {
+		if len(argv) == 0 {
+			continue
+		}
+		if err := hooks.CheckProgram(argv[0]); err != nil {
+			fmt.Fprintf(stderr, "%s: %s: the program would be refused: %v\n", path, key, err)
+			ok = false
+		}
+	}
+	return ok
 }
 
 // failed prints err and returns the exit status it calls for.

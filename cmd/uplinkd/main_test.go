@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -31,6 +32,34 @@ colour = "blue"
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	open := filepath.Join(dir, "open.toml")
+	ref, err := os.ReadFile("../../etc/uplinkd.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(open, ref, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	openErr := open + ": refused: mode 0666 lets any user rewrite"
+	hookDir := filepath.Join(dir, "hooks")
+	if err := os.Mkdir(hookDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	loose := filepath.Join(hookDir, "alert")
+	if err := os.WriteFile(loose, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(loose, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	withHook := filepath.Join(dir, "hook.toml")
+	minimal := "[[uplink]]\nname = \"isp1\"\ninterface = \"eth1\"\ngateway = \"198.51.100.1\"\ntable = 100\n"
+	if err := os.WriteFile(withHook, fmt.Appendf(nil, "%s[hooks]\non_down = [%q]\n", minimal, loose), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		args   []string
@@ -49,6 +78,10 @@ colour = "blue"
 			[]string{bad + ":3: probe.interval", bad + ":8: uplink[0].gateway", bad + ":9: uplink[0].weight", "colour"}},
 		{"unreadable file", []string{"check", "--config", filepath.Join(dir, "missing.toml")}, 1, nil, []string{"missing.toml"}},
 		{"run refuses a bad config", []string{"run", "--config", bad}, 1, nil, []string{"uplink[0].weight"}},
+		{"check refuses a world-writable config", []string{"check", "--config", open}, 1, nil, []string{openErr}},
+		{"run refuses a world-writable config", []string{"run", "--config", open}, 1, nil, []string{openErr}},
+		{"check reports a hook that would be refused", []string{"check", "--config", withHook}, 1, nil,
+			[]string{withHook + ": hooks.on_down: the program would be refused: " + loose + " is writable by any user (mode 0777)"}},
 		{"status when not running", []string{"status", "--socket", filepath.Join(dir, "uplinkd.sock")}, 3, nil,
 			[]string{"uplinkd is not running (nothing listens on " + filepath.Join(dir, "uplinkd.sock") + ")"}},
 		{"status --watch when not running", []string{"status", "--watch", "--json", "--socket", filepath.Join(dir, "x.sock")}, 3, nil,
@@ -137,5 +170,21 @@ func TestLogger(t *testing.T) {
 	log.Info("hello", "uplink", "isp2")
 	if !strings.Contains(b.String(), "level=INFO msg=hello uplink=isp2") {
 		t.Errorf("text line %q", b.String())
+	}
+}
+
+// A value holding a newline or an escape sequence (a reason quoting a
+// kernel error, a hook's standard error) stays on its log line, escaped,
+// in both formats: it cannot forge a log record or drive a terminal.
+func TestLogInjection(t *testing.T) {
+	evil := "no carrier\nlevel=INFO msg=\"all good\"\x1b[2J"
+	for _, format := range []string{"text", "json"} {
+		var b bytes.Buffer
+		log, _ := newLogger(config.Log{Level: slog.LevelInfo, Format: format}, &b)
+		log.Info("transition", "reason", evil, evil, "key")
+		out := b.String()
+		if strings.Count(out, "\n") != 1 || strings.ContainsRune(out, 0x1b) {
+			t.Errorf("%s: %q", format, out)
+		}
 	}
 }

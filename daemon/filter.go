@@ -1,0 +1,48 @@
+package daemon
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/uplinkd/uplinkd/events"
+)
+
+// eventFilter is what matters to the loop: routes of uplinkd's protocol
+// and tables, and the links of its uplinks (by name, and by the index they
+// had in the last dump, so a rename away is seen).
+func (d *Daemon) eventFilter() events.Filter {
+	r := d.cfg.Routing
+	f := events.Filter{Protocol: r.RouteProtocol, Tables: []int{r.BalanceTable}}
+	for _, u := range d.uplinks {
+		f.Tables = append(f.Tables, u.cfg.Table)
+		f.Interfaces = append(f.Interfaces, u.cfg.Interface)
+		if u.link != nil {
+			f.Indexes = append(f.Indexes, u.link.Index)
+		}
+	}
+	slices.Sort(f.Tables)
+	f.Tables = slices.Compact(f.Tables)
+	return f
+}
+
+// updateFilter gives the event subscription the current filter. It runs
+// before every dump, so a link that starts to matter (a reload naming a
+// new interface) is watched before it is read, and after it, with the
+// indexes the dump found (neighbour events carry only the index). A
+// failure only costs foreign events reaching the loop, where they are
+// ignored.
+func (d *Daemon) updateFilter() {
+	if d.mon == nil {
+		return
+	}
+	f := d.eventFilter()
+	key := fmt.Sprintf("%+v", f)
+	if key == d.filterKey {
+		return
+	}
+	if err := d.mon.SetFilter(f); err != nil {
+		d.log.Warn("cannot filter netlink events in the kernel; foreign events are read and ignored", "err", err)
+		return
+	}
+	d.filterKey = key
+}
