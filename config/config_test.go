@@ -135,12 +135,12 @@ func TestReference(t *testing.T) {
 		},
 		Probe: func() Probe {
 			p := defaultProbe()
-			p.Targets = []netip.Addr{addr("198.18.0.1"), addr("198.18.0.2")}
+			p.Targets = []netip.Addr{addr("1.1.1.1"), addr("8.8.8.8"), addr("9.9.9.9")}
 			return p
 		}(),
 		Uplinks: []Uplink{
-			{Name: "isp1", Interface: "eth1", Gateway: addr("198.51.100.1"), Weight: 1, Table: 100},
-			{Name: "isp2", Interface: "eth2", Gateway: addr("203.0.113.1"), Weight: 3, Table: 200},
+			{Name: "isp1", Interface: "eth1", GatewayMode: GatewayAuto, GatewayHold: DefaultGatewayHold, Weight: 1, Table: 100},
+			{Name: "isp2", Interface: "eth2", GatewayMode: GatewayAuto, GatewayHold: DefaultGatewayHold, Weight: 3, Table: 200},
 		},
 		Hooks:  Hooks{Timeout: 10 * time.Second, MaxRunning: 4},
 		Status: Status{Socket: "/run/uplinkd/uplinkd.sock"},
@@ -961,7 +961,7 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("a configuration without uplinks loaded")
 		}
 		for _, u := range c.Uplinks {
-			if ifnameProblem(u.Interface) != "" || u.Weight < 1 || !u.Gateway.Is4() {
+			if ifnameProblem(u.Interface) != "" || u.Weight < 1 || u.Gateway.Is4() != (u.GatewayMode == GatewayStatic) {
 				t.Fatalf("invalid uplink loaded: %+v", u)
 			}
 		}
