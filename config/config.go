@@ -89,6 +89,9 @@ type Probe struct {
 	// uplink is then probed at its gateway (Gateway) or in carrier-only
 	// mode, active whenever its link is usable.
 	Targets []netip.Addr
+	// TargetNames are the targets given by host name, resolved by the
+	// daemon (see NamesFor); a name that does not resolve is skipped.
+	TargetNames []string
 	// Gateway probes an uplink's own gateway when it has no targets.
 	Gateway   bool
 	Interval  time.Duration // between probe rounds
@@ -145,6 +148,8 @@ type Uplink struct {
 	// ProbeTargets replaces Probe.Targets for this uplink when not nil.
 	// Empty and not nil: no targets for this uplink.
 	ProbeTargets []netip.Addr
+	// ProbeTargetNames are the host names of this uplink's own list.
+	ProbeTargetNames []string
 	// ProbeGateway replaces Probe.Gateway for this uplink when not nil.
 	ProbeGateway *bool
 }
@@ -214,7 +219,8 @@ func (c *Config) ProbesGateway(u Uplink) bool {
 	if u.GatewayMode == GatewayNone {
 		return false
 	}
-	if len(c.Probe.Targets) > 0 && u.ProbeTargets == nil || len(u.ProbeTargets) > 0 {
+	if u.ProbeTargets == nil && (len(c.Probe.Targets) > 0 || len(c.Probe.TargetNames) > 0) ||
+		len(u.ProbeTargets) > 0 || len(u.ProbeTargetNames) > 0 {
 		return false
 	}
 	gw := c.Probe.Gateway

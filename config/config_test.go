@@ -555,7 +555,7 @@ func TestProblems(t *testing.T) {
 		// Probe targets.
 		{"target IPv6", file(`[probe]`, `targets = ["198.18.0.1", "2001:db8::1"]`, isp1),
 			[]problem{{2, "probe.targets[1]", `"2001:db8::1" is not an IPv4 address`}}},
-		{"target garbage on its own line", file(`[probe]`, `targets = [`, `  "198.18.0.1",`, `  "one.example",`, `]`, isp1),
+		{"target garbage on its own line", file(`[probe]`, `targets = [`, `  "198.18.0.1",`, `  "one example",`, `]`, isp1),
 			[]problem{{4, "probe.targets[1]", "not an IPv4 address"}}},
 		{"target multicast", file(`[probe]`, `targets = ["224.0.0.1"]`, isp1), []problem{{2, "probe.targets[0]", "multicast"}}},
 		{"target unspecified", file(`[probe]`, `targets = ["0.0.0.0"]`, isp1), []problem{{2, "probe.targets[0]", "unspecified"}}},

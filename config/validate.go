@@ -213,7 +213,7 @@ func (v *validator) routing(r *rawRouting) Routing {
 
 func (v *validator) probe(p *rawProbe) Probe {
 	var out Probe
-	out.Targets = v.targets("probe.targets", p.Targets)
+	out.Targets, out.TargetNames = v.targets("probe.targets", p.Targets)
 	if len(out.Targets) == 0 {
 		out.Targets = nil
 	}
@@ -318,7 +318,7 @@ func (v *validator) uplink(path string, r *rawUplink) Uplink {
 		out.Table = int(n)
 	}
 	if r.ProbeTargets.set {
-		out.ProbeTargets = v.targets(path+".probe_targets", r.ProbeTargets)
+		out.ProbeTargets, out.ProbeTargetNames = v.targets(path+".probe_targets", r.ProbeTargets)
 	}
 	if r.ProbeGateway.set {
 		if b, ok := v.boolean(path+".probe_gateway", r.ProbeGateway, false); ok {
@@ -417,11 +417,11 @@ func (v *validator) reliability(cfg *Config, raw *rawConfig) {
 			globalUsed = true
 			continue
 		}
-		if k := len(u.ProbeTargets); k > 0 && k < n {
+		if k := len(u.ProbeTargets) + len(u.ProbeTargetNames); k > 0 && k < n {
 			v.errorf(indexPath("uplink", i)+".probe_targets", "%s, fewer than the %d that probe.reliability requires to answer", targetCount(k), n)
 		}
 	}
-	if k := len(cfg.Probe.Targets); globalUsed && k > 0 && k < n {
+	if k := len(cfg.Probe.Targets) + len(cfg.Probe.TargetNames); globalUsed && k > 0 && k < n {
 		v.errorf("probe.reliability", "%d targets must answer, but probe.targets has %s", n, targetCount(k))
 	}
 }
@@ -576,15 +576,27 @@ func defaultNote(set bool) string {
 
 // targets returns a list of probe targets. It is not nil when the setting
 // is present, even when empty.
-func (v *validator) targets(path string, o opt[[]string]) []netip.Addr {
+func (v *validator) targets(path string, o opt[[]string]) ([]netip.Addr, []string) {
 	strs := v.stringList(path, o)
 	if !o.set || o.bad != "" {
-		return nil
+		return nil, nil
 	}
 	out := make([]netip.Addr, 0, len(strs))
+	var names []string
 	seen := make(map[netip.Addr]bool)
+	seenName := make(map[string]bool)
 	for i, s := range strs {
 		p := indexPath(path, i)
+		if _, err := netip.ParseAddr(s); err != nil && hostName(s) {
+			n := strings.ToLower(strings.TrimSuffix(s, "."))
+			if seenName[n] {
+				v.errorf(p, "duplicate target %s", n)
+				continue
+			}
+			seenName[n] = true
+			names = append(names, n)
+			continue
+		}
 		a := v.ipv4(p, s)
 		if !a.IsValid() {
 			continue
@@ -596,7 +608,7 @@ func (v *validator) targets(path string, o opt[[]string]) []netip.Addr {
 		seen[a] = true
 		out = append(out, a)
 	}
-	return out
+	return out, names
 }
 
 // ipv4 parses a unicast IPv4 address; it returns the zero Addr after
