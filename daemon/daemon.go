@@ -90,6 +90,10 @@ type Daemon struct {
 	// defaults are the foreign default routes through the links of the
 	// uplinks that learn their gateway, by link index (gateway.go).
 	defaults map[int][]events.DefaultRoute
+	// names resolves probe targets given by name, off the loop;
+	// resolved holds the address in use for each (names.go).
+	names    *resolver
+	resolved map[string]netip.Addr
 	// renum: uplinks whose address changed since the last reconcile.
 	renum map[string]bool
 	// snap is the last dump of links and addresses.
@@ -165,6 +169,8 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) *Daemon {
 	d := &Daemon{
 		cfg: cfg, log: log, opts: opts,
 		results:  make(chan probe.Result, 64),
+		names:    newResolver(),
+		resolved: make(map[string]netip.Addr),
 		requests: make(chan status.Request),
 		retry:    time.NewTimer(time.Hour),
 		tick:     time.NewTimer(time.Hour),
@@ -201,7 +207,7 @@ func (d *Daemon) newUplink(c config.Uplink, now time.Time) *uplink {
 func (d *Daemon) fsmParams(u config.Uplink) fsm.Params {
 	p := d.cfg.Probe
 	return fsm.Params{
-		Probed:       len(d.cfg.TargetsFor(u)) > 0 || (u.GatewayMode == config.GatewayAuto && d.cfg.ProbesGateway(u)),
+		Probed:       len(d.cfg.TargetsResolved(u, u.Gateway, d.resolve)) > 0 || (u.GatewayMode == config.GatewayAuto && d.cfg.ProbesGateway(u)),
 		UpAfter:      p.UpAfter,
 		DownAfter:    p.DownAfter,
 		DegradedLoss: p.DegradedLoss / 100,
@@ -252,6 +258,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	hookCtx, stopHooks := context.WithCancel(context.Background())
 	var runner sync.WaitGroup
 	runner.Go(func() { d.hooks.Run(hookCtx) })
+	// The resolver stops with the hooks' context, after the loop.
+	d.names.set(d.cfg.Names())
+	runner.Go(func() { d.names.run(hookCtx) })
 	// Hooks may still be running when the routes are gone: they are
 	// given their timeout, last.
 	defer func() {
@@ -431,6 +440,9 @@ func (d *Daemon) monitor(ctx context.Context) error {
 			d.request(req)
 		case <-d.opts.Reload:
 			d.reload(nil)
+		case res := <-d.names.out:
+			d.burstStart = time.Now()
+			d.namesResolved(res)
 		case <-d.pinWatch():
 			d.burstStart = time.Now()
 			d.tableChanged()
@@ -794,11 +806,11 @@ func cloneLink(l *events.Link) *events.Link {
 // what it probes changes: the interface or address it is bound to, its
 // targets, interval or timeout.
 func (d *Daemon) syncProber(u *uplink) {
-	targets := d.cfg.TargetsWith(u.cfg, u.gw)
+	targets := d.targetsOf(u)
 	key := ""
 	if ok, _ := u.usable(); ok && len(targets) > 0 && u.m.State() != fsm.Down {
 		key = fmt.Sprintf("%s#%d %s %v every %v within %v, %d must answer, window %d", u.cfg.Interface, u.link.Index, u.addr.Addr(),
-			targets, d.cfg.Probe.Interval, d.cfg.Probe.Timeout, d.cfg.ReliabilityFor(u.cfg), d.cfg.Probe.Window)
+			targets, d.cfg.Probe.Interval, d.cfg.Probe.Timeout, d.reliabilityOf(targets), d.cfg.Probe.Window)
 	}
 	if key == u.key {
 		return
@@ -815,7 +827,7 @@ func (d *Daemon) syncProber(u *uplink) {
 		Targets:     targets,
 		Interval:    d.cfg.Probe.Interval,
 		Timeout:     d.cfg.Probe.Timeout,
-		Reliability: d.cfg.ReliabilityFor(u.cfg),
+		Reliability: d.reliabilityOf(targets),
 		Window:      d.cfg.Probe.Window,
 		Gen:         d.gen,
 	}, d.results)

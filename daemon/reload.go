@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/uplinkd/uplinkd/config"
@@ -40,6 +42,7 @@ func (d *Daemon) reload(reply chan<- status.Reply) {
 		return
 	}
 	changes := d.apply(cfg)
+	d.names.set(cfg.Names()) // resolved again at once
 	d.reloads++
 	d.lastFail = ""
 	d.loaded = start
@@ -200,8 +203,17 @@ func gateway(u config.Uplink) string {
 
 // targets describes an uplink's own probe targets.
 func targets(u config.Uplink) string {
-	if u.ProbeTargets == nil {
+	if u.ProbeTargets == nil && u.ProbeTargetNames == nil {
 		return "(those of [probe])"
 	}
-	return fmt.Sprint(u.ProbeTargets)
+	return targetList(u.ProbeTargets, u.ProbeTargetNames)
+}
+
+// targetList shows a list of targets, addresses then names.
+func targetList(addrs []netip.Addr, names []string) string {
+	out := make([]string, 0, len(addrs)+len(names))
+	for _, a := range addrs {
+		out = append(out, a.String())
+	}
+	return "[" + strings.Join(append(out, names...), " ") + "]"
 }

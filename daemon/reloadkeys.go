@@ -54,7 +54,8 @@ var globalKeys = []reloadKey{
 	// src_valid_mark values) is written where the running one started.
 	{"routing.state_dir", onRestart, func(c *config.Config) any { return c.Routing.StateDir }},
 
-	{"probe.targets", applied, func(c *config.Config) any { return c.Probe.Targets }},
+	// Names are resolved again on every reload.
+	{"probe.targets", applied, func(c *config.Config) any { return targetList(c.Probe.Targets, c.Probe.TargetNames) }},
 	{"probe.gateway", applied, func(c *config.Config) any { return c.Probe.Gateway }},
 	{"probe.interval", applied, func(c *config.Config) any { return c.Probe.Interval }},
 	{"probe.timeout", applied, func(c *config.Config) any { return c.Probe.Timeout }},

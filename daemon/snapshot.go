@@ -62,7 +62,7 @@ func (d *Daemon) snapshot() *status.Snapshot {
 }
 
 func (d *Daemon) uplinkStatus(u *uplink) status.Uplink {
-	targets := d.cfg.TargetsWith(u.cfg, u.gw)
+	targets := d.targetsOf(u)
 	out := status.Uplink{
 		Name:      u.cfg.Name,
 		State:     string(u.m.State()),
