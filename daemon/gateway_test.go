@@ -157,3 +157,21 @@ func TestAddressSelector(t *testing.T) {
 		t.Fatalf("%s %q", u.m.State(), u.m.Reason())
 	}
 }
+
+// TestPointToPointFlag: an interface the kernel flags POINTOPOINT gets dev
+// routes whatever its gateway key says.
+func TestPointToPointFlag(t *testing.T) {
+	d := New(parse(t, testUplinks), slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	snap := events.Snapshot{
+		Links: []events.Link{{Index: 7, Name: "eth1", AdminUp: true, Carrier: true, PointToPoint: true}},
+		Addrs: []events.Addr{{Index: 7, Prefix: netip.MustParsePrefix("198.18.60.2/32")}},
+	}
+	d.observe(snap)
+	u := d.uplinks[0]
+	if u.m.State() != fsm.Active || !strings.Contains(u.m.Reason(), "point-to-point") {
+		t.Fatalf("%s %q", u.m.State(), u.m.Reason())
+	}
+	if in := d.inputs()[0]; in.Gateway.IsValid() || in.Index != 7 {
+		t.Fatalf("plan input %+v: want dev routes without the configured gateway", in)
+	}
+}
