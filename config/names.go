@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -67,32 +68,22 @@ func (c *Config) Names() []string {
 }
 
 // TargetsResolved is TargetsWith with u's host names resolved by resolve
-// (false: not resolved, left out) and appended to its address targets,
-// without duplicates. When that leaves none and u has no names at all,
-// gateway probing applies as in TargetsWith.
-func (c *Config) TargetsResolved(u Uplink, gw netip.Addr, resolve func(name string) (netip.Addr, bool)) []netip.Addr {
+// (false: not resolved, left out) and appended to its other targets as
+// ICMP targets, without duplicates. An uplink with names is never probed
+// at its gateway instead, even before they resolve.
+func (c *Config) TargetsResolved(u Uplink, gw netip.Addr, resolve func(name string) (netip.Addr, bool)) []Target {
 	targets := c.TargetsWith(u, gw)
 	names := c.NamesFor(u)
 	if len(names) == 0 || resolve == nil {
 		return targets
 	}
-	if c.ProbesGateway(u) {
-		targets = nil // not the gateway fallback: u has targets by name
-	}
-	out := append([]netip.Addr(nil), targets...)
+	out := slices.Clone(targets)
 	for _, n := range names {
-		if a, ok := resolve(n); ok && !containsAddr(out, a) {
-			out = append(out, a)
+		if a, ok := resolve(n); ok {
+			if t := (Target{Method: MethodICMP, Addr: a}); !slices.Contains(out, t) {
+				out = append(out, t)
+			}
 		}
 	}
 	return out
-}
-
-func containsAddr(as []netip.Addr, a netip.Addr) bool {
-	for _, b := range as {
-		if a == b {
-			return true
-		}
-	}
-	return false
 }

@@ -34,10 +34,10 @@ func TestTargetNames(t *testing.T) {
 	// dns.google does not resolve and 1.1.1.1 is listed once.
 	got1 := c.TargetsResolved(c.Uplinks[0], netip.Addr{}, resolve)
 	got2 := c.TargetsResolved(c.Uplinks[1], netip.Addr{}, resolve)
-	if diff := cmp.Diff([]netip.Addr{netip.MustParseAddr("192.0.2.7")}, got1, addrComparer); diff != "" {
+	if diff := cmp.Diff([]Target{icmp("192.0.2.7")}, got1, addrComparer); diff != "" {
 		t.Errorf("isp1 (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]netip.Addr{netip.MustParseAddr("9.9.9.9"), netip.MustParseAddr("1.1.1.1")}, got2, addrComparer); diff != "" {
+	if diff := cmp.Diff([]Target{icmp("9.9.9.9"), icmp("1.1.1.1")}, got2, addrComparer); diff != "" {
 		t.Errorf("isp2 (-want +got):\n%s", diff)
 	}
 	// Names count for reliability, and are never duplicated.
@@ -52,7 +52,7 @@ func TestTargetNames(t *testing.T) {
 	// An uplink probed by name only is not probed at its gateway, even
 	// before the name resolves.
 	on := true
-	u := Uplink{ProbeTargets: []netip.Addr{}, ProbeTargetNames: []string{"x.example"}, ProbeGateway: &on, Gateway: netip.MustParseAddr("192.0.2.1")}
+	u := Uplink{ProbeTargets: []Target{}, ProbeTargetNames: []string{"x.example"}, ProbeGateway: &on, Gateway: netip.MustParseAddr("192.0.2.1")}
 	if got := c.TargetsResolved(u, u.Gateway, func(string) (netip.Addr, bool) { return netip.Addr{}, false }); len(got) != 0 {
 		t.Errorf("unresolved name: targets %v, want none", got)
 	}

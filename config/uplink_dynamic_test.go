@@ -78,7 +78,7 @@ func TestTargetsWithLearnedGateway(t *testing.T) {
 		t.Errorf("no gateway known: targets %v, want none", got)
 	}
 	gw := netip.MustParseAddr("192.0.2.1")
-	if got := c.TargetsWith(u, gw); len(got) != 1 || got[0] != gw {
+	if got := c.TargetsWith(u, gw); len(got) != 1 || got[0].Addr != gw || got[0].Method != MethodICMP {
 		t.Errorf("targets %v, want [%v]", got, gw)
 	}
 	u.GatewayMode = GatewayNone

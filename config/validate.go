@@ -283,6 +283,7 @@ func (v *validator) probe(p *rawProbe) Probe {
 		}
 		out.FlapHoldMax = d
 	}
+	v.checks(p, &out)
 	return out
 }
 
@@ -417,11 +418,11 @@ func (v *validator) reliability(cfg *Config, raw *rawConfig) {
 			globalUsed = true
 			continue
 		}
-		if k := len(u.ProbeTargets) + len(u.ProbeTargetNames); k > 0 && k < n {
+		if k := roundTargets(u.ProbeTargets) + len(u.ProbeTargetNames); k > 0 && k < n {
 			v.errorf(indexPath("uplink", i)+".probe_targets", "%s, fewer than the %d that probe.reliability requires to answer", targetCount(k), n)
 		}
 	}
-	if k := len(cfg.Probe.Targets) + len(cfg.Probe.TargetNames); globalUsed && k > 0 && k < n {
+	if k := roundTargets(cfg.Probe.Targets) + len(cfg.Probe.TargetNames); globalUsed && k > 0 && k < n {
 		v.errorf("probe.reliability", "%d targets must answer, but probe.targets has %s", n, targetCount(k))
 	}
 }
@@ -576,17 +577,18 @@ func defaultNote(set bool) string {
 
 // targets returns a list of probe targets. It is not nil when the setting
 // is present, even when empty.
-func (v *validator) targets(path string, o opt[[]string]) ([]netip.Addr, []string) {
+func (v *validator) targets(path string, o opt[[]string]) ([]Target, []string) {
 	strs := v.stringList(path, o)
 	if !o.set || o.bad != "" {
 		return nil, nil
 	}
-	out := make([]netip.Addr, 0, len(strs))
+	out := make([]Target, 0, len(strs))
 	var names []string
-	seen := make(map[netip.Addr]bool)
+	seen := make(map[Target]bool)
 	seenName := make(map[string]bool)
 	for i, s := range strs {
 		p := indexPath(path, i)
+		// A bare host name is an ICMP target the daemon resolves.
 		if _, err := netip.ParseAddr(s); err != nil && hostName(s) {
 			n := strings.ToLower(strings.TrimSuffix(s, "."))
 			if seenName[n] {
@@ -597,16 +599,19 @@ func (v *validator) targets(path string, o opt[[]string]) ([]netip.Addr, []strin
 			names = append(names, n)
 			continue
 		}
-		a := v.ipv4(p, s)
-		if !a.IsValid() {
+		t, ok := v.target(p, s)
+		if !ok {
 			continue
 		}
-		if seen[a] {
-			v.errorf(p, "duplicate target %v", a)
+		if seen[t] {
+			v.errorf(p, "duplicate target %v", t)
 			continue
 		}
-		seen[a] = true
-		out = append(out, a)
+		seen[t] = true
+		out = append(out, t)
+	}
+	if rounds, checks := Probed(out); len(checks) > 0 && len(rounds) == 0 && len(names) == 0 {
+		v.errorf(path, "has HTTP checks but no ICMP or TCP target: the checks only veto rounds, and rounds need a target")
 	}
 	return out, names
 }

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/uplinkd/uplinkd/config"
 )
 
 // Probe targets given by host name are resolved by a resolver goroutine,
@@ -149,12 +151,15 @@ func (d *Daemon) resolve(name string) (netip.Addr, bool) {
 	return a, ok
 }
 
-// targetsOf returns the addresses u probes now.
-func (d *Daemon) targetsOf(u *uplink) []netip.Addr {
+// targetsOf returns the targets u probes now.
+func (d *Daemon) targetsOf(u *uplink) []config.Target {
 	return d.cfg.TargetsResolved(u.cfg, u.gw, d.resolve)
 }
 
-// reliabilityOf is how many of u's targets must answer for a good round.
-func (d *Daemon) reliabilityOf(targets []netip.Addr) int {
-	return max(1, min(d.cfg.Probe.Reliability, len(targets)))
+// reliabilityOf is how many of targets must answer for a good round:
+// [probe] reliability, or all of those probed in rounds when there are
+// fewer (as when names did not resolve).
+func (d *Daemon) reliabilityOf(targets []config.Target) int {
+	rounds, _ := config.Probed(targets)
+	return max(1, min(d.cfg.Probe.Reliability, len(rounds)))
 }

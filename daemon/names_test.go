@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/uplinkd/uplinkd/config"
 )
 
 func TestResolver(t *testing.T) {
@@ -74,18 +76,19 @@ func TestNamesResolved(t *testing.T) {
 		t.Fatalf("before resolution: targets %v, probed %v", got, d.fsmParams(u.cfg).Probed)
 	}
 	t1 := netip.MustParseAddr("198.18.0.1")
+	want := []config.Target{{Method: config.MethodICMP, Addr: t1}}
 	d.namesResolved([]nameResult{{name: "t1.example", addrs: []netip.Addr{t1}}, {name: "t2.example", err: errors.New("no such host")}})
-	if got := d.targetsOf(u); !slices.Equal(got, []netip.Addr{t1}) || !d.fsmParams(u.cfg).Probed {
+	if got := d.targetsOf(u); !slices.Equal(got, want) || !d.fsmParams(u.cfg).Probed {
 		t.Fatalf("after resolution: targets %v, probed %v", got, d.fsmParams(u.cfg).Probed)
 	}
 	// The resolver goes away: t1 keeps its address.
 	d.namesResolved([]nameResult{{name: "t1.example", err: errors.New("timeout")}})
-	if got := d.targetsOf(u); !slices.Equal(got, []netip.Addr{t1}) {
+	if got := d.targetsOf(u); !slices.Equal(got, want) {
 		t.Fatalf("after a failed resolution: %v", got)
 	}
 	// A round-robin answer that still holds the address changes nothing.
 	d.namesResolved([]nameResult{{name: "t1.example", addrs: []netip.Addr{netip.MustParseAddr("198.18.0.9"), t1}}})
-	if got := d.targetsOf(u); !slices.Equal(got, []netip.Addr{t1}) {
+	if got := d.targetsOf(u); !slices.Equal(got, want) {
 		t.Fatalf("after a round-robin answer: %v", got)
 	}
 	if s := d.uplinkStatus(u); len(s.Probe.Targets) != 1 || !strings.Contains(s.Probe.Targets[0].Address, "198.18.0.1") {

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -209,11 +208,11 @@ func targets(u config.Uplink) string {
 	return targetList(u.ProbeTargets, u.ProbeTargetNames)
 }
 
-// targetList shows a list of targets, addresses then names.
-func targetList(addrs []netip.Addr, names []string) string {
-	out := make([]string, 0, len(addrs)+len(names))
-	for _, a := range addrs {
-		out = append(out, a.String())
+// targetList shows a list of targets, then names.
+func targetList(targets []config.Target, names []string) string {
+	out := make([]string, 0, len(targets)+len(names))
+	for _, t := range targets {
+		out = append(out, t.String())
 	}
 	return "[" + strings.Join(append(out, names...), " ") + "]"
 }

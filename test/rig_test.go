@@ -203,10 +203,11 @@ func (r *rig) launch(command ...string) {
 	}(cmd, r.exited)
 }
 
-// startEmu starts the ISP emulator in the lab's Internet namespace.
-func (r *rig) startEmu() {
+// startEmu starts the ISP emulator in the lab's Internet namespace, with
+// extra flags of `labtool ispemu`.
+func (r *rig) startEmu(extra ...string) {
 	r.t.Helper()
-	emu, err := r.lab.StartISPEmu(r.ctx, filepath.Join(binDir, "labtool"), r.dir)
+	emu, err := r.lab.StartISPEmu(r.ctx, filepath.Join(binDir, "labtool"), r.dir, extra...)
 	if err != nil {
 		r.t.Fatal(err)
 	}
