@@ -731,8 +731,11 @@ func (d *Daemon) observe(snap events.Snapshot) bool {
 			d.renumbered(u)
 			tr, ok = u.m.Renumbered(what, now)
 		case wasUsable && oldGw != gw:
-			d.log.Info("uplink gateway changed", "uplink", u.cfg.Name, "change", renumbering(u.cfg.Interface, oldAddr, addr, oldGw, gw))
-			tr, ok = u.m.LinkUp(why, now)
+			// Same address: its connections and probes' verdict hold.
+			what := renumbering(u.cfg.Interface, oldAddr, addr, oldGw, gw)
+			d.log.Info("uplink gateway changed", "uplink", u.cfg.Name, "change", what)
+			u.m.Explain(what)
+			d.changed = true
 		default:
 			tr, ok = u.m.LinkUp(why, now)
 		}

@@ -80,6 +80,7 @@ func TestLearnedGateway(t *testing.T) {
 	// A renewal replacing the route with a new gateway.
 	event(replacing(dhcpRoute(254, 1002, "198.51.100.3")))
 	gw("198.51.100.3")
+	state(dhcp, fsm.Active, "gateway changed from 198.51.100.1 to 198.51.100.3")
 	if n := len(d.defaults[3]); n != 2 {
 		t.Fatalf("routes kept after replace: %+v", d.defaults[3])
 	}

@@ -474,3 +474,14 @@ func (u *Uplink) Renumbered(reason string, now time.Time) (Transition, bool) {
 	u.reason = u.held(reason + ", waiting for probes")
 	return Transition{}, false
 }
+
+// Explain replaces the reason of an uplink that stays in its state while
+// what it rests on changed (a DHCP renewal with a new gateway): status
+// then says why it is where it is now. A down uplink keeps its reason.
+func (u *Uplink) Explain(reason string) {
+	if u.State() == Down {
+		return
+	}
+	u.linkReason = reason
+	u.reason = u.held(reason)
+}
