@@ -87,6 +87,10 @@ type Quality struct {
 	Probes int // in the window, for reasons
 	Loss   float64
 	RTT    time.Duration
+	// Failure says why the round failed, when the probes know more than
+	// that no answer came (a failing HTTP check, a send error); it is
+	// added to the reason of a fall.
+	Failure string
 }
 
 // Transition is one state change, with why it happened.
@@ -256,20 +260,29 @@ func (u *Uplink) ProbeRound(good bool, q Quality, now time.Time) (Transition, bo
 		}
 	case Active:
 		if u.bad >= u.p.DownAfter {
-			return u.fall(evProbeFail, fmt.Sprintf("%d consecutive probe rounds failed", u.bad), now)
+			return u.fall(evProbeFail, u.failed(q), now)
 		}
 		if why, ok := u.degraded(q); ok {
 			return u.fire(evDegrade, why, now)
 		}
 	case Degraded:
 		if u.bad >= u.p.DownAfter {
-			return u.fall(evProbeFail, fmt.Sprintf("%d consecutive probe rounds failed", u.bad), now)
+			return u.fall(evProbeFail, u.failed(q), now)
 		}
 		if why, ok := u.recovered(q); ok {
 			return u.fire(evRecover, why, now)
 		}
 	}
 	return Transition{}, false
+}
+
+// failed is the reason of a fall after DownAfter failed rounds.
+func (u *Uplink) failed(q Quality) string {
+	why := fmt.Sprintf("%d consecutive probe rounds failed", u.bad)
+	if q.Failure != "" {
+		why += ": " + q.Failure
+	}
+	return why
 }
 
 // GatewayFailed tells the machine that the kernel gave up resolving the
@@ -279,12 +292,26 @@ func (u *Uplink) ProbeRound(good bool, q Quality, now time.Time) (Transition, bo
 // pass again. Only probed uplinks heed it: in carrier-only mode nothing
 // would bring the uplink back.
 func (u *Uplink) GatewayFailed(reason string, now time.Time) (Transition, bool) {
+	return u.outNow(reason, now)
+}
+
+// ProbesSilent tells the machine that its probes went silent: no reply at
+// all came for longer than the probes allow, a confirmation burst
+// included. Like GatewayFailed, an active or degraded uplink leaves the
+// balance at once, without waiting for DownAfter failed rounds.
+func (u *Uplink) ProbesSilent(reason string, now time.Time) (Transition, bool) {
+	return u.outNow(reason, now)
+}
+
+func (u *Uplink) outNow(reason string, now time.Time) (Transition, bool) {
 	if !u.p.Probed {
 		return Transition{}, false
 	}
 	switch u.State() {
 	case Active, Degraded:
-		u.good = 0
+		// A failure already: the failed round that usually follows
+		// keeps this reason rather than "probes failing".
+		u.good, u.bad = 0, max(u.bad, 1)
 		return u.fall(evProbeFail, reason, now)
 	case Probing:
 		u.good = 0
@@ -422,4 +449,39 @@ func (u *Uplink) fire(ev, reason string, now time.Time) (Transition, bool) {
 	u.reason = reason
 	u.since = now
 	return Transition{Uplink: u.name, From: from, To: u.State(), Reason: reason, At: now}, true
+}
+
+// Renumbered tells the machine that the uplink's address changed while its
+// link stayed usable (a DHCP renewal with a new lease): what its probes
+// proved was about the old path. A probed active or degraded uplink goes
+// back to probing, without counting a flap; a probing one starts counting
+// good rounds again. In carrier-only mode nothing would bring it back, so
+// only the reason changes.
+func (u *Uplink) Renumbered(reason string, now time.Time) (Transition, bool) {
+	if u.State() == Down {
+		return Transition{}, false
+	}
+	u.linkReason = reason
+	if !u.p.Probed {
+		u.reason = u.held(reason)
+		return Transition{}, false
+	}
+	u.good, u.bad = 0, 0
+	u.quality = Quality{}
+	if st := u.State(); st == Active || st == Degraded {
+		return u.fire(evProbeFail, reason+", waiting for probes", now)
+	}
+	u.reason = u.held(reason + ", waiting for probes")
+	return Transition{}, false
+}
+
+// Explain replaces the reason of an uplink that stays in its state while
+// what it rests on changed (a DHCP renewal with a new gateway): status
+// then says why it is where it is now. A down uplink keeps its reason.
+func (u *Uplink) Explain(reason string) {
+	if u.State() == Down {
+		return
+	}
+	u.linkReason = reason
+	u.reason = u.held(reason)
 }
