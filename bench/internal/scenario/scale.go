@@ -46,6 +46,10 @@ func scaleConfig(n int, probe bool, extra string) string {
 	b.WriteString("[routing]\nlan_interfaces = [\"" + lab.PeerLink + "\"]\n")
 	if extra != "" {
 		b.WriteString(extra + "\n")
+	} else if n > 255 {
+		// The default mark_mask (8 bits) pins at most 255 uplinks. Nine
+		// bits: bit 23 is one of tailscale's, and there is none in the lab.
+		b.WriteString("mark_mask = 0xff800000\n")
 	}
 	b.WriteString("\n[probe]\nflap_limit = 0\n")
 	if probe {
