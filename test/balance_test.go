@@ -299,8 +299,36 @@ func TestFailoverMovesOnlyFailedFlows(t *testing.T) {
 					}
 				}
 				c := count(o.after)
-				if share := 100 * float64(c["eth2"]) / nFlows; share < 73 || share > 77 {
-					t.Errorf("after ISP2 returned: %v, want eth2 75%% ± 2%%", c)
+				share := 100 * float64(c["eth2"]) / nFlows
+				if balancer != "resilient" {
+					if share < 73 || share > 77 {
+						t.Errorf("after ISP2 returned: %v, want eth2 75%% ± 2%%", c)
+					}
+					return
+				}
+				// With the resilient group the weights govern buckets
+				// (waitSettled saw exactly 768 of 1024 on eth2), and the
+				// test's own flows are a biased sample of them: the
+				// kernel hands ISP2 the buckets that fell idle first,
+				// and its upkeep runs at most every 500 ms
+				// (NH_RES_UPKEEP_DW_MINIMUM_INTERVAL). The last lookup
+				// of o.returned, one flow after the other, takes seconds
+				// on a busy machine, so buckets whose last flow came
+				// early (those with fewer flows) and the ~19 empty ones
+				// (e^-4 of 1024) go first: a simulation of that walk
+				// gives eth2 74.5% of the test's flows when the walk
+				// fits in one upkeep period and 69-71% when it spans
+				// five or more, which is the 71-73% seen on a busy
+				// machine. Flows never looked up are an unbiased
+				// sample: each lands on eth2 with probability exactly
+				// 768/1024, so of 4096 the share is binomial, 75% with
+				// a standard deviation of 0.68%; ±2.75% is four of them
+				// (a false failure once in ~16,000 runs).
+				fresh := count(r.pathsOf(freshFlows))
+				freshShare := 100 * float64(fresh["eth2"]) / nFlows
+				t.Logf("after ISP2 returned: the test's flows %.1f%% on eth2 (buckets taken in idle order), new flows %.1f%%", share, freshShare)
+				if freshShare < 72.25 || freshShare > 77.75 {
+					t.Errorf("after ISP2 returned, new flows: %v, want eth2 75%% ± 2.75%%", fresh)
 				}
 			})
 		}
