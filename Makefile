@@ -13,7 +13,7 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 DATADIR    ?= $(PREFIX)/share/uplinkd
 SYSCONFDIR ?= /etc
 
-.PHONY: all build test test-unit lint fuzz demo figures install clean
+.PHONY: all build test test-long test-unit lint fuzz demo figures install clean
 
 all: build
 
@@ -25,6 +25,11 @@ build:
 # network-namespace tests (they skip without root unless UPLINKD_REQUIRE_PRIV=1).
 test:
 	$(GO) test -race -count=1 ./...
+
+# The suite with the long variants of the timed lab tests (60s under load
+# and loss, 20 timed blackholes; UPLINKD_LONG=1): several minutes more.
+test-long:
+	UPLINKD_LONG=1 $(GO) test -race -count=1 -timeout 30m ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
