@@ -128,16 +128,6 @@ func (c *convRig) must(err error) {
 	}
 }
 
-func (c *convRig) isp(name string) *convISP {
-	for _, i := range c.isps {
-		if i.name == name {
-			return i
-		}
-	}
-	c.t.Fatalf("no ISP %s", name)
-	return nil
-}
-
 // want is what the configuration and the required states ask of the
 // kernel.
 func (c *convRig) want(states map[string]string) kernelview.Want {

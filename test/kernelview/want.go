@@ -88,7 +88,6 @@ func Diff(w Want, v *View) []string {
 func diffRules(w Want, v *View, proto string) []string {
 	P := w.RulePriority
 	want := []string{fmt.Sprintf("%d: from all lookup main suppress_prefixlength 0", P)}
-	var marked []string
 	for _, u := range w.Uplinks {
 		addr, ok := routed(v, u)
 		if !ok {
@@ -119,7 +118,6 @@ func diffRules(w Want, v *View, proto string) []string {
 		}
 		mask, _ := strconv.ParseUint(r.Fwmask, 0, 32)
 		have = append(have, fmt.Sprintf("%d: fwmark/%#x lookup %s", r.Priority, mask, r.Table))
-		marked = append(marked, r.String())
 		m, err := strconv.ParseUint(r.Fwmark, 0, 32)
 		switch {
 		case err != nil || m == 0 || m&^mask != 0:
