@@ -23,8 +23,20 @@ build:
 
 # The whole suite: unit tests with the race detector, then the privileged
 # network-namespace tests (they skip without root unless UPLINKD_REQUIRE_PRIV=1).
+# The lab tests take about 8 minutes on a busy 2-CPU machine, near go test's
+# default limit of 10 minutes per package.
 test:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# The suite with the long variants of the timed lab tests (60s under load
+# and loss, 20 timed blackholes; UPLINKD_LONG=1): several minutes more.
+test-long:
+	UPLINKD_LONG=1 $(GO) test -race -count=1 -timeout 30m ./...
+
+# The suite with the long variants of the timed lab tests (60s under load
+# and loss, 20 timed blackholes; UPLINKD_LONG=1): several minutes more.
+test-long:
+	UPLINKD_LONG=1 $(GO) test -race -count=1 -timeout 30m ./...
 
 # The suite with the long variants of the timed lab tests (60s under load
 # and loss, 20 timed blackholes; UPLINKD_LONG=1): several minutes more.
@@ -42,7 +54,8 @@ lint:
 FUZZTIME ?= 60s
 FUZZ := ./config:FuzzParse ./events:FuzzParseMessage \
 	./netops:FuzzParseNexthop ./netops:FuzzParseNHIDRoute ./netops:FuzzParseKernelRoute \
-	./pin:FuzzJumpTarget
+	./pin:FuzzJumpTarget \
+	./probe:FuzzParseEcho ./probe:FuzzMatch ./probe:FuzzDNSAnswered
 fuzz:
 	@set -e; for t in $(FUZZ); do \
 		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
@@ -55,7 +68,9 @@ demo: build
 	$(BIN)/labtool demo --uplinkd $(BIN)/uplinkd
 
 # Failover figures (carrier loss, blackhole, UDP outage) measured in the lab,
-# and the time of a conntrack flush by mark in a table of 200k entries.
+# the flows table of the README (connections moved on failover and return
+# per balancer), a carrier failover with 200k conntrack entries, and the
+# time of a conntrack flush by mark in a table of 200k entries.
 figures: build
 	UPLINKD_FIGURES=1 $(GO) test -count=1 -v -run 'TestFigures' ./test/ ./pin/
 

@@ -85,10 +85,11 @@ const NexthopIDRange = 256
 // Probe is the [probe] table: how the health of uplinks is checked and
 // judged.
 type Probe struct {
-	// Targets answer ICMP echo through every uplink. Nil: no targets; an
-	// uplink is then probed at its gateway (Gateway) or in carrier-only
-	// mode, active whenever its link is usable.
-	Targets []netip.Addr
+	// Targets are probed through every uplink: ICMP echo, or TCP
+	// connections (targets.go). Nil: no targets; an uplink is then probed
+	// at its gateway (Gateway) or in carrier-only mode, active whenever
+	// its link is usable.
+	Targets []Target
 	// Gateway probes an uplink's own gateway when it has no targets.
 	Gateway   bool
 	Interval  time.Duration // between probe rounds
@@ -115,6 +116,11 @@ type Probe struct {
 	FlapLimit             int
 	FlapWindow            time.Duration
 	FlapHold, FlapHoldMax time.Duration
+	// Checks: http and https targets (targets.go) run every
+	// CheckInterval, each within CheckTimeout, and must answer with
+	// status HTTPExpect.
+	CheckInterval, CheckTimeout time.Duration
+	HTTPExpect                  int
 }
 
 // Degraded policies.
@@ -132,7 +138,7 @@ type Uplink struct {
 	Table     int        // routing table of this uplink alone; unique
 	// ProbeTargets replaces Probe.Targets for this uplink when not nil.
 	// Empty and not nil: no targets for this uplink.
-	ProbeTargets []netip.Addr
+	ProbeTargets []Target
 	// ProbeGateway replaces Probe.Gateway for this uplink when not nil.
 	ProbeGateway *bool
 }
@@ -176,7 +182,7 @@ type Log struct {
 // TargetsFor returns the probe targets of u: its own when it has any list,
 // even an empty one, else those of [probe]; when that leaves none and
 // gateway probing is on for u, its gateway. Empty: carrier-only mode.
-func (c *Config) TargetsFor(u Uplink) []netip.Addr {
+func (c *Config) TargetsFor(u Uplink) []Target {
 	targets := c.Probe.Targets
 	if u.ProbeTargets != nil {
 		targets = u.ProbeTargets
@@ -189,7 +195,7 @@ func (c *Config) TargetsFor(u Uplink) []netip.Addr {
 		gw = *u.ProbeGateway
 	}
 	if gw && u.Gateway.IsValid() {
-		return []netip.Addr{u.Gateway}
+		return []Target{{Method: MethodICMP, Addr: u.Gateway}}
 	}
 	return targets
 }
@@ -198,7 +204,7 @@ func (c *Config) TargetsFor(u Uplink) []netip.Addr {
 // round: [probe] reliability, or all of them when u has fewer (as when
 // only its gateway is probed).
 func (c *Config) ReliabilityFor(u Uplink) int {
-	return max(1, min(c.Probe.Reliability, len(c.TargetsFor(u))))
+	return max(1, min(c.Probe.Reliability, roundTargets(c.TargetsFor(u))))
 }
 
 // Defaults of the pinning and restart keys.
@@ -223,10 +229,10 @@ const (
 	defaultNexthopIDBase = 2010000000
 	defaultIdleTimer     = 120 * time.Second // the kernel's own default
 	defaultFlush         = true
-	defaultInterval      = 200 * time.Millisecond
-	defaultTimeout       = 500 * time.Millisecond
+	defaultInterval      = 500 * time.Millisecond
+	defaultTimeout       = 430 * time.Millisecond
 	defaultDownAfter     = 4
-	defaultUpAfter       = 4
+	defaultUpAfter       = 2
 	defaultReliability   = 1
 	defaultWindow        = 50
 	defaultDegradedLoss  = 30 // percent
@@ -238,6 +244,9 @@ const (
 	defaultFlapWindow    = 60 * time.Second
 	defaultFlapHold      = 30 * time.Second
 	defaultFlapHoldMax   = 10 * time.Minute
+	defaultCheckInterval = 5 * time.Second
+	defaultCheckTimeout  = 2 * time.Second
+	defaultHTTPExpect    = 204
 	defaultWeight        = 1
 	defaultHookTimeout   = 10 * time.Second
 	defaultMaxRunning    = 4
@@ -356,6 +365,9 @@ type rawProbe struct {
 	FlapWindow     opt[string]   `toml:"flap_window"`
 	FlapHold       opt[string]   `toml:"flap_hold"`
 	FlapHoldMax    opt[string]   `toml:"flap_hold_max"`
+	CheckInterval  opt[string]   `toml:"check_interval"`
+	CheckTimeout   opt[string]   `toml:"check_timeout"`
+	HTTPExpect     opt[int64]    `toml:"http_expect"`
 }
 
 type rawUplink struct {

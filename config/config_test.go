@@ -21,6 +21,8 @@ const referencePath = "../etc/uplinkd.toml"
 
 var addrComparer = cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
 
+func icmp(s string) Target { return Target{Method: MethodICMP, Addr: addr(s)} }
+
 // isp1 and isp2 are minimal valid uplinks, five lines each.
 var (
 	isp1 = []string{
@@ -94,11 +96,12 @@ func defaults() Config {
 
 func defaultProbe() Probe {
 	return Probe{
-		Interval: 200 * time.Millisecond, Timeout: 500 * time.Millisecond, DownAfter: 4, UpAfter: 4,
+		Interval: 500 * time.Millisecond, Timeout: 430 * time.Millisecond, DownAfter: 4, UpAfter: 2,
 		Reliability: 1, Window: 50,
 		DegradedLoss: 30, RecoverLoss: 10, DegradedRTT: 300 * time.Millisecond, RecoverRTT: 200 * time.Millisecond,
 		DegradedPolicy: "standby",
 		FlapLimit:      3, FlapWindow: time.Minute, FlapHold: 30 * time.Second, FlapHoldMax: 10 * time.Minute,
+		CheckInterval: 5 * time.Second, CheckTimeout: 2 * time.Second, HTTPExpect: 204,
 	}
 }
 
@@ -134,7 +137,7 @@ func TestReference(t *testing.T) {
 		},
 		Probe: func() Probe {
 			p := defaultProbe()
-			p.Targets = []netip.Addr{addr("198.18.0.1"), addr("198.18.0.2")}
+			p.Targets = []Target{icmp("198.18.0.1"), icmp("198.18.0.2")}
 			return p
 		}(),
 		Uplinks: []Uplink{
@@ -211,10 +214,10 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 	for _, keys := range schema {
 		n += len(keys)
 	}
-	// 7 tables at the top level, 36 keys in [routing], [probe] and
+	// 7 tables at the top level, 39 keys in [routing], [probe] and
 	// [[uplink]], 11 in [hooks], [status], [metrics] and [log].
-	if n != 7+36+11 {
-		t.Errorf("schema has %d keys, want %d: %v", n, 7+36+11, schema)
+	if n != 7+39+11 {
+		t.Errorf("schema has %d keys, want %d: %v", n, 7+39+11, schema)
 	}
 }
 
@@ -309,6 +312,7 @@ func TestLimitsAccepted(t *testing.T) {
 			Gateway: true, Interval: 10 * time.Millisecond, Timeout: 10 * time.Second, DownAfter: 1, UpAfter: 1,
 			Reliability: 1, Window: 10000, DegradedLoss: 100, RecoverLoss: 0, DegradedRTT: 9999 * time.Millisecond,
 			DegradedPolicy: "keep", FlapWindow: time.Millisecond, FlapHold: time.Hour, FlapHoldMax: time.Hour,
+			CheckInterval: 5 * time.Second, CheckTimeout: 2 * time.Second, HTTPExpect: 204,
 		},
 		Uplinks: []Uplink{
 			{Name: strings.Repeat("a", 32), Interface: strings.Repeat("b", 15), Gateway: addr("192.0.2.1"), Weight: 256, Table: wantTable},
@@ -352,14 +356,14 @@ func TestTargetsFor(t *testing.T) {
 		`probe_targets = ["198.19.0.1"]`,
 	)
 	c := mustParse(t, doc)
-	global := []netip.Addr{addr("198.18.0.1"), addr("198.18.0.2")}
+	global := []Target{icmp("198.18.0.1"), icmp("198.18.0.2")}
 	tests := []struct {
 		uplink int
-		want   []netip.Addr
+		want   []Target
 	}{
 		{0, global},
-		{1, []netip.Addr{}},
-		{2, []netip.Addr{addr("198.19.0.1")}},
+		{1, []Target{}},
+		{2, []Target{icmp("198.19.0.1")}},
 	}
 	for _, tt := range tests {
 		u := c.Uplinks[tt.uplink]
@@ -400,12 +404,12 @@ func TestGatewayProbing(t *testing.T) {
 	c := mustParse(t, doc)
 	tests := []struct {
 		uplink      int
-		want        []netip.Addr
+		want        []Target
 		reliability int
 	}{
-		{0, []netip.Addr{addr("198.51.100.1")}, 1},
+		{0, []Target{icmp("198.51.100.1")}, 1},
 		{1, nil, 1},
-		{2, []netip.Addr{addr("198.19.0.1"), addr("198.19.0.2")}, 2},
+		{2, []Target{icmp("198.19.0.1"), icmp("198.19.0.2")}, 2},
 	}
 	for _, tt := range tests {
 		u := c.Uplinks[tt.uplink]
@@ -418,7 +422,7 @@ func TestGatewayProbing(t *testing.T) {
 	}
 	// An uplink can ask for gateway probing on its own.
 	c = mustParse(t, file(isp1, `probe_gateway = true`))
-	if got := c.TargetsFor(c.Uplinks[0]); len(got) != 1 || got[0] != addr("198.51.100.1") {
+	if got := c.TargetsFor(c.Uplinks[0]); len(got) != 1 || got[0] != icmp("198.51.100.1") {
 		t.Errorf("TargetsFor with probe_gateway = true: %v, want the gateway", got)
 	}
 }
@@ -560,6 +564,20 @@ func TestProblems(t *testing.T) {
 		{"target unspecified", file(`[probe]`, `targets = ["0.0.0.0"]`, isp1), []problem{{2, "probe.targets[0]", "unspecified"}}},
 		{"target broadcast", file(`[probe]`, `targets = ["255.255.255.255"]`, isp1), []problem{{2, "probe.targets[0]", "broadcast"}}},
 		{"target loopback", file(`[probe]`, `targets = ["127.0.0.1"]`, isp1), []problem{{2, "probe.targets[0]", "loopback"}}},
+		{"target unknown method", file(`[probe]`, `targets = ["udp://198.18.0.1:53"]`, isp1), []problem{{2, "probe.targets[0]", `unknown probe method "udp"`}}},
+		{"tcp target without port", file(`[probe]`, `targets = ["tcp://198.18.0.1"]`, isp1), []problem{{2, "probe.targets[0]", "tcp://ADDRESS:PORT"}}},
+		{"tcp target port 0", file(`[probe]`, `targets = ["tcp://198.18.0.1:0"]`, isp1), []problem{{2, "probe.targets[0]", "1 to 65535"}}},
+		{"tcp target bad address", file(`[probe]`, `targets = ["tcp://example.net:443"]`, isp1), []problem{{2, "probe.targets[0]", "not an IPv4 address"}}},
+		{"http check alone", file(`[probe]`, `targets = ["http://198.18.0.3/generate_204"]`, isp1),
+			[]problem{{2, "probe.targets", "no ICMP or TCP target"}}},
+		{"http check without host", file(`[probe]`, `targets = ["198.18.0.1", "http:///x"]`, isp1), []problem{{2, "probe.targets[1]", "http://HOST/PATH"}}},
+		{"dns check bad port", file(`[probe]`, `targets = ["198.18.0.1", "dns://198.18.0.1:0"]`, isp1), []problem{{2, "probe.targets[1]", "1 to 65535"}}},
+		{"dns check bad address", file(`[probe]`, `targets = ["198.18.0.1", "dns://resolver/example.net"]`, isp1), []problem{{2, "probe.targets[1]", "not an IPv4 address"}}},
+		{"http_expect out of range", file(`[probe]`, `http_expect = 99`, isp1), []problem{{2, "probe.http_expect", "not an HTTP status"}}},
+		{"check_timeout over check_interval", file(`[probe]`, `check_interval = "1s"`, isp1),
+			[]problem{{2, "probe.check_interval", "check_timeout 2s (the default) is longer than check_interval (1s)"}}},
+		{"duplicate tcp target", file(`[probe]`, `targets = ["tcp://198.18.0.1:443", "tcp://198.18.0.1:443"]`, isp1),
+			[]problem{{2, "probe.targets[1]", "duplicate target tcp://198.18.0.1:443"}}},
 		{"target duplicate", file(`[probe]`, `targets = ["198.18.0.1", "198.18.0.1"]`, isp1),
 			[]problem{{2, "probe.targets[1]", "duplicate target 198.18.0.1"}}},
 		{"uplink target invalid", file(isp1, `probe_targets = ["198.18.0.1", "x"]`),
@@ -965,6 +983,33 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestTargetMethods(t *testing.T) {
+	c := mustParse(t, file(`[probe]`, `targets = ["198.18.0.1", "icmp://198.18.0.2", "tcp://198.18.0.1:443", "tcp://198.18.0.1:80"]`, isp1))
+	want := []Target{icmp("198.18.0.1"), icmp("198.18.0.2"),
+		{Method: MethodTCP, Addr: addr("198.18.0.1"), Port: 443}, {Method: MethodTCP, Addr: addr("198.18.0.1"), Port: 80}}
+	if diff := cmp.Diff(want, c.Probe.Targets, addrComparer); diff != "" {
+		t.Errorf("targets (-want +got):\n%s", diff)
+	}
+	c = mustParse(t, file(`[probe]`, `targets = ["198.18.0.1", "tcp://198.18.0.1:443", "https://example.net/generate_204"]`, `reliability = 2`, isp1))
+	if rounds, checks := Probed(c.Probe.Targets); len(rounds) != 2 || len(checks) != 1 || checks[0].URL != "https://example.net/generate_204" || c.ReliabilityFor(c.Uplinks[0]) != 2 {
+		t.Errorf("targets %v: want 2 probed in rounds, 1 check, reliability 2", c.Probe.Targets)
+	}
+	want = append(want, Target{Method: MethodHTTP, URL: "http://198.18.0.3/generate_204"},
+		Target{Method: MethodDNS, Addr: addr("198.18.0.1"), Port: 53, URL: "dns://198.18.0.1"},
+		Target{Method: MethodDNS, Addr: addr("198.18.0.2"), Port: 5353, URL: "dns://198.18.0.2:5353/example.net", Name: "example.net"})
+	c = mustParse(t, file(`[probe]`, `targets = ["198.18.0.1", "icmp://198.18.0.2", "tcp://198.18.0.1:443", "tcp://198.18.0.1:80", "http://198.18.0.3/generate_204", "dns://198.18.0.1", "dns://198.18.0.2:5353/example.net"]`, isp1))
+	if diff := cmp.Diff(want, c.Probe.Targets, addrComparer); diff != "" {
+		t.Errorf("targets with a check (-want +got):\n%s", diff)
+	}
+	var strs []string
+	for _, tg := range c.Probe.Targets {
+		strs = append(strs, tg.String())
+	}
+	if got := strings.Join(strs, " "); got != "198.18.0.1 198.18.0.2 tcp://198.18.0.1:443 tcp://198.18.0.1:80 http://198.18.0.3/generate_204 dns://198.18.0.1 dns://198.18.0.2:5353/example.net" {
+		t.Errorf("targets written back: %s", got)
+	}
 }
 
 // A configuration file any user may write is refused with its name and

@@ -283,6 +283,7 @@ func (v *validator) probe(p *rawProbe) Probe {
 		}
 		out.FlapHoldMax = d
 	}
+	v.checks(p, &out)
 	return out
 }
 
@@ -419,11 +420,11 @@ func (v *validator) reliability(cfg *Config, raw *rawConfig) {
 			globalUsed = true
 			continue
 		}
-		if k := len(u.ProbeTargets); k > 0 && k < n {
+		if k := roundTargets(u.ProbeTargets); k > 0 && k < n {
 			v.errorf(indexPath("uplink", i)+".probe_targets", "%s, fewer than the %d that probe.reliability requires to answer", targetCount(k), n)
 		}
 	}
-	if k := len(cfg.Probe.Targets); globalUsed && k > 0 && k < n {
+	if k := roundTargets(cfg.Probe.Targets); globalUsed && k > 0 && k < n {
 		v.errorf("probe.reliability", "%d targets must answer, but probe.targets has %s", n, targetCount(k))
 	}
 }
@@ -578,25 +579,28 @@ func defaultNote(set bool) string {
 
 // targets returns a list of probe targets. It is not nil when the setting
 // is present, even when empty.
-func (v *validator) targets(path string, o opt[[]string]) []netip.Addr {
+func (v *validator) targets(path string, o opt[[]string]) []Target {
 	strs := v.stringList(path, o)
 	if !o.set || o.bad != "" {
 		return nil
 	}
-	out := make([]netip.Addr, 0, len(strs))
-	seen := make(map[netip.Addr]bool)
+	out := make([]Target, 0, len(strs))
+	seen := make(map[Target]bool)
 	for i, s := range strs {
 		p := indexPath(path, i)
-		a := v.ipv4(p, s)
-		if !a.IsValid() {
+		t, ok := v.target(p, s)
+		if !ok {
 			continue
 		}
-		if seen[a] {
-			v.errorf(p, "duplicate target %v", a)
+		if seen[t] {
+			v.errorf(p, "duplicate target %v", t)
 			continue
 		}
-		seen[a] = true
-		out = append(out, a)
+		seen[t] = true
+		out = append(out, t)
+	}
+	if rounds, checks := Probed(out); len(checks) > 0 && len(rounds) == 0 {
+		v.errorf(path, "has HTTP checks but no ICMP or TCP target: the checks only veto rounds, and rounds need a target")
 	}
 	return out
 }

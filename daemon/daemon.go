@@ -142,7 +142,8 @@ type uplink struct {
 	rtt     time.Duration
 	// probe is the latest result of the running prober: plain values,
 	// its statistics included.
-	probe probe.Result
+	probe   probe.Result
+	traffic probeTraffic // probes.go
 }
 
 // New returns a daemon for cfg logging to log.
@@ -338,9 +339,12 @@ func (d *Daemon) watch(ctx context.Context) {
 // likely than with two targets (see README, "False alarms").
 func (d *Daemon) warnSingleTarget() {
 	p := d.cfg.Probe
-	perHour := float64(time.Hour/p.Interval) * math.Pow(0.05, float64(p.DownAfter))
+	// With one target a silence needs six echoes in a row lost (p^6
+	// after a reply), failed rounds down_after (p^down_after).
+	rounds := float64(time.Hour / p.Interval)
+	perHour := rounds*math.Pow(0.05, 6) + rounds*math.Pow(0.05, float64(p.DownAfter))
 	for _, u := range d.uplinks {
-		if t := d.cfg.TargetsFor(u.cfg); len(t) == 1 && t[0] != u.cfg.Gateway {
+		if t := d.cfg.TargetsFor(u.cfg); len(t) == 1 && t[0].Addr != u.cfg.Gateway {
 			d.log.Warn("one probe target: random loss on it alone can take the uplink out of the balance; configure two or more",
 				"uplink", u.cfg.Name, "false_failovers_per_hour_at_5pct_loss", fmt.Sprintf("%.2g", perHour))
 		}
@@ -708,8 +712,10 @@ func (d *Daemon) syncProber(u *uplink) {
 	targets := d.cfg.TargetsFor(u.cfg)
 	key := ""
 	if ok, _ := u.usable(); ok && len(targets) > 0 && u.m.State() != fsm.Down {
-		key = fmt.Sprintf("%s#%d %s %v every %v within %v, %d must answer, window %d", u.cfg.Interface, u.link.Index, u.addr.Addr(),
-			targets, d.cfg.Probe.Interval, d.cfg.Probe.Timeout, d.cfg.ReliabilityFor(u.cfg), d.cfg.Probe.Window)
+		p := d.cfg.Probe
+		key = fmt.Sprintf("%s#%d %s %v every %v within %v, %d must answer, window %d fresh after %d, checks every %v within %v expecting %d",
+			u.cfg.Interface, u.link.Index, u.addr.Addr(), targets, p.Interval, p.Timeout, d.cfg.ReliabilityFor(u.cfg), p.Window, p.DownAfter,
+			p.CheckInterval, p.CheckTimeout, p.HTTPExpect)
 	}
 	if key == u.key {
 		return
@@ -723,12 +729,18 @@ func (d *Daemon) syncProber(u *uplink) {
 		Uplink:      u.cfg.Name,
 		Interface:   u.cfg.Interface,
 		Source:      u.addr.Addr(),
-		Targets:     targets,
+		Targets:     probeTargets(targets),
 		Interval:    d.cfg.Probe.Interval,
 		Timeout:     d.cfg.Probe.Timeout,
 		Reliability: d.cfg.ReliabilityFor(u.cfg),
 		Window:      d.cfg.Probe.Window,
-		Gen:         d.gen,
+		// An outage long enough to take the uplink out of the balance
+		// is not held against it when it comes back.
+		FreshAfter:    d.cfg.Probe.DownAfter,
+		CheckInterval: d.cfg.Probe.CheckInterval,
+		CheckTimeout:  d.cfg.Probe.CheckTimeout,
+		HTTPExpect:    d.cfg.Probe.HTTPExpect,
+		Gen:           d.gen,
 	}, d.results)
 	if err != nil {
 		d.log.Error("start probes", "uplink", u.cfg.Name, "err", err)
@@ -763,9 +775,20 @@ func (d *Daemon) probeResult(r probe.Result) {
 			u.bad++
 		}
 		d.metrics.ProbeRound(u.cfg.Name, r.Good, r.RTT)
+		d.observeProbes(u, r, time.Now())
 		d.heldRound(u, r.Good)
 		u.probe = r
 		q := fsm.Quality{Known: r.Stats.Full, Probes: r.Stats.Probes, Loss: r.Stats.Loss, RTT: r.Stats.RTT}
+		if !r.Good && r.Err != nil {
+			q.Failure = failure(r.Err)
+		}
+		if r.Silent {
+			reason := fmt.Sprintf("no reply for %v to %d probes", r.Silence.Round(time.Millisecond), r.Unanswered)
+			if tr, ok := u.m.ProbesSilent(reason, time.Now()); ok {
+				d.transition(u, tr)
+				d.needReconcile = true
+			}
+		}
 		if tr, ok := u.m.ProbeRound(r.Good, q, time.Now()); ok {
 			d.transition(u, tr)
 			d.needReconcile = true

@@ -278,3 +278,31 @@ func TestInputsCarrier(t *testing.T) {
 		t.Fatalf("inputs: %+v", in)
 	}
 }
+
+func TestProbeTraffic(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var p probeTraffic
+	if got := p.perSecond(); got != 0 {
+		t.Errorf("rate before any sample = %v", got)
+	}
+	// Prober 1 sends 4 a second for 20 s: the rate covers the last 10 s.
+	for i := range 41 {
+		added := p.observe(1, uint64(2*i), t0.Add(time.Duration(i)*500*time.Millisecond))
+		if i > 0 && added != 2 {
+			t.Fatalf("sample %d: %d packets added, want 2", i, added)
+		}
+	}
+	if got := p.perSecond(); got != 4 {
+		t.Errorf("rate = %v, want 4", got)
+	}
+	if n := len(p.samples); n > 22 {
+		t.Errorf("%d samples kept, want about 10s worth", n)
+	}
+	// A new prober starts its count from zero.
+	if added := p.observe(2, 3, t0.Add(30*time.Second)); added != 3 {
+		t.Errorf("first result of a new prober added %d, want 3", added)
+	}
+	if got := p.perSecond(); got != 0 {
+		t.Errorf("rate after one sample of a new prober = %v, want 0", got)
+	}
+}

@@ -27,7 +27,7 @@ func parse(t *testing.T, doc string) *config.Config {
 func TestDescribe(t *testing.T) {
 	routingProbe := strings.NewReplacer(
 		`lan_interfaces = ["eth0"]`, "lan_interfaces = []\nhash = \"l3\"\nroute_protocol = 202",
-		`targets = ["198.18.0.1"]`, "targets = [\"198.18.0.1\", \"198.18.0.2\"]\ninterval = \"1s\"\nup_after = 2",
+		`targets = ["198.18.0.1"]`, "targets = [\"198.18.0.1\", \"198.18.0.2\"]\ninterval = \"1s\"\nup_after = 3",
 	).Replace(base)
 	tests := []struct {
 		name string
@@ -62,8 +62,8 @@ flap_hold = "1m"`, 1), []string{
 			"routing.route_protocol: 201 -> 202",
 			"routing.hash: l4 -> l3",
 			"probe.targets: [198.18.0.1] -> [198.18.0.1 198.18.0.2]",
-			"probe.interval: 200ms -> 1s",
-			"probe.up_after: 4 -> 2",
+			"probe.interval: 500ms -> 1s",
+			"probe.up_after: 2 -> 3",
 		}},
 		{"operating tables", base + `
 [hooks]

@@ -71,6 +71,11 @@ var globalKeys = []reloadKey{
 	{"probe.flap_window", applied, func(c *config.Config) any { return c.Probe.FlapWindow }},
 	{"probe.flap_hold", applied, func(c *config.Config) any { return c.Probe.FlapHold }},
 	{"probe.flap_hold_max", applied, func(c *config.Config) any { return c.Probe.FlapHoldMax }},
+	// Check settings are part of what a prober is started for: a change
+	// restarts the probers.
+	{"probe.check_interval", applied, func(c *config.Config) any { return c.Probe.CheckInterval }},
+	{"probe.check_timeout", applied, func(c *config.Config) any { return c.Probe.CheckTimeout }},
+	{"probe.http_expect", applied, func(c *config.Config) any { return c.Probe.HTTPExpect }},
 
 	{"hooks.on_transition", applied, func(c *config.Config) any { return c.Hooks.OnTransition }},
 	{"hooks.on_down", applied, func(c *config.Config) any { return c.Hooks.OnDown }},

@@ -29,6 +29,9 @@ func changed(v reflect.Value) (reflect.Value, bool) {
 	case []netip.Addr:
 		n.Set(reflect.Append(v, reflect.ValueOf(netip.MustParseAddr("198.18.9.9"))))
 		return n, true
+	case []config.Target:
+		n.Set(reflect.Append(v, reflect.ValueOf(config.Target{Method: config.MethodTCP, Addr: netip.MustParseAddr("198.18.9.9"), Port: 443})))
+		return n, true
 	case []string:
 		n.Set(reflect.Append(v, reflect.ValueOf("x")))
 		return n, true

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"math"
-	"net/netip"
 	"os"
 	"time"
 
@@ -92,17 +91,21 @@ func (d *Daemon) uplinkStatus(u *uplink) status.Uplink {
 		out.Address = u.addr.String()
 	}
 	// The latest result's statistics, by target; none before the first.
-	byAddr := make(map[netip.Addr]probe.TargetStats, len(u.probe.Targets))
+	byTarget := make(map[probe.Target]probe.TargetStats, len(u.probe.Targets))
 	for _, ts := range u.probe.Targets {
-		byAddr[ts.Target] = ts
+		byTarget[ts.Target] = ts
 	}
-	for _, t := range targets {
-		ts := byAddr[t]
+	pts := probeTargets(targets)
+	for i, t := range targets {
+		ts := byTarget[pts[i]]
 		out.Probe.Targets = append(out.Probe.Targets, status.Target{
-			Address: t.String(), Stats: statsStatus(ts.Stats), Duplicates: ts.Duplicates,
+			Address: t.String(), Method: string(t.Method), Stats: statsStatus(ts.Stats), Duplicates: ts.Duplicates,
 		})
 	}
 	out.Probe.Stats = statsStatus(u.probe.Stats)
+	if u.prober != nil {
+		out.Probe.PerSecond = math.Round(10*u.traffic.perSecond()) / 10
+	}
 	if until, ok := u.m.Held(); ok {
 		out.Probe.HeldUntil = until
 	}

@@ -87,6 +87,10 @@ type Quality struct {
 	Probes int // in the window, for reasons
 	Loss   float64
 	RTT    time.Duration
+	// Failure says why the round failed, when the probes know more than
+	// that no answer came (a failing HTTP check, a send error); it is
+	// added to the reason of a fall.
+	Failure string
 }
 
 // Transition is one state change, with why it happened.
@@ -256,20 +260,29 @@ func (u *Uplink) ProbeRound(good bool, q Quality, now time.Time) (Transition, bo
 		}
 	case Active:
 		if u.bad >= u.p.DownAfter {
-			return u.fall(evProbeFail, fmt.Sprintf("%d consecutive probe rounds failed", u.bad), now)
+			return u.fall(evProbeFail, u.failed(q), now)
 		}
 		if why, ok := u.degraded(q); ok {
 			return u.fire(evDegrade, why, now)
 		}
 	case Degraded:
 		if u.bad >= u.p.DownAfter {
-			return u.fall(evProbeFail, fmt.Sprintf("%d consecutive probe rounds failed", u.bad), now)
+			return u.fall(evProbeFail, u.failed(q), now)
 		}
 		if why, ok := u.recovered(q); ok {
 			return u.fire(evRecover, why, now)
 		}
 	}
 	return Transition{}, false
+}
+
+// failed is the reason of a fall after DownAfter failed rounds.
+func (u *Uplink) failed(q Quality) string {
+	why := fmt.Sprintf("%d consecutive probe rounds failed", u.bad)
+	if q.Failure != "" {
+		why += ": " + q.Failure
+	}
+	return why
 }
 
 // GatewayFailed tells the machine that the kernel gave up resolving the
@@ -279,12 +292,26 @@ func (u *Uplink) ProbeRound(good bool, q Quality, now time.Time) (Transition, bo
 // pass again. Only probed uplinks heed it: in carrier-only mode nothing
 // would bring the uplink back.
 func (u *Uplink) GatewayFailed(reason string, now time.Time) (Transition, bool) {
+	return u.outNow(reason, now)
+}
+
+// ProbesSilent tells the machine that its probes went silent: no reply at
+// all came for longer than the probes allow, a confirmation burst
+// included. Like GatewayFailed, an active or degraded uplink leaves the
+// balance at once, without waiting for DownAfter failed rounds.
+func (u *Uplink) ProbesSilent(reason string, now time.Time) (Transition, bool) {
+	return u.outNow(reason, now)
+}
+
+func (u *Uplink) outNow(reason string, now time.Time) (Transition, bool) {
 	if !u.p.Probed {
 		return Transition{}, false
 	}
 	switch u.State() {
 	case Active, Degraded:
-		u.good = 0
+		// A failure already: the failed round that usually follows
+		// keeps this reason rather than "probes failing".
+		u.good, u.bad = 0, max(u.bad, 1)
 		return u.fall(evProbeFail, reason, now)
 	case Probing:
 		u.good = 0

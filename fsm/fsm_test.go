@@ -9,7 +9,7 @@ import (
 )
 
 type step struct {
-	op   string // "up", "down", "ok", "fail", "lossy", "slow", "clean", "mid", "gw", "tick"
+	op   string // "up", "down", "ok", "fail", "lossy", "slow", "clean", "mid", "gw", "silent", "tick"
 	want State
 	tr   bool          // a transition is expected
 	dt   time.Duration // clock advance before the step; 0: one second
@@ -79,6 +79,11 @@ func TestMachine(t *testing.T) {
 			step{"gw", Probing, true, 0}, step{"gw", Probing, false, 0}, step{"ok", Probing, false, 0},
 			step{"ok", Probing, false, 0}, step{"ok", Active, true, 0},
 		)},
+		{"silent probes leave the balance at once, from degraded too", quality, then(
+			step{"silent", Probing, true, 0}, step{"fail", Probing, false, 0}, step{"silent", Probing, false, 0},
+			step{"ok", Probing, false, 0}, step{"ok", Probing, false, 0}, step{"clean", Active, true, 0},
+			step{"lossy", Degraded, true, 0}, step{"silent", Probing, true, 0},
+		)},
 		{"gateway failure resets the good count while probing", probed, []step{
 			{"up", Probing, true, 0}, {"ok", Probing, false, 0}, {"ok", Probing, false, 0}, {"gw", Probing, false, 0},
 			{"ok", Probing, false, 0}, {"ok", Probing, false, 0}, {"ok", Active, true, 0},
@@ -140,6 +145,8 @@ func apply(u *Uplink, op string, now time.Time) (Transition, bool) {
 		return u.ProbeRound(true, slow, now)
 	case "gw":
 		return u.GatewayFailed("gateway 203.0.113.1 does not answer ARP", now)
+	case "silent":
+		return u.ProbesSilent("no reply for 700ms to 6 probes", now)
 	case "tick":
 		return u.Tick(now)
 	}
@@ -336,5 +343,34 @@ func TestFlappingCarrierIsDamped(t *testing.T) {
 		if !strings.Contains(last.Reason, "held for 30s after 3 flaps") {
 			t.Errorf("flapping every %v: last transition %v does not tell the hold", half, last)
 		}
+	}
+}
+
+// TestSilentReasonKept: the failed round that follows a silence does not
+// replace its reason with "probes failing".
+func TestSilentReasonKept(t *testing.T) {
+	now := time.Unix(0, 0)
+	u := New("isp1", Params{Probed: true, UpAfter: 1, DownAfter: 4}, now)
+	u.LinkUp("eth1 up", now)
+	u.ProbeRound(true, Quality{}, now)
+	if _, ok := u.ProbesSilent("no reply for 700ms to 6 probes", now); !ok || u.State() != Probing {
+		t.Fatalf("silence: state %s", u.State())
+	}
+	u.ProbeRound(false, Quality{}, now)
+	if got := u.Reason(); got != "no reply for 700ms to 6 probes" {
+		t.Errorf("reason after a failed round = %q", got)
+	}
+}
+
+func TestFailureInReason(t *testing.T) {
+	now := time.Unix(0, 0)
+	u := New("isp1", Params{Probed: true, UpAfter: 1, DownAfter: 2}, now)
+	u.LinkUp("eth1 up", now)
+	u.ProbeRound(true, Quality{}, now)
+	check := Quality{Failure: "check http://198.18.0.3/generate_204 failed: status 302, want 204"}
+	u.ProbeRound(false, check, now)
+	tr, ok := u.ProbeRound(false, check, now)
+	if want := "2 consecutive probe rounds failed: " + check.Failure; !ok || tr.Reason != want {
+		t.Errorf("transition %v, %v; want reason %q", tr, ok, want)
 	}
 }

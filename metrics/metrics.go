@@ -39,7 +39,8 @@ type Metrics struct {
 
 	reloads *prometheus.CounterVec
 
-	pin pinMetrics
+	pin   pinMetrics
+	probe *probeMetrics // probe.go
 }
 
 // HookStats reads the hook runner's counters at scrape time.
@@ -62,6 +63,7 @@ func New(hooks HookStats) *Metrics {
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 13), // 0.5ms .. 2s
 	}, []string{"uplink"})
 	m.reg.MustRegister(m.rtt)
+	m.probe = newProbeMetrics(f)
 	m.reconcileTook = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "uplinkd_reconcile_duration_seconds",
 		Help:    "Time one reconcile took: listing uplinkd's routes and rules and writing the difference.",
@@ -171,6 +173,7 @@ func (m *Metrics) Forget(uplink string) {
 	}{m.state, m.transitions, m.inBalance, m.share, m.rounds, m.failed, m.rtt} {
 		v.DeletePartialMatch(l)
 	}
+	m.probe.forget(uplink)
 }
 
 // Reconcile records one reconcile.

@@ -48,6 +48,19 @@ func TestEndpoint(t *testing.T) {
 	m.ProbeRound("isp1", true, 2*time.Millisecond)
 	m.ProbeRound("isp1", false, 0)
 	m.ProbeRound("isp2", true, 30*time.Millisecond)
+	m.ProbeTargets("isp1", []TargetQuality{
+		{Target: "198.18.0.1", Method: "icmp", Probes: 50, Loss: 0.04, RTT: 20 * time.Millisecond, Jitter: 2 * time.Millisecond},
+		{Target: "198.18.0.3", Method: "icmp", Probes: 50},
+	})
+	// A target no longer probed loses its series; one without probes yet
+	// has none.
+	m.ProbeTargets("isp1", []TargetQuality{
+		{Target: "198.18.0.1", Method: "icmp", Probes: 50, Loss: 0.04, RTT: 20 * time.Millisecond, Jitter: 2 * time.Millisecond},
+		{Target: "198.18.0.2", Method: "icmp"},
+	})
+	m.ProbeTargets("isp2", []TargetQuality{{Target: "198.18.0.1", Method: "icmp", Probes: 3, Loss: 1}})
+	m.ProbePackets("isp1", 40)
+	m.ProbePackets("isp2", 4)
 	m.Reconcile(300*time.Microsecond, 7, nil)
 	m.Reconcile(time.Millisecond, 1, errors.New("x"))
 	m.Dump()
@@ -78,11 +91,21 @@ func TestEndpoint(t *testing.T) {
 		"uplinkd_uplink_transitions_total": {
 			"from=down to=probing uplink=isp1 ": 1, "from=probing to=active uplink=isp1 ": 1,
 		},
-		"uplinkd_uplink_in_balance":          {"uplink=isp1 ": 1, "uplink=isp2 ": 0},
-		"uplinkd_uplink_share_ratio":         {"uplink=isp1 ": 1, "uplink=isp2 ": 0},
-		"uplinkd_probe_rounds_total":         {"uplink=isp1 ": 2, "uplink=isp2 ": 1},
-		"uplinkd_probe_rounds_failed_total":  {"uplink=isp1 ": 1},
-		"uplinkd_probe_rtt_seconds":          {"uplink=isp1 ": 1, "uplink=isp2 ": 1},
+		"uplinkd_uplink_in_balance":         {"uplink=isp1 ": 1, "uplink=isp2 ": 0},
+		"uplinkd_uplink_share_ratio":        {"uplink=isp1 ": 1, "uplink=isp2 ": 0},
+		"uplinkd_probe_rounds_total":        {"uplink=isp1 ": 2, "uplink=isp2 ": 1},
+		"uplinkd_probe_rounds_failed_total": {"uplink=isp1 ": 1},
+		"uplinkd_probe_rtt_seconds":         {"uplink=isp1 ": 1, "uplink=isp2 ": 1},
+		"uplinkd_probe_target_loss_ratio": {
+			"method=icmp target=198.18.0.1 uplink=isp1 ": 0.04, "method=icmp target=198.18.0.1 uplink=isp2 ": 1,
+		},
+		"uplinkd_probe_target_rtt_seconds": {
+			"method=icmp target=198.18.0.1 uplink=isp1 ": 0.02, "method=icmp target=198.18.0.1 uplink=isp2 ": 0,
+		},
+		"uplinkd_probe_target_jitter_seconds": {
+			"method=icmp target=198.18.0.1 uplink=isp1 ": 0.002, "method=icmp target=198.18.0.1 uplink=isp2 ": 0,
+		},
+		"uplinkd_probe_packets_total":        {"uplink=isp1 ": 40, "uplink=isp2 ": 4},
 		"uplinkd_reconcile_duration_seconds": {"": 2},
 		"uplinkd_reconcile_changes_total":    {"": 8},
 		"uplinkd_reconcile_errors_total":     {"": 1},
@@ -113,7 +136,8 @@ func TestEndpoint(t *testing.T) {
 	// A removed uplink's series go away.
 	m.Forget("isp2")
 	fams = testutil.Scrape(t, client, "http://"+srv.Addr().String()+"/metrics")
-	for _, name := range []string{"uplinkd_uplink_state", "uplinkd_uplink_in_balance", "uplinkd_probe_rounds_total", "uplinkd_probe_rtt_seconds"} {
+	for _, name := range []string{"uplinkd_uplink_state", "uplinkd_uplink_in_balance", "uplinkd_probe_rounds_total", "uplinkd_probe_rtt_seconds",
+		"uplinkd_probe_target_loss_ratio", "uplinkd_probe_target_rtt_seconds", "uplinkd_probe_packets_total"} {
 		for key := range values(fams, name) {
 			if strings.Contains(key, "uplink=isp2 ") {
 				t.Errorf("%s{%s} still exported after Forget", name, key)

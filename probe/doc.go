@@ -4,17 +4,39 @@
 // (SO_BINDTODEVICE) and source address, so its echoes follow the uplink's own
 // routing table (`from <source> lookup <table>`) and leave through that uplink
 // even while the uplink is not part of the balance. Every Interval it starts a
-// round: one echo request to each target, in parallel, each carrying the
-// round number. A round is good as soon as Reliability targets have answered
-// within Timeout, bad when Timeout passes first, and bad at once (with Err
+// round: one echo request to each target, the targets spread evenly over the
+// interval (staggered, so each target gets one echo per Interval and the
+// uplink one per Interval/len(Targets)), each carrying the round number. A
+// round is good as soon as Reliability targets have answered within Timeout,
+// bad when Timeout passes first for every echo, and bad at once (with Err
 // set) when fewer than Reliability echoes could be sent.
+//
+// Silence. Any reply of ours, late or duplicate included, proves the path
+// alive. An echo unanswered after its target's RTT-tracking timeout
+// (srtt + 4·rttvar, at least 30ms, at most Timeout) triggers a confirmation
+// burst: up to three waves of one echo to every ICMP target. With no reply
+// at all for one stagger gap plus Timeout (more when the RTT nears
+// Timeout), the burst overdue and at least six echoes unanswered (more on
+// a lossy uplink), the uplink is silent: every undecided round is
+// decided bad with Silent set, and the daemon takes the uplink out of the
+// balance at once. Replies are stamped by the kernel (SO_TIMESTAMPNS), and
+// the socket is drained before anything times out, so a stall of this
+// process is not taken for an outage. Confirmations stay within 10 probe
+// packets in any second per uplink.
+//
+// Targets are probed by ICMP echo or by TCP connection (tcp.go). HTTP,
+// HTTPS and DNS checks (check.go, dns.go) run every CheckInterval instead
+// and veto every round while one fails.
 //
 // Every target also has a sliding window of its last Window probes: loss,
 // mean RTT and jitter (mean difference of consecutive RTTs). A reply after
 // the timeout is late: its probe stays lost and is tallied as late; a reply
 // that arrives twice is a duplicate and counts once. Each Result carries a
 // snapshot of these statistics per target and for the uplink, which is as
-// good as its Reliability-th best target.
+// good as its Reliability-th best target. After an outage (FreshAfter
+// failed rounds in a row, or a silence), the statistics restart at the next
+// good round: an uplink that comes back is judged on what it does since,
+// not on the losses of the outage.
 //
 // Results are delivered on a channel in round order, tagged with the uplink
 // name and the generation the daemon gave the prober, so the daemon's event
@@ -23,7 +45,8 @@
 // state changes is the fsm package's job.
 //
 // The code is split so the logic is testable without root: icmp.go builds
-// and parses packets, stats.go and rounds.go are the pure statistics and
-// per-round bookkeeping driven by an explicit clock, and prober.go holds the
-// socket and goroutines.
+// and parses packets, stats.go, rounds.go and engine.go are the pure
+// statistics, per-round bookkeeping, schedule and silence rule, driven by
+// an explicit clock (engine_test.go runs them for simulated hours), and
+// prober.go holds the socket and goroutines.
 package probe

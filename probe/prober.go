@@ -1,11 +1,13 @@
 package probe
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
+	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -20,7 +22,7 @@ type Config struct {
 	Uplink            string
 	Interface         string     // SO_BINDTODEVICE
 	Source            netip.Addr // bind() source address
-	Targets           []netip.Addr
+	Targets           []Target
 	Interval, Timeout time.Duration
 	// Reliability is how many targets must answer for a good round:
 	// 1 to len(Targets); 0 means 1.
@@ -28,7 +30,16 @@ type Config struct {
 	// Window is how many probes per target the statistics cover; at
 	// least 1.
 	Window int
-	Gen    uint64 // echoed in results so the daemon can drop stale results
+	// CheckInterval, CheckTimeout and HTTPExpect are for the HTTP and
+	// HTTPS checks among Targets.
+	CheckInterval, CheckTimeout time.Duration
+	HTTPExpect                  int
+	// FreshAfter restarts the statistics at the first good round after
+	// this many consecutive failed rounds (the daemon uses down_after), or
+	// after a silence, so an uplink back from an outage is judged on the
+	// probes sent since it came back. 0 never restarts them.
+	FreshAfter int
+	Gen        uint64 // echoed in results so the daemon can drop stale results
 }
 
 // Result is the outcome of one probe round. Round numbers start at 1 and
@@ -49,6 +60,16 @@ type Result struct {
 	Replies int           // number of targets that answered
 	RTT     time.Duration // fastest reply of the round (0 if none)
 	Err     error         // send error, if any (round counts as failed)
+	// Silent is set on a round decided bad because the uplink went
+	// silent: no reply at all for Silence, to Unanswered echoes including
+	// a confirmation burst. The uplink should leave the balance at once
+	// rather than after several failed rounds.
+	Silent     bool
+	Silence    time.Duration
+	Unanswered int
+	// Sent counts the probe packets the prober has sent since it
+	// started, confirmation bursts included.
+	Sent uint64
 	// Stats rates the uplink: for loss, RTT and jitter each, the
 	// Reliability-th best value among its targets.
 	Stats   Stats
@@ -61,12 +82,20 @@ type Prober struct {
 	out     chan<- Result
 	file    *os.File
 	raw     syscall.RawConn
-	id      uint16 // ICMP identifier, unique among the probers of this process
-	token   uint64 // payload token, tells our replies from foreign ones
-	targets []netip.Addr
-	index   map[netip.Addr]int // target address -> index into targets
+	id      uint16             // ICMP identifier, unique among the probers of this process
+	token   uint64             // payload token, tells our replies from foreign ones
+	targets []Target           // probed in every round
+	checks  []Target           // run every CheckInterval (check.go)
+	results chan checkResult   // from runChecks to run
+	index   map[netip.Addr]int // ICMP target address -> index into targets
+	dialer  net.Dialer         // TCP probes: bound to the interface and source
+	work    sync.WaitGroup     // TCP probes and the check runner
+	ctx     context.Context    // canceled by Stop: ends TCP probes
+	cancel  context.CancelFunc
 
 	replies  chan reply
+	drainBuf []byte // drainSocket's, used by run only
+	drainOOB []byte
 	stop     chan struct{}
 	runDone  chan struct{}
 	readDone chan struct{}
@@ -75,7 +104,7 @@ type Prober struct {
 
 // reply is a matched echo reply, passed from the reader to the round loop.
 type reply struct {
-	round  uint64
+	id     uint64 // round number, or burstBit|n for a confirmation echo
 	target int
 	at     time.Time
 }
@@ -101,7 +130,7 @@ const readBuf = 1500
 // order; a slow reader delays new rounds rather than losing results, and
 // never keeps Stop from returning.
 func Start(cfg Config, out chan<- Result) (*Prober, error) {
-	targets, err := validate(cfg, out)
+	targets, checks, err := validate(cfg, out)
 	if err != nil {
 		return nil, fmt.Errorf("probe %s on %s: %w", cfg.Uplink, cfg.Interface, err)
 	}
@@ -111,20 +140,36 @@ func Start(cfg Config, out chan<- Result) (*Prober, error) {
 		id:       nextID(),
 		token:    rand.Uint64(),
 		targets:  targets,
+		checks:   checks,
+		results:  make(chan checkResult, len(checks)),
 		index:    make(map[netip.Addr]int, len(targets)),
 		replies:  make(chan reply, 64),
+		drainBuf: make([]byte, readBuf),
+		drainOOB: make([]byte, oobBuf),
 		stop:     make(chan struct{}),
 		runDone:  make(chan struct{}),
 		readDone: make(chan struct{}),
 	}
 	for i, t := range targets {
-		p.index[t] = i
+		if t.Method == MethodICMP {
+			p.index[t.Addr] = i
+		}
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.dialer = net.Dialer{
+		LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(cfg.Source.Unmap(), 0)),
+		Control:   p.bindControl,
 	}
 	if err := p.open(); err != nil {
+		p.cancel()
 		return nil, fmt.Errorf("probe %s on %s: %w", cfg.Uplink, cfg.Interface, err)
 	}
 	go p.read()
 	go p.run()
+	if len(checks) > 0 {
+		p.work.Add(1)
+		go p.runChecks()
+	}
 	return p, nil
 }
 
@@ -135,44 +180,94 @@ func (p *Prober) Stop() {
 	p.once.Do(func() {
 		close(p.stop)
 		<-p.runDone // no send races with the close
+		p.cancel()
+		p.work.Wait()
 		_ = p.file.Close()
 		<-p.readDone // Close woke it
 	})
 }
 
-func validate(cfg Config, out chan<- Result) ([]netip.Addr, error) {
+func validate(cfg Config, out chan<- Result) (targets, checks []Target, err error) {
+	targets, checks, err = validateTargets(cfg, out)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(checks) > 0 && (cfg.CheckInterval <= 0 || cfg.CheckTimeout <= 0 || cfg.HTTPExpect < 100 || cfg.HTTPExpect > 599) {
+		return nil, nil, fmt.Errorf("checks every %v within %v expecting %d: want positive durations and an HTTP status",
+			cfg.CheckInterval, cfg.CheckTimeout, cfg.HTTPExpect)
+	}
+	return targets, checks, nil
+}
+
+func validateTargets(cfg Config, out chan<- Result) ([]Target, []Target, error) {
 	switch {
 	case out == nil:
-		return nil, errors.New("nil result channel")
+		return nil, nil, errors.New("nil result channel")
 	case cfg.Interface == "":
-		return nil, errors.New("no interface")
+		return nil, nil, errors.New("no interface")
 	case !cfg.Source.Unmap().Is4():
-		return nil, fmt.Errorf("source %v is not an IPv4 address", cfg.Source)
+		return nil, nil, fmt.Errorf("source %v is not an IPv4 address", cfg.Source)
 	case cfg.Interval <= 0:
-		return nil, fmt.Errorf("interval %v is not positive", cfg.Interval)
+		return nil, nil, fmt.Errorf("interval %v is not positive", cfg.Interval)
 	case cfg.Timeout <= 0:
-		return nil, fmt.Errorf("timeout %v is not positive", cfg.Timeout)
+		return nil, nil, fmt.Errorf("timeout %v is not positive", cfg.Timeout)
 	case len(cfg.Targets) == 0:
-		return nil, errors.New("no targets")
+		return nil, nil, errors.New("no targets")
 	case cfg.Window < 1:
-		return nil, fmt.Errorf("window %d is not positive", cfg.Window)
+		return nil, nil, fmt.Errorf("window %d is not positive", cfg.Window)
+	case cfg.FreshAfter < 0:
+		return nil, nil, fmt.Errorf("fresh-after %d is negative", cfg.FreshAfter)
 	}
-	var targets []netip.Addr
-	seen := make(map[netip.Addr]bool)
+	var targets, checks []Target
+	seen := make(map[Target]bool)
 	for _, t := range cfg.Targets {
-		t = t.Unmap()
-		if !t.Is4() {
-			return nil, fmt.Errorf("target %v is not an IPv4 address", t)
+		if t.Method == MethodDNS {
+			t.Addr = t.Addr.Unmap()
+			if !t.Addr.Is4() || t.Port == 0 {
+				return nil, nil, fmt.Errorf("DNS check %v port %d: want an IPv4 resolver and a port", t.Addr, t.Port)
+			}
+			if !seen[t] {
+				seen[t] = true
+				checks = append(checks, t)
+			}
+			continue
+		}
+		if t.check() {
+			u, err := url.Parse(t.URL)
+			if err != nil || u.Scheme != t.Method || u.Host == "" {
+				return nil, nil, fmt.Errorf("check %q: want an %s URL with a host", t.URL, t.Method)
+			}
+			t.Addr, t.Port, t.Name = netip.Addr{}, 0, ""
+			if !seen[t] {
+				seen[t] = true
+				checks = append(checks, t)
+			}
+			continue
+		}
+		t.Addr, t.URL = t.Addr.Unmap(), ""
+		if !t.Addr.Is4() {
+			return nil, nil, fmt.Errorf("target %v is not an IPv4 address", t.Addr)
+		}
+		switch {
+		case t.Method == MethodICMP:
+			t.Port = 0
+		case t.Method == MethodTCP && t.Port == 0:
+			return nil, nil, fmt.Errorf("TCP target %v has no port", t.Addr)
+		case t.Method != MethodTCP:
+			return nil, nil, fmt.Errorf("target %v: unknown method %q", t.Addr, t.Method)
 		}
 		if !seen[t] {
 			seen[t] = true
 			targets = append(targets, t)
 		}
 	}
-	if cfg.Reliability < 0 || cfg.Reliability > len(targets) {
-		return nil, fmt.Errorf("reliability %d: want 1 to %d, the number of targets", cfg.Reliability, len(targets))
+	if len(targets) == 0 {
+		return nil, nil, errors.New("no ICMP or TCP targets: checks alone cannot make rounds")
 	}
-	return targets, nil
+	if cfg.Reliability < 0 || cfg.Reliability > len(targets) {
+		return nil, nil, fmt.Errorf("reliability %d: want 1 to %d, the number of targets", cfg.Reliability, len(targets))
+	}
+	return targets, checks, nil
 }
 
 func (p *Prober) open() error {
@@ -218,6 +313,11 @@ func (p *Prober) setup(fd int) error {
 	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
 		return fmt.Errorf("attach socket filter: %w", err)
 	}
+	// The kernel stamps each packet when it arrives, so a reply that
+	// waited in the socket while this process was stalled keeps its time.
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+		return fmt.Errorf("enable receive timestamps: %w", err)
+	}
 	if err := unix.BindToDevice(fd, p.cfg.Interface); err != nil {
 		return fmt.Errorf("bind to device %s: %w", p.cfg.Interface, err)
 	}
@@ -227,162 +327,98 @@ func (p *Prober) setup(fd int) error {
 	return nil
 }
 
-// run owns the round bookkeeping: it starts rounds on the ticker, feeds
-// replies and deadlines to the tracker and delivers results in order.
+// run owns the engine: it sends what the engine schedules, feeds it
+// replies and the passing of time, and delivers results in order.
 func (p *Prober) run() {
 	defer close(p.runDone)
-	tr := newTracker(trackerConfig{
+	e := newEngine(engineConfig{
+		Interval:    p.cfg.Interval,
 		Timeout:     p.cfg.Timeout,
 		Reliability: p.cfg.Reliability,
 		Window:      p.cfg.Window,
+		FreshAfter:  p.cfg.FreshAfter,
 		Targets:     p.targets,
+		Checks:      p.checks,
+		// Rounds in flight plus a margin of decided ones waiting for a
+		// slow reader.
+		MaxPending: int(p.cfg.Timeout/p.cfg.Interval) + 2 + 64,
 	}, Result{Uplink: p.cfg.Uplink, Gen: p.cfg.Gen})
-	tick := time.NewTicker(p.cfg.Interval)
-	defer tick.Stop()
-	expiry := time.NewTimer(time.Hour)
-	expiry.Stop()
-	defer expiry.Stop()
-	var armed time.Time // deadline expiry is set for; zero: stopped
-
-	// Rounds in flight plus a margin of decided ones waiting for a slow
-	// reader. Beyond that, ticks are skipped until the reader catches up.
-	maxPending := int(p.cfg.Timeout/p.cfg.Interval) + 2 + 64
-	var n uint64
-	startRound := func() {
-		if tr.pending() >= maxPending {
-			return
-		}
-		n++
-		now := time.Now()
-		tr.start(n, now, p.send(n))
-	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	armed := time.Time{} // what timer is set for; zero at first: fire at once
 	drain := func() {
 		for {
 			select {
 			case r := <-p.replies:
-				tr.reply(r.round, r.target, r.at)
+				e.reply(r.id, r.target, r.at)
 			default:
 				return
 			}
 		}
 	}
-
-	startRound()
 	for {
 		var out chan<- Result
-		res, ok := tr.head()
+		res, ok := e.head()
 		if ok {
 			out = p.out
 		}
-		if d, ok := tr.next(); !ok {
-			if !armed.IsZero() {
-				expiry.Stop()
-				armed = time.Time{}
-			}
-		} else if !d.Equal(armed) {
-			expiry.Reset(time.Until(d))
-			armed = d
-		}
-
 		select {
 		case <-p.stop:
 			return
 		case out <- res:
-			tr.pop()
-		case <-tick.C:
-			startRound()
+			e.pop()
 		case r := <-p.replies:
-			tr.reply(r.round, r.target, r.at)
-			// Take in replies that arrived together, so Replies counts them.
-			drain()
-		case <-expiry.C:
+			e.reply(r.id, r.target, r.at)
+			drain() // replies that arrived together, so Replies counts them
+		case c := <-p.results:
+			e.check(c.check, c.err, c.took)
+		case <-timer.C:
 			armed = time.Time{}
-			// A reply read before the deadline may still be queued.
+			// Before anything times out or the uplink is declared
+			// silent, take in every reply the kernel holds, with the
+			// time it arrived: a stall of this process (GC, scheduler)
+			// must not pass for an outage.
+			p.drainSocket()
 			drain()
-			tr.expire(time.Now())
+			now := time.Now()
+			for _, req := range e.step(now) {
+				e.sent(req, p.send(req))
+			}
+			e.expire(now)
+		}
+		if d := e.next(); !d.Equal(armed) {
+			if !armed.IsZero() && !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+			timer.Reset(time.Until(d))
+			armed = d
 		}
 	}
 }
 
-// send sends round n's echo to every target and reports each outcome.
-func (p *Prober) send(n uint64) []send {
-	pkt := marshalEcho(icmpEchoRequest, p.id, uint16(n), marshalPayload(p.token, n))
-	sends := make([]send, len(p.targets))
-	for i, t := range p.targets {
-		sa := &unix.SockaddrInet4{Addr: t.As4()}
-		at := time.Now()
-		var serr error
-		// Sendto on the nonblocking socket: a full send buffer (EAGAIN) fails
-		// this echo instead of stalling the round loop.
-		err := p.raw.Control(func(fd uintptr) {
-			serr = unix.Sendto(int(fd), pkt, 0, sa)
-		})
-		if err == nil {
-			err = serr
-		}
-		if err != nil {
-			sends[i].Err = fmt.Errorf("send echo to %v via %s: %w", t, p.cfg.Interface, err)
-			continue
-		}
-		sends[i].At = at
+// send sends one echo, or starts one TCP probe, and reports the outcome.
+func (p *Prober) send(req probeReq) send {
+	t := p.targets[req.target]
+	if t.Method == MethodTCP {
+		return p.sendTCP(req, t)
 	}
-	return sends
-}
-
-// read receives packets until the socket is closed and passes the echo
-// replies meant for this prober to run.
-func (p *Prober) read() {
-	defer close(p.readDone)
-	buf := make([]byte, readBuf)
-	for {
-		nr, err := p.file.Read(buf)
-		at := time.Now()
-		if err != nil {
-			select {
-			case <-p.stop:
-				return
-			default:
-			}
-			if errors.Is(err, os.ErrClosed) {
-				return
-			}
-			if errors.Is(err, io.EOF) {
-				continue
-			}
-			// Unexpected; do not spin on a persistent error.
-			select {
-			case <-p.stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			continue
-		}
-		r, ok := p.match(buf[:nr], at)
-		if !ok {
-			continue
-		}
-		select {
-		case p.replies <- r:
-		case <-p.stop:
-			return
-		}
+	pkt := marshalEcho(icmpEchoRequest, p.id, uint16(req.id), marshalPayload(p.token, req.id))
+	sa := &unix.SockaddrInet4{Addr: t.Addr.As4()}
+	at := time.Now()
+	var serr error
+	// Sendto on the nonblocking socket: a full send buffer (EAGAIN) fails
+	// this echo instead of stalling the loop.
+	err := p.raw.Control(func(fd uintptr) {
+		serr = unix.Sendto(int(fd), pkt, 0, sa)
+	})
+	if err == nil {
+		err = serr
 	}
-}
-
-// match reports whether pkt, received at at, is an echo reply to one of this
-// prober's echoes, and which one.
-func (p *Prober) match(pkt []byte, at time.Time) (reply, bool) {
-	e, err := parseEcho(pkt)
-	if err != nil || e.Type != icmpEchoReply || e.ID != p.id {
-		return reply{}, false
+	if err != nil {
+		return send{Err: fmt.Errorf("send echo to %v via %s: %w", t, p.cfg.Interface, err)}
 	}
-	target, ok := p.index[e.Src]
-	if !ok {
-		return reply{}, false
-	}
-	token, n, ok := parsePayload(e.Payload)
-	if !ok || token != p.token || uint16(n) != e.Seq {
-		return reply{}, false
-	}
-	return reply{round: n, target: target, at: at}, true
+	return send{At: at}
 }

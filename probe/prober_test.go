@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"strings"
@@ -19,7 +20,7 @@ var (
 func TestStartValidates(t *testing.T) {
 	ok := Config{
 		Uplink: "isp1", Interface: "eth1", Source: source,
-		Targets: []netip.Addr{target1}, Interval: time.Second, Timeout: time.Second, Window: 10,
+		Targets: ICMP(target1), Interval: time.Second, Timeout: time.Second, Window: 10,
 	}
 	out := make(chan Result)
 	tests := []struct {
@@ -33,7 +34,7 @@ func TestStartValidates(t *testing.T) {
 		{"no source", func(c *Config) { c.Source = netip.Addr{} }, out, "source"},
 		{"IPv6 source", func(c *Config) { c.Source = netip.MustParseAddr("2001:db8::1") }, out, "source"},
 		{"no targets", func(c *Config) { c.Targets = nil }, out, "no targets"},
-		{"IPv6 target", func(c *Config) { c.Targets = []netip.Addr{netip.MustParseAddr("2001:db8::1")} }, out, "target"},
+		{"IPv6 target", func(c *Config) { c.Targets = ICMP(netip.MustParseAddr("2001:db8::1")) }, out, "target"},
 		{"zero interval", func(c *Config) { c.Interval = 0 }, out, "interval"},
 		{"zero window", func(c *Config) { c.Window = 0 }, out, "window"},
 		{"reliability above the targets", func(c *Config) { c.Reliability = 2 }, out, "reliability"},
@@ -58,15 +59,37 @@ func TestStartValidates(t *testing.T) {
 func TestValidateDeduplicatesTargets(t *testing.T) {
 	cfg := Config{
 		Interface: "eth1", Source: netip.MustParseAddr("::ffff:198.51.100.2"),
-		Targets:  []netip.Addr{target1, netip.MustParseAddr("::ffff:198.18.0.1"), target2},
+		Targets:  ICMP(target1, netip.MustParseAddr("::ffff:198.18.0.1"), target2),
 		Interval: time.Second, Timeout: time.Second, Window: 10,
 	}
-	got, err := validate(cfg, make(chan Result))
+	got, checks, err := validate(cfg, make(chan Result))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0] != target1 || got[1] != target2 {
-		t.Errorf("targets = %v, want [%v %v]", got, target1, target2)
+	if len(got) != 2 || got[0].Addr != target1 || got[1].Addr != target2 || len(checks) != 0 {
+		t.Errorf("targets = %v, checks %v, want [%v %v] and none", got, checks, target1, target2)
+	}
+	// Checks are split off the targets probed in rounds.
+	cfg.Targets = append(cfg.Targets, Target{Method: MethodHTTP, URL: "http://198.18.0.3/generate_204"},
+		Target{Method: MethodTCP, Addr: target1, Port: 443})
+	cfg.CheckInterval, cfg.CheckTimeout, cfg.HTTPExpect = 5*time.Second, 2*time.Second, 204
+	got, checks, err = validate(cfg, make(chan Result))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[2].Method != MethodTCP || len(checks) != 1 || checks[0].URL != "http://198.18.0.3/generate_204" {
+		t.Errorf("targets = %v, checks %v", got, checks)
+	}
+	// Checks alone make no rounds; a check needs its settings.
+	for _, c := range []Config{
+		{Targets: []Target{{Method: MethodHTTP, URL: "http://198.18.0.3/"}}, CheckInterval: time.Second, CheckTimeout: time.Second, HTTPExpect: 204},
+		{Targets: append(ICMP(target1), Target{Method: MethodHTTP, URL: "http://198.18.0.3/"})},
+		{Targets: append(ICMP(target1), Target{Method: MethodHTTP, URL: "ftp://198.18.0.3/"}), CheckInterval: time.Second, CheckTimeout: time.Second, HTTPExpect: 204},
+	} {
+		c.Interface, c.Source, c.Interval, c.Timeout, c.Window = "eth1", source, time.Second, time.Second, 10
+		if _, _, err := validate(c, make(chan Result)); err == nil {
+			t.Errorf("validate(%+v) passed", c.Targets)
+		}
 	}
 }
 
@@ -83,6 +106,7 @@ func TestNextIDUnique(t *testing.T) {
 
 func TestMatch(t *testing.T) {
 	p := &Prober{
+		cfg:   Config{Source: source},
 		id:    0x4242,
 		token: 0xfeedface,
 		index: map[netip.Addr]int{target1: 0, target2: 1},
@@ -99,7 +123,7 @@ func TestMatch(t *testing.T) {
 		want reply
 		ok   bool
 	}{
-		{"ours from target 2", pkt("198.18.0.2", icmpEchoReply, 0x4242, seq, ours), reply{round: 70000, target: 1, at: at}, true},
+		{"ours from target 2", pkt("198.18.0.2", icmpEchoReply, 0x4242, seq, ours), reply{id: 70000, target: 1, at: at}, true},
 		{"other prober's identifier", pkt("198.18.0.2", icmpEchoReply, 0x4243, seq, ours), reply{}, false},
 		{"foreign token", pkt("198.18.0.1", icmpEchoReply, 0x4242, seq, marshalPayload(1, 70000)), reply{}, false},
 		{"not a target", pkt("198.18.0.3", icmpEchoReply, 0x4242, seq, ours), reply{}, false},
@@ -107,6 +131,11 @@ func TestMatch(t *testing.T) {
 		{"sequence does not match round", pkt("198.18.0.1", icmpEchoReply, 0x4242, seq+1, ours), reply{}, false},
 		{"short payload", pkt("198.18.0.1", icmpEchoReply, 0x4242, seq, ours[:8]), reply{}, false},
 		{"garbage", []byte{0x45, 0}, reply{}, false},
+		{"addressed to another host", ipv4("198.18.0.1", "198.51.100.3", 1, 0, marshalEcho(icmpEchoReply, 0x4242, seq, ours)), reply{}, false},
+		{"truncated by total length", truncated(pkt("198.18.0.1", icmpEchoReply, 0x4242, seq, ours), 4), reply{}, false},
+		{"cut short", pkt("198.18.0.1", icmpEchoReply, 0x4242, seq, ours)[:40], reply{}, false},
+		{"bad checksum", corrupt(pkt("198.18.0.1", icmpEchoReply, 0x4242, seq, ours)), reply{}, false},
+		{"unreachable quoting our echo", pkt("198.18.0.1", 3, 0x4242, seq, ours), reply{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -118,13 +147,28 @@ func TestMatch(t *testing.T) {
 	}
 }
 
+// truncated returns pkt with its IPv4 total length lowered by n, as if
+// the datagram had been cut short on the way.
+func truncated(pkt []byte, n int) []byte {
+	b := append([]byte(nil), pkt...)
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)-n))
+	return b
+}
+
+// corrupt returns pkt with the last byte of its ICMP payload flipped.
+func corrupt(pkt []byte) []byte {
+	b := append([]byte(nil), pkt...)
+	b[len(b)-1] ^= 0xff
+	return b
+}
+
 // --- privileged tests, each in namespaces of its own ---
 
 func TestProberGoodBadGood(t *testing.T) {
 	l := newLab(t)
 	out := make(chan Result, 16)
 	cfg := Config{
-		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1},
+		Uplink: "isp1", Interface: "eth1", Source: source, Targets: ICMP(target1),
 		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Window: 10, Gen: 7,
 	}
 	p := startIn(t, l.r, cfg, out)
@@ -150,10 +194,23 @@ func TestProberGoodBadGood(t *testing.T) {
 	// never be consulted, since i's local table, looked up first, delivers
 	// its own address.
 	bound := c.change(func() { l.ip(l.i, "route", "add", "blackhole", "198.51.100.2/32") })
-	for _, r := range c.waitFor(false, 5, bound) {
+	silent := false
+	for _, r := range c.waitFor(false, 8, bound) {
 		if r.Replies != 0 || r.RTT != 0 || r.Err != nil {
 			t.Errorf("bad round %+v: want no replies, no RTT, no send error", r)
 		}
+		if r.Silent {
+			silent = true
+			// One gap and the 50ms RTO floor plus margin (150ms, over
+			// the 100ms timeout) after the last reply, at least four
+			// echoes: regular ones and the confirmation burst.
+			if r.Silence < 150*time.Millisecond || r.Unanswered < 4 {
+				t.Errorf("silent round %+v: want silence of at least 150ms and 4 unanswered echoes", r)
+			}
+		}
+	}
+	if !silent {
+		t.Error("no round was decided by the silence rule")
 	}
 
 	bound = c.change(func() { l.ip(l.i, "route", "del", "blackhole", "198.51.100.2/32") })
@@ -166,7 +223,7 @@ func TestProberSendError(t *testing.T) {
 	l := newLab(t)
 	out := make(chan Result, 16)
 	cfg := Config{
-		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1, target2},
+		Uplink: "isp1", Interface: "eth1", Source: source, Targets: ICMP(target1, target2),
 		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Window: 10,
 	}
 	startIn(t, l.r, cfg, out)
@@ -191,7 +248,7 @@ func TestProberSendError(t *testing.T) {
 func TestProberStartErrorNamesInterface(t *testing.T) {
 	l := newLab(t)
 	cfg := Config{
-		Uplink: "isp1", Interface: "nope0", Source: source, Targets: []netip.Addr{target1},
+		Uplink: "isp1", Interface: "nope0", Source: source, Targets: ICMP(target1),
 		Interval: time.Second, Timeout: time.Second, Window: 10,
 	}
 	_, err := startInErr(t, l.r, cfg, make(chan Result))
@@ -212,7 +269,7 @@ func TestProberDuplicateAndLateReplies(t *testing.T) {
 	l.sysctl(l.i, "net.ipv4.icmp_echo_ignore_all=1")
 	out := make(chan Result, 16)
 	cfg := Config{
-		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1},
+		Uplink: "isp1", Interface: "eth1", Source: source, Targets: ICMP(target1),
 		// The window reaches back past the rounds whose late replies
 		// are still on their way.
 		Interval: 25 * time.Millisecond, Timeout: 200 * time.Millisecond, Window: 30,
@@ -242,7 +299,7 @@ func TestProberDuplicateAndLateReplies(t *testing.T) {
 	// Late replies stay lost and are tallied as late; the extra copies
 	// are duplicates.
 	s := last.Targets[0]
-	if s.Target != target1 || s.Probes != cfg.Window || s.Lost == 0 || s.Late == 0 || s.Late > s.Lost || s.Duplicates == 0 {
+	if s.Target.Addr != target1 || s.Probes != cfg.Window || s.Lost == 0 || s.Late == 0 || s.Late > s.Lost || s.Duplicates == 0 {
 		t.Errorf("statistics %+v: want a full window with lost probes, some of them late, and duplicates", s)
 	}
 	if s.RTT <= 0 || s.RTT >= cfg.Timeout {
@@ -257,7 +314,7 @@ func TestProberReliability(t *testing.T) {
 	l.sysctl(l.i, "net.ipv4.icmp_echo_ignore_all=1")
 	out := make(chan Result, 16)
 	cfg := Config{
-		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1, target2},
+		Uplink: "isp1", Interface: "eth1", Source: source, Targets: ICMP(target1, target2),
 		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Window: 10, Reliability: 2,
 	}
 	l.respond(t, target1, func(echo) []time.Duration { return []time.Duration{0} })
@@ -282,7 +339,7 @@ func TestProberReliability(t *testing.T) {
 		last = r
 	}
 	t1, t2 := last.Targets[0], last.Targets[1]
-	if t1.Target != target1 || t1.Lost != 0 || t2.Target != target2 || t2.Lost == 0 {
+	if t1.Target.Addr != target1 || t1.Lost != 0 || t2.Target.Addr != target2 || t2.Lost == 0 {
 		t.Errorf("targets %+v: want target 1 without loss, target 2 with", last.Targets)
 	}
 	if last.Stats.Loss != t2.Loss {
@@ -294,7 +351,7 @@ func TestTwoProbersKeepTheirReplies(t *testing.T) {
 	l := newLab(t)
 	l.sysctl(l.i, "net.ipv4.icmp_echo_ignore_all=1")
 	cfg := Config{
-		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1},
+		Uplink: "isp1", Interface: "eth1", Source: source, Targets: ICMP(target1),
 		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Window: 10,
 	}
 	outA, outB := make(chan Result, 16), make(chan Result, 16)
@@ -327,7 +384,7 @@ func TestStopWithBlockedReader(t *testing.T) {
 	l := newLab(t)
 	out := make(chan Result) // unbuffered, and read only once
 	cfg := Config{
-		Uplink: "isp1", Interface: "eth1", Source: source, Targets: []netip.Addr{target1},
+		Uplink: "isp1", Interface: "eth1", Source: source, Targets: ICMP(target1),
 		Interval: 5 * time.Millisecond, Timeout: 50 * time.Millisecond, Window: 10,
 	}
 	p := startIn(t, l.r, cfg, out)

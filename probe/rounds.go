@@ -2,7 +2,6 @@ package probe
 
 import (
 	"errors"
-	"net/netip"
 	"time"
 )
 
@@ -16,24 +15,32 @@ type send struct {
 type echoState uint8
 
 const (
-	waiting  echoState = iota // sent, no reply yet, deadline not passed
-	unsent                    // the send failed
-	answered                  // a reply came in time
-	timedOut                  // the deadline passed first
+	scheduled echoState = iota // not sent yet: targets are probed one after another
+	waiting                    // sent, no reply yet, deadline not passed
+	unsent                     // the send failed
+	answered                   // a reply came in time
+	timedOut                   // the deadline passed first
 )
 
 // round is one started round that is not yet both delivered and closed
 // (every echo answered or timed out).
 type round struct {
 	n         uint64
-	deadline  time.Time   // replies must arrive before it
-	sentAt    []time.Time // per target; zero: the echo was not sent
+	sentAt    []time.Time // per target; zero: the echo was not sent (yet)
 	state     []echoState // per target
-	open      int         // echoes still waiting
-	sendErr   error       // joined send errors, reported if the round fails
+	pending   int         // echoes not sent yet
+	open      int         // echoes sent and still waiting
+	sent      int         // echoes handed to the kernel
+	sendErrs  []error
+	sendErr   error // joined send errors, reported if the round fails
 	decided   bool
 	delivered bool
 	res       Result
+}
+
+// deadline is when the echo to target must have been answered.
+func (t *tracker) deadline(r *round, target int) time.Time {
+	return r.sentAt[target].Add(t.timeout)
 }
 
 // tracker is the pure bookkeeping behind a Prober: it turns started rounds,
@@ -51,10 +58,17 @@ type round struct {
 type tracker struct {
 	timeout     time.Duration
 	reliability int
+	freshAfter  int    // see trackerConfig.FreshAfter
+	failed      int    // consecutive failed rounds delivered
+	silent      bool   // one of them was decided by the silence rule
+	floor       uint64 // first round in the statistics
 	base        Result // Uplink and Gen, copied into every Result
-	targets     []netip.Addr
+	targets     []Target
 	windows     []*window // per target
-	rounds      []*round  // ascending by number (and so by deadline)
+	// veto, if set, says why a round that has its answers must fail all
+	// the same (a failing check); nil lets it pass.
+	veto   func() error
+	rounds []*round // ascending by number (and so by deadline)
 }
 
 // trackerConfig says how a tracker judges rounds.
@@ -62,13 +76,20 @@ type trackerConfig struct {
 	Timeout     time.Duration
 	Reliability int // targets that must answer for a good round; at least 1
 	Window      int // probes per target in the statistics
-	Targets     []netip.Addr
+	Targets     []Target
+	// FreshAfter is the outage length, in consecutive failed rounds, after
+	// which the statistics restart with the next good round, so that an
+	// uplink back from an outage is judged on the probes sent since it
+	// came back rather than on the outage's losses. A silence (see
+	// engine) is an outage whatever its length. 0 never restarts them.
+	FreshAfter int
 }
 
 func newTracker(c trackerConfig, base Result) *tracker {
 	t := &tracker{
 		timeout:     c.Timeout,
 		reliability: max(c.Reliability, 1),
+		freshAfter:  c.FreshAfter,
 		base:        base,
 		targets:     c.Targets,
 	}
@@ -79,48 +100,78 @@ func newTracker(c trackerConfig, base Result) *tracker {
 }
 
 // start records round n, started at now, with the outcome of the send to
-// each target (sends is indexed by target). Round numbers must increase from
-// call to call. A round in which fewer than reliability echoes could be sent
-// is decided bad at once, with the send errors in Err; an echo that could
-// not be sent counts as lost in its target's statistics.
+// each target (sends is indexed by target): begin followed by sent for
+// every target.
 func (t *tracker) start(n uint64, now time.Time, sends []send) {
-	r := &round{
-		n:        n,
-		deadline: now.Add(t.timeout),
-		sentAt:   make([]time.Time, len(t.targets)),
-		state:    make([]echoState, len(t.targets)),
-	}
-	var errs []error
+	t.begin(n)
 	for i := range t.targets {
 		var s send
 		if i < len(sends) {
 			s = sends[i]
 		}
-		if s.Err != nil || s.At.IsZero() {
-			if s.Err != nil {
-				errs = append(errs, s.Err)
-			}
-			r.state[i] = unsent
-			t.windows[i].add(outcome{round: n, lost: true})
-			continue
-		}
-		r.sentAt[i] = s.At
-		r.open++
+		t.sent(n, i, s)
 	}
-	r.sendErr = errors.Join(errs...)
-	if r.open < t.reliability {
-		err := r.sendErr
-		if err == nil {
-			err = errors.New("no echo sent")
-		}
-		if r.open > 0 {
-			// Some echoes left: the round cannot pass, but their
-			// answers still belong in the statistics.
-			err = errors.Join(err, errors.New("too few echoes sent for the reliability rule"))
-		}
-		t.decide(r, false, err)
+}
+
+// begin records that round n has started; its echoes are sent one by one
+// and reported with sent. Round numbers must increase from call to call.
+func (t *tracker) begin(n uint64) {
+	r := &round{
+		n:       n,
+		sentAt:  make([]time.Time, len(t.targets)),
+		state:   make([]echoState, len(t.targets)),
+		pending: len(t.targets),
 	}
 	t.rounds = append(t.rounds, r)
+	if r.pending == 0 {
+		t.sendsDone(r)
+	}
+}
+
+// sent records the outcome of sending round n's echo to target. Once every
+// echo of the round is accounted for, a round in which fewer than
+// reliability echoes could be sent is decided bad at once, with the send
+// errors in Err; an echo that could not be sent counts as lost in its
+// target's statistics.
+func (t *tracker) sent(n uint64, target int, s send) {
+	r := t.find(n)
+	if r == nil || target < 0 || target >= len(t.targets) || r.state[target] != scheduled {
+		return
+	}
+	r.pending--
+	if s.Err != nil || s.At.IsZero() {
+		if s.Err != nil {
+			r.sendErrs = append(r.sendErrs, s.Err)
+		}
+		r.state[target] = unsent
+		t.windows[target].add(outcome{round: n, lost: true})
+	} else {
+		r.state[target] = waiting
+		r.sentAt[target] = s.At
+		r.open++
+		r.sent++
+	}
+	if r.pending == 0 {
+		t.sendsDone(r)
+	}
+}
+
+// sendsDone decides a round whose echoes are all sent, or failed to be.
+func (t *tracker) sendsDone(r *round) {
+	r.sendErr = errors.Join(r.sendErrs...)
+	if r.sent >= t.reliability || r.decided {
+		return
+	}
+	err := r.sendErr
+	if err == nil {
+		err = errors.New("no echo sent")
+	}
+	if r.sent > 0 {
+		// Some echoes left: the round cannot pass, but their
+		// answers still belong in the statistics.
+		err = errors.Join(err, errors.New("too few echoes sent for the reliability rule"))
+	}
+	t.decide(r, false, err)
 }
 
 // reply records that target answered round n at time at, and reports
@@ -142,7 +193,7 @@ func (t *tracker) reply(n uint64, target int, at time.Time) bool {
 		return false
 	}
 	switch r.state[target] {
-	case unsent:
+	case unsent, scheduled:
 		return false
 	case answered:
 		t.windows[target].duplicates++
@@ -151,7 +202,7 @@ func (t *tracker) reply(n uint64, target int, at time.Time) bool {
 		t.stale(n, target)
 		return false
 	}
-	if !at.Before(r.deadline) {
+	if !at.Before(t.deadline(r, target)) {
 		t.timeOut(r, target, true)
 		return false
 	}
@@ -195,33 +246,58 @@ func (t *tracker) timeOut(r *round, target int, late bool) {
 }
 
 // expire times out every echo whose deadline is not after now and decides
-// bad every undecided round among them.
+// bad every round whose echoes are then all sent and closed without enough
+// answers.
 func (t *tracker) expire(now time.Time) {
 	for _, r := range t.rounds {
-		if now.Before(r.deadline) {
-			break // deadlines grow with round numbers
-		}
 		for i, s := range r.state {
-			if s == waiting {
+			if s == waiting && !now.Before(t.deadline(r, i)) {
 				t.timeOut(r, i, false)
 			}
 		}
-		if !r.decided {
+		if !r.decided && r.pending == 0 && r.open == 0 {
 			t.decide(r, false, r.sendErr)
 		}
 	}
 	t.forget()
 }
 
-// next returns the time at which expire has work to do: the deadline of
-// the oldest round that is undecided or has echoes waiting.
+// next returns the time at which expire has work to do: the earliest
+// deadline of an echo still waiting.
 func (t *tracker) next() (time.Time, bool) {
+	var first time.Time
 	for _, r := range t.rounds {
-		if !r.decided || r.open > 0 {
-			return r.deadline, true
+		for i, s := range r.state {
+			if s == waiting {
+				if d := t.deadline(r, i); first.IsZero() || d.Before(first) {
+					first = d
+				}
+			}
 		}
 	}
-	return time.Time{}, false
+	return first, !first.IsZero()
+}
+
+// silence decides bad, as Silent, every round not decided yet: no reply at
+// all has come for so long that the uplink is taken for dead. Their echoes
+// still reach the statistics when they are answered or time out.
+func (t *tracker) silence(quiet time.Duration, unanswered int) {
+	for _, r := range t.rounds {
+		if !r.decided {
+			t.decide(r, false, r.sendErr)
+			r.res.Silent, r.res.Silence, r.res.Unanswered = true, quiet, unanswered
+		}
+	}
+}
+
+// sentAt returns when round n's echo to target was sent, if it was and
+// the round is still known.
+func (t *tracker) sentAt(n uint64, target int) (time.Time, bool) {
+	r := t.find(n)
+	if r == nil || target < 0 || target >= len(r.sentAt) || r.sentAt[target].IsZero() {
+		return time.Time{}, false
+	}
+	return r.sentAt[target], true
 }
 
 // head returns the result that is due for delivery: that of the oldest
@@ -237,7 +313,7 @@ func (t *tracker) head() (Result, bool) {
 			return Result{}, false
 		}
 		res := r.res
-		res.Targets = t.targetStats()
+		res.Targets = t.targetStats(t.floorFor(r))
 		res.Stats = uplinkStats(res.Targets, t.reliability)
 		return res, true
 	}
@@ -252,6 +328,18 @@ func (t *tracker) pop() {
 			continue
 		}
 		if r.decided {
+			if f := t.floorFor(r); f != t.floor {
+				t.floor = f
+				for _, w := range t.windows {
+					w.restart(f)
+				}
+			}
+			if r.res.Good {
+				t.failed, t.silent = 0, false
+			} else {
+				t.failed++
+				t.silent = t.silent || r.res.Silent
+			}
 			r.delivered = true
 			t.forget()
 		}
@@ -270,11 +358,22 @@ func (t *tracker) pending() int {
 	return n
 }
 
-// targetStats returns every target's statistics, in target order.
-func (t *tracker) targetStats() []TargetStats {
+// floorFor is the first round of the statistics once r, the next round
+// to deliver, is delivered: r itself when it is the first good round
+// after an outage of at least freshAfter failed rounds.
+func (t *tracker) floorFor(r *round) uint64 {
+	if t.freshAfter > 0 && r.res.Good && (t.failed >= t.freshAfter || t.silent) {
+		return r.n
+	}
+	return t.floor
+}
+
+// targetStats returns every target's statistics from round floor on, in
+// target order.
+func (t *tracker) targetStats(floor uint64) []TargetStats {
 	out := make([]TargetStats, len(t.targets))
 	for i, w := range t.windows {
-		out[i] = TargetStats{Target: t.targets[i], Stats: w.stats(), Duplicates: w.duplicates}
+		out[i] = TargetStats{Target: t.targets[i], Stats: w.statsFrom(floor), Duplicates: w.duplicates}
 	}
 	return out
 }
@@ -283,7 +382,7 @@ func (t *tracker) targetStats() []TargetStats {
 func (t *tracker) forget() {
 	keep := t.rounds[:0]
 	for _, r := range t.rounds {
-		if !r.delivered || r.open > 0 {
+		if !r.delivered || r.open > 0 || r.pending > 0 {
 			keep = append(keep, r)
 		}
 	}
@@ -301,6 +400,11 @@ func (t *tracker) find(n uint64) *round {
 }
 
 func (t *tracker) decide(r *round, good bool, err error) {
+	if good && t.veto != nil {
+		if verr := t.veto(); verr != nil {
+			good, err = false, verr
+		}
+	}
 	replies, rtt := r.res.Replies, r.res.RTT
 	r.decided = true
 	r.res = t.base

@@ -310,11 +310,11 @@ func TestTracker(t *testing.T) {
 // tests of their own.
 var ignoreStats = cmpopts.IgnoreFields(Result{}, "Stats", "Targets")
 
-// someTargets returns n distinct target addresses.
-func someTargets(n int) []netip.Addr {
-	out := make([]netip.Addr, n)
+// someTargets returns n distinct ICMP targets.
+func someTargets(n int) []Target {
+	out := make([]Target, n)
 	for i := range out {
-		out[i] = netip.AddrFrom4([4]byte{198, 18, 0, byte(i + 1)})
+		out[i] = Target{Method: MethodICMP, Addr: netip.AddrFrom4([4]byte{198, 18, 0, byte(i + 1)})}
 	}
 	return out
 }

@@ -1,7 +1,6 @@
 package probe
 
 import (
-	"net/netip"
 	"slices"
 	"time"
 )
@@ -28,7 +27,7 @@ type Stats struct {
 
 // TargetStats are the statistics of one probe target.
 type TargetStats struct {
-	Target netip.Addr
+	Target Target
 	Stats
 	// Duplicates counts replies that arrived again for a probe already
 	// answered, since the prober started. They count nowhere else.
@@ -50,6 +49,7 @@ type outcome struct {
 type window struct {
 	size       int
 	probes     []outcome // ascending by round, at most size
+	floor      uint64    // rounds before it are no longer recorded
 	duplicates uint64
 }
 
@@ -69,7 +69,7 @@ func (w *window) add(o outcome) bool {
 		}
 		return 0
 	})
-	if found || (i == 0 && len(w.probes) == w.size) {
+	if found || o.round < w.floor || (i == 0 && len(w.probes) == w.size) {
 		return false
 	}
 	w.probes = slices.Insert(w.probes, i, o)
@@ -77,6 +77,17 @@ func (w *window) add(o outcome) bool {
 		w.probes = slices.Delete(w.probes, 0, len(w.probes)-w.size)
 	}
 	return true
+}
+
+// restart forgets the outcomes of the rounds before floor and refuses
+// them from now on: the statistics start afresh at round floor.
+func (w *window) restart(floor uint64) {
+	w.floor = max(w.floor, floor)
+	i := 0
+	for i < len(w.probes) && w.probes[i].round < w.floor {
+		i++
+	}
+	w.probes = slices.Delete(w.probes, 0, i)
 }
 
 // find returns the recorded outcome of round, if it is in the window.
@@ -93,12 +104,20 @@ func (w *window) find(round uint64) *outcome {
 }
 
 // stats computes the window's figures.
-func (w *window) stats() Stats {
-	s := Stats{Probes: len(w.probes), Full: len(w.probes) == w.size}
+func (w *window) stats() Stats { return w.statsFrom(0) }
+
+// statsFrom computes the figures of the probes from round floor on, as
+// they would be after restart(floor).
+func (w *window) statsFrom(floor uint64) Stats {
+	probes := w.probes
+	for len(probes) > 0 && probes[0].round < floor {
+		probes = probes[1:]
+	}
+	s := Stats{Probes: len(probes), Full: len(probes) == w.size}
 	var sum, diffs time.Duration
 	answered := 0
 	var prev time.Duration
-	for _, p := range w.probes {
+	for _, p := range probes {
 		if p.lost {
 			s.Lost++
 			if p.late {

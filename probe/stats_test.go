@@ -145,3 +145,80 @@ func TestTrackerStats(t *testing.T) {
 var errTest = errors.New("send failed")
 
 var equateAddr = cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
+
+// TestTrackerFreshAfterOutage checks that an outage of FreshAfter failed
+// rounds or more leaves no trace in the statistics of the rounds after it,
+// while a shorter run of failures stays in them.
+func TestTrackerFreshAfterOutage(t *testing.T) {
+	const every = 200 // ms between rounds
+	targets := someTargets(2)
+	type phase struct {
+		rounds int
+		answer bool
+	}
+	run := func(freshAfter int, phases ...phase) []Result {
+		tr := newTracker(trackerConfig{Timeout: msd(500), Reliability: 1, Window: 50, Targets: targets, FreshAfter: freshAfter}, Result{Uplink: "isp1"})
+		var out []Result
+		n := uint64(0)
+		for _, ph := range phases {
+			for range ph.rounds {
+				n++
+				at := int(n) * every
+				tr.start(n, ms(at), []send{sent(ms(at)), sent(ms(at))})
+				if ph.answer {
+					tr.reply(n, 0, ms(at+10))
+					tr.reply(n, 1, ms(at+20))
+				}
+				tr.expire(ms(at + every))
+				for {
+					r, ok := tr.head()
+					if !ok {
+						break
+					}
+					tr.pop()
+					out = append(out, r)
+				}
+			}
+		}
+		return out
+	}
+
+	// A 10 s outage (50 rounds), then 4 good rounds: the uplink is judged
+	// on the probes since it came back only (a round is delivered once the
+	// outage rounds before it have timed out, so a later one may be in),
+	// and its window is not full.
+	res := run(4, phase{60, true}, phase{50, false}, phase{4, true})
+	for i, r := range res[len(res)-4:] {
+		s := r.Stats
+		if !r.Good || s.Lost != 0 || s.Loss != 0 || s.Full || s.Probes < i+1 || s.Probes > i+3 || s.RTT != msd(10) {
+			t.Errorf("round %d after the outage: %+v, want good, %d to %d probes, none lost, RTT 10ms, window not full", i+1, s, i+1, i+3)
+		}
+	}
+	// The failed rounds of the outage itself still report the losses.
+	if last := res[len(res)-5]; last.Good || last.Stats.Loss < 0.9 {
+		t.Errorf("last round of the outage: %+v, want failed with loss over 90%%", last.Stats)
+	}
+	// Late replies to outage rounds do not creep back in: tested through
+	// the window, which refuses rounds before its floor.
+	w := newWindow(4)
+	w.add(loss(1))
+	w.add(answer(3, 10))
+	w.restart(3)
+	if w.add(loss(2)) {
+		t.Error("window took an outcome from before its restart")
+	}
+	if got := w.stats(); got.Probes != 1 || got.Lost != 0 {
+		t.Errorf("after restart(3): %+v, want only round 3", got)
+	}
+
+	// Three failed rounds (below FreshAfter) stay in the statistics.
+	res = run(4, phase{60, true}, phase{3, false}, phase{4, true})
+	if s := res[len(res)-1].Stats; s.Lost != 3 || !s.Full {
+		t.Errorf("after a 3-round failure: %+v, want 3 lost in a full window", s)
+	}
+	// FreshAfter 0 keeps the outage in the window, as before.
+	res = run(0, phase{60, true}, phase{50, false}, phase{4, true})
+	if s := res[len(res)-1].Stats; s.Lost != 46 {
+		t.Errorf("without FreshAfter: %+v, want 46 of 50 lost", s)
+	}
+}

@@ -72,6 +72,9 @@ type Probe struct {
 	Failed uint64 `json:"failed"`
 	// LastRTT is the fastest reply of the last good round.
 	LastRTT float64 `json:"last_rtt_ms"`
+	// PerSecond is the probe packets sent per second through the uplink,
+	// confirmation bursts included, over the last 10 seconds.
+	PerSecond float64 `json:"packets_per_second"`
 	// Stats rate the uplink over the statistics window: for each figure
 	// the reliability-th best target's, as the state machine judges it.
 	Stats Stats `json:"stats"`
@@ -94,6 +97,7 @@ type Stats struct {
 // Target is one probe target.
 type Target struct {
 	Address string `json:"address"`
+	Method  string `json:"method"` // how it is probed: "icmp"
 	Stats   Stats  `json:"stats"`
 	// Duplicates counts replies received more than once.
 	Duplicates uint64 `json:"duplicates"`

@@ -234,7 +234,11 @@ func probes(p Probe) string {
 	if p.Stats.Probes > 0 {
 		loss = fmt.Sprintf(", loss %s", strconv.FormatFloat(p.Stats.Loss, 'f', -1, 64)+"%")
 	}
-	return fmt.Sprintf("%s%s, %d/%d failed", rtt, loss, p.Failed, p.Rounds)
+	rate := ""
+	if p.PerSecond > 0 {
+		rate = ", " + strconv.FormatFloat(p.PerSecond, 'f', 1, 64) + "/s"
+	}
+	return fmt.Sprintf("%s%s%s, %d/%d failed", rtt, loss, rate, p.Failed, p.Rounds)
 }
 
 func dash(s string) string { return cmp.Or(s, "-") }

@@ -24,7 +24,7 @@ func sample() *Snapshot {
 				Name: "isp1", State: "active", Reason: "4 consecutive probe rounds passed", Since: now.Add(-2 * time.Hour),
 				Interface: "eth1", Ifindex: 3, AdminUp: true, Carrier: true, Address: "198.51.100.2/24", Gateway: "198.51.100.1",
 				Table: 100, Weight: 1, InBalance: true, Share: 1,
-				Probe: Probe{Enabled: true, Running: true, Targets: []Target{{Address: "198.18.0.1"}}, Rounds: 28800, Failed: 3, LastRTT: 0.215,
+				Probe: Probe{Enabled: true, Running: true, Targets: []Target{{Address: "198.18.0.1"}}, Rounds: 28800, Failed: 3, LastRTT: 0.215, PerSecond: 4.2,
 					Stats: Stats{Probes: 50, Lost: 1, Loss: 2, RTT: 0.22, Jitter: 0.02, Full: true}},
 				Transitions: []Transition{
 					{From: "down", To: "probing", Reason: "eth1 up", At: now.Add(-2*time.Hour - time.Second)},
@@ -56,10 +56,10 @@ func TestRender(t *testing.T) {
 	}
 	want := `uplinkd v1.0 (pid 4242), up 2h3m, multipath balancer, 1 of 3 uplinks active
 
-UPLINK  STATE   FOR   INTERFACE  LINK        ADDRESS          GATEWAY       WEIGHT  SHARE  PROBES                            REASON
-isp1    active  2h0m  eth1 #3    up          198.51.100.2/24  198.51.100.1  1       100%   0.215ms, loss 2%, 3/28800 failed  4 consecutive probe rounds passed
-isp2    down    12s   eth2 #4    no carrier  203.0.113.2/24   203.0.113.1   3       -      stopped                           no carrier on eth2
-lte     down    2d2h  wwan0      missing     -                192.0.2.1     1       -      off                               interface wwan0 does not exist
+UPLINK  STATE   FOR   INTERFACE  LINK        ADDRESS          GATEWAY       WEIGHT  SHARE  PROBES                                   REASON
+isp1    active  2h0m  eth1 #3    up          198.51.100.2/24  198.51.100.1  1       100%   0.215ms, loss 2%, 4.2/s, 3/28800 failed  4 consecutive probe rounds passed
+isp2    down    12s   eth2 #4    no carrier  203.0.113.2/24   203.0.113.1   3       -      stopped                                  no carrier on eth2
+lte     down    2d2h  wwan0      missing     -                192.0.2.1     1       -      off                                      interface wwan0 does not exist
 
 recent transitions
   2h0m ago  isp1  down -> probing    eth1 up

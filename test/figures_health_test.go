@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,8 +27,9 @@ func TestFiguresHealth(t *testing.T) {
 		traffic = 10 * time.Second
 		soak    = 2 * time.Minute
 	)
-	// Damping off: twenty blackholes in a row are twenty flaps.
-	r := newRigFor(t, healthConfig("flap_limit = 0"), 20*time.Minute)
+	// Damping off: twenty blackholes in a row are twenty flaps. Multipath,
+	// so that the balance route itself changes when an uplink leaves.
+	r := newRigFor(t, strings.Replace(coreConfig("multipath"), "[probe]\n", "[probe]\nflap_limit = 0\n", 1), 20*time.Minute)
 	r.startEmu()
 	r.start()
 	r.waitBoth()
@@ -39,18 +41,16 @@ func TestFiguresHealth(t *testing.T) {
 	both := func(rt netlink.Route) bool { return len(rt.MultiPath) == 2 }
 	var detect, recovery []time.Duration
 	for range runs {
-		// Every run starts with a clean statistics window (50 probes of
-		// 200ms): an uplink whose window still holds an earlier
-		// blackhole's losses comes back degraded, not active. Then a
-		// random point of the probe cycle.
-		time.Sleep(10*time.Second + time.Duration(rand.Int64N(int64(200*time.Millisecond))))
+		// A random point of the probe cycle (500ms). The statistics
+		// restart after each outage, so the last one leaves no trace.
+		time.Sleep(time.Second + time.Duration(rand.Int64N(int64(500*time.Millisecond))))
 		w.drain()
 		start := time.Now()
 		r.setISP(lab.ISP2, "blackhole")
 		detect = append(detect, w.waitBalance(t, single).Sub(start))
 		// Let the rounds in flight fail too, then heal at a random
 		// point of the probe cycle: detection happens at a fixed one.
-		time.Sleep(600*time.Millisecond + time.Duration(rand.Int64N(int64(200*time.Millisecond))))
+		time.Sleep(600*time.Millisecond + time.Duration(rand.Int64N(int64(500*time.Millisecond))))
 		w.drain()
 		start = time.Now()
 		r.setISP(lab.ISP2, "healthy")
@@ -78,13 +78,14 @@ func TestFiguresHealth(t *testing.T) {
 	r.setISP(lab.ISP2, "healthy")
 
 	fmt.Printf("uplinkd health figures (%s, %d CPUs, kernel %s, load %s at start, %s at end; lab of veth namespaces;\n"+
-		"  defaults: two targets, interval 200ms, timeout 500ms, down_after 4, up_after 4; damping off for the repeated blackholes)\n",
+		"  defaults: two targets, interval 500ms, timeout 430ms, down_after 4, up_after 2; multipath; damping off for the repeated blackholes)\n",
 		host, numCPU(), kernel(), load, loadavg())
 	report(fmt.Sprintf("blackhole -> out of the balance (%d runs)", runs), detect)
 	report(fmt.Sprintf("healed -> back in the balance (%d runs)", runs), recovery)
 	for _, isp := range []string{lab.ISP1, lab.ISP2} {
 		n := s1[isp].Requests - s0[isp].Requests
-		fmt.Printf("  probe traffic through %s: %.1f echo requests/s (%d in %v)\n", isp, float64(n)/traffic.Seconds(), n, traffic)
+		fmt.Printf("  probe traffic through %s: %.1f echo requests/s (%d in %v), at most %d in any second of the whole run\n",
+			isp, float64(n)/traffic.Seconds(), n, traffic, s1[isp].Peak)
 	}
 	for _, c := range []struct{ isp, loss string }{{lab.ISP1, "5%"}, {lab.ISP2, "10%"}} {
 		req := s2[c.isp].Requests - s1[c.isp].Requests

@@ -68,7 +68,7 @@ func TestFigures(t *testing.T) {
 		r.waitBoth()
 	}
 	host, _ := os.Hostname()
-	fmt.Printf("uplinkd failover figures (%d runs each; %s, %d CPUs, kernel %s, load %s; lab of veth namespaces; two probe targets, interval 200ms timeout 500ms down_after 4, damping off)\n",
+	fmt.Printf("uplinkd failover figures (%d runs each; %s, %d CPUs, kernel %s, load %s; lab of veth namespaces; two probe targets, default probe settings, damping off)\n",
 		runs, host, numCPU(), kernel(), loadavg())
 	report("carrier-loss event -> balance route updated", carrier)
 	report("LAN UDP flow outage on carrier loss (1 ms packets)", carrierGap)

@@ -183,7 +183,15 @@ func (r *rig) startEnv(env ...string) {
 func (r *rig) startWith(prefix ...string) {
 	r.t.Helper()
 	mark := r.mark()
-	args := append(prefix, filepath.Join(binDir, "uplinkd"), "run", "--config", r.cfgPath)
+	r.launch(append(prefix, filepath.Join(binDir, "uplinkd"))...)
+	r.waitLog(mark, regexp.MustCompile(`msg=ready`), 10*time.Second)
+}
+
+// launch runs the command (an uplinkd binary, maybe behind a wrapper) with
+// `run --config` and returns at once.
+func (r *rig) launch(command ...string) {
+	r.t.Helper()
+	args := append(command, "run", "--config", r.cfgPath)
 	cmd, err := r.lab.Start(r.ctx, lab.Router, r.logPath, args...)
 	if err != nil {
 		r.t.Fatal(err)
@@ -193,13 +201,13 @@ func (r *rig) startWith(prefix ...string) {
 		r.err = c.Wait()
 		close(done)
 	}(cmd, r.exited)
-	r.waitLog(mark, regexp.MustCompile(`msg=ready`), 10*time.Second)
 }
 
-// startEmu starts the ISP emulator in the lab's Internet namespace.
-func (r *rig) startEmu() {
+// startEmu starts the ISP emulator in the lab's Internet namespace, with
+// extra flags of `labtool ispemu`.
+func (r *rig) startEmu(extra ...string) {
 	r.t.Helper()
-	emu, err := r.lab.StartISPEmu(r.ctx, filepath.Join(binDir, "labtool"), r.dir)
+	emu, err := r.lab.StartISPEmu(r.ctx, filepath.Join(binDir, "labtool"), r.dir, extra...)
 	if err != nil {
 		r.t.Fatal(err)
 	}

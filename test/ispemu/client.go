@@ -18,7 +18,7 @@ type Client struct {
 
 // Set sets the mode of requests arriving on iface ("isp1", "isp2").
 func (c Client) Set(ctx context.Context, iface string, m Mode) error {
-	_, err := c.Do(ctx, fmt.Sprintf("set %s loss=%g delay=%v jitter=%v", iface, m.Loss, m.Delay, m.Jitter))
+	_, err := c.Do(ctx, fmt.Sprintf("set %s loss=%g delay=%v jitter=%v captive=%t", iface, m.Loss, m.Delay, m.Jitter, m.Captive))
 	return err
 }
 

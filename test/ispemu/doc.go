@@ -16,7 +16,10 @@
 // passes untouched.
 //
 // A Mode is a loss ratio, a delay and a jitter; the presets are healthy,
-// lossy (10% loss), slow (350ms ± 30ms) and blackhole (100% loss). Modes are
+// lossy (10% loss), slow (350ms ± 30ms), saturated (400ms ± 10ms and 2%
+// loss: bufferbloat on a loaded DSL or LTE link) and blackhole (100% loss).
+// A mode applies to requests arriving after it is set, so setting
+// "delay=20ms" and then "saturated" is an RTT step from 20ms to 400ms. Modes are
 // set over a unix socket with a line protocol that Client speaks (and that
 // `labtool ispctl` and socat can speak too):
 //
@@ -24,5 +27,6 @@
 //	set isp2 slow jitter=50ms    -> ok isp2 loss=0% delay=350ms jitter=50ms
 //	stats                        -> ok {"isp2":{"mode":"...","requests":12,...}}
 //
-// The counters let tests measure the probe traffic per ISP.
+// The counters let tests measure the probe traffic per ISP, and its peak:
+// the most requests within any one second.
 package ispemu

@@ -28,7 +28,13 @@ type Counters struct {
 	Requests uint64 `json:"requests"`
 	Answered uint64 `json:"answered"`
 	Dropped  uint64 `json:"dropped"`
+	// Peak is the most requests that came in within any one second, the
+	// probe budget a prober must keep.
+	Peak int `json:"peak"`
 }
+
+// peakWindow is the span Peak counts requests in.
+const peakWindow = time.Second
 
 // Emulator answers echo requests in its network namespace. The zero value
 // answers everything at once (every interface healthy).
@@ -36,6 +42,7 @@ type Emulator struct {
 	mu     sync.Mutex
 	modes  map[string]Mode // by ingress interface name
 	counts map[string]*Counters
+	recent map[string][]time.Time // request times within peakWindow
 	rnd    *rand.Rand
 }
 
@@ -75,7 +82,7 @@ func (e *Emulator) counter(iface string) *Counters {
 }
 
 // decide counts a request from iface and returns its fate.
-func (e *Emulator) decide(iface string) (time.Duration, bool) {
+func (e *Emulator) decide(iface string, now time.Time) (time.Duration, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.rnd == nil {
@@ -83,6 +90,17 @@ func (e *Emulator) decide(iface string) (time.Duration, bool) {
 	}
 	c := e.counter(iface)
 	c.Requests++
+	if e.recent == nil {
+		e.recent = make(map[string][]time.Time)
+	}
+	r := e.recent[iface]
+	i := 0
+	for i < len(r) && now.Sub(r[i]) >= peakWindow {
+		i++
+	}
+	r = append(r[i:], now)
+	e.recent[iface] = r
+	c.Peak = max(c.Peak, len(r))
 	d, ok := e.modes[iface].fate(e.rnd)
 	if ok {
 		c.Answered++
@@ -211,7 +229,7 @@ func (e *Emulator) answer(ctx context.Context, sock *os.File, raw syscall.RawCon
 			continue
 		}
 		iface := ingress(oob[:oobn], names)
-		delay, ok := e.decide(iface)
+		delay, ok := e.decide(iface, time.Now())
 		if !ok {
 			continue
 		}

@@ -3,12 +3,15 @@ package ispemu
 import (
 	"encoding/binary"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 func TestParseMode(t *testing.T) {
@@ -159,6 +162,9 @@ func TestCommand(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"set isp2 loss=40%", "ok isp2 loss=40% delay=0s jitter=0s"},
 		{"set isp1 slow", "ok isp1 loss=0% delay=350ms jitter=30ms"},
+		{"set isp3 saturated", "ok isp3 loss=2% delay=400ms jitter=10ms"},
+		{"set isp3 captive", "ok isp3 loss=0% delay=0s jitter=0s captive=true"},
+		{"set isp3 healthy", "ok isp3 loss=0% delay=0s jitter=0s"},
 		{"set isp1 fast", "error unknown mode"},
 		{"set isp1", "error unknown command"},
 		{"reboot", "error unknown command"},
@@ -168,8 +174,8 @@ func TestCommand(t *testing.T) {
 			t.Errorf("command(%q) = %q, want %q...", tc.in, got, tc.want)
 		}
 	}
-	e.decide("isp2")
-	e.decide("isp3")
+	e.decide("isp2", t0)
+	e.decide("isp3", t0)
 	got := e.Stats()
 	if got["isp2"].Requests != 1 || got["isp2"].Mode != "loss=40% delay=0s jitter=0s" || got["isp3"].Answered != 1 {
 		t.Errorf("stats %+v", got)
@@ -187,5 +193,71 @@ func TestRefusesUnnamedNamespace(t *testing.T) {
 	var e Emulator
 	if err := e.Run(t.Context(), t.TempDir()+"/ctl", nil); err == nil {
 		t.Fatal("Run in the initial network namespace succeeded")
+	}
+}
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// TestPeak checks the most requests counted within any one second.
+func TestPeak(t *testing.T) {
+	var e Emulator
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	// 4 a second, then a burst of 4 more within 100ms, then 4 a second.
+	for _, ms := range []int{0, 250, 500, 750, 1000, 1010, 1020, 1030, 1040, 1250, 1500, 2600, 3700} {
+		e.decide("isp1", at(ms))
+	}
+	// Within [250ms, 1250ms): 250, 500, 750, 1000..1040, 1250? no: 8.
+	if got := e.Stats()["isp1"].Peak; got != 8 {
+		t.Errorf("peak %d, want 8", got)
+	}
+}
+
+// TestHTTP: 204 through a healthy ISP, a redirect to the portal through a
+// captive one. The ISP is the interface of the route back to the client:
+// lo for a client on 127.0.0.1.
+func TestHTTP(t *testing.T) {
+	var e Emulator
+	srv := httptest.NewServer(&e)
+	defer srv.Close()
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	defer client.CloseIdleConnections()
+	get := func() (int, string) {
+		resp, err := client.Get(srv.URL + "/generate_204")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Location")
+	}
+	if code, _ := get(); code != http.StatusNoContent {
+		t.Errorf("healthy: status %d, want 204", code)
+	}
+	e.Set("lo", Mode{Captive: true})
+	if code, loc := get(); code != http.StatusFound || loc != PortalURL {
+		t.Errorf("captive: status %d to %q, want 302 to the portal", code, loc)
+	}
+}
+
+func TestDNSAnswer(t *testing.T) {
+	name := dnsmessage.MustNewName("example.net.")
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 9, RecursionDesired: true})
+	_ = b.StartQuestions()
+	_ = b.Question(dnsmessage.Question{Name: name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET})
+	q, _ := b.Finish()
+	resp, ok := DNSAnswer(q)
+	if !ok {
+		t.Fatal("no answer")
+	}
+	var p dnsmessage.Parser
+	h, err := p.Start(resp)
+	if err != nil || h.ID != 9 || !h.Response {
+		t.Fatalf("header %+v, %v", h, err)
+	}
+	_ = p.SkipAllQuestions()
+	if as, err := p.AllAnswers(); err != nil || len(as) != 1 {
+		t.Errorf("answers %v, %v", as, err)
+	}
+	if _, ok := DNSAnswer(resp); ok {
+		t.Error("answered a response")
 	}
 }

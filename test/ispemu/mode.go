@@ -14,6 +14,9 @@ type Mode struct {
 	Loss   float64 // 0 to 1
 	Delay  time.Duration
 	Jitter time.Duration
+	// Captive: the HTTP server (http.go) redirects every request to a
+	// login page, as a captive portal does, while echoes are answered.
+	Captive bool
 }
 
 // Presets by name.
@@ -22,6 +25,10 @@ var presets = map[string]Mode{
 	"lossy":     {Loss: 0.10},
 	"slow":      {Delay: 350 * time.Millisecond, Jitter: 30 * time.Millisecond},
 	"blackhole": {Loss: 1},
+	// A link saturated by traffic: bufferbloat has raised the RTT from
+	// tens of milliseconds to 400ms, and the full queue drops 2%.
+	"saturated": {Loss: 0.02, Delay: 400 * time.Millisecond, Jitter: 10 * time.Millisecond},
+	"captive":   {Captive: true},
 }
 
 // ParseMode parses a mode: an optional preset name followed by settings
@@ -32,7 +39,7 @@ func ParseMode(fields []string) (Mode, error) {
 	if len(fields) > 0 && !strings.Contains(fields[0], "=") {
 		p, ok := presets[fields[0]]
 		if !ok {
-			return Mode{}, fmt.Errorf("unknown mode %q: want healthy, lossy, slow, blackhole or key=value settings", fields[0])
+			return Mode{}, fmt.Errorf("unknown mode %q: want healthy, lossy, slow, saturated, captive, blackhole or key=value settings", fields[0])
 		}
 		m, fields = p, fields[1:]
 	}
@@ -49,8 +56,10 @@ func ParseMode(fields []string) (Mode, error) {
 			m.Delay, err = parseDuration(v)
 		case "jitter":
 			m.Jitter, err = parseDuration(v)
+		case "captive":
+			m.Captive, err = strconv.ParseBool(v)
 		default:
-			err = fmt.Errorf("unknown setting (want loss, delay or jitter)")
+			err = fmt.Errorf("unknown setting (want loss, delay, jitter or captive)")
 		}
 		if err != nil {
 			return Mode{}, fmt.Errorf("setting %q: %w", f, err)
@@ -84,7 +93,11 @@ func parseDuration(v string) (time.Duration, error) {
 
 // String renders m so that ParseMode reads it back.
 func (m Mode) String() string {
-	return fmt.Sprintf("loss=%s%% delay=%v jitter=%v", strconv.FormatFloat(100*m.Loss, 'f', -1, 64), m.Delay, m.Jitter)
+	s := fmt.Sprintf("loss=%s%% delay=%v jitter=%v", strconv.FormatFloat(100*m.Loss, 'f', -1, 64), m.Delay, m.Jitter)
+	if m.Captive {
+		s += " captive=true"
+	}
+	return s
 }
 
 // fate decides what happens to one request: dropped, or answered after

@@ -16,10 +16,12 @@ import (
 // waits until it answers. From then on the Internet namespace's kernel no
 // longer answers echo requests itself; the emulator does, by ISP (ISP1,
 // ISP2), healthy until told otherwise. It runs until the lab is closed.
-func (l *Lab) StartISPEmu(ctx context.Context, labtool, dir string) (ispemu.Client, error) {
+// extra are more flags of `labtool ispemu`, such as "--tcp",
+// "198.18.0.1:443" for a TCP probe target.
+func (l *Lab) StartISPEmu(ctx context.Context, labtool, dir string, extra ...string) (ispemu.Client, error) {
 	c := ispemu.Client{Control: filepath.Join(dir, "ispemu.sock")}
 	log := filepath.Join(dir, "ispemu.log")
-	cmd, err := l.Start(ctx, Inet, log, labtool, "ispemu", "--control", c.Control)
+	cmd, err := l.Start(ctx, Inet, log, append([]string{labtool, "ispemu", "--control", c.Control}, extra...)...)
 	if err != nil {
 		return ispemu.Client{}, err
 	}

@@ -39,7 +39,7 @@ func startProber(t *testing.T, l *lab.Lab, isp string, target netip.Addr, window
 	var pr *probe.Prober
 	if err := testutil.InNS(l.NS(lab.Router), func() {
 		pr, err = probe.Start(probe.Config{
-			Uplink: isp, Interface: link, Source: addr.Addr(), Targets: []netip.Addr{target},
+			Uplink: isp, Interface: link, Source: addr.Addr(), Targets: probe.ICMP(target),
 			Interval: 10 * time.Millisecond, Timeout: 300 * time.Millisecond, Window: window,
 		}, p.out)
 	}); err != nil {

@@ -54,6 +54,47 @@ func (l *Lab) EnableNAT(ctx context.Context, mode NAT) error {
 	if err != nil {
 		return fmt.Errorf("lab: nftables: %w", err)
 	}
+	if err := l.addNAT(c, mode); err != nil {
+		return err
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("lab: add %s rules: %w", mode, err)
+	}
+	for _, i := range l.isps {
+		// Strict reverse-path filtering on the ISP's access link.
+		if err := l.sysctl(ctx, i.name, "net.ipv4.conf."+ispDownLink+".rp_filter=1"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReloadFirewall does in the router what a firewall reload with `nft -f`
+// of a ruleset that starts with `flush ruleset` does: in one transaction,
+// every table goes (uplinkd's included) and the lab's NAT of mode comes
+// back.
+func (l *Lab) ReloadFirewall(mode NAT) error {
+	ns, err := netns.GetFromName(l.NS(Router))
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	defer ns.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	if err != nil {
+		return fmt.Errorf("lab: nftables: %w", err)
+	}
+	c.FlushRuleset()
+	if err := l.addNAT(c, mode); err != nil {
+		return err
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("lab: flush ruleset and add %s rules: %w", mode, err)
+	}
+	return nil
+}
+
+// addNAT queues the lab's NAT table and rules on c.
+func (l *Lab) addNAT(c *nftables.Conn, mode NAT) error {
 	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: natTable})
 	ch := c.AddChain(&nftables.Chain{
 		Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
@@ -83,15 +124,6 @@ func (l *Lab) EnableNAT(ctx context.Context, mode NAT) error {
 			)
 		}
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
-	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("lab: add %s rules: %w", mode, err)
-	}
-	for _, i := range l.isps {
-		// Strict reverse-path filtering on the ISP's access link.
-		if err := l.sysctl(ctx, i.name, "net.ipv4.conf."+ispDownLink+".rp_filter=1"); err != nil {
-			return err
-		}
 	}
 	return nil
 }
