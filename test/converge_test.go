@@ -14,9 +14,6 @@ import (
 	"github.com/uplinkd/uplinkd/test/lab"
 )
 
-// long says the long variants run (make test-long).
-func long() bool { return os.Getenv("UPLINKD_LONG") == "1" }
-
 // Issue 13 (acceptance 4): random sequences of link, carrier, address,
 // name and health changes, foreign deletions of uplinkd's objects, kill -9
 // with restarts and reloads, each followed by a check, once uplinkd's
