@@ -65,7 +65,7 @@ var baseWeights = map[string]int{"isp1": 1, "isp2": 3}
 
 // convergeConfig is the lab configuration with two probe targets, fast
 // verdicts (two rounds), no degraded state, flap damping off, and the
-// given weights.
+// given weights (probes every 200 ms).
 func convergeConfig(weights map[string]int) string {
 	// lab.UplinkConfig, with each uplink's weight replaced in turn.
 	parts := strings.SplitAfter(lab.UplinkConfig, "weight = ")
@@ -79,6 +79,7 @@ lan_interfaces = ["eth0"]
 
 [probe]
 targets = ["198.18.0.1", "198.18.0.2"]
+interval = "200ms"
 down_after = 2
 up_after = 2
 degraded_loss = 0
