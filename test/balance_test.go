@@ -229,6 +229,23 @@ func TestWeightedSplit(t *testing.T) {
 // the balance, and once the resilient group is settled.
 type outage struct {
 	before, during, returned, after []string
+	// busyFor is how long the ISP took to return to the balance,
+	// counted from the start of the lookups that made the flows busy
+	// (their buckets' last use can be that early).
+	busyFor time.Duration
+}
+
+// stillBusy says the flows' buckets were surely busy when the ISP
+// returned: it came back within the idle timer of the lookups that
+// marked them. On a stalled machine it may not (once, 5 s passed between
+// the end of the lookups and the next command), and then the kernel
+// rightly moves idle flows at once.
+func (o outage) stillBusy(t *testing.T) bool {
+	if o.busyFor < busyIdleTime {
+		return true
+	}
+	t.Logf("the ISP returned %v after the lookups that made the flows busy began, not within the idle timer (%v): flows moved at once are not judged", o.busyFor, busyIdleTime)
+	return false
 }
 
 // outage fails isp, waits until it left the balance, takes the flows'
@@ -243,11 +260,13 @@ func (r *rig) outage(f fault, isp string, without, with []string) outage {
 		r.t.Fatal(err)
 	}
 	r.waitMembers(without...)
+	busy := time.Now()
 	o.during = r.paths()
 	if err := f.recover(r, isp); err != nil {
 		r.t.Fatal(err)
 	}
 	r.waitMembers(with...)
+	o.busyFor = time.Since(busy)
 	o.returned = r.paths()
 	r.waitSettled()
 	o.after = r.paths()
@@ -258,7 +277,10 @@ func (r *rig) outage(f fault, isp string, without, with []string) outage {
 // flows: longer than an uplink takes to return after the flows' paths were
 // last looked up (which marks their buckets busy), so that the flows are
 // still busy when it does.
-const busyIdle = "5s"
+const (
+	busyIdle     = "5s"
+	busyIdleTime = 5 * time.Second
+)
 
 // Acceptance 2: ISP2 fails: exactly its flows move, none of ISP1's. ISP2
 // returns: with the resilient balancer no busy flow moves at once; once
@@ -290,7 +312,7 @@ func TestFailoverMovesOnlyFailedFlows(t *testing.T) {
 				}
 				switch balancer {
 				case "resilient":
-					if total(atOnce) != 0 {
+					if total(atOnce) != 0 && o.stillBusy(t) {
 						t.Errorf("ISP2 returned: busy flows moved at once: %v", atOnce)
 					}
 				case "multipath":
@@ -364,7 +386,7 @@ func TestThreeUplinks(t *testing.T) {
 			if movedFrom(failed, dev) != count(o.before)[dev] {
 				t.Errorf("%s failed: moved %v, want all %d flows of %s", isp, failed, count(o.before)[dev], dev)
 			}
-			if balancer == "resilient" && (survivors != 0 || between != 0 || total(atOnce) != 0) {
+			if balancer == "resilient" && (survivors != 0 || between != 0 || total(atOnce) != 0 && o.stillBusy(t)) {
 				t.Errorf("%s failed and returned: %d and %d flows of the survivors moved, %d busy flows at once", isp, survivors, between, total(atOnce))
 			}
 		}
