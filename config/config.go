@@ -27,6 +27,11 @@ type Config struct {
 	Routing Routing
 	Probe   Probe
 	Uplinks []Uplink // at least one, at most 64, in file order
+	// Policies are the [[policy]] tables in file order; see PolicyNamed
+	// for the built-in default policy.
+	Policies []Policy
+	// Rules are the [[rule]] tables, tried in file order.
+	Rules   []Rule
 	Hooks   Hooks
 	Status  Status
 	Metrics Metrics
@@ -90,6 +95,9 @@ type Probe struct {
 	// at its gateway (Gateway) or in carrier-only mode, active whenever
 	// its link is usable.
 	Targets []Target
+	// TargetNames are the ICMP targets given by host name, resolved by
+	// the daemon (see NamesFor); a name that does not resolve is skipped.
+	TargetNames []string
 	// Gateway probes an uplink's own gateway when it has no targets.
 	Gateway   bool
 	Interval  time.Duration // between probe rounds
@@ -131,14 +139,28 @@ const (
 
 // Uplink is one [[uplink]] table.
 type Uplink struct {
-	Name      string     // unique; [A-Za-z0-9_.-]{1,32}
-	Interface string     // unique
-	Gateway   netip.Addr // IPv4 next hop on Interface
-	Weight    int        // share of new flows in the balance, 1..256
-	Table     int        // routing table of this uplink alone; unique
+	Name      string // unique; [A-Za-z0-9_.-]{1,32}
+	Interface string // unique
+	// Gateway is the IPv4 next hop on Interface when GatewayMode is
+	// GatewayStatic; invalid otherwise.
+	Gateway netip.Addr
+	// GatewayMode says where the next hop comes from: the file, the
+	// interface's default routes ("auto"), or nowhere ("none": a
+	// point-to-point link).
+	GatewayMode GatewayMode
+	// GatewayHold keeps a learned gateway (GatewayAuto) this long after
+	// its route disappeared while carrier and address remain.
+	GatewayHold time.Duration
+	// Address selects the uplink's address among several on Interface:
+	// a single address (bits 32) or a prefix; invalid: any.
+	Address netip.Prefix
+	Weight  int // share of new flows in the balance, 1..256
+	Table   int // routing table of this uplink alone; unique
 	// ProbeTargets replaces Probe.Targets for this uplink when not nil.
 	// Empty and not nil: no targets for this uplink.
 	ProbeTargets []Target
+	// ProbeTargetNames are the host names of this uplink's own list.
+	ProbeTargetNames []string
 	// ProbeGateway replaces Probe.Gateway for this uplink when not nil.
 	ProbeGateway *bool
 }
@@ -152,6 +174,9 @@ type Hooks struct {
 	OnProbing    []string // ... to probing
 	OnDegraded   []string // ... to degraded
 	OnActive     []string // ... to active
+	// OnPolicy runs when a policy changes the tier it uses (its last
+	// resort counting as tier 0).
+	OnPolicy []string
 	// Timeout after which a hook still running is killed with its process
 	// group.
 	Timeout time.Duration
@@ -183,6 +208,12 @@ type Log struct {
 // even an empty one, else those of [probe]; when that leaves none and
 // gateway probing is on for u, its gateway. Empty: carrier-only mode.
 func (c *Config) TargetsFor(u Uplink) []Target {
+	return c.TargetsWith(u, u.Gateway)
+}
+
+// TargetsWith is TargetsFor for an uplink whose gateway is gw now (a
+// learned one; invalid while unknown or on a point-to-point link).
+func (c *Config) TargetsWith(u Uplink, gw netip.Addr) []Target {
 	targets := c.Probe.Targets
 	if u.ProbeTargets != nil {
 		targets = u.ProbeTargets
@@ -190,14 +221,27 @@ func (c *Config) TargetsFor(u Uplink) []Target {
 	if len(targets) > 0 {
 		return targets
 	}
+	if c.ProbesGateway(u) && gw.IsValid() {
+		return []Target{{Method: MethodICMP, Addr: gw}}
+	}
+	return targets
+}
+
+// ProbesGateway says whether u is probed at its gateway (it has no
+// targets, and gateway probing is on for it).
+func (c *Config) ProbesGateway(u Uplink) bool {
+	if u.GatewayMode == GatewayNone {
+		return false
+	}
+	if u.ProbeTargets == nil && (len(c.Probe.Targets) > 0 || len(c.Probe.TargetNames) > 0) ||
+		len(u.ProbeTargets) > 0 || len(u.ProbeTargetNames) > 0 {
+		return false
+	}
 	gw := c.Probe.Gateway
 	if u.ProbeGateway != nil {
 		gw = *u.ProbeGateway
 	}
-	if gw && u.Gateway.IsValid() {
-		return []Target{{Method: MethodICMP, Addr: u.Gateway}}
-	}
-	return targets
+	return gw
 }
 
 // ReliabilityFor returns how many of u's targets must answer for a good
@@ -322,13 +366,15 @@ func syntaxErrorLine(data []byte, p toml.Position) int {
 // presence and type mismatches instead of failing the decoder, so that all
 // of them are reported.
 type rawConfig struct {
-	Routing rawRouting  `toml:"routing"`
-	Probe   rawProbe    `toml:"probe"`
-	Uplinks []rawUplink `toml:"uplink"`
-	Hooks   rawHooks    `toml:"hooks"`
-	Status  rawStatus   `toml:"status"`
-	Metrics rawMetrics  `toml:"metrics"`
-	Log     rawLog      `toml:"log"`
+	Routing  rawRouting  `toml:"routing"`
+	Probe    rawProbe    `toml:"probe"`
+	Uplinks  []rawUplink `toml:"uplink"`
+	Policies []rawPolicy `toml:"policy"`
+	Rules    []rawRule   `toml:"rule"`
+	Hooks    rawHooks    `toml:"hooks"`
+	Status   rawStatus   `toml:"status"`
+	Metrics  rawMetrics  `toml:"metrics"`
+	Log      rawLog      `toml:"log"`
 }
 
 type rawRouting struct {
@@ -374,6 +420,8 @@ type rawUplink struct {
 	Name         opt[string]   `toml:"name"`
 	Interface    opt[string]   `toml:"interface"`
 	Gateway      opt[string]   `toml:"gateway"`
+	GatewayHold  opt[string]   `toml:"gateway_hold"`
+	Address      opt[string]   `toml:"address"`
 	Weight       opt[int64]    `toml:"weight"`
 	Table        opt[int64]    `toml:"table"`
 	ProbeTargets opt[[]string] `toml:"probe_targets"`
@@ -386,6 +434,7 @@ type rawHooks struct {
 	OnProbing    opt[[]string] `toml:"on_probing"`
 	OnDegraded   opt[[]string] `toml:"on_degraded"`
 	OnActive     opt[[]string] `toml:"on_active"`
+	OnPolicy     opt[[]string] `toml:"on_policy"`
 	Timeout      opt[string]   `toml:"timeout"`
 	MaxRunning   opt[int64]    `toml:"max_running"`
 }
@@ -410,6 +459,8 @@ var schema = map[string][]string{
 	"routing": tomlKeys(reflect.TypeFor[rawRouting]()),
 	"probe":   tomlKeys(reflect.TypeFor[rawProbe]()),
 	"uplink":  tomlKeys(reflect.TypeFor[rawUplink]()),
+	"policy":  tomlKeys(reflect.TypeFor[rawPolicy]()),
+	"rule":    tomlKeys(reflect.TypeFor[rawRule]()),
 	"hooks":   tomlKeys(reflect.TypeFor[rawHooks]()),
 	"status":  tomlKeys(reflect.TypeFor[rawStatus]()),
 	"metrics": tomlKeys(reflect.TypeFor[rawMetrics]()),
@@ -429,7 +480,7 @@ func tomlKeys(t reflect.Type) []string {
 }
 
 // opt is one setting as found in the file.
-type opt[T string | int64 | float64 | bool | []string] struct {
+type opt[T string | int64 | float64 | bool | []string | [][]string] struct {
 	val T
 	set bool // the key is in the file
 	// bad describes the value when it has the wrong TOML type, e.g.
@@ -479,6 +530,28 @@ func (o *opt[T]) UnmarshalTOML(data any) error {
 			}
 		}
 		*v = strs
+		return nil
+	case *[][]string:
+		list, ok := data.([]any)
+		if !ok {
+			break
+		}
+		out := make([][]string, len(list))
+		for i, e := range list {
+			inner, ok := e.([]any)
+			if !ok {
+				o.bad = fmt.Sprintf("an array whose element %d is %s", i, describe(e))
+				return nil
+			}
+			out[i] = make([]string, len(inner))
+			for j, x := range inner {
+				if out[i][j], ok = x.(string); !ok {
+					o.bad = fmt.Sprintf("an array whose element %d has %s at %d", i, describe(x), j)
+					return nil
+				}
+			}
+		}
+		*v = out
 		return nil
 	}
 	o.bad = describe(data)

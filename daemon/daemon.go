@@ -81,14 +81,30 @@ type Daemon struct {
 	keep bool
 	// pin is connection pinning; nil before Run.
 	pin *pinning
+	// policies is what each policy used at the last reconcile, by name.
+	policies map[string]*policyState
 
 	hooks    *hooks.Runner
 	metrics  *metrics.Metrics
 	requests chan status.Request
 	waiters  status.Waiters
 
+	// defaults are the foreign default routes through the links of the
+	// uplinks that learn their gateway, by link index (gateway.go).
+	defaults map[int][]events.DefaultRoute
+	// names resolves probe targets given by name, off the loop;
+	// resolved holds the address in use for each (names.go).
+	names    *resolver
+	resolved map[string]netip.Addr
+	// renum: uplinks whose address changed since the last reconcile.
+	renum map[string]bool
+	// snap is the last dump of links and addresses.
+	snap events.Snapshot
+
 	// pending work of the current burst
 	needDump      bool
+	needRoutes    bool // re-read defaults (with the next dump)
+	needEval      bool // re-evaluate the uplinks against snap
 	needReconcile bool
 	burstStart    time.Time
 	retry         *time.Timer
@@ -125,10 +141,15 @@ type Daemon struct {
 
 // uplink is the loop's view of one configured uplink.
 type uplink struct {
-	cfg     config.Uplink
-	m       *fsm.Uplink
-	link    *events.Link // nil: no interface with the configured name
-	addr    netip.Prefix // invalid: no IPv4 address
+	cfg  config.Uplink
+	m    *fsm.Uplink
+	link *events.Link // nil: no interface with the configured name
+	addr netip.Prefix // invalid: no IPv4 address
+	// gw is the next hop in use: the configured one, the learned one (or
+	// one held after its route went, until gwHold), invalid when unknown
+	// or on a point-to-point link.
+	gw      netip.Addr
+	gwHold  time.Time
 	prober  *probe.Prober
 	key     string    // what the running prober was started for
 	started time.Time // when it was started
@@ -151,12 +172,15 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) *Daemon {
 	d := &Daemon{
 		cfg: cfg, log: log, opts: opts,
 		results:  make(chan probe.Result, 64),
+		names:    newResolver(),
+		resolved: make(map[string]netip.Addr),
 		requests: make(chan status.Request),
 		retry:    time.NewTimer(time.Hour),
 		tick:     time.NewTimer(time.Hour),
 		version:  1, // a status request After 0 is answered at once
 		started:  time.Now(),
 		loaded:   time.Now(),
+		policies: make(map[string]*policyState),
 
 		dump:      events.Dump,
 		subscribe: events.Subscribe,
@@ -187,7 +211,7 @@ func (d *Daemon) newUplink(c config.Uplink, now time.Time) *uplink {
 func (d *Daemon) fsmParams(u config.Uplink) fsm.Params {
 	p := d.cfg.Probe
 	return fsm.Params{
-		Probed:       len(d.cfg.TargetsFor(u)) > 0,
+		Probed:       len(d.cfg.TargetsResolved(u, u.Gateway, d.resolve)) > 0 || (u.GatewayMode == config.GatewayAuto && d.cfg.ProbesGateway(u)),
 		UpAfter:      p.UpAfter,
 		DownAfter:    p.DownAfter,
 		DegradedLoss: p.DegradedLoss / 100,
@@ -238,6 +262,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	hookCtx, stopHooks := context.WithCancel(context.Background())
 	var runner sync.WaitGroup
 	runner.Go(func() { d.hooks.Run(hookCtx) })
+	// The resolver stops with the hooks' context, after the loop.
+	d.names.set(d.cfg.Names())
+	runner.Go(func() { d.names.run(hookCtx) })
 	// Hooks may still be running when the routes are gone: they are
 	// given their timeout, last.
 	defer func() {
@@ -388,7 +415,7 @@ func (d *Daemon) monitor(ctx context.Context) error {
 		watchdog = t.C
 	}
 
-	d.needDump, d.needReconcile = true, true
+	d.needDump, d.needReconcile, d.needRoutes = true, true, true
 	d.burstStart = time.Now()
 	d.settle(ctx)
 	for {
@@ -420,6 +447,9 @@ func (d *Daemon) monitor(ctx context.Context) error {
 			d.request(req)
 		case <-d.opts.Reload:
 			d.reload(nil)
+		case res := <-d.names.out:
+			d.burstStart = time.Now()
+			d.namesResolved(res)
 		case <-d.pinWatch():
 			d.burstStart = time.Now()
 			d.tableChanged()
@@ -465,8 +495,10 @@ func (d *Daemon) note(ev events.Event) {
 		// link loses carrier or goes down, even for a flap too short to
 		// change the link's state in the dump: check them.
 		d.needDump, d.needReconcile = true, true
+		d.needRoutes = d.needRoutes || d.autoUplinks()
 	case events.AddrEvent:
 		d.needDump = true
+		d.needRoutes = d.needRoutes || d.autoUplinks()
 	case events.NexthopEvent:
 		if e.Protocol == d.cfg.Routing.RouteProtocol || netops.NexthopIDs(d.cfg.Routing.NexthopIDBase).Contains(uint32(e.ID)) {
 			d.needReconcile = true
@@ -474,6 +506,8 @@ func (d *Daemon) note(ev events.Event) {
 	case events.RouteEvent:
 		if d.ours(e.Table, e.Protocol) {
 			d.needReconcile = true
+		} else if e.Default && d.routeEvent(e) {
+			d.needEval = true
 		}
 	case events.RuleEvent:
 		r := d.cfg.Routing
@@ -484,7 +518,7 @@ func (d *Daemon) note(ev events.Event) {
 		d.neighbour(e)
 	case events.ResyncEvent:
 		d.log.Warn("netlink events lost, resyncing", "reason", e.Reason)
-		d.needDump, d.needReconcile = true, true
+		d.needDump, d.needReconcile, d.needRoutes = true, true, true
 		d.netlink.Resyncs++
 		if e.Overrun {
 			d.netlink.Overruns++
@@ -501,7 +535,7 @@ func (d *Daemon) neighbour(e events.NeighEvent) {
 		return
 	}
 	for _, u := range d.uplinks {
-		if u.link == nil || u.link.Index != e.Index || u.cfg.Gateway != e.Addr {
+		if u.link == nil || u.link.Index != e.Index || !u.gw.IsValid() || u.gw != e.Addr {
 			continue
 		}
 		reason := fmt.Sprintf("gateway %s does not answer ARP on %s", e.Addr, u.cfg.Interface)
@@ -516,7 +550,8 @@ func (d *Daemon) ours(table, protocol int) bool {
 	if protocol == d.cfg.Routing.RouteProtocol || table == d.cfg.Routing.BalanceTable {
 		return true
 	}
-	return slices.ContainsFunc(d.uplinks, func(u *uplink) bool { return u.cfg.Table == table })
+	return slices.ContainsFunc(d.uplinks, func(u *uplink) bool { return u.cfg.Table == table }) ||
+		slices.ContainsFunc(d.cfg.Policies, func(p config.Policy) bool { return p.Table == table })
 }
 
 // settle does the pending work: re-read links and addresses, run the state
@@ -538,16 +573,38 @@ func (d *Daemon) settle(ctx context.Context) {
 			d.publish()
 			return
 		}
+		if d.needRoutes {
+			// The default routes through the links the dump found, as
+			// a read of the same state: retried with it.
+			err := d.readRoutes(ctx, snap)
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return
+			case err != nil:
+				d.netlinkError("read default routes", err)
+				d.retry.Reset(d.netlinkDelay)
+				d.publish()
+				return
+			}
+			d.needRoutes = false
+		}
 		d.needDump = false
 		d.netlinkOK()
 		d.netlink.Dumps++
 		d.metrics.Dump()
+		d.needEval = false
 		if d.observe(snap) {
 			d.needReconcile = true
 		}
 		d.adopt()
 		// Now with the indexes the dump found.
 		d.updateFilter()
+	}
+	if d.needEval {
+		d.needEval = false
+		if d.observe(d.snap) {
+			d.needReconcile = true
+		}
 	}
 	if d.needReconcile {
 		d.needReconcile = false
@@ -591,6 +648,9 @@ func (d *Daemon) deadlines() {
 			d.transition(u, tr)
 			d.needReconcile = true
 		}
+		if !u.gwHold.IsZero() && !now.Before(u.gwHold) {
+			d.needEval = true // a held gateway expires
+		}
 	}
 }
 
@@ -600,6 +660,9 @@ func (d *Daemon) armTick() {
 	var next time.Time
 	for _, u := range d.uplinks {
 		if t, ok := u.m.Deadline(); ok && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+		if t := u.gwHold; !t.IsZero() && (next.IsZero() || t.Before(next)) {
 			next = t
 		}
 	}
@@ -613,9 +676,11 @@ func (d *Daemon) armTick() {
 	}
 }
 
-// observe applies a snapshot of links and addresses to every uplink and
-// reports whether anything that matters for routing changed.
+// observe applies a snapshot of links and addresses (and the default
+// routes the loop keeps) to every uplink and reports whether anything that
+// matters for routing changed.
 func (d *Daemon) observe(snap events.Snapshot) bool {
+	d.snap = snap
 	now := time.Now()
 	changed := false
 	for _, u := range d.uplinks {
@@ -626,22 +691,57 @@ func (d *Daemon) observe(snap events.Snapshot) bool {
 				break
 			}
 		}
+		wasUsable, _ := u.usable()
+		oldAddr, oldGw := u.addr, u.gw
 		var addr netip.Prefix
+		var learned netip.Addr
 		if link != nil {
-			addr = pickAddr(snap.Addrs, link.Index, u.cfg.Gateway)
+			learned = d.learned(link.Index)
+			gw := learned
+			if !gw.IsValid() {
+				gw = u.gw
+			}
+			if u.cfg.GatewayMode == config.GatewayStatic {
+				gw = u.cfg.Gateway
+			}
+			addr = u.selectAddr(snap.Addrs, link.Index, gw)
 		}
 		if !sameLink(u.link, link) || addr != u.addr {
 			changed = true
 		}
 		u.link, u.addr = cloneLink(link), addr
+		gw, hold := u.nextGateway(learned, addr, now)
+		if hold != u.gwHold && !hold.IsZero() && u.gwHold.IsZero() {
+			d.log.Info("default route gone; keeping its gateway for gateway_hold", "uplink", u.cfg.Name,
+				"gateway", gw, "hold", u.cfg.GatewayHold)
+		}
+		if gw != u.gw || hold != u.gwHold {
+			d.changed = true
+		}
+		u.gw, u.gwHold = gw, hold
+		if gw != oldGw {
+			changed = true
+		}
 
 		usable, why := u.usable()
 		var tr fsm.Transition
 		var ok bool
-		if usable {
-			tr, ok = u.m.LinkUp(why, now)
-		} else {
+		switch {
+		case !usable:
 			tr, ok = u.m.LinkDown(why, now)
+		case wasUsable && oldAddr.Addr() != addr.Addr():
+			what := renumbering(u.cfg.Interface, oldAddr, addr, oldGw, gw)
+			d.log.Info("uplink renumbered", "uplink", u.cfg.Name, "change", what)
+			d.renumbered(u)
+			tr, ok = u.m.Renumbered(what, now)
+		case wasUsable && oldGw != gw:
+			// Same address: its connections and probes' verdict hold.
+			what := renumbering(u.cfg.Interface, oldAddr, addr, oldGw, gw)
+			d.log.Info("uplink gateway changed", "uplink", u.cfg.Name, "change", what)
+			u.m.Explain(what)
+			d.changed = true
+		default:
+			tr, ok = u.m.LinkUp(why, now)
 		}
 		if ok {
 			d.transition(u, tr)
@@ -664,8 +764,16 @@ func (u *uplink) usable() (bool, string) {
 		return false, fmt.Sprintf("%s is administratively down", ifn)
 	case !u.link.Carrier:
 		return false, fmt.Sprintf("no carrier on %s", ifn)
+	case !u.addr.IsValid() && u.cfg.Address.IsValid():
+		return false, fmt.Sprintf("%s has no IPv4 address in %s", ifn, u.cfg.Address)
 	case !u.addr.IsValid():
 		return false, fmt.Sprintf("%s has no IPv4 address", ifn)
+	case u.pointToPoint():
+		return true, fmt.Sprintf("%s up with carrier and address %s, point-to-point", ifn, u.addr)
+	case u.cfg.GatewayMode == config.GatewayAuto && !u.gw.IsValid():
+		return false, fmt.Sprintf("no gateway known: no default route through %s in any table (gateway = \"auto\")", ifn)
+	case u.cfg.GatewayMode == config.GatewayAuto:
+		return true, fmt.Sprintf("%s up with carrier, address %s and gateway %s", ifn, u.addr, u.gw)
 	}
 	return true, fmt.Sprintf("%s up with carrier and address %s", ifn, u.addr)
 }
@@ -709,12 +817,12 @@ func cloneLink(l *events.Link) *events.Link {
 // what it probes changes: the interface or address it is bound to, its
 // targets, interval or timeout.
 func (d *Daemon) syncProber(u *uplink) {
-	targets := d.cfg.TargetsFor(u.cfg)
+	targets := d.targetsOf(u)
 	key := ""
 	if ok, _ := u.usable(); ok && len(targets) > 0 && u.m.State() != fsm.Down {
 		p := d.cfg.Probe
 		key = fmt.Sprintf("%s#%d %s %v every %v within %v, %d must answer, window %d fresh after %d, checks every %v within %v expecting %d",
-			u.cfg.Interface, u.link.Index, u.addr.Addr(), targets, p.Interval, p.Timeout, d.cfg.ReliabilityFor(u.cfg), p.Window, p.DownAfter,
+			u.cfg.Interface, u.link.Index, u.addr.Addr(), targets, d.probeInterval(u), p.Timeout, d.reliabilityOf(targets), p.Window, p.DownAfter,
 			p.CheckInterval, p.CheckTimeout, p.HTTPExpect)
 	}
 	if key == u.key {
@@ -730,9 +838,9 @@ func (d *Daemon) syncProber(u *uplink) {
 		Interface:   u.cfg.Interface,
 		Source:      u.addr.Addr(),
 		Targets:     probeTargets(targets),
-		Interval:    d.cfg.Probe.Interval,
+		Interval:    d.probeInterval(u),
 		Timeout:     d.cfg.Probe.Timeout,
-		Reliability: d.cfg.ReliabilityFor(u.cfg),
+		Reliability: d.reliabilityOf(targets),
 		Window:      d.cfg.Probe.Window,
 		// An outage long enough to take the uplink out of the balance
 		// is not held against it when it comes back.
@@ -815,20 +923,20 @@ func (d *Daemon) transition(u *uplink, tr fsm.Transition) {
 	d.changed = true
 }
 
-// inputs describes the uplinks for netops.Plan. Degraded uplinks carry
-// traffic only while no uplink is active, unless the policy keeps them.
+// inputs describes the uplinks for netops.Plan. Whether degraded uplinks
+// carry traffic is the policies' choice (degraded_policy).
 func (d *Daemon) inputs() []netops.Uplink {
-	keep := d.cfg.Probe.DegradedPolicy == config.DegradedKeep
-	anyActive := slices.ContainsFunc(d.uplinks, func(u *uplink) bool { return u.m.State() == fsm.Active })
 	out := make([]netops.Uplink, 0, len(d.uplinks))
 	for _, u := range d.uplinks {
 		in := netops.Uplink{
-			Name: u.cfg.Name, Table: u.cfg.Table, Weight: u.cfg.Weight, Gateway: u.cfg.Gateway,
+			Name: u.cfg.Name, Table: u.cfg.Table, Weight: u.cfg.Weight, Gateway: u.nexthop(),
 			Slot: d.slotOf(u.cfg.Name), Mark: d.markOf(u.cfg.Name),
 		}
 		// The kernel refuses routes through an administratively down
 		// link; without carrier it keeps them flagged linkdown.
-		if u.link != nil && u.link.AdminUp {
+		// Nor is there a route without a gateway, unless the link is
+		// point-to-point: an "auto" uplink waits for its gateway.
+		if u.link != nil && u.link.AdminUp && (in.Gateway.IsValid() || u.pointToPoint()) {
 			in.Index = u.link.Index
 			in.Addr = u.addr
 			in.Carrier = u.link.Carrier
@@ -837,7 +945,7 @@ func (d *Daemon) inputs() []netops.Uplink {
 		case fsm.Active:
 			in.InBalance, in.Usable = true, true
 		case fsm.Degraded:
-			in.InBalance, in.Usable = keep || !anyActive, true
+			in.Degraded, in.Usable = true, true
 		case fsm.Probing:
 			// Adopted from an earlier run, until the first verdict.
 			in.InBalance, in.Usable = u.hold.balance, u.hold.any()
@@ -853,6 +961,11 @@ func (d *Daemon) settings() netops.Settings {
 	if d.pinOn() {
 		mask = d.pin.mask
 	}
+	pols, rules := policySettings(d.cfg)
+	var bal netops.Balancer // chosen in Run
+	if b := d.balancer.Load(); b != nil {
+		bal = *b
+	}
 	return netops.Settings{
 		MarkMask:      mask,
 		LANInterfaces: r.LANInterfaces,
@@ -860,10 +973,14 @@ func (d *Daemon) settings() netops.Settings {
 		RulePriority:  r.RulePriority,
 		RouteProtocol: r.RouteProtocol,
 
-		Balancer:        *d.balancer.Load(),
+		Balancer:        bal,
 		NexthopIDBase:   r.NexthopIDBase,
 		IdleTimer:       r.IdleTimer,
 		UnbalancedTimer: r.UnbalancedTimer,
+
+		Policies:     pols,
+		Rules:        rules,
+		KeepDegraded: d.cfg.Probe.DegradedPolicy == config.DegradedKeep,
 	}
 }
 
@@ -881,6 +998,7 @@ func (d *Daemon) doReconcile() {
 	}
 	err = errors.Join(perr, err)
 	d.recordBalance(in)
+	d.notePolicies(in)
 	rs := &d.reconcile
 	rs.Runs++
 	rs.Changes += uint64(res.Changes())
@@ -895,6 +1013,7 @@ func (d *Daemon) doReconcile() {
 		d.flushUnpinned(in)
 	} else {
 		d.flushLeavers(in)
+		d.renum = nil
 	}
 	if err != nil {
 		rs.Errors++
@@ -913,8 +1032,9 @@ func (d *Daemon) doReconcile() {
 // gets a new entry on its new path.
 func (d *Daemon) flushLeavers(in []netops.Uplink) {
 	now := make(map[string]netip.Addr)
+	used := inUse(netops.Choose(d.settings(), in))
 	for _, u := range in {
-		if u.InBalance && u.Addr.IsValid() {
+		if used[u.Name] && u.Addr.IsValid() {
 			now[u.Name] = u.Addr.Addr()
 		}
 	}
@@ -953,21 +1073,20 @@ func left(prev, now map[string]netip.Addr) map[string]netip.Addr {
 // shares, for status and metrics: by weight, or with the resilient
 // balancer the kernel's real bucket split.
 func (d *Daemon) recordBalance(in []netops.Uplink) {
+	choices := netops.Choose(d.settings(), in)
+	used := inUse(choices)
 	total := 0
-	for _, u := range in {
-		// Plan leaves out uplinks without a usable interface or address.
-		if u.InBalance && u.Index > 0 && u.Addr.IsValid() {
-			total += u.Weight
-		}
+	for _, m := range choices[0].Members {
+		total += m.Weight
 	}
 	split := d.bucketShares()
-	for i, u := range d.uplinks {
-		inBal := in[i].InBalance && in[i].Index > 0 && in[i].Addr.IsValid()
+	for _, u := range d.uplinks {
+		inBal := used[u.cfg.Name]
 		share := 0.0
 		switch {
 		case split != nil:
 			share = split[u.cfg.Name]
-		case inBal:
+		case slices.ContainsFunc(choices[0].Members, func(m netops.Member) bool { return m.Name == u.cfg.Name }):
 			share = float64(u.cfg.Weight) / float64(total)
 		}
 		if inBal != u.inBal || share != u.share {

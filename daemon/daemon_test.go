@@ -115,6 +115,7 @@ func newTestDaemon(t *testing.T, policy string) *Daemon {
 	for i, u := range d.uplinks {
 		u.link = &events.Link{Index: i + 2, Name: u.cfg.Interface, AdminUp: true, Carrier: true}
 		u.addr = netip.PrefixFrom(u.cfg.Gateway.Next(), 24)
+		u.gw = u.cfg.Gateway
 	}
 	return d
 }
@@ -145,8 +146,9 @@ func drive(t *testing.T, d *Daemon, name string, state fsm.State) {
 
 func inBalance(d *Daemon) map[string]bool {
 	out := make(map[string]bool)
-	for _, in := range d.inputs() {
-		out[in.Name] = in.InBalance
+	used := inUse(netops.Choose(d.settings(), d.inputs()))
+	for _, u := range d.uplinks {
+		out[u.cfg.Name] = used[u.cfg.Name]
 	}
 	return out
 }

@@ -40,6 +40,7 @@ func (d *Daemon) snapshot() *status.Snapshot {
 		Pinning:   d.pinningStatus(),
 		Active:    d.active(),
 		Uplinks:   make([]status.Uplink, 0, len(d.uplinks)),
+		Policies:  d.policyStatus(),
 		Reconcile: d.reconcile,
 		Netlink:   d.netlink,
 		Hooks: status.Hooks{
@@ -61,14 +62,14 @@ func (d *Daemon) snapshot() *status.Snapshot {
 }
 
 func (d *Daemon) uplinkStatus(u *uplink) status.Uplink {
-	targets := d.cfg.TargetsFor(u.cfg)
+	targets := d.targetsOf(u)
 	out := status.Uplink{
 		Name:      u.cfg.Name,
 		State:     string(u.m.State()),
 		Reason:    u.m.Reason(),
 		Since:     u.m.Since(),
 		Interface: u.cfg.Interface,
-		Gateway:   u.cfg.Gateway.String(),
+		Gateway:   u.gatewayStatus(),
 		Table:     u.cfg.Table,
 		Weight:    u.cfg.Weight,
 		InBalance: u.inBal,

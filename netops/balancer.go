@@ -52,6 +52,8 @@ const NexthopIDRange = 256
 //	base          the balance group
 //	base+1+s      the next hop of the uplink in slot s (s < 64, see Slots)
 //	base+65+s     its twin (resilient groups): the same next hop, a second member
+//	base+129+i    the group of policy i (0..MaxPolicies-1), the default
+//	              policy aside, in file order
 //	base+254..255 the throwaway objects of the startup support check
 //
 // Slots follow the uplink's name, never its position in the file, so
@@ -78,6 +80,14 @@ func (ids IDs) Uplink(s int) uint32 { return ids.Base + 1 + uint32(s) }
 
 // Twin is the ID of the second member of the uplink in slot s.
 func (ids IDs) Twin(s int) uint32 { return ids.Base + 1 + MaxUplinks + uint32(s) }
+
+// Policy is the ID of the group of the i-th policy other than the
+// default one.
+func (ids IDs) Policy(i int) uint32 { return ids.Base + 1 + 2*MaxUplinks + uint32(i) }
+
+// MaxPolicies is how many policies besides the default one the ID layout
+// has room for.
+const MaxPolicies = NexthopIDRange - 3 - 2*MaxUplinks
 
 // SlotOf returns the slot of an uplink nexthop ID (not a twin), and false
 // for any other ID.

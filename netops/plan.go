@@ -45,13 +45,23 @@ type Settings struct {
 	// IdleTimer and UnbalancedTimer are the resilient group's timers.
 	IdleTimer       time.Duration
 	UnbalancedTimer time.Duration
+
+	// Policies are the configured policies in file order; one named
+	// DefaultPolicy replaces the built-in default policy (every uplink in
+	// one tier). Rules send traffic to them, in order.
+	Policies []Policy
+	Rules    []PolicyRule
+	// KeepDegraded is the built-in default policy's degraded_policy.
+	KeepDegraded bool
 }
 
 // Uplink is what Plan needs to know of one uplink.
 type Uplink struct {
-	Name    string
-	Table   int
-	Weight  int
+	Name   string
+	Table  int
+	Weight int
+	// Gateway is the next hop; invalid on a point-to-point link, whose
+	// routes and nexthops are `dev IF` only.
 	Gateway netip.Addr
 	// Index is the interface's current ifindex, 0 when it does not exist
 	// or is administratively down (the kernel refuses routes through it).
@@ -62,8 +72,13 @@ type Uplink struct {
 	// Carrier says the link has carrier. The kernel refuses nexthop
 	// objects on a link without it, and deletes them when it goes.
 	Carrier bool
-	// InBalance says the uplink carries balanced traffic now.
+	// InBalance says the uplink may carry new connections: it is active
+	// (or held in the balance after a restart). Whether it does depends
+	// on the policies' tiers (see Choose).
 	InBalance bool
+	// Degraded says the uplink is degraded: policies use it when no tier
+	// has an active uplink, or always with KeepDegraded.
+	Degraded bool
 	// Usable says the uplink carries the connections pinned to it
 	// (active or degraded): its fwmark rule exists. Needs Mark.
 	Usable bool
@@ -96,6 +111,9 @@ type Route struct {
 	Nexthops []Nexthop
 	NHID     uint32
 	Protocol int
+	// Type is the route's kind; the zero value is a unicast route. An
+	// unreachable or blackhole route has no path.
+	Type RouteType
 }
 
 // Rule is a desired IPv4 policy rule.
@@ -110,6 +128,23 @@ type Rule struct {
 	// Mask 0: any mark.
 	Mark, Mask uint32
 	Protocol   int
+
+	// Selectors of the policy rules (see PolicyRule).
+	Dst     netip.Prefix // invalid: to all
+	IPProto int          // 0: any
+	Sport   *Range       // nil: any
+	Dport   *Range
+	UID     *Range
+}
+
+// Range is an inclusive range of ports or uids.
+type Range struct{ Start, End uint32 }
+
+func (r Range) String() string {
+	if r.Start == r.End {
+		return fmt.Sprint(r.Start)
+	}
+	return fmt.Sprintf("%d-%d", r.Start, r.End)
 }
 
 // Desired is the whole routing state uplinkd wants in the kernel.
@@ -139,20 +174,26 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	var hops []Nexthop
 	var members []GroupMember
 	ids := NexthopIDs(s.NexthopIDBase)
+	choices := Choose(s, uplinks)
+	inDefault := make(map[string]bool)
+	for _, m := range choices[0].Members {
+		inDefault[m.Name] = true
+	}
 	// In slot order, so that the group's members keep their order (and a
 	// hash-threshold group its cut of the hash space) however the
 	// configuration file orders the uplinks.
-	bySlot := slices.Clone(uplinks)
-	slices.SortStableFunc(bySlot, func(a, b Uplink) int { return cmp.Compare(a.Slot, b.Slot) })
-	for _, u := range bySlot {
+	for _, u := range bySlot(uplinks) {
 		if u.Index <= 0 || !u.Addr.IsValid() {
 			continue
 		}
 		src := u.Addr.Addr()
-		onlink := !u.Addr.Masked().Contains(u.Gateway)
+		onlink := onLink(u)
 		d.Routes = append(d.Routes,
 			Route{Table: u.Table, Dst: u.Addr.Masked(), Index: u.Index, Src: src, Link: true, Protocol: s.RouteProtocol},
-			Route{Table: u.Table, Dst: defaultDst, Gateway: u.Gateway, Index: u.Index, Src: src, OnLink: onlink, Protocol: s.RouteProtocol},
+			// Without a gateway (a point-to-point link) the default
+			// route is `default dev IF`, scope link as ip(8) makes it.
+			Route{Table: u.Table, Dst: defaultDst, Gateway: u.Gateway, Index: u.Index, Src: src, OnLink: onlink,
+				Link: !u.Gateway.IsValid(), Protocol: s.RouteProtocol},
 		)
 		d.Rules = append(d.Rules, Rule{
 			Priority: s.RulePriority + prioSource, Src: netip.PrefixFrom(src, 32),
@@ -166,7 +207,7 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 		}
 		switch {
 		case s.Balancer == Multipath:
-			if u.InBalance {
+			if inDefault[u.Name] {
 				hops = append(hops, Nexthop{Gateway: u.Gateway, Index: u.Index, Weight: u.Weight})
 			}
 		case u.Carrier:
@@ -181,7 +222,7 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 				d.Nexthops = append(d.Nexthops, NexthopObject{
 					ID: id, Gateway: u.Gateway, Index: u.Index, OnLink: onlink, Protocol: s.RouteProtocol,
 				})
-				if u.InBalance {
+				if inDefault[u.Name] {
 					members = append(members, GroupMember{ID: id, Weight: u.Weight})
 				}
 			}
@@ -211,14 +252,19 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	case len(hops) == 1:
 		d.Routes = append(d.Routes, Route{
 			Table: s.BalanceTable, Dst: defaultDst, Gateway: hops[0].Gateway, Index: hops[0].Index,
-			OnLink: onLinkOf(uplinks, hops[0].Index), Protocol: s.RouteProtocol,
+			OnLink: onLinkOf(uplinks, hops[0].Index), Link: !hops[0].Gateway.IsValid(), Protocol: s.RouteProtocol,
 		})
 	case len(hops) > 1:
 		d.Routes = append(d.Routes, Route{Table: s.BalanceTable, Dst: defaultDst, Nexthops: hops, Protocol: s.RouteProtocol})
 	}
 	// With nothing usable the balance table stays empty and balanced
-	// traffic falls through to main's own default route. (An empty
-	// nexthop group does not exist.)
+	// traffic falls through to main's own default route (an empty
+	// nexthop group does not exist), unless the default policy's last
+	// resort says otherwise.
+	if lr := lastResortRoute(s, choices[0]); lr != nil {
+		d.Routes = append(d.Routes, *lr)
+	}
+	d.planPolicies(s, uplinks, choices)
 
 	d.Rules = append(d.Rules, Rule{
 		Priority: s.RulePriority + prioSuppress, Table: mainTable, SuppressPrefixlen: 0, Protocol: s.RouteProtocol,
@@ -241,13 +287,27 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 
 var defaultDst = netip.MustParsePrefix("0.0.0.0/0")
 
+// bySlot returns uplinks in slot order.
+func bySlot(uplinks []Uplink) []Uplink {
+	out := slices.Clone(uplinks)
+	slices.SortStableFunc(out, func(a, b Uplink) int { return cmp.Compare(a.Slot, b.Slot) })
+	return out
+}
+
 func onLinkOf(uplinks []Uplink, index int) bool {
 	for _, u := range uplinks {
 		if u.Index == index {
-			return !u.Addr.Masked().Contains(u.Gateway)
+			return onLink(u)
 		}
 	}
 	return false
+}
+
+// onLink says whether u's gateway lies outside its interface's prefix, so
+// that the kernel must take it as directly reachable; never without a
+// gateway.
+func onLink(u Uplink) bool {
+	return u.Gateway.IsValid() && !u.Addr.Masked().Contains(u.Gateway)
 }
 
 // Key identifies a route in the kernel: table and destination (uplinkd
@@ -257,17 +317,25 @@ func (r Route) Key() string { return fmt.Sprintf("table %d %s", r.Table, r.Dst) 
 // String renders the route like `ip route`, for logs and diffs.
 func (r Route) String() string {
 	var b strings.Builder
-	b.WriteString(r.Dst.String())
+	if r.Type != Unicast {
+		b.WriteString(r.Type.String() + " ")
+	}
 	if r.Dst == defaultDst {
-		b.Reset()
 		b.WriteString("default")
+	} else {
+		b.WriteString(r.Dst.String())
 	}
 	switch {
+	case r.Type != Unicast:
 	case r.NHID != 0:
 		fmt.Fprintf(&b, " nhid %d", r.NHID)
 	case len(r.Nexthops) > 0:
 		for _, h := range r.Nexthops {
-			fmt.Fprintf(&b, " nexthop via %s dev #%d weight %d", h.Gateway, h.Index, h.Weight)
+			b.WriteString(" nexthop")
+			if h.Gateway.IsValid() {
+				fmt.Fprintf(&b, " via %s", h.Gateway)
+			}
+			fmt.Fprintf(&b, " dev #%d weight %d", h.Index, h.Weight)
 		}
 	default:
 		if r.Gateway.IsValid() {
@@ -297,11 +365,26 @@ func (r Rule) String() string {
 	} else {
 		b.WriteString("all")
 	}
+	if r.Dst.IsValid() {
+		fmt.Fprintf(&b, " to %s", r.Dst)
+	}
 	if r.IifName != "" {
 		fmt.Fprintf(&b, " iif %s", r.IifName)
 	}
 	if r.Mask != 0 {
 		fmt.Fprintf(&b, " fwmark %#x/%#x", r.Mark, r.Mask)
+	}
+	if r.IPProto != 0 {
+		fmt.Fprintf(&b, " ipproto %d", r.IPProto)
+	}
+	if r.Sport != nil {
+		fmt.Fprintf(&b, " sport %s", r.Sport)
+	}
+	if r.Dport != nil {
+		fmt.Fprintf(&b, " dport %s", r.Dport)
+	}
+	if r.UID != nil {
+		fmt.Fprintf(&b, " uidrange %d-%d", r.UID.Start, r.UID.End)
 	}
 	fmt.Fprintf(&b, " lookup %d", r.Table)
 	if r.SuppressPrefixlen >= 0 {

@@ -65,7 +65,12 @@ func Open(cfg Config) (*Table, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(cfg.NetNS))
+	// Every message of Apply's batch is acknowledged, and the kernel queues
+	// all the acknowledgements before the first is read: at the default
+	// buffer size a table for 64 uplinks overran it (ENOBUFS) and could
+	// never be written. Room for a table at the largest mask's capacity.
+	c, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(cfg.NetNS),
+		nftables.WithSockOptions(func(c *netlink.Conn) error { return c.SetReadBuffer(ackBuffer) }))
 	if err != nil {
 		return nil, classify(fmt.Errorf("open nftables netlink socket: %w", err), openErr)
 	}
@@ -354,3 +359,6 @@ func classify(err error, stage int) error {
 	}
 	return err
 }
+
+// ackBuffer is the receive buffer of the table's socket (see Open).
+const ackBuffer = 8 << 20
