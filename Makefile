@@ -30,8 +30,9 @@ test:
 	$(GO) test -race -count=1 -timeout 20m ./...
 	cd bench && $(GO) test -race -count=1 ./...
 
-# The suite with the long variants of the timed lab tests (60s under load
-# and loss, 20 timed blackholes; UPLINKD_LONG=1): several minutes more.
+# The suite with the long variants of the lab tests (UPLINKD_LONG=1): 60s
+# under load and loss, 20 timed blackholes, 300 random convergence
+# sequences, 50 kill -9 and restarts: several minutes more.
 test-long:
 	UPLINKD_LONG=1 $(GO) test -race -count=1 -timeout 30m ./...
 
