@@ -67,7 +67,7 @@ demo: build
 	$(BIN)/labtool demo --uplinkd $(BIN)/uplinkd
 
 # Failover figures (carrier loss, blackhole, UDP outage) measured in the lab,
-# the flows table of the README (connections moved on failover and return
+# the flows table of docs/flows.md (connections moved on failover and return
 # per balancer), a carrier failover with 200k conntrack entries, and the
 # time of a conntrack flush by mark in a table of 200k entries.
 figures: build

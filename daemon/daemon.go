@@ -363,7 +363,7 @@ func (d *Daemon) watch(ctx context.Context) {
 
 // warnSingleTarget warns about uplinks probed at one Internet target:
 // random loss on it alone fails rounds, so false failovers are far more
-// likely than with two targets (see README, "False alarms").
+// likely than with two targets (see docs/health.md, "False alarms").
 func (d *Daemon) warnSingleTarget() {
 	p := d.cfg.Probe
 	// With one target a silence needs six echoes in a row lost (p^6

@@ -8,7 +8,7 @@ import (
 )
 
 // Tuning of the schedule and of the silence rule. They are not
-// configuration: the README derives the detection time and the false-alarm
+// configuration: docs/health.md derives the detection time and the false-alarm
 // rate from them.
 const (
 	// rtoFloor is the shortest wait for a reply before the prober sends

@@ -11,7 +11,7 @@ import (
 	"github.com/uplinkd/uplinkd/fsm"
 )
 
-// The default probe settings (config package), which the README's figures
+// The default probe settings (config package), which the figures of docs/health.md
 // are for.
 const (
 	defInterval = 500 * time.Millisecond

@@ -20,7 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestFiguresFlows measures the README's flows table with real connections
+// TestFiguresFlows measures the flows table of docs/flows.md with real connections
 // (256 TCP and UDP, masquerade, two uplinks at 1:3): for each balancer, how
 // many established connections move or break when isp2 fails (its own, and
 // isp1's) and when it returns, and how long after the repair new
