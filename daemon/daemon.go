@@ -71,6 +71,9 @@ type Daemon struct {
 	uplinks  []*uplink
 	results  chan probe.Result
 	gen      uint64
+	// hub is the ICMP socket all probers share; nil before Run (probers
+	// then open their own).
+	hub *probe.Hub
 
 	// held is what an earlier run left in the kernel, until adopt hands
 	// it to the uplinks (see adopt.go).
@@ -267,6 +270,14 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	} else {
 		defer nh.Close()
 		d.rec.NH = nh
+	}
+	// One ICMP socket for every prober, closed after shutdown has stopped
+	// them.
+	if hub, herr := probe.NewHub(); herr != nil {
+		d.log.Warn("no shared ICMP socket; every prober opens its own", "err", herr)
+	} else {
+		d.hub = hub
+		defer hub.Close()
 	}
 	d.openPinning()
 	defer d.closePinning()
@@ -728,6 +739,8 @@ func (d *Daemon) syncProber(u *uplink) {
 	p, err := probe.Start(probe.Config{
 		Uplink:      u.cfg.Name,
 		Interface:   u.cfg.Interface,
+		Index:       u.link.Index,
+		Hub:         d.hub,
 		Source:      u.addr.Addr(),
 		Targets:     probeTargets(targets),
 		Interval:    d.cfg.Probe.Interval,

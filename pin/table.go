@@ -65,7 +65,7 @@ func Open(cfg Config) (*Table, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(cfg.NetNS))
+	c, err := dialNFT(cfg)
 	if err != nil {
 		return nil, classify(fmt.Errorf("open nftables netlink socket: %w", err), openErr)
 	}
@@ -74,6 +74,48 @@ func Open(cfg Config) (*Table, error) {
 		return nil, classify(fmt.Errorf("list nftables tables: %w", err), openErr)
 	}
 	return &Table{cfg: cfg, log: log, conn: c}, nil
+}
+
+// connBuffer is the receive buffer of the request connection. The kernel
+// answers a transaction with a message per object when it fails, and the
+// table of 256 uplinks has over a thousand; a buffer that overflows
+// (ENOBUFS) loses the answers the connection then waits for.
+const connBuffer = 8 << 20
+
+// dialNFT opens a lasting connection to nf_tables in cfg's namespace.
+func dialNFT(cfg Config) (*nftables.Conn, error) {
+	return nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(cfg.NetNS),
+		nftables.WithSockOptions(func(c *netlink.Conn) error {
+			raw, err := c.SyscallConn()
+			if err != nil {
+				return err
+			}
+			var serr error
+			if err := raw.Control(func(fd uintptr) {
+				// As root, SO_RCVBUFFORCE gets past net.core.rmem_max.
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, connBuffer)
+			}); err != nil {
+				return err
+			}
+			if serr != nil {
+				return c.SetReadBuffer(connBuffer)
+			}
+			return nil
+		}))
+}
+
+// redialLocked replaces the request connection after a failed
+// transaction: a failure (ENOBUFS above all) can leave answers unread or
+// lost, and the next request on the same socket would read them, or wait
+// forever for the lost ones.
+func (t *Table) redialLocked() {
+	c, err := dialNFT(t.cfg)
+	if err != nil {
+		t.log.Warn("reopen the nftables connection failed; keeping the old one", "err", err)
+		return
+	}
+	_ = t.conn.CloseLasting()
+	t.conn = c
 }
 
 // Mask is the table's mark mask.
@@ -101,6 +143,7 @@ func (t *Table) Apply(ups []Uplink) (changed bool, err error) {
 	cur, err := t.readLocked(want.chainNames())
 	if err != nil {
 		t.log.Debug("reading the pin table failed; replacing it", "err", err)
+		t.redialLocked()
 	}
 	if err == nil && cur != nil && reflect.DeepEqual(*cur, want) {
 		t.setWant(&want)
@@ -108,6 +151,7 @@ func (t *Table) Apply(ups []Uplink) (changed bool, err error) {
 		return false, nil
 	}
 	if err := t.writeLocked(rs, cur != nil || err != nil); err != nil {
+		t.redialLocked()
 		stage := laterErr
 		if !t.applied {
 			stage = firstApplyErr
@@ -149,6 +193,7 @@ func (t *Table) Remove() error {
 	t.verified = false
 	t.conn.DelTable(table())
 	if err := t.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		t.redialLocked()
 		return fmt.Errorf("delete nftables table inet %s: %w", TableName, err)
 	}
 	return nil
