@@ -128,12 +128,17 @@ type Daemon struct {
 
 // uplink is the loop's view of one configured uplink.
 type uplink struct {
-	cfg     config.Uplink
-	m       *fsm.Uplink
-	link    *events.Link // nil: no interface with the configured name
-	addr    netip.Prefix // invalid: no IPv4 address
-	prober  *probe.Prober
-	key     string    // what the running prober was started for
+	cfg    config.Uplink
+	m      *fsm.Uplink
+	link   *events.Link // nil: no interface with the configured name
+	addr   netip.Prefix // invalid: no IPv4 address
+	prober *probe.Prober
+	key    string // what the running prober was started for
+	// keyOf is what key was last made of, so that syncProber, which
+	// runs for every uplink after every burst (probe results included),
+	// formats a key only when something it depends on changed.
+	keyOf   proberInputs
+	keyDone bool      // keyOf is valid: key (or no prober) is what it gives
 	started time.Time // when it was started
 	gen     uint64
 	inBal   bool    // in the balance at the last reconcile
@@ -720,6 +725,14 @@ func cloneLink(l *events.Link) *events.Link {
 // what it probes changes: the interface or address it is bound to, its
 // targets, interval or timeout.
 func (d *Daemon) syncProber(u *uplink) {
+	in := proberInputs{cfg: d.cfg, addr: u.addr, down: u.m.State() == fsm.Down}
+	if u.link != nil {
+		in.link, in.hasLink = *u.link, true
+	}
+	if u.keyDone && u.keyOf == in {
+		return
+	}
+	u.keyOf, u.keyDone = in, false
 	targets := d.cfg.TargetsFor(u.cfg)
 	key := ""
 	if ok, _ := u.usable(); ok && len(targets) > 0 && u.m.State() != fsm.Down {
@@ -729,10 +742,12 @@ func (d *Daemon) syncProber(u *uplink) {
 			p.CheckInterval, p.CheckTimeout, p.HTTPExpect)
 	}
 	if key == u.key {
+		u.keyDone = true
 		return
 	}
 	u.stopProber()
 	if key == "" {
+		u.keyOf, u.keyDone = in, true
 		return
 	}
 	d.gen++
@@ -762,7 +777,19 @@ func (d *Daemon) syncProber(u *uplink) {
 	}
 	d.log.Debug("probes started", "uplink", u.cfg.Name, "probes", key)
 	u.prober, u.key, u.gen, u.started = p, key, d.gen, time.Now()
+	u.keyOf, u.keyDone = in, true
 	u.probe = probe.Result{}
+}
+
+// proberInputs is everything a prober's key depends on: the configuration
+// (replaced as a whole on reload, the uplink's own part included), the
+// interface, the address and whether the uplink is down.
+type proberInputs struct {
+	cfg     *config.Config
+	link    events.Link
+	hasLink bool
+	addr    netip.Prefix
+	down    bool
 }
 
 func (u *uplink) stopProber() {
@@ -771,6 +798,7 @@ func (u *uplink) stopProber() {
 		u.prober = nil
 	}
 	u.key, u.started = "", time.Time{}
+	u.keyDone = false
 }
 
 func (d *Daemon) probeResult(r probe.Result) {
