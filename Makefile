@@ -33,11 +33,6 @@ test:
 test-long:
 	UPLINKD_LONG=1 $(GO) test -race -count=1 -timeout 30m ./...
 
-# The suite with the long variants of the timed lab tests (60s under load
-# and loss, 20 timed blackholes; UPLINKD_LONG=1): several minutes more.
-test-long:
-	UPLINKD_LONG=1 $(GO) test -race -count=1 -timeout 30m ./...
-
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...

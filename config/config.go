@@ -90,6 +90,9 @@ type Probe struct {
 	// at its gateway (Gateway) or in carrier-only mode, active whenever
 	// its link is usable.
 	Targets []Target
+	// TargetNames are the ICMP targets given by host name, resolved by
+	// the daemon (see NamesFor); a name that does not resolve is skipped.
+	TargetNames []string
 	// Gateway probes an uplink's own gateway when it has no targets.
 	Gateway   bool
 	Interval  time.Duration // between probe rounds
@@ -131,14 +134,28 @@ const (
 
 // Uplink is one [[uplink]] table.
 type Uplink struct {
-	Name      string     // unique; [A-Za-z0-9_.-]{1,32}
-	Interface string     // unique
-	Gateway   netip.Addr // IPv4 next hop on Interface
-	Weight    int        // share of new flows in the balance, 1..256
-	Table     int        // routing table of this uplink alone; unique
+	Name      string // unique; [A-Za-z0-9_.-]{1,32}
+	Interface string // unique
+	// Gateway is the IPv4 next hop on Interface when GatewayMode is
+	// GatewayStatic; invalid otherwise.
+	Gateway netip.Addr
+	// GatewayMode says where the next hop comes from: the file, the
+	// interface's default routes ("auto"), or nowhere ("none": a
+	// point-to-point link).
+	GatewayMode GatewayMode
+	// GatewayHold keeps a learned gateway (GatewayAuto) this long after
+	// its route disappeared while carrier and address remain.
+	GatewayHold time.Duration
+	// Address selects the uplink's address among several on Interface:
+	// a single address (bits 32) or a prefix; invalid: any.
+	Address netip.Prefix
+	Weight  int // share of new flows in the balance, 1..256
+	Table   int // routing table of this uplink alone; unique
 	// ProbeTargets replaces Probe.Targets for this uplink when not nil.
 	// Empty and not nil: no targets for this uplink.
 	ProbeTargets []Target
+	// ProbeTargetNames are the host names of this uplink's own list.
+	ProbeTargetNames []string
 	// ProbeGateway replaces Probe.Gateway for this uplink when not nil.
 	ProbeGateway *bool
 }
@@ -183,6 +200,12 @@ type Log struct {
 // even an empty one, else those of [probe]; when that leaves none and
 // gateway probing is on for u, its gateway. Empty: carrier-only mode.
 func (c *Config) TargetsFor(u Uplink) []Target {
+	return c.TargetsWith(u, u.Gateway)
+}
+
+// TargetsWith is TargetsFor for an uplink whose gateway is gw now (a
+// learned one; invalid while unknown or on a point-to-point link).
+func (c *Config) TargetsWith(u Uplink, gw netip.Addr) []Target {
 	targets := c.Probe.Targets
 	if u.ProbeTargets != nil {
 		targets = u.ProbeTargets
@@ -190,14 +213,27 @@ func (c *Config) TargetsFor(u Uplink) []Target {
 	if len(targets) > 0 {
 		return targets
 	}
+	if c.ProbesGateway(u) && gw.IsValid() {
+		return []Target{{Method: MethodICMP, Addr: gw}}
+	}
+	return targets
+}
+
+// ProbesGateway says whether u is probed at its gateway (it has no
+// targets, and gateway probing is on for it).
+func (c *Config) ProbesGateway(u Uplink) bool {
+	if u.GatewayMode == GatewayNone {
+		return false
+	}
+	if u.ProbeTargets == nil && (len(c.Probe.Targets) > 0 || len(c.Probe.TargetNames) > 0) ||
+		len(u.ProbeTargets) > 0 || len(u.ProbeTargetNames) > 0 {
+		return false
+	}
 	gw := c.Probe.Gateway
 	if u.ProbeGateway != nil {
 		gw = *u.ProbeGateway
 	}
-	if gw && u.Gateway.IsValid() {
-		return []Target{{Method: MethodICMP, Addr: u.Gateway}}
-	}
-	return targets
+	return gw
 }
 
 // ReliabilityFor returns how many of u's targets must answer for a good
@@ -374,6 +410,8 @@ type rawUplink struct {
 	Name         opt[string]   `toml:"name"`
 	Interface    opt[string]   `toml:"interface"`
 	Gateway      opt[string]   `toml:"gateway"`
+	GatewayHold  opt[string]   `toml:"gateway_hold"`
+	Address      opt[string]   `toml:"address"`
 	Weight       opt[int64]    `toml:"weight"`
 	Table        opt[int64]    `toml:"table"`
 	ProbeTargets opt[[]string] `toml:"probe_targets"`

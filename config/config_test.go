@@ -20,6 +20,7 @@ import (
 const referencePath = "../etc/uplinkd.toml"
 
 var addrComparer = cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
+var prefixComparer = cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })
 
 func icmp(s string) Target { return Target{Method: MethodICMP, Addr: addr(s)} }
 
@@ -137,18 +138,18 @@ func TestReference(t *testing.T) {
 		},
 		Probe: func() Probe {
 			p := defaultProbe()
-			p.Targets = []Target{icmp("198.18.0.1"), icmp("198.18.0.2")}
+			p.Targets = []Target{icmp("1.1.1.1"), icmp("8.8.8.8"), icmp("9.9.9.9")}
 			return p
 		}(),
 		Uplinks: []Uplink{
-			{Name: "isp1", Interface: "eth1", Gateway: addr("198.51.100.1"), Weight: 1, Table: 100},
-			{Name: "isp2", Interface: "eth2", Gateway: addr("203.0.113.1"), Weight: 3, Table: 200},
+			{Name: "isp1", Interface: "eth1", GatewayMode: GatewayAuto, GatewayHold: DefaultGatewayHold, Weight: 1, Table: 100},
+			{Name: "isp2", Interface: "eth2", GatewayMode: GatewayAuto, GatewayHold: DefaultGatewayHold, Weight: 3, Table: 200},
 		},
 		Hooks:  Hooks{Timeout: 10 * time.Second, MaxRunning: 4},
 		Status: Status{Socket: "/run/uplinkd/uplinkd.sock"},
 		Log:    Log{Level: slog.LevelInfo, Format: "text"},
 	}
-	if diff := cmp.Diff(want, got, addrComparer); diff != "" {
+	if diff := cmp.Diff(want, got, addrComparer, prefixComparer); diff != "" {
 		t.Errorf("reference config (-want +got):\n%s", diff)
 	}
 }
@@ -166,7 +167,7 @@ func TestReferenceShowsDefaults(t *testing.T) {
 	if diff := cmp.Diff(def.Routing, ref.Routing); diff != "" {
 		t.Errorf("[routing] in reference differs from defaults (-default +reference):\n%s", diff)
 	}
-	if diff := cmp.Diff(def.Probe, ref.Probe, addrComparer); diff != "" {
+	if diff := cmp.Diff(def.Probe, ref.Probe, addrComparer, prefixComparer); diff != "" {
 		t.Errorf("[probe] in reference differs from defaults (-default +reference):\n%s", diff)
 	}
 	for _, tc := range []struct {
@@ -214,10 +215,10 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 	for _, keys := range schema {
 		n += len(keys)
 	}
-	// 7 tables at the top level, 39 keys in [routing], [probe] and
+	// 7 tables at the top level, 41 keys in [routing], [probe] and
 	// [[uplink]], 11 in [hooks], [status], [metrics] and [log].
-	if n != 7+39+11 {
-		t.Errorf("schema has %d keys, want %d: %v", n, 7+39+11, schema)
+	if n != 7+41+11 {
+		t.Errorf("schema has %d keys, want %d: %v", n, 7+41+11, schema)
 	}
 }
 
@@ -225,7 +226,7 @@ func TestDefaults(t *testing.T) {
 	got := mustParse(t, file(isp1))
 	want := defaults()
 	want.Uplinks = []Uplink{{Name: "isp1", Interface: "eth1", Gateway: addr("198.51.100.1"), Weight: 1, Table: 100}}
-	if diff := cmp.Diff(&want, got, addrComparer); diff != "" {
+	if diff := cmp.Diff(&want, got, addrComparer, prefixComparer); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
 }
@@ -324,7 +325,7 @@ func TestLimitsAccepted(t *testing.T) {
 		Metrics: Metrics{Listen: ":65535"},
 		Log:     Log{Level: slog.LevelError, Format: "json"},
 	}
-	if diff := cmp.Diff(want, got, addrComparer); diff != "" {
+	if diff := cmp.Diff(want, got, addrComparer, prefixComparer); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 
@@ -368,7 +369,7 @@ func TestTargetsFor(t *testing.T) {
 	for _, tt := range tests {
 		u := c.Uplinks[tt.uplink]
 		got := c.TargetsFor(u)
-		if diff := cmp.Diff(tt.want, got, addrComparer); diff != "" {
+		if diff := cmp.Diff(tt.want, got, addrComparer, prefixComparer); diff != "" {
 			t.Errorf("TargetsFor(%s) (-want +got):\n%s", u.Name, diff)
 		}
 		if (got == nil) != (tt.want == nil) {
@@ -413,7 +414,7 @@ func TestGatewayProbing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		u := c.Uplinks[tt.uplink]
-		if diff := cmp.Diff(tt.want, c.TargetsFor(u), addrComparer); diff != "" {
+		if diff := cmp.Diff(tt.want, c.TargetsFor(u), addrComparer, prefixComparer); diff != "" {
 			t.Errorf("TargetsFor(%s) (-want +got):\n%s", u.Name, diff)
 		}
 		if got := c.ReliabilityFor(u); got != tt.reliability {
@@ -558,7 +559,7 @@ func TestProblems(t *testing.T) {
 		// Probe targets.
 		{"target IPv6", file(`[probe]`, `targets = ["198.18.0.1", "2001:db8::1"]`, isp1),
 			[]problem{{2, "probe.targets[1]", `"2001:db8::1" is not an IPv4 address`}}},
-		{"target garbage on its own line", file(`[probe]`, `targets = [`, `  "198.18.0.1",`, `  "one.example",`, `]`, isp1),
+		{"target garbage on its own line", file(`[probe]`, `targets = [`, `  "198.18.0.1",`, `  "one example",`, `]`, isp1),
 			[]problem{{4, "probe.targets[1]", "not an IPv4 address"}}},
 		{"target multicast", file(`[probe]`, `targets = ["224.0.0.1"]`, isp1), []problem{{2, "probe.targets[0]", "multicast"}}},
 		{"target unspecified", file(`[probe]`, `targets = ["0.0.0.0"]`, isp1), []problem{{2, "probe.targets[0]", "unspecified"}}},
@@ -978,7 +979,7 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("a configuration without uplinks loaded")
 		}
 		for _, u := range c.Uplinks {
-			if ifnameProblem(u.Interface) != "" || u.Weight < 1 || !u.Gateway.Is4() {
+			if ifnameProblem(u.Interface) != "" || u.Weight < 1 || u.Gateway.Is4() != (u.GatewayMode == GatewayStatic) {
 				t.Fatalf("invalid uplink loaded: %+v", u)
 			}
 		}

@@ -213,7 +213,7 @@ func (v *validator) routing(r *rawRouting) Routing {
 
 func (v *validator) probe(p *rawProbe) Probe {
 	var out Probe
-	out.Targets = v.targets("probe.targets", p.Targets)
+	out.Targets, out.TargetNames = v.targets("probe.targets", p.Targets)
 	if len(out.Targets) == 0 {
 		out.Targets = nil
 	}
@@ -303,9 +303,7 @@ func (v *validator) uplink(path string, r *rawUplink) Uplink {
 		}
 		out.Interface = s
 	}
-	if s, ok := v.required(path+".gateway", r.Gateway); ok {
-		out.Gateway = v.ipv4(path+".gateway", s)
-	}
+	v.dynamic(path, r, &out)
 	if n, ok := v.integer(path+".weight", r.Weight, defaultWeight); ok {
 		if n < 1 || n > maxWeight {
 			v.errorf(path+".weight", "%d is out of range (1..%d)", n, maxWeight)
@@ -321,7 +319,7 @@ func (v *validator) uplink(path string, r *rawUplink) Uplink {
 		out.Table = int(n)
 	}
 	if r.ProbeTargets.set {
-		out.ProbeTargets = v.targets(path+".probe_targets", r.ProbeTargets)
+		out.ProbeTargets, out.ProbeTargetNames = v.targets(path+".probe_targets", r.ProbeTargets)
 	}
 	if r.ProbeGateway.set {
 		if b, ok := v.boolean(path+".probe_gateway", r.ProbeGateway, false); ok {
@@ -420,11 +418,11 @@ func (v *validator) reliability(cfg *Config, raw *rawConfig) {
 			globalUsed = true
 			continue
 		}
-		if k := roundTargets(u.ProbeTargets); k > 0 && k < n {
+		if k := roundTargets(u.ProbeTargets) + len(u.ProbeTargetNames); k > 0 && k < n {
 			v.errorf(indexPath("uplink", i)+".probe_targets", "%s, fewer than the %d that probe.reliability requires to answer", targetCount(k), n)
 		}
 	}
-	if k := roundTargets(cfg.Probe.Targets); globalUsed && k > 0 && k < n {
+	if k := roundTargets(cfg.Probe.Targets) + len(cfg.Probe.TargetNames); globalUsed && k > 0 && k < n {
 		v.errorf("probe.reliability", "%d targets must answer, but probe.targets has %s", n, targetCount(k))
 	}
 }
@@ -579,15 +577,28 @@ func defaultNote(set bool) string {
 
 // targets returns a list of probe targets. It is not nil when the setting
 // is present, even when empty.
-func (v *validator) targets(path string, o opt[[]string]) []Target {
+func (v *validator) targets(path string, o opt[[]string]) ([]Target, []string) {
 	strs := v.stringList(path, o)
 	if !o.set || o.bad != "" {
-		return nil
+		return nil, nil
 	}
 	out := make([]Target, 0, len(strs))
+	var names []string
 	seen := make(map[Target]bool)
+	seenName := make(map[string]bool)
 	for i, s := range strs {
 		p := indexPath(path, i)
+		// A bare host name is an ICMP target the daemon resolves.
+		if _, err := netip.ParseAddr(s); err != nil && hostName(s) {
+			n := strings.ToLower(strings.TrimSuffix(s, "."))
+			if seenName[n] {
+				v.errorf(p, "duplicate target %s", n)
+				continue
+			}
+			seenName[n] = true
+			names = append(names, n)
+			continue
+		}
 		t, ok := v.target(p, s)
 		if !ok {
 			continue
@@ -599,10 +610,10 @@ func (v *validator) targets(path string, o opt[[]string]) []Target {
 		seen[t] = true
 		out = append(out, t)
 	}
-	if rounds, checks := Probed(out); len(checks) > 0 && len(rounds) == 0 {
+	if rounds, checks := Probed(out); len(checks) > 0 && len(rounds) == 0 && len(names) == 0 {
 		v.errorf(path, "has HTTP checks but no ICMP or TCP target: the checks only veto rounds, and rounds need a target")
 	}
-	return out
+	return out, names
 }
 
 // ipv4 parses a unicast IPv4 address; it returns the zero Addr after

@@ -29,6 +29,9 @@ func (c *Config) Warnings() []string {
 	out := c.MarkRuleWarnings(WellKnownMarks)
 	seen := make(map[netip.Addr]string)
 	for _, u := range c.Uplinks {
+		if !u.Gateway.IsValid() {
+			continue // learned or none
+		}
 		if o, dup := seen[u.Gateway]; dup {
 			out = append(out, fmt.Sprintf("uplinks %s and %s have the same gateway %s: their prefixes overlap; "+
 				"renumber one modem's LAN so each uplink has its own prefix", o, u.Name, u.Gateway))

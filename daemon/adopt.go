@@ -51,10 +51,10 @@ func (d *Daemon) adopt() {
 		if u.link == nil {
 			continue
 		}
-		ups = append(ups, netops.Uplink{Name: u.cfg.Name, Gateway: u.cfg.Gateway, Index: u.link.Index})
+		ups = append(ups, netops.Uplink{Name: u.cfg.Name, Gateway: u.gw, Index: u.link.Index})
 		u.hold = hold{
 			balance: slices.ContainsFunc(h.Balance, func(n netops.Nexthop) bool {
-				return n.Index == u.link.Index && n.Gateway == u.cfg.Gateway
+				return n.Index == u.link.Index && n.Gateway == u.gw
 			}),
 			pinned: slices.Contains(h.Pinned, u.cfg.Table),
 		}

@@ -90,8 +90,24 @@ type Daemon struct {
 	requests chan status.Request
 	waiters  status.Waiters
 
+	// defaults are the foreign default routes through the links of the
+	// uplinks that learn their gateway, by link index (gateway.go).
+	defaults map[int][]events.DefaultRoute
+	// names resolves probe targets given by name, off the loop;
+	// resolved holds the address in use for each (names.go).
+	names    *resolver
+	resolved map[string]netip.Addr
+	// resolvedGen counts the changes of resolved.
+	resolvedGen uint64
+	// renum: uplinks whose address changed since the last reconcile.
+	renum map[string]bool
+	// snap is the last dump of links and addresses.
+	snap events.Snapshot
+
 	// pending work of the current burst
 	needDump      bool
+	needRoutes    bool // re-read defaults (with the next dump)
+	needEval      bool // re-evaluate the uplinks against snap
 	needReconcile bool
 	burstStart    time.Time
 	retry         *time.Timer
@@ -128,10 +144,15 @@ type Daemon struct {
 
 // uplink is the loop's view of one configured uplink.
 type uplink struct {
-	cfg    config.Uplink
-	m      *fsm.Uplink
-	link   *events.Link // nil: no interface with the configured name
-	addr   netip.Prefix // invalid: no IPv4 address
+	cfg  config.Uplink
+	m    *fsm.Uplink
+	link *events.Link // nil: no interface with the configured name
+	addr netip.Prefix // invalid: no IPv4 address
+	// gw is the next hop in use: the configured one, the learned one (or
+	// one held after its route went, until gwHold), invalid when unknown
+	// or on a point-to-point link.
+	gw     netip.Addr
+	gwHold time.Time
 	prober *probe.Prober
 	key    string // what the running prober was started for
 	// keyOf is what key was last made of, so that syncProber, which
@@ -159,6 +180,8 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) *Daemon {
 	d := &Daemon{
 		cfg: cfg, log: log, opts: opts,
 		results:  make(chan probe.Result, 64),
+		names:    newResolver(),
+		resolved: make(map[string]netip.Addr),
 		requests: make(chan status.Request),
 		retry:    time.NewTimer(time.Hour),
 		tick:     time.NewTimer(time.Hour),
@@ -195,7 +218,7 @@ func (d *Daemon) newUplink(c config.Uplink, now time.Time) *uplink {
 func (d *Daemon) fsmParams(u config.Uplink) fsm.Params {
 	p := d.cfg.Probe
 	return fsm.Params{
-		Probed:       len(d.cfg.TargetsFor(u)) > 0,
+		Probed:       len(d.cfg.TargetsResolved(u, u.Gateway, d.resolve)) > 0 || (u.GatewayMode == config.GatewayAuto && d.cfg.ProbesGateway(u)),
 		UpAfter:      p.UpAfter,
 		DownAfter:    p.DownAfter,
 		DegradedLoss: p.DegradedLoss / 100,
@@ -246,6 +269,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	hookCtx, stopHooks := context.WithCancel(context.Background())
 	var runner sync.WaitGroup
 	runner.Go(func() { d.hooks.Run(hookCtx) })
+	// The resolver stops with the hooks' context, after the loop.
+	d.names.set(d.cfg.Names())
+	runner.Go(func() { d.names.run(hookCtx) })
 	// Hooks may still be running when the routes are gone: they are
 	// given their timeout, last.
 	defer func() {
@@ -404,7 +430,7 @@ func (d *Daemon) monitor(ctx context.Context) error {
 		watchdog = t.C
 	}
 
-	d.needDump, d.needReconcile = true, true
+	d.needDump, d.needReconcile, d.needRoutes = true, true, true
 	d.burstStart = time.Now()
 	d.settle(ctx)
 	for {
@@ -436,6 +462,9 @@ func (d *Daemon) monitor(ctx context.Context) error {
 			d.request(req)
 		case <-d.opts.Reload:
 			d.reload(nil)
+		case res := <-d.names.out:
+			d.burstStart = time.Now()
+			d.namesResolved(res)
 		case <-d.pinWatch():
 			d.burstStart = time.Now()
 			d.tableChanged()
@@ -481,8 +510,10 @@ func (d *Daemon) note(ev events.Event) {
 		// link loses carrier or goes down, even for a flap too short to
 		// change the link's state in the dump: check them.
 		d.needDump, d.needReconcile = true, true
+		d.needRoutes = d.needRoutes || d.autoUplinks()
 	case events.AddrEvent:
 		d.needDump = true
+		d.needRoutes = d.needRoutes || d.autoUplinks()
 	case events.NexthopEvent:
 		if e.Protocol == d.cfg.Routing.RouteProtocol || netops.NexthopIDs(d.cfg.Routing.NexthopIDBase).Contains(uint32(e.ID)) {
 			d.needReconcile = true
@@ -490,6 +521,8 @@ func (d *Daemon) note(ev events.Event) {
 	case events.RouteEvent:
 		if d.ours(e.Table, e.Protocol) {
 			d.needReconcile = true
+		} else if e.Default && d.routeEvent(e) {
+			d.needEval = true
 		}
 	case events.RuleEvent:
 		r := d.cfg.Routing
@@ -500,7 +533,7 @@ func (d *Daemon) note(ev events.Event) {
 		d.neighbour(e)
 	case events.ResyncEvent:
 		d.log.Warn("netlink events lost, resyncing", "reason", e.Reason)
-		d.needDump, d.needReconcile = true, true
+		d.needDump, d.needReconcile, d.needRoutes = true, true, true
 		d.netlink.Resyncs++
 		if e.Overrun {
 			d.netlink.Overruns++
@@ -517,7 +550,7 @@ func (d *Daemon) neighbour(e events.NeighEvent) {
 		return
 	}
 	for _, u := range d.uplinks {
-		if u.link == nil || u.link.Index != e.Index || u.cfg.Gateway != e.Addr {
+		if u.link == nil || u.link.Index != e.Index || !u.gw.IsValid() || u.gw != e.Addr {
 			continue
 		}
 		reason := fmt.Sprintf("gateway %s does not answer ARP on %s", e.Addr, u.cfg.Interface)
@@ -554,16 +587,38 @@ func (d *Daemon) settle(ctx context.Context) {
 			d.publish()
 			return
 		}
+		if d.needRoutes {
+			// The default routes through the links the dump found, as
+			// a read of the same state: retried with it.
+			err := d.readRoutes(ctx, snap)
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return
+			case err != nil:
+				d.netlinkError("read default routes", err)
+				d.retry.Reset(d.netlinkDelay)
+				d.publish()
+				return
+			}
+			d.needRoutes = false
+		}
 		d.needDump = false
 		d.netlinkOK()
 		d.netlink.Dumps++
 		d.metrics.Dump()
+		d.needEval = false
 		if d.observe(snap) {
 			d.needReconcile = true
 		}
 		d.adopt()
 		// Now with the indexes the dump found.
 		d.updateFilter()
+	}
+	if d.needEval {
+		d.needEval = false
+		if d.observe(d.snap) {
+			d.needReconcile = true
+		}
 	}
 	if d.needReconcile {
 		d.needReconcile = false
@@ -607,6 +662,9 @@ func (d *Daemon) deadlines() {
 			d.transition(u, tr)
 			d.needReconcile = true
 		}
+		if !u.gwHold.IsZero() && !now.Before(u.gwHold) {
+			d.needEval = true // a held gateway expires
+		}
 	}
 }
 
@@ -616,6 +674,9 @@ func (d *Daemon) armTick() {
 	var next time.Time
 	for _, u := range d.uplinks {
 		if t, ok := u.m.Deadline(); ok && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+		if t := u.gwHold; !t.IsZero() && (next.IsZero() || t.Before(next)) {
 			next = t
 		}
 	}
@@ -629,9 +690,11 @@ func (d *Daemon) armTick() {
 	}
 }
 
-// observe applies a snapshot of links and addresses to every uplink and
-// reports whether anything that matters for routing changed.
+// observe applies a snapshot of links and addresses (and the default
+// routes the loop keeps) to every uplink and reports whether anything that
+// matters for routing changed.
 func (d *Daemon) observe(snap events.Snapshot) bool {
+	d.snap = snap
 	now := time.Now()
 	changed := false
 	for _, u := range d.uplinks {
@@ -642,22 +705,57 @@ func (d *Daemon) observe(snap events.Snapshot) bool {
 				break
 			}
 		}
+		wasUsable, _ := u.usable()
+		oldAddr, oldGw := u.addr, u.gw
 		var addr netip.Prefix
+		var learned netip.Addr
 		if link != nil {
-			addr = pickAddr(snap.Addrs, link.Index, u.cfg.Gateway)
+			learned = d.learned(link.Index)
+			gw := learned
+			if !gw.IsValid() {
+				gw = u.gw
+			}
+			if u.cfg.GatewayMode == config.GatewayStatic {
+				gw = u.cfg.Gateway
+			}
+			addr = u.selectAddr(snap.Addrs, link.Index, gw)
 		}
 		if !sameLink(u.link, link) || addr != u.addr {
 			changed = true
 		}
 		u.link, u.addr = cloneLink(link), addr
+		gw, hold := u.nextGateway(learned, addr, now)
+		if hold != u.gwHold && !hold.IsZero() && u.gwHold.IsZero() {
+			d.log.Info("default route gone; keeping its gateway for gateway_hold", "uplink", u.cfg.Name,
+				"gateway", gw, "hold", u.cfg.GatewayHold)
+		}
+		if gw != u.gw || hold != u.gwHold {
+			d.changed = true
+		}
+		u.gw, u.gwHold = gw, hold
+		if gw != oldGw {
+			changed = true
+		}
 
 		usable, why := u.usable()
 		var tr fsm.Transition
 		var ok bool
-		if usable {
-			tr, ok = u.m.LinkUp(why, now)
-		} else {
+		switch {
+		case !usable:
 			tr, ok = u.m.LinkDown(why, now)
+		case wasUsable && oldAddr.Addr() != addr.Addr():
+			what := renumbering(u.cfg.Interface, oldAddr, addr, oldGw, gw)
+			d.log.Info("uplink renumbered", "uplink", u.cfg.Name, "change", what)
+			d.renumbered(u)
+			tr, ok = u.m.Renumbered(what, now)
+		case wasUsable && oldGw != gw:
+			// Same address: its connections and probes' verdict hold.
+			what := renumbering(u.cfg.Interface, oldAddr, addr, oldGw, gw)
+			d.log.Info("uplink gateway changed", "uplink", u.cfg.Name, "change", what)
+			u.m.Explain(what)
+			d.changed = true
+		default:
+			tr, ok = u.m.LinkUp(why, now)
 		}
 		if ok {
 			d.transition(u, tr)
@@ -680,8 +778,16 @@ func (u *uplink) usable() (bool, string) {
 		return false, fmt.Sprintf("%s is administratively down", ifn)
 	case !u.link.Carrier:
 		return false, fmt.Sprintf("no carrier on %s", ifn)
+	case !u.addr.IsValid() && u.cfg.Address.IsValid():
+		return false, fmt.Sprintf("%s has no IPv4 address in %s", ifn, u.cfg.Address)
 	case !u.addr.IsValid():
 		return false, fmt.Sprintf("%s has no IPv4 address", ifn)
+	case u.pointToPoint():
+		return true, fmt.Sprintf("%s up with carrier and address %s, point-to-point", ifn, u.addr)
+	case u.cfg.GatewayMode == config.GatewayAuto && !u.gw.IsValid():
+		return false, fmt.Sprintf("no gateway known: no default route through %s in any table (gateway = \"auto\")", ifn)
+	case u.cfg.GatewayMode == config.GatewayAuto:
+		return true, fmt.Sprintf("%s up with carrier, address %s and gateway %s", ifn, u.addr, u.gw)
 	}
 	return true, fmt.Sprintf("%s up with carrier and address %s", ifn, u.addr)
 }
@@ -725,7 +831,7 @@ func cloneLink(l *events.Link) *events.Link {
 // what it probes changes: the interface or address it is bound to, its
 // targets, interval or timeout.
 func (d *Daemon) syncProber(u *uplink) {
-	in := proberInputs{cfg: d.cfg, addr: u.addr, down: u.m.State() == fsm.Down}
+	in := proberInputs{cfg: d.cfg, names: d.resolvedGen, gw: u.gw, addr: u.addr, down: u.m.State() == fsm.Down}
 	if u.link != nil {
 		in.link, in.hasLink = *u.link, true
 	}
@@ -733,12 +839,12 @@ func (d *Daemon) syncProber(u *uplink) {
 		return
 	}
 	u.keyOf, u.keyDone = in, false
-	targets := d.cfg.TargetsFor(u.cfg)
+	targets := d.targetsOf(u)
 	key := ""
 	if ok, _ := u.usable(); ok && len(targets) > 0 && u.m.State() != fsm.Down {
 		p := d.cfg.Probe
 		key = fmt.Sprintf("%s#%d %s %v every %v within %v, %d must answer, window %d fresh after %d, checks every %v within %v expecting %d",
-			u.cfg.Interface, u.link.Index, u.addr.Addr(), targets, p.Interval, p.Timeout, d.cfg.ReliabilityFor(u.cfg), p.Window, p.DownAfter,
+			u.cfg.Interface, u.link.Index, u.addr.Addr(), targets, p.Interval, p.Timeout, d.reliabilityOf(targets), p.Window, p.DownAfter,
 			p.CheckInterval, p.CheckTimeout, p.HTTPExpect)
 	}
 	if key == u.key {
@@ -760,7 +866,7 @@ func (d *Daemon) syncProber(u *uplink) {
 		Targets:     probeTargets(targets),
 		Interval:    d.cfg.Probe.Interval,
 		Timeout:     d.cfg.Probe.Timeout,
-		Reliability: d.cfg.ReliabilityFor(u.cfg),
+		Reliability: d.reliabilityOf(targets),
 		Window:      d.cfg.Probe.Window,
 		// An outage long enough to take the uplink out of the balance
 		// is not held against it when it comes back.
@@ -783,9 +889,12 @@ func (d *Daemon) syncProber(u *uplink) {
 
 // proberInputs is everything a prober's key depends on: the configuration
 // (replaced as a whole on reload, the uplink's own part included), the
-// interface, the address and whether the uplink is down.
+// addresses of target names, the gateway in use, the interface, the
+// address and whether the uplink is down.
 type proberInputs struct {
 	cfg     *config.Config
+	names   uint64 // Daemon.resolvedGen
+	gw      netip.Addr
 	link    events.Link
 	hasLink bool
 	addr    netip.Prefix
@@ -864,12 +973,14 @@ func (d *Daemon) inputs() []netops.Uplink {
 	out := make([]netops.Uplink, 0, len(d.uplinks))
 	for _, u := range d.uplinks {
 		in := netops.Uplink{
-			Name: u.cfg.Name, Table: u.cfg.Table, Weight: u.cfg.Weight, Gateway: u.cfg.Gateway,
+			Name: u.cfg.Name, Table: u.cfg.Table, Weight: u.cfg.Weight, Gateway: u.nexthop(),
 			Slot: d.slotOf(u.cfg.Name), Mark: d.markOf(u.cfg.Name),
 		}
 		// The kernel refuses routes through an administratively down
 		// link; without carrier it keeps them flagged linkdown.
-		if u.link != nil && u.link.AdminUp {
+		// Nor is there a route without a gateway, unless the link is
+		// point-to-point: an "auto" uplink waits for its gateway.
+		if u.link != nil && u.link.AdminUp && (in.Gateway.IsValid() || u.pointToPoint()) {
 			in.Index = u.link.Index
 			in.Addr = u.addr
 			in.Carrier = u.link.Carrier
@@ -936,6 +1047,7 @@ func (d *Daemon) doReconcile() {
 		d.flushUnpinned(in)
 	} else {
 		d.flushLeavers(in)
+		d.renum = nil
 	}
 	if err != nil {
 		rs.Errors++

@@ -115,6 +115,7 @@ func newTestDaemon(t *testing.T, policy string) *Daemon {
 	for i, u := range d.uplinks {
 		u.link = &events.Link{Index: i + 2, Name: u.cfg.Interface, AdminUp: true, Carrier: true}
 		u.addr = netip.PrefixFrom(u.cfg.Gateway.Next(), 24)
+		u.gw = u.cfg.Gateway
 	}
 	return d
 }

@@ -22,6 +22,13 @@
 // everything in place. The original multipath hash policy and
 // src_valid_mark values are kept in the state directory across crashes.
 //
+// An uplink with gateway = "auto" learns its gateway from the foreign
+// default routes through its interface (a DHCP client's), kept current by
+// route events and re-read after a resync or a link or address change; a
+// point-to-point uplink has none (gateway.go). Probe targets given by host
+// name are resolved by a goroutine of their own, never in the loop
+// (names.go).
+//
 // Every change of observed state or health runs
 // the uplink state machines (package fsm), then netops.Plan and the
 // Reconciler, the only kernel writer. The machines start no timers: after

@@ -252,7 +252,14 @@ func (d *Daemon) flushUnpinned(in []netops.Uplink) {
 	}
 	prev := p.pinned
 	p.pinned = now
-	for name, mark := range unpinned(prev, now) {
+	flush := unpinned(prev, now)
+	for name := range d.renum {
+		if mark, ok := prev[name]; ok {
+			flush[name] = mark
+		}
+	}
+	d.renum = nil
+	for name, mark := range flush {
 		if !d.cfg.Routing.FlushConntrack {
 			d.log.Info("not flushing conntrack entries (flush_conntrack = false)", "uplink", name)
 			continue

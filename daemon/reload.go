@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/uplinkd/uplinkd/config"
@@ -40,6 +41,7 @@ func (d *Daemon) reload(reply chan<- status.Reply) {
 		return
 	}
 	changes := d.apply(cfg)
+	d.names.set(cfg.Names()) // resolved again at once
 	d.reloads++
 	d.lastFail = ""
 	d.loaded = start
@@ -129,7 +131,7 @@ func (d *Daemon) apply(cfg *config.Config) (changes []string) {
 	}
 	// Re-read links and addresses: the state machines of new uplinks
 	// start from them, and probes follow their new settings.
-	d.needDump, d.needReconcile = true, true
+	d.needDump, d.needReconcile, d.needRoutes = true, true, true
 	return changes
 }
 
@@ -200,8 +202,17 @@ func gateway(u config.Uplink) string {
 
 // targets describes an uplink's own probe targets.
 func targets(u config.Uplink) string {
-	if u.ProbeTargets == nil {
+	if u.ProbeTargets == nil && u.ProbeTargetNames == nil {
 		return "(those of [probe])"
 	}
-	return fmt.Sprint(u.ProbeTargets)
+	return targetList(u.ProbeTargets, u.ProbeTargetNames)
+}
+
+// targetList shows a list of targets, then names.
+func targetList(targets []config.Target, names []string) string {
+	out := make([]string, 0, len(targets)+len(names))
+	for _, t := range targets {
+		out = append(out, t.String())
+	}
+	return "[" + strings.Join(append(out, names...), " ") + "]"
 }

@@ -54,7 +54,8 @@ var globalKeys = []reloadKey{
 	// src_valid_mark values) is written where the running one started.
 	{"routing.state_dir", onRestart, func(c *config.Config) any { return c.Routing.StateDir }},
 
-	{"probe.targets", applied, func(c *config.Config) any { return c.Probe.Targets }},
+	// Names are resolved again on every reload.
+	{"probe.targets", applied, func(c *config.Config) any { return targetList(c.Probe.Targets, c.Probe.TargetNames) }},
 	{"probe.gateway", applied, func(c *config.Config) any { return c.Probe.Gateway }},
 	{"probe.interval", applied, func(c *config.Config) any { return c.Probe.Interval }},
 	{"probe.timeout", applied, func(c *config.Config) any { return c.Probe.Timeout }},
@@ -105,7 +106,11 @@ type uplinkKey struct {
 var uplinkKeys = []uplinkKey{
 	{"name", applied, func(u config.Uplink) any { return u.Name }},
 	{"interface", applied, func(u config.Uplink) any { return u.Interface }},
-	{"gateway", applied, func(u config.Uplink) any { return u.Gateway }},
+	// A new gateway mode applies at the next dump: a learned gateway is
+	// read then (see gateway.go).
+	{"gateway", applied, func(u config.Uplink) any { return gatewayKey(u) }},
+	{"gateway_hold", applied, func(u config.Uplink) any { return u.GatewayHold }},
+	{"address", applied, func(u config.Uplink) any { return addressKey(u) }},
 	{"weight", applied, func(u config.Uplink) any { return u.Weight }},
 	{"table", applied, func(u config.Uplink) any { return u.Table }},
 	{"probe_targets", applied, func(u config.Uplink) any { return targets(u) }},

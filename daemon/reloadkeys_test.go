@@ -26,6 +26,13 @@ func changed(v reflect.Value) (reflect.Value, bool) {
 	case netip.Addr:
 		n.Set(reflect.ValueOf(v.Interface().(netip.Addr).Next()))
 		return n, true
+	case netip.Prefix:
+		p := netip.MustParsePrefix("198.18.9.0/24")
+		if v.Interface().(netip.Prefix) == p {
+			p = netip.MustParsePrefix("198.18.10.0/24")
+		}
+		n.Set(reflect.ValueOf(p))
+		return n, true
 	case []netip.Addr:
 		n.Set(reflect.Append(v, reflect.ValueOf(netip.MustParseAddr("198.18.9.9"))))
 		return n, true

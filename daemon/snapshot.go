@@ -61,14 +61,14 @@ func (d *Daemon) snapshot() *status.Snapshot {
 }
 
 func (d *Daemon) uplinkStatus(u *uplink) status.Uplink {
-	targets := d.cfg.TargetsFor(u.cfg)
+	targets := d.targetsOf(u)
 	out := status.Uplink{
 		Name:      u.cfg.Name,
 		State:     string(u.m.State()),
 		Reason:    u.m.Reason(),
 		Since:     u.m.Since(),
 		Interface: u.cfg.Interface,
-		Gateway:   u.cfg.Gateway.String(),
+		Gateway:   u.gatewayStatus(),
 		Table:     u.cfg.Table,
 		Weight:    u.cfg.Weight,
 		InBalance: u.inBal,

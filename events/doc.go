@@ -10,7 +10,9 @@
 // SKF_AD_NLATTR) drops route notifications of foreign tables and protocols
 // in the kernel, default routes excepted, and Run drops link, address and
 // neighbour events of links outside the filter. The daemon subscribes first and dumps
-// second (Dump), so no change can fall between the two.
+// second (Dump), so no change can fall between the two. Default routes are
+// decoded (gateway, link, metric) so that a DHCP client's gateway can be
+// learned; DefaultRoutes lists those through one link, in every table.
 //
 // Parsing is pure and independent of any socket, so it is unit-tested with
 // bytes captured from the kernel. Nothing in this package writes to the kernel.

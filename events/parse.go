@@ -66,7 +66,8 @@ func parseLink(m netlink.Message) (ev LinkEvent, ok bool, err error) {
 		// that says "frames can flow". IFLA_CARRIER is netif_carrier_ok
 		// alone, which some drivers leave set on an admin-down port, so it
 		// may only ever narrow the answer.
-		Carrier: flags&unix.IFF_LOWER_UP != 0,
+		Carrier:      flags&unix.IFF_LOWER_UP != 0,
+		PointToPoint: flags&unix.IFF_POINTOPOINT != 0,
 	}
 	ad, err := netlink.NewAttributeDecoder(b[unix.SizeofIfInfomsg:])
 	if err != nil {
@@ -160,19 +161,36 @@ func parseRoute(m netlink.Message) (ev RouteEvent, ok bool, err error) {
 		Protocol: int(b[5]),
 		Deleted:  m.Header.Type == unix.RTM_DELROUTE,
 		Default:  b[1] == 0,
+		Replace:  m.Header.Flags&netlink.Replace != 0,
 	}
+	r := DefaultRoute{TOS: int(b[3]), Protocol: ev.Protocol}
 	ad, err := netlink.NewAttributeDecoder(b[unix.SizeofRtMsg:])
 	if err != nil {
 		return RouteEvent{}, false, fmt.Errorf("route: %w", err)
 	}
 	for ad.Next() {
-		if ad.Type() == unix.RTA_TABLE {
+		switch ad.Type() {
+		case unix.RTA_TABLE:
 			// rtm_table is only 8 bits; tables above 255 exist only here.
 			ev.Table = int(ad.Uint32())
+		case unix.RTA_OIF:
+			r.Index = int(ad.Uint32())
+		case unix.RTA_PRIORITY:
+			r.Metric = int(ad.Uint32())
+		case unix.RTA_GATEWAY:
+			if r.Gateway, err = ipv4(ad.Bytes()); err != nil {
+				return RouteEvent{}, false, fmt.Errorf("route: gateway: %w", err)
+			}
 		}
 	}
 	if err := ad.Err(); err != nil {
 		return RouteEvent{}, false, fmt.Errorf("route: %w", err)
+	}
+	// Unicast default routes only: a blackhole or unreachable default
+	// leads nowhere.
+	if ev.Default && b[7] == unix.RTN_UNICAST {
+		r.Table = ev.Table
+		ev.Route = r
 	}
 	return ev, true, nil
 }

@@ -12,6 +12,9 @@ type Link struct {
 	Name    string
 	AdminUp bool // IFF_UP: configured up by an administrator
 	Carrier bool // IFF_LOWER_UP: admin up and the driver reports carrier
+	// PointToPoint (IFF_POINTOPOINT): a link with no gateway (PPP, a
+	// tunnel, LTE in raw-IP mode); routes through it are `dev IF`.
+	PointToPoint bool
 }
 
 // Addr is one IPv4 address on an interface. Prefix.Addr() is the local
@@ -41,13 +44,31 @@ type AddrEvent struct {
 
 // RouteEvent reports that an IPv4 route was added, replaced or deleted in
 // Table. Protocol is the route's protocol (rtm_protocol), which tells whose
-// route it is. Only enough is decoded to decide whether a re-read is needed.
+// route it is. Only enough is decoded to decide whether a re-read is needed,
+// and, for a default route, to learn a DHCP client's gateway from it.
 type RouteEvent struct {
 	Table    int
 	Protocol int
 	Deleted  bool
 	// Default: a default route (dst_len 0).
 	Default bool
+	// Replace: the route replaced the one with its table, TOS and metric
+	// (NLM_F_REPLACE); no deletion is reported for that one.
+	Replace bool
+	// Route is the route, decoded for default unicast routes only.
+	Route DefaultRoute
+}
+
+// DefaultRoute is an IPv4 default route with a single next hop, as a DHCP
+// client installs it. The kernel tells such routes apart by Table, TOS and
+// Metric (and, for appended ones, by their next hop).
+type DefaultRoute struct {
+	Table    int
+	Protocol int
+	TOS      int
+	Metric   int
+	Index    int        // RTA_OIF; 0 when absent or multipath
+	Gateway  netip.Addr // RTA_GATEWAY; invalid without one (dev routes)
 }
 
 // RuleEvent reports that an IPv4 policy routing rule was added or deleted.

@@ -450,3 +450,38 @@ func (u *Uplink) fire(ev, reason string, now time.Time) (Transition, bool) {
 	u.since = now
 	return Transition{Uplink: u.name, From: from, To: u.State(), Reason: reason, At: now}, true
 }
+
+// Renumbered tells the machine that the uplink's address changed while its
+// link stayed usable (a DHCP renewal with a new lease): what its probes
+// proved was about the old path. A probed active or degraded uplink goes
+// back to probing, without counting a flap; a probing one starts counting
+// good rounds again. In carrier-only mode nothing would bring it back, so
+// only the reason changes.
+func (u *Uplink) Renumbered(reason string, now time.Time) (Transition, bool) {
+	if u.State() == Down {
+		return Transition{}, false
+	}
+	u.linkReason = reason
+	if !u.p.Probed {
+		u.reason = u.held(reason)
+		return Transition{}, false
+	}
+	u.good, u.bad = 0, 0
+	u.quality = Quality{}
+	if st := u.State(); st == Active || st == Degraded {
+		return u.fire(evProbeFail, reason+", waiting for probes", now)
+	}
+	u.reason = u.held(reason + ", waiting for probes")
+	return Transition{}, false
+}
+
+// Explain replaces the reason of an uplink that stays in its state while
+// what it rests on changed (a DHCP renewal with a new gateway): status
+// then says why it is where it is now. A down uplink keeps its reason.
+func (u *Uplink) Explain(reason string) {
+	if u.State() == Down {
+		return
+	}
+	u.linkReason = reason
+	u.reason = u.held(reason)
+}

@@ -88,6 +88,17 @@ func TestMachine(t *testing.T) {
 			{"up", Probing, true, 0}, {"ok", Probing, false, 0}, {"ok", Probing, false, 0}, {"gw", Probing, false, 0},
 			{"ok", Probing, false, 0}, {"ok", Probing, false, 0}, {"ok", Active, true, 0},
 		}},
+		{"a new address takes it back to probing", quality, then(
+			step{"lossy", Degraded, true, 0}, step{"renum", Probing, true, 0}, step{"ok", Probing, false, 0},
+			step{"renum", Probing, false, 0}, step{"ok", Probing, false, 0}, step{"ok", Probing, false, 0}, step{"ok", Active, true, 0},
+			step{"renum", Probing, true, 0},
+		)},
+		{"a new address changes nothing while down or in carrier-only mode", Params{}, []step{
+			{"renum", Down, false, 0}, {"up", Active, true, 0}, {"renum", Active, false, 0},
+		}},
+		{"a new gateway is explained, not a transition", probed, then(
+			step{"explain", Active, false, 0}, step{"fail", Active, false, 0}, step{"fail", Probing, true, 0},
+		)},
 		{"carrier-only mode", Params{}, []step{
 			{"ok", Down, false, 0}, {"up", Active, true, 0}, {"up", Active, false, 0}, {"fail", Active, false, 0},
 			{"gw", Active, false, 0}, {"down", Down, true, 0}, {"up", Active, true, 0},
@@ -149,6 +160,11 @@ func apply(u *Uplink, op string, now time.Time) (Transition, bool) {
 		return u.ProbesSilent("no reply for 700ms to 6 probes", now)
 	case "tick":
 		return u.Tick(now)
+	case "explain":
+		u.Explain("gateway changed from 198.51.100.1 to 198.51.100.3")
+		return Transition{}, false
+	case "renum":
+		return u.Renumbered("address on eth2 changed from 192.0.2.10 to 192.0.2.11", now)
 	}
 	panic("unknown op " + op)
 }
@@ -372,5 +388,19 @@ func TestFailureInReason(t *testing.T) {
 	tr, ok := u.ProbeRound(false, check, now)
 	if want := "2 consecutive probe rounds failed: " + check.Failure; !ok || tr.Reason != want {
 		t.Errorf("transition %v, %v; want reason %q", tr, ok, want)
+	}
+}
+
+func TestExplain(t *testing.T) {
+	now := time.Unix(1000, 0)
+	u := New("isp1", Params{}, now)
+	u.Explain("gateway changed")
+	if u.Reason() == "gateway changed" {
+		t.Fatal("a down uplink took an explanation")
+	}
+	u.LinkUp("eth1 up", now)
+	u.Explain("gateway changed from 198.51.100.1 to 198.51.100.3")
+	if u.State() != Active || u.Reason() != "gateway changed from 198.51.100.1 to 198.51.100.3" {
+		t.Fatalf("%s %q", u.State(), u.Reason())
 	}
 }

@@ -192,12 +192,15 @@ func marshalNexthop(n NexthopObject) ([]byte, error) {
 		family = unix.AF_INET
 		ae.Flag(unix.NHA_BLACKHOLE, true)
 	default:
-		if !n.Gateway.Is4() || n.Index <= 0 {
-			return nil, fmt.Errorf("nexthop %d: want an IPv4 gateway and an interface, have %s dev #%d", n.ID, n.Gateway, n.Index)
+		// Without a gateway: a point-to-point link (`dev IF`).
+		if (n.Gateway.IsValid() && !n.Gateway.Is4()) || n.Index <= 0 {
+			return nil, fmt.Errorf("nexthop %d: want an interface and an IPv4 gateway or none, have %s dev #%d", n.ID, n.Gateway, n.Index)
 		}
 		family = unix.AF_INET
-		gw := n.Gateway.As4()
-		ae.Bytes(unix.NHA_GATEWAY, gw[:])
+		if n.Gateway.IsValid() {
+			gw := n.Gateway.As4()
+			ae.Bytes(unix.NHA_GATEWAY, gw[:])
+		}
 		ae.Uint32(unix.NHA_OIF, uint32(n.Index))
 		if n.OnLink {
 			flags |= unix.RTNH_F_ONLINK

@@ -49,9 +49,11 @@ type Settings struct {
 
 // Uplink is what Plan needs to know of one uplink.
 type Uplink struct {
-	Name    string
-	Table   int
-	Weight  int
+	Name   string
+	Table  int
+	Weight int
+	// Gateway is the next hop; invalid on a point-to-point link, whose
+	// routes and nexthops are `dev IF` only.
 	Gateway netip.Addr
 	// Index is the interface's current ifindex, 0 when it does not exist
 	// or is administratively down (the kernel refuses routes through it).
@@ -149,10 +151,13 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 			continue
 		}
 		src := u.Addr.Addr()
-		onlink := !u.Addr.Masked().Contains(u.Gateway)
+		onlink := onLink(u)
 		d.Routes = append(d.Routes,
 			Route{Table: u.Table, Dst: u.Addr.Masked(), Index: u.Index, Src: src, Link: true, Protocol: s.RouteProtocol},
-			Route{Table: u.Table, Dst: defaultDst, Gateway: u.Gateway, Index: u.Index, Src: src, OnLink: onlink, Protocol: s.RouteProtocol},
+			// Without a gateway (a point-to-point link) the default
+			// route is `default dev IF`, scope link as ip(8) makes it.
+			Route{Table: u.Table, Dst: defaultDst, Gateway: u.Gateway, Index: u.Index, Src: src, OnLink: onlink,
+				Link: !u.Gateway.IsValid(), Protocol: s.RouteProtocol},
 		)
 		d.Rules = append(d.Rules, Rule{
 			Priority: s.RulePriority + prioSource, Src: netip.PrefixFrom(src, 32),
@@ -211,7 +216,7 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	case len(hops) == 1:
 		d.Routes = append(d.Routes, Route{
 			Table: s.BalanceTable, Dst: defaultDst, Gateway: hops[0].Gateway, Index: hops[0].Index,
-			OnLink: onLinkOf(uplinks, hops[0].Index), Protocol: s.RouteProtocol,
+			OnLink: onLinkOf(uplinks, hops[0].Index), Link: !hops[0].Gateway.IsValid(), Protocol: s.RouteProtocol,
 		})
 	case len(hops) > 1:
 		d.Routes = append(d.Routes, Route{Table: s.BalanceTable, Dst: defaultDst, Nexthops: hops, Protocol: s.RouteProtocol})
@@ -244,10 +249,17 @@ var defaultDst = netip.MustParsePrefix("0.0.0.0/0")
 func onLinkOf(uplinks []Uplink, index int) bool {
 	for _, u := range uplinks {
 		if u.Index == index {
-			return !u.Addr.Masked().Contains(u.Gateway)
+			return onLink(u)
 		}
 	}
 	return false
+}
+
+// onLink says whether u's gateway lies outside its interface's prefix, so
+// that the kernel must take it as directly reachable; never without a
+// gateway.
+func onLink(u Uplink) bool {
+	return u.Gateway.IsValid() && !u.Addr.Masked().Contains(u.Gateway)
 }
 
 // Key identifies a route in the kernel: table and destination (uplinkd
@@ -267,7 +279,11 @@ func (r Route) String() string {
 		fmt.Fprintf(&b, " nhid %d", r.NHID)
 	case len(r.Nexthops) > 0:
 		for _, h := range r.Nexthops {
-			fmt.Fprintf(&b, " nexthop via %s dev #%d weight %d", h.Gateway, h.Index, h.Weight)
+			b.WriteString(" nexthop")
+			if h.Gateway.IsValid() {
+				fmt.Fprintf(&b, " via %s", h.Gateway)
+			}
+			fmt.Fprintf(&b, " dev #%d weight %d", h.Index, h.Weight)
 		}
 	default:
 		if r.Gateway.IsValid() {

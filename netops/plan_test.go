@@ -25,6 +25,13 @@ func isp2(in bool) Uplink {
 	return Uplink{Name: "isp2", Table: 200, Weight: 3, Gateway: gw2, Index: 4, Addr: addr2, InBalance: in, Slot: 1}
 }
 
+var ptpAddr = netip.MustParsePrefix("198.18.0.2/32")
+
+// ptp is a point-to-point uplink: no gateway, a /32 local address.
+func ptp(in bool) Uplink {
+	return Uplink{Name: "ppp", Table: 300, Weight: 2, Index: 5, Addr: ptpAddr, InBalance: in, Slot: 2}
+}
+
 func tableRoutes(u Uplink) []Route {
 	return []Route{
 		{Table: u.Table, Dst: defaultDst, Gateway: u.Gateway, Index: u.Index, Src: u.Addr.Addr(), Protocol: 201},
@@ -108,6 +115,33 @@ func TestPlan(t *testing.T) {
 					{Priority: 10001, Src: netip.MustParsePrefix("192.0.2.7/32"), Table: 200, SuppressPrefixlen: -1, Protocol: 201},
 					sourceRule(isp1(false))},
 					lanRules("")),
+			},
+		},
+		{
+			name:    "point-to-point: dev routes, gateway-less multipath hop",
+			s:       settings,
+			uplinks: []Uplink{isp1(true), ptp(true)},
+			want: Desired{
+				Routes: cat(tableRoutes(isp1(true)), []Route{
+					{Table: 250, Dst: defaultDst, Protocol: 201,
+						Nexthops: []Nexthop{{Gateway: gw1, Index: 3, Weight: 1}, {Index: 5, Weight: 2}}},
+					{Table: 300, Dst: defaultDst, Index: 5, Src: ptpAddr.Addr(), Link: true, Protocol: 201},
+					{Table: 300, Dst: ptpAddr, Index: 5, Src: ptpAddr.Addr(), Link: true, Protocol: 201},
+				}),
+				Rules: cat([]Rule{suppressRule, sourceRule(ptp(true)), sourceRule(isp1(true))}, lanRules("eth0", "lo")),
+			},
+		},
+		{
+			name:    "point-to-point alone: balance route dev IF",
+			s:       settings,
+			uplinks: []Uplink{isp1(false), ptp(true)},
+			want: Desired{
+				Routes: cat(tableRoutes(isp1(false)), []Route{
+					{Table: 250, Dst: defaultDst, Index: 5, Link: true, Protocol: 201},
+					{Table: 300, Dst: defaultDst, Index: 5, Src: ptpAddr.Addr(), Link: true, Protocol: 201},
+					{Table: 300, Dst: ptpAddr, Index: 5, Src: ptpAddr.Addr(), Link: true, Protocol: 201},
+				}),
+				Rules: cat([]Rule{suppressRule, sourceRule(ptp(true)), sourceRule(isp1(true))}, lanRules("eth0", "lo")),
 			},
 		},
 	}

@@ -24,16 +24,22 @@ func failbackCases() []failbackCase {
 }
 
 // failbackBudget is up_after × interval + 0.3 s with the default probes
-// (4 × 200ms): the time within which new connections must use a repaired
+// (2 × 500ms): the time within which new connections must use a repaired
 // uplink.
-const failbackBudget = 4*200*time.Millisecond + 300*time.Millisecond
+const failbackBudget = 2*500*time.Millisecond + 300*time.Millisecond
+
+// failbackSlack is what a busy machine running the race detector may add
+// to failbackBudget. It is far below the 9 s that an uplink judged on its
+// outage's losses sat out (issue 9, item 2), which the test must catch.
+const failbackSlack = 3 * time.Second
 
 // Issue 9, acceptance "failback": isp2 returns after a carrier loss and
 // after blackholes of 1 s and 10 s (60 s with UPLINKD_LONG=1). 1024 new
 // connections opened once isp2 is back split 1:3 (± 5 points), and none
 // of the connections established at the repair moves, loses a UDP
-// sequence number or sees a TCP reset. The time from the repair to isp2's
-// return is logged, not asserted.
+// sequence number or sees a TCP reset. isp2 must be back within the budget
+// plus a busy machine's slack: an uplink judged on the outage's losses
+// (degraded for about 9 s after a long outage) fails.
 func TestFailback(t *testing.T) {
 	for _, b := range pinnedBalancers {
 		t.Run(balancerName(b), func(t *testing.T) {
@@ -97,6 +103,9 @@ func (r *rig) failback(c failbackCase) {
 		}
 	}
 	back := logTime(t, r.waitTransition(mark, "isp2", "active", 30*time.Second)).Sub(repair)
+	if back > failbackBudget+failbackSlack {
+		t.Errorf("%s: isp2 active %v after the repair, want within %v (+%v slack)", what, back.Round(time.Millisecond), failbackBudget, failbackSlack)
+	}
 	r.waitBoth()
 	inBalance := time.Since(repair)
 	if d := time.Until(repair.Add(failbackBudget)); d > 0 {

@@ -38,4 +38,10 @@
 // lost UDP sequence numbers, TCP resets and TCP connections that hang
 // while sending (FlowClient and FlowSink, also run as labtool flows and
 // flowsink).
+//
+// Real ISPs: StartDHCPServer runs dnsmasq as an ISP's DHCP server and
+// StartDHCPClient udhcpc or dhcpcd on the router (files in the test's
+// directory, dhcpcd in a private mount namespace); StartPointToPoint
+// brings up a point-to-point link to ISP3 (labtool tunpair: a tun pair
+// bridged by a forwarder), as a PPP session would.
 package lab

@@ -244,7 +244,7 @@ func (d *demo) steps(ctx context.Context) error {
 		},
 		{
 			title: "ISP2 upstream starts losing 40% of packets (ISP emulator); isp2 must become degraded\n" +
-				"      once its 10-second statistics window shows it, and leave the balance while isp1 is active",
+				"      once its statistics window (50 probes per target, 25 s) shows it, and leave the balance while isp1 is active",
 			short:   "ISP2 40% loss → isp2 degraded",
 			wait:    "isp2 → degraded",
 			timeout: degradeTimeout,
@@ -296,7 +296,8 @@ type step struct {
 }
 
 // degradeTimeout bounds the degraded steps: quality is judged over the
-// statistics window (10 seconds of probes by default), not per round.
+// statistics window (50 probes per target: 25 seconds at the default
+// 2 echoes per second per target), not per round.
 const degradeTimeout = 45 * time.Second
 
 func (d *demo) step(ctx context.Context, n int, s step) error {

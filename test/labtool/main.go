@@ -27,6 +27,7 @@ var commands = map[string]command{
 	"flowsink": {"echo flow records on UDP and TCP with the source address seen; report sources per flow", runFlowSink},
 	"ispemu":   {"answer ICMP echo per ingress interface with loss, delay and jitter (in a lab namespace)", runISPEmu},
 	"ispctl":   {"send a command to a running ispemu: set IFACE MODE..., stats", runISPCtl},
+	"tunpair":  {"a point-to-point link: tun devices here and in --peer, packets copied between them (root)", runTunPair},
 	"udpsink":  {"receive udpsend datagrams; on SIGTERM/SIGINT write a JSON report", runSink},
 	"udpsend":  {"send sequence-numbered, timestamped UDP datagrams from a fixed port", runSend},
 }

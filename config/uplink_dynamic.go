@@ -1,0 +1,82 @@
+package config
+
+import (
+	"net/netip"
+	"time"
+)
+
+// GatewayMode says where an uplink's next hop comes from.
+type GatewayMode int
+
+// Gateway modes.
+const (
+	// GatewayStatic: the address in the file.
+	GatewayStatic GatewayMode = iota
+	// GatewayAuto: learned from the default routes through the uplink's
+	// interface that others (a DHCP client) install, in any table but
+	// uplinkd's own.
+	GatewayAuto
+	// GatewayNone: a point-to-point link; routes are `default dev IF`.
+	GatewayNone
+)
+
+func (m GatewayMode) String() string {
+	switch m {
+	case GatewayAuto:
+		return "auto"
+	case GatewayNone:
+		return "none"
+	}
+	return "static"
+}
+
+// DefaultGatewayHold is how long a learned gateway outlives its route.
+const DefaultGatewayHold = 3 * time.Second
+
+// dynamic validates the keys of an uplink whose address or gateway may
+// come from the kernel: gateway ("auto", "none" or an address),
+// gateway_hold and address.
+func (v *validator) dynamic(path string, r *rawUplink, out *Uplink) {
+	if s, ok := v.required(path+".gateway", r.Gateway); ok {
+		switch s {
+		case "auto":
+			out.GatewayMode = GatewayAuto
+		case "none":
+			out.GatewayMode = GatewayNone
+		default:
+			out.Gateway = v.ipv4(path+".gateway", s)
+		}
+	}
+	if d, ok := v.durationOrZero(path+".gateway_hold", r.GatewayHold, DefaultGatewayHold); ok {
+		switch {
+		case out.GatewayMode == GatewayAuto:
+			out.GatewayHold = d
+		case r.GatewayHold.set:
+			v.errorf(path+".gateway_hold", `only an uplink with gateway = "auto" learns its gateway and can hold it`)
+		}
+	}
+	if r.Address.set {
+		s, ok := v.str(path+".address", r.Address, "")
+		if !ok {
+			return
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				v.errorf(path+".address", `%q is neither an IPv4 address nor a prefix; write "192.0.2.10" or "192.0.2.0/24"`, s)
+				return
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if !p.Addr().Is4() {
+			v.errorf(path+".address", "%q is not IPv4; IPv6 is not supported yet", s)
+			return
+		}
+		if p != p.Masked() {
+			v.errorf(path+".address", "%q has host bits set; write the prefix %s or the address %s", s, p.Masked(), p.Addr())
+			return
+		}
+		out.Address = p
+	}
+}

@@ -1,0 +1,84 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultRoutes lists the IPv4 unicast default routes through link index,
+// in every table, over a fresh request socket. The kernel filters by
+// output interface (strict dump checking), so the cost does not grow with
+// the routes of other interfaces.
+func DefaultRoutes(ctx context.Context, index int) ([]DefaultRoute, error) {
+	return defaultRoutes(ctx, 0, index)
+}
+
+// DefaultRoutesAt is DefaultRoutes for the network namespace ns.
+func DefaultRoutesAt(ctx context.Context, ns netns.NsHandle, index int) ([]DefaultRoute, error) {
+	if ns <= 0 {
+		return nil, errors.New("dump routes: invalid network namespace handle")
+	}
+	return defaultRoutes(ctx, int(ns), index)
+}
+
+func defaultRoutes(ctx context.Context, nsFD, index int) ([]DefaultRoute, error) {
+	if index <= 0 {
+		return nil, fmt.Errorf("dump default routes: invalid link index %d", index)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: nsFD, Strict: true})
+	if err != nil {
+		return nil, fmt.Errorf("dump default routes: dial: %w", err)
+	}
+	defer c.Close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		select {
+		case <-ctx.Done():
+			_ = c.SetDeadline(time.Unix(1, 0))
+		case <-stop:
+		}
+	})
+	defer wg.Wait()
+	defer close(stop)
+
+	// struct rtmsg: family AF_INET, table RT_TABLE_UNSPEC (all tables),
+	// then RTA_OIF, which strict checking turns into a kernel filter.
+	ae := netlink.NewAttributeEncoder()
+	ae.Uint32(unix.RTA_OIF, uint32(index))
+	attrs, err := ae.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("dump default routes: %w", err)
+	}
+	req := make([]byte, unix.SizeofRtMsg)
+	req[0] = unix.AF_INET
+	msgs, err := dumpRequest(ctx, c, unix.RTM_GETROUTE, append(req, attrs...))
+	if err != nil {
+		return nil, fmt.Errorf("dump default routes of link %d: %w", index, err)
+	}
+	var out []DefaultRoute
+	for _, m := range msgs {
+		if m.Header.Type != unix.RTM_NEWROUTE {
+			continue
+		}
+		ev, ok, err := parseRoute(m)
+		if err != nil {
+			return nil, fmt.Errorf("dump default routes of link %d: %w", index, err)
+		}
+		// A kernel without strict checking ignores the filter.
+		if ok && ev.Default && ev.Route.Index == index {
+			out = append(out, ev.Route)
+		}
+	}
+	return out, nil
+}
