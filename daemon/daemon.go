@@ -450,6 +450,7 @@ func (d *Daemon) monitor(ctx context.Context) error {
 		case r := <-d.results:
 			d.burstStart = time.Now()
 			d.probeResult(r)
+			d.drainResults()
 		case <-d.retry.C:
 			d.log.Info("retrying")
 			d.needReconcile = true
@@ -495,6 +496,20 @@ func (d *Daemon) drain(evs <-chan events.Event) {
 		select {
 		case ev := <-evs:
 			d.note(ev)
+		default:
+			return
+		}
+	}
+}
+
+// drainResults takes every probe result already queued, so that results
+// that arrive together (hundreds of uplinks proven at start, or while a
+// reconcile ran) make one reconcile rather than one each.
+func (d *Daemon) drainResults() {
+	for {
+		select {
+		case r := <-d.results:
+			d.probeResult(r)
 		default:
 			return
 		}
