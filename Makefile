@@ -13,7 +13,7 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 DATADIR    ?= $(PREFIX)/share/uplinkd
 SYSCONFDIR ?= /etc
 
-.PHONY: all build test test-long test-unit lint fuzz demo figures install clean
+.PHONY: all build test test-long test-unit lint fuzz demo figures bench bench-scale install clean
 
 all: build
 
@@ -22,11 +22,13 @@ build:
 	$(GO) build -o $(BIN)/labtool ./test/labtool
 
 # The whole suite: unit tests with the race detector, then the privileged
-# network-namespace tests (they skip without root unless UPLINKD_REQUIRE_PRIV=1).
+# network-namespace tests (they skip without root unless UPLINKD_REQUIRE_PRIV=1),
+# then the bench harness's own unit tests (not the bench: make bench).
 # The lab tests take about 8 minutes on a busy 2-CPU machine, near go test's
 # default limit of 10 minutes per package.
 test:
 	$(GO) test -race -count=1 -timeout 20m ./...
+	cd bench && $(GO) test -race -count=1 ./...
 
 # The suite with the long variants of the timed lab tests (60s under load
 # and loss, 20 timed blackholes; UPLINKD_LONG=1): several minutes more.
@@ -37,6 +39,9 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+	cd bench && $(GO) vet ./...
+	$(GO) build -o $(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
+	cd bench && $(abspath $(BIN))/staticcheck ./...
 
 # Every fuzz target for FUZZTIME each (go test -fuzz takes one target at a
 # time). A finding stops it; the failing input is saved under the package's
@@ -63,6 +68,22 @@ demo: build
 # time of a conntrack flush by mark in a table of 200k entries.
 figures: build
 	UPLINKD_FIGURES=1 $(GO) test -count=1 -v -run 'TestFigures' ./test/ ./pin/
+
+# uplinkd beside the seed it replaces, in the namespace lab: failover and
+# recovery figures, flows moved, new connections, with plots (bench/, its
+# own Go module). Writes bench/results/results.{md,json} and timeline.png.
+# Needs root; installs the seed's tools if missing; about 10 minutes.
+bench: build
+	bench/deps.sh
+	cd bench && $(GO) run . -repo .. -out results -readme ../README.md
+
+# The long scale rows: 2 to 256 uplinks, up to 1,000,000 routes in main, a storm,
+# idle CPU and memory. BENCH_SCALE_FLAGS passes options (see
+# `cd bench && go run . -h`), e.g. -scale-config FILE for the extra
+# [routing] settings large setups need.
+bench-scale: build
+	bench/deps.sh
+	cd bench && $(GO) run . -repo .. -scale -out results -readme ../README.md $(BENCH_SCALE_FLAGS)
 
 install: build
 	install -D -m 0755 $(BIN)/uplinkd $(DESTDIR)$(BINDIR)/uplinkd

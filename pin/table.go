@@ -65,6 +65,10 @@ func Open(cfg Config) (*Table, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Every message of Apply's batch is acknowledged, and the kernel queues
+	// all the acknowledgements before the first is read: at the default
+	// buffer size a table for 64 uplinks overran it (ENOBUFS) and could
+	// never be written. Room for a table at the largest mask's capacity.
 	c, err := dialNFT(cfg)
 	if err != nil {
 		return nil, classify(fmt.Errorf("open nftables netlink socket: %w", err), openErr)
@@ -75,12 +79,6 @@ func Open(cfg Config) (*Table, error) {
 	}
 	return &Table{cfg: cfg, log: log, conn: c}, nil
 }
-
-// connBuffer is the receive buffer of the request connection. The kernel
-// answers a transaction with a message per object when it fails, and the
-// table of 256 uplinks has over a thousand; a buffer that overflows
-// (ENOBUFS) loses the answers the connection then waits for.
-const connBuffer = 8 << 20
 
 // dialNFT opens a lasting connection to nf_tables in cfg's namespace.
 func dialNFT(cfg Config) (*nftables.Conn, error) {
@@ -93,12 +91,12 @@ func dialNFT(cfg Config) (*nftables.Conn, error) {
 			var serr error
 			if err := raw.Control(func(fd uintptr) {
 				// As root, SO_RCVBUFFORCE gets past net.core.rmem_max.
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, connBuffer)
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, ackBuffer)
 			}); err != nil {
 				return err
 			}
 			if serr != nil {
-				return c.SetReadBuffer(connBuffer)
+				return c.SetReadBuffer(ackBuffer)
 			}
 			return nil
 		}))
@@ -399,3 +397,6 @@ func classify(err error, stage int) error {
 	}
 	return err
 }
+
+// ackBuffer is the receive buffer of the table's socket (see Open).
+const ackBuffer = 8 << 20
