@@ -27,6 +27,11 @@ type Config struct {
 	Routing Routing
 	Probe   Probe
 	Uplinks []Uplink // at least one, at most 256, in file order
+	// Policies are the [[policy]] tables in file order; see PolicyNamed
+	// for the built-in default policy.
+	Policies []Policy
+	// Rules are the [[rule]] tables, tried in file order.
+	Rules   []Rule
 	Hooks   Hooks
 	Status  Status
 	Metrics Metrics
@@ -169,6 +174,9 @@ type Hooks struct {
 	OnProbing    []string // ... to probing
 	OnDegraded   []string // ... to degraded
 	OnActive     []string // ... to active
+	// OnPolicy runs when a policy changes the tier it uses (its last
+	// resort counting as tier 0).
+	OnPolicy []string
 	// Timeout after which a hook still running is killed with its process
 	// group.
 	Timeout time.Duration
@@ -358,13 +366,15 @@ func syntaxErrorLine(data []byte, p toml.Position) int {
 // presence and type mismatches instead of failing the decoder, so that all
 // of them are reported.
 type rawConfig struct {
-	Routing rawRouting  `toml:"routing"`
-	Probe   rawProbe    `toml:"probe"`
-	Uplinks []rawUplink `toml:"uplink"`
-	Hooks   rawHooks    `toml:"hooks"`
-	Status  rawStatus   `toml:"status"`
-	Metrics rawMetrics  `toml:"metrics"`
-	Log     rawLog      `toml:"log"`
+	Routing  rawRouting  `toml:"routing"`
+	Probe    rawProbe    `toml:"probe"`
+	Uplinks  []rawUplink `toml:"uplink"`
+	Policies []rawPolicy `toml:"policy"`
+	Rules    []rawRule   `toml:"rule"`
+	Hooks    rawHooks    `toml:"hooks"`
+	Status   rawStatus   `toml:"status"`
+	Metrics  rawMetrics  `toml:"metrics"`
+	Log      rawLog      `toml:"log"`
 }
 
 type rawRouting struct {
@@ -424,6 +434,7 @@ type rawHooks struct {
 	OnProbing    opt[[]string] `toml:"on_probing"`
 	OnDegraded   opt[[]string] `toml:"on_degraded"`
 	OnActive     opt[[]string] `toml:"on_active"`
+	OnPolicy     opt[[]string] `toml:"on_policy"`
 	Timeout      opt[string]   `toml:"timeout"`
 	MaxRunning   opt[int64]    `toml:"max_running"`
 }
@@ -448,6 +459,8 @@ var schema = map[string][]string{
 	"routing": tomlKeys(reflect.TypeFor[rawRouting]()),
 	"probe":   tomlKeys(reflect.TypeFor[rawProbe]()),
 	"uplink":  tomlKeys(reflect.TypeFor[rawUplink]()),
+	"policy":  tomlKeys(reflect.TypeFor[rawPolicy]()),
+	"rule":    tomlKeys(reflect.TypeFor[rawRule]()),
 	"hooks":   tomlKeys(reflect.TypeFor[rawHooks]()),
 	"status":  tomlKeys(reflect.TypeFor[rawStatus]()),
 	"metrics": tomlKeys(reflect.TypeFor[rawMetrics]()),
@@ -467,7 +480,7 @@ func tomlKeys(t reflect.Type) []string {
 }
 
 // opt is one setting as found in the file.
-type opt[T string | int64 | float64 | bool | []string] struct {
+type opt[T string | int64 | float64 | bool | []string | [][]string] struct {
 	val T
 	set bool // the key is in the file
 	// bad describes the value when it has the wrong TOML type, e.g.
@@ -517,6 +530,28 @@ func (o *opt[T]) UnmarshalTOML(data any) error {
 			}
 		}
 		*v = strs
+		return nil
+	case *[][]string:
+		list, ok := data.([]any)
+		if !ok {
+			break
+		}
+		out := make([][]string, len(list))
+		for i, e := range list {
+			inner, ok := e.([]any)
+			if !ok {
+				o.bad = fmt.Sprintf("an array whose element %d is %s", i, describe(e))
+				return nil
+			}
+			out[i] = make([]string, len(inner))
+			for j, x := range inner {
+				if out[i][j], ok = x.(string); !ok {
+					o.bad = fmt.Sprintf("an array whose element %d has %s at %d", i, describe(x), j)
+					return nil
+				}
+			}
+		}
+		*v = out
 		return nil
 	}
 	o.bad = describe(data)

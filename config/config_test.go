@@ -215,10 +215,11 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 	for _, keys := range schema {
 		n += len(keys)
 	}
-	// 7 tables at the top level, 41 keys in [routing], [probe] and
-	// [[uplink]], 11 in [hooks], [status], [metrics] and [log].
-	if n != 7+41+11 {
-		t.Errorf("schema has %d keys, want %d: %v", n, 7+41+11, schema)
+	// 9 tables at the top level, 41 keys in [routing], [probe] and
+	// [[uplink]], 16 in [[policy]] and [[rule]], 12 in [hooks], [status],
+	// [metrics] and [log].
+	if n != 9+41+16+12 {
+		t.Errorf("schema has %d keys, want %d: %v", n, 9+41+16+12, schema)
 	}
 }
 

@@ -25,6 +25,7 @@ func (v *validator) hooks(h *rawHooks) Hooks {
 		OnProbing:    v.argv("hooks.on_probing", h.OnProbing),
 		OnDegraded:   v.argv("hooks.on_degraded", h.OnDegraded),
 		OnActive:     v.argv("hooks.on_active", h.OnActive),
+		OnPolicy:     v.argv("hooks.on_policy", h.OnPolicy),
 	}
 	if d, ok := v.duration("hooks.timeout", h.Timeout, defaultHookTimeout); ok && d > maxHookTimeout {
 		v.errorf("hooks.timeout", "%q is longer than %v", h.Timeout.val, maxHookTimeout)

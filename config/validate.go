@@ -106,9 +106,9 @@ func (v *validator) unknownKeys(md toml.MetaData) {
 func validKeys(table string) string {
 	switch table {
 	case "":
-		return "the file has the tables [" + strings.Join(tables, "], [") + "] and [[uplink]]"
-	case "uplink":
-		return "[[uplink]] accepts " + strings.Join(schema[table], ", ")
+		return "the file has the tables [" + strings.Join(tables, "], [") + "], [[uplink]], [[policy]] and [[rule]]"
+	case "uplink", "policy", "rule":
+		return "[[" + table + "]] accepts " + strings.Join(schema[table], ", ")
 	}
 	if keys, ok := schema[table]; ok {
 		return "[" + table + "] accepts " + strings.Join(keys, ", ")
@@ -149,6 +149,8 @@ func (v *validator) config(raw *rawConfig) *Config {
 		cfg.Uplinks = append(cfg.Uplinks, v.uplink(indexPath("uplink", i), &raw.Uplinks[i]))
 	}
 	v.crossCheck(cfg, raw)
+	v.policies(cfg, raw.Policies)
+	v.rules(cfg, raw.Rules)
 	return cfg
 }
 

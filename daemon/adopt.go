@@ -52,11 +52,12 @@ func (d *Daemon) adopt() {
 			continue
 		}
 		ups = append(ups, netops.Uplink{Name: u.cfg.Name, Gateway: u.gw, Index: u.link.Index})
+		// In the balance or in a policy's group: the policies choose
+		// their tiers from the uplinks held as they were.
+		held := func(n netops.Nexthop) bool { return n.Index == u.link.Index && n.Gateway == u.gw }
 		u.hold = hold{
-			balance: slices.ContainsFunc(h.Balance, func(n netops.Nexthop) bool {
-				return n.Index == u.link.Index && n.Gateway == u.gw
-			}),
-			pinned: slices.Contains(h.Pinned, u.cfg.Table),
+			balance: slices.ContainsFunc(h.Balance, held) || slices.ContainsFunc(h.Policies, held),
+			pinned:  slices.Contains(h.Pinned, u.cfg.Table),
 		}
 		// Only an uplink still waiting for its verdict is held; one in
 		// carrier-only mode is already active.

@@ -84,6 +84,8 @@ type Daemon struct {
 	keep bool
 	// pin is connection pinning; nil before Run.
 	pin *pinning
+	// policies is what each policy used at the last reconcile, by name.
+	policies map[string]*policyState
 
 	hooks    *hooks.Runner
 	metrics  *metrics.Metrics
@@ -188,6 +190,7 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) *Daemon {
 		version:  1, // a status request After 0 is answered at once
 		started:  time.Now(),
 		loaded:   time.Now(),
+		policies: make(map[string]*policyState),
 
 		dump:      events.Dump,
 		subscribe: events.Subscribe,
@@ -580,7 +583,8 @@ func (d *Daemon) ours(table, protocol int) bool {
 	if protocol == d.cfg.Routing.RouteProtocol || table == d.cfg.Routing.BalanceTable {
 		return true
 	}
-	return slices.ContainsFunc(d.uplinks, func(u *uplink) bool { return u.cfg.Table == table })
+	return slices.ContainsFunc(d.uplinks, func(u *uplink) bool { return u.cfg.Table == table }) ||
+		slices.ContainsFunc(d.cfg.Policies, func(p config.Policy) bool { return p.Table == table })
 }
 
 // settle does the pending work: re-read links and addresses, run the state
@@ -859,7 +863,7 @@ func (d *Daemon) syncProber(u *uplink) {
 	if ok, _ := u.usable(); ok && len(targets) > 0 && u.m.State() != fsm.Down {
 		p := d.cfg.Probe
 		key = fmt.Sprintf("%s#%d %s %v every %v within %v, %d must answer, window %d fresh after %d, checks every %v within %v expecting %d",
-			u.cfg.Interface, u.link.Index, u.addr.Addr(), targets, p.Interval, p.Timeout, d.reliabilityOf(targets), p.Window, p.DownAfter,
+			u.cfg.Interface, u.link.Index, u.addr.Addr(), targets, d.probeInterval(u), p.Timeout, d.reliabilityOf(targets), p.Window, p.DownAfter,
 			p.CheckInterval, p.CheckTimeout, p.HTTPExpect)
 	}
 	if key == u.key {
@@ -879,7 +883,7 @@ func (d *Daemon) syncProber(u *uplink) {
 		Hub:         d.hub,
 		Source:      u.addr.Addr(),
 		Targets:     probeTargets(targets),
-		Interval:    d.cfg.Probe.Interval,
+		Interval:    d.probeInterval(u),
 		Timeout:     d.cfg.Probe.Timeout,
 		Reliability: d.reliabilityOf(targets),
 		Window:      d.cfg.Probe.Window,
@@ -980,11 +984,9 @@ func (d *Daemon) transition(u *uplink, tr fsm.Transition) {
 	d.changed = true
 }
 
-// inputs describes the uplinks for netops.Plan. Degraded uplinks carry
-// traffic only while no uplink is active, unless the policy keeps them.
+// inputs describes the uplinks for netops.Plan. Whether degraded uplinks
+// carry traffic is the policies' choice (degraded_policy).
 func (d *Daemon) inputs() []netops.Uplink {
-	keep := d.cfg.Probe.DegradedPolicy == config.DegradedKeep
-	anyActive := slices.ContainsFunc(d.uplinks, func(u *uplink) bool { return u.m.State() == fsm.Active })
 	out := make([]netops.Uplink, 0, len(d.uplinks))
 	for _, u := range d.uplinks {
 		in := netops.Uplink{
@@ -1004,7 +1006,7 @@ func (d *Daemon) inputs() []netops.Uplink {
 		case fsm.Active:
 			in.InBalance, in.Usable = true, true
 		case fsm.Degraded:
-			in.InBalance, in.Usable = keep || !anyActive, true
+			in.Degraded, in.Usable = true, true
 		case fsm.Probing:
 			// Adopted from an earlier run, until the first verdict.
 			in.InBalance, in.Usable = u.hold.balance, u.hold.any()
@@ -1020,6 +1022,11 @@ func (d *Daemon) settings() netops.Settings {
 	if d.pinOn() {
 		mask = d.pin.mask
 	}
+	pols, rules := policySettings(d.cfg)
+	var bal netops.Balancer // chosen in Run
+	if b := d.balancer.Load(); b != nil {
+		bal = *b
+	}
 	return netops.Settings{
 		MarkMask:      mask,
 		LANInterfaces: r.LANInterfaces,
@@ -1027,10 +1034,14 @@ func (d *Daemon) settings() netops.Settings {
 		RulePriority:  r.RulePriority,
 		RouteProtocol: r.RouteProtocol,
 
-		Balancer:        *d.balancer.Load(),
+		Balancer:        bal,
 		NexthopIDBase:   r.NexthopIDBase,
 		IdleTimer:       r.IdleTimer,
 		UnbalancedTimer: r.UnbalancedTimer,
+
+		Policies:     pols,
+		Rules:        rules,
+		KeepDegraded: d.cfg.Probe.DegradedPolicy == config.DegradedKeep,
 	}
 }
 
@@ -1048,6 +1059,7 @@ func (d *Daemon) doReconcile() {
 	}
 	err = errors.Join(perr, err)
 	d.recordBalance(in)
+	d.notePolicies(in)
 	rs := &d.reconcile
 	rs.Runs++
 	rs.Changes += uint64(res.Changes())
@@ -1081,8 +1093,9 @@ func (d *Daemon) doReconcile() {
 // gets a new entry on its new path.
 func (d *Daemon) flushLeavers(in []netops.Uplink) {
 	now := make(map[string]netip.Addr)
+	used := inUse(netops.Choose(d.settings(), in))
 	for _, u := range in {
-		if u.InBalance && u.Addr.IsValid() {
+		if used[u.Name] && u.Addr.IsValid() {
 			now[u.Name] = u.Addr.Addr()
 		}
 	}
@@ -1121,21 +1134,20 @@ func left(prev, now map[string]netip.Addr) map[string]netip.Addr {
 // shares, for status and metrics: by weight, or with the resilient
 // balancer the kernel's real bucket split.
 func (d *Daemon) recordBalance(in []netops.Uplink) {
+	choices := netops.Choose(d.settings(), in)
+	used := inUse(choices)
 	total := 0
-	for _, u := range in {
-		// Plan leaves out uplinks without a usable interface or address.
-		if u.InBalance && u.Index > 0 && u.Addr.IsValid() {
-			total += u.Weight
-		}
+	for _, m := range choices[0].Members {
+		total += m.Weight
 	}
 	split := d.bucketShares()
-	for i, u := range d.uplinks {
-		inBal := in[i].InBalance && in[i].Index > 0 && in[i].Addr.IsValid()
+	for _, u := range d.uplinks {
+		inBal := used[u.cfg.Name]
 		share := 0.0
 		switch {
 		case split != nil:
 			share = split[u.cfg.Name]
-		case inBal:
+		case slices.ContainsFunc(choices[0].Members, func(m netops.Member) bool { return m.Name == u.cfg.Name }):
 			share = float64(u.cfg.Weight) / float64(total)
 		}
 		if inBal != u.inBal || share != u.share {

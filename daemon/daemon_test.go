@@ -146,8 +146,9 @@ func drive(t *testing.T, d *Daemon, name string, state fsm.State) {
 
 func inBalance(d *Daemon) map[string]bool {
 	out := make(map[string]bool)
-	for _, in := range d.inputs() {
-		out[in.Name] = in.InBalance
+	used := inUse(netops.Choose(d.settings(), d.inputs()))
+	for _, u := range d.uplinks {
+		out[u.cfg.Name] = used[u.cfg.Name]
 	}
 	return out
 }

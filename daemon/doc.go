@@ -35,4 +35,11 @@
 // each burst the loop sets one timer to the earliest deadline any machine
 // reports (the end of a flap hold) and lets the machines act on it when it
 // fires.
+//
+// Policies (policy.go): Plan chooses each policy's tier from the uplinks'
+// states; after each reconcile the loop records the choice, logs and
+// exports a tier change, queues the on_policy hook, and with failback =
+// "all" deletes the pins of the uplinks a policy left for a better tier.
+// An uplink that only stands by in its policies is probed at their
+// standby_interval.
 package daemon

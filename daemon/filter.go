@@ -20,6 +20,9 @@ func (d *Daemon) eventFilter() events.Filter {
 			f.Indexes = append(f.Indexes, u.link.Index)
 		}
 	}
+	for _, p := range d.cfg.Policies {
+		f.Tables = append(f.Tables, p.Table)
+	}
 	slices.Sort(f.Tables)
 	f.Tables = slices.Compact(f.Tables)
 	return f

@@ -17,3 +17,12 @@ func TestEventFilter(t *testing.T) {
 		t.Fatalf("(-want +got):\n%s", diff)
 	}
 }
+
+// The policies' tables are uplinkd's too.
+func TestEventFilterPolicyTables(t *testing.T) {
+	d := testDaemon(t)
+	d.cfg = parse(t, base+policyDoc)
+	if got := d.eventFilter().Tables; !cmp.Equal(got, []int{100, 200, 250, 251}) {
+		t.Fatalf("tables %v, want the uplinks', the balance table and voip's 251", got)
+	}
+}

@@ -187,7 +187,7 @@ func describe(old, cfg *config.Config) []string {
 			out = append(out, fmt.Sprintf("uplink %s: removed", u.Name))
 		}
 	}
-	return out
+	return append(out, describePolicies(old, cfg)...)
 }
 
 func quote(s string) string { return fmt.Sprintf("%q", s) }

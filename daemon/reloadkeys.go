@@ -83,6 +83,7 @@ var globalKeys = []reloadKey{
 	{"hooks.on_probing", applied, func(c *config.Config) any { return c.Hooks.OnProbing }},
 	{"hooks.on_degraded", applied, func(c *config.Config) any { return c.Hooks.OnDegraded }},
 	{"hooks.on_active", applied, func(c *config.Config) any { return c.Hooks.OnActive }},
+	{"hooks.on_policy", applied, func(c *config.Config) any { return c.Hooks.OnPolicy }},
 	{"hooks.timeout", applied, func(c *config.Config) any { return c.Hooks.Timeout }},
 	{"hooks.max_running", applied, func(c *config.Config) any { return c.Hooks.MaxRunning }},
 

@@ -46,6 +46,19 @@ func changed(v reflect.Value) (reflect.Value, bool) {
 		b := v.IsNil() || !*v.Interface().(*bool)
 		n.Set(reflect.ValueOf(&b))
 		return n, true
+	case [][]string:
+		n.Set(reflect.Append(v, reflect.ValueOf([]string{"x"})))
+		return n, true
+	case []netip.Prefix:
+		n.Set(reflect.Append(v, reflect.ValueOf(netip.MustParsePrefix("198.18.9.0/24"))))
+		return n, true
+	case *config.Range:
+		r := config.Range{Start: 1, End: 2}
+		if !v.IsNil() {
+			r.End = v.Interface().(*config.Range).End + 1
+		}
+		n.Set(reflect.ValueOf(&r))
+		return n, true
 	}
 	switch v.Kind() {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
@@ -73,8 +86,8 @@ func TestEveryKeyClassified(t *testing.T) {
 	sections := reflect.ValueOf(old).Elem()
 	for i := range sections.NumField() {
 		sf := sections.Type().Field(i)
-		if sf.Name == "Uplinks" {
-			continue
+		if sf.Name == "Uplinks" || sf.Name == "Policies" || sf.Name == "Rules" {
+			continue // below, and in TestPolicyKeysClassified
 		}
 		for j := range sf.Type.NumField() {
 			key := sf.Name + "." + sf.Type.Field(j).Name
@@ -169,5 +182,57 @@ func TestRouteProtocolKeptWhenCleanupFails(t *testing.T) {
 	changes = d.apply(cfg)
 	if d.rec.Protocol != 202 || len(changes) != 1 || changes[0] != "routing.route_protocol: 201 -> 202" {
 		t.Fatalf("protocol %d, changes %q", d.rec.Protocol, changes)
+	}
+}
+
+// Every key of a [[policy]] and a [[rule]] is classified: changing one
+// alone is reported as one change.
+func TestPolicyKeysClassified(t *testing.T) {
+	old := parse(t, base+policyDoc)
+	pt := reflect.TypeFor[config.Policy]()
+	for j := range pt.NumField() {
+		name := pt.Field(j).Name
+		t.Run("Policy."+name, func(t *testing.T) {
+			cfg := *old
+			cfg.Policies = append([]config.Policy(nil), old.Policies...)
+			f := reflect.ValueOf(&cfg.Policies[1]).Elem().Field(j)
+			v, ok := changed(f)
+			if !ok {
+				t.Fatalf("do not know how to change a %s", f.Type())
+			}
+			f.Set(v)
+			got := describe(old, &cfg)
+			if name == "Name" {
+				if len(got) != 2 || !strings.HasSuffix(got[0], "added") || !strings.HasSuffix(got[1], "removed") {
+					t.Fatalf("a renamed policy is reported as %q", got)
+				}
+				return
+			}
+			if len(got) != 1 {
+				t.Fatalf("a change of Policy.%s is reported as %q: classify it in policyKeys", name, got)
+			}
+		})
+	}
+	rt := reflect.TypeFor[config.Rule]()
+	for j := range rt.NumField() {
+		name := rt.Field(j).Name
+		t.Run("Rule."+name, func(t *testing.T) {
+			cfg := *old
+			cfg.Rules = append([]config.Rule(nil), old.Rules...)
+			f := reflect.ValueOf(&cfg.Rules[0]).Elem().Field(j)
+			v, ok := changed(f)
+			if !ok {
+				t.Fatalf("do not know how to change a %s", f.Type())
+			}
+			f.Set(v)
+			got := describe(old, &cfg)
+			want := 1
+			if name == "Line" {
+				want = 0 // not a key: where the rule is in the file
+			}
+			if len(got) != want {
+				t.Fatalf("a change of Rule.%s is reported as %q: classify it in ruleKeys", name, got)
+			}
+		})
 	}
 }

@@ -40,6 +40,7 @@ func (d *Daemon) snapshot() *status.Snapshot {
 		Pinning:   d.pinningStatus(),
 		Active:    d.active(),
 		Uplinks:   make([]status.Uplink, 0, len(d.uplinks)),
+		Policies:  d.policyStatus(),
 		Reconcile: d.reconcile,
 		Netlink:   d.netlink,
 		Hooks: status.Hooks{

@@ -8,8 +8,15 @@ import (
 	"unicode"
 )
 
-// Event is one state transition as hooks see it.
+// Event is one state transition of an uplink, or one change of the tier a
+// policy uses (Policy set), as hooks see it.
 type Event struct {
+	// Policy, TierFrom and TierTo describe a policy event (on_policy):
+	// tiers count from 1, 0 being the last resort; Uplink, Interface,
+	// From and To are then empty.
+	Policy           string
+	TierFrom, TierTo int
+
 	Uplink    string
 	Interface string
 	From, To  string
@@ -24,6 +31,17 @@ type Event struct {
 // escapes) are written escaped, so a hook reading `env` line by line or
 // logging a value cannot be fooled by one.
 func (e Event) Env() []string {
+	if e.Policy != "" {
+		return []string{
+			"UPLINKD_POLICY=" + oneLine(e.Policy),
+			"UPLINKD_TIER_FROM=" + strconv.Itoa(e.TierFrom),
+			"UPLINKD_TIER_TO=" + strconv.Itoa(e.TierTo),
+			"UPLINKD_REASON=" + oneLine(e.Reason),
+			"UPLINKD_TIME=" + e.Time.Format(time.RFC3339Nano),
+			"UPLINKD_ACTIVE=" + strconv.Itoa(e.Active),
+			"UPLINKD_UPLINKS=" + strconv.Itoa(e.Uplinks),
+		}
+	}
 	return []string{
 		"UPLINKD_UPLINK=" + oneLine(e.Uplink),
 		"UPLINKD_INTERFACE=" + oneLine(e.Interface),
@@ -34,6 +52,15 @@ func (e Event) Env() []string {
 		"UPLINKD_ACTIVE=" + strconv.Itoa(e.Active),
 		"UPLINKD_UPLINKS=" + strconv.Itoa(e.Uplinks),
 	}
+}
+
+// key is what the runner serialises the event's hooks on: its uplink, or
+// its policy (an uplink name cannot contain a space).
+func (e Event) key() string {
+	if e.Policy != "" {
+		return "policy " + e.Policy
+	}
+	return e.Uplink
 }
 
 // oneLine escapes the control characters of s: "\n" for a newline,

@@ -112,12 +112,12 @@ func (r *Runner) Run(ctx context.Context) {
 	busy := make(map[string]bool)
 	start := func(j Job) {
 		running++
-		busy[j.Event.Uplink] = true
+		busy[j.Event.key()] = true
 		r.running.Add(1)
 		go func() {
 			r.exec(j)
 			r.running.Add(-1)
-			r.finished <- j.Event.Uplink
+			r.finished <- j.Event.key()
 		}()
 	}
 	// startWaiting starts, in order, the waiting jobs whose uplink is
@@ -126,7 +126,7 @@ func (r *Runner) Run(ctx context.Context) {
 	startWaiting := func() {
 		blocked := make(map[string]bool)
 		waiting = slices.DeleteFunc(waiting, func(j Job) bool {
-			u := j.Event.Uplink
+			u := j.Event.key()
 			if int64(running) >= r.max.Load() || busy[u] || blocked[u] {
 				blocked[u] = true
 				return false

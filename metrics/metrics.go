@@ -39,8 +39,9 @@ type Metrics struct {
 
 	reloads *prometheus.CounterVec
 
-	pin   pinMetrics
-	probe *probeMetrics // probe.go
+	pin    pinMetrics
+	policy policyMetrics
+	probe  *probeMetrics // probe.go
 }
 
 // HookStats reads the hook runner's counters at scrape time.
@@ -98,6 +99,7 @@ func New(hooks HookStats) *Metrics {
 		}
 	}
 	m.pin = newPinMetrics(f)
+	m.policy = newPolicyMetrics(f)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -15,6 +15,9 @@ type Held struct {
 	// Balance are the next hops (gateway and interface) of the balance
 	// route, whatever its kind; empty without one.
 	Balance []Nexthop
+	// Policies are the next hops of the other nexthop groups of the
+	// reconciler's protocol: the policies' (group balancers only).
+	Policies []Nexthop
 	// Pinned are the tables of the fwmark rules.
 	Pinned []int
 	// Nexthops are all nexthop objects of the reconciler's protocol.
@@ -40,9 +43,15 @@ func (r *Reconciler) Holds(balance, rulePriority int) (Held, error) {
 		if err != nil && !unsupported(err) {
 			return h, fmt.Errorf("list routes through nexthop objects: %w", err)
 		}
+		var group uint32
 		for _, rt := range routes {
 			if rt.Table == balance && rt.Dst == defaultDst {
-				h.Balance = hopsOf(rt.NHID, h.Nexthops)
+				h.Balance, group = hopsOf(rt.NHID, h.Nexthops), rt.NHID
+			}
+		}
+		for _, n := range h.Nexthops {
+			if n.IsGroup() && n.ID != group {
+				h.Policies = append(h.Policies, hopsOf(n.ID, h.Nexthops)...)
 			}
 		}
 	}

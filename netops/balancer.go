@@ -52,13 +52,15 @@ const NexthopIDRange = 1024
 //	base            the balance group
 //	base+1+s        the next hop of the uplink in slot s < 64 (see Slots)
 //	base+65+s       its twin (resilient groups): the same next hop, a second member
+//	base+129+i      the group of policy i (0..MaxPolicies-1), the default
+//	                policy aside, in file order
 //	base+254..255   the throwaway objects of the startup support check
 //	base+256+s-64   the next hop of the uplink in slot s, 64 <= s < 256
 //	base+448+s-64   its twin
 //
 // The slots past 64 came with the limit of 256 uplinks; they lie past the
-// first layout's IDs, so the IDs of the first 64 slots, and what a
-// running uplinkd adopts, stay as they were.
+// first layout's IDs, so the IDs of the first 64 slots and of the
+// policies, and what a running uplinkd adopts, stay as they were.
 //
 // Slots follow the uplink's name, never its position in the file, so
 // reordering or removing uplinks changes no one else's IDs. In a
@@ -97,6 +99,14 @@ func (ids IDs) Twin(s int) uint32 {
 	}
 	return ids.Base + 256 + MaxUplinks - firstSlots + uint32(s-firstSlots)
 }
+
+// Policy is the ID of the group of the i-th policy other than the
+// default one.
+func (ids IDs) Policy(i int) uint32 { return ids.Base + 1 + 2*firstSlots + uint32(i) }
+
+// MaxPolicies is how many policies besides the default one the ID layout
+// has room for.
+const MaxPolicies = 256 - 3 - 2*firstSlots
 
 // SlotOf returns the slot of an uplink nexthop ID (not a twin), and false
 // for any other ID.

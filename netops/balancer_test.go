@@ -1,6 +1,7 @@
 package netops
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -120,6 +121,24 @@ func TestNexthopIDs(t *testing.T) {
 		if _, ok := ids.SlotOf(ids.Twin(s)); ok {
 			t.Errorf("SlotOf(Twin(%d)) is a slot", s)
 		}
+	}
+	// Every ID has one use.
+	used := map[uint32]string{ids.Group: "group", ids.Probe: "probe", ids.ProbeGroup: "probe group"}
+	use := func(id uint32, what string) {
+		if o, dup := used[id]; dup || !ids.Contains(id) {
+			t.Errorf("ID %d of %s: also %q, or out of range", id, what, o)
+		}
+		used[id] = what
+	}
+	for s := range MaxUplinks {
+		use(ids.Uplink(s), fmt.Sprintf("uplink %d", s))
+		use(ids.Twin(s), fmt.Sprintf("twin %d", s))
+	}
+	for i := range MaxPolicies {
+		use(ids.Policy(i), fmt.Sprintf("policy %d", i))
+	}
+	if ids.Policy(0) != 2010000129 {
+		t.Errorf("policy 0: %d, want the first layout's 2010000129", ids.Policy(0))
 	}
 	for _, id := range []uint32{2010000000, 2010000254, 2010000255, 2010000640} {
 		if s, ok := ids.SlotOf(id); ok {

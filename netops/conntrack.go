@@ -72,3 +72,27 @@ func natedTo(flows []conntrack.Flow, addr netip.Addr) []conntrack.Flow {
 	}
 	return out
 }
+
+// MarkOf returns the mark of the connection whose original direction is
+// the given tuple (proto: an IP protocol with ports); found is false when
+// the kernel tracks no such connection. It lists the IPv4 table (for
+// `uplinkd explain`, never the daemon's loop): a single-entry get
+// (IPCTNL_MSG_CT_GET with a tuple) through ti-mo/conntrack v0.6.0 gets no
+// answer on Linux 6.18.
+func (c *Conntrack) MarkOf(proto uint8, src, dst netip.Addr, sport, dport uint16) (mark uint32, found bool, err error) {
+	flows, err := c.c.DumpFilter(conntrack.NewFilter().Family(netfilter.ProtoIPv4), nil)
+	if err != nil && unsupported(err) {
+		flows, err = c.c.Dump(nil)
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("list conntrack entries: %w", err)
+	}
+	for _, f := range flows {
+		o := f.TupleOrig
+		if o.Proto.Protocol == proto && o.IP.SourceAddress == src && o.IP.DestinationAddress == dst &&
+			o.Proto.SourcePort == sport && o.Proto.DestinationPort == dport {
+			return f.Mark, true, nil
+		}
+	}
+	return 0, false, nil
+}

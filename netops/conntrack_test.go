@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/ti-mo/conntrack"
 )
@@ -91,5 +92,38 @@ func TestFlushNATKernel(t *testing.T) {
 	}
 	if n, err := ct.FlushNAT(wan2); err != nil || n != 0 {
 		t.Fatalf("second FlushNAT = %d, %v", n, err)
+	}
+}
+
+// MarkOf finds an entry by its original tuple, and says when there is none.
+func TestMarkOfKernel(t *testing.T) {
+	ns, _ := nsHandle(t)
+	var ct *Conntrack
+	nsFD(t, ns, func(fd int) {
+		var err error
+		if ct, err = DialConntrack(fd); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer ct.Close()
+	src, dst := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("198.18.0.1")
+	f := conntrack.NewFlow(17, 0, src, dst, 40000, 5060, 60, 0x3000010)
+	if err := ct.c.Create(f); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if mark, found, err := ct.MarkOf(17, src, dst, 40000, 5060); err != nil || !found || mark != 0x3000010 {
+			t.Errorf("MarkOf = %#x, %t, %v", mark, found, err)
+		}
+		if _, found, err := ct.MarkOf(17, src, dst, 40001, 5060); err != nil || found {
+			t.Errorf("MarkOf of no entry = %t, %v", found, err)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("MarkOf hangs")
 	}
 }

@@ -19,11 +19,28 @@
 //	P+2       fwmark <uplink mark>/<mask> lookup <uplink table>, while the
 //	          uplink is usable (active or degraded): pinned connections
 //	P+3..9    free
-//	P+10..89  policies (PrioPolicyFirst..PrioPolicyLast), one priority
-//	          each, in order
+//	P+10..89  the [[rule]]s of the policies (PrioPolicyFirst..
+//	          PrioPolicyLast), one priority per rule in file order (every
+//	          from × to pair of a rule is one kernel rule at its
+//	          priority); uid selectors are installed as `iif lo uidrange`
 //	P+90..98  free
 //	P+99      iif <LAN interface>|lo lookup <balance table>: the default
 //	          policy, new connections
+//
+// Policies (Settings.Policies, see Choose): each one but the default has
+// its own table (Policy.Table, chosen by the configuration) holding one
+// default route: through the policy's hash-threshold nexthop group
+// (IDs.Policy: the group balancers) or a multipath route (Multipath), over
+// the uplinks of its best tier with a usable member; the uplinks' nexthop
+// objects are shared. The default policy is the balance table and its
+// group, built as before from the members of its tier in use (the
+// built-in default policy: every uplink, one tier). With no usable tier a
+// policy's last resort applies: an unreachable or blackhole route in its
+// table, its rules looking up main (ResortMain; the default policy's empty
+// table falls through to main's own rule instead), or the default
+// policy's table (ResortDefault). A rule names its policy's table in the
+// rule itself, so a last resort change rewrites the policy's rules (added
+// before the old ones are deleted).
 //
 // Reconciler is the only code in uplinkd that writes routes, rules and
 // nexthop objects. It lists what the kernel has, replaces what differs from
@@ -45,5 +62,6 @@
 //
 // Conntrack deletes the connection-tracking entries translated to the
 // address of an uplink that left the balance (used without pinning), and
-// SetMultipathHash sets the hash that spreads flows.
+// SetMultipathHash sets the hash that spreads flows. RouteQuery only reads:
+// it asks the kernel for the route of one packet (`uplinkd explain`).
 package netops

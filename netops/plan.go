@@ -45,6 +45,14 @@ type Settings struct {
 	// IdleTimer and UnbalancedTimer are the resilient group's timers.
 	IdleTimer       time.Duration
 	UnbalancedTimer time.Duration
+
+	// Policies are the configured policies in file order; one named
+	// DefaultPolicy replaces the built-in default policy (every uplink in
+	// one tier). Rules send traffic to them, in order.
+	Policies []Policy
+	Rules    []PolicyRule
+	// KeepDegraded is the built-in default policy's degraded_policy.
+	KeepDegraded bool
 }
 
 // Uplink is what Plan needs to know of one uplink.
@@ -64,8 +72,13 @@ type Uplink struct {
 	// Carrier says the link has carrier. The kernel refuses nexthop
 	// objects on a link without it, and deletes them when it goes.
 	Carrier bool
-	// InBalance says the uplink carries balanced traffic now.
+	// InBalance says the uplink may carry new connections: it is active
+	// (or held in the balance after a restart). Whether it does depends
+	// on the policies' tiers (see Choose).
 	InBalance bool
+	// Degraded says the uplink is degraded: policies use it when no tier
+	// has an active uplink, or always with KeepDegraded.
+	Degraded bool
 	// Usable says the uplink carries the connections pinned to it
 	// (active or degraded): its fwmark rule exists. Needs Mark.
 	Usable bool
@@ -98,6 +111,9 @@ type Route struct {
 	Nexthops []Nexthop
 	NHID     uint32
 	Protocol int
+	// Type is the route's kind; the zero value is a unicast route. An
+	// unreachable or blackhole route has no path.
+	Type RouteType
 }
 
 // Rule is a desired IPv4 policy rule.
@@ -112,6 +128,23 @@ type Rule struct {
 	// Mask 0: any mark.
 	Mark, Mask uint32
 	Protocol   int
+
+	// Selectors of the policy rules (see PolicyRule).
+	Dst     netip.Prefix // invalid: to all
+	IPProto int          // 0: any
+	Sport   *Range       // nil: any
+	Dport   *Range
+	UID     *Range
+}
+
+// Range is an inclusive range of ports or uids.
+type Range struct{ Start, End uint32 }
+
+func (r Range) String() string {
+	if r.Start == r.End {
+		return fmt.Sprint(r.Start)
+	}
+	return fmt.Sprintf("%d-%d", r.Start, r.End)
 }
 
 // Desired is the whole routing state uplinkd wants in the kernel.
@@ -141,12 +174,15 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	var hops []Nexthop
 	var members []GroupMember
 	ids := NexthopIDs(s.NexthopIDBase)
+	choices := Choose(s, uplinks)
+	inDefault := make(map[string]bool)
+	for _, m := range choices[0].Members {
+		inDefault[m.Name] = true
+	}
 	// In slot order, so that the group's members keep their order (and a
 	// hash-threshold group its cut of the hash space) however the
 	// configuration file orders the uplinks.
-	bySlot := slices.Clone(uplinks)
-	slices.SortStableFunc(bySlot, func(a, b Uplink) int { return cmp.Compare(a.Slot, b.Slot) })
-	for _, u := range bySlot {
+	for _, u := range bySlot(uplinks) {
 		if u.Index <= 0 || !u.Addr.IsValid() {
 			continue
 		}
@@ -171,7 +207,7 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 		}
 		switch {
 		case s.Balancer == Multipath:
-			if u.InBalance {
+			if inDefault[u.Name] {
 				hops = append(hops, Nexthop{Gateway: u.Gateway, Index: u.Index, Weight: u.Weight})
 			}
 		case u.Carrier:
@@ -186,7 +222,7 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 				d.Nexthops = append(d.Nexthops, NexthopObject{
 					ID: id, Gateway: u.Gateway, Index: u.Index, OnLink: onlink, Protocol: s.RouteProtocol,
 				})
-				if u.InBalance {
+				if inDefault[u.Name] {
 					members = append(members, GroupMember{ID: id, Weight: u.Weight})
 				}
 			}
@@ -222,8 +258,13 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 		d.Routes = append(d.Routes, Route{Table: s.BalanceTable, Dst: defaultDst, Nexthops: hops, Protocol: s.RouteProtocol})
 	}
 	// With nothing usable the balance table stays empty and balanced
-	// traffic falls through to main's own default route. (An empty
-	// nexthop group does not exist.)
+	// traffic falls through to main's own default route (an empty
+	// nexthop group does not exist), unless the default policy's last
+	// resort says otherwise.
+	if lr := lastResortRoute(s, choices[0]); lr != nil {
+		d.Routes = append(d.Routes, *lr)
+	}
+	d.planPolicies(s, uplinks, choices)
 
 	d.Rules = append(d.Rules, Rule{
 		Priority: s.RulePriority + prioSuppress, Table: mainTable, SuppressPrefixlen: 0, Protocol: s.RouteProtocol,
@@ -263,6 +304,13 @@ func sortKeyed[T any](s []T, prio func(T) int, key func(T) string) {
 
 var defaultDst = netip.MustParsePrefix("0.0.0.0/0")
 
+// bySlot returns uplinks in slot order.
+func bySlot(uplinks []Uplink) []Uplink {
+	out := slices.Clone(uplinks)
+	slices.SortStableFunc(out, func(a, b Uplink) int { return cmp.Compare(a.Slot, b.Slot) })
+	return out
+}
+
 func onLinkOf(uplinks []Uplink, index int) bool {
 	for _, u := range uplinks {
 		if u.Index == index {
@@ -286,12 +334,16 @@ func (r Route) Key() string { return fmt.Sprintf("table %d %s", r.Table, r.Dst) 
 // String renders the route like `ip route`, for logs and diffs.
 func (r Route) String() string {
 	var b strings.Builder
-	b.WriteString(r.Dst.String())
+	if r.Type != Unicast {
+		b.WriteString(r.Type.String() + " ")
+	}
 	if r.Dst == defaultDst {
-		b.Reset()
 		b.WriteString("default")
+	} else {
+		b.WriteString(r.Dst.String())
 	}
 	switch {
+	case r.Type != Unicast:
 	case r.NHID != 0:
 		fmt.Fprintf(&b, " nhid %d", r.NHID)
 	case len(r.Nexthops) > 0:
@@ -330,11 +382,26 @@ func (r Rule) String() string {
 	} else {
 		b.WriteString("all")
 	}
+	if r.Dst.IsValid() {
+		fmt.Fprintf(&b, " to %s", r.Dst)
+	}
 	if r.IifName != "" {
 		fmt.Fprintf(&b, " iif %s", r.IifName)
 	}
 	if r.Mask != 0 {
 		fmt.Fprintf(&b, " fwmark %#x/%#x", r.Mark, r.Mask)
+	}
+	if r.IPProto != 0 {
+		fmt.Fprintf(&b, " ipproto %d", r.IPProto)
+	}
+	if r.Sport != nil {
+		fmt.Fprintf(&b, " sport %s", r.Sport)
+	}
+	if r.Dport != nil {
+		fmt.Fprintf(&b, " dport %s", r.Dport)
+	}
+	if r.UID != nil {
+		fmt.Fprintf(&b, " uidrange %d-%d", r.UID.Start, r.UID.End)
 	}
 	fmt.Fprintf(&b, " lookup %d", r.Table)
 	if r.SuppressPrefixlen >= 0 {

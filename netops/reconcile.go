@@ -401,6 +401,10 @@ func toKernelRoute(rt Route) *netlink.Route {
 		Type:     unix.RTN_UNICAST,
 		Scope:    netlink.SCOPE_UNIVERSE,
 	}
+	if rt.Type != Unicast {
+		kr.Type = int(rt.Type)
+		return kr
+	}
 	if rt.Src.IsValid() {
 		kr.Src = rt.Src.AsSlice()
 	}
@@ -440,6 +444,11 @@ func fromKernelRoute(kr netlink.Route) (Route, bool) {
 		Link:     kr.Scope == netlink.SCOPE_LINK,
 		OnLink:   kr.Flags&int(netlink.FLAG_ONLINK) != 0,
 	}
+	if kr.Type != unix.RTN_UNICAST && kr.Type != 0 {
+		rt.Type = RouteType(kr.Type)
+		rt.Index = 0
+		return rt, true
+	}
 	rt.Gateway, _ = addrOf(kr.Gw)
 	rt.Src, _ = addrOf(kr.Src)
 	for _, h := range kr.MultiPath {
@@ -465,6 +474,19 @@ func toKernelRule(ru Rule) *netlink.Rule {
 	if ru.Src.IsValid() {
 		kr.Src = ipNet(ru.Src)
 	}
+	if ru.Dst.IsValid() {
+		kr.Dst = ipNet(ru.Dst)
+	}
+	kr.IPProto = ru.IPProto
+	if ru.Sport != nil {
+		kr.Sport = netlink.NewRulePortRange(uint16(ru.Sport.Start), uint16(ru.Sport.End))
+	}
+	if ru.Dport != nil {
+		kr.Dport = netlink.NewRulePortRange(uint16(ru.Dport.Start), uint16(ru.Dport.End))
+	}
+	if ru.UID != nil {
+		kr.UIDRange = netlink.NewRuleUIDRange(ru.UID.Start, ru.UID.End)
+	}
 	return kr
 }
 
@@ -485,6 +507,19 @@ func fromKernelRule(kr netlink.Rule) Rule {
 	}
 	if p, ok := prefixOf(kr.Src); ok && p.Bits() > 0 {
 		ru.Src = p
+	}
+	if p, ok := prefixOf(kr.Dst); ok && p.Bits() > 0 {
+		ru.Dst = p
+	}
+	ru.IPProto = kr.IPProto
+	if r := kr.Sport; r != nil {
+		ru.Sport = &Range{uint32(r.Start), uint32(r.End)}
+	}
+	if r := kr.Dport; r != nil {
+		ru.Dport = &Range{uint32(r.Start), uint32(r.End)}
+	}
+	if r := kr.UIDRange; r != nil {
+		ru.UID = &Range{r.Start, r.End}
 	}
 	return ru
 }

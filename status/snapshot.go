@@ -7,12 +7,15 @@ import "time"
 type Snapshot struct {
 	// Version increases with every change that matters to an operator:
 	// a transition, a link or address change, a routing change, a reload.
-	Version   uint64    `json:"version"`
-	Time      time.Time `json:"time"`
-	Daemon    Daemon    `json:"daemon"`
-	Balancer  string    `json:"balancer"` // how the balance route is built: "hash-threshold", "resilient" or "multipath"
-	Active    int       `json:"active"`   // uplinks in state active
-	Uplinks   []Uplink  `json:"uplinks"`  // in configuration order
+	Version  uint64    `json:"version"`
+	Time     time.Time `json:"time"`
+	Daemon   Daemon    `json:"daemon"`
+	Balancer string    `json:"balancer"` // how the balance route is built: "hash-threshold", "resilient" or "multipath"
+	Active   int       `json:"active"`   // uplinks in state active
+	Uplinks  []Uplink  `json:"uplinks"`  // in configuration order
+	// Policies are the policies in effect, the default one first (built
+	// in when the configuration has none).
+	Policies  []Policy  `json:"policies"`
 	Reconcile Reconcile `json:"reconcile"`
 	Netlink   Netlink   `json:"netlink"`
 	Hooks     Hooks     `json:"hooks"`
@@ -157,3 +160,38 @@ type ReloadResult struct {
 
 // Millis converts d for the JSON fields in milliseconds.
 func Millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
+
+// Policy is one policy: the tier that carries its new connections.
+type Policy struct {
+	Name string `json:"name"`
+	// Builtin marks the built-in default policy (every uplink, one tier).
+	Builtin bool       `json:"builtin"`
+	Table   int        `json:"table"`
+	Tiers   [][]string `json:"tiers"`
+	// Tier is the tier in use, from 1; 0 when the last resort is in
+	// effect.
+	Tier int `json:"tier"`
+	// Members are the uplinks of the tier in use that carry its new
+	// connections, with their shares of them.
+	Members    []Member `json:"members"`
+	LastResort string   `json:"last_resort"` // main, default, unreachable, blackhole
+	InEffect   bool     `json:"last_resort_in_effect"`
+	Failback   string   `json:"failback"`
+	// Since is when the policy took its current tier (this run).
+	Since time.Time `json:"since,omitzero"`
+}
+
+// Member is one uplink of a policy's tier in use.
+type Member struct {
+	Name   string  `json:"name"`
+	Weight int     `json:"weight"`
+	Share  float64 `json:"share"`
+}
+
+// GetUplinks returns the uplinks of s; nil for a nil s.
+func (s *Snapshot) GetUplinks() []Uplink {
+	if s == nil {
+		return nil
+	}
+	return s.Uplinks
+}

@@ -58,6 +58,7 @@ func Render(w io.Writer, s *Snapshot, colour bool, now time.Time) error {
 		}
 		return cell
 	})
+	p.policies(s.Policies)
 
 	type named struct {
 		uplink string

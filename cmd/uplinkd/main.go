@@ -39,6 +39,12 @@ const usage = `usage:
                                    --watch redraws on every change; exit 3 when not running
   uplinkd reload [--socket PATH]   make the running daemon re-read its configuration (as SIGHUP
                                    does) and print what changed; exit 1 when the file is refused
+  uplinkd explain [--config FILE] [--from ADDR] [--iif IF] [--proto P] [--sport N] [--dport N]
+                  [--mark M] [--uid U] DEST
+                                   which uplink (or last resort) the kernel chooses for a new
+                                   connection, the [[rule]] and policy that send it there, and
+                                   any disagreement between the two (exit 1); run it in the
+                                   router's network namespace
   uplinkd version                  print the version
 `
 
@@ -115,6 +121,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		return reload(*socket, stdout, stderr)
+	case "explain":
+		return explainCmd(fs, args, stdout, stderr)
 	case "version", "--version", "-version":
 		if !parse() {
 			return exitUsage
