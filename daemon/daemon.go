@@ -850,7 +850,8 @@ func cloneLink(l *events.Link) *events.Link {
 // what it probes changes: the interface or address it is bound to, its
 // targets, interval or timeout.
 func (d *Daemon) syncProber(u *uplink) {
-	in := proberInputs{cfg: d.cfg, names: d.resolvedGen, gw: u.gw, addr: u.addr, down: u.m.State() == fsm.Down}
+	in := proberInputs{cfg: d.cfg, names: d.resolvedGen, gw: u.gw, addr: u.addr, down: u.m.State() == fsm.Down,
+		interval: d.probeInterval(u)}
 	if u.link != nil {
 		in.link, in.hasLink = *u.link, true
 	}
@@ -909,15 +910,17 @@ func (d *Daemon) syncProber(u *uplink) {
 // proberInputs is everything a prober's key depends on: the configuration
 // (replaced as a whole on reload, the uplink's own part included), the
 // addresses of target names, the gateway in use, the interface, the
-// address and whether the uplink is down.
+// address, whether the uplink is down and the interval (longer while it
+// stands by).
 type proberInputs struct {
-	cfg     *config.Config
-	names   uint64 // Daemon.resolvedGen
-	gw      netip.Addr
-	link    events.Link
-	hasLink bool
-	addr    netip.Prefix
-	down    bool
+	cfg      *config.Config
+	interval time.Duration
+	names    uint64 // Daemon.resolvedGen
+	gw       netip.Addr
+	link     events.Link
+	hasLink  bool
+	addr     netip.Prefix
+	down     bool
 }
 
 func (u *uplink) stopProber() {
