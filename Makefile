@@ -30,8 +30,9 @@ test:
 	$(GO) test -race -count=1 -timeout 20m ./...
 	cd bench && $(GO) test -race -count=1 ./...
 
-# The suite with the long variants of the timed lab tests (60s under load
-# and loss, 20 timed blackholes; UPLINKD_LONG=1): several minutes more.
+# The suite with the long variants of the lab tests (UPLINKD_LONG=1): 60s
+# under load and loss, 20 timed blackholes, 300 random convergence
+# sequences, 50 kill -9 and restarts: several minutes more.
 test-long:
 	UPLINKD_LONG=1 $(GO) test -race -count=1 -timeout 30m ./...
 
@@ -43,19 +44,22 @@ lint:
 	$(GO) build -o $(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
 	cd bench && $(abspath $(BIN))/staticcheck ./...
 
-# Every fuzz target for FUZZTIME each (go test -fuzz takes one target at a
-# time). A finding stops it; the failing input is saved under the package's
-# testdata/fuzz/ and becomes a regression test once committed.
+# Every fuzz target for FUZZTIME each, FUZZJOBS targets at a time with one
+# fuzzing worker each (go test -fuzz takes one target per run). A finding
+# stops it; the failing input is saved under the package's testdata/fuzz/
+# and becomes a regression test once committed.
 FUZZTIME ?= 60s
+FUZZJOBS ?= 2
 FUZZ := ./config:FuzzParse ./events:FuzzParseMessage \
 	./netops:FuzzParseNexthop ./netops:FuzzParseNHIDRoute ./netops:FuzzParseKernelRoute \
 	./pin:FuzzJumpTarget \
 	./probe:FuzzParseEcho ./probe:FuzzMatch ./probe:FuzzDNSAnswered
 fuzz:
-	@set -e; for t in $(FUZZ); do \
-		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) $${t%%:*}; \
-	done
+	@printf '%s\n' $(FUZZ) | xargs -P $(FUZZJOBS) -n 1 sh -c \
+		'pkg=$${0%%:*} fn=$${0#*:}; \
+		out=$$($(GO) test -run "^$$" -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -parallel 1 $$pkg 2>&1); rc=$$?; \
+		if [ $$rc -ne 0 ]; then printf "%s\n" "$$out"; fi; \
+		printf "%s\n" "$$out" | tail -n 2 | sed "s|^|fuzz $$fn ($$pkg, $(FUZZTIME)): |"; exit $$rc'
 
 # A lab of network namespaces with two simulated ISPs; uplinkd runs in the
 # router namespace while uplinks are broken and repaired. Needs root.

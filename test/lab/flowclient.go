@@ -381,6 +381,9 @@ func (c *FlowClient) tcpSession(ctx context.Context, f *flow, conn net.Conn) err
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				f.markHung(time.Now())
+				if ctx.Err() != nil {
+					return nil // Close while the connection hangs
+				}
 				continue
 			}
 			return err

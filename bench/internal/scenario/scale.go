@@ -265,7 +265,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig, res *results.Results) (resul
 	res.Setup = []string{
 		fmt.Sprintf("Scale rows: uplinkd alone (the seed handles two ISPs and no table size), in scale labs (test/lab NewScale: a router with N uplinks as veth pairs to one WAN namespace, and a non-uplink interface %s). Events are carrier losses and returns of the WAN-side ends of uplinks 1, 2, ..., alternating; each event figure is the median and worst of %d events (p95 in the note), each waited out before the next.", lab.PeerLink, cfg.Events),
 		"Event → first routing change: the carrier change is stamped just before its netlink request; a netlink monitor in the router stamps the first route, rule or nexthop change a program made. Start → all active is read from `uplinkd status`.",
-		"Event-to-routes rows run in carrier-only mode (no probe targets); idle rows probe two targets per uplink at the defaults (interval 200ms).",
+		"Event-to-routes rows run in carrier-only mode (no probe targets); idle rows probe two targets per uplink at the defaults (" + probeDefaults() + ").",
 		"Foreign routes in main: every prefix of length 17 to 32 in 198.18.128.0/17, repeated with metrics 1, 2, ... (the documentation ranges hold no million distinct IPv4 prefixes), via " + lab.PeerAddr.String() + " on " + lab.PeerLink + ", loaded before uplinkd starts.",
 	}
 	if cfg.Extra != "" {
