@@ -26,7 +26,7 @@ const RulePriorityRange = 100
 type Config struct {
 	Routing Routing
 	Probe   Probe
-	Uplinks []Uplink // at least one, at most 64, in file order
+	Uplinks []Uplink // at least one, at most 256, in file order
 	// Policies are the [[policy]] tables in file order; see PolicyNamed
 	// for the built-in default policy.
 	Policies []Policy
@@ -85,7 +85,7 @@ type Routing struct {
 
 // NexthopIDRange is the number of nexthop object IDs uplinkd owns,
 // starting at Routing.NexthopIDBase (netops.NexthopIDRange).
-const NexthopIDRange = 256
+const NexthopIDRange = 1024
 
 // Probe is the [probe] table: how the health of uplinks is checked and
 // judged.

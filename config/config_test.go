@@ -251,7 +251,7 @@ func TestLimitsAccepted(t *testing.T) {
 		`route_protocol = 255`,
 		`hash = "l3"`,
 		`balancer = "multipath"`,
-		`nexthop_id_base = 4294967040`,
+		`nexthop_id_base = 4294966272`,
 		`idle_timer = "24h"`,
 		`unbalanced_timer = "1s"`,
 		`flush_conntrack = false`,
@@ -308,7 +308,7 @@ func TestLimitsAccepted(t *testing.T) {
 	got := mustParse(t, doc)
 	want := &Config{
 		Routing: Routing{BalanceTable: 1, RulePriority: 32665, RouteProtocol: 255, Hash: "l3",
-			Balancer: "multipath", NexthopIDBase: 4294967040, IdleTimer: 24 * time.Hour, UnbalancedTimer: time.Second,
+			Balancer: "multipath", NexthopIDBase: 4294966272, IdleTimer: 24 * time.Hour, UnbalancedTimer: time.Second,
 			MarkMask: 0x80000001, StateDir: "/var/lib/x"},
 		Probe: Probe{
 			Gateway: true, Interval: 10 * time.Millisecond, Timeout: 10 * time.Second, DownAfter: 1, UpAfter: 1,
@@ -437,8 +437,8 @@ type problem struct {
 }
 
 func TestProblems(t *testing.T) {
-	tooMany := make([]string, 0, 65*5)
-	for i := range 65 {
+	tooMany := make([]string, 0, 257*5)
+	for i := range 257 {
 		tooMany = append(tooMany,
 			`[[uplink]]`,
 			fmt.Sprintf(`name = "isp%d"`, i),
@@ -494,7 +494,9 @@ func TestProblems(t *testing.T) {
 		{"no uplinks", file(`[routing]`, `hash = "l4"`), []problem{{0, "uplink", "no uplinks"}}},
 		{"empty file", "", []problem{{0, "uplink", "no uplinks"}}},
 		{"empty uplink array", file(`uplink = []`), []problem{{1, "uplink", "no uplinks"}}},
-		{"too many uplinks", file(tooMany), []problem{{321, "uplink", "too many uplinks: 65 (at most 64)"}}},
+		{"too many uplinks", file(tooMany), []problem{
+			{0, "routing.mark_mask", "0xff000000 has room for 255 uplinks, the file has 257; give it more bits"},
+			{1281, "uplink", "too many uplinks: 257 (at most 256)"}}},
 
 		// name.
 		{"name missing", file(uplink("name", "")), []problem{{1, "uplink[0].name", "missing"}}},
@@ -643,9 +645,9 @@ func TestProblems(t *testing.T) {
 		{"balancer unknown", file(`[routing]`, `balancer = "ecmp"`, isp1),
 			[]problem{{2, "routing.balancer", `"ecmp": must be "auto", "hash-threshold", "resilient" or "multipath"`}}},
 		{"nexthop_id_base 0", file(`[routing]`, `nexthop_id_base = 0`, isp1),
-			[]problem{{2, "routing.nexthop_id_base", "0 is out of range (1..4294967040)"}}},
+			[]problem{{2, "routing.nexthop_id_base", "0 is out of range (1..4294966272)"}}},
 		{"nexthop_id_base too high", file(`[routing]`, `nexthop_id_base = 4294967041`, isp1),
-			[]problem{{2, "routing.nexthop_id_base", "up to nexthop_id_base+255"}}},
+			[]problem{{2, "routing.nexthop_id_base", "up to nexthop_id_base+1023"}}},
 		{"idle_timer zero", file(`[routing]`, `idle_timer = "0s"`, isp1), []problem{{2, "routing.idle_timer", "must be positive"}}},
 		{"idle_timer too short", file(`[routing]`, `idle_timer = "999ms"`, isp1),
 			[]problem{{2, "routing.idle_timer", `"999ms" is out of range (1s..24h0m0s)`}}},

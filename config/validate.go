@@ -16,7 +16,7 @@ import (
 
 // Limits.
 const (
-	maxUplinks    = 64 // more is a mistake, and slows every reconcile
+	maxUplinks    = 256 // netops.MaxUplinks, the nexthop ID layout
 	minInterval   = 10 * time.Millisecond
 	maxTimeout    = 10 * time.Second
 	maxWeight     = 256 // the kernel's nexthop weight limit

@@ -71,6 +71,9 @@ type Daemon struct {
 	uplinks  []*uplink
 	results  chan probe.Result
 	gen      uint64
+	// hub is the ICMP socket all probers share; nil before Run (probers
+	// then open their own).
+	hub *probe.Hub
 
 	// held is what an earlier run left in the kernel, until adopt hands
 	// it to the uplinks (see adopt.go).
@@ -96,6 +99,8 @@ type Daemon struct {
 	// resolved holds the address in use for each (names.go).
 	names    *resolver
 	resolved map[string]netip.Addr
+	// resolvedGen counts the changes of resolved.
+	resolvedGen uint64
 	// renum: uplinks whose address changed since the last reconcile.
 	renum map[string]bool
 	// snap is the last dump of links and addresses.
@@ -148,10 +153,15 @@ type uplink struct {
 	// gw is the next hop in use: the configured one, the learned one (or
 	// one held after its route went, until gwHold), invalid when unknown
 	// or on a point-to-point link.
-	gw      netip.Addr
-	gwHold  time.Time
-	prober  *probe.Prober
-	key     string    // what the running prober was started for
+	gw     netip.Addr
+	gwHold time.Time
+	prober *probe.Prober
+	key    string // what the running prober was started for
+	// keyOf is what key was last made of, so that syncProber, which
+	// runs for every uplink after every burst (probe results included),
+	// formats a key only when something it depends on changed.
+	keyOf   proberInputs
+	keyDone bool      // keyOf is valid: key (or no prober) is what it gives
 	started time.Time // when it was started
 	gen     uint64
 	inBal   bool    // in the balance at the last reconcile
@@ -295,6 +305,14 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		defer nh.Close()
 		d.rec.NH = nh
 	}
+	// One ICMP socket for every prober, closed after shutdown has stopped
+	// them.
+	if hub, herr := probe.NewHub(); herr != nil {
+		d.log.Warn("no shared ICMP socket; every prober opens its own", "err", herr)
+	} else {
+		d.hub = hub
+		defer hub.Close()
+	}
 	d.openPinning()
 	defer d.closePinning()
 	d.metrics.Pinning(d.pinOn())
@@ -435,6 +453,7 @@ func (d *Daemon) monitor(ctx context.Context) error {
 		case r := <-d.results:
 			d.burstStart = time.Now()
 			d.probeResult(r)
+			d.drainResults()
 		case <-d.retry.C:
 			d.log.Info("retrying")
 			d.needReconcile = true
@@ -480,6 +499,20 @@ func (d *Daemon) drain(evs <-chan events.Event) {
 		select {
 		case ev := <-evs:
 			d.note(ev)
+		default:
+			return
+		}
+	}
+}
+
+// drainResults takes every probe result already queued, so that results
+// that arrive together (hundreds of uplinks proven at start, or while a
+// reconcile ran) make one reconcile rather than one each.
+func (d *Daemon) drainResults() {
+	for {
+		select {
+		case r := <-d.results:
+			d.probeResult(r)
 		default:
 			return
 		}
@@ -817,6 +850,15 @@ func cloneLink(l *events.Link) *events.Link {
 // what it probes changes: the interface or address it is bound to, its
 // targets, interval or timeout.
 func (d *Daemon) syncProber(u *uplink) {
+	in := proberInputs{cfg: d.cfg, names: d.resolvedGen, gw: u.gw, addr: u.addr, down: u.m.State() == fsm.Down,
+		interval: d.probeInterval(u)}
+	if u.link != nil {
+		in.link, in.hasLink = *u.link, true
+	}
+	if u.keyDone && u.keyOf == in {
+		return
+	}
+	u.keyOf, u.keyDone = in, false
 	targets := d.targetsOf(u)
 	key := ""
 	if ok, _ := u.usable(); ok && len(targets) > 0 && u.m.State() != fsm.Down {
@@ -826,16 +868,20 @@ func (d *Daemon) syncProber(u *uplink) {
 			p.CheckInterval, p.CheckTimeout, p.HTTPExpect)
 	}
 	if key == u.key {
+		u.keyDone = true
 		return
 	}
 	u.stopProber()
 	if key == "" {
+		u.keyOf, u.keyDone = in, true
 		return
 	}
 	d.gen++
 	p, err := probe.Start(probe.Config{
 		Uplink:      u.cfg.Name,
 		Interface:   u.cfg.Interface,
+		Index:       u.link.Index,
+		Hub:         d.hub,
 		Source:      u.addr.Addr(),
 		Targets:     probeTargets(targets),
 		Interval:    d.probeInterval(u),
@@ -857,7 +903,24 @@ func (d *Daemon) syncProber(u *uplink) {
 	}
 	d.log.Debug("probes started", "uplink", u.cfg.Name, "probes", key)
 	u.prober, u.key, u.gen, u.started = p, key, d.gen, time.Now()
+	u.keyOf, u.keyDone = in, true
 	u.probe = probe.Result{}
+}
+
+// proberInputs is everything a prober's key depends on: the configuration
+// (replaced as a whole on reload, the uplink's own part included), the
+// addresses of target names, the gateway in use, the interface, the
+// address, whether the uplink is down and the interval (longer while it
+// stands by).
+type proberInputs struct {
+	cfg      *config.Config
+	interval time.Duration
+	names    uint64 // Daemon.resolvedGen
+	gw       netip.Addr
+	link     events.Link
+	hasLink  bool
+	addr     netip.Prefix
+	down     bool
 }
 
 func (u *uplink) stopProber() {
@@ -866,6 +929,7 @@ func (u *uplink) stopProber() {
 		u.prober = nil
 	}
 	u.key, u.started = "", time.Time{}
+	u.keyDone = false
 }
 
 func (d *Daemon) probeResult(r probe.Result) {

@@ -132,6 +132,7 @@ func (d *Daemon) namesResolved(res []nameResult) {
 		case had && slices.Contains(r.addrs, old):
 		default:
 			d.resolved[r.name] = r.addrs[0]
+			d.resolvedGen++
 			d.log.Info("probe target resolved", "name", r.name, "address", r.addrs[0])
 			changed = true
 		}

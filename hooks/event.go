@@ -1,11 +1,10 @@
 package hooks
 
 import (
-	"fmt"
 	"strconv"
-	"strings"
 	"time"
-	"unicode"
+
+	"github.com/uplinkd/uplinkd/internal/oneline"
 )
 
 // Event is one state transition of an uplink, or one change of the tier a
@@ -33,21 +32,21 @@ type Event struct {
 func (e Event) Env() []string {
 	if e.Policy != "" {
 		return []string{
-			"UPLINKD_POLICY=" + oneLine(e.Policy),
+			"UPLINKD_POLICY=" + oneline.Escape(e.Policy),
 			"UPLINKD_TIER_FROM=" + strconv.Itoa(e.TierFrom),
 			"UPLINKD_TIER_TO=" + strconv.Itoa(e.TierTo),
-			"UPLINKD_REASON=" + oneLine(e.Reason),
+			"UPLINKD_REASON=" + oneline.Escape(e.Reason),
 			"UPLINKD_TIME=" + e.Time.Format(time.RFC3339Nano),
 			"UPLINKD_ACTIVE=" + strconv.Itoa(e.Active),
 			"UPLINKD_UPLINKS=" + strconv.Itoa(e.Uplinks),
 		}
 	}
 	return []string{
-		"UPLINKD_UPLINK=" + oneLine(e.Uplink),
-		"UPLINKD_INTERFACE=" + oneLine(e.Interface),
-		"UPLINKD_FROM=" + oneLine(e.From),
-		"UPLINKD_TO=" + oneLine(e.To),
-		"UPLINKD_REASON=" + oneLine(e.Reason),
+		"UPLINKD_UPLINK=" + oneline.Escape(e.Uplink),
+		"UPLINKD_INTERFACE=" + oneline.Escape(e.Interface),
+		"UPLINKD_FROM=" + oneline.Escape(e.From),
+		"UPLINKD_TO=" + oneline.Escape(e.To),
+		"UPLINKD_REASON=" + oneline.Escape(e.Reason),
 		"UPLINKD_TIME=" + e.Time.Format(time.RFC3339Nano),
 		"UPLINKD_ACTIVE=" + strconv.Itoa(e.Active),
 		"UPLINKD_UPLINKS=" + strconv.Itoa(e.Uplinks),
@@ -61,26 +60,4 @@ func (e Event) key() string {
 		return "policy " + e.Policy
 	}
 	return e.Uplink
-}
-
-// oneLine escapes the control characters of s: "\n" for a newline,
-// "\xHH" or "\uHHHH" for the others.
-func oneLine(s string) string {
-	if !strings.ContainsFunc(s, unicode.IsControl) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r < 0x100 && unicode.IsControl(r):
-			fmt.Fprintf(&b, `\x%02x`, r)
-		case unicode.IsControl(r):
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
 }

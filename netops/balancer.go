@@ -45,16 +45,22 @@ func (b Balancer) String() string {
 
 // NexthopIDRange is the number of nexthop object IDs uplinkd owns,
 // starting at Settings.NexthopIDBase. NexthopIDs says which is which.
-const NexthopIDRange = 256
+const NexthopIDRange = 1024
 
 // IDs are uplinkd's nexthop object IDs for one base:
 //
-//	base          the balance group
-//	base+1+s      the next hop of the uplink in slot s (s < 64, see Slots)
-//	base+65+s     its twin (resilient groups): the same next hop, a second member
-//	base+129+i    the group of policy i (0..MaxPolicies-1), the default
-//	              policy aside, in file order
-//	base+254..255 the throwaway objects of the startup support check
+//	base            the balance group
+//	base+1+s        the next hop of the uplink in slot s < 64 (see Slots)
+//	base+65+s       its twin (resilient groups): the same next hop, a second member
+//	base+129+i      the group of policy i (0..MaxPolicies-1), the default
+//	                policy aside, in file order
+//	base+254..255   the throwaway objects of the startup support check
+//	base+256+s-64   the next hop of the uplink in slot s, 64 <= s < 256
+//	base+448+s-64   its twin
+//
+// The slots past 64 came with the limit of 256 uplinks; they lie past the
+// first layout's IDs, so the IDs of the first 64 slots and of the
+// policies, and what a running uplinkd adopts, stay as they were.
 //
 // Slots follow the uplink's name, never its position in the file, so
 // reordering or removing uplinks changes no one else's IDs. In a
@@ -72,35 +78,54 @@ type IDs struct {
 
 // NexthopIDs returns the IDs for base.
 func NexthopIDs(base uint32) IDs {
-	return IDs{Base: base, Group: base, Probe: base + NexthopIDRange - 2, ProbeGroup: base + NexthopIDRange - 1}
+	return IDs{Base: base, Group: base, Probe: base + 254, ProbeGroup: base + 255}
 }
 
+// firstSlots is the number of slots of the first ID layout (see IDs).
+const firstSlots = 64
+
 // Uplink is the nexthop ID of the uplink in slot s.
-func (ids IDs) Uplink(s int) uint32 { return ids.Base + 1 + uint32(s) }
+func (ids IDs) Uplink(s int) uint32 {
+	if s < firstSlots {
+		return ids.Base + 1 + uint32(s)
+	}
+	return ids.Base + 256 + uint32(s-firstSlots)
+}
 
 // Twin is the ID of the second member of the uplink in slot s.
-func (ids IDs) Twin(s int) uint32 { return ids.Base + 1 + MaxUplinks + uint32(s) }
+func (ids IDs) Twin(s int) uint32 {
+	if s < firstSlots {
+		return ids.Base + 1 + firstSlots + uint32(s)
+	}
+	return ids.Base + 256 + MaxUplinks - firstSlots + uint32(s-firstSlots)
+}
 
 // Policy is the ID of the group of the i-th policy other than the
 // default one.
-func (ids IDs) Policy(i int) uint32 { return ids.Base + 1 + 2*MaxUplinks + uint32(i) }
+func (ids IDs) Policy(i int) uint32 { return ids.Base + 1 + 2*firstSlots + uint32(i) }
 
 // MaxPolicies is how many policies besides the default one the ID layout
 // has room for.
-const MaxPolicies = NexthopIDRange - 3 - 2*MaxUplinks
+const MaxPolicies = 256 - 3 - 2*firstSlots
 
 // SlotOf returns the slot of an uplink nexthop ID (not a twin), and false
 // for any other ID.
 func (ids IDs) SlotOf(id uint32) (int, bool) {
-	if id <= ids.Base || id-ids.Base > MaxUplinks {
+	if id <= ids.Base {
 		return 0, false
 	}
-	return int(id - ids.Base - 1), true
+	switch off := id - ids.Base; {
+	case off <= firstSlots:
+		return int(off - 1), true
+	case off >= 256 && off < 256+MaxUplinks-firstSlots:
+		return firstSlots + int(off-256), true
+	}
+	return 0, false
 }
 
 // MaxUplinks is the most uplinks the ID layout has room for (config
 // allows as many).
-const MaxUplinks = 64
+const MaxUplinks = 256
 
 // Contains says whether id is in uplinkd's range.
 func (ids IDs) Contains(id uint32) bool { return id >= ids.Base && id-ids.Base < NexthopIDRange }

@@ -1,6 +1,7 @@
 package netops
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -109,7 +110,42 @@ func TestNexthopIDs(t *testing.T) {
 		ids.Twin(0) != 2010000065 || ids.Twin(63) != 2010000128 || ids.Probe != 2010000254 || ids.ProbeGroup != 2010000255 {
 		t.Fatalf("ids = %+v, uplink 0 %d, 63 %d, twins %d %d", ids, ids.Uplink(0), ids.Uplink(63), ids.Twin(0), ids.Twin(63))
 	}
-	for id, want := range map[uint32]bool{1999999999: false, 2010000000: true, 2010000255: true, 2010000256: false} {
+	// Slots past the first 64 lie past the first layout's IDs.
+	if ids.Uplink(64) != 2010000256 || ids.Uplink(255) != 2010000447 || ids.Twin(64) != 2010000448 || ids.Twin(255) != 2010000639 {
+		t.Fatalf("uplink 64 %d, 255 %d, twins %d %d", ids.Uplink(64), ids.Uplink(255), ids.Twin(64), ids.Twin(255))
+	}
+	for s := range MaxUplinks {
+		if got, ok := ids.SlotOf(ids.Uplink(s)); !ok || got != s {
+			t.Errorf("SlotOf(Uplink(%d)) = %d, %v", s, got, ok)
+		}
+		if _, ok := ids.SlotOf(ids.Twin(s)); ok {
+			t.Errorf("SlotOf(Twin(%d)) is a slot", s)
+		}
+	}
+	// Every ID has one use.
+	used := map[uint32]string{ids.Group: "group", ids.Probe: "probe", ids.ProbeGroup: "probe group"}
+	use := func(id uint32, what string) {
+		if o, dup := used[id]; dup || !ids.Contains(id) {
+			t.Errorf("ID %d of %s: also %q, or out of range", id, what, o)
+		}
+		used[id] = what
+	}
+	for s := range MaxUplinks {
+		use(ids.Uplink(s), fmt.Sprintf("uplink %d", s))
+		use(ids.Twin(s), fmt.Sprintf("twin %d", s))
+	}
+	for i := range MaxPolicies {
+		use(ids.Policy(i), fmt.Sprintf("policy %d", i))
+	}
+	if ids.Policy(0) != 2010000129 {
+		t.Errorf("policy 0: %d, want the first layout's 2010000129", ids.Policy(0))
+	}
+	for _, id := range []uint32{2010000000, 2010000254, 2010000255, 2010000640} {
+		if s, ok := ids.SlotOf(id); ok {
+			t.Errorf("SlotOf(%d) = %d, want none", id, s)
+		}
+	}
+	for id, want := range map[uint32]bool{1999999999: false, 2010000000: true, 2010000255: true, 2010000639: true, 2010001023: true, 2010001024: false} {
 		if ids.Contains(id) != want {
 			t.Errorf("Contains(%d) = %v", id, !want)
 		}

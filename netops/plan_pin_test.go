@@ -166,10 +166,10 @@ func TestSlotsStableByName(t *testing.T) {
 	}
 	all, err := Slots(many, nil)
 	if err != nil || len(all) != MaxUplinks {
-		t.Fatalf("64 uplinks: %v, %d slots", err, len(all))
+		t.Fatalf("%d uplinks: %v, %d slots", MaxUplinks, err, len(all))
 	}
 	if _, err := Slots(append(many, "one too many"), nil); err == nil {
-		t.Fatal("65 uplinks: no error")
+		t.Fatalf("%d uplinks: no error", MaxUplinks+1)
 	}
 }
 

@@ -40,8 +40,11 @@ func bucketsOf(t *testing.T, ns string, id string) map[uint32]int {
 
 // uplinkOf maps a twin's nexthop ID to its uplink's first one.
 func uplinkOf(nh uint32) uint32 {
-	if nh-resilient.NexthopIDBase > MaxUplinks {
-		return nh - MaxUplinks
+	ids := NexthopIDs(resilient.NexthopIDBase)
+	for s := range MaxUplinks {
+		if ids.Twin(s) == nh {
+			return ids.Uplink(s)
+		}
 	}
 	return nh
 }

@@ -32,9 +32,18 @@ func Slots(names []string, existing map[string]int) (map[string]int, error) {
 		}
 		h := fnv.New32a()
 		h.Write([]byte(n))
-		s := int(h.Sum32() % MaxUplinks)
-		for taken[s] {
-			s = (s + 1) % MaxUplinks
+		// Among the first layout's 64 slots as long as one is free, so
+		// that setups of up to 64 uplinks keep the slots (and nexthop
+		// IDs) they always had; then the lowest free one.
+		s := int(h.Sum32() % firstSlots)
+		for i := 0; taken[s] && i < firstSlots; i++ {
+			s = (s + 1) % firstSlots
+		}
+		if taken[s] {
+			s = firstSlots
+			for taken[s] {
+				s++
+			}
 		}
 		out[n], taken[s] = s, true
 	}

@@ -69,8 +69,7 @@ func Open(cfg Config) (*Table, error) {
 	// all the acknowledgements before the first is read: at the default
 	// buffer size a table for 64 uplinks overran it (ENOBUFS) and could
 	// never be written. Room for a table at the largest mask's capacity.
-	c, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(cfg.NetNS),
-		nftables.WithSockOptions(func(c *netlink.Conn) error { return c.SetReadBuffer(ackBuffer) }))
+	c, err := dialNFT(cfg)
 	if err != nil {
 		return nil, classify(fmt.Errorf("open nftables netlink socket: %w", err), openErr)
 	}
@@ -79,6 +78,42 @@ func Open(cfg Config) (*Table, error) {
 		return nil, classify(fmt.Errorf("list nftables tables: %w", err), openErr)
 	}
 	return &Table{cfg: cfg, log: log, conn: c}, nil
+}
+
+// dialNFT opens a lasting connection to nf_tables in cfg's namespace.
+func dialNFT(cfg Config) (*nftables.Conn, error) {
+	return nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(cfg.NetNS),
+		nftables.WithSockOptions(func(c *netlink.Conn) error {
+			raw, err := c.SyscallConn()
+			if err != nil {
+				return err
+			}
+			var serr error
+			if err := raw.Control(func(fd uintptr) {
+				// As root, SO_RCVBUFFORCE gets past net.core.rmem_max.
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, ackBuffer)
+			}); err != nil {
+				return err
+			}
+			if serr != nil {
+				return c.SetReadBuffer(ackBuffer)
+			}
+			return nil
+		}))
+}
+
+// redialLocked replaces the request connection after a failed
+// transaction: a failure (ENOBUFS above all) can leave answers unread or
+// lost, and the next request on the same socket would read them, or wait
+// forever for the lost ones.
+func (t *Table) redialLocked() {
+	c, err := dialNFT(t.cfg)
+	if err != nil {
+		t.log.Warn("reopen the nftables connection failed; keeping the old one", "err", err)
+		return
+	}
+	_ = t.conn.CloseLasting()
+	t.conn = c
 }
 
 // Mask is the table's mark mask.
@@ -106,6 +141,7 @@ func (t *Table) Apply(ups []Uplink) (changed bool, err error) {
 	cur, err := t.readLocked(want.chainNames())
 	if err != nil {
 		t.log.Debug("reading the pin table failed; replacing it", "err", err)
+		t.redialLocked()
 	}
 	if err == nil && cur != nil && reflect.DeepEqual(*cur, want) {
 		t.setWant(&want)
@@ -113,6 +149,7 @@ func (t *Table) Apply(ups []Uplink) (changed bool, err error) {
 		return false, nil
 	}
 	if err := t.writeLocked(rs, cur != nil || err != nil); err != nil {
+		t.redialLocked()
 		stage := laterErr
 		if !t.applied {
 			stage = firstApplyErr
@@ -154,6 +191,7 @@ func (t *Table) Remove() error {
 	t.verified = false
 	t.conn.DelTable(table())
 	if err := t.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		t.redialLocked()
 		return fmt.Errorf("delete nftables table inet %s: %w", TableName, err)
 	}
 	return nil

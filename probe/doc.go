@@ -1,9 +1,11 @@
 // Package probe measures the health of one uplink with ICMP echo rounds.
 //
-// A Prober owns a raw ICMP socket that is bound to the uplink's interface
-// (SO_BINDTODEVICE) and source address, so its echoes follow the uplink's own
-// routing table (`from <source> lookup <table>`) and leave through that uplink
-// even while the uplink is not part of the balance. Every Interval it starts a
+// The probers of a process share one raw ICMP socket and its reader, a Hub
+// (hub.go): every echo carries the uplink's interface and source address
+// (IP_PKTINFO), so it follows the uplink's own routing table (`from <source>
+// lookup <table>`) and leaves through that uplink even while the uplink is
+// not part of the balance, and a reply counts only when it comes back to
+// that address through that interface. Every Interval a Prober starts a
 // round: one echo request to each target, the targets spread evenly over the
 // interval (staggered, so each target gets one echo per Interval and the
 // uplink one per Interval/len(Targets)), each carrying the round number. A

@@ -42,13 +42,14 @@ func FuzzMatch(f *testing.F) {
 		f.Add(seed)
 	}
 	p := &Prober{
-		cfg:   Config{Source: source},
-		id:    0x4242,
-		token: 0xfeedface,
-		index: map[netip.Addr]int{target1: 0, target2: 1},
+		cfg:     Config{Source: source},
+		ifindex: 3,
+		id:      0x4242,
+		token:   0xfeedface,
+		index:   map[netip.Addr]int{target1: 0, target2: 1},
 	}
 	f.Fuzz(func(t *testing.T, pkt []byte) {
-		r, ok := p.match(pkt, ms(1))
+		r, ok := p.match(pkt, ms(1), 3)
 		if !ok {
 			return
 		}

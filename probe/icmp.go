@@ -63,6 +63,19 @@ func marshalEcho(typ uint8, id, seq uint16, payload []byte) []byte {
 	return b
 }
 
+// putEcho writes into b (icmpHeaderLen+payloadLen bytes) an ICMPv4 echo
+// message of the given type carrying token and round as its payload, with
+// a valid checksum: marshalEcho and marshalPayload without allocating.
+func putEcho(b []byte, typ uint8, id, seq uint16, token, round uint64) {
+	b[0], b[1] = typ, 0
+	binary.BigEndian.PutUint16(b[2:], 0)
+	binary.BigEndian.PutUint16(b[4:], id)
+	binary.BigEndian.PutUint16(b[6:], seq)
+	binary.BigEndian.PutUint64(b[icmpHeaderLen:], token)
+	binary.BigEndian.PutUint64(b[icmpHeaderLen+8:], round)
+	binary.BigEndian.PutUint16(b[2:], checksum(b))
+}
+
 // parseEcho parses what a raw IPPROTO_ICMP socket delivers on Linux: an IPv4
 // header followed by the ICMP message. It returns errNotEcho for other ICMP
 // types and a descriptive error for anything malformed.

@@ -8,10 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -19,9 +17,14 @@ import (
 
 // Config says what one Prober probes and how.
 type Config struct {
-	Uplink            string
-	Interface         string     // SO_BINDTODEVICE
-	Source            netip.Addr // bind() source address
+	Uplink    string
+	Interface string // echoes leave through it, replies must come in on it
+	// Index is Interface's index; 0: looked up by name at Start.
+	Index  int
+	Source netip.Addr // the echoes' source, the replies' destination
+	// Hub is the ICMP socket the prober shares with others (see Hub);
+	// nil: the prober opens a hub of its own and closes it on Stop.
+	Hub               *Hub
 	Targets           []Target
 	Interval, Timeout time.Duration
 	// Reliability is how many targets must answer for a good round:
@@ -80,8 +83,9 @@ type Result struct {
 type Prober struct {
 	cfg     Config
 	out     chan<- Result
-	file    *os.File
-	raw     syscall.RawConn
+	hub     *Hub
+	ownHub  bool               // opened by Start, closed by Stop
+	ifindex int                // of cfg.Interface
 	id      uint16             // ICMP identifier, unique among the probers of this process
 	token   uint64             // payload token, tells our replies from foreign ones
 	targets []Target           // probed in every round
@@ -96,10 +100,15 @@ type Prober struct {
 	replies  chan reply
 	drainBuf []byte // drainSocket's, used by run only
 	drainOOB []byte
-	stop     chan struct{}
-	runDone  chan struct{}
-	readDone chan struct{}
-	once     sync.Once
+	// What send reuses, used by run only: the echo, the pktinfo control
+	// message (interface and source) and the destinations.
+	pkt  []byte
+	oob  []byte
+	dsts []unix.SockaddrInet4 // per target
+
+	stop    chan struct{}
+	runDone chan struct{}
+	once    sync.Once
 }
 
 // reply is a matched echo reply, passed from the reader to the round loop.
@@ -109,9 +118,9 @@ type reply struct {
 	at     time.Time
 }
 
-// Raw ICMP sockets see every echo reply addressed to the host, including
-// those of the other probers in this process, so each prober needs its own
-// identifier. The random base keeps two uplinkd processes (a restart that
+// The probers of a hub share its socket, and raw ICMP sockets see every
+// echo reply addressed to the host, so each prober needs its own
+// identifier: the hub hands replies on by it. The random base keeps two uplinkd processes (a restart that
 // overlaps the old one) from starting on the same identifiers.
 var (
 	idBase    = uint16(rand.Uint32())
@@ -124,9 +133,9 @@ func nextID() uint16 { return idBase + uint16(idCounter.Add(1)) }
 // of ours; longer foreign packets are truncated and then fail the checksum.
 const readBuf = 1500
 
-// Start validates cfg, opens the prober's raw ICMP socket and starts probing;
-// the first round starts at once. The socket is opened before Start returns,
-// in the calling thread's network namespace. Results are sent to out in round
+// Start validates cfg and starts probing through cfg.Hub, or a hub of its
+// own opened in the calling thread's network namespace; the first round
+// starts at once. Results are sent to out in round
 // order; a slow reader delays new rounds rather than losing results, and
 // never keeps Stop from returning.
 func Start(cfg Config, out chan<- Result) (*Prober, error) {
@@ -143,17 +152,19 @@ func Start(cfg Config, out chan<- Result) (*Prober, error) {
 		checks:   checks,
 		results:  make(chan checkResult, len(checks)),
 		index:    make(map[netip.Addr]int, len(targets)),
-		replies:  make(chan reply, 64),
+		replies:  make(chan reply, 256),
 		drainBuf: make([]byte, readBuf),
-		drainOOB: make([]byte, oobBuf),
+		drainOOB: make([]byte, hubOOB),
+		pkt:      make([]byte, icmpHeaderLen+payloadLen),
+		dsts:     make([]unix.SockaddrInet4, len(targets)),
 		stop:     make(chan struct{}),
 		runDone:  make(chan struct{}),
-		readDone: make(chan struct{}),
 	}
 	for i, t := range targets {
 		if t.Method == MethodICMP {
 			p.index[t.Addr] = i
 		}
+		p.dsts[i] = unix.SockaddrInet4{Addr: t.Addr.As4()}
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.dialer = net.Dialer{
@@ -164,7 +175,6 @@ func Start(cfg Config, out chan<- Result) (*Prober, error) {
 		p.cancel()
 		return nil, fmt.Errorf("probe %s on %s: %w", cfg.Uplink, cfg.Interface, err)
 	}
-	go p.read()
 	go p.run()
 	if len(checks) > 0 {
 		p.work.Add(1)
@@ -182,8 +192,10 @@ func (p *Prober) Stop() {
 		<-p.runDone // no send races with the close
 		p.cancel()
 		p.work.Wait()
-		_ = p.file.Close()
-		<-p.readDone // Close woke it
+		p.hub.remove(p)
+		if p.ownHub {
+			_ = p.hub.Close()
+		}
 	})
 }
 
@@ -270,59 +282,52 @@ func validateTargets(cfg Config, out chan<- Result) ([]Target, []Target, error) 
 	return targets, checks, nil
 }
 
+// open joins the prober to its hub, or opens one, after checking that the
+// interface and the source address exist.
 func (p *Prober) open() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.IPPROTO_ICMP)
-	if err != nil {
-		return fmt.Errorf("open raw ICMP socket: %w", err)
-	}
-	if err := p.setup(fd); err != nil {
-		unix.Close(fd)
+	if err := checkSource(p.cfg.Source); err != nil {
 		return err
 	}
-	f := os.NewFile(uintptr(fd), "icmp:"+p.cfg.Interface)
-	// A nonblocking fd makes os.NewFile register it with the runtime poller;
-	// deadlines only work if that succeeded, and Stop relies on Close waking
-	// a blocked Read.
-	if err := f.SetReadDeadline(time.Time{}); err != nil {
-		f.Close()
-		return fmt.Errorf("socket not pollable: %w", err)
+	p.hub = p.cfg.Hub
+	if p.hub == nil {
+		h, err := NewHub()
+		if err != nil {
+			return err
+		}
+		p.hub, p.ownHub = h, true
 	}
-	raw, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("socket: %w", err)
+	fail := func(err error) error {
+		if p.ownHub {
+			_ = p.hub.Close()
+		}
+		return err
 	}
-	p.file, p.raw = f, raw
+	p.ifindex = p.cfg.Index
+	if p.ifindex == 0 {
+		i, err := p.hub.ifindex(p.cfg.Interface)
+		if err != nil {
+			return fail(err)
+		}
+		p.ifindex = i
+	}
+	p.oob = pktinfo(p.ifindex, p.cfg.Source.Unmap())
+	if err := p.hub.add(p); err != nil {
+		return fail(err)
+	}
 	return nil
 }
 
-func (p *Prober) setup(fd int) error {
-	// Have the kernel drop everything but echo replies carrying our
-	// identifier (as iputils ping does), so probers on a busy host are not
-	// woken for each other's traffic. read checks everything again.
-	filter := []unix.SockFilter{
-		{Code: unix.BPF_LDX | unix.BPF_B | unix.BPF_MSH, K: 0}, // X = IPv4 header length
-		{Code: unix.BPF_LD | unix.BPF_H | unix.BPF_IND, K: 4},  // A = ICMP identifier
-		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: uint32(p.id), Jt: 0, Jf: 3},
-		{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_IND, K: 0}, // A = ICMP type
-		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: icmpEchoReply, Jt: 0, Jf: 1},
-		{Code: unix.BPF_RET | unix.BPF_K, K: 0xffffffff},
-		{Code: unix.BPF_RET | unix.BPF_K, K: 0},
+// checkSource fails unless source is an address of this host (in the
+// calling thread's network namespace): the kernel would refuse every echo
+// from it.
+func checkSource(source netip.Addr) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("check source %v: %w", source, err)
 	}
-	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
-		return fmt.Errorf("attach socket filter: %w", err)
-	}
-	// The kernel stamps each packet when it arrives, so a reply that
-	// waited in the socket while this process was stalled keeps its time.
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
-		return fmt.Errorf("enable receive timestamps: %w", err)
-	}
-	if err := unix.BindToDevice(fd, p.cfg.Interface); err != nil {
-		return fmt.Errorf("bind to device %s: %w", p.cfg.Interface, err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: p.cfg.Source.Unmap().As4()}); err != nil {
-		return fmt.Errorf("bind to %v: %w", p.cfg.Source, err)
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: source.Unmap().As4()}); err != nil {
+		return fmt.Errorf("bind to %v: %w", source, err)
 	}
 	return nil
 }
@@ -405,18 +410,9 @@ func (p *Prober) send(req probeReq) send {
 	if t.Method == MethodTCP {
 		return p.sendTCP(req, t)
 	}
-	pkt := marshalEcho(icmpEchoRequest, p.id, uint16(req.id), marshalPayload(p.token, req.id))
-	sa := &unix.SockaddrInet4{Addr: t.Addr.As4()}
+	putEcho(p.pkt, icmpEchoRequest, p.id, uint16(req.id), p.token, req.id)
 	at := time.Now()
-	var serr error
-	// Sendto on the nonblocking socket: a full send buffer (EAGAIN) fails
-	// this echo instead of stalling the loop.
-	err := p.raw.Control(func(fd uintptr) {
-		serr = unix.Sendto(int(fd), pkt, 0, sa)
-	})
-	if err == nil {
-		err = serr
-	}
+	err := p.hub.send(p.pkt, p.oob, &p.dsts[req.target])
 	if err != nil {
 		return send{Err: fmt.Errorf("send echo to %v via %s: %w", t, p.cfg.Interface, err)}
 	}

@@ -106,10 +106,11 @@ func TestNextIDUnique(t *testing.T) {
 
 func TestMatch(t *testing.T) {
 	p := &Prober{
-		cfg:   Config{Source: source},
-		id:    0x4242,
-		token: 0xfeedface,
-		index: map[netip.Addr]int{target1: 0, target2: 1},
+		cfg:     Config{Source: source},
+		ifindex: 3,
+		id:      0x4242,
+		token:   0xfeedface,
+		index:   map[netip.Addr]int{target1: 0, target2: 1},
 	}
 	at := ms(7)
 	pkt := func(src string, typ uint8, id, seq uint16, payload []byte) []byte {
@@ -139,11 +140,28 @@ func TestMatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := p.match(tt.pkt, at)
+			got, ok := p.match(tt.pkt, at, 3)
 			if ok != tt.ok || got != tt.want {
 				t.Errorf("match = %+v, %v; want %+v, %v", got, ok, tt.want, tt.ok)
 			}
 		})
+	}
+	// The shared socket hears every interface: a reply of ours that came
+	// in on another uplink's interface (or one the kernel did not name)
+	// proves nothing about this one.
+	for _, in := range []int{0, 4} {
+		if got, ok := p.match(pkt("198.18.0.2", icmpEchoReply, 0x4242, seq, ours), at, in); ok {
+			t.Errorf("reply received on interface %d matched the prober of interface 3: %+v", in, got)
+		}
+	}
+}
+
+func TestPutEchoIsMarshalEcho(t *testing.T) {
+	b := make([]byte, icmpHeaderLen+payloadLen)
+	putEcho(b, icmpEchoRequest, 0x1234, 0x5678, 0xfeedface, 70000)
+	want := marshalEcho(icmpEchoRequest, 0x1234, 0x5678, marshalPayload(0xfeedface, 70000))
+	if string(b) != string(want) {
+		t.Fatalf("putEcho = %x, want %x", b, want)
 	}
 }
 

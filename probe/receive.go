@@ -1,116 +1,54 @@
 package probe
 
 import (
-	"errors"
-	"os"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// read receives packets until the socket is closed and passes the echo
-// replies meant for this prober to run, stamped with the time the kernel
-// received them.
-func (p *Prober) read() {
-	defer close(p.readDone)
-	buf := make([]byte, readBuf)
-	oob := make([]byte, oobBuf)
-	for {
-		var (
-			nr, noob int
-			rerr     error
-		)
-		err := p.raw.Read(func(fd uintptr) bool {
-			nr, noob, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, 0)
-			return rerr != unix.EAGAIN && rerr != unix.EWOULDBLOCK
-		})
-		if err == nil {
-			err = rerr
-		}
-		if err != nil {
-			select {
-			case <-p.stop:
-				return
-			default:
-			}
-			if errors.Is(err, os.ErrClosed) {
-				return
-			}
-			// Unexpected; do not spin on a persistent error.
-			select {
-			case <-p.stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			continue
-		}
-		r, ok := p.match(buf[:nr], received(oob[:noob], time.Now()))
-		if !ok {
-			continue
-		}
-		select {
-		case p.replies <- r:
-		case <-p.stop:
-			return
-		}
-	}
-}
-
-// drainSocket reads, without waiting, every packet the socket holds and
-// queues the replies for run, which calls it: the reader goroutine may not
-// have been scheduled since they arrived.
+// drainSocket has the hub read, without waiting, every packet its socket
+// holds and queue the replies: run calls it before anything times out, and
+// the hub's reader may not have been scheduled since they arrived.
 func (p *Prober) drainSocket() {
-	buf, oob := p.drainBuf, p.drainOOB
-	_ = p.raw.Control(func(fd uintptr) {
-		for {
-			nr, noob, _, _, err := unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT)
-			if err != nil {
-				return
-			}
-			r, ok := p.match(buf[:nr], received(oob[:noob], time.Now()))
-			if !ok {
-				continue
-			}
-			select {
-			case p.replies <- r:
-			default:
-				return // full: run takes them in first
-			}
-		}
-	})
+	p.hub.drain(p.drainBuf, p.drainOOB)
 }
-
-// oobBuf holds the SCM_TIMESTAMPNS control message.
-var oobBuf = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{})))
 
 // received returns when the kernel received the packet whose control
 // messages are oob, on the monotonic clock of now (read just after the
-// packet): the kernel stamps with the wall clock, so its age is taken
-// from the wall clock and subtracted from now. Without a timestamp it is
-// now.
-func received(oob []byte, now time.Time) time.Time {
+// packet), and the index of the interface it came in on (0: unknown). The
+// kernel stamps with the wall clock, so the packet's age is taken from the
+// wall clock and subtracted from now. Without a timestamp it is now.
+func received(oob []byte, now time.Time) (time.Time, int) {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
-		return now
+		return now, 0
 	}
+	at, ifindex := now, 0
 	for _, m := range msgs {
-		if m.Header.Level != unix.SOL_SOCKET || m.Header.Type != unix.SCM_TIMESTAMPNS || len(m.Data) < int(unsafe.Sizeof(unix.Timespec{})) {
-			continue
+		switch {
+		case m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})):
+			ts := *(*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+			age := now.Round(0).Sub(time.Unix(ts.Unix()))
+			if age >= 0 && age <= time.Minute { // else the wall clock stepped
+				at = now.Add(-age)
+			}
+		case m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_PKTINFO && len(m.Data) >= unix.SizeofInet4Pktinfo:
+			info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&m.Data[0]))
+			ifindex = int(info.Ifindex)
 		}
-		ts := *(*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
-		age := now.Round(0).Sub(time.Unix(ts.Unix()))
-		if age < 0 || age > time.Minute {
-			return now // the wall clock stepped
-		}
-		return now.Add(-age)
 	}
-	return now
+	return at, ifindex
 }
 
-// match reports whether pkt, received at at, is an echo reply to one of this
-// prober's echoes, and which one.
-func (p *Prober) match(pkt []byte, at time.Time) (reply, bool) {
+// match reports whether pkt, received at at on the interface with index
+// ifindex, is an echo reply to one of this prober's echoes, and which one.
+func (p *Prober) match(pkt []byte, at time.Time, ifindex int) (reply, bool) {
+	// Only a reply that came in through the prober's own interface proves
+	// its uplink: the shared socket hears every interface.
+	if ifindex != p.ifindex {
+		return reply{}, false
+	}
 	e, err := parseEcho(pkt)
 	// Only an echo reply carrying our identifier and addressed to our
 	// source counts: our own requests looped back, replies to another

@@ -8,8 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
+
+	"github.com/uplinkd/uplinkd/internal/oneline"
 )
 
 // ANSI colours of the states, used on terminals only.
@@ -121,7 +122,7 @@ type printer struct {
 func (p *printer) linef(format string, args ...any) {
 	for i, a := range args {
 		if s, ok := a.(string); ok {
-			args[i] = printable(s)
+			args[i] = oneline.Escape(s)
 		}
 	}
 	p.line(fmt.Sprintf(format, args...))
@@ -132,29 +133,6 @@ func (p *printer) line(s string) {
 	if p.err == nil {
 		_, p.err = io.WriteString(p.w, s+"\n")
 	}
-}
-
-// printable escapes control characters (a terminal escape sequence, a
-// newline) in text that comes from the daemon's state (reasons, errors,
-// names), so that it cannot rewrite the terminal or fake table lines.
-func printable(s string) string {
-	if !strings.ContainsFunc(s, unicode.IsControl) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r < 0x100 && unicode.IsControl(r):
-			fmt.Fprintf(&b, `\x%02x`, r)
-		case unicode.IsControl(r):
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
 }
 
 func (p *printer) paint(code, s string) string {
@@ -171,7 +149,7 @@ func (p *printer) table(rows [][]string, style func(row, col int, cell string) s
 	var width []int
 	for _, r := range rows {
 		for i, c := range r {
-			r[i] = printable(c)
+			r[i] = oneline.Escape(c)
 			c = r[i]
 			if i >= len(width) {
 				width = append(width, 0)

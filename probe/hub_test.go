@@ -1,0 +1,75 @@
+package probe
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// TestHubProbesEachUplinksOwnPath runs two probers of two uplinks on one
+// shared hub. Each must be judged on its own path only: when the far side
+// drops the replies of one uplink, or sends them back through the other
+// uplink's interface, that prober fails while the other stays good.
+func TestHubProbesEachUplinksOwnPath(t *testing.T) {
+	l := newLab(t)
+	// A second uplink eth2 (203.0.113.2) to the same far side, with its
+	// own table and source rule, like every uplink of the router.
+	l.ip(l.r, "link", "add", "eth2", "type", "veth", "peer", "name", "up1", "netns", l.i)
+	l.ip(l.r, "addr", "add", "203.0.113.2/24", "dev", "eth2")
+	l.ip(l.i, "addr", "add", "203.0.113.1/24", "dev", "up1")
+	l.ip(l.r, "link", "set", "eth2", "up")
+	l.ip(l.i, "link", "set", "up1", "up")
+	l.ip(l.r, "route", "add", "198.18.0.0/15", "via", "203.0.113.1", "dev", "eth2", "table", "200")
+	l.ip(l.r, "rule", "add", "from", "203.0.113.2", "lookup", "200", "pref", "1001")
+	// Replies that come back through the wrong interface must reach the
+	// socket, so that the test shows the hub refusing them, not the
+	// kernel.
+	for _, k := range []string{"all", "default", "eth1", "eth2"} {
+		l.sysctl(l.r, "net.ipv4.conf."+k+".rp_filter=0")
+	}
+
+	var hub *Hub
+	inNS(t, l.r, func() {
+		var err error
+		if hub, err = NewHub(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// Registered first, so it runs after the probers' Stop.
+	t.Cleanup(func() {
+		if err := hub.Close(); err != nil {
+			t.Errorf("close hub: %v", err)
+		}
+	})
+	cfgA := Config{
+		Uplink: "isp1", Interface: "eth1", Source: source, Targets: ICMP(target1, target2), Hub: hub,
+		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Window: 10,
+	}
+	cfgB := cfgA
+	cfgB.Uplink, cfgB.Interface, cfgB.Source = "isp2", "eth2", netip.MustParseAddr("203.0.113.2")
+	outA, outB := make(chan Result, 16), make(chan Result, 16)
+	startIn(t, l.r, cfgA, outA)
+	startIn(t, l.r, cfgB, outB)
+	ca := &collector{t: t, cfg: cfgA, out: outA}
+	cb := &collector{t: t, cfg: cfgB, out: outB}
+	ca.waitFor(true, 5, 50)
+	cb.waitFor(true, 5, 50)
+
+	// The far side answers B through A's interface: the replies reach
+	// the host, addressed to B's source, but they prove nothing of B's
+	// uplink.
+	bound := cb.change(func() { l.ip(l.i, "route", "add", "203.0.113.2/32", "via", "198.51.100.2", "dev", "up0") })
+	for _, r := range cb.waitFor(false, 5, bound) {
+		if r.Replies != 0 {
+			t.Errorf("B counted replies that came in through A's interface: %+v", r)
+		}
+	}
+	bound = ca.change(func() {})
+	ca.waitFor(true, 5, bound)
+
+	// Back to its own path: B recovers; A is not disturbed.
+	bound = cb.change(func() { l.ip(l.i, "route", "del", "203.0.113.2/32", "via", "198.51.100.2", "dev", "up0") })
+	cb.waitFor(true, 5, bound)
+	bound = ca.change(func() {})
+	ca.waitFor(true, 5, bound)
+}
