@@ -21,12 +21,14 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/uplinkd ./cmd/uplinkd
 	$(GO) build -o $(BIN)/labtool ./test/labtool
 
-# The whole suite: unit tests with the race detector, then the privileged
-# network-namespace tests (they skip without root unless UPLINKD_REQUIRE_PRIV=1),
-# then the bench harness's own unit tests (not the bench: make bench).
-# The lab tests take about 8 minutes on a busy 2-CPU machine, near go test's
-# default limit of 10 minutes per package.
+# The whole suite: the programs the lab tests use (test/deps.sh installs the
+# missing ones as root), unit tests with the race detector, then the
+# privileged network-namespace tests (they skip without root unless
+# UPLINKD_REQUIRE_PRIV=1), then the bench harness's own unit tests (not the
+# bench: make bench). The lab tests take 9 to 11 minutes on a busy 2-CPU
+# machine, beyond go test's default limit of 10 minutes per package.
 test:
+	test/deps.sh
 	$(GO) test -race -count=1 -timeout 20m ./...
 	cd bench && $(GO) test -race -count=1 ./...
 
@@ -34,6 +36,7 @@ test:
 # under load and loss, 20 timed blackholes, 300 random convergence
 # sequences, 50 kill -9 and restarts: several minutes more.
 test-long:
+	test/deps.sh
 	UPLINKD_LONG=1 $(GO) test -race -count=1 -timeout 30m ./...
 
 lint:
