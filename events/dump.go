@@ -43,17 +43,7 @@ func dump(ctx context.Context, nsFD int) (Snapshot, error) {
 	}
 	defer c.Close()
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		select {
-		case <-ctx.Done():
-			_ = c.SetDeadline(time.Unix(1, 0))
-		case <-stop:
-		}
-	})
-	defer wg.Wait()
-	defer close(stop)
+	defer interruptOnDone(ctx, c)()
 
 	var snap Snapshot
 	// struct ifinfomsg with ifi_family AF_UNSPEC: every link.
@@ -118,4 +108,23 @@ func interrupted(msgs []netlink.Message) bool {
 		}
 	}
 	return false
+}
+
+// interruptOnDone makes a blocking request on c return when ctx is done,
+// by moving c's deadline into the past. The returned function stops
+// watching and waits for the watcher; call it before c is closed.
+func interruptOnDone(ctx context.Context, c *netlink.Conn) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		select {
+		case <-ctx.Done():
+			_ = c.SetDeadline(time.Unix(1, 0))
+		case <-done:
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
 }

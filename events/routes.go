@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"time"
 
 	"github.com/mdlayher/netlink"
 	"github.com/vishvananda/netns"
@@ -40,17 +38,7 @@ func defaultRoutes(ctx context.Context, nsFD, index int) ([]DefaultRoute, error)
 		return nil, fmt.Errorf("dump default routes: dial: %w", err)
 	}
 	defer c.Close()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		select {
-		case <-ctx.Done():
-			_ = c.SetDeadline(time.Unix(1, 0))
-		case <-stop:
-		}
-	})
-	defer wg.Wait()
-	defer close(stop)
+	defer interruptOnDone(ctx, c)()
 
 	// struct rtmsg: family AF_INET, table RT_TABLE_UNSPEC (all tables),
 	// then RTA_OIF, which strict checking turns into a kernel filter.
