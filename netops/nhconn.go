@@ -48,9 +48,13 @@ func DialNexthops(netns int) (*NexthopConn, error) {
 	// Strict: extended acknowledgements carry the kernel's reason
 	// ("Carrier for nexthop device is down"), and dump requests are
 	// filtered by the kernel.
-	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: netns, Strict: true})
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: netns, Strict: true, MessageBufferSize: messageBuffer})
 	if err != nil {
 		return nil, fmt.Errorf("open rtnetlink socket: %w", err)
+	}
+	if err := primeDumps(c); err != nil {
+		c.Close()
+		return nil, err
 	}
 	return &NexthopConn{c: c}, nil
 }
