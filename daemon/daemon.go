@@ -297,6 +297,8 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	defer kh.Close()
 	d.rec = &netops.Reconciler{K: kh, Protocol: d.cfg.Routing.RouteProtocol}
+	// The loop reports every routing event to it (note).
+	d.rec.EnableCache()
 	nh, err := netops.DialNexthops(0)
 	if err != nil {
 		d.log.Warn("no rtnetlink socket for nexthop objects", "err", err)

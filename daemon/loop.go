@@ -10,6 +10,7 @@ import (
 	"github.com/uplinkd/uplinkd/config"
 	"github.com/uplinkd/uplinkd/events"
 	"github.com/uplinkd/uplinkd/netops"
+	"golang.org/x/sys/unix"
 )
 
 // watch keeps an event subscription and the routing converged until ctx is
@@ -63,6 +64,9 @@ func (d *Daemon) monitor(ctx context.Context) error {
 	}
 
 	d.needDump, d.needReconcile, d.needRoutes = true, true, true
+	// Events may have been missed since the last subscription.
+	d.rec.Invalidate()
+	d.pinRecheck()
 	d.burstStart = time.Now()
 	d.settle(ctx)
 	for {
@@ -150,6 +154,9 @@ func (d *Daemon) drainResults() {
 
 // note records what an event means for the loop's pending work.
 func (d *Daemon) note(ev events.Event) {
+	// Every event about routing objects also tells the reconciler what
+	// to read again, including the echoes of its own writes (see
+	// netops.Reconciler.EnableCache).
 	switch e := ev.(type) {
 	case events.LinkEvent:
 		// The kernel deletes nexthop objects (and a group left empty,
@@ -158,16 +165,21 @@ func (d *Daemon) note(ev events.Event) {
 		// change the link's state in the dump: check them.
 		d.needDump, d.needReconcile = true, true
 		d.needRoutes = d.needRoutes || d.autoUplinks()
+		d.rec.InvalidateLink(e.Link.Index)
+		d.pinRecheckLink(e.Link.Index)
 	case events.AddrEvent:
 		d.needDump = true
 		d.needRoutes = d.needRoutes || d.autoUplinks()
+		d.rec.InvalidateAddr(e.Addr.Index, e.Addr.Prefix.Addr())
 	case events.NexthopEvent:
 		if e.Protocol == d.cfg.Routing.RouteProtocol || netops.NexthopIDs(d.cfg.Routing.NexthopIDBase).Contains(uint32(e.ID)) {
 			d.needReconcile = true
+			d.rec.InvalidateNexthop(uint32(e.ID))
 		}
 	case events.RouteEvent:
 		if d.ours(e.Table, e.Protocol) {
 			d.needReconcile = true
+			d.rec.InvalidateTable(unix.AF_INET, e.Table)
 		} else if e.Default && d.routeEvent(e) {
 			d.needEval = true
 		}
@@ -175,12 +187,15 @@ func (d *Daemon) note(ev events.Event) {
 		r := d.cfg.Routing
 		if e.Protocol == r.RouteProtocol || (e.Priority >= r.RulePriority && e.Priority < r.RulePriority+config.RulePriorityRange) {
 			d.needReconcile = true
+			d.rec.InvalidateRules(unix.AF_INET)
 		}
 	case events.NeighEvent:
 		d.neighbour(e)
 	case events.ResyncEvent:
 		d.log.Warn("netlink events lost, resyncing", "reason", e.Reason)
 		d.needDump, d.needReconcile, d.needRoutes = true, true, true
+		d.rec.Invalidate()
+		d.pinRecheck()
 		d.netlink.Resyncs++
 		if e.Overrun {
 			d.netlink.Overruns++

@@ -103,6 +103,21 @@ func (d *Daemon) openPinning() {
 	d.log.Info("connection pinning on", "mask", fmt.Sprintf("%#x", mask), "marks_adopted", len(cur))
 }
 
+// pinRecheck makes the next reconcile read src_valid_mark of every
+// uplink interface again (events were lost: it may have been reset with a
+// link change nobody saw); pinRecheckLink that of one interface.
+func (d *Daemon) pinRecheck() {
+	if d.pinOn() {
+		d.pin.svm.RecheckAll()
+	}
+}
+
+func (d *Daemon) pinRecheckLink(index int) {
+	if d.pinOn() {
+		d.pin.svm.Recheck(index)
+	}
+}
+
 // pinOn says whether connections are pinned.
 func (d *Daemon) pinOn() bool { return d.pin != nil && d.pin.table != nil }
 

@@ -57,9 +57,20 @@ func wantLines(t *testing.T, what, got string, want ...string) {
 // adopted per family and cleaned up, with every balancer; both ISPs'
 // gateway is fe80::1, on two interfaces, and never mixed up.
 func TestReconcile6Kernel(t *testing.T) {
-	for _, bal := range []Balancer{Multipath, HashThreshold, Resilient} {
-		t.Run(bal.String(), func(t *testing.T) {
+	for _, tc := range []struct {
+		bal    Balancer
+		cached bool
+	}{{Multipath, false}, {HashThreshold, false}, {Resilient, false}, {HashThreshold, true}} {
+		bal := tc.bal
+		name := bal.String()
+		if tc.cached {
+			name += " cached"
+		}
+		t.Run(name, func(t *testing.T) {
 			ns, r, v4, v6 := dualNS(t)
+			if tc.cached {
+				r.EnableCache()
+			}
 			s := hashThreshold
 			s.Balancer = bal
 			ids6 := NexthopIDsFor(s.NexthopIDBase, V6)
@@ -110,6 +121,7 @@ func TestReconcile6Kernel(t *testing.T) {
 			routeOf(t, ns, "2001:db8:100::77", "table 200 via fe80::1 oif 3")
 
 			// Idempotent: the kernel's IPv6 listings read back as planned.
+			r.Invalidate()
 			if res, err := r.Reconcile(d); err != nil || res.Changes() != 0 {
 				t.Fatalf("second reconcile: %v, err %v", res, err)
 			}
@@ -171,6 +183,7 @@ func TestReconcile6Kernel(t *testing.T) {
 			if b := ip6Out(t, ns, "route", "show", "table", "250"); strings.Contains(b, "eth2") {
 				t.Fatalf("isp2 still in the IPv6 balance:\n%s", b)
 			}
+			r.Invalidate()
 			if res, err := r.Reconcile(plan(down)); err != nil || res.Changes() != 0 {
 				t.Fatalf("second reconcile with isp2 down: %v, err %v", res, err)
 			}
