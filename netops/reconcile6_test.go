@@ -192,6 +192,10 @@ func TestReconcile6Kernel(t *testing.T) {
 				t.Fatalf("isp2 back: %v", err)
 			}
 			wantLines(t, "table 200", ip6Out(t, ns, "route", "show", "table", "200"), "default via fe80::1 dev eth2")
+			r.Invalidate()
+			if res, err := r.Reconcile(d); err != nil || res.Changes() != 0 {
+				t.Fatalf("reconcile after isp2 came back: %v, err %v", res, err)
+			}
 
 			// Cleanup leaves nothing in either family, and everything else.
 			if _, err := r.Cleanup(); err != nil {
