@@ -106,7 +106,10 @@ type Daemon struct {
 	snap events.Snapshot
 
 	// pending work of the current burst
-	needDump      bool
+	needDump bool
+	// dumpOnly, when not nil, are the only links (by index) the dump
+	// must read again: those the burst's link and address events named.
+	dumpOnly      map[int]bool
 	needRoutes    bool // re-read defaults (with the next dump)
 	needEval      bool // re-evaluate the uplinks against snap
 	needReconcile bool
@@ -134,6 +137,7 @@ type Daemon struct {
 	// The kernel's state is read through these (events.Dump and
 	// events.Subscribe); tests substitute failures.
 	dump      func(context.Context) (events.Snapshot, error)
+	dumpLinks func(context.Context, []int) (events.Snapshot, error)
 	subscribe func() (*events.Monitor, error)
 	// netlinkDelay is the backoff of the retries after a netlink error.
 	netlinkDelay time.Duration
@@ -192,6 +196,7 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) *Daemon {
 		policies: make(map[string]*policyState),
 
 		dump:      events.Dump,
+		dumpLinks: events.DumpLinks,
 		subscribe: events.Subscribe,
 	}
 	if opts.EventBuffer > 0 {

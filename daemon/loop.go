@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -63,7 +64,8 @@ func (d *Daemon) monitor(ctx context.Context) error {
 		watchdog = t.C
 	}
 
-	d.needDump, d.needReconcile, d.needRoutes = true, true, true
+	d.dumpAll()
+	d.needReconcile, d.needRoutes = true, true
 	// Events may have been missed since the last subscription.
 	d.rec.Invalidate()
 	d.pinRecheck()
@@ -163,12 +165,13 @@ func (d *Daemon) note(ev events.Event) {
 		// and the routes through it) without a notification when their
 		// link loses carrier or goes down, even for a flap too short to
 		// change the link's state in the dump: check them.
-		d.needDump, d.needReconcile = true, true
+		d.dumpLink(e.Link.Index)
+		d.needReconcile = true
 		d.needRoutes = d.needRoutes || d.autoUplinks()
 		d.rec.InvalidateLink(e.Link.Index)
 		d.pinRecheckLink(e.Link.Index)
 	case events.AddrEvent:
-		d.needDump = true
+		d.dumpLink(e.Addr.Index)
 		d.needRoutes = d.needRoutes || d.autoUplinks()
 		d.rec.InvalidateAddr(e.Addr.Index, e.Addr.Prefix.Addr())
 	case events.NexthopEvent:
@@ -193,7 +196,8 @@ func (d *Daemon) note(ev events.Event) {
 		d.neighbour(e)
 	case events.ResyncEvent:
 		d.log.Warn("netlink events lost, resyncing", "reason", e.Reason)
-		d.needDump, d.needReconcile, d.needRoutes = true, true, true
+		d.dumpAll()
+		d.needReconcile, d.needRoutes = true, true
 		d.rec.Invalidate()
 		d.pinRecheck()
 		d.netlink.Resyncs++
@@ -203,6 +207,34 @@ func (d *Daemon) note(ev events.Event) {
 		d.metrics.Resync(e.Overrun)
 		d.changed = true
 	}
+}
+
+// dumpAll makes the next settle re-read every link and address.
+func (d *Daemon) dumpAll() { d.needDump, d.dumpOnly = true, nil }
+
+// dumpLink makes the next settle re-read link index and its addresses
+// (and only the links named so far, unless everything is re-read anyway).
+func (d *Daemon) dumpLink(index int) {
+	switch {
+	case !d.needDump:
+		d.needDump, d.dumpOnly = true, map[int]bool{index: true}
+	case d.dumpOnly != nil:
+		d.dumpOnly[index] = true
+	}
+}
+
+// readLinks reads links and addresses: those of dumpOnly, merged into the
+// last snapshot, or all of them.
+func (d *Daemon) readLinks(ctx context.Context) (events.Snapshot, error) {
+	if d.dumpOnly == nil || len(d.snap.Links) == 0 {
+		return d.dump(ctx)
+	}
+	indexes := slices.Sorted(maps.Keys(d.dumpOnly))
+	fresh, err := d.dumpLinks(ctx, indexes)
+	if err != nil {
+		return events.Snapshot{}, err
+	}
+	return d.snap.Merge(fresh, indexes), nil
 }
 
 // neighbour takes an uplink whose gateway stopped answering ARP out of the
@@ -240,7 +272,7 @@ func (d *Daemon) ours(table, protocol int) bool {
 func (d *Daemon) settle(ctx context.Context) {
 	if d.needDump {
 		d.updateFilter()
-		snap, err := d.dump(ctx)
+		snap, err := d.readLinks(ctx)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return
@@ -265,7 +297,7 @@ func (d *Daemon) settle(ctx context.Context) {
 			}
 			d.needRoutes = false
 		}
-		d.needDump = false
+		d.needDump, d.dumpOnly = false, nil
 		d.netlinkOK()
 		d.netlink.Dumps++
 		d.metrics.Dump()
