@@ -141,10 +141,10 @@ type Daemon struct {
 	subscribe func() (*events.Monitor, error)
 	// netlinkDelay is the backoff of the retries after a netlink error.
 	netlinkDelay time.Duration
-	// mon is the current event subscription; filterKey describes the
-	// filter it was given.
+	// mon is the current event subscription; filterSet is the filter it
+	// was given (nil: none yet).
 	mon       *events.Monitor
-	filterKey string
+	filterSet *events.Filter
 }
 
 // uplink is the loop's view of one configured uplink.

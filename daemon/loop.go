@@ -45,7 +45,7 @@ func (d *Daemon) monitor(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
-	d.mon, d.filterKey = mon, ""
+	d.mon, d.filterSet = mon, nil
 	defer func() { d.mon = nil }()
 	mctx, cancel := context.WithCancel(ctx)
 	evs := make(chan events.Event, 512)

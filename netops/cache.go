@@ -63,8 +63,8 @@ type cachedRule struct {
 // rule set or nexthop ID missing from its maps is dirty.
 type ownCache struct {
 	on     bool
-	tables map[tableKey]map[string]cachedRoute // by Route.Key
-	rules  map[int][]cachedRule                // by family: the reconciler's rules
+	tables map[tableKey]map[string]*cachedRoute // by Route.Key
+	rules  map[int][]cachedRule                 // by family: the reconciler's rules
 	// nexthops are the objects with the IDs of interest (those of the
 	// reconciler's protocol, the desired ones, those named by events);
 	// the zero NexthopObject (ID 0) records that there is none.
@@ -78,7 +78,7 @@ type ownCache struct {
 
 // reset empties the cache: everything is dirty.
 func (c *ownCache) reset() {
-	c.tables = make(map[tableKey]map[string]cachedRoute)
+	c.tables = make(map[tableKey]map[string]*cachedRoute)
 	c.rules = make(map[int][]cachedRule)
 	c.nexthops = make(map[uint32]NexthopObject)
 	if c.namedTables == nil {
@@ -207,8 +207,8 @@ func (c *ownCache) dropTables(match func(Route) bool) {
 // listRoutes returns the reconciler's routes of family in tables (0: every
 // table), keyed by Route.Key: from the cache for clean tables, listed in
 // the kernel (and entered in the cache) for the others.
-func (r *Reconciler) listRoutes(family int, tables []int) (map[string]cachedRoute, error) {
-	out := make(map[string]cachedRoute)
+func (r *Reconciler) listRoutes(family int, tables []int) (map[string]*cachedRoute, error) {
+	out := make(map[string]*cachedRoute, 2*len(tables)) // an uplink table holds two
 	for _, t := range tables {
 		k := tableKey{family, t}
 		if routes, ok := r.cache.tables[k]; ok && r.cache.on && t != unix.RT_TABLE_UNSPEC {
@@ -235,7 +235,7 @@ func (r *Reconciler) listRoutes(family int, tables []int) (map[string]cachedRout
 		for key, cr := range listed {
 			tk := tableKey{family, cr.rt.Table}
 			if r.cache.tables[tk] == nil {
-				r.cache.tables[tk] = make(map[string]cachedRoute)
+				r.cache.tables[tk] = make(map[string]*cachedRoute)
 			}
 			r.cache.tables[tk][key] = cr
 		}
@@ -247,7 +247,7 @@ func (r *Reconciler) listRoutes(family int, tables []int) (map[string]cachedRout
 // table) from the kernel. github.com/vishvananda/netlink does not decode
 // RTA_NH_ID: there, routes through a nexthop object look like plain or
 // multipath routes, so those are listed again through NH.
-func (r *Reconciler) listTable(family, t int) (map[string]cachedRoute, error) {
+func (r *Reconciler) listTable(family, t int) (map[string]*cachedRoute, error) {
 	fam, _ := familyOfAF(family)
 	routes, err := r.K.RouteListFiltered(family,
 		&netlink.Route{Table: t, Protocol: netlink.RouteProtocol(r.Protocol)},
@@ -266,7 +266,7 @@ func (r *Reconciler) listTable(family, t int) (map[string]cachedRoute, error) {
 			viaNH[rt.Key()] = rt
 		}
 	}
-	out := make(map[string]cachedRoute, len(routes))
+	out := make(map[string]*cachedRoute, len(routes))
 	for _, kr := range routes {
 		rt, ok := fromKernelRoute(kr)
 		if !ok {
@@ -275,7 +275,7 @@ func (r *Reconciler) listTable(family, t int) (map[string]cachedRoute, error) {
 		if nr, ok := viaNH[rt.Key()]; ok {
 			rt = nr
 		}
-		out[rt.Key()] = cachedRoute{kr: kr, rt: rt, str: rt.String()}
+		out[rt.Key()] = &cachedRoute{kr: kr, rt: rt, str: rt.String()}
 	}
 	return out, nil
 }
@@ -288,7 +288,7 @@ func (c *ownCache) listedAll(family int, tables map[int]bool) {
 	}
 	for t := range tables {
 		if k := (tableKey{family, t}); c.tables[k] == nil {
-			c.tables[k] = make(map[string]cachedRoute)
+			c.tables[k] = make(map[string]*cachedRoute)
 		}
 	}
 }
@@ -303,7 +303,7 @@ func (c *ownCache) wroteRoute(family int, rt Route) {
 		// Not listed: nothing is known of the rest of the table.
 		return
 	}
-	c.tables[k][rt.Key()] = cachedRoute{kr: *toKernelRoute(rt), rt: rt, str: rt.String()}
+	c.tables[k][rt.Key()] = &cachedRoute{kr: *toKernelRoute(rt), rt: rt, str: rt.String()}
 }
 
 // deletedRoute removes the route with key from table's cache.

@@ -120,7 +120,7 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 	staleNH, usable, errs := r.syncNexthops(d.Nexthops, full, &res)
 
 	tables := r.tables(d, full)
-	have := make(map[string]cachedRoute)
+	have := make(map[string]*cachedRoute, len(d.Routes))
 	for _, f := range Families {
 		h, err := r.listRoutes(f.AF(), tables)
 		if err != nil {
@@ -141,7 +141,7 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 	want := make(map[string]bool, len(d.Routes))
 	for _, rt := range d.Routes {
 		want[rt.Key()] = true
-		if have[rt.Key()].str == rt.String() {
+		if h := have[rt.Key()]; h != nil && h.str == rt.String() {
 			continue
 		}
 		var err error
