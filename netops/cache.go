@@ -158,10 +158,11 @@ func (r *Reconciler) InvalidateNexthop(id uint32) {
 // InvalidateLink reports an event about the link with index ifindex (up,
 // down, carrier, rename, deletion). The kernel deletes nexthop objects on
 // a link that goes down or loses carrier, updates the groups that use them
-// and deletes routes whose group became empty, and deletes the routes
-// through a link that goes down, all without notifications: the tables
-// with routes through the link or through nexthop objects, the link's
-// nexthop objects and every group are read again.
+// and deletes a group left empty with the routes through it, and deletes
+// the routes through a link that goes down, all without notifications:
+// the tables with routes through the link, the link's nexthop objects and
+// every group are read again, and the tables with routes through a
+// nexthop object found gone then (listedNexthops).
 func (r *Reconciler) InvalidateLink(ifindex int) {
 	if r == nil || !r.cache.on {
 		return
@@ -171,7 +172,7 @@ func (r *Reconciler) InvalidateLink(ifindex int) {
 			delete(r.cache.nexthops, id)
 		}
 	}
-	r.cache.dropTables(func(rt Route) bool { return rt.NHID != 0 || routesVia(rt, ifindex) })
+	r.cache.dropTables(func(rt Route) bool { return routesVia(rt, ifindex) })
 }
 
 // InvalidateAddr reports an IPv4 or IPv6 address added to or removed from
@@ -392,6 +393,15 @@ func (c *ownCache) listedNexthops(list []NexthopObject, ids []uint32, all bool, 
 			continue // a foreign object: not of interest
 		}
 		c.nexthops[n.ID] = n
+	}
+	if all {
+		return // the tables are listed afresh too
+	}
+	// The kernel deleted the routes through an object that is gone.
+	for _, id := range ids {
+		if c.nexthops[id].ID == 0 {
+			c.dropTables(func(rt Route) bool { return rt.NHID == id })
+		}
 	}
 }
 
