@@ -189,9 +189,17 @@ const mainTable = 254
 // connections (uplinks that are Usable), then the balance rules of the LAN
 // interfaces and lo.
 func Plan(s Settings, uplinks []Uplink) Desired {
-	var d Desired
-	var hops []Nexthop
-	var members []GroupMember
+	// Sized for the common case, two routes, two rules and up to two
+	// nexthop objects per uplink: a plan of 256 uplinks is made at every
+	// reconcile, and growing these made half its garbage.
+	n := len(uplinks)
+	d := Desired{
+		Routes:   make([]Route, 0, 2*n+4),
+		Rules:    make([]Rule, 0, 2*n+8),
+		Nexthops: make([]NexthopObject, 0, 2*n+2),
+	}
+	hops := make([]Nexthop, 0, n)
+	members := make([]GroupMember, 0, 2*n)
 	fam := s.Family.norm()
 	dflt := fam.DefaultDst()
 	ids := NexthopIDsFor(s.NexthopIDBase, fam)
@@ -325,6 +333,16 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	}
 	sortKeyed(d.Routes, func(Route) int { return 0 }, Route.Key)
 	sortKeyed(d.Rules, func(r Rule) int { return r.Priority }, Rule.String)
+	// Empty parts are nil, as they were before the slices were sized.
+	if len(d.Routes) == 0 {
+		d.Routes = nil
+	}
+	if len(d.Rules) == 0 {
+		d.Rules = nil
+	}
+	if len(d.Nexthops) == 0 {
+		d.Nexthops = nil
+	}
 	return d
 }
 
