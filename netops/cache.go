@@ -294,6 +294,17 @@ func (c *ownCache) listedAll(family int, tables map[int]bool) {
 	}
 }
 
+// forget drops the tables that are not in known: events about them are no
+// longer reported (the loop filters by the tables in use), so what the
+// cache holds of them would go stale.
+func (c *ownCache) forget(known map[int]bool) {
+	for k := range c.tables {
+		if !known[k.table] {
+			delete(c.tables, k)
+		}
+	}
+}
+
 // wroteRoute enters rt, just replaced in the kernel, in the cache.
 func (c *ownCache) wroteRoute(family int, rt Route) {
 	if !c.on {

@@ -133,6 +133,7 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 		seenTables = append(seenTables, cr.rt.Table)
 	}
 	r.learn(d, seenTables)
+	r.cache.forget(r.known)
 	if full {
 		for _, f := range Families {
 			r.cache.listedAll(f.AF(), r.known)
