@@ -11,7 +11,6 @@ import (
 	"github.com/uplinkd/uplinkd/config"
 	"github.com/uplinkd/uplinkd/events"
 	"github.com/uplinkd/uplinkd/netops"
-	"golang.org/x/sys/unix"
 )
 
 // watch keeps an event subscription and the routing converged until ctx is
@@ -182,7 +181,7 @@ func (d *Daemon) note(ev events.Event) {
 	case events.RouteEvent:
 		if d.ours(e.Table, e.Protocol) {
 			d.needReconcile = true
-			d.rec.InvalidateTable(unix.AF_INET, e.Table)
+			d.rec.InvalidateTable(0, e.Table) // of either family: the event does not say
 		} else if e.Default && d.routeEvent(e) {
 			d.needEval = true
 		}
@@ -190,7 +189,7 @@ func (d *Daemon) note(ev events.Event) {
 		r := d.cfg.Routing
 		if e.Protocol == r.RouteProtocol || (e.Priority >= r.RulePriority && e.Priority < r.RulePriority+config.RulePriorityRange) {
 			d.needReconcile = true
-			d.rec.InvalidateRules(unix.AF_INET)
+			d.rec.InvalidateRules(0)
 		}
 	case events.NeighEvent:
 		d.neighbour(e)

@@ -106,23 +106,41 @@ func (r *Reconciler) Invalidate() {
 }
 
 // InvalidateTable reports an event about a route in table of family
-// (unix.AF_INET): one of the reconciler's protocol, or any route in a
-// table the reconciler uses (a foreign route can replace one of its own).
+// (unix.AF_INET or AF_INET6; 0: of any family): one of the reconciler's
+// protocol, or any route in a table the reconciler uses (a foreign route
+// can replace one of its own).
 func (r *Reconciler) InvalidateTable(family, table int) {
 	if r == nil || !r.cache.on {
 		return
 	}
-	k := tableKey{family, table}
-	delete(r.cache.tables, k)
-	r.cache.namedTables[k] = true
+	for _, f := range afs(family) {
+		k := tableKey{f, table}
+		delete(r.cache.tables, k)
+		r.cache.namedTables[k] = true
+	}
 }
 
-// InvalidateRules reports an event about a rule of family.
+// InvalidateRules reports an event about a rule of family (0: of any
+// family).
 func (r *Reconciler) InvalidateRules(family int) {
 	if r == nil || !r.cache.on {
 		return
 	}
-	delete(r.cache.rules, family)
+	for _, f := range afs(family) {
+		delete(r.cache.rules, f)
+	}
+}
+
+// afs returns family, or every family's address family number for 0.
+func afs(family int) []int {
+	if family != 0 {
+		return []int{family}
+	}
+	out := make([]int, len(Families))
+	for i, f := range Families {
+		out[i] = f.AF()
+	}
+	return out
 }
 
 // InvalidateNexthop reports an event about the nexthop object id. The
