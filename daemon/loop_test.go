@@ -237,29 +237,34 @@ func TestLoopTransientDumpError(t *testing.T) {
 	l.k.mu.Unlock()
 
 	// An address event makes the loop dump; the dumps fail, then work.
+	// Meanwhile the routing must stay as it is, and status must say why.
 	l.k.live(t).send(t, events.AddrEvent{Addr: events.Addr{Index: eth2, Prefix: prefix("203.0.113.2/24")}})
-	waitFor(t, "status to show the failure", func() bool {
-		n := l.status().Netlink
-		return n.Errors > 0 && n.LastError != ""
+	shown := false
+	waitFor(t, "three failed dumps and a good one", func() bool {
+		l.k.mu.Lock()
+		recs, cleanups, tries := slices.Clone(l.k.reconciles[firstRec:]), l.k.cleanups, len(l.k.dumpTimes)-firstDump
+		l.k.mu.Unlock()
+		for i, d := range recs {
+			if !equalSets(l.k.objects(d), installed) {
+				t.Fatalf("reconcile %d after the failure changed the routing to %v", i, d)
+			}
+		}
+		if cleanups != 0 {
+			t.Fatalf("%d cleanups", cleanups)
+		}
+		shown = shown || l.status().Netlink.LastError != ""
+		return tries >= 4
 	})
-	waitFor(t, "a good dump", func() bool { d, _, _ := l.k.counts(); return d > 0 && l.status().Netlink.LastError == "" })
+	if !shown {
+		t.Error("status never showed the failure")
+	}
 
 	l.k.mu.Lock()
 	calls := slices.Clone(l.k.calls[from:])
 	times := slices.Clone(l.k.dumpTimes[firstDump:])
-	recs := slices.Clone(l.k.reconciles[firstRec:])
-	cleanups := l.k.cleanups
 	l.k.mu.Unlock()
 	if want := []string{"dump failed", "dump failed", "dump failed", "dump"}; len(calls) < len(want) || !slices.Equal(calls[:4], want) {
 		t.Fatalf("calls %q, want %q first: nothing between the failed dumps", calls, want)
-	}
-	if cleanups != 0 {
-		t.Fatalf("%d cleanups", cleanups)
-	}
-	for i, d := range recs {
-		if got := l.k.objects(d); !equalSets(got, installed) {
-			t.Fatalf("reconcile %d after the failure changed the routing: %v", i, d)
-		}
 	}
 	// Backoff: 100 ms, then 200 ms, then 400 ms.
 	for i, min := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond} {
@@ -267,6 +272,7 @@ func TestLoopTransientDumpError(t *testing.T) {
 			t.Errorf("retry %d came after %v, want at least %v", i+1, gap, min)
 		}
 	}
+	waitFor(t, "status to clear the failure", func() bool { return l.status().Netlink.LastError == "" })
 	if n := l.status().Netlink; n.Errors != 3 || n.Transient != 3 {
 		t.Fatalf("status netlink %+v, want 3 transient errors", n)
 	}
