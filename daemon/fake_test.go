@@ -219,13 +219,6 @@ func balanceOf(d netops.Desired, table int) string {
 	return strings.Join(hops, " ")
 }
 
-// routes is the number of installed routes.
-func (k *fakeNet) routes() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return len(k.installed.Routes)
-}
-
 // counts returns the successful dumps, reconciles and cleanups so far.
 func (k *fakeNet) counts() (dumps, reconciles, cleanups int) {
 	k.mu.Lock()
@@ -306,6 +299,16 @@ func (s *fakeSub) Run(ctx context.Context, out chan<- events.Event) error {
 	}
 }
 
+// filter is the last filter the loop set.
+func (s *fakeSub) filter() events.Filter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.filters) == 0 {
+		return events.Filter{}
+	}
+	return s.filters[len(s.filters)-1]
+}
+
 func (s *fakeSub) SetFilter(f events.Filter) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -329,8 +332,6 @@ func (s *fakeSub) send(t *testing.T, evs ...events.Event) {
 type fakeProbers struct {
 	mu      sync.Mutex
 	running map[string]*fakeProber // by uplink
-	starts  int
-	log     []string
 }
 
 func newFakeProbers() *fakeProbers { return &fakeProbers{running: make(map[string]*fakeProber)} }
@@ -343,8 +344,6 @@ func (f *fakeProbers) Start(cfg probe.Config, out chan<- probe.Result) (Prober, 
 	}
 	p := &fakeProber{f: f, cfg: cfg, out: out}
 	f.running[cfg.Uplink] = p
-	f.starts++
-	f.log = append(f.log, "start "+cfg.Uplink+" from "+cfg.Source.String())
 	return p, nil
 }
 
@@ -374,7 +373,6 @@ func (p *fakeProber) Stop() {
 	if p.f.running[p.cfg.Uplink] == p {
 		delete(p.f.running, p.cfg.Uplink)
 	}
-	p.f.log = append(p.f.log, "stop "+p.cfg.Uplink)
 }
 
 // rounds reports n rounds, good or failed, as the prober would.

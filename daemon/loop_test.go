@@ -174,6 +174,11 @@ func TestLoopBurstCoalesced(t *testing.T) {
 	l.waitBalance("3:1 4:3")
 	sub := l.k.live(t)
 	dumps, recs, _ := l.k.counts()
+	// Only what is ours reaches the loop.
+	if f := sub.filter(); !slices.Equal(f.Interfaces, []string{"eth1", "eth2"}) || !slices.Equal(f.Indexes, []int{eth1, eth2}) ||
+		!slices.Equal(f.Tables, []int{100, 200, labBalance}) || f.Protocol != 201 {
+		t.Fatalf("event filter %+v", f)
+	}
 
 	// Hold the loop in the dump of a harmless event...
 	gate, entered := make(chan struct{}), make(chan struct{}, 1)
