@@ -228,13 +228,20 @@ func (k *fakeNet) counts() (dumps, reconciles, cleanups int) {
 
 // setLink changes link index in the snapshot the next dumps return.
 func (k *fakeNet) setLink(index int, f func(*events.Link)) {
+	k.change(func(s *events.Snapshot) {
+		for i := range s.Links {
+			if s.Links[i].Index == index {
+				f(&s.Links[i])
+			}
+		}
+	})
+}
+
+// change changes the links and addresses the next dumps return.
+func (k *fakeNet) change(f func(*events.Snapshot)) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	for i := range k.snap.Links {
-		if k.snap.Links[i].Index == index {
-			f(&k.snap.Links[i])
-		}
-	}
+	f(&k.snap)
 }
 
 // Subscribe fails with the next of subErrs, else makes the live

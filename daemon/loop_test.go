@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -228,61 +229,84 @@ func TestLoopBurstCoalesced(t *testing.T) {
 	}
 }
 
-// TestLoopTransientDumpError: a dump that fails never removes or changes
-// the routing; it is retried with backoff, counted and shown in status.
-func TestLoopTransientDumpError(t *testing.T) {
-	l := startLoop(t, newFakeNet(labBalance), "")
-	l.waitBalance("3:1 4:3")
-	l.k.mu.Lock()
-	installed := l.k.objects(l.k.installed)
-	from := len(l.k.calls)
-	firstDump := len(l.k.dumpTimes)
-	firstRec := len(l.k.reconciles)
-	l.k.dumpErrs = []error{events.ErrDumpInterrupted, fmt.Errorf("dump links: %w", unix.EBUSY), events.ErrDumpInterrupted}
-	l.k.mu.Unlock()
+// TestLoopDumpErrors: dumps that fail never remove or change the routing;
+// they are retried with backoff, counted and shown in status, and a
+// change that came meanwhile is applied once a dump works.
+func TestLoopDumpErrors(t *testing.T) {
+	interrupted := events.ErrDumpInterrupted
+	for _, tt := range []struct {
+		name      string
+		errs      []error
+		transient uint64
+		lost      bool   // isp1's carrier goes during the failures
+		want      string // the balance after
+	}{
+		{"interrupted and busy", []error{interrupted, fmt.Errorf("dump links: %w", unix.EBUSY), interrupted}, 3, false, "3:1 4:3"},
+		{"receive buffer overrun", []error{fmt.Errorf("dump addresses: %w", unix.ENOBUFS)}, 1, false, "3:1 4:3"},
+		{"not transient", []error{errors.New("dump links: decode: message shorter than its fixed header"), interrupted}, 1, false, "3:1 4:3"},
+		{"carrier lost meanwhile", []error{interrupted, interrupted}, 2, true, "4"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := startLoop(t, newFakeNet(labBalance), "")
+			l.waitBalance("3:1 4:3")
+			l.k.mu.Lock()
+			installed := l.k.objects(l.k.installed)
+			from, firstDump, firstRec := len(l.k.calls), len(l.k.dumpTimes), len(l.k.reconciles)
+			l.k.dumpErrs = slices.Clone(tt.errs)
+			l.k.mu.Unlock()
 
-	// An address event makes the loop dump; the dumps fail, then work.
-	// Meanwhile the routing must stay as it is, and status must say why.
-	l.k.live(t).send(t, events.AddrEvent{Addr: events.Addr{Index: eth2, Prefix: prefix("203.0.113.2/24")}})
-	shown := false
-	waitFor(t, "three failed dumps and a good one", func() bool {
-		l.k.mu.Lock()
-		recs, cleanups, tries := slices.Clone(l.k.reconciles[firstRec:]), l.k.cleanups, len(l.k.dumpTimes)-firstDump
-		l.k.mu.Unlock()
-		for i, d := range recs {
-			if !equalSets(l.k.objects(d), installed) {
-				t.Fatalf("reconcile %d after the failure changed the routing to %v", i, d)
+			// An event makes the loop dump; the dumps fail, then work.
+			// Meanwhile the routing must stay as it is, and status must
+			// say why.
+			if tt.lost {
+				l.carrier(eth1, false)
+			} else {
+				l.k.live(t).send(t, events.AddrEvent{Addr: events.Addr{Index: eth2, Prefix: prefix("203.0.113.2/24")}})
 			}
-		}
-		if cleanups != 0 {
-			t.Fatalf("%d cleanups", cleanups)
-		}
-		shown = shown || l.status().Netlink.LastError != ""
-		return tries >= 4
-	})
-	if !shown {
-		t.Error("status never showed the failure")
-	}
+			shown := false
+			waitFor(t, "the failed dumps and a good one", func() bool {
+				l.k.mu.Lock()
+				recs, cleanups, tries := slices.Clone(l.k.reconciles[firstRec:]), l.k.cleanups, len(l.k.dumpTimes)-firstDump
+				l.k.mu.Unlock()
+				for i, d := range recs[:max(0, len(recs)-1)] {
+					if !equalSets(l.k.objects(d), installed) {
+						t.Fatalf("reconcile %d after the failure changed the routing to %v", i, d)
+					}
+				}
+				if cleanups != 0 {
+					t.Fatalf("%d cleanups", cleanups)
+				}
+				shown = shown || l.status().Netlink.LastError != ""
+				return tries > len(tt.errs)
+			})
+			if !shown {
+				t.Error("status never showed the failure")
+			}
+			l.waitBalance(tt.want)
 
-	l.k.mu.Lock()
-	calls := slices.Clone(l.k.calls[from:])
-	times := slices.Clone(l.k.dumpTimes[firstDump:])
-	l.k.mu.Unlock()
-	if want := []string{"dump failed", "dump failed", "dump failed", "dump"}; len(calls) < len(want) || !slices.Equal(calls[:4], want) {
-		t.Fatalf("calls %q, want %q first: nothing between the failed dumps", calls, want)
-	}
-	// Backoff: 100 ms, then 200 ms, then 400 ms.
-	for i, min := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond} {
-		if gap := times[i+1].Sub(times[i]); gap < min {
-			t.Errorf("retry %d came after %v, want at least %v", i+1, gap, min)
-		}
-	}
-	waitFor(t, "status to clear the failure", func() bool { return l.status().Netlink.LastError == "" })
-	if n := l.status().Netlink; n.Errors != 3 || n.Transient != 3 {
-		t.Fatalf("status netlink %+v, want 3 transient errors", n)
-	}
-	if l.k.balance() != "3:1 4:3" {
-		t.Fatalf("balance %q", l.k.balance())
+			l.k.mu.Lock()
+			calls := slices.Clone(l.k.calls[from:])
+			times := slices.Clone(l.k.dumpTimes[firstDump:])
+			recs := slices.Clone(l.k.reconciles[firstRec:])
+			l.k.mu.Unlock()
+			want := append(slices.Repeat([]string{"dump failed"}, len(tt.errs)), "dump", "reconcile")
+			if !slices.Equal(calls, want) {
+				t.Fatalf("calls %q, want %q: nothing between the failed dumps", calls, want)
+			}
+			if !tt.lost && !equalSets(l.k.objects(recs[0]), installed) {
+				t.Fatalf("the reconcile after the failures changed the routing to %v", recs[0])
+			}
+			// Backoff: 100 ms, doubling.
+			for i := range tt.errs {
+				if gap, min := times[i+1].Sub(times[i]), 100*time.Millisecond<<i; gap < min {
+					t.Errorf("retry %d came after %v, want at least %v", i+1, gap, min)
+				}
+			}
+			waitFor(t, "status to clear the failure", func() bool { return l.status().Netlink.LastError == "" })
+			if n := l.status().Netlink; n.Errors != uint64(len(tt.errs)) || n.Transient != tt.transient {
+				t.Fatalf("status netlink %+v, want %d errors, %d transient", n, len(tt.errs), tt.transient)
+			}
+		})
 	}
 }
 
@@ -341,6 +365,69 @@ func TestLoopSubscriptionFailures(t *testing.T) {
 	// Events flow through the new subscription.
 	l.carrier(eth2, false)
 	l.waitBalance("3")
+}
+
+// TestLoopLinkChanges: every way isp1's link can stop carrying traffic
+// takes it out of the balance on the event itself, and it comes back when
+// the change is undone (carrier-only mode: no probes to wait for).
+func TestLoopLinkChanges(t *testing.T) {
+	eth1Link := events.Link{Index: eth1, Name: "eth1", AdminUp: true, Carrier: true}
+	eth1Addr := events.Addr{Index: eth1, Prefix: prefix("198.51.100.2/24")}
+	setLink := func(l events.Link) func(*events.Snapshot) {
+		return func(s *events.Snapshot) {
+			s.Links = slices.DeleteFunc(s.Links, func(o events.Link) bool { return o.Index == eth1 })
+			if l.Name != "" {
+				s.Links = append(s.Links, l)
+			}
+		}
+	}
+	setAddr := func(present bool) func(*events.Snapshot) {
+		return func(s *events.Snapshot) {
+			s.Addrs = slices.DeleteFunc(s.Addrs, func(o events.Addr) bool { return o.Index == eth1 })
+			if present {
+				s.Addrs = append(s.Addrs, eth1Addr)
+			}
+		}
+	}
+	for _, tt := range []struct {
+		name         string
+		change, undo func(*events.Snapshot)
+		ev, undoEv   events.Event
+		reason       string // isp1's, once down
+	}{
+		{"carrier lost", setLink(events.Link{Index: eth1, Name: "eth1", AdminUp: true}), setLink(eth1Link),
+			events.LinkEvent{Link: events.Link{Index: eth1, Name: "eth1", AdminUp: true}}, events.LinkEvent{Link: eth1Link},
+			"no carrier on eth1"},
+		{"set down", setLink(events.Link{Index: eth1, Name: "eth1"}), setLink(eth1Link),
+			events.LinkEvent{Link: events.Link{Index: eth1, Name: "eth1"}}, events.LinkEvent{Link: eth1Link},
+			"eth1 is administratively down"},
+		{"renamed away", setLink(events.Link{Index: eth1, Name: "wan9", AdminUp: true, Carrier: true}), setLink(eth1Link),
+			events.LinkEvent{Link: events.Link{Index: eth1, Name: "wan9", AdminUp: true, Carrier: true}}, events.LinkEvent{Link: eth1Link},
+			"interface eth1 does not exist"},
+		{"deleted", setLink(events.Link{}), setLink(eth1Link),
+			events.LinkEvent{Link: eth1Link, Deleted: true}, events.LinkEvent{Link: eth1Link},
+			"interface eth1 does not exist"},
+		{"address removed", setAddr(false), setAddr(true),
+			events.AddrEvent{Addr: eth1Addr, Deleted: true}, events.AddrEvent{Addr: eth1Addr},
+			"eth1 has no IPv4 address"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := startLoop(t, newFakeNet(labBalance), "")
+			l.waitBalance("3:1 4:3")
+			l.k.change(tt.change)
+			l.k.live(t).send(t, tt.ev)
+			l.waitBalance("4")
+			if u := l.status().Uplinks[0]; u.State != "down" || u.Reason != tt.reason {
+				t.Fatalf("isp1 %s: %q, want down: %q", u.State, u.Reason, tt.reason)
+			}
+			l.k.change(tt.undo)
+			l.k.live(t).send(t, tt.undoEv)
+			l.waitBalance("3:1 4:3")
+			if _, _, c := l.k.counts(); c != 0 {
+				t.Fatalf("%d cleanups", c)
+			}
+		})
+	}
 }
 
 // TestLoopAdoption: a run that exits keeping its routing (SIGUSR2) and the
@@ -491,42 +578,66 @@ func TestLoopOrdering(t *testing.T) {
 	}
 }
 
-// TestLoopReload: a weight change is applied to the installed routing; a
-// key that needs a restart is reported as such and not applied.
+// TestLoopReload: what a reload changes is applied to the installed
+// routing before the reply; a key that needs a restart is reported as
+// such and not applied; a file that does not load changes nothing.
 func TestLoopReload(t *testing.T) {
-	k := newFakeNet(labBalance)
-	l := startLoop(t, k, "")
-	l.waitBalance("3:1 4:3")
-	l.writeConfig("", strings.Replace(testUplinks, "weight = 3", "weight = 2", 1))
-	// balancer is chosen once, at start.
-	b, err := os.ReadFile(l.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := strings.Replace(string(b), "[routing]\n", "[routing]\nbalancer = \"hash-threshold\"\n", 1)
-	if err := os.WriteFile(l.path, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	res, err := status.Reload(ctx, l.socket)
-	if err != nil || !res.OK {
-		t.Fatalf("reload: %+v, %v", res, err)
-	}
-	// The reply comes once the routing matches.
-	if got := k.balance(); got != "3:1 4:2" {
-		t.Fatalf("balance after the reload %q, want 3:1 4:2", got)
-	}
-	want := []string{
-		"routing.balancer: auto -> hash-threshold" + restartNote,
-		"uplink isp2: weight: 3 -> 2",
-	}
-	slices.Sort(res.Changes)
-	if !slices.Equal(res.Changes, want) {
-		t.Fatalf("reload reported %q, want %q", res.Changes, want)
-	}
-	if s := l.status(); s.Balancer != "multipath" {
-		t.Fatalf("balancer %q after the reload, want multipath (as chosen at start)", s.Balancer)
+	for _, tt := range []struct {
+		name    string
+		edit    func(doc string) string
+		ok      bool
+		changes []string
+		balance string
+		tables  []int // of the installed routes
+	}{
+		{"weight", func(doc string) string { return strings.Replace(doc, "weight = 3", "weight = 2", 1) },
+			true, []string{"uplink isp2: weight: 3 -> 2"}, "3:1 4:2", []int{100, 200, labBalance}},
+		{"table", func(doc string) string { return strings.Replace(doc, "table = 200", "table = 201", 1) },
+			true, []string{"uplink isp2: table: 200 -> 201"}, "3:1 4:3", []int{100, 201, labBalance}},
+		{"uplink removed", func(doc string) string { return doc[:strings.LastIndex(doc, "[[uplink]]")] },
+			true, []string{"uplink isp2: removed"}, "3", []int{100, labBalance}},
+		{"restart only", func(doc string) string {
+			return strings.Replace(doc, "[routing]\n", "[routing]\nbalancer = \"hash-threshold\"\n", 1)
+		}, true, []string{"routing.balancer: auto -> hash-threshold" + restartNote}, "3:1 4:3", []int{100, 200, labBalance}},
+		{"refused", func(doc string) string { return doc + "\n[routing]\n" }, false, nil, "3:1 4:3", []int{100, 200, labBalance}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := startLoop(t, newFakeNet(labBalance), "")
+			l.waitBalance("3:1 4:3")
+			b, err := os.ReadFile(l.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(l.path, []byte(tt.edit(string(b))), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			res, err := status.Reload(ctx, l.socket)
+			if err != nil || res.OK != tt.ok || (!tt.ok && res.Error == "") {
+				t.Fatalf("reload: %+v, %v", res, err)
+			}
+			if !slices.Equal(res.Changes, tt.changes) {
+				t.Fatalf("reload reported %q, want %q", res.Changes, tt.changes)
+			}
+			// The reply comes once the routing matches.
+			if got := l.k.balance(); got != tt.balance {
+				t.Fatalf("balance after the reload %q, want %q", got, tt.balance)
+			}
+			l.k.mu.Lock()
+			var tables []int
+			for _, r := range l.k.installed.Routes {
+				tables = append(tables, r.Table)
+			}
+			l.k.mu.Unlock()
+			slices.Sort(tables)
+			if tables = slices.Compact(tables); !slices.Equal(tables, tt.tables) {
+				t.Fatalf("routes in tables %v, want %v", tables, tt.tables)
+			}
+			if s := l.status(); s.Balancer != "multipath" {
+				t.Fatalf("balancer %q after the reload, want multipath (as chosen at start)", s.Balancer)
+			}
+		})
 	}
 }
 
