@@ -282,6 +282,7 @@ func TestLoopDumpErrors(t *testing.T) {
 			if !shown {
 				t.Error("status never showed the failure")
 			}
+			waitFor(t, "the reconcile after the good dump", func() bool { _, r, _ := l.k.counts(); return r > firstRec })
 			l.waitBalance(tt.want)
 
 			l.k.mu.Lock()
