@@ -333,7 +333,7 @@ func (c *ownCache) dirtyTable(family, table int) { delete(c.tables, tableKey{fam
 // (which cannot filter a rule dump).
 func (r *Reconciler) listRules(family int) ([]cachedRule, error) {
 	if rules, ok := r.cache.rules[family]; ok && r.cache.on {
-		return slices.Clone(rules), nil
+		return rules, nil // the cache's own: only read (Reconcile appends it to its list)
 	}
 	all, err := r.K.RuleList(family)
 	if err != nil {

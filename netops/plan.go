@@ -211,7 +211,8 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	// In slot order, so that the group's members keep their order (and a
 	// hash-threshold group its cut of the hash space) however the
 	// configuration file orders the uplinks.
-	for _, u := range bySlot(uplinks) {
+	for _, i := range bySlot(uplinks) {
+		u := uplinks[i]
 		lan := fam == V6 && u.LANPrefix.IsValid()
 		if lan {
 			d.Rules = append(d.Rules, Rule{
@@ -405,11 +406,14 @@ func sortKeyed[T any](s []T, prio func(T) int, key func(T) string) {
 	copy(s, sorted)
 }
 
-// bySlot returns uplinks in slot order.
-func bySlot(uplinks []Uplink) []Uplink {
-	out := slices.Clone(uplinks)
-	slices.SortStableFunc(out, func(a, b Uplink) int { return cmp.Compare(a.Slot, b.Slot) })
-	return out
+// bySlot returns the indexes of uplinks in slot order.
+func bySlot(uplinks []Uplink) []int {
+	idx := make([]int, len(uplinks))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(uplinks[a].Slot, uplinks[b].Slot) })
+	return idx
 }
 
 func onLinkOf(uplinks []Uplink, index int) bool {
