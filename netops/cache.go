@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The reconciler's cache of its own kernel objects (Reconciler.Cache).
+// The reconciler's cache of its own kernel objects (EnableCache).
 //
 // Without it every reconcile lists every table uplinkd uses, its rules and
 // its nexthop objects: with 256 uplinks, some 800 netlink round trips for
@@ -27,10 +27,12 @@ import (
 //   - the caller reports a link or address event (InvalidateLink,
 //     InvalidateAddr): the kernel deletes routes and nexthop objects
 //     without any notification when their link goes down or loses carrier
-//     (nexthop objects and the groups that use them), or when the
-//     preferred source address of a route is removed, so the tables routed
-//     over that link or from that address, the link's nexthop objects and
-//     every group are read again;
+//     (nexthop objects, a group they leave empty and the routes through
+//     it), or when the preferred source address of a route is removed, so
+//     the tables routed over that link or from that address, the link's
+//     nexthop objects and every group are read again;
+//   - a nexthop object read again is gone: the tables with routes through
+//     it are read again in the same reconcile;
 //   - events were lost or the subscription was made again (Invalidate);
 //   - a write failed, or deleted a nexthop object (which takes the routes
 //     through it along).
@@ -40,8 +42,8 @@ import (
 // entered as written, in the form a listing would give. Only the caller
 // sees the events, so the cache is only correct if every event about
 // routes, rules, nexthop objects, links and addresses reaches the
-// Invalidate methods; without Cache the reconciler reads everything, as
-// tests and one-shot callers want.
+// Invalidate methods; without EnableCache the reconciler reads
+// everything, as tests and one-shot callers want.
 
 // tableKey names one routing table of one address family.
 type tableKey struct{ family, table int }
