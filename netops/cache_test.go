@@ -158,3 +158,30 @@ func TestReconcileCache(t *testing.T) {
 		}
 	}
 }
+
+// What the cache enters for a nexthop object it wrote is the form a
+// listing gives; for every object Plan makes, of both families and every
+// group balancer, it must read as the desired object does, or every
+// reconcile would write it again.
+func TestCachedNexthopReadsAsWritten(t *testing.T) {
+	var objs []NexthopObject
+	for _, bal := range []Balancer{HashThreshold, Resilient} {
+		s := resilient
+		s.Balancer = bal
+		objs = append(objs, Plan(s, []Uplink{withCarrier(isp1(true)), withCarrier(isp2(true))}).Nexthops...)
+		s6 := s
+		s6.Family = V6
+		objs = append(objs, Plan(s6, []Uplink{isp6a(true), isp6b(true)}).Nexthops...)
+	}
+	if len(objs) < 8 {
+		t.Fatalf("only %d nexthop objects planned", len(objs))
+	}
+	c := ownCache{on: true}
+	c.reset()
+	for _, n := range objs {
+		c.wroteNexthop(n)
+		if got := c.nexthops[n.ID]; got.String() != n.String() {
+			t.Errorf("cached as %s, written %s", got, n)
+		}
+	}
+}
