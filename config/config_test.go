@@ -103,6 +103,7 @@ func defaultProbe() Probe {
 		DegradedPolicy: "standby",
 		FlapLimit:      3, FlapWindow: time.Minute, FlapHold: 30 * time.Second, FlapHoldMax: 10 * time.Minute,
 		CheckInterval: 5 * time.Second, CheckTimeout: 2 * time.Second, HTTPExpect: 204,
+		Targets6: DefaultTargets6,
 	}
 }
 
@@ -215,11 +216,11 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 	for _, keys := range schema {
 		n += len(keys)
 	}
-	// 9 tables at the top level, 41 keys in [routing], [probe] and
+	// 9 tables at the top level, 45 keys in [routing], [probe] and
 	// [[uplink]], 16 in [[policy]] and [[rule]], 12 in [hooks], [status],
 	// [metrics] and [log].
-	if n != 9+41+16+12 {
-		t.Errorf("schema has %d keys, want %d: %v", n, 9+41+16+12, schema)
+	if n != 9+45+16+12 {
+		t.Errorf("schema has %d keys, want %d: %v", n, 9+45+16+12, schema)
 	}
 }
 
@@ -314,7 +315,7 @@ func TestLimitsAccepted(t *testing.T) {
 			Gateway: true, Interval: 10 * time.Millisecond, Timeout: 10 * time.Second, DownAfter: 1, UpAfter: 1,
 			Reliability: 1, Window: 10000, DegradedLoss: 100, RecoverLoss: 0, DegradedRTT: 9999 * time.Millisecond,
 			DegradedPolicy: "keep", FlapWindow: time.Millisecond, FlapHold: time.Hour, FlapHoldMax: time.Hour,
-			CheckInterval: 5 * time.Second, CheckTimeout: 2 * time.Second, HTTPExpect: 204,
+			CheckInterval: 5 * time.Second, CheckTimeout: 2 * time.Second, HTTPExpect: 204, Targets6: DefaultTargets6,
 		},
 		Uplinks: []Uplink{
 			{Name: strings.Repeat("a", 32), Interface: strings.Repeat("b", 15), Gateway: addr("192.0.2.1"), Weight: 256, Table: wantTable},
