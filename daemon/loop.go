@@ -40,7 +40,7 @@ func (d *Daemon) watch(ctx context.Context) {
 // the subscription could not be made or broke otherwise (the caller
 // subscribes again). A failed dump does not end it: settle retries.
 func (d *Daemon) monitor(ctx context.Context) error {
-	mon, err := d.subscribe()
+	mon, err := d.kern.Events.Subscribe()
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
@@ -225,7 +225,7 @@ func (d *Daemon) ours(table, protocol int) bool {
 func (d *Daemon) settle(ctx context.Context) {
 	if d.needDump {
 		d.updateFilter()
-		snap, err := d.dump(ctx)
+		snap, err := d.kern.State.Dump(ctx)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return
