@@ -85,7 +85,7 @@ type Routing struct {
 
 // NexthopIDRange is the number of nexthop object IDs uplinkd owns,
 // starting at Routing.NexthopIDBase (netops.NexthopIDRange).
-const NexthopIDRange = 1024
+const NexthopIDRange = 2048
 
 // Probe is the [probe] table: how the health of uplinks is checked and
 // judged.

@@ -180,6 +180,18 @@ func (m *Metrics) Forget(uplink string) {
 	m.probe.forget(uplink)
 }
 
+// ForgetFamily removes the series of one family of an uplink (its IPv6
+// side, when gateway6 was removed).
+func (m *Metrics) ForgetFamily(uplink, family string) {
+	l := prometheus.Labels{"uplink": uplink, "family": family}
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{m.state, m.transitions, m.inBalance, m.share, m.rounds, m.failed, m.rtt} {
+		v.DeletePartialMatch(l)
+	}
+	m.probe.forgetFamily(uplink, family)
+}
+
 // Reconcile records one reconcile.
 func (m *Metrics) Reconcile(took time.Duration, changes int, err error) {
 	m.reconcileTook.Observe(took.Seconds())

@@ -90,3 +90,15 @@ func (p *probeMetrics) forget(uplink string) {
 	}
 	p.packets.DeletePartialMatch(prometheus.Labels{"uplink": uplink})
 }
+
+// forgetFamily removes the probe series of one family of uplink.
+func (p *probeMetrics) forgetFamily(uplink, family string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	id := [2]string{uplink, family}
+	for k := range p.targets[id] {
+		p.deleteTarget(id, k)
+	}
+	delete(p.targets, id)
+	p.packets.DeletePartialMatch(prometheus.Labels{"uplink": uplink, "family": family})
+}
