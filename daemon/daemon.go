@@ -21,7 +21,6 @@ import (
 	"github.com/uplinkd/uplinkd/probe"
 	"github.com/uplinkd/uplinkd/sdnotify"
 	"github.com/uplinkd/uplinkd/status"
-	"github.com/vishvananda/netlink"
 )
 
 // Options are the daemon's settings that do not come from the
@@ -47,6 +46,9 @@ type Options struct {
 	// Keep delivers SIGUSR2: exit and leave all routing in place (the
 	// upgrade path); the next start adopts it.
 	Keep <-chan os.Signal
+	// Kernel is what the loop reads and writes; nil: Run dials the real
+	// kernel of the calling thread's network namespace (see Kernel).
+	Kernel *Kernel
 }
 
 // historyLen is how many transitions status keeps per uplink.
@@ -60,19 +62,25 @@ type Daemon struct {
 	// Ready, if set, is called once after the first reconcile.
 	Ready func()
 
-	ready    bool // the first reconcile is done
-	rec      *netops.Reconciler
+	ready bool // the first reconcile is done
+	// kern is the kernel the loop works with; nil before Run unless
+	// Options gave one (kernel.go). rec and ct are its Routing and
+	// Conntrack.
+	kern     *Kernel
+	rec      Router
 	balancer atomic.Pointer[netops.Balancer] // chosen at startup
-	ct       *netops.Conntrack               // nil: no conntrack socket
+	ct       NATFlusher                      // nil: no conntrack socket
 	// natAddrs holds the address of every uplink in the balance after the
 	// last reconcile: when one leaves, entries translated to it go.
 	natAddrs map[string]netip.Addr
-	uplinks  []*uplink
-	results  chan probe.Result
-	gen      uint64
-	// hub is the ICMP socket all probers share; nil before Run (probers
-	// then open their own).
-	hub *probe.Hub
+	// natAddrs6: the IPv6 addresses of the IPv6 entities in the balance.
+	natAddrs6 map[string]netip.Addr
+	uplinks   []*uplink
+	// all are the entities: each uplink's IPv4 one, then its IPv6 one
+	// when it has gateway6 (family.go).
+	all     []*uplink
+	results chan probe.Result
+	gen     uint64
 
 	// held is what an earlier run left in the kernel, until adopt hands
 	// it to the uplinks (see adopt.go).
@@ -94,6 +102,9 @@ type Daemon struct {
 	// defaults are the foreign default routes through the links of the
 	// uplinks that learn their gateway, by link index (gateway.go).
 	defaults map[int][]events.DefaultRoute
+	// sysctl reads a sysctl ("net/ipv6/conf/eth1/accept_ra"); nil: the
+	// accept_ra check is skipped.
+	sysctl func(name string) (string, error)
 	// names resolves probe targets given by name, off the loop;
 	// resolved holds the address in use for each (names.go).
 	names    *resolver
@@ -131,15 +142,11 @@ type Daemon struct {
 	reconcile status.Reconcile
 	netlink   status.Netlink
 
-	// The kernel's state is read through these (events.Dump and
-	// events.Subscribe); tests substitute failures.
-	dump      func(context.Context) (events.Snapshot, error)
-	subscribe func() (*events.Monitor, error)
 	// netlinkDelay is the backoff of the retries after a netlink error.
 	netlinkDelay time.Duration
 	// mon is the current event subscription; filterKey describes the
 	// filter it was given.
-	mon       *events.Monitor
+	mon       Subscription
 	filterKey string
 }
 
@@ -154,7 +161,7 @@ type uplink struct {
 	// or on a point-to-point link.
 	gw     netip.Addr
 	gwHold time.Time
-	prober *probe.Prober
+	prober Prober
 	key    string // what the running prober was started for
 	// keyOf is what key was last made of, so that syncProber, which
 	// runs for every uplink after every burst (probe results included),
@@ -174,6 +181,13 @@ type uplink struct {
 	// its statistics included.
 	probe   probe.Result
 	traffic probeTraffic // probes.go
+
+	// fam is the entity's family; v6 is the IPv6 entity of an IPv4 one
+	// (nil without gateway6). See family.go.
+	fam family
+	v6  *uplink
+	// raWarned: the accept_ra warning was logged (observe6.go).
+	raWarned bool
 }
 
 // New returns a daemon for cfg logging to log.
@@ -190,12 +204,10 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) *Daemon {
 		started:  time.Now(),
 		loaded:   time.Now(),
 		policies: make(map[string]*policyState),
-
-		dump:      events.Dump,
-		subscribe: events.Subscribe,
+		sysctl:   readSysctl,
 	}
-	if opts.EventBuffer > 0 {
-		d.subscribe = func() (*events.Monitor, error) { return events.SubscribeBuffer(opts.EventBuffer) }
+	if opts.Kernel != nil {
+		d.use(opts.Kernel)
 	}
 	d.retry.Stop()
 	d.tick.Stop()
@@ -207,13 +219,14 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) *Daemon {
 	for _, u := range cfg.Uplinks {
 		d.uplinks = append(d.uplinks, d.newUplink(u, d.started))
 	}
+	d.syncFamilies(d.started)
 	return d
 }
 
 func (d *Daemon) newUplink(c config.Uplink, now time.Time) *uplink {
-	u := &uplink{cfg: c, m: fsm.New(c.Name, d.fsmParams(c), now)}
-	d.metrics.State(c.Name, string(fsm.Down))
-	d.metrics.Balance(c.Name, false, 0)
+	u := &uplink{cfg: c, fam: ipv4, m: fsm.New(c.Name, d.fsmParams(c), now)}
+	d.metrics.State(c.Name, ipv4.String(), string(fsm.Down))
+	d.metrics.Balance(c.Name, ipv4.String(), false, 0)
 	return u
 }
 
@@ -286,34 +299,24 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	})
 	defer stopServices()
 
-	h, err := netlink.NewHandle()
-	if err != nil {
-		return fmt.Errorf("open netlink handle: %w", err)
+	if d.kern == nil {
+		k, err := dialKernel(d.log, d.cfg.Routing.RouteProtocol, d.opts.EventBuffer)
+		if err != nil {
+			return err
+		}
+		// After shutdown, which stops the probers and removes the routing.
+		defer k.close()
+		d.use(k)
 	}
-	defer h.Close()
-	kh, err := netops.NewHandle(h, 0)
-	if err != nil {
+	if err := d.kern.complete(); err != nil {
 		return err
 	}
-	defer kh.Close()
-	d.rec = &netops.Reconciler{K: kh, Protocol: d.cfg.Routing.RouteProtocol}
-	nh, err := netops.DialNexthops(0)
-	if err != nil {
-		d.log.Warn("no rtnetlink socket for nexthop objects", "err", err)
+	if d.kern.Pinning {
+		d.openPinning()
+		defer d.closePinning()
 	} else {
-		defer nh.Close()
-		d.rec.NH = nh
+		d.pin = &pinning{off: "no nftables in the kernel the daemon was given"}
 	}
-	// One ICMP socket for every prober, closed after shutdown has stopped
-	// them.
-	if hub, herr := probe.NewHub(); herr != nil {
-		d.log.Warn("no shared ICMP socket; every prober opens its own", "err", herr)
-	} else {
-		d.hub = hub
-		defer hub.Close()
-	}
-	d.openPinning()
-	defer d.closePinning()
 	d.metrics.Pinning(d.pinOn())
 	bal, err := d.chooseBalancer()
 	if err != nil {
@@ -321,29 +324,24 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	d.balancer.Store(&bal)
 	d.metrics.Info(d.opts.Version, bal.String())
-	// Opened whatever flush_conntrack says: a reload may turn it on, and
-	// flushLeavers reads the setting of the configuration in force.
-	if d.ct, err = netops.DialConntrack(0); err != nil {
-		d.log.Warn("cannot flush conntrack entries of uplinks that leave the balance", "err", err)
-	} else {
-		defer d.ct.Close()
-	}
 
-	hs, err := setHash(d.cfg.Routing.StateDir, hashPolicy(d.cfg.Routing.Hash))
-	if err != nil {
-		return err
-	}
-	if hs.warn != nil {
-		d.log.Warn("cannot keep the original multipath hash policy for after a crash", "err", hs.warn)
-	}
-	defer func() {
-		if d.keep {
-			return
+	if d.hashOn() {
+		hs, err := setHash(d.cfg.Routing.StateDir, hashPolicy(d.cfg.Routing.Hash))
+		if err != nil {
+			return err
 		}
-		if herr := hs.restore(); herr != nil {
-			err = errors.Join(err, herr)
+		if hs.warn != nil {
+			d.log.Warn("cannot keep the original multipath hash policy for after a crash", "err", hs.warn)
 		}
-	}()
+		defer func() {
+			if d.keep {
+				return
+			}
+			if herr := hs.restore(); herr != nil {
+				err = errors.Join(err, herr)
+			}
+		}()
+	}
 	d.readHeld()
 
 	d.warnSingleTarget()
@@ -408,7 +406,7 @@ func (d *Daemon) summary() string {
 func (d *Daemon) shutdown(stopServices func()) {
 	d.notify(d.opts.Notify.Stopping())
 	stopServices()
-	for _, u := range d.uplinks {
+	for _, u := range d.entities() {
 		u.stopProber()
 	}
 	d.retry.Stop()

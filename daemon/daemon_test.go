@@ -216,7 +216,8 @@ func TestNoteNexthopAndLinkEvents(t *testing.T) {
 		{"our nexthop", events.NexthopEvent{ID: 7, Protocol: 201}, false, true},
 		{"a nexthop in our range, deleted (no protocol)", events.NexthopEvent{ID: 2010000066, Deleted: true}, false, true},
 		{"someone else's nexthop", events.NexthopEvent{ID: 42, Protocol: 4}, false, false},
-		{"just past our range", events.NexthopEvent{ID: 2010001024}, false, false},
+		{"an IPv6 nexthop in our range", events.NexthopEvent{ID: 2010001024, Deleted: true}, false, true},
+		{"just past our range", events.NexthopEvent{ID: 2010002048}, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -263,7 +264,7 @@ func TestChooseBalancerWithoutNexthops(t *testing.T) {
 	} {
 		d := testDaemon(t)
 		d.cfg.Routing.Balancer = tt.balancer
-		d.rec = &netops.Reconciler{} // a kernel without nexthop objects
+		d.rec = reconciler{&netops.Reconciler{}} // a kernel without nexthop objects
 		got, err := d.chooseBalancer()
 		if (err != nil) != tt.fails || got != tt.want {
 			t.Errorf("balancer %q: %v, %v; want %v (error %v)", tt.balancer, got, err, tt.want, tt.fails)

@@ -40,7 +40,7 @@ func (d *Daemon) watch(ctx context.Context) {
 // the subscription could not be made or broke otherwise (the caller
 // subscribes again). A failed dump does not end it: settle retries.
 func (d *Daemon) monitor(ctx context.Context) error {
-	mon, err := d.subscribe()
+	mon, err := d.kern.Events.Subscribe()
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
@@ -190,17 +190,23 @@ func (d *Daemon) note(ev events.Event) {
 	}
 }
 
-// neighbour takes an uplink whose gateway stopped answering ARP out of the
-// balance at once, before its probe rounds run out.
+// neighbour takes an uplink family whose gateway stopped answering ARP
+// (IPv4) or neighbour solicitations (IPv6) out of the balance at once,
+// before its probe rounds run out. Gateways are keyed by (ifindex,
+// address): fe80::1 of one interface is not that of another.
 func (d *Daemon) neighbour(e events.NeighEvent) {
 	if e.Deleted || e.State&events.NeighFailed == 0 {
 		return
 	}
-	for _, u := range d.uplinks {
+	for _, u := range d.entities() {
 		if u.link == nil || u.link.Index != e.Index || !u.gw.IsValid() || u.gw != e.Addr {
 			continue
 		}
-		reason := fmt.Sprintf("gateway %s does not answer ARP on %s", e.Addr, u.cfg.Interface)
+		proto := "ARP"
+		if u.fam == ipv6 {
+			proto = "neighbour solicitations"
+		}
+		reason := fmt.Sprintf("gateway %s does not answer %s on %s", e.Addr, proto, u.cfg.Interface)
 		if tr, ok := u.m.GatewayFailed(reason, time.Now()); ok {
 			d.transition(u, tr)
 			d.needReconcile = true
@@ -225,7 +231,7 @@ func (d *Daemon) ours(table, protocol int) bool {
 func (d *Daemon) settle(ctx context.Context) {
 	if d.needDump {
 		d.updateFilter()
-		snap, err := d.dump(ctx)
+		snap, err := d.kern.State.Dump(ctx)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return
@@ -274,7 +280,7 @@ func (d *Daemon) settle(ctx context.Context) {
 	}
 	// Probes start once the uplink's own table and rule are in place, so
 	// their first round does not fail for want of a route.
-	for _, u := range d.uplinks {
+	for _, u := range d.entities() {
 		d.syncProber(u)
 	}
 	d.armTick()
@@ -305,7 +311,7 @@ func (d *Daemon) publish() {
 // deadlines lets the state machines whose deadline has passed act on it.
 func (d *Daemon) deadlines() {
 	now := time.Now()
-	for _, u := range d.uplinks {
+	for _, u := range d.entities() {
 		if tr, ok := u.m.Tick(now); ok {
 			d.transition(u, tr)
 			d.needReconcile = true
@@ -320,7 +326,7 @@ func (d *Daemon) deadlines() {
 // machine: the loop owns every timer, no uplink runs one of its own.
 func (d *Daemon) armTick() {
 	var next time.Time
-	for _, u := range d.uplinks {
+	for _, u := range d.entities() {
 		if t, ok := u.m.Deadline(); ok && (next.IsZero() || t.Before(next)) {
 			next = t
 		}

@@ -89,7 +89,7 @@ func (d *Daemon) apply(cfg *config.Config) (changes []string) {
 		}
 	}
 	changes = describe(old, cfg)
-	if cfg.Routing.Hash != old.Routing.Hash {
+	if cfg.Routing.Hash != old.Routing.Hash && d.hashOn() {
 		if _, err := netops.SetMultipathHash(hashPolicy(cfg.Routing.Hash)); err != nil {
 			d.log.Error("set multipath hash policy", "err", err)
 		}
@@ -113,6 +113,9 @@ func (d *Daemon) apply(cfg *config.Config) (changes []string) {
 	}
 	for _, u := range keep {
 		u.stopProber()
+		if u.v6 != nil {
+			u.v6.stopProber()
+		}
 		d.metrics.Forget(u.cfg.Name)
 	}
 	d.cfg = cfg
@@ -122,8 +125,9 @@ func (d *Daemon) apply(cfg *config.Config) (changes []string) {
 		}
 	}
 	d.uplinks = next
-	for _, u := range d.uplinks {
-		u.m.SetParams(d.fsmParams(u.cfg))
+	d.syncFamilies(now)
+	for _, u := range d.entities() {
+		u.m.SetParams(d.params(u))
 	}
 	d.hooks.SetMaxRunning(cfg.Hooks.MaxRunning)
 	if d.opts.LogLevel != nil {
@@ -145,8 +149,8 @@ func (d *Daemon) switchProtocol(protocol int) error {
 	if err != nil {
 		return err
 	}
-	d.log.Info("removed routing state of the old route_protocol", "protocol", d.rec.Protocol, "routes_rules_nexthops", res.Changes())
-	d.rec.Protocol = protocol
+	d.log.Info("removed routing state of the old route_protocol", "protocol", d.cfg.Routing.RouteProtocol, "routes_rules_nexthops", res.Changes())
+	d.rec.SetProtocol(protocol)
 	return nil
 }
 

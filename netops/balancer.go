@@ -44,10 +44,17 @@ func (b Balancer) String() string {
 }
 
 // NexthopIDRange is the number of nexthop object IDs uplinkd owns,
-// starting at Settings.NexthopIDBase. NexthopIDs says which is which.
-const NexthopIDRange = 1024
+// starting at Settings.NexthopIDBase: familyIDRange for IPv4's objects,
+// then as many for IPv6's. NexthopIDsFor says which is which.
+const NexthopIDRange = 2 * familyIDRange
 
-// IDs are uplinkd's nexthop object IDs for one base:
+// familyIDRange is the number of IDs of one family's layout (see IDs).
+const familyIDRange = 1024
+
+// IDs are uplinkd's nexthop object IDs of one family for one base (the
+// family's first ID: nexthop_id_base for IPv4, nexthop_id_base+1024 for
+// IPv6, so that the two never collide and an uplink's slot gives it the
+// same offset in both):
 //
 //	base            the balance group
 //	base+1+s        the next hop of the uplink in slot s < 64 (see Slots)
@@ -71,14 +78,25 @@ const NexthopIDRange = 1024
 type IDs struct {
 	Base  uint32
 	Group uint32
+	// first is the configured base, the first ID of both families'.
+	first uint32
 	// Probe and ProbeGroup are created and deleted again by
 	// SupportsResilient.
 	Probe, ProbeGroup uint32
 }
 
-// NexthopIDs returns the IDs for base.
-func NexthopIDs(base uint32) IDs {
-	return IDs{Base: base, Group: base, Probe: base + 254, ProbeGroup: base + 255}
+// NexthopIDs returns the IPv4 IDs for base (the configured
+// nexthop_id_base).
+func NexthopIDs(base uint32) IDs { return NexthopIDsFor(base, V4) }
+
+// NexthopIDsFor returns the IDs of family f for base (the configured
+// nexthop_id_base): IPv6's start familyIDRange after IPv4's.
+func NexthopIDsFor(base uint32, f Family) IDs {
+	b := base
+	if f.norm() == V6 {
+		b += familyIDRange
+	}
+	return IDs{Base: b, Group: b, Probe: b + 254, ProbeGroup: b + 255, first: base}
 }
 
 // firstSlots is the number of slots of the first ID layout (see IDs).
@@ -127,8 +145,8 @@ func (ids IDs) SlotOf(id uint32) (int, bool) {
 // allows as many).
 const MaxUplinks = 256
 
-// Contains says whether id is in uplinkd's range.
-func (ids IDs) Contains(id uint32) bool { return id >= ids.Base && id-ids.Base < NexthopIDRange }
+// Contains says whether id is in uplinkd's range, of either family.
+func (ids IDs) Contains(id uint32) bool { return id >= ids.first && id-ids.first < NexthopIDRange }
 
 // Bucket limits of the resilient group.
 const (

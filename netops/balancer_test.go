@@ -145,10 +145,37 @@ func TestNexthopIDs(t *testing.T) {
 			t.Errorf("SlotOf(%d) = %d, want none", id, s)
 		}
 	}
-	for id, want := range map[uint32]bool{1999999999: false, 2010000000: true, 2010000255: true, 2010000639: true, 2010001023: true, 2010001024: false} {
+	// Both families' IDs are in the range.
+	for id, want := range map[uint32]bool{1999999999: false, 2010000000: true, 2010000255: true, 2010000639: true, 2010001023: true, 2010001024: true, 2010002047: true, 2010002048: false} {
 		if ids.Contains(id) != want {
 			t.Errorf("Contains(%d) = %v", id, !want)
 		}
+	}
+	// IPv6's IDs never collide with IPv4's, lie in the same range, keep
+	// each slot's offset, and are no IPv4 slot's.
+	ids6 := NexthopIDsFor(2010000000, V6)
+	if ids6.Group != 2010001024 || ids6.Uplink(0) != 2010001025 || ids6.Twin(255) != 2010001663 || ids6.Policy(0) != 2010001153 {
+		t.Errorf("IPv6 ids = %+v, uplink 0 %d, twin 255 %d, policy 0 %d", ids6, ids6.Uplink(0), ids6.Twin(255), ids6.Policy(0))
+	}
+	use6 := func(id uint32, what string) {
+		if o, dup := used[id]; dup || !ids6.Contains(id) || !ids.Contains(id) {
+			t.Errorf("IPv6 ID %d of %s: also %q, or out of range", id, what, o)
+		}
+		if s, ok := ids.SlotOf(id); ok {
+			t.Errorf("IPv6 ID %d of %s is IPv4 slot %d", id, what, s)
+		}
+		used[id] = what
+	}
+	use6(ids6.Group, "ipv6 group")
+	for s := range MaxUplinks {
+		use6(ids6.Uplink(s), fmt.Sprintf("ipv6 uplink %d", s))
+		use6(ids6.Twin(s), fmt.Sprintf("ipv6 twin %d", s))
+		if got, ok := ids6.SlotOf(ids6.Uplink(s)); !ok || got != s {
+			t.Errorf("IPv6 SlotOf(Uplink(%d)) = %d, %v", s, got, ok)
+		}
+	}
+	for i := range MaxPolicies {
+		use6(ids6.Policy(i), fmt.Sprintf("ipv6 policy %d", i))
 	}
 	if Resilient.String() != "resilient" || Multipath.String() != "multipath" {
 		t.Errorf("balancer names: %s %s", Resilient, Multipath)

@@ -76,6 +76,10 @@ type GroupMember struct {
 type NexthopObject struct {
 	ID       uint32
 	Protocol int
+	// Family is the family of a single next hop (zero: V4); Plan sets it
+	// on groups too, but the kernel gives groups none, so it is not part
+	// of a group's identity.
+	Family Family
 
 	// A single next hop.
 	Gateway   netip.Addr
@@ -92,9 +96,9 @@ type NexthopObject struct {
 	IdleTimer       time.Duration // a bucket unused this long may move to another member
 	UnbalancedTimer time.Duration // an unbalanced group moves busy buckets after this long; 0: never
 
-	// Unknown marks a listed object of a kind uplinkd never creates (IPv6
-	// or encapsulated next hops, FDB nexthops): it never equals a
-	// desired one.
+	// Unknown marks a listed object of a kind uplinkd never creates
+	// (encapsulated next hops, FDB nexthops): it never equals a desired
+	// one.
 	Unknown bool
 }
 
@@ -105,6 +109,9 @@ func (n NexthopObject) IsGroup() bool { return len(n.Members) > 0 }
 // for diffs (fields the kernel sets on its own are not part of it).
 func (n NexthopObject) String() string {
 	var b strings.Builder
+	if !n.IsGroup() && !n.Blackhole {
+		b.WriteString(n.Family.prefix())
+	}
 	fmt.Fprintf(&b, "id %d", n.ID)
 	switch {
 	case n.IsGroup():
@@ -193,13 +200,13 @@ func marshalNexthop(n NexthopObject) ([]byte, error) {
 		ae.Flag(unix.NHA_BLACKHOLE, true)
 	default:
 		// Without a gateway: a point-to-point link (`dev IF`).
-		if (n.Gateway.IsValid() && !n.Gateway.Is4()) || n.Index <= 0 {
-			return nil, fmt.Errorf("nexthop %d: want an interface and an IPv4 gateway or none, have %s dev #%d", n.ID, n.Gateway, n.Index)
+		fam := n.Family.norm()
+		if (n.Gateway.IsValid() && FamilyOf(n.Gateway) != fam) || n.Index <= 0 {
+			return nil, fmt.Errorf("nexthop %d: want an interface and an %s gateway or none, have %s dev #%d", n.ID, fam, n.Gateway, n.Index)
 		}
-		family = unix.AF_INET
+		family = uint8(fam.AF())
 		if n.Gateway.IsValid() {
-			gw := n.Gateway.As4()
-			ae.Bytes(unix.NHA_GATEWAY, gw[:])
+			ae.Bytes(unix.NHA_GATEWAY, n.Gateway.Unmap().AsSlice())
 		}
 		ae.Uint32(unix.NHA_OIF, uint32(n.Index))
 		if n.OnLink {
@@ -276,7 +283,7 @@ func parseNexthop(b []byte) (n NexthopObject, err error) {
 		case unix.NHA_GATEWAY:
 			a, ok := netip.AddrFromSlice(ad.Bytes())
 			n.Gateway = a
-			n.Unknown = n.Unknown || !ok || !a.Is4()
+			n.Unknown = n.Unknown || !ok
 		case unix.NHA_ENCAP, unix.NHA_ENCAP_TYPE, nhaFDB, unix.NHA_GROUPS, unix.NHA_MASTER:
 			n.Unknown = true
 		}
@@ -287,8 +294,12 @@ func parseNexthop(b []byte) (n NexthopObject, err error) {
 	if n.ID == 0 {
 		return NexthopObject{}, errors.New("nexthop message without NHA_ID")
 	}
-	if !n.IsGroup() && !n.Blackhole && family != unix.AF_INET {
-		n.Unknown = true
+	if !n.IsGroup() && !n.Blackhole {
+		f, ok := familyOfAF(int(family))
+		if f == V6 {
+			n.Family = V6 // zero for IPv4, as Plan leaves it
+		}
+		n.Unknown = n.Unknown || !ok || n.Gateway.IsValid() && FamilyOf(n.Gateway) != f
 	}
 	if n.IsGroup() {
 		n.OnLink = false
@@ -305,16 +316,17 @@ func toClock(d time.Duration) uint32 {
 
 func fromClock(c uint32) time.Duration { return time.Duration(c) * (time.Second / userHZ) }
 
-// marshalNHIDRoute encodes the body of an RTM_NEWROUTE request for an IPv4
+// marshalNHIDRoute encodes the body of an RTM_NEWROUTE request for a
 // unicast route through a nexthop object, as iproute2 sends
 // `ip route replace DST nhid ID table T proto P`: tables below 256 in
 // rtm_table, others in RTA_TABLE.
 func marshalNHIDRoute(rt Route) ([]byte, error) {
-	if rt.NHID == 0 || !rt.Dst.Addr().Is4() {
-		return nil, fmt.Errorf("route %s: want an IPv4 destination and a nexthop id", rt)
+	fam := rt.Family.norm()
+	if rt.NHID == 0 || !rt.Dst.IsValid() || FamilyOf(rt.Dst.Addr()) != fam {
+		return nil, fmt.Errorf("route %s: want an %s destination and a nexthop id", rt, fam)
 	}
 	hdr := make([]byte, unix.SizeofRtMsg)
-	hdr[0] = unix.AF_INET
+	hdr[0] = uint8(fam.AF())
 	hdr[1] = uint8(rt.Dst.Bits())
 	if rt.Table < 256 {
 		hdr[4] = uint8(rt.Table)
@@ -327,8 +339,7 @@ func marshalNHIDRoute(rt Route) ([]byte, error) {
 		ae.Uint32(unix.RTA_TABLE, uint32(rt.Table))
 	}
 	if rt.Dst.Bits() > 0 {
-		dst := rt.Dst.Masked().Addr().As4()
-		ae.Bytes(unix.RTA_DST, dst[:])
+		ae.Bytes(unix.RTA_DST, rt.Dst.Masked().Addr().AsSlice())
 	}
 	ae.Uint32(rtaNHID, rt.NHID)
 	attrs, err := ae.Encode()
@@ -339,20 +350,24 @@ func marshalNHIDRoute(rt Route) ([]byte, error) {
 }
 
 // parseNHIDRoute decodes an RTM_NEWROUTE message; ok is true for an IPv4
-// route through a nexthop object (RTA_NH_ID). Only its identity (table,
+// or IPv6 route through a nexthop object (RTA_NH_ID). Only its identity (table,
 // destination), protocol and nexthop id are returned: the gateways the
 // kernel adds for old tools (nexthop_compat_mode) belong to the object.
 func parseNHIDRoute(b []byte) (rt Route, ok bool, err error) {
 	if len(b) < unix.SizeofRtMsg {
 		return Route{}, false, fmt.Errorf("route message of %d bytes, want at least %d", len(b), unix.SizeofRtMsg)
 	}
-	if b[0] != unix.AF_INET {
+	fam, known := familyOfAF(int(b[0]))
+	if !known {
 		return Route{}, false, nil
+	}
+	if fam == V6 {
+		rt.Family = V6
 	}
 	bits := int(b[1])
 	rt.Table = int(b[4])
 	rt.Protocol = int(b[5])
-	dst := netip.IPv4Unspecified()
+	dst := fam.DefaultDst().Addr()
 	ad, err := netlink.NewAttributeDecoder(b[unix.SizeofRtMsg:])
 	if err != nil {
 		return Route{}, false, err
@@ -362,7 +377,7 @@ func parseNHIDRoute(b []byte) (rt Route, ok bool, err error) {
 		case unix.RTA_TABLE:
 			rt.Table = int(ad.Uint32())
 		case unix.RTA_DST:
-			if a, aok := netip.AddrFromSlice(ad.Bytes()); aok {
+			if a, aok := netip.AddrFromSlice(ad.Bytes()); aok && a.BitLen() == dst.BitLen() {
 				dst = a
 			}
 		case rtaNHID:
@@ -372,8 +387,8 @@ func parseNHIDRoute(b []byte) (rt Route, ok bool, err error) {
 	if err := ad.Err(); err != nil {
 		return Route{}, false, err
 	}
-	if bits > 32 {
-		return Route{}, false, fmt.Errorf("route with prefix length %d", bits)
+	if bits > dst.BitLen() {
+		return Route{}, false, fmt.Errorf("%s route with prefix length %d", fam, bits)
 	}
 	rt.Dst = netip.PrefixFrom(dst, bits).Masked()
 	return rt, rt.NHID != 0, nil

@@ -165,7 +165,7 @@ func TestParseNexthop(t *testing.T) {
 		}},
 		{"uplinkd's group", dumpGroup, nhRes},
 		{"onlink", dumpOnlink, nhISP2},
-		{"ipv6 is unknown", dumpIPv6, NexthopObject{ID: 46, Gateway: netip.MustParseAddr("fe80::1"), Index: 2, Protocol: 201, Unknown: true}},
+		{"ipv6", dumpIPv6, NexthopObject{ID: 46, Family: V6, Gateway: netip.MustParseAddr("fe80::1"), Index: 2, Protocol: 201}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

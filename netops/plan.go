@@ -27,6 +27,9 @@ const (
 
 // Settings are the routing parameters from the [routing] section.
 type Settings struct {
+	// Family is the address family Plan plans (the zero value: V4).
+	// PlanAll plans both.
+	Family Family
 	// LANInterfaces whose incoming traffic is balanced, plus locally
 	// originated traffic (iif lo). Empty means all traffic.
 	LANInterfaces []string
@@ -66,9 +69,17 @@ type Uplink struct {
 	// Index is the interface's current ifindex, 0 when it does not exist
 	// or is administratively down (the kernel refuses routes through it).
 	Index int
-	// Addr is the uplink's IPv4 address with its prefix length; invalid
-	// when the interface has none.
+	// Addr is the uplink's address (of the plan's family) with its
+	// prefix length; invalid when the interface has none. An IPv6 /128
+	// (an address of LANPrefix found on the router) gets no connected
+	// route.
 	Addr netip.Prefix
+	// LANPrefix is the uplink's delegated IPv6 prefix (V6 only; invalid:
+	// none): rule `from LANPrefix lookup Table` at the source rule's
+	// priority, always; while the uplink cannot route (no Index, no Addr
+	// or no Carrier) its table holds `unreachable default` instead of its
+	// default route, so those sources never leave through another uplink.
+	LANPrefix netip.Prefix
 	// Carrier says the link has carrier. The kernel refuses nexthop
 	// objects on a link without it, and deletes them when it goes.
 	Carrier bool
@@ -97,7 +108,7 @@ type Nexthop struct {
 	Weight  int
 }
 
-// Route is a desired IPv4 route. Exactly one of Gateway/Index (single path),
+// Route is a desired route. Exactly one of Gateway/Index (single path),
 // Nexthops (multipath) or NHID (a nexthop object) describes the path; a
 // connected route has Index and Scope link but no Gateway.
 type Route struct {
@@ -114,10 +125,15 @@ type Route struct {
 	// Type is the route's kind; the zero value is a unicast route. An
 	// unreachable or blackhole route has no path.
 	Type RouteType
+	// Family is the route's family (zero: V4). IPv6 routes have no
+	// scope: Link is always false.
+	Family Family
 }
 
-// Rule is a desired IPv4 policy rule.
+// Rule is a desired policy rule.
 type Rule struct {
+	// Family is the rule's family (zero: V4).
+	Family   Family
 	Priority int
 	Src      netip.Prefix // invalid: from all
 	IifName  string       // empty: any
@@ -173,7 +189,9 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	var d Desired
 	var hops []Nexthop
 	var members []GroupMember
-	ids := NexthopIDs(s.NexthopIDBase)
+	fam := s.Family.norm()
+	dflt := fam.DefaultDst()
+	ids := NexthopIDsFor(s.NexthopIDBase, fam)
 	choices := Choose(s, uplinks)
 	inDefault := make(map[string]bool)
 	for _, m := range choices[0].Members {
@@ -183,22 +201,43 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	// hash-threshold group its cut of the hash space) however the
 	// configuration file orders the uplinks.
 	for _, u := range bySlot(uplinks) {
+		lan := fam == V6 && u.LANPrefix.IsValid()
+		if lan {
+			d.Rules = append(d.Rules, Rule{
+				Priority: s.RulePriority + prioSource, Src: u.LANPrefix.Masked(),
+				Table: u.Table, SuppressPrefixlen: -1, Protocol: s.RouteProtocol,
+			})
+		}
+		// The sources of a delegated prefix must never fall through to
+		// another uplink's table: while this one cannot route, its table
+		// answers them unreachable.
+		unreachable := Route{Table: u.Table, Dst: dflt, Type: Unreachable, Protocol: s.RouteProtocol}
 		if u.Index <= 0 || !u.Addr.IsValid() {
+			if lan {
+				d.Routes = append(d.Routes, unreachable)
+			}
 			continue
 		}
 		src := u.Addr.Addr()
 		onlink := onLink(u)
-		d.Routes = append(d.Routes,
-			Route{Table: u.Table, Dst: u.Addr.Masked(), Index: u.Index, Src: src, Link: true, Protocol: s.RouteProtocol},
+		if fam == V4 || u.Addr.Bits() != 128 {
+			d.Routes = append(d.Routes,
+				Route{Table: u.Table, Dst: u.Addr.Masked(), Index: u.Index, Src: src, Link: fam == V4, Protocol: s.RouteProtocol})
+		}
+		if lan && !u.Carrier {
+			d.Routes = append(d.Routes, unreachable)
+		} else {
 			// Without a gateway (a point-to-point link) the default
 			// route is `default dev IF`, scope link as ip(8) makes it.
-			Route{Table: u.Table, Dst: defaultDst, Gateway: u.Gateway, Index: u.Index, Src: src, OnLink: onlink,
-				Link: !u.Gateway.IsValid(), Protocol: s.RouteProtocol},
-		)
-		d.Rules = append(d.Rules, Rule{
-			Priority: s.RulePriority + prioSource, Src: netip.PrefixFrom(src, 32),
-			Table: u.Table, SuppressPrefixlen: -1, Protocol: s.RouteProtocol,
-		})
+			d.Routes = append(d.Routes, Route{Table: u.Table, Dst: dflt, Gateway: u.Gateway, Index: u.Index, Src: src,
+				OnLink: onlink, Link: scopeLink(fam, u.Gateway), Protocol: s.RouteProtocol})
+		}
+		if srcRule := netip.PrefixFrom(src, src.BitLen()); !lan || srcRule != u.LANPrefix.Masked() {
+			d.Rules = append(d.Rules, Rule{
+				Priority: s.RulePriority + prioSource, Src: srcRule,
+				Table: u.Table, SuppressPrefixlen: -1, Protocol: s.RouteProtocol,
+			})
+		}
 		if s.MarkMask != 0 && u.Mark != 0 && u.Usable {
 			d.Rules = append(d.Rules, Rule{
 				Priority: s.RulePriority + prioFwmark, Mark: u.Mark & s.MarkMask, Mask: s.MarkMask,
@@ -240,7 +279,7 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 			ID: ids.Group, Members: members, Type: GroupResilient, Buckets: Buckets(weights),
 			IdleTimer: s.IdleTimer, UnbalancedTimer: s.UnbalancedTimer, Protocol: s.RouteProtocol,
 		})
-		d.Routes = append(d.Routes, Route{Table: s.BalanceTable, Dst: defaultDst, NHID: ids.Group, Protocol: s.RouteProtocol})
+		d.Routes = append(d.Routes, Route{Table: s.BalanceTable, Dst: dflt, NHID: ids.Group, Protocol: s.RouteProtocol})
 	case len(members) > 0:
 		// A hash-threshold group, replaced in place on any change
 		// (weights included): pinned connections do not care how the
@@ -248,14 +287,14 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 		d.Nexthops = append(d.Nexthops, NexthopObject{
 			ID: ids.Group, Members: members, Type: GroupMultipath, Protocol: s.RouteProtocol,
 		})
-		d.Routes = append(d.Routes, Route{Table: s.BalanceTable, Dst: defaultDst, NHID: ids.Group, Protocol: s.RouteProtocol})
+		d.Routes = append(d.Routes, Route{Table: s.BalanceTable, Dst: dflt, NHID: ids.Group, Protocol: s.RouteProtocol})
 	case len(hops) == 1:
 		d.Routes = append(d.Routes, Route{
-			Table: s.BalanceTable, Dst: defaultDst, Gateway: hops[0].Gateway, Index: hops[0].Index,
-			OnLink: onLinkOf(uplinks, hops[0].Index), Link: !hops[0].Gateway.IsValid(), Protocol: s.RouteProtocol,
+			Table: s.BalanceTable, Dst: dflt, Gateway: hops[0].Gateway, Index: hops[0].Index,
+			OnLink: onLinkOf(uplinks, hops[0].Index), Link: scopeLink(fam, hops[0].Gateway), Protocol: s.RouteProtocol,
 		})
 	case len(hops) > 1:
-		d.Routes = append(d.Routes, Route{Table: s.BalanceTable, Dst: defaultDst, Nexthops: hops, Protocol: s.RouteProtocol})
+		d.Routes = append(d.Routes, Route{Table: s.BalanceTable, Dst: dflt, Nexthops: hops, Protocol: s.RouteProtocol})
 	}
 	// With nothing usable the balance table stays empty and balanced
 	// traffic falls through to main's own default route (an empty
@@ -278,10 +317,50 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 			Rule{Priority: s.RulePriority + prioBalance, IifName: iif, Table: s.BalanceTable, SuppressPrefixlen: -1, Protocol: s.RouteProtocol},
 		)
 	}
+	if fam == V6 {
+		d.setFamily(V6)
+	}
 	sortKeyed(d.Routes, func(Route) int { return 0 }, Route.Key)
 	sortKeyed(d.Rules, func(r Rule) int { return r.Priority }, Rule.String)
 	return d
 }
+
+// setFamily marks every route, rule and nexthop object of d as f's.
+func (d *Desired) setFamily(f Family) {
+	for i := range d.Routes {
+		d.Routes[i].Family = f
+	}
+	for i := range d.Rules {
+		d.Rules[i].Family = f
+	}
+	for i := range d.Nexthops {
+		d.Nexthops[i].Family = f
+	}
+}
+
+// PlanAll plans both families with s (whatever its Family says) and
+// returns the IPv4 plan followed by the IPv6 one. v4 and v6 are the
+// uplinks of each family (an uplink with both is in both, with the same
+// name, table, slot and mark); with no IPv6 uplink nothing IPv6 is
+// planned at all, so a configuration without IPv6 leaves IPv6 routing
+// alone. Choose works per family: call it with the family's uplinks.
+func PlanAll(s Settings, v4, v6 []Uplink) Desired {
+	s.Family = V4
+	d := Plan(s, v4)
+	if len(v6) == 0 {
+		return d
+	}
+	s.Family = V6
+	d6 := Plan(s, v6)
+	d.Routes = append(d.Routes, d6.Routes...)
+	d.Rules = append(d.Rules, d6.Rules...)
+	d.Nexthops = append(d.Nexthops, d6.Nexthops...)
+	return d
+}
+
+// scopeLink says whether a route through gw is scope link: a route without
+// a gateway, in IPv4 (IPv6 routes have no scope).
+func scopeLink(f Family, gw netip.Addr) bool { return f.norm() == V4 && !gw.IsValid() }
 
 // sortKeyed sorts s by prio, then key, formatting each element's key once:
 // formatting it in every comparison made the sort the biggest part of a
@@ -302,8 +381,6 @@ func sortKeyed[T any](s []T, prio func(T) int, key func(T) string) {
 	}
 }
 
-var defaultDst = netip.MustParsePrefix("0.0.0.0/0")
-
 // bySlot returns uplinks in slot order.
 func bySlot(uplinks []Uplink) []Uplink {
 	out := slices.Clone(uplinks)
@@ -322,22 +399,24 @@ func onLinkOf(uplinks []Uplink, index int) bool {
 
 // onLink says whether u's gateway lies outside its interface's prefix, so
 // that the kernel must take it as directly reachable; never without a
-// gateway.
+// gateway, nor for an IPv6 link-local one (always on the link).
 func onLink(u Uplink) bool {
-	return u.Gateway.IsValid() && !u.Addr.Masked().Contains(u.Gateway)
+	return u.Gateway.IsValid() && !u.Addr.Masked().Contains(u.Gateway) &&
+		!(u.Gateway.Is6() && u.Gateway.IsLinkLocalUnicast())
 }
 
 // Key identifies a route in the kernel: table and destination (uplinkd
-// uses neither TOS nor metrics).
+// uses neither TOS nor metrics); the destination tells the family.
 func (r Route) Key() string { return fmt.Sprintf("table %d %s", r.Table, r.Dst) }
 
 // String renders the route like `ip route`, for logs and diffs.
 func (r Route) String() string {
 	var b strings.Builder
+	b.WriteString(r.Family.prefix())
 	if r.Type != Unicast {
 		b.WriteString(r.Type.String() + " ")
 	}
-	if r.Dst == defaultDst {
+	if r.Dst.IsValid() && r.Dst.Bits() == 0 {
 		b.WriteString("default")
 	} else {
 		b.WriteString(r.Dst.String())
@@ -376,7 +455,7 @@ func (r Route) String() string {
 // String renders the rule like `ip rule`; it doubles as the rule's identity.
 func (r Rule) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d: from ", r.Priority)
+	fmt.Fprintf(&b, "%s%d: from ", r.Family.prefix(), r.Priority)
 	if r.Src.IsValid() {
 		b.WriteString(r.Src.String())
 	} else {

@@ -257,6 +257,11 @@ func policyRules(s Settings, rules []PolicyRule, tables map[string]int) []Rule {
 		}
 		for _, f := range froms {
 			for _, t := range tos {
+				// A selector of the other family has no kernel rule in
+				// this one; a rule without address selectors is in both.
+				if f.IsValid() && FamilyOf(f.Addr()) != s.Family.norm() || t.IsValid() && FamilyOf(t.Addr()) != s.Family.norm() {
+					continue
+				}
 				r := base
 				if f.IsValid() && f.Bits() > 0 {
 					r.Src = f.Masked()
@@ -289,7 +294,7 @@ func lastResortRoute(s Settings, c Choice) *Route {
 	default:
 		return nil
 	}
-	return &Route{Table: c.Table, Dst: defaultDst, Type: t, Protocol: s.RouteProtocol}
+	return &Route{Table: c.Table, Dst: s.Family.DefaultDst(), Type: t, Protocol: s.RouteProtocol}
 }
 
 // planPolicies adds the tables of the policies other than the default one
@@ -298,7 +303,7 @@ func lastResortRoute(s Settings, c Choice) *Route {
 // group balancers; the uplinks' nexthop objects are shared by all
 // policies), a multipath route (Multipath), or its last resort.
 func (d *Desired) planPolicies(s Settings, uplinks []Uplink, choices []Choice) {
-	ids := NexthopIDs(s.NexthopIDBase)
+	ids := NexthopIDsFor(s.NexthopIDBase, s.Family)
 	byName := make(map[string]Uplink, len(uplinks))
 	for _, u := range uplinks {
 		byName[u.Name] = u
@@ -313,7 +318,7 @@ func (d *Desired) planPolicies(s Settings, uplinks []Uplink, choices []Choice) {
 		if c.Tier == 0 || i >= MaxPolicies {
 			continue
 		}
-		route := Route{Table: c.Table, Dst: defaultDst, Protocol: s.RouteProtocol}
+		route := Route{Table: c.Table, Dst: s.Family.DefaultDst(), Protocol: s.RouteProtocol}
 		if s.Balancer == Multipath {
 			for _, m := range c.Members {
 				u := byName[m.Name]
