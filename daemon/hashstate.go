@@ -12,27 +12,34 @@ import (
 	"github.com/uplinkd/uplinkd/netops"
 )
 
-// hashStateFile, in [routing] state_dir, holds the multipath hash setting
-// uplinkd found before it first changed it: "policy fields". It outlives
-// a crash (and SIGUSR2), so the next run restores the original on its
-// clean stop instead of the value the crashed run set.
+// hashStateFile, in [routing] state_dir, holds the multipath hash settings
+// uplinkd found before it first changed them: "policy fields" of IPv4,
+// then "policy fields" of IPv6 (absent when the kernel has no IPv6, or
+// the file was written by a version without IPv6). It outlives a crash
+// (and SIGUSR2), so the next run restores the originals on its clean stop
+// instead of the values the crashed run set.
 const hashStateFile = "multipath-hash"
 
-// hashState sets the multipath hash and remembers the original in dir.
+// hashState sets the multipath hash of both families and remembers the
+// originals in dir.
 type hashState struct {
 	path string
 	orig netops.Hash
-	// warn says why the original could not be saved: a state directory
-	// that cannot be written only costs the crash safety.
+	// orig6 is IPv6's original; nil when IPv6 was not touched (the
+	// kernel has no IPv6 multipath hash sysctl).
+	orig6 *netops.Hash
+	// warn says why the originals could not be saved: a state directory
+	// that cannot be written only costs the crash safety. It also says
+	// when IPv6's hash could not be set for lack of the sysctl.
 	warn error
 }
 
-// setHash sets h and returns how to restore the original: the one in the
-// state file when an earlier run left it, else the current one, which is
-// then written there first.
+// setHash sets h for IPv4 and h.IPv6() for IPv6 and returns how to
+// restore the originals: those in the state file when an earlier run left
+// them, else the current ones, which are then written there first.
 func setHash(dir string, h netops.Hash) (*hashState, error) {
 	s := &hashState{path: filepath.Join(dir, hashStateFile)}
-	saved, found, err := readHashState(s.path)
+	saved, saved6, found, err := readHashState(s.path)
 	if err != nil {
 		return nil, err
 	}
@@ -40,23 +47,59 @@ func setHash(dir string, h netops.Hash) (*hashState, error) {
 	if err != nil {
 		return nil, err
 	}
-	if found {
-		s.orig = saved
-		return s, nil
+	prev6, err := netops.SetMultipathHashFor(netops.V6, h.IPv6())
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		s.warn = fmt.Errorf("IPv6 multipath hash left alone: %w", err)
+	case err != nil:
+		if _, rerr := netops.SetMultipathHash(prev); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("restore IPv4 multipath hash: %w", rerr))
+		}
+		return nil, err
+	default:
+		s.orig6 = &prev6
 	}
 	s.orig = prev
+	if found {
+		s.orig = saved
+		if saved6 != nil && s.orig6 != nil {
+			s.orig6 = saved6
+		}
+		if saved6 != nil || s.orig6 == nil {
+			return s, nil
+		}
+		// An earlier run never touched IPv6: its original is the
+		// current one, to be saved along with IPv4's.
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		s.warn = fmt.Errorf("state directory: %w", err)
-	} else if err := writeFileAtomic(s.path, fmt.Sprintf("%d %d\n", prev.Policy, prev.Fields)); err != nil {
-		s.warn = err
+		s.warn = errors.Join(s.warn, fmt.Errorf("state directory: %w", err))
+	} else if err := writeFileAtomic(s.path, formatHashState(s.orig, s.orig6)); err != nil {
+		s.warn = errors.Join(s.warn, err)
 	}
 	return s, nil
 }
 
-// restore sets the original hash back and forgets it.
+// applyHash sets h for IPv4 and h.IPv6() for IPv6 (on reload): the
+// originals to restore stay those setHash found. A kernel without IPv6's
+// sysctl is not an error.
+func applyHash(h netops.Hash) error {
+	_, err := netops.SetMultipathHash(h)
+	if _, err6 := netops.SetMultipathHashFor(netops.V6, h.IPv6()); err6 != nil && !errors.Is(err6, fs.ErrNotExist) {
+		err = errors.Join(err, err6)
+	}
+	return err
+}
+
+// restore sets the original hashes back and forgets them.
 func (s *hashState) restore() error {
-	if _, err := netops.SetMultipathHash(s.orig); err != nil {
-		return err
+	_, err := netops.SetMultipathHash(s.orig)
+	if s.orig6 != nil {
+		if _, err6 := netops.SetMultipathHashFor(netops.V6, *s.orig6); err6 != nil {
+			err = errors.Join(err, err6)
+		}
+	}
+	if err != nil {
+		return err // keep the file: the next run restores them
 	}
 	if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", s.path, err)
@@ -64,24 +107,47 @@ func (s *hashState) restore() error {
 	return nil
 }
 
-func readHashState(path string) (netops.Hash, bool, error) {
+func formatHashState(h netops.Hash, h6 *netops.Hash) string {
+	out := fmt.Sprintf("%d %d", h.Policy, h.Fields)
+	if h6 != nil {
+		out += fmt.Sprintf(" %d %d", h6.Policy, h6.Fields)
+	}
+	return out + "\n"
+}
+
+// readHashState reads the state file; h6 is nil when it holds IPv4's
+// setting only.
+func readHashState(path string) (h netops.Hash, h6 *netops.Hash, found bool, err error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return netops.Hash{}, false, nil
+		return netops.Hash{}, nil, false, nil
 	}
 	if err != nil {
-		return netops.Hash{}, false, fmt.Errorf("read %s: %w", path, err)
+		return netops.Hash{}, nil, false, fmt.Errorf("read %s: %w", path, err)
 	}
 	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return netops.Hash{}, false, fmt.Errorf("%s: want \"policy fields\", have %q", path, b)
+	if len(f) != 2 && len(f) != 4 {
+		return netops.Hash{}, nil, false, fmt.Errorf("%s: want \"policy fields [policy6 fields6]\", have %q", path, b)
 	}
-	policy, err1 := strconv.Atoi(f[0])
-	fields, err2 := strconv.ParseUint(f[1], 10, 32)
-	if err := errors.Join(err1, err2); err != nil {
-		return netops.Hash{}, false, fmt.Errorf("%s: %w", path, err)
+	parse := func(policy, fields string) (netops.Hash, error) {
+		p, err1 := strconv.Atoi(policy)
+		fl, err2 := strconv.ParseUint(fields, 10, 32)
+		if err := errors.Join(err1, err2); err != nil {
+			return netops.Hash{}, fmt.Errorf("%s: %w", path, err)
+		}
+		return netops.Hash{Policy: p, Fields: uint32(fl)}, nil
 	}
-	return netops.Hash{Policy: policy, Fields: uint32(fields)}, true, nil
+	if h, err = parse(f[0], f[1]); err != nil {
+		return netops.Hash{}, nil, false, err
+	}
+	if len(f) == 4 {
+		v6, err := parse(f[2], f[3])
+		if err != nil {
+			return netops.Hash{}, nil, false, err
+		}
+		h6 = &v6
+	}
+	return h, h6, true, nil
 }
 
 func writeFileAtomic(path, data string) error {

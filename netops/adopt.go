@@ -2,6 +2,7 @@ package netops
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -20,32 +21,41 @@ type Held struct {
 	Policies []Nexthop
 	// Pinned are the tables of the fwmark rules.
 	Pinned []int
-	// Nexthops are all nexthop objects of the reconciler's protocol.
+	// Nexthops are the nexthop objects of the reconciler's protocol of
+	// the family asked for: its single next hops, and the groups whose
+	// members are among them.
 	Nexthops []NexthopObject
 }
 
-// Holds reads what the kernel holds of uplinkd's routing: the balance
-// route of table balance and the fwmark rules at rulePriority's fwmark
-// priority, both of the reconciler's protocol.
+// Holds reads what the kernel holds of uplinkd's IPv4 routing: HoldsFor
+// of V4.
 func (r *Reconciler) Holds(balance, rulePriority int) (Held, error) {
+	return r.HoldsFor(V4, balance, rulePriority)
+}
+
+// HoldsFor reads what the kernel holds of uplinkd's routing in family f:
+// the balance route of table balance and the fwmark rules at
+// rulePriority's fwmark priority, both of the reconciler's protocol, and
+// its nexthop objects of f (groups: those with members of f). The daemon
+// asks once per family, and matches next hops by (interface, gateway):
+// fe80::1 on two interfaces is two uplinks.
+func (r *Reconciler) HoldsFor(f Family, balance, rulePriority int) (Held, error) {
 	var h Held
+	f = f.norm()
+	dflt := f.DefaultDst()
 	if r.NH != nil {
 		list, err := r.NH.NexthopList()
 		if err != nil && !unsupported(err) {
 			return h, fmt.Errorf("list nexthops: %w", err)
 		}
-		for _, n := range list {
-			if n.Protocol == r.Protocol {
-				h.Nexthops = append(h.Nexthops, n)
-			}
-		}
+		h.Nexthops = nexthopsOf(f, r.Protocol, list)
 		routes, err := r.NH.NHIDRouteList(r.Protocol, balance)
 		if err != nil && !unsupported(err) {
 			return h, fmt.Errorf("list routes through nexthop objects: %w", err)
 		}
 		var group uint32
 		for _, rt := range routes {
-			if rt.Table == balance && rt.Dst == defaultDst {
+			if rt.Table == balance && rt.Dst == dflt {
 				h.Balance, group = hopsOf(rt.NHID, h.Nexthops), rt.NHID
 			}
 		}
@@ -56,15 +66,15 @@ func (r *Reconciler) Holds(balance, rulePriority int) (Held, error) {
 		}
 	}
 	if len(h.Balance) == 0 {
-		routes, err := r.K.RouteListFiltered(netlink.FAMILY_V4,
+		routes, err := r.K.RouteListFiltered(f.AF(),
 			&netlink.Route{Table: balance, Protocol: netlink.RouteProtocol(r.Protocol)},
 			netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
 		if err != nil {
-			return h, fmt.Errorf("list routes of table %d: %w", balance, err)
+			return h, fmt.Errorf("list %s routes of table %d: %w", f, balance, err)
 		}
-		for _, kr := range routes {
+		for _, kr := range ofFamily(f, routes) {
 			rt, ok := fromKernelRoute(kr)
-			if !ok || rt.Dst != defaultDst || kr.Type != unix.RTN_UNICAST {
+			if !ok || rt.Dst != dflt || kr.Type != unix.RTN_UNICAST {
 				continue
 			}
 			switch {
@@ -75,11 +85,11 @@ func (r *Reconciler) Holds(balance, rulePriority int) (Held, error) {
 			}
 		}
 	}
-	rules, err := r.K.RuleList(netlink.FAMILY_V4)
+	rules, err := r.K.RuleList(f.AF())
 	if err != nil {
-		return h, fmt.Errorf("list rules: %w", err)
+		return h, fmt.Errorf("list %s rules: %w", f, err)
 	}
-	for _, kr := range rules {
+	for _, kr := range rulesOfFamily(f, rules) {
 		ru := fromKernelRule(kr)
 		if ru.Protocol == r.Protocol && ru.Priority == rulePriority+prioFwmark && ru.Mask != 0 {
 			h.Pinned = append(h.Pinned, ru.Table)
@@ -106,6 +116,25 @@ func hopsOf(id uint32, objs []NexthopObject) []Nexthop {
 	for _, m := range g.Members {
 		if n, ok := byID[m.ID]; ok && !n.IsGroup() {
 			out = append(out, Nexthop{Gateway: n.Gateway, Index: n.Index, Weight: m.Weight})
+		}
+	}
+	return out
+}
+
+// nexthopsOf returns the objects of protocol of family f: its single next
+// hops (not blackholes) and the groups with one of them as a member.
+func nexthopsOf(f Family, protocol int, list []NexthopObject) []NexthopObject {
+	single := make(map[uint32]bool)
+	var out []NexthopObject
+	for _, n := range list {
+		if n.Protocol == protocol && !n.IsGroup() && !n.Blackhole && n.Family.norm() == f {
+			single[n.ID] = true
+			out = append(out, n)
+		}
+	}
+	for _, n := range list {
+		if n.Protocol == protocol && n.IsGroup() && slices.ContainsFunc(n.Members, func(m GroupMember) bool { return single[m.ID] }) {
+			out = append(out, n)
 		}
 	}
 	return out

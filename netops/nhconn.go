@@ -22,8 +22,8 @@ type NexthopKernel interface {
 	// when replace is set.
 	NexthopAdd(n NexthopObject, replace bool) error
 	NexthopDel(id uint32) error
-	// NHIDRouteList returns the IPv4 routes of protocol in table (0:
-	// every table) that use a nexthop object.
+	// NHIDRouteList returns the routes of protocol in table (0: every
+	// table) that use a nexthop object, IPv4's then IPv6's (Route.Family).
 	NHIDRouteList(protocol, table int) ([]Route, error)
 	// NHIDRouteReplace creates or replaces a route through a nexthop
 	// object.
@@ -133,9 +133,13 @@ func (c *NexthopConn) NexthopDel(id uint32) error {
 func (c *NexthopConn) NHIDRouteList(protocol, table int) ([]Route, error) {
 	// With strict checking the kernel returns only routes of protocol
 	// in table.
-	msgs, err := strictRouteDump(c.c, table, protocol)
-	if err != nil {
-		return nil, err
+	var msgs []netlink.Message
+	for _, f := range Families {
+		m, err := strictRouteDump(c.c, f, table, protocol)
+		if err != nil {
+			return nil, err
+		}
+		msgs = append(msgs, m...)
 	}
 	var out []Route
 	for _, m := range msgs {

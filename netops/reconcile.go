@@ -113,14 +113,16 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 
 	tables := r.tables(d, full)
 	var routes []netlink.Route
-	for _, t := range tables {
-		rs, err := r.K.RouteListFiltered(netlink.FAMILY_V4,
-			&netlink.Route{Table: t, Protocol: netlink.RouteProtocol(r.Protocol)},
-			netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
-		if err != nil {
-			return res, errors.Join(append(errs, fmt.Errorf("list routes of table %d: %w", t, err))...)
+	for _, f := range Families {
+		for _, t := range tables {
+			rs, err := r.K.RouteListFiltered(f.AF(),
+				&netlink.Route{Table: t, Protocol: netlink.RouteProtocol(r.Protocol)},
+				netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+			if err != nil {
+				return res, errors.Join(append(errs, fmt.Errorf("list %s routes of table %d: %w", f, t, err))...)
+			}
+			routes = append(routes, ofFamily(f, rs)...)
 		}
-		routes = append(routes, rs...)
 	}
 	// vishvananda/netlink does not decode RTA_NH_ID: there, routes through
 	// a nexthop object look like plain or multipath routes.
@@ -176,9 +178,13 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 		res.Added = append(res.Added, "route "+rt.String())
 	}
 
-	rules, err := r.K.RuleList(netlink.FAMILY_V4)
-	if err != nil {
-		return res, errors.Join(append(errs, fmt.Errorf("list rules: %w", err))...)
+	var rules []netlink.Rule
+	for _, f := range Families {
+		rs, err := r.K.RuleList(f.AF())
+		if err != nil {
+			return res, errors.Join(append(errs, fmt.Errorf("list %s rules: %w", f, err))...)
+		}
+		rules = append(rules, rulesOfFamily(f, rs)...)
 	}
 	seen := make(map[string]int)
 	var stale []netlink.Rule
@@ -218,7 +224,7 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 			continue
 		}
 		// The kernel matches scope and type on delete, so pass the listed ones.
-		del := &netlink.Route{Family: netlink.FAMILY_V4, Table: kr.Table, Dst: kr.Dst, Protocol: kr.Protocol, Scope: kr.Scope, Type: kr.Type}
+		del := &netlink.Route{Family: kr.Family, Table: kr.Table, Dst: kr.Dst, Protocol: kr.Protocol, Scope: kr.Scope, Type: kr.Type}
 		if err := r.K.RouteDel(del); err != nil && !gone(err) {
 			errs = append(errs, fmt.Errorf("delete route %s: %w", haveStr[key], err))
 			continue
@@ -392,9 +398,35 @@ func gone(err error) bool {
 	return errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENOENT)
 }
 
+// ofFamily returns the routes of family f among those listed for it (a
+// listing may hold others: a fake kernel, a kernel that does not filter).
+func ofFamily(f Family, rs []netlink.Route) []netlink.Route {
+	return slices.DeleteFunc(rs, func(kr netlink.Route) bool {
+		fam, ok := familyOfAF(kr.Family)
+		if !ok {
+			fam = V4
+			if kr.Dst != nil && kr.Dst.IP.To4() == nil {
+				fam = V6
+			}
+		}
+		return fam != f
+	})
+}
+
+// rulesOfFamily returns the rules of family f among those listed for it.
+func rulesOfFamily(f Family, rs []netlink.Rule) []netlink.Rule {
+	return slices.DeleteFunc(rs, func(kr netlink.Rule) bool {
+		fam, ok := familyOfAF(kr.Family)
+		if !ok {
+			fam = fromKernelRule(kr).Family.norm() // from its selectors; none: IPv4
+		}
+		return fam != f
+	})
+}
+
 func toKernelRoute(rt Route) *netlink.Route {
 	kr := &netlink.Route{
-		Family:   netlink.FAMILY_V4,
+		Family:   rt.Family.AF(),
 		Table:    rt.Table,
 		Dst:      ipNet(rt.Dst),
 		Protocol: netlink.RouteProtocol(rt.Protocol),
@@ -444,6 +476,9 @@ func fromKernelRoute(kr netlink.Route) (Route, bool) {
 		Link:     kr.Scope == netlink.SCOPE_LINK,
 		OnLink:   kr.Flags&int(netlink.FLAG_ONLINK) != 0,
 	}
+	if FamilyOf(dst.Addr()) == V6 {
+		rt.Family = V6 // IPv4's stays zero, as Plan leaves it
+	}
 	if kr.Type != unix.RTN_UNICAST && kr.Type != 0 {
 		rt.Type = RouteType(kr.Type)
 		rt.Index = 0
@@ -460,7 +495,7 @@ func fromKernelRoute(kr netlink.Route) (Route, bool) {
 
 func toKernelRule(ru Rule) *netlink.Rule {
 	kr := netlink.NewRule()
-	kr.Family = netlink.FAMILY_V4
+	kr.Family = ru.Family.AF()
 	kr.Priority = ru.Priority
 	kr.Table = ru.Table
 	kr.IifName = ru.IifName
@@ -510,6 +545,9 @@ func fromKernelRule(kr netlink.Rule) Rule {
 	}
 	if p, ok := prefixOf(kr.Dst); ok && p.Bits() > 0 {
 		ru.Dst = p
+	}
+	if kr.Family == unix.AF_INET6 || ru.Src.Addr().Is6() || ru.Dst.Addr().Is6() {
+		ru.Family = V6 // IPv4's stays zero, as Plan leaves it
 	}
 	ru.IPProto = kr.IPProto
 	if r := kr.Sport; r != nil {

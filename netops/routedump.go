@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync/atomic"
 
 	mnl "github.com/mdlayher/netlink"
@@ -51,11 +52,12 @@ func (h *Handle) RouteMessages() uint64 { return h.messages.Load() }
 
 // RouteListFiltered implements Kernel. Table (0: every table) and
 // protocol go into the request and the kernel returns only the matching
-// routes; other filters are not supported. A table that does not exist
-// has no routes.
+// routes of family (IPv4 or IPv6); other filters are not supported. A
+// table that does not exist has no routes.
 func (h *Handle) RouteListFiltered(family int, filter *netlink.Route, mask uint64) ([]netlink.Route, error) {
-	if family != netlink.FAMILY_V4 || filter == nil || mask&^(netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL) != 0 {
-		return nil, fmt.Errorf("list routes: only IPv4 routes by table and protocol are supported")
+	fam, ok := familyOfAF(family)
+	if !ok || filter == nil || mask&^(netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL) != 0 {
+		return nil, fmt.Errorf("list routes: only IPv4 and IPv6 routes by table and protocol are supported")
 	}
 	table, proto := 0, 0
 	if mask&netlink.RT_FILTER_TABLE != 0 {
@@ -64,7 +66,7 @@ func (h *Handle) RouteListFiltered(family int, filter *netlink.Route, mask uint6
 	if mask&netlink.RT_FILTER_PROTOCOL != 0 {
 		proto = int(filter.Protocol)
 	}
-	msgs, err := strictRouteDump(h.c, table, proto)
+	msgs, err := strictRouteDump(h.c, fam, table, proto)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +82,7 @@ func (h *Handle) RouteListFiltered(family int, filter *netlink.Route, mask uint6
 		}
 		// The kernel filters; this only guards against one that does
 		// not (before Linux 4.20, strict checking did not exist).
-		if !ok || (table != 0 && rt.Table != table) || (proto != 0 && int(rt.Protocol) != proto) {
+		if !ok || rt.Family != fam.AF() || (table != 0 && rt.Table != table) || (proto != 0 && int(rt.Protocol) != proto) {
 			continue
 		}
 		out = append(out, rt)
@@ -88,13 +90,13 @@ func (h *Handle) RouteListFiltered(family int, filter *netlink.Route, mask uint6
 	return out, nil
 }
 
-// routeDumpRequest is the body of a strict RTM_GETROUTE dump of IPv4
-// routes of table (0: all) and protocol (0: all). Strict checking accepts
-// only rtm_table, rtm_protocol, rtm_type, RTM_F_CLONED and the RTA_TABLE
-// and RTA_OIF attributes as filters.
-func routeDumpRequest(table, protocol int) []byte {
+// routeDumpRequest is the body of a strict RTM_GETROUTE dump of the
+// routes of family of table (0: all) and protocol (0: all). Strict
+// checking accepts only rtm_table, rtm_protocol, rtm_type, RTM_F_CLONED
+// and the RTA_TABLE and RTA_OIF attributes as filters.
+func routeDumpRequest(family Family, table, protocol int) []byte {
 	b := make([]byte, unix.SizeofRtMsg)
-	b[0] = unix.AF_INET
+	b[0] = uint8(family.AF())
 	b[5] = uint8(protocol)
 	if table > 0 && table < 256 {
 		b[4] = uint8(table)
@@ -112,17 +114,17 @@ func routeDumpRequest(table, protocol int) []byte {
 
 // strictRouteDump runs the dump, repeating it while the kernel flags it as
 // interrupted. A table that does not exist (ENOENT) is empty.
-func strictRouteDump(c *mnl.Conn, table, protocol int) ([]mnl.Message, error) {
+func strictRouteDump(c *mnl.Conn, family Family, table, protocol int) ([]mnl.Message, error) {
 	for range dumpAttempts {
 		msgs, err := c.Execute(mnl.Message{
 			Header: mnl.Header{Type: unix.RTM_GETROUTE, Flags: mnl.Request | mnl.Dump},
-			Data:   routeDumpRequest(table, protocol),
+			Data:   routeDumpRequest(family, table, protocol),
 		})
 		if errors.Is(err, unix.ENOENT) {
 			return nil, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("dump routes of table %d protocol %d: %w", table, protocol, err)
+			return nil, fmt.Errorf("dump %s routes of table %d protocol %d: %w", family, table, protocol, err)
 		}
 		if !dumpInterrupted(msgs) {
 			return msgs, nil
@@ -142,8 +144,8 @@ func dumpInterrupted(msgs []mnl.Message) bool {
 
 // parseKernelRoute decodes an RTM_NEWROUTE message into the fields of
 // github.com/vishvananda/netlink's Route that the reconciler compares and
-// deletes by. ok is false for routes that are not IPv4 or are cached
-// clones.
+// deletes by. ok is false for routes that are neither IPv4 nor IPv6, or
+// are cached clones.
 func parseKernelRoute(b []byte) (rt netlink.Route, ok bool, err error) {
 	// struct rtmsg: family, dst_len, src_len, tos, table, protocol,
 	// scope, type u8; flags u32.
@@ -151,21 +153,27 @@ func parseKernelRoute(b []byte) (rt netlink.Route, ok bool, err error) {
 		return netlink.Route{}, false, fmt.Errorf("route message of %d bytes, want at least %d", len(b), unix.SizeofRtMsg)
 	}
 	flags := binary.NativeEndian.Uint32(b[8:12])
-	if b[0] != unix.AF_INET || flags&unix.RTM_F_CLONED != 0 {
+	fam, known := familyOfAF(int(b[0]))
+	if !known || flags&unix.RTM_F_CLONED != 0 {
 		return netlink.Route{}, false, nil
 	}
+	ipOf := ip4
+	zero, size := net.IPv4zero.To4(), 32
+	if fam == V6 {
+		ipOf, zero, size = ip6, net.IPv6zero, 128
+	}
 	bits := int(b[1])
-	if bits > 32 {
-		return netlink.Route{}, false, fmt.Errorf("route with prefix length %d", bits)
+	if bits > size {
+		return netlink.Route{}, false, fmt.Errorf("%s route with prefix length %d", fam, bits)
 	}
 	rt = netlink.Route{
-		Family:   netlink.FAMILY_V4,
+		Family:   fam.AF(),
 		Table:    int(b[4]),
 		Protocol: netlink.RouteProtocol(b[5]),
 		Scope:    netlink.Scope(b[6]),
 		Type:     int(b[7]),
 		Flags:    int(flags),
-		Dst:      &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(bits, 32)},
+		Dst:      &net.IPNet{IP: zero, Mask: net.CIDRMask(bits, size)},
 	}
 	ad, err := mnl.NewAttributeDecoder(b[unix.SizeofRtMsg:])
 	if err != nil {
@@ -176,7 +184,7 @@ func parseKernelRoute(b []byte) (rt netlink.Route, ok bool, err error) {
 		case unix.RTA_TABLE:
 			rt.Table = int(ad.Uint32())
 		case unix.RTA_DST:
-			ip, err := ip4(ad.Bytes())
+			ip, err := ipOf(ad.Bytes())
 			if err != nil {
 				return netlink.Route{}, false, fmt.Errorf("RTA_DST: %w", err)
 			}
@@ -184,15 +192,15 @@ func parseKernelRoute(b []byte) (rt netlink.Route, ok bool, err error) {
 		case unix.RTA_OIF:
 			rt.LinkIndex = int(ad.Uint32())
 		case unix.RTA_GATEWAY:
-			if rt.Gw, err = ip4(ad.Bytes()); err != nil {
+			if rt.Gw, err = ipOf(ad.Bytes()); err != nil {
 				return netlink.Route{}, false, fmt.Errorf("RTA_GATEWAY: %w", err)
 			}
 		case unix.RTA_PREFSRC:
-			if rt.Src, err = ip4(ad.Bytes()); err != nil {
+			if rt.Src, err = ipOf(ad.Bytes()); err != nil {
 				return netlink.Route{}, false, fmt.Errorf("RTA_PREFSRC: %w", err)
 			}
 		case unix.RTA_MULTIPATH:
-			if rt.MultiPath, err = parseMultipath(ad.Bytes()); err != nil {
+			if rt.MultiPath, err = parseMultipath(ad.Bytes(), ipOf); err != nil {
 				return netlink.Route{}, false, fmt.Errorf("RTA_MULTIPATH: %w", err)
 			}
 		}
@@ -204,8 +212,9 @@ func parseKernelRoute(b []byte) (rt netlink.Route, ok bool, err error) {
 }
 
 // parseMultipath decodes the struct rtnexthop list of RTA_MULTIPATH: len
-// u16, flags u8, hops u8, ifindex i32, then the hop's own attributes.
-func parseMultipath(b []byte) ([]*netlink.NexthopInfo, error) {
+// u16, flags u8, hops u8, ifindex i32, then the hop's own attributes, whose
+// gateways ipOf decodes.
+func parseMultipath(b []byte, ipOf func([]byte) (net.IP, error)) ([]*netlink.NexthopInfo, error) {
 	var out []*netlink.NexthopInfo
 	for len(b) > 0 {
 		if len(b) < unix.SizeofRtNexthop {
@@ -227,7 +236,7 @@ func parseMultipath(b []byte) ([]*netlink.NexthopInfo, error) {
 			}
 			for ad.Next() {
 				if ad.Type() == unix.RTA_GATEWAY {
-					if h.Gw, err = ip4(ad.Bytes()); err != nil {
+					if h.Gw, err = ipOf(ad.Bytes()); err != nil {
 						return nil, fmt.Errorf("RTA_GATEWAY: %w", err)
 					}
 				}
@@ -248,4 +257,11 @@ func ip4(b []byte) (net.IP, error) {
 		return nil, fmt.Errorf("IPv4 address of %d bytes", len(b))
 	}
 	return net.IPv4(b[0], b[1], b[2], b[3]).To4(), nil
+}
+
+func ip6(b []byte) (net.IP, error) {
+	if len(b) != net.IPv6len {
+		return nil, fmt.Errorf("IPv6 address of %d bytes", len(b))
+	}
+	return net.IP(slices.Clone(b)), nil
 }

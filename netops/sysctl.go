@@ -7,23 +7,38 @@ import (
 	"strings"
 )
 
-const (
-	hashPolicyPath = "/proc/sys/net/ipv4/fib_multipath_hash_policy"
-	hashFieldsPath = "/proc/sys/net/ipv4/fib_multipath_hash_fields"
-)
+// hashSysctl is the path of family f's multipath hash sysctl name
+// (fib_multipath_hash_policy or fib_multipath_hash_fields).
+func hashSysctl(f Family, name string) string {
+	dir := "ipv4"
+	if f.norm() == V6 {
+		dir = "ipv6"
+	}
+	return "/proc/sys/net/" + dir + "/" + name
+}
 
-// Multipath hash policies of net.ipv4.fib_multipath_hash_policy. Nexthop
-// groups, resilient or not, hash with the same policy.
+// Multipath hash policies of net.ipv4.fib_multipath_hash_policy (and
+// net.ipv6's, where 0 and 1 differ: see Hash.IPv6). Nexthop groups,
+// resilient or not, hash with the same policy.
 const (
 	HashL3     = 0 // source and destination address
 	HashL4     = 1 // 5-tuple: the flows of one host spread over the uplinks
 	HashCustom = 3 // the fields of net.ipv4.fib_multipath_hash_fields (Linux 5.12)
 )
 
-// HashFieldSrcIP is FIB_MULTIPATH_HASH_FIELD_SRC_IP of
-// net.ipv4.fib_multipath_hash_fields: with policy HashCustom and only this
-// field, every flow of one source address takes the same path.
-const HashFieldSrcIP = 0x0001
+// Fields of fib_multipath_hash_fields (FIB_MULTIPATH_HASH_FIELD_* of the
+// kernel's include/net/ip_fib.h; ABI): which header fields the custom
+// policy hashes.
+const (
+	// HashFieldSrcIP alone, with policy HashCustom, keeps every flow of
+	// one source address on one path.
+	HashFieldSrcIP     = 0x0001
+	HashFieldDstIP     = 0x0002
+	HashFieldIPProto   = 0x0004
+	HashFieldFlowLabel = 0x0008 // IPv6 only; uplinkd never hashes it
+	HashFieldSrcPort   = 0x0010
+	HashFieldDstPort   = 0x0020
+)
 
 // Hash is a multipath hash setting.
 type Hash struct {
@@ -39,25 +54,53 @@ var (
 	HashSources = Hash{Policy: HashCustom, Fields: HashFieldSrcIP} // "source": sticky mode
 )
 
+// IPv6 returns the IPv6 hash that does what IPv4 hash h does. IPv6's
+// policy 0 hashes the flow label, which Linux changes when TCP times out
+// a retransmission (net.ipv6.auto_flowlabels, txhash rethink), so a
+// connection would jump to another uplink; every one of uplinkd's hashes
+// maps to the custom policy with explicit fields instead: l4 to source,
+// destination, protocol and ports; l3 to the addresses; source to the
+// source address. Any other setting (a restored original) is returned
+// as it is.
+func (h Hash) IPv6() Hash {
+	switch h {
+	case HashFlows:
+		return Hash{Policy: HashCustom, Fields: HashFieldSrcIP | HashFieldDstIP | HashFieldIPProto | HashFieldSrcPort | HashFieldDstPort}
+	case HashHosts:
+		return Hash{Policy: HashCustom, Fields: HashFieldSrcIP | HashFieldDstIP}
+	case HashSources:
+		return Hash{Policy: HashCustom, Fields: HashFieldSrcIP}
+	}
+	return h
+}
+
 // SetMultipathHash sets the network namespace's IPv4 multipath hash and
 // returns the previous setting, so that it can be restored on exit.
-func SetMultipathHash(h Hash) (prev Hash, err error) {
-	if prev.Policy, err = readSysctl(hashPolicyPath); err != nil {
+func SetMultipathHash(h Hash) (prev Hash, err error) { return SetMultipathHashFor(V4, h) }
+
+// SetMultipathHashFor sets family f's multipath hash of the caller's
+// network namespace (net.ipv4 or net.ipv6 fib_multipath_hash_policy and,
+// when h.Fields is set, fib_multipath_hash_fields) and returns the
+// previous setting. An error wrapping fs.ErrNotExist means the kernel has
+// no such sysctl (IPv6 disabled, or no custom hash).
+func SetMultipathHashFor(f Family, h Hash) (prev Hash, err error) {
+	policyPath, fieldsPath := hashSysctl(f, "fib_multipath_hash_policy"), hashSysctl(f, "fib_multipath_hash_fields")
+	if prev.Policy, err = readSysctl(policyPath); err != nil {
 		return prev, err
 	}
 	if h.Fields != 0 {
-		fields, err := readSysctl(hashFieldsPath)
+		fields, err := readSysctl(fieldsPath)
 		if err != nil {
 			return prev, err
 		}
 		prev.Fields = uint32(fields)
-		if err := writeSysctl(hashFieldsPath, int(h.Fields)); err != nil {
-			return prev, fmt.Errorf("set multipath hash fields %#x: %w", h.Fields, err)
+		if err := writeSysctl(fieldsPath, int(h.Fields)); err != nil {
+			return prev, fmt.Errorf("set %s multipath hash fields %#x: %w", f, h.Fields, err)
 		}
 	}
 	if prev.Policy != h.Policy {
-		if err := writeSysctl(hashPolicyPath, h.Policy); err != nil {
-			return prev, fmt.Errorf("set multipath hash policy %d: %w", h.Policy, err)
+		if err := writeSysctl(policyPath, h.Policy); err != nil {
+			return prev, fmt.Errorf("set %s multipath hash policy %d: %w", f, h.Policy, err)
 		}
 	}
 	return prev, nil
