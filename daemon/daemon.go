@@ -85,6 +85,8 @@ type Daemon struct {
 	// held is what an earlier run left in the kernel, until adopt hands
 	// it to the uplinks (see adopt.go).
 	held *netops.Held
+	// held6 is IPv6's, read when an uplink has IPv6.
+	held6 *netops.Held
 	// slots are the uplinks' nexthop slots, stable by name.
 	slots map[string]int
 	// keep: exit without removing anything (SIGUSR2).
