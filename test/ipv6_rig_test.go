@@ -29,7 +29,7 @@ lan_interfaces = ["eth0"]
 
 [probe]
 targets = ["198.18.0.1", "198.18.0.2"]
-targets6 = []
+targets6 = ["2001:db8:ffff::1", "2001:db8:ffff::2"]
 ` + strings.Join(extra, "\n") + "\n" + lab.UplinkConfig6
 }
 
