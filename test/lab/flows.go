@@ -119,6 +119,11 @@ func (l *Lab) uplinkOf(a netip.Addr) string {
 	return a.String()
 }
 
+// InNS runs fn on a thread in the lab namespace ns (short name), for
+// tests that open sockets there: sockets keep the namespace they were
+// created in.
+func (l *Lab) InNS(ns string, fn func() error) error { return l.inNS(ns, fn) }
+
 // inNS runs fn on a thread in the lab namespace ns (short name): sockets
 // keep the namespace they were created in.
 func (l *Lab) inNS(ns string, fn func() error) error {
