@@ -78,7 +78,7 @@ func TestProber6GoodBlackholeGood(t *testing.T) {
 	l := newLab6(t)
 	cfg := Config{
 		Uplink: "isp1", Interface: "eth1", Source: source6, Gen: 6, Targets: ICMP(target6a, target6b),
-		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Window: 10, Reliability: 2,
+		Interval: 20 * time.Millisecond, Timeout: 250 * time.Millisecond, Window: 10, Reliability: 2,
 	}
 	out := make(chan Result, 16)
 	// A hub without an ICMPv6 socket (as on a kernel without IPv6)
@@ -129,7 +129,7 @@ func TestProber6PrefixOnlySource(t *testing.T) {
 	l.ip(l.i, "-6", "route", "add", "2001:db8:100::/48", "via", "fe80::2", "dev", "up1")
 	cfg := Config{
 		Uplink: "isp2", Interface: "eth2", Source: lan, Targets: ICMP(target6a, target6b),
-		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Window: 10,
+		Interval: 20 * time.Millisecond, Timeout: 250 * time.Millisecond, Window: 10,
 	}
 	out := make(chan Result, 16)
 	startIn(t, l.r, cfg, out)
@@ -162,7 +162,7 @@ func TestHub6SameGatewayOnTwoUplinks(t *testing.T) {
 	})
 	cfgA := Config{
 		Uplink: "isp1", Interface: "eth1", Source: source6, Targets: ICMP(target6a, target6b), Hub: hub,
-		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Window: 10,
+		Interval: 20 * time.Millisecond, Timeout: 250 * time.Millisecond, Window: 10,
 	}
 	cfgB := cfgA
 	cfgB.Uplink, cfgB.Interface, cfgB.Source = "isp2", "eth2", source6b
@@ -175,10 +175,12 @@ func TestHub6SameGatewayOnTwoUplinks(t *testing.T) {
 	ca := &collector{t: t, cfg: cfgA, out: outA}
 	cb := &collector{t: t, cfg: cfgB, out: outB}
 	c4 := &collector{t: t, cfg: cfg4, out: out4}
+	// A and the IPv4 prober stay good (three rounds in a row: a round
+	// lost to a stall of this noisy machine is no disturbance).
 	others := func() {
 		t.Helper()
-		ca.waitFor(true, 5, ca.change(func() {}))
-		c4.waitFor(true, 5, c4.change(func() {}))
+		ca.waitFor(true, 3, ca.change(func() {})+25)
+		c4.waitFor(true, 3, c4.change(func() {})+25)
 	}
 	ca.waitFor(true, 5, 50)
 	cb.waitFor(true, 5, 50)
