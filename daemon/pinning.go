@@ -277,14 +277,13 @@ func (d *Daemon) flushUnpinned(in []netops.Uplink, fam family) {
 			if err != nil {
 				p.flushErrs.Add(1)
 				if !errors.Is(err, pin.ErrClosed) {
-					d.log.Warn("flushing conntrack entries by mark", "uplink", name, "mark", fmt.Sprintf("%#x", mark), "err", err, "family", fam.String())
+					d.log.Warn("flushing conntrack entries by mark", "uplink", name, "family", fam.String(), "mark", fmt.Sprintf("%#x", mark), "err", err)
 				}
 				return
 			}
 			p.flushed.Add(uint64(deleted))
-			// The family last, so that the line reads as before IPv6.
-			d.log.Info("conntrack entries flushed", "uplink", name, "mark", fmt.Sprintf("%#x", mark),
-				"deleted", deleted, "took", took.Round(time.Microsecond), "family", fam.String())
+			d.log.Info("conntrack entries flushed", "uplink", name, "family", fam.String(), "mark", fmt.Sprintf("%#x", mark),
+				"deleted", deleted, "took", took.Round(time.Microsecond))
 		})
 	}
 }
