@@ -2,8 +2,8 @@ package test
 
 import (
 	"context"
-	"net/netip"
 	"net"
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"

@@ -3,6 +3,7 @@ package test
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -42,7 +43,7 @@ func core6Config(balancer string) string {
 }
 
 // withLANPrefixes gives each uplink of config its delegated prefix
-// (lan_prefix6, right after its gateway6 line).
+// (lan_prefix6, right after its interface line).
 func withLANPrefixes(config string) string {
 	config = strings.Replace(config, "interface = \"eth1\"\n", "interface = \"eth1\"\nlan_prefix6 = \""+lab.ISP1LANPrefix6.String()+"\"\n", 1)
 	return strings.Replace(config, "interface = \"eth2\"\n", "interface = \"eth2\"\nlan_prefix6 = \""+lab.ISP2LANPrefix6.String()+"\"\n", 1)
@@ -227,3 +228,7 @@ func containsAll(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// prefixAddr is a router address of a delegated prefix as the /128 a
+// prefix-only uplink uses as its source.
+func prefixAddr(a netip.Addr) string { return netip.PrefixFrom(a, 128).String() }

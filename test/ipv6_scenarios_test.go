@@ -1,7 +1,6 @@
 package test
 
 import (
-	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -205,7 +204,3 @@ func ipv6Reload(t *testing.T, r *rig) {
 	reload(core6Config(""), "back to the start")
 	r.waitTransition(mark, v6("isp2"), "active", 15*time.Second)
 }
-
-// prefixAddr is the router's address of isp's delegated prefix, as a
-// source6 of /128.
-func prefixAddr(a netip.Addr) string { return netip.PrefixFrom(a, 128).String() }

@@ -141,10 +141,10 @@ func (l *Lab) HostAddr6(isp string) (netip.Addr, error) {
 	return plans6[isp].host, nil
 }
 
-// restoreLink6 puts back what the kernel removed when a link went down:
-// the link-local address of the ISP's access link and the routes through
-// it (the ISP's delegated prefix), or, for the router's uplink, its
-// link-local address and, for isp1, the admin's IPv6 default.
+// restoreISPSide6 puts back what the kernel removed when the ISP's access
+// link went down or was re-created: its link-local gateway address (global
+// addresses survive a down, not a re-creation) and its route to the
+// delegated prefix.
 func (l *Lab) restoreISPSide6(ctx context.Context, isp string) error {
 	if !l.opts.IPv6 {
 		return nil
@@ -158,6 +158,9 @@ func (l *Lab) restoreISPSide6(ctx context.Context, isp string) error {
 	return l.runSteps(ctx, steps)
 }
 
+// restoreRouterSide6 does the same for the router's uplink (now named
+// link): its link-local address, its global address and, for isp1, the
+// admin's IPv6 default.
 func (l *Lab) restoreRouterSide6(ctx context.Context, isp, link string) error {
 	if !l.opts.IPv6 {
 		return nil

@@ -29,12 +29,14 @@ var DefaultRA = RA{RouterLifetime: 30 * time.Minute}
 
 // RADVD is radvd running in an ISP's namespace (StartRADVD).
 type RADVD struct {
-	l    *Lab
-	isp  string
-	conf string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has been waited for
-	err  error         // cmd.Wait's result, valid once done is closed
+	l       *Lab
+	where   string // the namespace's short name
+	conf    string
+	pidfile string
+	managed bool // the lab writes conf (StartRADVD): Set works
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when cmd has been waited for
+	err     error         // cmd.Wait's result, valid once done is closed
 }
 
 // StartRADVD runs radvd (the real daemon) on isp's access link, which
@@ -49,27 +51,51 @@ func (l *Lab) StartRADVD(ctx context.Context, isp, dir string, ra RA) (*RADVD, e
 	if !l.opts.IPv6 {
 		return nil, fmt.Errorf("lab: StartRADVD: the lab has no IPv6")
 	}
-	r := &RADVD{l: l, isp: isp, conf: filepath.Join(dir, isp+"-radvd.conf"), done: make(chan struct{})}
+	r := &RADVD{l: l, where: isp, conf: filepath.Join(dir, isp+"-radvd.conf"), managed: true, done: make(chan struct{})}
 	if err := r.write(ra); err != nil {
 		return nil, err
 	}
+	if err := r.start(ctx, isp, dir, isp+"-radvd"); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// StartRADVDConfig runs radvd in namespace ns with the configuration file
+// conf as it is (for instance the router's own radvd, advertising the
+// delegated prefixes on the LAN), its pid file in dir/radvd.pid (see
+// PIDFile) and its log in dir/radvd.log. Set cannot be used on it: change
+// the file and send SIGHUP (Reload).
+func (l *Lab) StartRADVDConfig(ctx context.Context, ns, conf, dir string) (*RADVD, error) {
+	r := &RADVD{l: l, where: ns, conf: conf, done: make(chan struct{})}
+	if err := r.start(ctx, ns, dir, "radvd"); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *RADVD) start(ctx context.Context, ns, dir, name string) error {
 	bin := "radvd"
 	if _, err := exec.LookPath(bin); err != nil {
 		bin = "/usr/sbin/radvd"
 	}
-	cmd, err := l.Start(ctx, isp, filepath.Join(dir, isp+"-radvd.log"), bin,
-		"--nodaemon", "--config", r.conf, "--pidfile", filepath.Join(dir, isp+"-radvd.pid"),
+	r.pidfile = filepath.Join(dir, name+".pid")
+	cmd, err := r.l.Start(ctx, ns, filepath.Join(dir, name+".log"), bin,
+		"--nodaemon", "--config", r.conf, "--pidfile", r.pidfile,
 		"--logmethod", "stderr", "--debug", "1")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r.cmd = cmd
 	go func() {
 		r.err = cmd.Wait()
 		close(r.done)
 	}()
-	return r, nil
+	return nil
 }
+
+// PIDFile is the file radvd writes its process ID to.
+func (r *RADVD) PIDFile() string { return r.pidfile }
 
 // radvdConfig is radvd's configuration for ra: advertisements every 3 to
 // 4 seconds (radvd's minimum) on the ISP's access link.
@@ -102,11 +128,19 @@ func (r *RADVD) write(ra RA) error {
 // then advertises ra at once. Set(RA{}) sends the zero-lifetime RA that
 // withdraws the ISP as default router while radvd keeps running.
 func (r *RADVD) Set(ra RA) error {
+	if !r.managed {
+		return fmt.Errorf("lab: radvd at %s runs %s as given: Set cannot rewrite it", r.where, r.conf)
+	}
 	if err := r.write(ra); err != nil {
 		return err
 	}
+	return r.Reload()
+}
+
+// Reload makes radvd re-read its configuration (SIGHUP).
+func (r *RADVD) Reload() error {
 	if err := r.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		return fmt.Errorf("lab: radvd at %s: %w", r.isp, err)
+		return fmt.Errorf("lab: radvd at %s: %w", r.where, err)
 	}
 	return nil
 }
@@ -116,20 +150,20 @@ func (r *RADVD) Set(ra RA) error {
 func (r *RADVD) Stop(ctx context.Context) error {
 	select {
 	case <-r.done:
-		return fmt.Errorf("lab: radvd at %s exited early: %v", r.isp, r.err)
+		return fmt.Errorf("lab: radvd at %s exited early: %v", r.where, r.err)
 	default:
 	}
 	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		return fmt.Errorf("lab: radvd at %s: %w", r.isp, err)
+		return fmt.Errorf("lab: radvd at %s: %w", r.where, err)
 	}
 	select {
 	case <-r.done:
 	case <-ctx.Done():
-		return fmt.Errorf("lab: radvd at %s did not stop: %w", r.isp, ctx.Err())
+		return fmt.Errorf("lab: radvd at %s did not stop: %w", r.where, ctx.Err())
 	}
 	// ip netns exec passes radvd's status through.
 	if r.err != nil {
-		return fmt.Errorf("lab: radvd at %s: %w", r.isp, r.err)
+		return fmt.Errorf("lab: radvd at %s: %w", r.where, r.err)
 	}
 	return nil
 }
