@@ -98,7 +98,7 @@ install: build
 	sed -e 's|/usr/local/bin/uplinkd|$(BINDIR)/uplinkd|g' -e 's|/etc/uplinkd/|$(SYSCONFDIR)/uplinkd/|g' \
 		contrib/systemd/uplinkd.service > $(DESTDIR)$(UNITDIR)/uplinkd.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/uplinkd.service
-	install -D -m 0755 -t $(DESTDIR)$(DATADIR)/hooks examples/hooks/syslog examples/hooks/webhook
+	install -D -m 0755 -t $(DESTDIR)$(DATADIR)/hooks examples/hooks/syslog examples/hooks/webhook examples/hooks/prefix6-lifetime
 	install -D -m 0644 etc/uplinkd.toml $(DESTDIR)$(DATADIR)/uplinkd.toml
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/uplinkd/uplinkd.toml ]; then \
 		echo "keeping $(DESTDIR)$(SYSCONFDIR)/uplinkd/uplinkd.toml (the reference is in $(DATADIR)/uplinkd.toml)"; \

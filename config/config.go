@@ -85,7 +85,7 @@ type Routing struct {
 
 // NexthopIDRange is the number of nexthop object IDs uplinkd owns,
 // starting at Routing.NexthopIDBase (netops.NexthopIDRange).
-const NexthopIDRange = 1024
+const NexthopIDRange = 2048
 
 // Probe is the [probe] table: how the health of uplinks is checked and
 // judged.
@@ -98,6 +98,10 @@ type Probe struct {
 	// TargetNames are the ICMP targets given by host name, resolved by
 	// the daemon (see NamesFor); a name that does not resolve is skipped.
 	TargetNames []string
+	// Targets6 are probed through every uplink with IPv6, from its IPv6
+	// source (ipv6.go). Empty: the IPv6 side of every uplink is in
+	// carrier-only mode.
+	Targets6 []Target
 	// Gateway probes an uplink's own gateway when it has no targets.
 	Gateway   bool
 	Interval  time.Duration // between probe rounds
@@ -163,6 +167,22 @@ type Uplink struct {
 	ProbeTargetNames []string
 	// ProbeGateway replaces Probe.Gateway for this uplink when not nil.
 	ProbeGateway *bool
+
+	// IPv6 is true when the file sets gateway6: the uplink then has an
+	// IPv6 side with its own health, routes and rules (ipv6.go).
+	IPv6 bool
+	// Gateway6 is the IPv6 next hop on Interface when Gateway6Mode is
+	// GatewayStatic (the zone stripped: it is always Interface's);
+	// invalid otherwise. Usually link-local.
+	Gateway6     netip.Addr
+	Gateway6Mode GatewayMode
+	// Source6 is the IPv6 source of the uplink's probes and routes;
+	// invalid: auto (the interface's stable global address, else an
+	// address of LANPrefix6 on the router).
+	Source6 netip.Addr
+	// LANPrefix6 is the LAN prefix the uplink's ISP delegated: sources in
+	// it leave through this uplink only. Invalid: none.
+	LANPrefix6 netip.Prefix
 }
 
 // Hooks is the [hooks] table: programs run on state transitions. Each
@@ -395,6 +415,7 @@ type rawRouting struct {
 
 type rawProbe struct {
 	Targets        opt[[]string] `toml:"targets"`
+	Targets6       opt[[]string] `toml:"targets6"`
 	Gateway        opt[bool]     `toml:"gateway"`
 	Interval       opt[string]   `toml:"interval"`
 	Timeout        opt[string]   `toml:"timeout"`
@@ -426,6 +447,9 @@ type rawUplink struct {
 	Table        opt[int64]    `toml:"table"`
 	ProbeTargets opt[[]string] `toml:"probe_targets"`
 	ProbeGateway opt[bool]     `toml:"probe_gateway"`
+	Gateway6     opt[string]   `toml:"gateway6"`
+	Source6      opt[string]   `toml:"source6"`
+	LANPrefix6   opt[string]   `toml:"lan_prefix6"`
 }
 
 type rawHooks struct {

@@ -103,6 +103,7 @@ func defaultProbe() Probe {
 		DegradedPolicy: "standby",
 		FlapLimit:      3, FlapWindow: time.Minute, FlapHold: 30 * time.Second, FlapHoldMax: 10 * time.Minute,
 		CheckInterval: 5 * time.Second, CheckTimeout: 2 * time.Second, HTTPExpect: 204,
+		Targets6: DefaultTargets6,
 	}
 }
 
@@ -215,11 +216,11 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 	for _, keys := range schema {
 		n += len(keys)
 	}
-	// 9 tables at the top level, 41 keys in [routing], [probe] and
+	// 9 tables at the top level, 45 keys in [routing], [probe] and
 	// [[uplink]], 16 in [[policy]] and [[rule]], 12 in [hooks], [status],
 	// [metrics] and [log].
-	if n != 9+41+16+12 {
-		t.Errorf("schema has %d keys, want %d: %v", n, 9+41+16+12, schema)
+	if n != 9+45+16+12 {
+		t.Errorf("schema has %d keys, want %d: %v", n, 9+45+16+12, schema)
 	}
 }
 
@@ -251,7 +252,7 @@ func TestLimitsAccepted(t *testing.T) {
 		`route_protocol = 255`,
 		`hash = "l3"`,
 		`balancer = "multipath"`,
-		`nexthop_id_base = 4294966272`,
+		`nexthop_id_base = 4294965248`,
 		`idle_timer = "24h"`,
 		`unbalanced_timer = "1s"`,
 		`flush_conntrack = false`,
@@ -308,13 +309,13 @@ func TestLimitsAccepted(t *testing.T) {
 	got := mustParse(t, doc)
 	want := &Config{
 		Routing: Routing{BalanceTable: 1, RulePriority: 32665, RouteProtocol: 255, Hash: "l3",
-			Balancer: "multipath", NexthopIDBase: 4294966272, IdleTimer: 24 * time.Hour, UnbalancedTimer: time.Second,
+			Balancer: "multipath", NexthopIDBase: 4294965248, IdleTimer: 24 * time.Hour, UnbalancedTimer: time.Second,
 			MarkMask: 0x80000001, StateDir: "/var/lib/x"},
 		Probe: Probe{
 			Gateway: true, Interval: 10 * time.Millisecond, Timeout: 10 * time.Second, DownAfter: 1, UpAfter: 1,
 			Reliability: 1, Window: 10000, DegradedLoss: 100, RecoverLoss: 0, DegradedRTT: 9999 * time.Millisecond,
 			DegradedPolicy: "keep", FlapWindow: time.Millisecond, FlapHold: time.Hour, FlapHoldMax: time.Hour,
-			CheckInterval: 5 * time.Second, CheckTimeout: 2 * time.Second, HTTPExpect: 204,
+			CheckInterval: 5 * time.Second, CheckTimeout: 2 * time.Second, HTTPExpect: 204, Targets6: DefaultTargets6,
 		},
 		Uplinks: []Uplink{
 			{Name: strings.Repeat("a", 32), Interface: strings.Repeat("b", 15), Gateway: addr("192.0.2.1"), Weight: 256, Table: wantTable},
@@ -645,9 +646,9 @@ func TestProblems(t *testing.T) {
 		{"balancer unknown", file(`[routing]`, `balancer = "ecmp"`, isp1),
 			[]problem{{2, "routing.balancer", `"ecmp": must be "auto", "hash-threshold", "resilient" or "multipath"`}}},
 		{"nexthop_id_base 0", file(`[routing]`, `nexthop_id_base = 0`, isp1),
-			[]problem{{2, "routing.nexthop_id_base", "0 is out of range (1..4294966272)"}}},
-		{"nexthop_id_base too high", file(`[routing]`, `nexthop_id_base = 4294967041`, isp1),
-			[]problem{{2, "routing.nexthop_id_base", "up to nexthop_id_base+1023"}}},
+			[]problem{{2, "routing.nexthop_id_base", "0 is out of range (1..4294965248)"}}},
+		{"nexthop_id_base too high", file(`[routing]`, `nexthop_id_base = 4294965249`, isp1),
+			[]problem{{2, "routing.nexthop_id_base", "up to nexthop_id_base+2047"}}},
 		{"idle_timer zero", file(`[routing]`, `idle_timer = "0s"`, isp1), []problem{{2, "routing.idle_timer", "must be positive"}}},
 		{"idle_timer too short", file(`[routing]`, `idle_timer = "999ms"`, isp1),
 			[]problem{{2, "routing.idle_timer", `"999ms" is out of range (1s..24h0m0s)`}}},

@@ -37,7 +37,8 @@ func (t Target) Check() bool {
 
 // Target is one probe target: an address, and a port for TCP. In the file
 // it is written "198.18.0.1" (or "icmp://198.18.0.1") and
-// "tcp://198.18.0.1:443".
+// "tcp://198.18.0.1:443"; in probe.targets6 "2001:db8::1" and
+// "tcp://[2001:db8::1]:443".
 type Target struct {
 	Method Method
 	Addr   netip.Addr // ICMP and TCP
@@ -57,22 +58,26 @@ func (t Target) String() string {
 	return t.Addr.String()
 }
 
-// target parses one entry of a targets list; it returns false after
-// reporting a problem.
-func (v *validator) target(path, s string) (Target, bool) {
+// target parses one entry of a targets list of family fam (4 or 6); it
+// returns false after reporting a problem.
+func (v *validator) target(path, s string, fam int) (Target, bool) {
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
-		a := v.ipv4(path, s)
+		a := v.targetAddr(path, s, fam)
 		return Target{Method: MethodICMP, Addr: a}, a.IsValid()
 	}
 	switch Method(scheme) {
 	case MethodICMP:
-		a := v.ipv4(path, rest)
+		a := v.targetAddr(path, rest, fam)
 		return Target{Method: MethodICMP, Addr: a}, a.IsValid()
 	case MethodTCP:
-		host, port, ok := strings.Cut(rest, ":")
-		if !ok || strings.ContainsAny(port, "/?#") {
-			v.errorf(path, "%q: write a TCP target as tcp://ADDRESS:PORT, such as tcp://192.0.2.1:443", s)
+		host, port, ok := splitHostPort(rest)
+		if !ok || strings.ContainsAny(port, "/?#") || fam == 6 && !strings.HasPrefix(rest, "[") {
+			example := "tcp://192.0.2.1:443"
+			if fam == 6 {
+				example = "tcp://[2001:db8::1]:443"
+			}
+			v.errorf(path, "%q: write a TCP target as tcp://ADDRESS:PORT, such as %s", s, example)
 			return Target{}, false
 		}
 		n, err := strconv.ParseUint(port, 10, 16)
@@ -80,7 +85,7 @@ func (v *validator) target(path, s string) (Target, bool) {
 			v.errorf(path, "%q: port %q is not a number from 1 to 65535", s, port)
 			return Target{}, false
 		}
-		a := v.ipv4(path, host)
+		a := v.targetAddr(path, host, fam)
 		return Target{Method: MethodTCP, Addr: a, Port: uint16(n)}, a.IsValid()
 	case MethodHTTP, MethodHTTPS:
 		u, err := url.Parse(s)
@@ -90,30 +95,65 @@ func (v *validator) target(path, s string) (Target, bool) {
 		}
 		return Target{Method: Method(scheme), URL: s}, true
 	case MethodDNS:
-		return v.dnsTarget(path, s, rest)
+		return v.dnsTarget(path, s, rest, fam)
 	}
 	v.errorf(path, "%q: unknown probe method %q (want icmp, the default, tcp, http, https or dns)", s, scheme)
 	return Target{}, false
 }
 
-// dnsTarget parses "dns://ADDRESS[:PORT][/NAME]", rest being what follows
-// the scheme.
-func (v *validator) dnsTarget(path, s, rest string) (Target, bool) {
+// splitHostPort splits "ADDRESS:PORT" or "[ADDRESS]:PORT"; ok is false
+// when there is no port.
+func splitHostPort(s string) (host, port string, ok bool) {
+	if rest, found := strings.CutPrefix(s, "["); found {
+		host, after, found := strings.Cut(rest, "]")
+		if !found {
+			return "", "", false
+		}
+		port, ok = strings.CutPrefix(after, ":")
+		return host, port, ok
+	}
+	return strings.Cut(s, ":")
+}
+
+// targetAddr parses the address of a target of family fam.
+func (v *validator) targetAddr(path, s string, fam int) netip.Addr {
+	if fam == 6 {
+		return v.ipv6Target(path, s)
+	}
+	return v.ipv4(path, s, "IPv6 targets go in probe.targets6")
+}
+
+// dnsTarget parses "dns://ADDRESS[:PORT][/NAME]" (an IPv6 ADDRESS in
+// brackets), rest being what follows the scheme.
+func (v *validator) dnsTarget(path, s, rest string, fam int) (Target, bool) {
 	host, name, _ := strings.Cut(rest, "/")
 	port := uint64(53)
-	if h, p, ok := strings.Cut(host, ":"); ok {
+	var p string
+	var hasPort bool
+	if inner, ok := strings.CutPrefix(host, "["); ok {
+		a, after, closed := strings.Cut(inner, "]")
+		if !closed || after != "" && !strings.HasPrefix(after, ":") {
+			v.errorf(path, "%q: write a DNS check as dns://[ADDRESS]:PORT/NAME, such as dns://[2001:db8::53]/example.net", s)
+			return Target{}, false
+		}
+		host = a
+		p, hasPort = strings.CutPrefix(after, ":")
+	} else {
+		host, p, hasPort = strings.Cut(host, ":")
+	}
+	if hasPort {
 		n, err := strconv.ParseUint(p, 10, 16)
 		if err != nil || n == 0 {
 			v.errorf(path, "%q: port %q is not a number from 1 to 65535", s, p)
 			return Target{}, false
 		}
-		host, port = h, n
+		port = n
 	}
 	if len(name) > 253 || strings.ContainsAny(name, "/?# ") || strings.Contains(name, "..") {
 		v.errorf(path, "%q: write a DNS check as dns://ADDRESS[:PORT][/NAME], such as dns://192.0.2.53/example.net", s)
 		return Target{}, false
 	}
-	a := v.ipv4(path, host)
+	a := v.targetAddr(path, host, fam)
 	return Target{Method: MethodDNS, Addr: a, Port: uint16(port), URL: s, Name: name}, a.IsValid()
 }
 

@@ -44,15 +44,15 @@ func (v *validator) dynamic(path string, r *rawUplink, out *Uplink) {
 		case "none":
 			out.GatewayMode = GatewayNone
 		default:
-			out.Gateway = v.ipv4(path+".gateway", s)
+			out.Gateway = v.ipv4(path+".gateway", s, "an IPv6 gateway goes in gateway6")
 		}
 	}
 	if d, ok := v.durationOrZero(path+".gateway_hold", r.GatewayHold, DefaultGatewayHold); ok {
 		switch {
-		case out.GatewayMode == GatewayAuto:
+		case out.GatewayMode == GatewayAuto || r.Gateway6.val == "auto":
 			out.GatewayHold = d
 		case r.GatewayHold.set:
-			v.errorf(path+".gateway_hold", `only an uplink with gateway = "auto" learns its gateway and can hold it`)
+			v.errorf(path+".gateway_hold", `only an uplink with gateway = "auto" or gateway6 = "auto" learns its gateway and can hold it`)
 		}
 	}
 	if r.Address.set {
@@ -70,7 +70,7 @@ func (v *validator) dynamic(path string, r *rawUplink, out *Uplink) {
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
 		if !p.Addr().Is4() {
-			v.errorf(path+".address", "%q is not IPv4; IPv6 is not supported yet", s)
+			v.errorf(path+".address", "%q is not IPv4; the IPv6 source is source6", s)
 			return
 		}
 		if p != p.Masked() {

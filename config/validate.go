@@ -219,6 +219,7 @@ func (v *validator) probe(p *rawProbe) Probe {
 	if len(out.Targets) == 0 {
 		out.Targets = nil
 	}
+	out.Targets6 = v.targets6("probe.targets6", p.Targets6)
 	out.Gateway, _ = v.boolean("probe.gateway", p.Gateway, false)
 	if d, ok := v.duration("probe.interval", p.Interval, defaultInterval); ok && d < minInterval {
 		v.errorf("probe.interval", "%q is shorter than %v", p.Interval.val, minInterval)
@@ -306,6 +307,7 @@ func (v *validator) uplink(path string, r *rawUplink) Uplink {
 		out.Interface = s
 	}
 	v.dynamic(path, r, &out)
+	v.ipv6Keys(path, r, &out)
 	if n, ok := v.integer(path+".weight", r.Weight, defaultWeight); ok {
 		if n < 1 || n > maxWeight {
 			v.errorf(path+".weight", "%d is out of range (1..%d)", n, maxWeight)
@@ -373,6 +375,7 @@ func (v *validator) crossCheck(cfg *Config, raw *rawConfig) {
 	}
 
 	v.reliability(cfg, raw)
+	v.crossCheck6(cfg, raw)
 
 	const lan = "routing.lan_interfaces"
 	lanNames := v.stringList(lan, raw.Routing.LANInterfaces)
@@ -577,9 +580,15 @@ func defaultNote(set bool) string {
 	return " (the default)"
 }
 
-// targets returns a list of probe targets. It is not nil when the setting
-// is present, even when empty.
+// targets returns a list of IPv4 probe targets and host names. It is not
+// nil when the setting is present, even when empty.
 func (v *validator) targets(path string, o opt[[]string]) ([]Target, []string) {
+	return v.targetList(path, o, 4)
+}
+
+// targetList returns a list of probe targets of family fam (4 or 6): host
+// names are IPv4 targets only.
+func (v *validator) targetList(path string, o opt[[]string], fam int) ([]Target, []string) {
 	strs := v.stringList(path, o)
 	if !o.set || o.bad != "" {
 		return nil, nil
@@ -591,7 +600,7 @@ func (v *validator) targets(path string, o opt[[]string]) ([]Target, []string) {
 	for i, s := range strs {
 		p := indexPath(path, i)
 		// A bare host name is an ICMP target the daemon resolves.
-		if _, err := netip.ParseAddr(s); err != nil && hostName(s) {
+		if _, err := netip.ParseAddr(s); err != nil && hostName(s) && fam == 4 {
 			n := strings.ToLower(strings.TrimSuffix(s, "."))
 			if seenName[n] {
 				v.errorf(p, "duplicate target %s", n)
@@ -601,7 +610,7 @@ func (v *validator) targets(path string, o opt[[]string]) ([]Target, []string) {
 			names = append(names, n)
 			continue
 		}
-		t, ok := v.target(p, s)
+		t, ok := v.target(p, s, fam)
 		if !ok {
 			continue
 		}
@@ -619,11 +628,11 @@ func (v *validator) targets(path string, o opt[[]string]) ([]Target, []string) {
 }
 
 // ipv4 parses a unicast IPv4 address; it returns the zero Addr after
-// reporting a problem.
-func (v *validator) ipv4(path, s string) netip.Addr {
+// reporting a problem. hint6 says where an IPv6 address belongs.
+func (v *validator) ipv4(path, s, hint6 string) netip.Addr {
 	a, err := netip.ParseAddr(s)
 	if err != nil || !a.Is4() {
-		why := "IPv6 is not supported yet"
+		why := hint6
 		if err != nil {
 			why = "write it as four decimal numbers, such as 192.0.2.1"
 		}

@@ -26,28 +26,55 @@ type hold struct {
 
 func (h hold) any() bool { return h.balance || h.pinned }
 
-// readHeld reads what the kernel holds, once, before the first reconcile.
+// readHeld reads what the kernel holds, once, before the first reconcile:
+// IPv4's, and IPv6's when an uplink has IPv6.
 func (d *Daemon) readHeld() {
 	r := d.cfg.Routing
-	h, err := d.rec.Holds(r.BalanceTable, r.RulePriority)
+	h, err := d.rec.HoldsFor(netops.V4, r.BalanceTable, r.RulePriority)
 	if err != nil {
 		d.log.Warn("cannot read the routing state of an earlier run; starting from scratch", "err", err)
 		return
 	}
 	d.held = &h
+	if len(d.familyEntities(ipv6)) == 0 {
+		return
+	}
+	h6, err := d.rec.HoldsFor(netops.V6, r.BalanceTable, r.RulePriority)
+	if err != nil {
+		d.log.Warn("cannot read the IPv6 routing state of an earlier run; starting IPv6 from scratch", "err", err)
+		return
+	}
+	d.held6 = &h6
 }
 
 // adopt gives each uplink what the earlier run left, once its link is
 // known (after the first dump), and keeps the nexthop slots the kernel
 // holds.
 func (d *Daemon) adopt() {
-	h := d.held
-	d.held = nil
+	h, h6 := d.held, d.held6
+	d.held, d.held6 = nil, nil
 	if h == nil {
 		return
 	}
+	d.slots = d.adoptFamily(h, ipv4)
+	if h6 != nil {
+		// An uplink's slot is the same in both families: IPv6's objects
+		// fill in the uplinks IPv4's had none for.
+		for name, s := range d.adoptFamily(h6, ipv6) {
+			if _, ok := d.slots[name]; !ok {
+				d.slots[name] = s
+			}
+		}
+	}
+}
+
+// adoptFamily gives the entities of family fam what h, the earlier run's
+// routing of that family, holds for them, and returns the nexthop slots
+// of its objects. Next hops are matched by (interface, gateway): fe80::1
+// on two interfaces is two uplinks.
+func (d *Daemon) adoptFamily(h *netops.Held, fam family) map[string]int {
 	var ups []netops.Uplink
-	for _, u := range d.uplinks {
+	for _, u := range d.familyEntities(fam) {
 		if u.link == nil {
 			continue
 		}
@@ -65,23 +92,28 @@ func (d *Daemon) adopt() {
 			u.hold = hold{}
 		}
 		if u.hold.any() {
-			d.log.Info("adopted from the kernel until the first probe verdict", "uplink", u.cfg.Name,
+			d.log.Info("adopted from the kernel until the first probe verdict", "uplink", u.label(),
 				"in_balance", u.hold.balance, "pinned", u.hold.pinned)
 		}
 	}
-	r := d.cfg.Routing
-	d.slots = netops.AdoptSlots(h.Nexthops, netops.NexthopIDs(r.NexthopIDBase), r.RouteProtocol, ups)
 	// Uplinks the earlier run pinned count as pinned now: one that is
 	// not usable any more (its carrier went while no uplinkd ran) loses
 	// its rule in the first reconcile, and its connections are flushed.
 	if d.pinOn() {
-		d.pin.pinned = make(map[string]uint32)
-		for _, u := range d.uplinks {
+		pinned := make(map[string]uint32)
+		for _, u := range d.familyEntities(fam) {
 			if slices.Contains(h.Pinned, u.cfg.Table) {
-				d.pin.pinned[u.cfg.Name] = d.markOf(u.cfg.Name)
+				pinned[u.cfg.Name] = d.markOf(u.cfg.Name)
 			}
 		}
+		if fam == ipv6 {
+			d.pin.pinned6 = pinned
+		} else {
+			d.pin.pinned = pinned
+		}
 	}
+	r := d.cfg.Routing
+	return netops.AdoptSlots(h.Nexthops, netops.NexthopIDsFor(r.NexthopIDBase, fam), r.RouteProtocol, ups)
 }
 
 // release ends an uplink's hold.
@@ -99,7 +131,7 @@ func (d *Daemon) heldRound(u *uplink, good bool) {
 	}
 	u.hold.fails++
 	if u.hold.fails >= d.cfg.Probe.DownAfter {
-		d.log.Info("adopted uplink failed its probes, releasing it", "uplink", u.cfg.Name, "failed_rounds", u.hold.fails)
+		d.log.Info("adopted uplink failed its probes, releasing it", "uplink", u.label(), "failed_rounds", u.hold.fails)
 		u.release()
 		d.needReconcile = true
 	}

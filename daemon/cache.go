@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/uplinkd/uplinkd/events"
+	"golang.org/x/sys/unix"
 )
 
 // RouterCache is what a Router that keeps a cache of its kernel objects
@@ -28,6 +29,14 @@ type RouterCache interface {
 // reads everything.
 type LinkReader interface {
 	DumpLinks(ctx context.Context, indexes []int) (events.Snapshot, error)
+}
+
+// afOf is the address family number of an event's family.
+func afOf(f events.Family) int {
+	if f == events.V6 {
+		return unix.AF_INET6
+	}
+	return unix.AF_INET
 }
 
 // noCache is the RouterCache of a Router without a cache.

@@ -73,13 +73,20 @@ type Daemon struct {
 	// natAddrs holds the address of every uplink in the balance after the
 	// last reconcile: when one leaves, entries translated to it go.
 	natAddrs map[string]netip.Addr
-	uplinks  []*uplink
-	results  chan probe.Result
-	gen      uint64
+	// natAddrs6: the IPv6 addresses of the IPv6 entities in the balance.
+	natAddrs6 map[string]netip.Addr
+	uplinks   []*uplink
+	// all are the entities: each uplink's IPv4 one, then its IPv6 one
+	// when it has gateway6 (family.go).
+	all     []*uplink
+	results chan probe.Result
+	gen     uint64
 
 	// held is what an earlier run left in the kernel, until adopt hands
 	// it to the uplinks (see adopt.go).
 	held *netops.Held
+	// held6 is IPv6's, read when an uplink has IPv6.
+	held6 *netops.Held
 	// slots are the uplinks' nexthop slots, stable by name.
 	slots map[string]int
 	// keep: exit without removing anything (SIGUSR2).
@@ -97,6 +104,9 @@ type Daemon struct {
 	// defaults are the foreign default routes through the links of the
 	// uplinks that learn their gateway, by link index (gateway.go).
 	defaults map[int][]events.DefaultRoute
+	// sysctl reads a sysctl ("net/ipv6/conf/eth1/accept_ra"); nil: the
+	// accept_ra check is skipped.
+	sysctl func(name string) (string, error)
 	// names resolves probe targets given by name, off the loop;
 	// resolved holds the address in use for each (names.go).
 	names    *resolver
@@ -179,6 +189,13 @@ type uplink struct {
 	// its statistics included.
 	probe   probe.Result
 	traffic probeTraffic // probes.go
+
+	// fam is the entity's family; v6 is the IPv6 entity of an IPv4 one
+	// (nil without gateway6). See family.go.
+	fam family
+	v6  *uplink
+	// raWarned: the accept_ra warning was logged (observe6.go).
+	raWarned bool
 }
 
 // New returns a daemon for cfg logging to log.
@@ -195,6 +212,7 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) *Daemon {
 		started:  time.Now(),
 		loaded:   time.Now(),
 		policies: make(map[string]*policyState),
+		sysctl:   readSysctl,
 	}
 	if opts.Kernel != nil {
 		d.use(opts.Kernel)
@@ -209,13 +227,14 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) *Daemon {
 	for _, u := range cfg.Uplinks {
 		d.uplinks = append(d.uplinks, d.newUplink(u, d.started))
 	}
+	d.syncFamilies(d.started)
 	return d
 }
 
 func (d *Daemon) newUplink(c config.Uplink, now time.Time) *uplink {
-	u := &uplink{cfg: c, m: fsm.New(c.Name, d.fsmParams(c), now)}
-	d.metrics.State(c.Name, string(fsm.Down))
-	d.metrics.Balance(c.Name, false, 0)
+	u := &uplink{cfg: c, fam: ipv4, m: fsm.New(c.Name, d.fsmParams(c), now)}
+	d.metrics.State(c.Name, ipv4.String(), string(fsm.Down))
+	d.metrics.Balance(c.Name, ipv4.String(), false, 0)
 	return u
 }
 
@@ -395,7 +414,7 @@ func (d *Daemon) summary() string {
 func (d *Daemon) shutdown(stopServices func()) {
 	d.notify(d.opts.Notify.Stopping())
 	stopServices()
-	for _, u := range d.uplinks {
+	for _, u := range d.entities() {
 		u.stopProber()
 	}
 	d.retry.Stop()

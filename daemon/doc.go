@@ -39,6 +39,15 @@
 // reports (the end of a flap hold) and lets the machines act on it when it
 // fires.
 //
+// IPv6 (family.go, observe6.go): an uplink with gateway6 has a second
+// entity, its IPv6 side, with its own state machine, source (source6),
+// gateway (static, or the router advertisements' default route of its
+// interface), prober (probe.targets6), history, hooks, status entry and
+// metrics. Link events reach both entities through the same dump; probe
+// results and neighbour failures reach the entity of their family only.
+// Both families are planned at once (netops.PlanAll) and adopted, and a
+// failure of one family flushes only that family's pinned connections.
+//
 // Policies (policy.go): Plan chooses each policy's tier from the uplinks'
 // states; after each reconcile the loop records the choice, logs and
 // exports a tier change, queues the on_policy hook, and with failback =

@@ -22,7 +22,7 @@ import (
 // fakeNet is the kernel of the loop tests. It holds the links and
 // addresses the test sets and the routing state the loop installed: the
 // last plan Reconcile was given, as the real reconciler leaves the kernel,
-// with what an earlier run left (Holds reads it like netops does). It
+// with what an earlier run left (HoldsFor reads it like netops does). It
 // records every call in order, and delivers the events the test sends
 // through the subscriptions the loop makes. It is safe for concurrent use.
 type fakeNet struct {
@@ -44,7 +44,7 @@ type fakeNet struct {
 	stateFile string
 	// slow is how long a reconcile takes: a slow kernel.
 	slow time.Duration
-	// balanceTable is the table Holds and balance read.
+	// balanceTable is the table HoldsFor and balance read.
 	balanceTable int
 
 	calls      []string // "dump", "dump failed", "reconcile", "cleanup", "holds", "subscribe"...
@@ -139,15 +139,15 @@ func (k *fakeNet) Cleanup() (netops.Result, error) {
 	return res, nil
 }
 
-// Holds reads the balance route and fwmark rules as netops.Reconciler
-// does.
-func (k *fakeNet) Holds(balance, _ int) (netops.Held, error) {
+// HoldsFor reads the balance route and fwmark rules of family f as
+// netops.Reconciler does.
+func (k *fakeNet) HoldsFor(f netops.Family, balance, _ int) (netops.Held, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.record("holds")
 	var h netops.Held
 	for _, rt := range k.installed.Routes {
-		if rt.Table != balance || rt.Dst.Bits() != 0 || rt.Type != netops.Unicast {
+		if !sameFamily(rt.Family, f) || rt.Table != balance || rt.Dst.Bits() != 0 || rt.Type != netops.Unicast {
 			continue
 		}
 		switch {
@@ -158,12 +158,15 @@ func (k *fakeNet) Holds(balance, _ int) (netops.Held, error) {
 		}
 	}
 	for _, ru := range k.installed.Rules {
-		if ru.Mask != 0 {
+		if ru.Mask != 0 && sameFamily(ru.Family, f) {
 			h.Pinned = append(h.Pinned, ru.Table)
 		}
 	}
 	return h, nil
 }
+
+// sameFamily compares families, the zero value being V4.
+func sameFamily(a, b netops.Family) bool { return (a == netops.V6) == (b == netops.V6) }
 
 func (k *fakeNet) SetProtocol(p int) {
 	k.mu.Lock()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/uplinkd/uplinkd/config"
 	"github.com/uplinkd/uplinkd/events"
+	"github.com/uplinkd/uplinkd/netops"
 )
 
 // Gateways learned from the kernel (gateway = "auto") and point-to-point
@@ -23,9 +24,15 @@ import (
 // gateway is that of the route with the lowest metric (then main first,
 // then the lowest table). uplinkd never changes those routes.
 
-// autoUplinks says whether any uplink learns its gateway.
+// autoUplinks says whether any uplink learns its gateway, of either
+// family.
 func (d *Daemon) autoUplinks() bool {
-	return slices.ContainsFunc(d.uplinks, func(u *uplink) bool { return u.cfg.GatewayMode == config.GatewayAuto })
+	return slices.ContainsFunc(d.uplinks, learns)
+}
+
+// learns says whether u learns a gateway of either family.
+func learns(u *uplink) bool {
+	return u.cfg.GatewayMode == config.GatewayAuto || u.cfg.IPv6 && u.cfg.Gateway6Mode == config.GatewayAuto
 }
 
 // readRoutes lists the default routes through the links (as snap has
@@ -33,7 +40,7 @@ func (d *Daemon) autoUplinks() bool {
 func (d *Daemon) readRoutes(ctx context.Context, snap events.Snapshot) error {
 	next := make(map[int][]events.DefaultRoute)
 	for _, u := range d.uplinks {
-		if u.cfg.GatewayMode != config.GatewayAuto {
+		if !learns(u) {
 			continue
 		}
 		i := slices.IndexFunc(snap.Links, func(l events.Link) bool { return l.Name == u.cfg.Interface })
@@ -59,7 +66,7 @@ func (d *Daemon) readRoutes(ctx context.Context, snap events.Snapshot) error {
 func (d *Daemon) routeEvent(e events.RouteEvent) bool {
 	r := e.Route
 	same := func(o events.DefaultRoute) bool {
-		return o.Table == r.Table && o.TOS == r.TOS && o.Metric == r.Metric
+		return o.Family == r.Family && o.Table == r.Table && o.TOS == r.TOS && o.Metric == r.Metric
 	}
 	changed := false
 	if e.Replace && !e.Deleted {
@@ -98,12 +105,14 @@ func (d *Daemon) routeEvent(e events.RouteEvent) bool {
 	return true
 }
 
-// learned returns the gateway of the preferred foreign default route
-// through link index, or an invalid address when there is none.
-func (d *Daemon) learned(index int) netip.Addr {
+// learned returns the gateway of family fam of the preferred foreign
+// default route through link index, or an invalid address when there is
+// none. IPv6's are those the kernel installs from router advertisements
+// (proto ra), or any other foreign one.
+func (d *Daemon) learned(index int, fam family) netip.Addr {
 	var best *events.DefaultRoute
 	for i, r := range d.defaults[index] {
-		if !r.Gateway.Is4() || d.ours(r.Table, r.Protocol) {
+		if !r.Gateway.IsValid() || netops.FamilyOf(r.Gateway) != fam || d.ours(r.Table, r.Protocol) {
 			continue
 		}
 		if best == nil || better(r, *best) {
@@ -131,7 +140,7 @@ func better(a, b events.DefaultRoute) bool {
 
 // pointToPoint says whether u's routes are `dev IF`, without a gateway.
 func (u *uplink) pointToPoint() bool {
-	return u.cfg.GatewayMode == config.GatewayNone || (u.link != nil && u.link.PointToPoint)
+	return u.gwMode() == config.GatewayNone || (u.link != nil && u.link.PointToPoint)
 }
 
 // nexthop is u's gateway in routes: the configured one (also before the
@@ -140,8 +149,8 @@ func (u *uplink) nexthop() netip.Addr {
 	switch {
 	case u.pointToPoint():
 		return netip.Addr{}
-	case u.cfg.GatewayMode == config.GatewayStatic:
-		return u.cfg.Gateway
+	case u.gwMode() == config.GatewayStatic:
+		return u.gwStatic()
 	}
 	return u.gw
 }
@@ -154,8 +163,8 @@ func (u *uplink) nextGateway(learned netip.Addr, addr netip.Prefix, now time.Tim
 	switch {
 	case u.pointToPoint():
 		return netip.Addr{}, time.Time{}
-	case u.cfg.GatewayMode == config.GatewayStatic:
-		return u.cfg.Gateway, time.Time{}
+	case u.gwMode() == config.GatewayStatic:
+		return u.gwStatic(), time.Time{}
 	case learned.IsValid():
 		return learned, time.Time{}
 	case !u.gw.IsValid() || u.cfg.GatewayHold <= 0 || u.link == nil || !u.link.Carrier || !addr.IsValid():
@@ -212,14 +221,14 @@ func (u *uplink) gatewayStatus() string {
 	switch {
 	case u.pointToPoint():
 		return "none (point-to-point)"
-	case u.cfg.GatewayMode == config.GatewayAuto && !u.gw.IsValid():
+	case u.gwMode() == config.GatewayAuto && !u.gw.IsValid():
 		return "auto (none known)"
-	case u.cfg.GatewayMode == config.GatewayAuto && !u.gwHold.IsZero():
+	case u.gwMode() == config.GatewayAuto && !u.gwHold.IsZero():
 		return u.gw.String() + " (auto, held: route gone)"
-	case u.cfg.GatewayMode == config.GatewayAuto:
+	case u.gwMode() == config.GatewayAuto:
 		return u.gw.String() + " (auto)"
 	}
-	return u.cfg.Gateway.String()
+	return u.gwStatic().String()
 }
 
 // renumbered marks u's connections for a flush by mark after the next
@@ -231,7 +240,7 @@ func (d *Daemon) renumbered(u *uplink) {
 	if d.renum == nil {
 		d.renum = make(map[string]bool)
 	}
-	d.renum[u.cfg.Name] = true
+	d.renum[u.label()] = true
 }
 
 // gatewayKey and addressKey show an uplink's gateway and address keys as

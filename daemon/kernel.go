@@ -71,12 +71,12 @@ type Subscription interface {
 }
 
 // Router installs routing plans (netops.Reconciler): Reconcile makes the
-// kernel match a plan, Cleanup removes everything of the protocol, Holds
-// reads what an earlier run left.
+// kernel match a plan, Cleanup removes everything of the protocol, HoldsFor
+// reads what an earlier run left of one family.
 type Router interface {
 	Reconcile(netops.Desired) (netops.Result, error)
 	Cleanup() (netops.Result, error)
-	Holds(balanceTable, rulePriority int) (netops.Held, error)
+	HoldsFor(f netops.Family, balanceTable, rulePriority int) (netops.Held, error)
 	// SetProtocol makes the router own the objects of protocol from now
 	// on (a reload changed route_protocol).
 	SetProtocol(protocol int)

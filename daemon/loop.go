@@ -181,7 +181,7 @@ func (d *Daemon) note(ev events.Event) {
 	case events.RouteEvent:
 		if d.ours(e.Table, e.Protocol) {
 			d.needReconcile = true
-			d.cache().InvalidateTable(0, e.Table) // of either family: the event does not say
+			d.cache().InvalidateTable(afOf(e.Family), e.Table)
 		} else if e.Default && d.routeEvent(e) {
 			d.needEval = true
 		}
@@ -189,7 +189,7 @@ func (d *Daemon) note(ev events.Event) {
 		r := d.cfg.Routing
 		if e.Protocol == r.RouteProtocol || (e.Priority >= r.RulePriority && e.Priority < r.RulePriority+config.RulePriorityRange) {
 			d.needReconcile = true
-			d.cache().InvalidateRules(0)
+			d.cache().InvalidateRules(afOf(e.Family))
 		}
 	case events.NeighEvent:
 		d.neighbour(e)
@@ -208,17 +208,23 @@ func (d *Daemon) note(ev events.Event) {
 	}
 }
 
-// neighbour takes an uplink whose gateway stopped answering ARP out of the
-// balance at once, before its probe rounds run out.
+// neighbour takes an uplink family whose gateway stopped answering ARP
+// (IPv4) or neighbour solicitations (IPv6) out of the balance at once,
+// before its probe rounds run out. Gateways are keyed by (ifindex,
+// address): fe80::1 of one interface is not that of another.
 func (d *Daemon) neighbour(e events.NeighEvent) {
 	if e.Deleted || e.State&events.NeighFailed == 0 {
 		return
 	}
-	for _, u := range d.uplinks {
+	for _, u := range d.entities() {
 		if u.link == nil || u.link.Index != e.Index || !u.gw.IsValid() || u.gw != e.Addr {
 			continue
 		}
-		reason := fmt.Sprintf("gateway %s does not answer ARP on %s", e.Addr, u.cfg.Interface)
+		proto := "ARP"
+		if u.fam == ipv6 {
+			proto = "neighbour solicitations"
+		}
+		reason := fmt.Sprintf("gateway %s does not answer %s on %s", e.Addr, proto, u.cfg.Interface)
 		if tr, ok := u.m.GatewayFailed(reason, time.Now()); ok {
 			d.transition(u, tr)
 			d.needReconcile = true
@@ -299,7 +305,7 @@ func (d *Daemon) settle(ctx context.Context) {
 	}
 	// Probes start once the uplink's own table and rule are in place, so
 	// their first round does not fail for want of a route.
-	for _, u := range d.uplinks {
+	for _, u := range d.entities() {
 		d.syncProber(u)
 	}
 	d.armTick()
@@ -330,7 +336,7 @@ func (d *Daemon) publish() {
 // deadlines lets the state machines whose deadline has passed act on it.
 func (d *Daemon) deadlines() {
 	now := time.Now()
-	for _, u := range d.uplinks {
+	for _, u := range d.entities() {
 		if tr, ok := u.m.Tick(now); ok {
 			d.transition(u, tr)
 			d.needReconcile = true
@@ -345,7 +351,7 @@ func (d *Daemon) deadlines() {
 // machine: the loop owns every timer, no uplink runs one of its own.
 func (d *Daemon) armTick() {
 	var next time.Time
-	for _, u := range d.uplinks {
+	for _, u := range d.entities() {
 		if t, ok := u.m.Deadline(); ok && (next.IsZero() || t.Before(next)) {
 			next = t
 		}

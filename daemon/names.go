@@ -154,6 +154,9 @@ func (d *Daemon) resolve(name string) (netip.Addr, bool) {
 
 // targetsOf returns the targets u probes now.
 func (d *Daemon) targetsOf(u *uplink) []config.Target {
+	if u.fam == ipv6 {
+		return d.cfg.Targets6For(u.cfg)
+	}
 	return d.cfg.TargetsResolved(u.cfg, u.gw, d.resolve)
 }
 

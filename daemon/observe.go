@@ -29,22 +29,27 @@ func (d *Daemon) observe(snap events.Snapshot) bool {
 	for _, a := range snap.Addrs {
 		addrs[a.Index] = append(addrs[a.Index], a)
 	}
-	for _, u := range d.uplinks {
+	for _, u := range d.entities() {
 		link := links[u.cfg.Interface]
 		wasUsable, _ := u.usable()
 		oldAddr, oldGw := u.addr, u.gw
 		var addr netip.Prefix
 		var learned netip.Addr
 		if link != nil {
-			learned = d.learned(link.Index)
+			learned = d.learned(link.Index, u.fam)
 			gw := learned
 			if !gw.IsValid() {
 				gw = u.gw
 			}
-			if u.cfg.GatewayMode == config.GatewayStatic {
-				gw = u.cfg.Gateway
+			if u.gwMode() == config.GatewayStatic {
+				gw = u.gwStatic()
 			}
-			addr = u.selectAddr(addrs[link.Index], link.Index, gw)
+			if u.fam == ipv6 {
+				addr = u.select6(snap.Addrs, link.Index) // source6 may be on another link
+				d.checkAcceptRA(u)
+			} else {
+				addr = u.selectAddr(addrs[link.Index], link.Index, gw)
+			}
 		}
 		if !sameLink(u.link, link) || addr != u.addr {
 			changed = true
@@ -52,7 +57,7 @@ func (d *Daemon) observe(snap events.Snapshot) bool {
 		u.link, u.addr = cloneLink(link), addr
 		gw, hold := u.nextGateway(learned, addr, now)
 		if hold != u.gwHold && !hold.IsZero() && u.gwHold.IsZero() {
-			d.log.Info("default route gone; keeping its gateway for gateway_hold", "uplink", u.cfg.Name,
+			d.log.Info("default route gone; keeping its gateway for gateway_hold", "uplink", u.label(),
 				"gateway", gw, "hold", u.cfg.GatewayHold)
 		}
 		if gw != u.gw || hold != u.gwHold {
@@ -71,13 +76,13 @@ func (d *Daemon) observe(snap events.Snapshot) bool {
 			tr, ok = u.m.LinkDown(why, now)
 		case wasUsable && oldAddr.Addr() != addr.Addr():
 			what := renumbering(u.cfg.Interface, oldAddr, addr, oldGw, gw)
-			d.log.Info("uplink renumbered", "uplink", u.cfg.Name, "change", what)
+			d.log.Info("uplink renumbered", "uplink", u.label(), "change", what)
 			d.renumbered(u)
 			tr, ok = u.m.Renumbered(what, now)
 		case wasUsable && oldGw != gw:
 			// Same address: its connections and probes' verdict hold.
 			what := renumbering(u.cfg.Interface, oldAddr, addr, oldGw, gw)
-			d.log.Info("uplink gateway changed", "uplink", u.cfg.Name, "change", what)
+			d.log.Info("uplink gateway changed", "uplink", u.label(), "change", what)
 			u.m.Explain(what)
 			d.changed = true
 		default:
@@ -104,15 +109,19 @@ func (u *uplink) usable() (bool, string) {
 		return false, fmt.Sprintf("%s is administratively down", ifn)
 	case !u.link.Carrier:
 		return false, fmt.Sprintf("no carrier on %s", ifn)
+	case u.fam == ipv6 && !u.addr.IsValid():
+		return false, u.noSource6()
 	case !u.addr.IsValid() && u.cfg.Address.IsValid():
 		return false, fmt.Sprintf("%s has no IPv4 address in %s", ifn, u.cfg.Address)
 	case !u.addr.IsValid():
 		return false, fmt.Sprintf("%s has no IPv4 address", ifn)
 	case u.pointToPoint():
 		return true, fmt.Sprintf("%s up with carrier and address %s, point-to-point", ifn, u.addr)
-	case u.cfg.GatewayMode == config.GatewayAuto && !u.gw.IsValid():
+	case u.fam == ipv6 && u.gwMode() == config.GatewayAuto && !u.gw.IsValid():
+		return false, fmt.Sprintf("no IPv6 gateway known: no router advertisement's default route through %s (gateway6 = \"auto\")", ifn)
+	case u.gwMode() == config.GatewayAuto && !u.gw.IsValid():
 		return false, fmt.Sprintf("no gateway known: no default route through %s in any table (gateway = \"auto\")", ifn)
-	case u.cfg.GatewayMode == config.GatewayAuto:
+	case u.gwMode() == config.GatewayAuto:
 		return true, fmt.Sprintf("%s up with carrier, address %s and gateway %s", ifn, u.addr, u.gw)
 	}
 	return true, fmt.Sprintf("%s up with carrier and address %s", ifn, u.addr)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/uplinkd/uplinkd/netops"
 	"github.com/uplinkd/uplinkd/pin"
 	"github.com/uplinkd/uplinkd/status"
+	"golang.org/x/sys/unix"
 )
 
 // pinning is the daemon's side of connection pinning (package pin).
@@ -35,8 +37,8 @@ type pinning struct {
 	// longer configured stay, so their marks are handed out last.
 	marks map[string]uint32
 	// pinned are the uplinks whose fwmark rule the last reconcile kept;
-	// nil before the first reconcile.
-	pinned map[string]uint32
+	// nil before the first reconcile. pinned6: their IPv6 fwmark rule.
+	pinned, pinned6 map[string]uint32
 
 	watched   chan struct{} // Watch: someone changed the table
 	restore   bool          // a Watch signal is pending: the next change counts as a restore
@@ -254,11 +256,12 @@ func (d *Daemon) applyPins(in []netops.Uplink) error {
 	return errors.Join(errs...)
 }
 
-// flushUnpinned deletes, by mark and off the loop, the conntrack entries
-// of every uplink whose fwmark rule the reconcile just removed (it became
-// down or probing), so its connections restart on a survivor. Other
-// uplinks' entries are never touched; flush_conntrack = false turns it off.
-func (d *Daemon) flushUnpinned(in []netops.Uplink) {
+// flushUnpinned deletes, by mark (and family) and off the loop, the
+// conntrack entries of every uplink whose fwmark rule of family fam the
+// reconcile just removed (it became down or probing in that family), so
+// its connections restart on a survivor. Other uplinks' entries, and the
+// other family's, are never touched; flush_conntrack = false turns it off.
+func (d *Daemon) flushUnpinned(in []netops.Uplink, fam family) {
 	p := d.pin
 	now := make(map[string]uint32)
 	for _, u := range in {
@@ -266,36 +269,61 @@ func (d *Daemon) flushUnpinned(in []netops.Uplink) {
 			now[u.Name] = u.Mark
 		}
 	}
-	prev := p.pinned
-	p.pinned = now
-	flush := unpinned(prev, now)
-	for name := range d.renum {
-		if mark, ok := prev[name]; ok {
+	prev := &p.pinned
+	if fam == ipv6 {
+		prev = &p.pinned6
+	}
+	flush := unpinned(*prev, now)
+	for name, mark := range *prev {
+		if key := familyKey(name, fam); d.renum[key] {
 			flush[name] = mark
+			delete(d.renum, key)
 		}
 	}
-	d.renum = nil
+	*prev = now
 	for name, mark := range flush {
 		if !d.cfg.Routing.FlushConntrack {
-			d.log.Info("not flushing conntrack entries (flush_conntrack = false)", "uplink", name)
+			d.log.Info("not flushing conntrack entries (flush_conntrack = false)", "uplink", name, "family", fam.String())
 			continue
 		}
-		p.flusher.Flush(0, mark, p.mask, func(deleted int, took time.Duration, err error) {
+		p.flusher.Flush(d.conntrackFamily(name, fam), mark, p.mask, func(deleted int, took time.Duration, err error) {
 			// The flusher's goroutine: counters and logs only.
-			d.metrics.ConntrackFlush(name, deleted, took, err)
+			d.metrics.ConntrackFlush(name, fam.String(), deleted, took, err)
 			p.flushes.Add(1)
 			if err != nil {
 				p.flushErrs.Add(1)
 				if !errors.Is(err, pin.ErrClosed) {
-					d.log.Warn("flushing conntrack entries by mark", "uplink", name, "mark", fmt.Sprintf("%#x", mark), "err", err)
+					d.log.Warn("flushing conntrack entries by mark", "uplink", name, "family", fam.String(), "mark", fmt.Sprintf("%#x", mark), "err", err)
 				}
 				return
 			}
 			p.flushed.Add(uint64(deleted))
-			d.log.Info("conntrack entries flushed", "uplink", name, "mark", fmt.Sprintf("%#x", mark),
+			d.log.Info("conntrack entries flushed", "uplink", name, "family", fam.String(), "mark", fmt.Sprintf("%#x", mark),
 				"deleted", deleted, "took", took.Round(time.Microsecond))
 		})
 	}
+}
+
+// conntrackFamily is the address family (unix.AF_INET, AF_INET6) of the
+// conntrack entries a flush of uplink name's family fam deletes: both
+// families (0) for an uplink without IPv6, as before IPv6 existed.
+func (d *Daemon) conntrackFamily(name string, fam family) uint8 {
+	switch {
+	case fam == ipv6:
+		return unix.AF_INET6
+	case slices.ContainsFunc(d.uplinks, func(u *uplink) bool { return u.cfg.Name == name && u.v6 != nil }):
+		return unix.AF_INET
+	}
+	return 0
+}
+
+// familyKey is the key of an entity in Daemon.renum: the uplink's name,
+// with "/ipv6" for its IPv6 entity (uplink.label).
+func familyKey(name string, fam family) string {
+	if fam == ipv6 {
+		return name + "/ipv6"
+	}
+	return name
 }
 
 // unpinned returns the uplinks (and marks) pinned in prev whose pin is gone

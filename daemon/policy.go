@@ -130,7 +130,7 @@ func (d *Daemon) failbackAll(policy string, from, to netops.Choice, in []netops.
 		name, mark := m.Name, in[i].Mark
 		p.flusher.Flush(0, mark, p.mask, func(deleted int, took time.Duration, err error) {
 			// The flusher's goroutine: counters and logs only.
-			d.metrics.ConntrackFlush(name, deleted, took, err)
+			d.metrics.ConntrackFlush(name, "all", deleted, took, err)
 			p.flushes.Add(1)
 			if err != nil {
 				p.flushErrs.Add(1)

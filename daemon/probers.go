@@ -61,11 +61,11 @@ func (d *Daemon) syncProber(u *uplink) {
 		Gen:           d.gen,
 	}, d.results)
 	if err != nil {
-		d.log.Error("start probes", "uplink", u.cfg.Name, "err", err)
+		d.log.Error("start probes", "uplink", u.label(), "err", err)
 		d.armRetry()
 		return
 	}
-	d.log.Debug("probes started", "uplink", u.cfg.Name, "probes", key)
+	d.log.Debug("probes started", "uplink", u.label(), "probes", key)
 	u.prober, u.key, u.gen, u.started = p, key, d.gen, time.Now()
 	u.keyOf, u.keyDone = in, true
 	u.probe = probe.Result{}
@@ -97,12 +97,12 @@ func (u *uplink) stopProber() {
 }
 
 func (d *Daemon) probeResult(r probe.Result) {
-	for _, u := range d.uplinks {
+	for _, u := range d.entities() {
 		if u.cfg.Name != r.Uplink || u.gen != r.Gen || u.prober == nil {
 			continue
 		}
 		if r.Err != nil {
-			d.log.Debug("probe round failed", "uplink", u.cfg.Name, "round", r.Round, "err", r.Err)
+			d.log.Debug("probe round failed", "uplink", u.label(), "round", r.Round, "err", r.Err)
 		}
 		u.rounds++
 		if r.Good {
@@ -110,7 +110,7 @@ func (d *Daemon) probeResult(r probe.Result) {
 		} else {
 			u.bad++
 		}
-		d.metrics.ProbeRound(u.cfg.Name, r.Good, r.RTT)
+		d.metrics.ProbeRound(u.cfg.Name, u.fam.String(), r.Good, r.RTT)
 		d.observeProbes(u, r, time.Now())
 		d.heldRound(u, r.Good)
 		u.probe = r

@@ -61,7 +61,7 @@ func (p *probeTraffic) perSecond() float64 {
 // observeProbes exports what result r of u's prober says about its probe
 // traffic and targets.
 func (d *Daemon) observeProbes(u *uplink, r probe.Result, now time.Time) {
-	d.metrics.ProbePackets(u.cfg.Name, u.traffic.observe(r.Gen, r.Sent, now))
+	d.metrics.ProbePackets(u.cfg.Name, u.fam.String(), u.traffic.observe(r.Gen, r.Sent, now))
 	ts := make([]metrics.TargetQuality, 0, len(r.Targets))
 	for _, t := range r.Targets {
 		ts = append(ts, metrics.TargetQuality{
@@ -69,7 +69,7 @@ func (d *Daemon) observeProbes(u *uplink, r probe.Result, now time.Time) {
 			Loss: t.Loss, RTT: t.RTT, Jitter: t.Jitter,
 		})
 	}
-	d.metrics.ProbeTargets(u.cfg.Name, ts)
+	d.metrics.ProbeTargets(u.cfg.Name, u.fam.String(), ts)
 }
 
 // probeTargets are the configured targets as the probe package takes them.

@@ -113,6 +113,9 @@ func (d *Daemon) apply(cfg *config.Config) (changes []string) {
 	}
 	for _, u := range keep {
 		u.stopProber()
+		if u.v6 != nil {
+			u.v6.stopProber()
+		}
 		d.metrics.Forget(u.cfg.Name)
 	}
 	d.cfg = cfg
@@ -122,8 +125,9 @@ func (d *Daemon) apply(cfg *config.Config) (changes []string) {
 		}
 	}
 	d.uplinks = next
-	for _, u := range d.uplinks {
-		u.m.SetParams(d.fsmParams(u.cfg))
+	d.syncFamilies(now)
+	for _, u := range d.entities() {
+		u.m.SetParams(d.params(u))
 	}
 	d.hooks.SetMaxRunning(cfg.Hooks.MaxRunning)
 	if d.opts.LogLevel != nil {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/uplinkd/uplinkd/config"
 )
@@ -56,6 +57,7 @@ var globalKeys = []reloadKey{
 
 	// Names are resolved again on every reload.
 	{"probe.targets", applied, func(c *config.Config) any { return targetList(c.Probe.Targets, c.Probe.TargetNames) }},
+	{"probe.targets6", applied, func(c *config.Config) any { return targetList(c.Probe.Targets6, nil) }},
 	{"probe.gateway", applied, func(c *config.Config) any { return c.Probe.Gateway }},
 	{"probe.interval", applied, func(c *config.Config) any { return c.Probe.Interval }},
 	{"probe.timeout", applied, func(c *config.Config) any { return c.Probe.Timeout }},
@@ -116,6 +118,40 @@ var uplinkKeys = []uplinkKey{
 	{"table", applied, func(u config.Uplink) any { return u.Table }},
 	{"probe_targets", applied, func(u config.Uplink) any { return targets(u) }},
 	{"probe_gateway", applied, func(u config.Uplink) any { return gateway(u) }},
+	// The IPv6 side follows at the next dump, like gateway and address.
+	{"gateway6", applied, func(u config.Uplink) any { return gateway6Key(u) }},
+	{"source6", applied, func(u config.Uplink) any { return source6Key(u) }},
+	{"lan_prefix6", applied, func(u config.Uplink) any { return prefixKey(u.LANPrefix6) }},
+}
+
+// gateway6Key shows gateway6 as the file has it: "(none)" (no IPv6),
+// "auto" or the address.
+func gateway6Key(u config.Uplink) string {
+	s := "(none)"
+	switch {
+	case u.Gateway6Mode == config.GatewayAuto:
+		s = "auto"
+	case u.Gateway6.IsValid():
+		s = u.Gateway6.String()
+	}
+	if u.IPv6 == (s == "(none)") { // never from a file
+		s += fmt.Sprintf(" (ipv6 %t)", u.IPv6)
+	}
+	return s
+}
+
+func source6Key(u config.Uplink) string {
+	if !u.Source6.IsValid() {
+		return "auto"
+	}
+	return u.Source6.String()
+}
+
+func prefixKey(p netip.Prefix) string {
+	if !p.IsValid() {
+		return "(none)"
+	}
+	return p.String()
 }
 
 // describeKey describes a change of one key, or returns "" when its value

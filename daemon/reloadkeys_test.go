@@ -23,8 +23,19 @@ func changed(v reflect.Value) (reflect.Value, bool) {
 	case time.Duration:
 		n.SetInt(v.Int() + int64(time.Second))
 		return n, true
+	case config.GatewayMode:
+		m := config.GatewayAuto
+		if v.Interface().(config.GatewayMode) == m {
+			m = config.GatewayStatic
+		}
+		n.Set(reflect.ValueOf(m))
+		return n, true
 	case netip.Addr:
-		n.Set(reflect.ValueOf(v.Interface().(netip.Addr).Next()))
+		a := v.Interface().(netip.Addr).Next()
+		if !a.IsValid() { // an unset (auto) address
+			a = netip.MustParseAddr("2001:db8::99")
+		}
+		n.Set(reflect.ValueOf(a))
 		return n, true
 	case netip.Prefix:
 		p := netip.MustParsePrefix("198.18.9.0/24")

@@ -16,52 +16,57 @@ import (
 // transition records tr everywhere it is shown; its hooks are queued once
 // the routing change it causes is made.
 func (d *Daemon) transition(u *uplink, tr fsm.Transition) {
-	d.log.Info("transition", "uplink", tr.Uplink, "from", string(tr.From), "to", string(tr.To), "reason", tr.Reason)
+	d.log.Info("transition", "uplink", u.label(), "from", string(tr.From), "to", string(tr.To), "reason", tr.Reason)
 	if tr.To != fsm.Probing {
 		u.release() // a verdict: the usual rules apply from now on
 	}
-	d.metrics.Transition(tr.Uplink, string(tr.From), string(tr.To))
+	d.metrics.Transition(tr.Uplink, u.fam.String(), string(tr.From), string(tr.To))
 	if len(u.history) == historyLen {
 		u.history = slices.Delete(u.history, 0, 1)
 	}
 	u.history = append(u.history, tr)
 	d.fired = append(d.fired, hooks.Event{
-		Uplink: tr.Uplink, Interface: u.cfg.Interface, From: string(tr.From), To: string(tr.To),
+		Uplink: tr.Uplink, Interface: u.cfg.Interface, Family: u.fam.String(), From: string(tr.From), To: string(tr.To),
 		Reason: tr.Reason, Time: tr.At,
 	})
 	d.changed = true
 }
 
-// inputs describes the uplinks for netops.Plan. Whether degraded uplinks
-// carry traffic is the policies' choice (degraded_policy).
+// inputs describes the uplinks for netops.Plan (IPv4). Whether degraded
+// uplinks carry traffic is the policies' choice (degraded_policy).
 func (d *Daemon) inputs() []netops.Uplink {
 	out := make([]netops.Uplink, 0, len(d.uplinks))
 	for _, u := range d.uplinks {
-		in := netops.Uplink{
-			Name: u.cfg.Name, Table: u.cfg.Table, Weight: u.cfg.Weight, Gateway: u.nexthop(),
-			Slot: d.slotOf(u.cfg.Name), Mark: d.markOf(u.cfg.Name),
-		}
-		// The kernel refuses routes through an administratively down
-		// link; without carrier it keeps them flagged linkdown.
-		// Nor is there a route without a gateway, unless the link is
-		// point-to-point: an "auto" uplink waits for its gateway.
-		if u.link != nil && u.link.AdminUp && (in.Gateway.IsValid() || u.pointToPoint()) {
-			in.Index = u.link.Index
-			in.Addr = u.addr
-			in.Carrier = u.link.Carrier
-		}
-		switch u.m.State() {
-		case fsm.Active:
-			in.InBalance, in.Usable = true, true
-		case fsm.Degraded:
-			in.Degraded, in.Usable = true, true
-		case fsm.Probing:
-			// Adopted from an earlier run, until the first verdict.
-			in.InBalance, in.Usable = u.hold.balance, u.hold.any()
-		}
-		out = append(out, in)
+		out = append(out, d.input(u))
 	}
 	return out
+}
+
+// input describes entity u for netops.Plan of its family.
+func (d *Daemon) input(u *uplink) netops.Uplink {
+	in := netops.Uplink{
+		Name: u.cfg.Name, Table: u.cfg.Table, Weight: u.cfg.Weight, Gateway: u.nexthop(),
+		Slot: d.slotOf(u.cfg.Name), Mark: d.markOf(u.cfg.Name),
+	}
+	// The kernel refuses routes through an administratively down
+	// link; without carrier it keeps them flagged linkdown.
+	// Nor is there a route without a gateway, unless the link is
+	// point-to-point: an "auto" uplink waits for its gateway.
+	if u.link != nil && u.link.AdminUp && (in.Gateway.IsValid() || u.pointToPoint()) {
+		in.Index = u.link.Index
+		in.Addr = u.addr
+		in.Carrier = u.link.Carrier
+	}
+	switch u.m.State() {
+	case fsm.Active:
+		in.InBalance, in.Usable = true, true
+	case fsm.Degraded:
+		in.Degraded, in.Usable = true, true
+	case fsm.Probing:
+		// Adopted from an earlier run, until the first verdict.
+		in.InBalance, in.Usable = u.hold.balance, u.hold.any()
+	}
+	return in
 }
 
 func (d *Daemon) settings() netops.Settings {
@@ -94,19 +99,20 @@ func (d *Daemon) settings() netops.Settings {
 }
 
 func (d *Daemon) doReconcile() {
-	in := d.inputs()
+	in, in6 := d.inputs(), d.inputs6()
 	var perr error
 	first := d.pinsFirst(in)
 	if first {
 		perr = d.applyPins(in)
 	}
-	res, err := d.rec.Reconcile(netops.Plan(d.settings(), in))
+	res, err := d.rec.Reconcile(netops.PlanAll(d.settings(), in, in6))
 	sinceEvent := time.Since(d.burstStart)
 	if !first {
 		perr = d.applyPins(in)
 	}
 	err = errors.Join(perr, err)
-	d.recordBalance(in)
+	d.recordBalance(in, ipv4)
+	d.recordBalance(in6, ipv6)
 	d.notePolicies(in)
 	rs := &d.reconcile
 	rs.Runs++
@@ -119,11 +125,13 @@ func (d *Daemon) doReconcile() {
 			"since_event", sinceEvent.Round(time.Microsecond), "added", res.Added, "removed", res.Removed)
 	}
 	if d.pinOn() {
-		d.flushUnpinned(in)
+		d.flushUnpinned(in, ipv4)
+		d.flushUnpinned(in6, ipv6)
 	} else {
-		d.flushLeavers(in)
-		d.renum = nil
+		d.flushLeavers(in, ipv4)
+		d.flushLeavers(in6, ipv6)
 	}
+	d.renum = nil
 	if err != nil {
 		rs.Errors++
 		rs.LastErr = err.Error()
@@ -139,16 +147,22 @@ func (d *Daemon) doReconcile() {
 // every uplink that left the balance since the last reconcile. It runs
 // after the routing change, so that the next packet of such a connection
 // gets a new entry on its new path.
-func (d *Daemon) flushLeavers(in []netops.Uplink) {
+func (d *Daemon) flushLeavers(in []netops.Uplink, fam family) {
 	now := make(map[string]netip.Addr)
-	used := inUse(netops.Choose(d.settings(), in))
+	s := d.settings()
+	s.Family = fam
+	used := inUse(netops.Choose(s, in))
 	for _, u := range in {
 		if used[u.Name] && u.Addr.IsValid() {
 			now[u.Name] = u.Addr.Addr()
 		}
 	}
-	prev := d.natAddrs
-	d.natAddrs = now
+	nat := &d.natAddrs
+	if fam == ipv6 {
+		nat = &d.natAddrs6
+	}
+	prev := *nat
+	*nat = now
 	// The setting in force now: a reload to flush_conntrack = false stops
 	// the flushes at once.
 	if d.ct == nil || !d.cfg.Routing.FlushConntrack {
@@ -158,11 +172,11 @@ func (d *Daemon) flushLeavers(in []netops.Uplink) {
 		start := time.Now()
 		n, err := d.ct.FlushNAT(addr)
 		if err != nil {
-			d.log.Warn("flushing conntrack entries", "uplink", name, "address", addr, "deleted", n, "err", err)
+			d.log.Warn("flushing conntrack entries", "uplink", name, "address", addr, "deleted", n, "err", err, "family", fam.String())
 			continue
 		}
 		d.log.Info("conntrack entries flushed", "uplink", name, "address", addr, "deleted", n,
-			"took", time.Since(start).Round(time.Microsecond))
+			"took", time.Since(start).Round(time.Microsecond), "family", fam.String())
 	}
 }
 
@@ -181,15 +195,24 @@ func left(prev, now map[string]netip.Addr) map[string]netip.Addr {
 // recordBalance keeps which uplinks the balance route holds, and their
 // shares, for status and metrics: by weight, or with the resilient
 // balancer the kernel's real bucket split.
-func (d *Daemon) recordBalance(in []netops.Uplink) {
-	choices := netops.Choose(d.settings(), in)
+func (d *Daemon) recordBalance(in []netops.Uplink, fam family) {
+	ents := d.familyEntities(fam)
+	if len(ents) == 0 {
+		return
+	}
+	s := d.settings()
+	s.Family = fam
+	choices := netops.Choose(s, in)
 	used := inUse(choices)
 	total := 0
 	for _, m := range choices[0].Members {
 		total += m.Weight
 	}
-	split := d.bucketShares()
-	for _, u := range d.uplinks {
+	var split map[string]float64
+	if fam != ipv6 { // the kernel's bucket split is read for IPv4's group
+		split = d.bucketShares()
+	}
+	for _, u := range ents {
 		inBal := used[u.cfg.Name]
 		share := 0.0
 		switch {
@@ -202,6 +225,6 @@ func (d *Daemon) recordBalance(in []netops.Uplink) {
 			u.inBal, u.share = inBal, share
 			d.changed = true
 		}
-		d.metrics.Balance(u.cfg.Name, inBal, share)
+		d.metrics.Balance(u.cfg.Name, fam.String(), inBal, share)
 	}
 }

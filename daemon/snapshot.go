@@ -38,7 +38,7 @@ func (d *Daemon) snapshot() *status.Snapshot {
 		},
 		Balancer:  d.Balancer(),
 		Pinning:   d.pinningStatus(),
-		Active:    d.active(),
+		Active:    d.activeEntities(),
 		Uplinks:   make([]status.Uplink, 0, len(d.uplinks)),
 		Policies:  d.policyStatus(),
 		Reconcile: d.reconcile,
@@ -50,11 +50,11 @@ func (d *Daemon) snapshot() *status.Snapshot {
 	// The resilient group's buckets move on their own, as they fall idle:
 	// read the split the kernel has now.
 	split := d.bucketShares()
-	for _, u := range d.uplinks {
+	for _, u := range d.entities() {
 		us := d.uplinkStatus(u)
-		if share, ok := split[u.cfg.Name]; ok {
+		if share, ok := split[u.cfg.Name]; ok && u.fam != ipv6 {
 			us.Share = share
-			d.metrics.Balance(u.cfg.Name, u.inBal, share)
+			d.metrics.Balance(u.cfg.Name, u.fam.String(), u.inBal, share)
 		}
 		s.Uplinks = append(s.Uplinks, us)
 	}
@@ -65,6 +65,7 @@ func (d *Daemon) uplinkStatus(u *uplink) status.Uplink {
 	targets := d.targetsOf(u)
 	out := status.Uplink{
 		Name:      u.cfg.Name,
+		Family:    u.fam.String(),
 		State:     string(u.m.State()),
 		Reason:    u.m.Reason(),
 		Since:     u.m.Since(),

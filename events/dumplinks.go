@@ -12,8 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DumpLinks reads the links with the given indexes and their IPv4
-// addresses over a fresh strict request socket: one request per link and
+// DumpLinks reads the links with the given indexes and their IPv4 and
+// IPv6 addresses over a fresh strict request socket: one request per link and
 // one address dump per link, filtered by the kernel, so that re-reading
 // the links a burst of events named costs what they are, not what the
 // namespace holds (hundreds of uplinks, containers' veths). The Snapshot
@@ -55,22 +55,25 @@ func dumpLinks(ctx context.Context, nsFD int, indexes []int) (Snapshot, error) {
 			continue
 		}
 		snap.Links = append(snap.Links, l)
-		req := make([]byte, unix.SizeofIfAddrmsg)
-		req[0] = unix.AF_INET
-		binary.NativeEndian.PutUint32(req[4:8], uint32(index))
-		addrs, err := dumpRequest(ctx, c, unix.RTM_GETADDR, req)
-		if err != nil {
-			return Snapshot{}, fmt.Errorf("dump addresses of link %d: %w", index, err)
-		}
-		for _, msg := range addrs {
-			ev, ok, err := parseAddr(msg)
+		// Like Dump: IPv4's addresses, then IPv6's.
+		for _, family := range []byte{unix.AF_INET, unix.AF_INET6} {
+			req := make([]byte, unix.SizeofIfAddrmsg)
+			req[0] = family
+			binary.NativeEndian.PutUint32(req[4:8], uint32(index))
+			addrs, err := dumpRequest(ctx, c, unix.RTM_GETADDR, req)
 			if err != nil {
-				return Snapshot{}, fmt.Errorf("dump addresses of link %d: %w", index, err)
+				return Snapshot{}, fmt.Errorf("dump %s addresses of link %d: %w", families[family], index, err)
 			}
-			// The kernel filters; this guards against one that does not
-			// (strict checking came with Linux 4.20).
-			if ok && ev.Addr.Index == index {
-				snap.Addrs = append(snap.Addrs, ev.Addr)
+			for _, msg := range addrs {
+				ev, ok, err := parseAddr(msg)
+				if err != nil {
+					return Snapshot{}, fmt.Errorf("dump %s addresses of link %d: %w", families[family], index, err)
+				}
+				// The kernel filters; this guards against one that does
+				// not (strict checking came with Linux 4.20).
+				if ok && ev.Addr.Index == index {
+					snap.Addrs = append(snap.Addrs, ev.Addr)
+				}
 			}
 		}
 	}

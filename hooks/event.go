@@ -18,11 +18,14 @@ type Event struct {
 
 	Uplink    string
 	Interface string
-	From, To  string
-	Reason    string
-	Time      time.Time
-	Active    int // uplinks active after the transition
-	Uplinks   int // uplinks configured
+	// Family is the uplink's family that changed state: "ipv4" (also
+	// when empty) or "ipv6".
+	Family   string
+	From, To string
+	Reason   string
+	Time     time.Time
+	Active   int // uplinks active after the transition
+	Uplinks  int // uplinks configured
 }
 
 // Env is the environment a hook gets for e, on top of the daemon's own.
@@ -44,6 +47,7 @@ func (e Event) Env() []string {
 	return []string{
 		"UPLINKD_UPLINK=" + oneline.Escape(e.Uplink),
 		"UPLINKD_INTERFACE=" + oneline.Escape(e.Interface),
+		"UPLINKD_FAMILY=" + family(e.Family),
 		"UPLINKD_FROM=" + oneline.Escape(e.From),
 		"UPLINKD_TO=" + oneline.Escape(e.To),
 		"UPLINKD_REASON=" + oneline.Escape(e.Reason),
@@ -51,6 +55,14 @@ func (e Event) Env() []string {
 		"UPLINKD_ACTIVE=" + strconv.Itoa(e.Active),
 		"UPLINKD_UPLINKS=" + strconv.Itoa(e.Uplinks),
 	}
+}
+
+// family is the value of UPLINKD_FAMILY.
+func family(f string) string {
+	if f == "ipv6" {
+		return "ipv6"
+	}
+	return "ipv4"
 }
 
 // key is what the runner serialises the event's hooks on: its uplink, or

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -96,5 +97,47 @@ func TestExampleWebhook(t *testing.T) {
 	waitFor(t, "hook failed", 5*time.Second, func() bool { return strings.Contains(logs.String(), "hook failed") })
 	if l := logs.String(); !strings.Contains(l, "404") || !strings.Contains(l, `status="exit 22"`) {
 		t.Errorf("log:\n%s", l)
+	}
+}
+
+func TestExamplePrefix6Lifetime(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "radvd.conf")
+	orig := "interface eth0 {\n\tprefix 2001:db8:1100::/64 {\n\t\tAdvPreferredLifetime 14400; # uplinkd:isp1\n\t};\n" +
+		"\tprefix 2001:db8:2200::/64 {\n\t\tAdvPreferredLifetime 14400; # uplinkd:isp2\n\t};\n};\n"
+	if err := os.WriteFile(conf, []byte(orig), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	r, logs := start(t, 1, 8)
+	hook := []string{filepath.Join(examples, "prefix6-lifetime"), "isp2", conf, "3600", "-"}
+	run := func(family, to string) string {
+		t.Helper()
+		e := quoted
+		e.Family, e.To = family, to
+		n := r.Stats().Started
+		r.Enqueue(Job{Hook: "on_transition", Argv: hook, Event: e, Timeout: 5 * time.Second})
+		waitFor(t, "hook done", 5*time.Second, func() bool { s := r.Stats(); return s.Started == n+1 && s.Running == 0 })
+		if s := r.Stats(); s.Failed != 0 {
+			t.Fatalf("hook failed:\n%s", logs)
+		}
+		b, err := os.ReadFile(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	// IPv4's transitions leave the prefixes alone.
+	if got := run("ipv4", "down"); got != orig {
+		t.Fatalf("after an IPv4 transition:\n%s", got)
+	}
+	deprecated := strings.Replace(orig, "14400; # uplinkd:isp2", "0; # uplinkd:isp2", 1)
+	if got := run("ipv6", "down"); got != deprecated {
+		t.Fatalf("after isp2's IPv6 went down:\n%s", got)
+	}
+	if got := run("ipv6", "active"); got != strings.Replace(orig, "14400; # uplinkd:isp2", "3600; # uplinkd:isp2", 1) {
+		t.Fatalf("after isp2's IPv6 came back:\n%s", got)
+	}
+	if fi, err := os.Stat(conf); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("mode: %v %v", fi.Mode(), err)
 	}
 }

@@ -122,6 +122,7 @@ func TestEnvironmentAndArguments(t *testing.T) {
 	got := strings.Split(strings.TrimSpace(waitFile(t, out, 5*time.Second)), "\n")
 	want := []string{
 		"UPLINKD_ACTIVE=1",
+		"UPLINKD_FAMILY=ipv4",
 		"UPLINKD_FROM=active",
 		"UPLINKD_INTERFACE=eth2",
 		"UPLINKD_REASON=no carrier on eth2",
@@ -138,7 +139,7 @@ func TestEnvironmentAndArguments(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("hook saw (-want +got):\n%s", diff)
 	}
-	if ts := strings.TrimPrefix(got[4], "UPLINKD_TIME="); !rfc3339(ts) {
+	if ts := strings.TrimPrefix(got[5], "UPLINKD_TIME="); !rfc3339(ts) {
 		t.Errorf("UPLINKD_TIME %q is not RFC 3339", ts)
 	}
 	waitFor(t, "stats", 5*time.Second, func() bool { return r.Stats().Started == 1 && r.Stats().Running == 0 })

@@ -14,7 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// States are the values of the state label, one series each per uplink.
+// States are the values of the state label, one series each per uplink
+// and family.
 var States = []string{"down", "probing", "degraded", "active"}
 
 // Metrics holds every series uplinkd exports.
@@ -52,17 +53,17 @@ func New(hooks HookStats) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
 	f := factory{m.reg}
 	m.info = f.gaugeVec("uplinkd_info", "Always 1; the labels say which uplinkd runs and how it balances.", "version", "balancer")
-	m.state = f.gaugeVec("uplinkd_uplink_state", "1 for the uplink's current state, 0 for the others.", "uplink", "state")
-	m.transitions = f.counterVec("uplinkd_uplink_transitions_total", "State transitions of the uplink.", "uplink", "from", "to")
-	m.inBalance = f.gaugeVec("uplinkd_uplink_in_balance", "1 when the uplink carries balanced traffic.", "uplink")
-	m.share = f.gaugeVec("uplinkd_uplink_share_ratio", "The uplink's share of new balanced flows: its weight over the weights in the balance.", "uplink")
-	m.rounds = f.counterVec("uplinkd_probe_rounds_total", "Probe rounds completed through the uplink.", "uplink")
-	m.failed = f.counterVec("uplinkd_probe_rounds_failed_total", "Probe rounds through the uplink that no target answered in time.", "uplink")
+	m.state = f.gaugeVec("uplinkd_uplink_state", "1 for the uplink's current state (of the family), 0 for the others.", "uplink", "family", "state")
+	m.transitions = f.counterVec("uplinkd_uplink_transitions_total", "State transitions of the uplink (of the family).", "uplink", "family", "from", "to")
+	m.inBalance = f.gaugeVec("uplinkd_uplink_in_balance", "1 when the uplink carries balanced traffic of the family.", "uplink", "family")
+	m.share = f.gaugeVec("uplinkd_uplink_share_ratio", "The uplink's share of new balanced flows: its weight over the weights in the balance (of the family).", "uplink", "family")
+	m.rounds = f.counterVec("uplinkd_probe_rounds_total", "Probe rounds completed through the uplink (of the family).", "uplink", "family")
+	m.failed = f.counterVec("uplinkd_probe_rounds_failed_total", "Probe rounds through the uplink (of the family) that no target answered in time.", "uplink", "family")
 	m.rtt = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "uplinkd_probe_rtt_seconds",
 		Help:    "Fastest echo reply of each good probe round through the uplink.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 13), // 0.5ms .. 2s
-	}, []string{"uplink"})
+	}, []string{"uplink", "family"})
 	m.reg.MustRegister(m.rtt)
 	m.probe = newProbeMetrics(f)
 	m.reconcileTook = prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -131,43 +132,44 @@ func (m *Metrics) Info(version, balancer string) {
 }
 
 // State records the uplink's current state, one-hot.
-func (m *Metrics) State(uplink, state string) {
+func (m *Metrics) State(uplink, family, state string) {
 	for _, s := range States {
 		v := 0.0
 		if s == state {
 			v = 1
 		}
-		m.state.WithLabelValues(uplink, s).Set(v)
+		m.state.WithLabelValues(uplink, family, s).Set(v)
 	}
 }
 
 // Transition counts one transition and records the new state.
-func (m *Metrics) Transition(uplink, from, to string) {
-	m.transitions.WithLabelValues(uplink, from, to).Inc()
-	m.State(uplink, to)
+func (m *Metrics) Transition(uplink, family, from, to string) {
+	m.transitions.WithLabelValues(uplink, family, from, to).Inc()
+	m.State(uplink, family, to)
 }
 
 // Balance records whether the uplink is in the balance and its share.
-func (m *Metrics) Balance(uplink string, in bool, share float64) {
+func (m *Metrics) Balance(uplink, family string, in bool, share float64) {
 	v := 0.0
 	if in {
 		v = 1
 	}
-	m.inBalance.WithLabelValues(uplink).Set(v)
-	m.share.WithLabelValues(uplink).Set(share)
+	m.inBalance.WithLabelValues(uplink, family).Set(v)
+	m.share.WithLabelValues(uplink, family).Set(share)
 }
 
 // ProbeRound records one probe round; rtt is its fastest reply when good.
-func (m *Metrics) ProbeRound(uplink string, good bool, rtt time.Duration) {
-	m.rounds.WithLabelValues(uplink).Inc()
+func (m *Metrics) ProbeRound(uplink, family string, good bool, rtt time.Duration) {
+	m.rounds.WithLabelValues(uplink, family).Inc()
 	if !good {
-		m.failed.WithLabelValues(uplink).Inc()
+		m.failed.WithLabelValues(uplink, family).Inc()
 		return
 	}
-	m.rtt.WithLabelValues(uplink).Observe(rtt.Seconds())
+	m.rtt.WithLabelValues(uplink, family).Observe(rtt.Seconds())
 }
 
-// Forget removes every series of an uplink that is no longer configured.
+// Forget removes every series of an uplink that is no longer configured,
+// of both families.
 func (m *Metrics) Forget(uplink string) {
 	l := prometheus.Labels{"uplink": uplink}
 	for _, v := range []interface {
@@ -176,6 +178,18 @@ func (m *Metrics) Forget(uplink string) {
 		v.DeletePartialMatch(l)
 	}
 	m.probe.forget(uplink)
+}
+
+// ForgetFamily removes the series of one family of an uplink (its IPv6
+// side, when gateway6 was removed).
+func (m *Metrics) ForgetFamily(uplink, family string) {
+	l := prometheus.Labels{"uplink": uplink, "family": family}
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{m.state, m.transitions, m.inBalance, m.share, m.rounds, m.failed, m.rtt} {
+		v.DeletePartialMatch(l)
+	}
+	m.probe.forgetFamily(uplink, family)
 }
 
 // Reconcile records one reconcile.

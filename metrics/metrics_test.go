@@ -39,28 +39,30 @@ func values(fams map[string]*dto.MetricFamily, name string) map[string]float64 {
 func TestEndpoint(t *testing.T) {
 	m := New(func() (uint64, uint64, uint64, uint64) { return 5, 2, 1, 3 })
 	m.Info("v1", "multipath")
-	m.State("isp1", "down")
-	m.State("isp2", "down")
-	m.Transition("isp1", "down", "probing")
-	m.Transition("isp1", "probing", "active")
-	m.Balance("isp1", true, 1)
-	m.Balance("isp2", false, 0)
-	m.ProbeRound("isp1", true, 2*time.Millisecond)
-	m.ProbeRound("isp1", false, 0)
-	m.ProbeRound("isp2", true, 30*time.Millisecond)
-	m.ProbeTargets("isp1", []TargetQuality{
+	m.State("isp1", "ipv4", "down")
+	m.State("isp2", "ipv4", "down")
+	m.Transition("isp1", "ipv4", "down", "probing")
+	m.Transition("isp1", "ipv4", "probing", "active")
+	// The families of one uplink have their own series.
+	m.Transition("isp1", "ipv6", "down", "probing")
+	m.Balance("isp1", "ipv4", true, 1)
+	m.Balance("isp2", "ipv4", false, 0)
+	m.ProbeRound("isp1", "ipv4", true, 2*time.Millisecond)
+	m.ProbeRound("isp1", "ipv4", false, 0)
+	m.ProbeRound("isp2", "ipv4", true, 30*time.Millisecond)
+	m.ProbeTargets("isp1", "ipv4", []TargetQuality{
 		{Target: "198.18.0.1", Method: "icmp", Probes: 50, Loss: 0.04, RTT: 20 * time.Millisecond, Jitter: 2 * time.Millisecond},
 		{Target: "198.18.0.3", Method: "icmp", Probes: 50},
 	})
 	// A target no longer probed loses its series; one without probes yet
 	// has none.
-	m.ProbeTargets("isp1", []TargetQuality{
+	m.ProbeTargets("isp1", "ipv4", []TargetQuality{
 		{Target: "198.18.0.1", Method: "icmp", Probes: 50, Loss: 0.04, RTT: 20 * time.Millisecond, Jitter: 2 * time.Millisecond},
 		{Target: "198.18.0.2", Method: "icmp"},
 	})
-	m.ProbeTargets("isp2", []TargetQuality{{Target: "198.18.0.1", Method: "icmp", Probes: 3, Loss: 1}})
-	m.ProbePackets("isp1", 40)
-	m.ProbePackets("isp2", 4)
+	m.ProbeTargets("isp2", "ipv4", []TargetQuality{{Target: "198.18.0.1", Method: "icmp", Probes: 3, Loss: 1}})
+	m.ProbePackets("isp1", "ipv4", 40)
+	m.ProbePackets("isp2", "ipv4", 4)
 	m.Reconcile(300*time.Microsecond, 7, nil)
 	m.Reconcile(time.Millisecond, 1, errors.New("x"))
 	m.Dump()
@@ -85,27 +87,29 @@ func TestEndpoint(t *testing.T) {
 	want := map[string]map[string]float64{
 		"uplinkd_info": {"balancer=multipath version=v1 ": 1},
 		"uplinkd_uplink_state": {
-			"state=active uplink=isp1 ": 1, "state=degraded uplink=isp1 ": 0, "state=down uplink=isp1 ": 0, "state=probing uplink=isp1 ": 0,
-			"state=active uplink=isp2 ": 0, "state=degraded uplink=isp2 ": 0, "state=down uplink=isp2 ": 1, "state=probing uplink=isp2 ": 0,
+			"family=ipv4 state=active uplink=isp1 ": 1, "family=ipv4 state=degraded uplink=isp1 ": 0, "family=ipv4 state=down uplink=isp1 ": 0, "family=ipv4 state=probing uplink=isp1 ": 0,
+			"family=ipv4 state=active uplink=isp2 ": 0, "family=ipv4 state=degraded uplink=isp2 ": 0, "family=ipv4 state=down uplink=isp2 ": 1, "family=ipv4 state=probing uplink=isp2 ": 0,
+			"family=ipv6 state=active uplink=isp1 ": 0, "family=ipv6 state=degraded uplink=isp1 ": 0, "family=ipv6 state=down uplink=isp1 ": 0, "family=ipv6 state=probing uplink=isp1 ": 1,
 		},
 		"uplinkd_uplink_transitions_total": {
-			"from=down to=probing uplink=isp1 ": 1, "from=probing to=active uplink=isp1 ": 1,
+			"family=ipv4 from=down to=probing uplink=isp1 ": 1, "family=ipv4 from=probing to=active uplink=isp1 ": 1,
+			"family=ipv6 from=down to=probing uplink=isp1 ": 1,
 		},
-		"uplinkd_uplink_in_balance":         {"uplink=isp1 ": 1, "uplink=isp2 ": 0},
-		"uplinkd_uplink_share_ratio":        {"uplink=isp1 ": 1, "uplink=isp2 ": 0},
-		"uplinkd_probe_rounds_total":        {"uplink=isp1 ": 2, "uplink=isp2 ": 1},
-		"uplinkd_probe_rounds_failed_total": {"uplink=isp1 ": 1},
-		"uplinkd_probe_rtt_seconds":         {"uplink=isp1 ": 1, "uplink=isp2 ": 1},
+		"uplinkd_uplink_in_balance":         {"family=ipv4 uplink=isp1 ": 1, "family=ipv4 uplink=isp2 ": 0},
+		"uplinkd_uplink_share_ratio":        {"family=ipv4 uplink=isp1 ": 1, "family=ipv4 uplink=isp2 ": 0},
+		"uplinkd_probe_rounds_total":        {"family=ipv4 uplink=isp1 ": 2, "family=ipv4 uplink=isp2 ": 1},
+		"uplinkd_probe_rounds_failed_total": {"family=ipv4 uplink=isp1 ": 1},
+		"uplinkd_probe_rtt_seconds":         {"family=ipv4 uplink=isp1 ": 1, "family=ipv4 uplink=isp2 ": 1},
 		"uplinkd_probe_target_loss_ratio": {
-			"method=icmp target=198.18.0.1 uplink=isp1 ": 0.04, "method=icmp target=198.18.0.1 uplink=isp2 ": 1,
+			"family=ipv4 method=icmp target=198.18.0.1 uplink=isp1 ": 0.04, "family=ipv4 method=icmp target=198.18.0.1 uplink=isp2 ": 1,
 		},
 		"uplinkd_probe_target_rtt_seconds": {
-			"method=icmp target=198.18.0.1 uplink=isp1 ": 0.02, "method=icmp target=198.18.0.1 uplink=isp2 ": 0,
+			"family=ipv4 method=icmp target=198.18.0.1 uplink=isp1 ": 0.02, "family=ipv4 method=icmp target=198.18.0.1 uplink=isp2 ": 0,
 		},
 		"uplinkd_probe_target_jitter_seconds": {
-			"method=icmp target=198.18.0.1 uplink=isp1 ": 0.002, "method=icmp target=198.18.0.1 uplink=isp2 ": 0,
+			"family=ipv4 method=icmp target=198.18.0.1 uplink=isp1 ": 0.002, "family=ipv4 method=icmp target=198.18.0.1 uplink=isp2 ": 0,
 		},
-		"uplinkd_probe_packets_total":        {"uplink=isp1 ": 40, "uplink=isp2 ": 4},
+		"uplinkd_probe_packets_total":        {"family=ipv4 uplink=isp1 ": 40, "family=ipv4 uplink=isp2 ": 4},
 		"uplinkd_reconcile_duration_seconds": {"": 2},
 		"uplinkd_reconcile_changes_total":    {"": 8},
 		"uplinkd_reconcile_errors_total":     {"": 1},

@@ -25,7 +25,7 @@ func newPinMetrics(f factory) pinMetrics {
 	p.restores = f.counter("uplinkd_pin_table_restores_total",
 		"Times uplinkd's nftables table was removed or changed by someone else (a firewall reload) and written again.")
 	p.flushes = f.counterVec("uplinkd_conntrack_flushes_total",
-		"Conntrack deletes by mark of an uplink that became down or probing.", "uplink")
+		"Conntrack deletes by mark (and family) of an uplink that became down or probing in that family.", "uplink", "family")
 	p.flushed = f.counter("uplinkd_conntrack_flushed_entries_total", "Conntrack entries those deletes removed.")
 	p.flushFails = f.counter("uplinkd_conntrack_flush_errors_total", "Conntrack deletes by mark that failed.")
 	p.flushTook = prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -51,8 +51,8 @@ func (m *Metrics) PinRestore() { m.pin.restores.Inc() }
 
 // ConntrackFlush records one delete by mark. It may be called from any
 // goroutine.
-func (m *Metrics) ConntrackFlush(uplink string, deleted int, took time.Duration, err error) {
-	m.pin.flushes.WithLabelValues(uplink).Inc()
+func (m *Metrics) ConntrackFlush(uplink, family string, deleted int, took time.Duration, err error) {
+	m.pin.flushes.WithLabelValues(uplink, family).Inc()
 	if err != nil {
 		m.pin.flushFails.Inc()
 		return

@@ -24,23 +24,24 @@ type probeMetrics struct {
 	packets           *prometheus.CounterVec
 
 	mu      sync.Mutex
-	targets map[string]map[[2]string]bool // uplink -> {target, method} exported
+	targets map[[2]string]map[[2]string]bool // {uplink, family} -> {target, method} exported
 }
 
 func newProbeMetrics(f factory) *probeMetrics {
-	labels := []string{"uplink", "target", "method"}
+	labels := []string{"uplink", "family", "target", "method"}
 	return &probeMetrics{
 		loss:    f.gaugeVec("uplinkd_probe_target_loss_ratio", "Share of the target's probes lost over the statistics window, 0 to 1.", labels...),
 		rtt:     f.gaugeVec("uplinkd_probe_target_rtt_seconds", "Mean round-trip time of the target's answered probes over the statistics window.", labels...),
 		jitter:  f.gaugeVec("uplinkd_probe_target_jitter_seconds", "Mean difference between consecutive round-trip times of the target over the statistics window.", labels...),
-		packets: f.counterVec("uplinkd_probe_packets_total", "Probe packets sent through the uplink, confirmation bursts included.", "uplink"),
-		targets: make(map[string]map[[2]string]bool),
+		packets: f.counterVec("uplinkd_probe_packets_total", "Probe packets sent through the uplink (of the family), confirmation bursts included.", "uplink", "family"),
+		targets: make(map[[2]string]map[[2]string]bool),
 	}
 }
 
-// ProbeTargets sets the per-target series of uplink. Targets of the uplink
-// missing from ts (no longer probed) lose their series.
-func (m *Metrics) ProbeTargets(uplink string, ts []TargetQuality) {
+// ProbeTargets sets the per-target series of uplink's family. Targets of
+// the uplink missing from ts (no longer probed) lose their series.
+func (m *Metrics) ProbeTargets(uplink, family string, ts []TargetQuality) {
+	id := [2]string{uplink, family}
 	p := m.probe
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -50,25 +51,25 @@ func (m *Metrics) ProbeTargets(uplink string, ts []TargetQuality) {
 			continue
 		}
 		now[[2]string{t.Target, t.Method}] = true
-		p.loss.WithLabelValues(uplink, t.Target, t.Method).Set(t.Loss)
-		p.rtt.WithLabelValues(uplink, t.Target, t.Method).Set(t.RTT.Seconds())
-		p.jitter.WithLabelValues(uplink, t.Target, t.Method).Set(t.Jitter.Seconds())
+		p.loss.WithLabelValues(uplink, family, t.Target, t.Method).Set(t.Loss)
+		p.rtt.WithLabelValues(uplink, family, t.Target, t.Method).Set(t.RTT.Seconds())
+		p.jitter.WithLabelValues(uplink, family, t.Target, t.Method).Set(t.Jitter.Seconds())
 	}
-	for k := range p.targets[uplink] {
+	for k := range p.targets[id] {
 		if !now[k] {
-			p.deleteTarget(uplink, k)
+			p.deleteTarget(id, k)
 		}
 	}
-	p.targets[uplink] = now
+	p.targets[id] = now
 }
 
-// ProbePackets counts n more probe packets sent through uplink.
-func (m *Metrics) ProbePackets(uplink string, n uint64) {
-	m.probe.packets.WithLabelValues(uplink).Add(float64(n))
+// ProbePackets counts n more probe packets sent through uplink's family.
+func (m *Metrics) ProbePackets(uplink, family string, n uint64) {
+	m.probe.packets.WithLabelValues(uplink, family).Add(float64(n))
 }
 
-func (p *probeMetrics) deleteTarget(uplink string, k [2]string) {
-	l := prometheus.Labels{"uplink": uplink, "target": k[0], "method": k[1]}
+func (p *probeMetrics) deleteTarget(id, k [2]string) {
+	l := prometheus.Labels{"uplink": id[0], "family": id[1], "target": k[0], "method": k[1]}
 	p.loss.Delete(l)
 	p.rtt.Delete(l)
 	p.jitter.Delete(l)
@@ -78,9 +79,26 @@ func (p *probeMetrics) deleteTarget(uplink string, k [2]string) {
 func (p *probeMetrics) forget(uplink string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for k := range p.targets[uplink] {
-		p.deleteTarget(uplink, k)
+	for id, ks := range p.targets {
+		if id[0] != uplink {
+			continue
+		}
+		for k := range ks {
+			p.deleteTarget(id, k)
+		}
+		delete(p.targets, id)
 	}
-	delete(p.targets, uplink)
 	p.packets.DeletePartialMatch(prometheus.Labels{"uplink": uplink})
+}
+
+// forgetFamily removes the probe series of one family of uplink.
+func (p *probeMetrics) forgetFamily(uplink, family string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	id := [2]string{uplink, family}
+	for k := range p.targets[id] {
+		p.deleteTarget(id, k)
+	}
+	delete(p.targets, id)
+	p.packets.DeletePartialMatch(prometheus.Labels{"uplink": uplink, "family": family})
 }

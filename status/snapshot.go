@@ -11,7 +11,7 @@ type Snapshot struct {
 	Time     time.Time `json:"time"`
 	Daemon   Daemon    `json:"daemon"`
 	Balancer string    `json:"balancer"` // how the balance route is built: "hash-threshold", "resilient" or "multipath"
-	Active   int       `json:"active"`   // uplinks in state active
+	Active   int       `json:"active"`   // uplink entries (families) in state active
 	Uplinks  []Uplink  `json:"uplinks"`  // in configuration order
 	// Policies are the policies in effect, the default one first (built
 	// in when the configuration has none).
@@ -34,10 +34,13 @@ type Daemon struct {
 	LastFail string    `json:"last_fail"` // why the last refused reload was refused
 }
 
-// Uplink is one configured uplink.
+// Uplink is one family of one configured uplink: an uplink with IPv6 has
+// two entries, IPv4's first, each with its own state, address, gateway,
+// balance and probes.
 type Uplink struct {
 	Name   string    `json:"name"`
-	State  string    `json:"state"` // down, probing, degraded, active
+	Family string    `json:"family"` // "ipv4" or "ipv6"
+	State  string    `json:"state"`  // down, probing, degraded, active
 	Reason string    `json:"reason"`
 	Since  time.Time `json:"since"`
 

@@ -36,25 +36,43 @@ const recentTransitions = 5
 func Render(w io.Writer, s *Snapshot, colour bool, now time.Time) error {
 	p := &printer{w: w, colour: colour}
 	d := s.Daemon
-	p.linef("uplinkd %s (pid %d), up %s, %s balancer, %d of %d uplinks active",
-		d.Version, d.PID, ago(now, d.Started), s.Balancer, s.Active, len(s.Uplinks))
+	dual := slices.ContainsFunc(s.Uplinks, func(u Uplink) bool { return u.Family == FamilyIPv6 })
+	what := "uplinks"
+	if dual {
+		what = "uplink families"
+	}
+	p.linef("uplinkd %s (pid %d), up %s, %s balancer, %d of %d %s active",
+		d.Version, d.PID, ago(now, d.Started), s.Balancer, s.Active, len(s.Uplinks), what)
 	if d.LastFail != "" {
 		p.linef("last reload refused, the configuration of %s is in force: %s", d.Loaded.Local().Format(time.DateTime), firstLine(d.LastFail))
 	}
 	p.linef("")
 
+	// The FAMILY column only when an uplink has IPv6: IPv4-only
+	// configurations read as they always did.
 	rows := [][]string{{"UPLINK", "STATE", "FOR", "INTERFACE", "LINK", "ADDRESS", "GATEWAY", "WEIGHT", "SHARE", "PROBES", "REASON"}}
+	if dual {
+		rows[0] = slices.Insert(rows[0], 1, "FAMILY")
+	}
 	for _, u := range s.Uplinks {
-		rows = append(rows, []string{
+		row := []string{
 			u.Name, u.State, ago(now, u.Since), ifname(u), link(u), dash(u.Address), u.Gateway,
 			strconv.Itoa(u.Weight), share(u), probes(u.Probe), u.Reason,
-		})
+		}
+		if dual {
+			row = slices.Insert(row, 1, familyName(u.Family))
+		}
+		rows = append(rows, row)
+	}
+	stateCol := 1
+	if dual {
+		stateCol = 2
 	}
 	p.table(rows, func(row, col int, cell string) string {
 		if row == 0 {
 			return p.paint(bold, cell)
 		}
-		if col == 1 {
+		if col == stateCol {
 			return p.paint(stateColour[strings.TrimSpace(cell)], cell)
 		}
 		return cell
@@ -68,7 +86,11 @@ func Render(w io.Writer, s *Snapshot, colour bool, now time.Time) error {
 	var recent []named
 	for _, u := range s.Uplinks {
 		for _, t := range u.Transitions {
-			recent = append(recent, named{u.Name, t})
+			name := u.Name
+			if u.Family == FamilyIPv6 {
+				name += " (IPv6)"
+			}
+			recent = append(recent, named{name, t})
 		}
 	}
 	slices.SortStableFunc(recent, func(a, b named) int { return a.At.Compare(b.At) })
@@ -109,6 +131,21 @@ func Render(w io.Writer, s *Snapshot, colour bool, now time.Time) error {
 	}
 	p.linef("hooks    %d started, %d failed (%d timed out), %d dropped, %d running", h.Started, h.Failed, h.TimedOut, h.Dropped, h.Running)
 	return p.err
+}
+
+// Families of an uplink entry.
+const (
+	FamilyIPv4 = "ipv4"
+	FamilyIPv6 = "ipv6"
+)
+
+// familyName is the FAMILY column: IPv4 or IPv6 (an entry of an older
+// daemon without the field is IPv4).
+func familyName(f string) string {
+	if f == FamilyIPv6 {
+		return "IPv6"
+	}
+	return "IPv4"
 }
 
 // printer writes lines and remembers the first error.

@@ -177,3 +177,31 @@ func TestRenderPinningOff(t *testing.T) {
 		t.Fatalf("no pinning line in:\n%s", b.String())
 	}
 }
+
+// An uplink with IPv6 has a row per family, with the FAMILY column.
+func TestRenderFamilies(t *testing.T) {
+	s := sample()
+	s.Uplinks = s.Uplinks[:1]
+	s.Uplinks[0].Family = FamilyIPv4
+	s.Uplinks = append(s.Uplinks, Uplink{
+		Name: "isp1", Family: FamilyIPv6, State: "down", Reason: "probes failed", Since: now.Add(-5 * time.Second),
+		Interface: "eth1", Ifindex: 3, AdminUp: true, Carrier: true, Address: "2001:db8:1::2/64", Gateway: "fe80::1 (auto)",
+		Table: 100, Weight: 1, Probe: Probe{Enabled: true},
+		Transitions: []Transition{{From: "active", To: "down", Reason: "probes failed", At: now.Add(-5 * time.Second)}},
+	})
+	var b bytes.Buffer
+	if err := Render(&b, s, false, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"1 of 2 uplink families active",
+		"UPLINK  FAMILY  STATE ",
+		"isp1    IPv4    active",
+		"isp1    IPv6    down    5s    eth1 #3    up    2001:db8:1::2/64  fe80::1 (auto)",
+		"5s ago    isp1 (IPv6)  active -> down",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("no %q in\n%s", want, b.String())
+		}
+	}
+}

@@ -81,7 +81,7 @@ func TestConntrackFlush(t *testing.T) {
 			r.waitTransition(mark, "isp2", "probing", 10*time.Second)
 			switch {
 			case tc.flush && tc.pinned:
-				line := r.waitLog(mark, regexp.MustCompile(`msg="conntrack entries flushed" uplink=isp2 mark=0x[0-9a-f]+ deleted=[1-9]`), 5*time.Second)
+				line := r.waitLog(mark, regexp.MustCompile(`msg="conntrack entries flushed" uplink=isp2 family=ipv4 mark=0x[0-9a-f]+ deleted=[1-9]`), 5*time.Second)
 				t.Log(line)
 			case tc.flush:
 				line := r.waitLog(mark, regexp.MustCompile(`msg="conntrack entries flushed" uplink=isp2 address=203.0.113.2`), 5*time.Second)

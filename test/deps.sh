@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the programs the privileged tests use when a fresh Debian
 # machine lacks them: DHCP server and clients for the dynamic-uplink tests,
+# radvd for the IPv6 router-advertisement tests,
 # setpriv and systemd-analyze for the unit's tests, curl and logger for the
 # example hooks. `make test` runs it first. Without root or apt-get it only
 # says what is missing, and the tests that need it skip (UPLINKD_REQUIRE_PRIV=1
@@ -12,6 +13,7 @@ have ip || need+=(iproute2)
 have dnsmasq || need+=(dnsmasq-base)
 have dhcpcd || need+=(dhcpcd-base)
 have udhcpc || need+=(udhcpc)
+have radvd || need+=(radvd)
 have setpriv || need+=(util-linux)
 have systemd-analyze || need+=(systemd)
 have curl || need+=(curl ca-certificates)

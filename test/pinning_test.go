@@ -103,7 +103,7 @@ func TestPinningLifecycle(t *testing.T) {
 	if err := r.lab.CarrierDown(r.ctx, lab.ISP2); err != nil {
 		t.Fatal(err)
 	}
-	r.waitLog(mark, regexp.MustCompile(`msg="conntrack entries flushed" uplink=isp2 mark=0x[0-9a-f]+ deleted=\d+`), 5*time.Second)
+	r.waitLog(mark, regexp.MustCompile(`msg="conntrack entries flushed" uplink=isp2 family=ipv4 mark=0x[0-9a-f]+ deleted=\d+`), 5*time.Second)
 	if got := r.fwmarkRules(); len(got) != 1 || got[0] != "lookup 100" {
 		t.Fatalf("fwmark rules with isp2 down: %v", got)
 	}

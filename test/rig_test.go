@@ -476,7 +476,7 @@ func (r *rig) waitOnly(dev string) {
 }
 
 // ours lists every route, rule and nexthop object carrying uplinkd's
-// protocol, one per line, sorted (rules of equal priority keep insertion
+// protocol, of both families (IPv6 rules prefixed "-6 "), one per line, sorted (rules of equal priority keep insertion
 // order in the kernel). The resilient group's unbalanced time, a clock, is
 // left out.
 func (r *rig) ours() string {
@@ -499,6 +499,9 @@ func (r *rig) ours() string {
 			lines = append(lines, l)
 		}
 	}
+	// IPv6 rules (issue 12); the routes and nexthops above are both
+	// families' (`ip route show table all` lists IPv6 too).
+	lines = append(lines, r.rules6()...)
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
 }

@@ -103,7 +103,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			for _, w := range checkWarnings(cfg) {
 				fmt.Fprintf(stdout, "%s: warning: %s\n", *path, w)
 			}
-			fmt.Fprintf(stdout, "%s: OK, %d uplinks\n", *path, len(cfg.Uplinks))
+			fmt.Fprintf(stdout, "%s: OK, %d uplinks%s\n", *path, len(cfg.Uplinks), ipv6Summary(cfg))
+			for _, l := range ipv6Lines(cfg) {
+				fmt.Fprintf(stdout, "  %s\n", l)
+			}
 			return exitOK
 		}
 		return runDaemon(cfg, *path, stderr)

@@ -60,6 +60,11 @@ colour = "blue"
 	if err := os.WriteFile(withHook, fmt.Appendf(nil, "%s[hooks]\non_down = [%q]\n", minimal, loose), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	dual := filepath.Join(dir, "dual.toml")
+	if err := os.WriteFile(dual, []byte("[probe]\ntargets6 = [\"2001:db8:ff::1\"]\n"+minimal+
+		"gateway6 = \"fe80::1%eth1\"\nlan_prefix6 = \"2001:db8:100::/56\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		args   []string
@@ -73,7 +78,9 @@ colour = "blue"
 		{"stray argument", []string{"check", "--config", bad, "extra"}, 2, nil, []string{`unexpected argument "extra"`}},
 		{"version", []string{"version"}, 0, []string{"uplinkd dev"}, nil},
 		{"help", []string{"help"}, 0, []string{"usage:"}, nil},
-		{"check reference config", []string{"check", "--config", "../../etc/uplinkd.toml"}, 0, []string{"OK, 2 uplinks"}, nil},
+		{"check reference config", []string{"check", "--config", "../../etc/uplinkd.toml"}, 0, []string{"OK, 2 uplinks, IPv4 only"}, nil},
+		{"check shows IPv6", []string{"check", "--config", dual}, 0, []string{"OK, 1 uplinks, 1 with IPv6",
+			"isp1 IPv6: gateway6 fe80::1 on eth1, source6 auto, lan_prefix6 2001:db8:100::/56 (leaves through isp1 only), targets6 2001:db8:ff::1"}, nil},
 		{"check reports every problem", []string{"check", "--config", bad}, 1, nil,
 			[]string{bad + ":3: probe.interval", bad + ":8: uplink[0].gateway", bad + ":9: uplink[0].weight", "colour"}},
 		{"unreadable file", []string{"check", "--config", filepath.Join(dir, "missing.toml")}, 1, nil, []string{"missing.toml"}},

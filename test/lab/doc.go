@@ -39,6 +39,24 @@
 // while sending (FlowClient and FlowSink, also run as labtool flows and
 // flowsink).
 //
+// Dual-stack (Options.IPv6, addresses in topology6.go): only 2001:db8::/32
+// and link-local addresses. Every ISP's gateway is fe80::1 on its access
+// link (the same on every ISP, on purpose), the router's uplinks have
+// fe80::2 and a global address (2001:db8:a1::2/64 on isp1; none on isp2
+// with Options.PrefixOnlyISP2), each ISP delegates a LAN prefix
+// (2001:db8:1100::/64 isp1, 2001:db8:2200::/64 isp2) that the router holds
+// on its LAN interface (::1) and the host (::10), and routes it to the
+// router's link-local address; the Internet routes each prefix back to its
+// ISP. Targets 2001:db8:ffff::1..3 live on the Internet's loopback.
+// DAD is off and every address is nodad. The router forwards and accepts
+// router advertisements on its uplinks (accept_ra 2); StartRADVD runs real
+// radvd in an ISP. Blackhole6 (and BlackholeFamilies) break IPv6 only;
+// AddCounts counts packets per source prefix at every ISP's access link
+// and at the Internet, which shows the uplink a packet really left by;
+// EnableIngressFilter6 makes the ISPs drop sources that are not theirs
+// (BCP 38); EnableNAT66 masquerades IPv6 on the uplinks. StartFlows runs
+// over IPv6 with an IPv6 Target.
+//
 // Real ISPs: StartDHCPServer runs dnsmasq as an ISP's DHCP server and
 // StartDHCPClient udhcpc or dhcpcd on the router (files in the test's
 // directory, dhcpcd in a private mount namespace); StartPointToPoint

@@ -44,9 +44,14 @@ func (l *Lab) CarrierDown(ctx context.Context, isp string) error {
 	return l.setISPLink(ctx, isp, "down")
 }
 
-// CarrierUp undoes CarrierDown.
+// CarrierUp undoes CarrierDown. In a dual-stack lab the ISP's link-local
+// gateway address and its route to the delegated prefix, which the kernel
+// removed with the link, come back too.
 func (l *Lab) CarrierUp(ctx context.Context, isp string) error {
-	return l.setISPLink(ctx, isp, "up")
+	if err := l.setISPLink(ctx, isp, "up"); err != nil {
+		return err
+	}
+	return l.restoreISPSide6(ctx, isp)
 }
 
 func (l *Lab) setISPLink(ctx context.Context, isp, state string) error {
@@ -57,22 +62,47 @@ func (l *Lab) setISPLink(ctx context.Context, isp, state string) error {
 	return err
 }
 
-// Blackhole makes isp drop everything to the Internet targets
+// Blackhole makes isp drop everything to the IPv4 Internet targets
 // (BlackholePrefix) while its gateway keeps answering ARP: an upstream
 // failure that only probes beyond the gateway can see. It is idempotent.
+// IPv6 is left alone: see BlackholeFamilies.
 func (l *Lab) Blackhole(ctx context.Context, isp string, on bool) error {
+	return l.BlackholeFamilies(ctx, isp, true, false, on)
+}
+
+// Blackhole6 is Blackhole for IPv6 only: isp drops everything to the IPv6
+// targets (BlackholePrefix6) while its gateway keeps answering neighbour
+// solicitations and its IPv4 keeps working.
+func (l *Lab) Blackhole6(ctx context.Context, isp string, on bool) error {
+	return l.BlackholeFamilies(ctx, isp, false, true, on)
+}
+
+// BlackholeFamilies sets (on) or clears the blackhole of isp for IPv4, IPv6
+// or both. It is idempotent.
+func (l *Lab) BlackholeFamilies(ctx context.Context, isp string, v4, v6, on bool) error {
 	if _, err := l.lookupISP(isp); err != nil {
 		return err
 	}
-	if on {
-		_, err := l.IP(ctx, isp, "route", "replace", "blackhole", BlackholePrefix.String())
-		return err
+	var prefixes []string
+	if v4 {
+		prefixes = append(prefixes, BlackholePrefix.String())
 	}
-	_, err := l.IP(ctx, isp, "route", "del", "blackhole", BlackholePrefix.String())
-	if err != nil && strings.Contains(err.Error(), "No such process") {
-		return nil // already off
+	if v6 {
+		prefixes = append(prefixes, BlackholePrefix6.String())
 	}
-	return err
+	for _, p := range prefixes {
+		if on {
+			if _, err := l.IP(ctx, isp, "route", "replace", "blackhole", p); err != nil {
+				return err
+			}
+			continue
+		}
+		_, err := l.IP(ctx, isp, "route", "del", "blackhole", p)
+		if err != nil && !strings.Contains(err.Error(), "No such process") { // else already off
+			return err
+		}
+	}
+	return nil
 }
 
 // DeleteRouterLink deletes the router's interface towards isp (and with it
@@ -107,10 +137,15 @@ func (l *Lab) RecreateRouterLink(ctx context.Context, isp string) error {
 	l.mu.Lock()
 	l.uplinks[isp].link = i.routerLink
 	l.mu.Unlock()
-	if err := l.sysctl(ctx, Router, linkSysctls(Router, []string{i.routerLink})...); err != nil {
+	routerKV, ispKV := linkSysctls(Router, []string{i.routerLink}), linkSysctls(isp, []string{ispDownLink})
+	if l.opts.IPv6 {
+		routerKV = append(routerKV, linkSysctls6(Router, []string{i.routerLink})...)
+		ispKV = append(ispKV, linkSysctls6(isp, []string{ispDownLink})...)
+	}
+	if err := l.sysctl(ctx, Router, routerKV...); err != nil {
 		return err
 	}
-	if err := l.sysctl(ctx, isp, linkSysctls(isp, []string{ispDownLink})...); err != nil {
+	if err := l.sysctl(ctx, isp, ispKV...); err != nil {
 		return err
 	}
 	err = l.runSteps(ctx, []step{
@@ -122,6 +157,12 @@ func (l *Lab) RecreateRouterLink(ctx context.Context, isp string) error {
 		{Router, []string{"link", "set", i.routerLink, "up"}},
 	})
 	if err != nil {
+		return err
+	}
+	if err := l.restoreISPSide6(ctx, isp); err != nil {
+		return err
+	}
+	if err := l.restoreRouterSide6(ctx, isp, i.routerLink); err != nil {
 		return err
 	}
 	return l.restoreAdminDefault(ctx, isp)
@@ -151,7 +192,11 @@ func (l *Lab) RenameRouterLink(ctx context.Context, from, to string) error {
 	if renamed == "" {
 		return nil
 	}
-	// Per-interface sysctls follow the interface to its new name.
+	// Per-interface sysctls follow the interface to its new name; going
+	// down removed its IPv6 link-local address.
+	if err := l.restoreRouterSide6(ctx, renamed, to); err != nil {
+		return err
+	}
 	return l.restoreAdminDefault(ctx, renamed)
 }
 

@@ -101,7 +101,7 @@ func (c *FlowClient) Add(ctx context.Context, tcp, udp int) ([]uint32, error) {
 		// Numbers are final only under the lock below; sources alternate
 		// by number.
 		f := &flow{proto: proto, src: c.opts.Sources[(next+i)%len(c.opts.Sources)]}
-		conn, err := c.opts.Dial(ctx, proto+"4", f.src, c.opts.Sink)
+		conn, err := c.opts.Dial(ctx, network(proto, c.opts.Sink.Addr()), f.src, c.opts.Sink)
 		if err != nil {
 			return fail(fmt.Errorf("flow client: %s flow from %s: %w", proto, f.src, err))
 		}
@@ -137,13 +137,21 @@ func (c *FlowClient) Close() {
 	c.wg.Wait()
 }
 
+// network is "tcp4", "udp6"...: proto in the family of a.
+func network(proto string, a netip.Addr) string {
+	if a.Is6() && !a.Is4In6() {
+		return proto + "6"
+	}
+	return proto + "4"
+}
+
 // dialFrom dials raddr from laddr (port chosen by the kernel).
 func dialFrom(ctx context.Context, network string, laddr netip.Addr, raddr netip.AddrPort) (net.Conn, error) {
 	d := net.Dialer{Timeout: 5 * time.Second}
 	switch network {
-	case "tcp4":
+	case "tcp4", "tcp6":
 		d.LocalAddr = &net.TCPAddr{IP: laddr.AsSlice()}
-	case "udp4":
+	case "udp4", "udp6":
 		d.LocalAddr = &net.UDPAddr{IP: laddr.AsSlice()}
 	}
 	return d.DialContext(ctx, network, raddr.String())
@@ -320,7 +328,7 @@ func (c *FlowClient) runTCP(ctx context.Context, f *flow) {
 				return
 			case <-time.After(c.opts.Interval):
 			}
-			nc, err := c.opts.Dial(ctx, "tcp4", f.src, c.opts.Sink)
+			nc, err := c.opts.Dial(ctx, network("tcp", c.opts.Sink.Addr()), f.src, c.opts.Sink)
 			f.mu.Lock()
 			f.reconnects++
 			if err == nil {

@@ -24,8 +24,10 @@ type FlowOptions struct {
 	// HangAfter: a TCP connection with a record unanswered this long,
 	// without an error, hung (default 2s).
 	HangAfter time.Duration
-	Sources   []netip.Addr // LAN sources, used in turn; default HostAddr and HostAddr2
-	Target    netip.Addr   // where the sink listens; default Target1
+	// LAN sources, used in turn; default HostAddr and HostAddr2, or with
+	// an IPv6 Target the host's address of each ISP's prefix.
+	Sources []netip.Addr
+	Target  netip.Addr // where the sink listens; default Target1 (IPv6: Target6_1...)
 }
 
 // Flows is a running set of LAN flows (see StartFlows).
@@ -53,21 +55,27 @@ func (l *Lab) StartFlows(ctx context.Context, opts FlowOptions) (*Flows, error) 
 	if opts.Interval == 0 {
 		opts.Interval = 20 * time.Millisecond
 	}
-	if len(opts.Sources) == 0 {
-		opts.Sources = []netip.Addr{HostAddr, HostAddr2}
-	}
 	if !opts.Target.IsValid() {
 		opts.Target = Target1
+	}
+	if len(opts.Sources) == 0 {
+		opts.Sources = []netip.Addr{HostAddr, HostAddr2}
+		if opts.Target.Is6() {
+			opts.Sources = nil
+			for _, i := range l.isps {
+				opts.Sources = append(opts.Sources, plans6[i.name].host)
+			}
+		}
 	}
 	sinkAddr := netip.AddrPortFrom(opts.Target, FlowPort)
 	var udp *net.UDPConn
 	var tcp net.Listener
 	err := l.inNS(Inet, func() error {
 		var err error
-		if udp, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(sinkAddr)); err != nil {
+		if udp, err = net.ListenUDP(network("udp", opts.Target), net.UDPAddrFromAddrPort(sinkAddr)); err != nil {
 			return err
 		}
-		if tcp, err = net.Listen("tcp4", sinkAddr.String()); err != nil {
+		if tcp, err = net.Listen(network("tcp", opts.Target), sinkAddr.String()); err != nil {
 			udp.Close()
 		}
 		return err
@@ -95,7 +103,8 @@ func (l *Lab) StartFlows(ctx context.Context, opts FlowOptions) (*Flows, error) 
 	return &Flows{client: client, sink: sink}, nil
 }
 
-// uplinkOf names the ISP whose router address is a, or returns a.
+// uplinkOf names the ISP whose router address (IPv4, or IPv6 on its
+// access link) is a, or returns a.
 func (l *Lab) uplinkOf(a netip.Addr) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -103,9 +112,17 @@ func (l *Lab) uplinkOf(a netip.Addr) string {
 		if u.addr.Addr() == a {
 			return name
 		}
+		if p := l.plan6(name); l.opts.IPv6 && p.routerAddr.IsValid() && p.routerAddr.Addr() == a {
+			return name
+		}
 	}
 	return a.String()
 }
+
+// InNS runs fn on a thread in the lab namespace ns (short name), for
+// tests that open sockets there: sockets keep the namespace they were
+// created in.
+func (l *Lab) InNS(ns string, fn func() error) error { return l.inNS(ns, fn) }
 
 // inNS runs fn on a thread in the lab namespace ns (short name): sockets
 // keep the namespace they were created in.

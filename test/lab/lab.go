@@ -22,7 +22,8 @@ const closeTimeout = 30 * time.Second
 // documentation. Its methods may be called from several goroutines.
 type Lab struct {
 	prefix     string
-	isps       []isp    // ISP1, ISP2 and, with Options.ThirdISP, ISP3
+	isps       []isp // ISP1, ISP2 and, with Options.ThirdISP, ISP3
+	opts       Options
 	namespaces []string // short names, in creation order
 
 	mu      sync.Mutex
@@ -53,6 +54,15 @@ type Options struct {
 	// ThirdISP adds ISP3 (namespace prefix+"-isp3"), reached from the
 	// router's eth3 (ISP3RouterAddr, gateway ISP3Gateway).
 	ThirdISP bool
+	// IPv6 makes the lab dual-stack (see topology6.go): link-local ISP
+	// gateways (Gateway6), a global router address on each access link,
+	// a delegated LAN prefix per ISP on the router's LAN interface and
+	// the host, IPv6 targets in the Internet namespace.
+	IPv6 bool
+	// PrefixOnlyISP2 (with IPv6) leaves the router's link to isp2 with its
+	// link-local address only: isp2 delegates ISP2LANPrefix6 and nothing
+	// else, as many ISPs do.
+	PrefixOnlyISP2 bool
 }
 
 // NewWithOptions is New with variations.
@@ -60,7 +70,10 @@ func NewWithOptions(ctx context.Context, prefix string, opts Options) (*Lab, err
 	if !prefixRE.MatchString(prefix) {
 		return nil, fmt.Errorf("lab: bad prefix %q: want %s", prefix, prefixRE)
 	}
-	l := &Lab{prefix: prefix, uplinks: make(map[string]*uplink), isps: slices.Clone(isps), namespaces: slices.Clone(namespaces)}
+	if opts.PrefixOnlyISP2 && !opts.IPv6 {
+		return nil, fmt.Errorf("lab: PrefixOnlyISP2 needs IPv6")
+	}
+	l := &Lab{prefix: prefix, opts: opts, uplinks: make(map[string]*uplink), isps: slices.Clone(isps), namespaces: slices.Clone(namespaces)}
 	if opts.ThirdISP {
 		l.isps = append(l.isps, isp3)
 		l.namespaces = append(l.namespaces, ISP3)
@@ -116,7 +129,11 @@ func (l *Lab) build(ctx context.Context) error {
 		links[Inet] = append(links[Inet], i.name)
 	}
 	for _, ns := range l.namespaces {
-		if err := l.sysctl(ctx, ns, sysctls(ns, links[ns])...); err != nil {
+		kv := sysctls(ns, links[ns])
+		if l.opts.IPv6 {
+			kv = append(kv, sysctls6(ns, links[ns])...)
+		}
+		if err := l.sysctl(ctx, ns, kv...); err != nil {
 			return err
 		}
 	}
@@ -134,6 +151,9 @@ func (l *Lab) build(ctx context.Context) error {
 	add(Inet, "addr", "add", netip.PrefixFrom(Target1, 32).String(), "dev", "lo")
 	add(Inet, "addr", "add", netip.PrefixFrom(Target2, 32).String(), "dev", "lo")
 	add(Inet, "addr", "add", netip.PrefixFrom(Target3, 32).String(), "dev", "lo")
+	if l.opts.IPv6 {
+		l.addrSteps6(add)
+	}
 	for _, ns := range l.namespaces {
 		add(ns, "link", "set", "lo", "up")
 		for _, link := range links[ns] {
@@ -149,6 +169,9 @@ func (l *Lab) build(ctx context.Context) error {
 	// No NAT: the LAN's return path is always isp1.
 	add(Inet, "route", "add", LANPrefix.String(), "via", isps[0].upAddr.Addr().String())
 	add(Router, adminDefault(isps[0].routerLink)...)
+	if l.opts.IPv6 {
+		l.routeSteps6(add)
+	}
 	return l.runSteps(ctx, steps)
 }
 

@@ -135,3 +135,35 @@ func ifname(n string) []byte {
 	copy(b, n)
 	return b
 }
+
+// natTable6 is the nftables table EnableNAT66 adds to the router.
+const natTable6 = "lab_nat6"
+
+// EnableNAT66 makes the router masquerade LAN IPv6 traffic to the address
+// of the uplink it leaves by, the "balanced like IPv4" way of running IPv6
+// over several ISPs (NPTv6 or masquerade, no lan_prefix6). The source
+// address the Internet sees then names the uplink (see Flows). Uplinks
+// without a global address (Options.PrefixOnlyISP2) translate to whatever
+// address the kernel picks for them.
+func (l *Lab) EnableNAT66() error {
+	return l.nft(Router, func(c *nftables.Conn) error {
+		t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv6, Name: natTable6})
+		ch := c.AddChain(&nftables.Chain{
+			Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
+		})
+		for _, i := range l.isps {
+			link, err := l.RouterLink(i.name)
+			if err != nil {
+				return err
+			}
+			// oifname LINK masquerade
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(link)},
+				&expr.Masq{},
+			}})
+		}
+		return nil
+	})
+}

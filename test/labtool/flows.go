@@ -19,7 +19,7 @@ import (
 func runFlows(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("flows", flag.ContinueOnError)
 	fs.SetOutput(flagOutput)
-	to := fs.String("to", "", "flowsink `addr:port`, e.g. 198.18.0.1:9100")
+	to := fs.String("to", "", "flowsink `addr:port`, e.g. 198.18.0.1:9100 or [2001:db8:ffff::1]:9100")
 	from := fs.String("from", "", "comma-separated source `addrs`, used in turn (required)")
 	tcp := fs.Int("tcp", 128, "TCP connections")
 	udp := fs.Int("udp", 128, "UDP flows")
@@ -112,7 +112,7 @@ func runFlows(ctx context.Context, args []string) error {
 func runFlowSink(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("flowsink", flag.ContinueOnError)
 	fs.SetOutput(flagOutput)
-	listen := fs.String("listen", "", "`addr:port` to listen on, UDP and TCP, e.g. 198.18.0.1:9100")
+	listen := fs.String("listen", "", "`addr:port` to listen on, UDP and TCP, e.g. 198.18.0.1:9100 or [2001:db8:ffff::1]:9100")
 	report := fs.String("report", "", "write the JSON report to `file` (default: standard output)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -124,11 +124,15 @@ func runFlowSink(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	udp, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+	udpNet, tcpNet := "udp4", "tcp4"
+	if udpNetwork(addr.Addr()) == "udp6" {
+		udpNet, tcpNet = "udp6", "tcp6"
+	}
+	udp, err := net.ListenUDP(udpNet, net.UDPAddrFromAddrPort(addr))
 	if err != nil {
 		return err
 	}
-	tcp, err := net.Listen("tcp4", addr.String())
+	tcp, err := net.Listen(tcpNet, addr.String())
 	if err != nil {
 		udp.Close()
 		return err

@@ -18,7 +18,7 @@ import (
 func runSend(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("udpsend", flag.ContinueOnError)
 	fs.SetOutput(flagOutput)
-	to := fs.String("to", "", "destination `addr:port`, e.g. 198.18.0.1:9000")
+	to := fs.String("to", "", "destination `addr:port`, e.g. 198.18.0.1:9000 or [2001:db8:ffff::1]:9000")
 	from := fs.String("from", "", "source `addr` to bind (default: chosen by the route)")
 	sport := fs.Int("sport", 0, "source `port` (0: any); fixed for the whole run, so one flow")
 	interval := fs.Duration("interval", time.Millisecond, "time between datagrams")
@@ -41,6 +41,8 @@ func runSend(ctx context.Context, args []string) error {
 		if src, err = netip.ParseAddr(*from); err != nil {
 			return fmt.Errorf("--from: %w", err)
 		}
+	} else if dst.Addr().Is6() {
+		src = netip.IPv6Unspecified()
 	} else {
 		src = netip.IPv4Unspecified()
 	}
@@ -56,7 +58,7 @@ func runSend(ctx context.Context, args []string) error {
 	}
 
 	// Unconnected, so ICMP errors from the path do not fail later sends.
-	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, uint16(*sport))))
+	conn, err := net.ListenUDP(udpNetwork(dst.Addr()), net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, uint16(*sport))))
 	if err != nil {
 		return err
 	}
@@ -99,4 +101,12 @@ func send(ctx context.Context, conn *net.UDPConn, dst netip.AddrPort, interval t
 		}
 	}
 	return r
+}
+
+// udpNetwork is "udp4" or "udp6", after the family of a.
+func udpNetwork(a netip.Addr) string {
+	if a.Is6() && !a.Is4In6() {
+		return "udp6"
+	}
+	return "udp4"
 }

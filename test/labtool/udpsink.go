@@ -29,7 +29,7 @@ func runSink(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+	conn, err := net.ListenUDP(udpNetwork(addr.Addr()), net.UDPAddrFromAddrPort(addr))
 	if err != nil {
 		return err
 	}

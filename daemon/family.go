@@ -1,0 +1,145 @@
+package daemon
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/uplinkd/uplinkd/config"
+	"github.com/uplinkd/uplinkd/fsm"
+	"github.com/uplinkd/uplinkd/netops"
+)
+
+// Families. Every configured uplink is an IPv4 entity (an *uplink in
+// Daemon.uplinks); one with gateway6 has an IPv6 entity too (its v6), with
+// its own state machine, address, gateway, prober, history, hooks, status
+// entry and metrics. Both observe the same link, so carrier, admin and
+// link events reach both on the event itself; each family's probes and
+// neighbour failures reach its own entity only. The connection mark is the
+// uplink's (shared); the routes, rules and the balance are per family.
+
+// family is an entity's address family; the zero value means IPv4.
+type family = netops.Family
+
+// The families.
+const (
+	ipv4 = netops.V4
+	ipv6 = netops.V6
+)
+
+// newUplink6 is the IPv6 entity of the uplink configured as c.
+func (d *Daemon) newUplink6(c config.Uplink, now time.Time) *uplink {
+	u := &uplink{cfg: c, fam: ipv6, m: fsm.New(c.Name, d.fsmParams6(c), now)}
+	d.metrics.State(c.Name, ipv6.String(), string(fsm.Down))
+	d.metrics.Balance(c.Name, ipv6.String(), false, 0)
+	return u
+}
+
+// fsmParams6 are the state machine's parameters of u's IPv6 entity: those
+// of IPv4, probed when it has IPv6 targets.
+func (d *Daemon) fsmParams6(u config.Uplink) fsm.Params {
+	p := d.fsmParams(u)
+	p.Probed = len(d.cfg.Targets6For(u)) > 0
+	return p
+}
+
+// params are the state machine's parameters of entity u.
+func (d *Daemon) params(u *uplink) fsm.Params {
+	if u.fam == ipv6 {
+		return d.fsmParams6(u.cfg)
+	}
+	return d.fsmParams(u.cfg)
+}
+
+// syncFamilies gives each IPv4 entity the IPv6 entity its configuration
+// asks for (made, kept or dropped) and lists every entity in d.all: each
+// IPv4 one followed by its IPv6 one.
+func (d *Daemon) syncFamilies(now time.Time) {
+	d.all = d.all[:0]
+	for _, u := range d.uplinks {
+		switch {
+		case u.cfg.IPv6 && u.v6 == nil:
+			u.v6 = d.newUplink6(u.cfg, now)
+		case !u.cfg.IPv6 && u.v6 != nil:
+			u.v6.stopProber()
+			d.metrics.ForgetFamily(u.cfg.Name, ipv6.String())
+			u.v6 = nil
+		case u.v6 != nil:
+			u.v6.cfg = u.cfg
+		}
+		d.all = append(d.all, u)
+		if u.v6 != nil {
+			d.all = append(d.all, u.v6)
+		}
+	}
+}
+
+// entities are every (uplink, family) entity, IPv4 ones first within an
+// uplink.
+func (d *Daemon) entities() []*uplink { return d.all }
+
+// gwMode is where the entity's gateway comes from.
+func (u *uplink) gwMode() config.GatewayMode {
+	if u.fam == ipv6 {
+		return u.cfg.Gateway6Mode
+	}
+	return u.cfg.GatewayMode
+}
+
+// gwStatic is the entity's configured gateway (invalid unless static).
+func (u *uplink) gwStatic() netip.Addr {
+	if u.fam == ipv6 {
+		return u.cfg.Gateway6
+	}
+	return u.cfg.Gateway
+}
+
+// label names the entity in logs: the uplink's name, with "/ipv6" for an
+// IPv6 entity, so IPv4-only logs read as before.
+func (u *uplink) label() string {
+	if u.fam == ipv6 {
+		return u.cfg.Name + "/ipv6"
+	}
+	return u.cfg.Name
+}
+
+// activeEntities counts the entities (uplink families) in state active,
+// for status; with IPv4 only, active().
+func (d *Daemon) activeEntities() int {
+	n := 0
+	for _, u := range d.entities() {
+		if u.m.State() == fsm.Active {
+			n++
+		}
+	}
+	return n
+}
+
+// familyEntities are the entities of family fam, in configuration order.
+func (d *Daemon) familyEntities(fam family) []*uplink {
+	if fam != ipv6 {
+		return d.uplinks
+	}
+	var out []*uplink
+	for _, u := range d.uplinks {
+		if u.v6 != nil {
+			out = append(out, u.v6)
+		}
+	}
+	return out
+}
+
+// inputs6 describes the IPv6 entities for netops.Plan of IPv6: the same
+// names, tables, slots and marks as IPv4's, with their own address,
+// gateway and state, and the delegated LAN prefix.
+func (d *Daemon) inputs6() []netops.Uplink {
+	var out []netops.Uplink
+	for _, u := range d.uplinks {
+		if u.v6 == nil {
+			continue
+		}
+		in := d.input(u.v6)
+		in.LANPrefix = u.cfg.LANPrefix6
+		out = append(out, in)
+	}
+	return out
+}
