@@ -244,7 +244,9 @@ func TestHashPolicyAfterCrash(t *testing.T) {
 	}
 	r.stop(syscall.SIGKILL)
 	state := filepath.Join(r.dir, "multipath-hash")
-	if b, err := os.ReadFile(state); err != nil || strings.TrimSpace(string(b)) != "2 0" {
+	// IPv4's original policy and fields, then IPv6's (the namespace's
+	// defaults: policy 0, fields 7).
+	if b, err := os.ReadFile(state); err != nil || strings.TrimSpace(string(b)) != "2 0 0 7" {
 		t.Fatalf("state file after kill -9: %q, %v", b, err)
 	}
 	r.start()
