@@ -31,10 +31,11 @@ func (d *Daemon) chooseBalancer() (netops.Balancer, error) {
 	}
 	ids := netops.NexthopIDs(r.NexthopIDBase)
 	supports := func(typ netops.GroupType) error {
-		if d.rec.NH == nil {
+		nh := d.rec.Nexthops()
+		if nh == nil {
 			return errors.New("no rtnetlink socket for nexthop objects")
 		}
-		return netops.SupportsGroup(d.rec.NH, ids, r.RouteProtocol, typ)
+		return netops.SupportsGroup(nh, ids, r.RouteProtocol, typ)
 	}
 	if r.Balancer == "hash-threshold" || (r.Balancer == "auto" && d.pinOn()) {
 		err := supports(netops.GroupMultipath)

@@ -17,7 +17,7 @@ func (d *Daemon) bucketShares() map[string]float64 {
 	if b == nil || *b != netops.Resilient || d.rec == nil {
 		return nil
 	}
-	br, ok := d.rec.NH.(bucketReader)
+	br, ok := d.rec.Nexthops().(bucketReader)
 	if !ok {
 		return nil
 	}

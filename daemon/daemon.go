@@ -21,7 +21,6 @@ import (
 	"github.com/uplinkd/uplinkd/probe"
 	"github.com/uplinkd/uplinkd/sdnotify"
 	"github.com/uplinkd/uplinkd/status"
-	"github.com/vishvananda/netlink"
 )
 
 // Options are the daemon's settings that do not come from the
@@ -47,6 +46,9 @@ type Options struct {
 	// Keep delivers SIGUSR2: exit and leave all routing in place (the
 	// upgrade path); the next start adopts it.
 	Keep <-chan os.Signal
+	// Kernel is what the loop reads and writes; nil: Run dials the real
+	// kernel of the calling thread's network namespace (see Kernel).
+	Kernel *Kernel
 }
 
 // historyLen is how many transitions status keeps per uplink.
@@ -60,19 +62,20 @@ type Daemon struct {
 	// Ready, if set, is called once after the first reconcile.
 	Ready func()
 
-	ready    bool // the first reconcile is done
-	rec      *netops.Reconciler
+	ready bool // the first reconcile is done
+	// kern is the kernel the loop works with; nil before Run unless
+	// Options gave one (kernel.go). rec and ct are its Routing and
+	// Conntrack.
+	kern     *Kernel
+	rec      Router
 	balancer atomic.Pointer[netops.Balancer] // chosen at startup
-	ct       *netops.Conntrack               // nil: no conntrack socket
+	ct       NATFlusher                      // nil: no conntrack socket
 	// natAddrs holds the address of every uplink in the balance after the
 	// last reconcile: when one leaves, entries translated to it go.
 	natAddrs map[string]netip.Addr
 	uplinks  []*uplink
 	results  chan probe.Result
 	gen      uint64
-	// hub is the ICMP socket all probers share; nil before Run (probers
-	// then open their own).
-	hub *probe.Hub
 
 	// held is what an earlier run left in the kernel, until adopt hands
 	// it to the uplinks (see adopt.go).
@@ -134,17 +137,15 @@ type Daemon struct {
 	reconcile status.Reconcile
 	netlink   status.Netlink
 
-	// The kernel's state is read through these (events.Dump and
-	// events.Subscribe); tests substitute failures.
-	dump      func(context.Context) (events.Snapshot, error)
-	dumpLinks func(context.Context, []int) (events.Snapshot, error)
-	subscribe func() (*events.Monitor, error)
 	// netlinkDelay is the backoff of the retries after a netlink error.
 	netlinkDelay time.Duration
-	// mon is the current event subscription; filterKey describes the
-	// filter it was given.
-	mon       *events.Monitor
-	filterKey string
+	// backoff: a read of the kernel's state failed; the next one waits
+	// for the retry timer, whatever else wakes the loop meanwhile.
+	backoff bool
+	// mon is the current event subscription; filterSet is the filter it
+	// was given (nil: none yet).
+	mon       Subscription
+	filterSet *events.Filter
 }
 
 // uplink is the loop's view of one configured uplink.
@@ -158,7 +159,7 @@ type uplink struct {
 	// or on a point-to-point link.
 	gw     netip.Addr
 	gwHold time.Time
-	prober *probe.Prober
+	prober Prober
 	key    string // what the running prober was started for
 	// keyOf is what key was last made of, so that syncProber, which
 	// runs for every uplink after every burst (probe results included),
@@ -194,13 +195,9 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) *Daemon {
 		started:  time.Now(),
 		loaded:   time.Now(),
 		policies: make(map[string]*policyState),
-
-		dump:      events.Dump,
-		dumpLinks: events.DumpLinks,
-		subscribe: events.Subscribe,
 	}
-	if opts.EventBuffer > 0 {
-		d.subscribe = func() (*events.Monitor, error) { return events.SubscribeBuffer(opts.EventBuffer) }
+	if opts.Kernel != nil {
+		d.use(opts.Kernel)
 	}
 	d.retry.Stop()
 	d.tick.Stop()
@@ -291,36 +288,24 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	})
 	defer stopServices()
 
-	h, err := netlink.NewHandle()
-	if err != nil {
-		return fmt.Errorf("open netlink handle: %w", err)
+	if d.kern == nil {
+		k, err := dialKernel(d.log, d.cfg.Routing.RouteProtocol, d.opts.EventBuffer)
+		if err != nil {
+			return err
+		}
+		// After shutdown, which stops the probers and removes the routing.
+		defer k.close()
+		d.use(k)
 	}
-	defer h.Close()
-	kh, err := netops.NewHandle(h, 0)
-	if err != nil {
+	if err := d.kern.complete(); err != nil {
 		return err
 	}
-	defer kh.Close()
-	d.rec = &netops.Reconciler{K: kh, Protocol: d.cfg.Routing.RouteProtocol}
-	// The loop reports every routing event to it (note).
-	d.rec.EnableCache()
-	nh, err := netops.DialNexthops(0)
-	if err != nil {
-		d.log.Warn("no rtnetlink socket for nexthop objects", "err", err)
+	if d.kern.Pinning {
+		d.openPinning()
+		defer d.closePinning()
 	} else {
-		defer nh.Close()
-		d.rec.NH = nh
+		d.pin = &pinning{off: "no nftables in the kernel the daemon was given"}
 	}
-	// One ICMP socket for every prober, closed after shutdown has stopped
-	// them.
-	if hub, herr := probe.NewHub(); herr != nil {
-		d.log.Warn("no shared ICMP socket; every prober opens its own", "err", herr)
-	} else {
-		d.hub = hub
-		defer hub.Close()
-	}
-	d.openPinning()
-	defer d.closePinning()
 	d.metrics.Pinning(d.pinOn())
 	bal, err := d.chooseBalancer()
 	if err != nil {
@@ -328,29 +313,24 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	d.balancer.Store(&bal)
 	d.metrics.Info(d.opts.Version, bal.String())
-	// Opened whatever flush_conntrack says: a reload may turn it on, and
-	// flushLeavers reads the setting of the configuration in force.
-	if d.ct, err = netops.DialConntrack(0); err != nil {
-		d.log.Warn("cannot flush conntrack entries of uplinks that leave the balance", "err", err)
-	} else {
-		defer d.ct.Close()
-	}
 
-	hs, err := setHash(d.cfg.Routing.StateDir, hashPolicy(d.cfg.Routing.Hash))
-	if err != nil {
-		return err
-	}
-	if hs.warn != nil {
-		d.log.Warn("cannot keep the original multipath hash policy for after a crash", "err", hs.warn)
-	}
-	defer func() {
-		if d.keep {
-			return
+	if d.hashOn() {
+		hs, err := setHash(d.cfg.Routing.StateDir, hashPolicy(d.cfg.Routing.Hash))
+		if err != nil {
+			return err
 		}
-		if herr := hs.restore(); herr != nil {
-			err = errors.Join(err, herr)
+		if hs.warn != nil {
+			d.log.Warn("cannot keep the original multipath hash policy for after a crash", "err", hs.warn)
 		}
-	}()
+		defer func() {
+			if d.keep {
+				return
+			}
+			if herr := hs.restore(); herr != nil {
+				err = errors.Join(err, herr)
+			}
+		}()
+	}
 	d.readHeld()
 
 	d.warnSingleTarget()

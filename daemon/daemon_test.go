@@ -264,7 +264,7 @@ func TestChooseBalancerWithoutNexthops(t *testing.T) {
 	} {
 		d := testDaemon(t)
 		d.cfg.Routing.Balancer = tt.balancer
-		d.rec = &netops.Reconciler{} // a kernel without nexthop objects
+		d.rec = reconciler{&netops.Reconciler{}} // a kernel without nexthop objects
 		got, err := d.chooseBalancer()
 		if (err != nil) != tt.fails || got != tt.want {
 			t.Errorf("balancer %q: %v, %v; want %v (error %v)", tt.balancer, got, err, tt.want, tt.fails)

@@ -45,4 +45,15 @@
 // "all" deletes the pins of the uplinks a policy left for a better tier.
 // An uplink that only stands by in its policies is probed at their
 // standby_interval.
+//
+// The loop reaches the kernel only through Kernel (kernel.go): small
+// interfaces for reading links, addresses and default routes
+// (StateReader), subscribing to events (Subscriber, Subscription),
+// installing plans and reading what an earlier run left (Router), starting
+// probers (ProberStarter) and flushing NAT entries (NATFlusher), plus flags
+// for what only the real kernel has (the multipath hash sysctls, pinning's
+// nftables table and src_valid_mark). Run dials the real kernel when
+// Options.Kernel is nil; the loop tests (loop_test.go) pass fakes
+// (fake_test.go) and run without root. A failed read of the kernel waits
+// for its retry timer: nothing else that wakes the loop hastens it.
 package daemon

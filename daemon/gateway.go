@@ -44,7 +44,7 @@ func (d *Daemon) readRoutes(ctx context.Context, snap events.Snapshot) error {
 		if _, done := next[idx]; done {
 			continue
 		}
-		rs, err := events.DefaultRoutes(ctx, idx)
+		rs, err := d.kern.State.DefaultRoutes(ctx, idx)
 		if err != nil {
 			return fmt.Errorf("read the default routes through %s: %w", u.cfg.Interface, err)
 		}

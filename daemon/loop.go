@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -41,11 +40,12 @@ func (d *Daemon) watch(ctx context.Context) {
 // the subscription could not be made or broke otherwise (the caller
 // subscribes again). A failed dump does not end it: settle retries.
 func (d *Daemon) monitor(ctx context.Context) error {
-	mon, err := d.subscribe()
+	mon, err := d.kern.Events.Subscribe()
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
-	d.mon, d.filterKey = mon, ""
+	d.mon, d.filterSet = mon, nil
+	d.backoff = false // a new subscription reads everything at once
 	defer func() { d.mon = nil }()
 	mctx, cancel := context.WithCancel(ctx)
 	evs := make(chan events.Event, 512)
@@ -66,7 +66,7 @@ func (d *Daemon) monitor(ctx context.Context) error {
 	d.dumpAll()
 	d.needReconcile, d.needRoutes = true, true
 	// Events may have been missed since the last subscription.
-	d.rec.Invalidate()
+	d.cache().Invalidate()
 	d.pinRecheck()
 	d.burstStart = time.Now()
 	d.settle(ctx)
@@ -90,7 +90,7 @@ func (d *Daemon) monitor(ctx context.Context) error {
 			d.drainResults()
 		case <-d.retry.C:
 			d.log.Info("retrying")
-			d.needReconcile = true
+			d.needReconcile, d.backoff = true, false
 			d.burstStart = time.Now()
 		case <-d.tick.C:
 			d.tickAt = time.Time{}
@@ -167,21 +167,21 @@ func (d *Daemon) note(ev events.Event) {
 		d.dumpLink(e.Link.Index)
 		d.needReconcile = true
 		d.needRoutes = d.needRoutes || d.autoUplinks()
-		d.rec.InvalidateLink(e.Link.Index)
+		d.cache().InvalidateLink(e.Link.Index)
 		d.pinRecheckLink(e.Link.Index)
 	case events.AddrEvent:
 		d.dumpLink(e.Addr.Index)
 		d.needRoutes = d.needRoutes || d.autoUplinks()
-		d.rec.InvalidateAddr(e.Addr.Index, e.Addr.Prefix.Addr())
+		d.cache().InvalidateAddr(e.Addr.Index, e.Addr.Prefix.Addr())
 	case events.NexthopEvent:
 		if e.Protocol == d.cfg.Routing.RouteProtocol || netops.NexthopIDs(d.cfg.Routing.NexthopIDBase).Contains(uint32(e.ID)) {
 			d.needReconcile = true
-			d.rec.InvalidateNexthop(uint32(e.ID))
+			d.cache().InvalidateNexthop(uint32(e.ID))
 		}
 	case events.RouteEvent:
 		if d.ours(e.Table, e.Protocol) {
 			d.needReconcile = true
-			d.rec.InvalidateTable(0, e.Table) // of either family: the event does not say
+			d.cache().InvalidateTable(0, e.Table) // of either family: the event does not say
 		} else if e.Default && d.routeEvent(e) {
 			d.needEval = true
 		}
@@ -189,7 +189,7 @@ func (d *Daemon) note(ev events.Event) {
 		r := d.cfg.Routing
 		if e.Protocol == r.RouteProtocol || (e.Priority >= r.RulePriority && e.Priority < r.RulePriority+config.RulePriorityRange) {
 			d.needReconcile = true
-			d.rec.InvalidateRules(0)
+			d.cache().InvalidateRules(0)
 		}
 	case events.NeighEvent:
 		d.neighbour(e)
@@ -197,7 +197,7 @@ func (d *Daemon) note(ev events.Event) {
 		d.log.Warn("netlink events lost, resyncing", "reason", e.Reason)
 		d.dumpAll()
 		d.needReconcile, d.needRoutes = true, true
-		d.rec.Invalidate()
+		d.cache().Invalidate()
 		d.pinRecheck()
 		d.netlink.Resyncs++
 		if e.Overrun {
@@ -206,34 +206,6 @@ func (d *Daemon) note(ev events.Event) {
 		d.metrics.Resync(e.Overrun)
 		d.changed = true
 	}
-}
-
-// dumpAll makes the next settle re-read every link and address.
-func (d *Daemon) dumpAll() { d.needDump, d.dumpOnly = true, nil }
-
-// dumpLink makes the next settle re-read link index and its addresses
-// (and only the links named so far, unless everything is re-read anyway).
-func (d *Daemon) dumpLink(index int) {
-	switch {
-	case !d.needDump:
-		d.needDump, d.dumpOnly = true, map[int]bool{index: true}
-	case d.dumpOnly != nil:
-		d.dumpOnly[index] = true
-	}
-}
-
-// readLinks reads links and addresses: those of dumpOnly, merged into the
-// last snapshot, or all of them.
-func (d *Daemon) readLinks(ctx context.Context) (events.Snapshot, error) {
-	if d.dumpOnly == nil || len(d.snap.Links) == 0 {
-		return d.dump(ctx)
-	}
-	indexes := slices.Sorted(maps.Keys(d.dumpOnly))
-	fresh, err := d.dumpLinks(ctx, indexes)
-	if err != nil {
-		return events.Snapshot{}, err
-	}
-	return d.snap.Merge(fresh, indexes), nil
 }
 
 // neighbour takes an uplink whose gateway stopped answering ARP out of the
@@ -269,6 +241,11 @@ func (d *Daemon) ours(table, protocol int) bool {
 // cannot be read, nothing is planned from stale observations: what is
 // installed stays as it is and the read is retried with backoff.
 func (d *Daemon) settle(ctx context.Context) {
+	if d.needDump && d.backoff {
+		// Status requests and probe results do not hasten the retry.
+		d.publish()
+		return
+	}
 	if d.needDump {
 		d.updateFilter()
 		snap, err := d.readLinks(ctx)
@@ -278,6 +255,7 @@ func (d *Daemon) settle(ctx context.Context) {
 		case err != nil:
 			d.netlinkError("read links and addresses", err)
 			d.retry.Reset(d.netlinkDelay)
+			d.backoff = true
 			d.publish()
 			return
 		}
@@ -291,6 +269,7 @@ func (d *Daemon) settle(ctx context.Context) {
 			case err != nil:
 				d.netlinkError("read default routes", err)
 				d.retry.Reset(d.netlinkDelay)
+				d.backoff = true
 				d.publish()
 				return
 			}

@@ -76,22 +76,29 @@ func TestDumpErrorKeepsRouting(t *testing.T) {
 				Family: netlink.FAMILY_V4, Table: 100, Protocol: netlink.RouteProtocol(proto),
 				Dst: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, Gw: net.ParseIP("198.51.100.1").To4(), LinkIndex: 3,
 			}}}
-			d.rec = &netops.Reconciler{K: k, Protocol: proto}
+			fail := true
+			d.use(&Kernel{
+				Routing: reconciler{&netops.Reconciler{K: k, Protocol: proto}},
+				State: dumpFunc(func(context.Context) (events.Snapshot, error) {
+					if fail {
+						return events.Snapshot{}, tt.err
+					}
+					return events.Snapshot{
+						Links: []events.Link{{Index: 3, Name: "eth1", AdminUp: true, Carrier: true}},
+						Addrs: []events.Addr{{Index: 3, Prefix: netip.MustParsePrefix("198.51.100.2/24")}},
+					}, nil
+				}),
+			})
 			bal := netops.Multipath
 			d.balancer.Store(&bal)
-			fail := true
-			d.dump = func(context.Context) (events.Snapshot, error) {
-				if fail {
-					return events.Snapshot{}, tt.err
-				}
-				return events.Snapshot{
-					Links: []events.Link{{Index: 3, Name: "eth1", AdminUp: true, Carrier: true}},
-					Addrs: []events.Addr{{Index: 3, Prefix: netip.MustParsePrefix("198.51.100.2/24")}},
-				}, nil
-			}
 			d.needDump, d.needReconcile = true, true
-			for range 3 { // the first read and two retries
+			for i := range 3 { // the first read and two retries
 				d.settle(context.Background())
+				if !d.backoff {
+					t.Fatalf("read %d failed, but the next one does not wait for the retry timer", i+1)
+				}
+				d.settle(context.Background()) // woken by something else: no read
+				d.backoff = false              // the retry timer fired
 			}
 			if len(k.writes) > 0 {
 				t.Fatalf("a failed read changed the routing: %q", k.writes)
@@ -112,6 +119,7 @@ func TestDumpErrorKeepsRouting(t *testing.T) {
 			}
 
 			fail = false
+			d.backoff = false
 			d.settle(context.Background())
 			if d.reconcile.Runs != 1 || len(k.writes) == 0 || d.netlink.LastError != "" || !d.ready {
 				t.Fatalf("after a good read: %d reconciles, writes %q, last error %q", d.reconcile.Runs, k.writes, d.netlink.LastError)
@@ -128,13 +136,13 @@ func TestSubscribeErrorRetried(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	tries := 0
-	d.subscribe = func() (*events.Monitor, error) {
+	d.use(&Kernel{Events: subscribeFunc(func() (Subscription, error) {
 		tries++
 		if tries == 4 {
 			cancel()
 		}
 		return nil, fmt.Errorf("join group link: %w", unix.EINTR)
-	}
+	})})
 	done := make(chan struct{})
 	go func() {
 		d.watch(ctx)
@@ -149,3 +157,17 @@ func TestSubscribeErrorRetried(t *testing.T) {
 		t.Fatalf("%d subscriptions tried, netlink status %+v", tries, n)
 	}
 }
+
+// dumpFunc is a StateReader that dumps with the function and knows no
+// default routes.
+type dumpFunc func(context.Context) (events.Snapshot, error)
+
+func (f dumpFunc) Dump(ctx context.Context) (events.Snapshot, error) { return f(ctx) }
+func (dumpFunc) DefaultRoutes(context.Context, int) ([]events.DefaultRoute, error) {
+	return nil, nil
+}
+
+// subscribeFunc is a Subscriber that subscribes with the function.
+type subscribeFunc func() (Subscription, error)
+
+func (f subscribeFunc) Subscribe() (Subscription, error) { return f() }

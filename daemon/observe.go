@@ -17,14 +17,20 @@ func (d *Daemon) observe(snap events.Snapshot) bool {
 	d.snap = snap
 	now := time.Now()
 	changed := false
-	for _, u := range d.uplinks {
-		var link *events.Link
-		for i := range snap.Links {
-			if snap.Links[i].Name == u.cfg.Interface {
-				link = &snap.Links[i]
-				break
-			}
+	// By name and by link: hundreds of uplinks must not search every link
+	// and address each.
+	links := make(map[string]*events.Link, len(snap.Links))
+	for i := range snap.Links {
+		if _, dup := links[snap.Links[i].Name]; !dup {
+			links[snap.Links[i].Name] = &snap.Links[i]
 		}
+	}
+	addrs := make(map[int][]events.Addr, len(snap.Links))
+	for _, a := range snap.Addrs {
+		addrs[a.Index] = append(addrs[a.Index], a)
+	}
+	for _, u := range d.uplinks {
+		link := links[u.cfg.Interface]
 		wasUsable, _ := u.usable()
 		oldAddr, oldGw := u.addr, u.gw
 		var addr netip.Prefix
@@ -38,7 +44,7 @@ func (d *Daemon) observe(snap events.Snapshot) bool {
 			if u.cfg.GatewayMode == config.GatewayStatic {
 				gw = u.cfg.Gateway
 			}
-			addr = u.selectAddr(snap.Addrs, link.Index, gw)
+			addr = u.selectAddr(addrs[link.Index], link.Index, gw)
 		}
 		if !sameLink(u.link, link) || addr != u.addr {
 			changed = true

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strings"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -181,15 +181,16 @@ func (d *Daemon) pinsFirst(in []netops.Uplink) bool {
 
 // pinKey identifies what the table is built from: names, interfaces, marks.
 func pinKey(ups []*uplink, in []netops.Uplink) string {
-	var b strings.Builder
+	b := make([]byte, 0, 32*len(ups))
 	for i, u := range ups {
-		ifname := ""
+		b = append(append(b, u.cfg.Name...), '/')
 		if u.link != nil {
-			ifname = u.link.Name
+			b = append(b, u.link.Name...)
 		}
-		fmt.Fprintf(&b, "%s/%s/%#x ", u.cfg.Name, ifname, in[i].Mark)
+		b = strconv.AppendUint(append(b, "/0x"...), uint64(in[i].Mark), 16)
+		b = append(b, ' ')
 	}
-	return b.String()
+	return string(b)
 }
 
 // applyPins makes the kernel's nftables table match the uplinks and sets

@@ -42,11 +42,10 @@ func (d *Daemon) syncProber(u *uplink) {
 		return
 	}
 	d.gen++
-	p, err := probe.Start(probe.Config{
+	p, err := d.kern.Probers.Start(probe.Config{
 		Uplink:      u.cfg.Name,
 		Interface:   u.cfg.Interface,
 		Index:       u.link.Index,
-		Hub:         d.hub,
 		Source:      u.addr.Addr(),
 		Targets:     probeTargets(targets),
 		Interval:    d.probeInterval(u),

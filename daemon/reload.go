@@ -89,7 +89,7 @@ func (d *Daemon) apply(cfg *config.Config) (changes []string) {
 		}
 	}
 	changes = describe(old, cfg)
-	if cfg.Routing.Hash != old.Routing.Hash {
+	if cfg.Routing.Hash != old.Routing.Hash && d.hashOn() {
 		if _, err := netops.SetMultipathHash(hashPolicy(cfg.Routing.Hash)); err != nil {
 			d.log.Error("set multipath hash policy", "err", err)
 		}
@@ -146,8 +146,8 @@ func (d *Daemon) switchProtocol(protocol int) error {
 	if err != nil {
 		return err
 	}
-	d.log.Info("removed routing state of the old route_protocol", "protocol", d.rec.Protocol, "routes_rules_nexthops", res.Changes())
-	d.rec.Protocol = protocol
+	d.log.Info("removed routing state of the old route_protocol", "protocol", d.cfg.Routing.RouteProtocol, "routes_rules_nexthops", res.Changes())
+	d.rec.SetProtocol(protocol)
 	return nil
 }
 

@@ -167,11 +167,12 @@ func TestRouteProtocolKeptWhenCleanupFails(t *testing.T) {
 		}},
 		failDel: unix.EPERM,
 	}
-	d.rec = &netops.Reconciler{K: k, Protocol: 201}
+	rec := &netops.Reconciler{K: k, Protocol: 201}
+	d.rec = reconciler{rec}
 	cfg := parse(t, "\n[routing]\nroute_protocol = 202\nlan_interfaces = [\"eth0\"]\n"+testUplinks)
 	changes := d.apply(cfg)
-	if d.rec.Protocol != 201 || d.cfg.Routing.RouteProtocol != 201 {
-		t.Fatalf("switched to protocol %d (configuration in force: %d) although the old routes are still there", d.rec.Protocol, d.cfg.Routing.RouteProtocol)
+	if rec.Protocol != 201 || d.cfg.Routing.RouteProtocol != 201 {
+		t.Fatalf("switched to protocol %d (configuration in force: %d) although the old routes are still there", rec.Protocol, d.cfg.Routing.RouteProtocol)
 	}
 	if len(changes) != 1 || !strings.Contains(changes[0], "route_protocol: 201 -> 202 NOT applied") {
 		t.Fatalf("changes %q", changes)
@@ -180,8 +181,8 @@ func TestRouteProtocolKeptWhenCleanupFails(t *testing.T) {
 	// Once the removal works, the reload switches.
 	k.failDel = nil
 	changes = d.apply(cfg)
-	if d.rec.Protocol != 202 || len(changes) != 1 || changes[0] != "routing.route_protocol: 201 -> 202" {
-		t.Fatalf("protocol %d, changes %q", d.rec.Protocol, changes)
+	if rec.Protocol != 202 || len(changes) != 1 || changes[0] != "routing.route_protocol: 201 -> 202" {
+		t.Fatalf("protocol %d, changes %q", rec.Protocol, changes)
 	}
 }
 

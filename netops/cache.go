@@ -63,8 +63,8 @@ type cachedRule struct {
 // rule set or nexthop ID missing from its maps is dirty.
 type ownCache struct {
 	on     bool
-	tables map[tableKey]map[string]cachedRoute // by Route.Key
-	rules  map[int][]cachedRule                // by family: the reconciler's rules
+	tables map[tableKey]map[string]*cachedRoute // by Route.Key
+	rules  map[int][]cachedRule                 // by family: the reconciler's rules
 	// nexthops are the objects with the IDs of interest (those of the
 	// reconciler's protocol, the desired ones, those named by events);
 	// the zero NexthopObject (ID 0) records that there is none.
@@ -78,7 +78,7 @@ type ownCache struct {
 
 // reset empties the cache: everything is dirty.
 func (c *ownCache) reset() {
-	c.tables = make(map[tableKey]map[string]cachedRoute)
+	c.tables = make(map[tableKey]map[string]*cachedRoute)
 	c.rules = make(map[int][]cachedRule)
 	c.nexthops = make(map[uint32]NexthopObject)
 	if c.namedTables == nil {
@@ -158,10 +158,11 @@ func (r *Reconciler) InvalidateNexthop(id uint32) {
 // InvalidateLink reports an event about the link with index ifindex (up,
 // down, carrier, rename, deletion). The kernel deletes nexthop objects on
 // a link that goes down or loses carrier, updates the groups that use them
-// and deletes routes whose group became empty, and deletes the routes
-// through a link that goes down, all without notifications: the tables
-// with routes through the link or through nexthop objects, the link's
-// nexthop objects and every group are read again.
+// and deletes a group left empty with the routes through it, and deletes
+// the routes through a link that goes down, all without notifications:
+// the tables with routes through the link, the link's nexthop objects and
+// every group are read again, and the tables with routes through a
+// nexthop object found gone then (listedNexthops).
 func (r *Reconciler) InvalidateLink(ifindex int) {
 	if r == nil || !r.cache.on {
 		return
@@ -171,7 +172,7 @@ func (r *Reconciler) InvalidateLink(ifindex int) {
 			delete(r.cache.nexthops, id)
 		}
 	}
-	r.cache.dropTables(func(rt Route) bool { return rt.NHID != 0 || routesVia(rt, ifindex) })
+	r.cache.dropTables(func(rt Route) bool { return routesVia(rt, ifindex) })
 }
 
 // InvalidateAddr reports an IPv4 or IPv6 address added to or removed from
@@ -207,8 +208,8 @@ func (c *ownCache) dropTables(match func(Route) bool) {
 // listRoutes returns the reconciler's routes of family in tables (0: every
 // table), keyed by Route.Key: from the cache for clean tables, listed in
 // the kernel (and entered in the cache) for the others.
-func (r *Reconciler) listRoutes(family int, tables []int) (map[string]cachedRoute, error) {
-	out := make(map[string]cachedRoute)
+func (r *Reconciler) listRoutes(family int, tables []int) (map[string]*cachedRoute, error) {
+	out := make(map[string]*cachedRoute, 2*len(tables)) // an uplink table holds two
 	for _, t := range tables {
 		k := tableKey{family, t}
 		if routes, ok := r.cache.tables[k]; ok && r.cache.on && t != unix.RT_TABLE_UNSPEC {
@@ -235,7 +236,7 @@ func (r *Reconciler) listRoutes(family int, tables []int) (map[string]cachedRout
 		for key, cr := range listed {
 			tk := tableKey{family, cr.rt.Table}
 			if r.cache.tables[tk] == nil {
-				r.cache.tables[tk] = make(map[string]cachedRoute)
+				r.cache.tables[tk] = make(map[string]*cachedRoute)
 			}
 			r.cache.tables[tk][key] = cr
 		}
@@ -247,7 +248,7 @@ func (r *Reconciler) listRoutes(family int, tables []int) (map[string]cachedRout
 // table) from the kernel. github.com/vishvananda/netlink does not decode
 // RTA_NH_ID: there, routes through a nexthop object look like plain or
 // multipath routes, so those are listed again through NH.
-func (r *Reconciler) listTable(family, t int) (map[string]cachedRoute, error) {
+func (r *Reconciler) listTable(family, t int) (map[string]*cachedRoute, error) {
 	fam, _ := familyOfAF(family)
 	routes, err := r.K.RouteListFiltered(family,
 		&netlink.Route{Table: t, Protocol: netlink.RouteProtocol(r.Protocol)},
@@ -266,7 +267,7 @@ func (r *Reconciler) listTable(family, t int) (map[string]cachedRoute, error) {
 			viaNH[rt.Key()] = rt
 		}
 	}
-	out := make(map[string]cachedRoute, len(routes))
+	out := make(map[string]*cachedRoute, len(routes))
 	for _, kr := range routes {
 		rt, ok := fromKernelRoute(kr)
 		if !ok {
@@ -275,7 +276,7 @@ func (r *Reconciler) listTable(family, t int) (map[string]cachedRoute, error) {
 		if nr, ok := viaNH[rt.Key()]; ok {
 			rt = nr
 		}
-		out[rt.Key()] = cachedRoute{kr: kr, rt: rt, str: rt.String()}
+		out[rt.Key()] = &cachedRoute{kr: kr, rt: rt, str: rt.String()}
 	}
 	return out, nil
 }
@@ -288,7 +289,18 @@ func (c *ownCache) listedAll(family int, tables map[int]bool) {
 	}
 	for t := range tables {
 		if k := (tableKey{family, t}); c.tables[k] == nil {
-			c.tables[k] = make(map[string]cachedRoute)
+			c.tables[k] = make(map[string]*cachedRoute)
+		}
+	}
+}
+
+// forget drops the tables that are not in known: events about them are no
+// longer reported (the loop filters by the tables in use), so what the
+// cache holds of them would go stale.
+func (c *ownCache) forget(known map[int]bool) {
+	for k := range c.tables {
+		if !known[k.table] {
+			delete(c.tables, k)
 		}
 	}
 }
@@ -303,7 +315,7 @@ func (c *ownCache) wroteRoute(family int, rt Route) {
 		// Not listed: nothing is known of the rest of the table.
 		return
 	}
-	c.tables[k][rt.Key()] = cachedRoute{kr: *toKernelRoute(rt), rt: rt, str: rt.String()}
+	c.tables[k][rt.Key()] = &cachedRoute{kr: *toKernelRoute(rt), rt: rt, str: rt.String()}
 }
 
 // deletedRoute removes the route with key from table's cache.
@@ -392,6 +404,15 @@ func (c *ownCache) listedNexthops(list []NexthopObject, ids []uint32, all bool, 
 			continue // a foreign object: not of interest
 		}
 		c.nexthops[n.ID] = n
+	}
+	if all {
+		return // the tables are listed afresh too
+	}
+	// The kernel deleted the routes through an object that is gone.
+	for _, id := range ids {
+		if c.nexthops[id].ID == 0 {
+			c.dropTables(func(rt Route) bool { return rt.NHID == id })
+		}
 	}
 }
 

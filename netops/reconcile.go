@@ -120,7 +120,7 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 	staleNH, usable, errs := r.syncNexthops(d.Nexthops, full, &res)
 
 	tables := r.tables(d, full)
-	have := make(map[string]cachedRoute)
+	have := make(map[string]*cachedRoute, len(d.Routes))
 	for _, f := range Families {
 		h, err := r.listRoutes(f.AF(), tables)
 		if err != nil {
@@ -133,6 +133,7 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 		seenTables = append(seenTables, cr.rt.Table)
 	}
 	r.learn(d, seenTables)
+	r.cache.forget(r.known)
 	if full {
 		for _, f := range Families {
 			r.cache.listedAll(f.AF(), r.known)
@@ -141,7 +142,7 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 	want := make(map[string]bool, len(d.Routes))
 	for _, rt := range d.Routes {
 		want[rt.Key()] = true
-		if have[rt.Key()].str == rt.String() {
+		if h := have[rt.Key()]; h != nil && h.str == rt.String() {
 			continue
 		}
 		var err error
