@@ -28,7 +28,8 @@ func TestCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	for _, g := range []uint32{unix.RTNLGRP_LINK, unix.RTNLGRP_IPV4_IFADDR, unix.RTNLGRP_IPV4_ROUTE, unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_NEXTHOP} {
+	for _, g := range []uint32{unix.RTNLGRP_LINK, unix.RTNLGRP_IPV4_IFADDR, unix.RTNLGRP_IPV4_ROUTE, unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_NEXTHOP,
+		unix.RTNLGRP_IPV6_IFADDR, unix.RTNLGRP_IPV6_ROUTE, unix.RTNLGRP_IPV6_RULE, unix.RTNLGRP_NEIGH} {
 		if err := c.JoinGroup(g); err != nil {
 			t.Fatal(err)
 		}
@@ -75,6 +76,24 @@ func TestCapture(t *testing.T) {
 		{"-n", a, "link", "set", "wan0", "master", "br0"},
 		{"-n", a, "link", "set", "wan0", "nomaster"},
 		{"-n", a, "link", "del", "wan0"},
+		// IPv6 on eth4: DAD takes 100ms and starts at once; the peer
+		// holds 2001:db8:1::5, so DAD for it fails here.
+		{"-n", a, "link", "add", "eth4", "type", "veth", "peer", "name", "up4", "netns", b},
+		{"netns", "exec", a, "sysctl", "-qw", "net.ipv6.conf.eth4.router_solicitation_delay=0", "net.ipv6.neigh.eth4.retrans_time_ms=100"},
+		{"-n", b, "addr", "add", "2001:db8:1::5/64", "dev", "up4", "nodad"},
+		{"-n", b, "link", "set", "up4", "up"},
+		{"-n", a, "link", "set", "eth4", "up"},
+		{"-n", a, "addr", "add", "2001:db8:1::2/64", "dev", "eth4", "nodad"},
+		{"-n", a, "addr", "add", "2001:db8:1::3/64", "dev", "eth4", "preferred_lft", "0", "valid_lft", "600"},
+		{"-n", a, "addr", "add", "2001:db8:1::5/64", "dev", "eth4"},
+		{"-n", a, "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth4", "proto", "ra", "metric", "1024", "expires", "1800"},
+		{"-n", a, "-6", "route", "del", "default", "via", "fe80::1", "dev", "eth4"},
+		{"-n", a, "-6", "route", "add", "2001:db8:ff::/48", "via", "fe80::1", "dev", "eth4", "table", "1000", "proto", "201"},
+		{"-n", a, "-6", "rule", "add", "priority", "10002", "from", "2001:db8:1::2", "lookup", "1000", "proto", "201"},
+		{"-n", a, "-6", "rule", "del", "priority", "10002"},
+		{"-n", a, "nexthop", "add", "id", "44", "via", "fe80::1", "dev", "eth4", "proto", "201"},
+		{"-n", a, "-6", "neigh", "add", "fe80::1", "dev", "eth4", "lladdr", "02:00:00:00:00:01", "nud", "reachable"},
+		{"-n", a, "-6", "neigh", "change", "fe80::1", "dev", "eth4", "nud", "failed"},
 	}
 	for _, s := range steps {
 		ip(t, s...)

@@ -19,8 +19,8 @@ import (
 // arrive on the Monitor, which the caller subscribed to first.
 const dumpAttempts = 5
 
-// Dump lists every link and every IPv4 address of the calling thread's
-// network namespace over a fresh request socket.
+// Dump lists every link and every IPv4 and IPv6 address of the calling
+// thread's network namespace over a fresh request socket.
 func Dump(ctx context.Context) (Snapshot, error) {
 	return dump(ctx, 0)
 }
@@ -61,20 +61,22 @@ func dump(ctx context.Context, nsFD int) (Snapshot, error) {
 		}
 	}
 
-	// struct ifaddrmsg with ifa_family AF_INET.
-	req := make([]byte, unix.SizeofIfAddrmsg)
-	req[0] = unix.AF_INET
-	addrs, err := dumpRequest(ctx, c, unix.RTM_GETADDR, req)
-	if err != nil {
-		return Snapshot{}, fmt.Errorf("dump addresses: %w", err)
-	}
-	for _, msg := range addrs {
-		ev, ok, err := parseAddr(msg)
+	// struct ifaddrmsg with ifa_family AF_INET, then AF_INET6.
+	for _, family := range []byte{unix.AF_INET, unix.AF_INET6} {
+		req := make([]byte, unix.SizeofIfAddrmsg)
+		req[0] = family
+		addrs, err := dumpRequest(ctx, c, unix.RTM_GETADDR, req)
 		if err != nil {
-			return Snapshot{}, fmt.Errorf("dump addresses: %w", err)
+			return Snapshot{}, fmt.Errorf("dump %s addresses: %w", families[family], err)
 		}
-		if ok {
-			snap.Addrs = append(snap.Addrs, ev.Addr)
+		for _, msg := range addrs {
+			ev, ok, err := parseAddr(msg)
+			if err != nil {
+				return Snapshot{}, fmt.Errorf("dump %s addresses: %w", families[family], err)
+			}
+			if ok {
+				snap.Addrs = append(snap.Addrs, ev.Addr)
+			}
 		}
 	}
 	return snap, nil

@@ -53,8 +53,8 @@ func (m *Monitor) SetFilter(f Filter) error {
 func (m *Monitor) Counts() (read, delivered uint64) { return m.read.Load(), m.passed.Load() }
 
 // Subscribe opens a netlink socket in the calling thread's network namespace
-// and joins the link, IPv4 address, IPv4 route, IPv4 rule, nexthop and
-// neighbour groups
+// and joins the link, address, route and rule groups of IPv4 and IPv6, the
+// nexthop group and the neighbour (ARP and NDP) group
 // before it returns: every change made after Subscribe returns is reported
 // by Run, even if Run starts later (up to the receive buffer).
 func Subscribe() (*Monitor, error) {
@@ -108,10 +108,15 @@ func (m *Monitor) setup(rcvbuf int) error {
 		{unix.RTNLGRP_IPV4_IFADDR, "ipv4-ifaddr", false},
 		{unix.RTNLGRP_IPV4_ROUTE, "ipv4-route", false},
 		{unix.RTNLGRP_IPV4_RULE, "ipv4-rule", false},
+		// The IPv6 groups exist even when IPv6 is disabled (nothing is
+		// ever sent on them then).
+		{unix.RTNLGRP_IPV6_IFADDR, "ipv6-ifaddr", false},
+		{unix.RTNLGRP_IPV6_ROUTE, "ipv6-route", false},
+		{unix.RTNLGRP_IPV6_RULE, "ipv6-rule", false},
 		// Nexthop objects arrived in Linux 5.3; older kernels reject the
 		// group with EINVAL and simply have no nexthops to report.
 		{unix.RTNLGRP_NEXTHOP, "nexthop", true},
-		// Neighbour entries: a gateway that stops answering ARP.
+		// Neighbour entries: a gateway that stops answering ARP or NDP.
 		{unix.RTNLGRP_NEIGH, "neigh", false},
 	}
 	for _, g := range groups {

@@ -89,32 +89,37 @@ func parseLink(m netlink.Message) (ev LinkEvent, ok bool, err error) {
 	return LinkEvent{Link: l, Deleted: m.Header.Type == unix.RTM_DELLINK}, true, nil
 }
 
-// parseAddr decodes RTM_NEWADDR/RTM_DELADDR; ok is false for non-IPv4
-// addresses.
+// parseAddr decodes RTM_NEWADDR/RTM_DELADDR; ok is false for addresses that
+// are neither IPv4 nor IPv6.
 func parseAddr(m netlink.Message) (ev AddrEvent, ok bool, err error) {
 	// struct ifaddrmsg: family u8, prefixlen u8, flags u8, scope u8, index u32.
 	b := m.Data
 	if len(b) < unix.SizeofIfAddrmsg {
 		return AddrEvent{}, false, fmt.Errorf("addr: %w", errShort)
 	}
-	if b[0] != unix.AF_INET {
+	family, known := families[b[0]]
+	if !known {
 		return AddrEvent{}, false, nil
 	}
 	bits := int(b[1])
 	index := int(binary.NativeEndian.Uint32(b[4:8]))
+	// ifa_flags holds the low 8 bits; IFA_FLAGS, when present, all 32.
+	flags := uint32(b[2])
 	ad, err := netlink.NewAttributeDecoder(b[unix.SizeofIfAddrmsg:])
 	if err != nil {
 		return AddrEvent{}, false, fmt.Errorf("addr on link %d: %w", index, err)
 	}
 	// IFA_ADDRESS is the peer on point-to-point links; IFA_LOCAL is always
-	// our own address when present.
+	// our own address when present (IPv6 sends it only with a peer).
 	var local, address netip.Addr
 	for ad.Next() {
 		switch ad.Type() {
 		case unix.IFA_LOCAL:
-			local, err = ipv4(ad.Bytes())
+			local, err = ipAddr(family, ad.Bytes())
 		case unix.IFA_ADDRESS:
-			address, err = ipv4(ad.Bytes())
+			address, err = ipAddr(family, ad.Bytes())
+		case unix.IFA_FLAGS:
+			flags = ad.Uint32()
 		}
 		if err != nil {
 			return AddrEvent{}, false, fmt.Errorf("addr on link %d: %w", index, err)
@@ -130,22 +135,30 @@ func parseAddr(m netlink.Message) (ev AddrEvent, ok bool, err error) {
 	if !a.IsValid() {
 		return AddrEvent{}, false, fmt.Errorf("addr on link %d: no IFA_LOCAL or IFA_ADDRESS", index)
 	}
-	if bits > 32 {
+	if bits > a.BitLen() {
 		return AddrEvent{}, false, fmt.Errorf("addr on link %d: prefix length %d", index, bits)
 	}
-	p := netip.PrefixFrom(a, bits)
-	return AddrEvent{Addr: Addr{Index: index, Prefix: p}, Deleted: m.Header.Type == unix.RTM_DELADDR}, true, nil
+	addr := Addr{Index: index, Prefix: netip.PrefixFrom(a, bits), Flags: flags, Scope: b[3]}
+	return AddrEvent{Addr: addr, Deleted: m.Header.Type == unix.RTM_DELADDR}, true, nil
 }
 
-func ipv4(b []byte) (netip.Addr, error) {
-	if len(b) != 4 {
-		return netip.Addr{}, fmt.Errorf("IPv4 address attribute has %d bytes", len(b))
+// families maps the address families uplinkd tracks to theirs.
+var families = map[byte]Family{unix.AF_INET: V4, unix.AF_INET6: V6}
+
+// ipAddr decodes an address attribute of family f.
+func ipAddr(f Family, b []byte) (netip.Addr, error) {
+	switch {
+	case f == V4 && len(b) == 4:
+		return netip.AddrFrom4([4]byte(b)), nil
+	case f == V6 && len(b) == 16:
+		return netip.AddrFrom16([16]byte(b)), nil
 	}
-	return netip.AddrFrom4([4]byte(b)), nil
+	return netip.Addr{}, fmt.Errorf("%s address attribute has %d bytes", f, len(b))
 }
 
-// parseRoute decodes RTM_NEWROUTE/RTM_DELROUTE; ok is false for non-IPv4
-// routes (IPv4 multicast routes use a family of their own).
+// parseRoute decodes RTM_NEWROUTE/RTM_DELROUTE; ok is false for routes that
+// are neither IPv4 nor IPv6 unicast routing (IPv4 multicast routes use a
+// family of their own).
 func parseRoute(m netlink.Message) (ev RouteEvent, ok bool, err error) {
 	// struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope,
 	// type (all u8), flags u32.
@@ -153,17 +166,19 @@ func parseRoute(m netlink.Message) (ev RouteEvent, ok bool, err error) {
 	if len(b) < unix.SizeofRtMsg {
 		return RouteEvent{}, false, fmt.Errorf("route: %w", errShort)
 	}
-	if b[0] != unix.AF_INET {
+	family, known := families[b[0]]
+	if !known {
 		return RouteEvent{}, false, nil
 	}
 	ev = RouteEvent{
+		Family:   family,
 		Table:    int(b[4]),
 		Protocol: int(b[5]),
 		Deleted:  m.Header.Type == unix.RTM_DELROUTE,
 		Default:  b[1] == 0,
 		Replace:  m.Header.Flags&netlink.Replace != 0,
 	}
-	r := DefaultRoute{TOS: int(b[3]), Protocol: ev.Protocol}
+	r := DefaultRoute{Family: family, TOS: int(b[3]), Protocol: ev.Protocol}
 	ad, err := netlink.NewAttributeDecoder(b[unix.SizeofRtMsg:])
 	if err != nil {
 		return RouteEvent{}, false, fmt.Errorf("route: %w", err)
@@ -178,7 +193,7 @@ func parseRoute(m netlink.Message) (ev RouteEvent, ok bool, err error) {
 		case unix.RTA_PRIORITY:
 			r.Metric = int(ad.Uint32())
 		case unix.RTA_GATEWAY:
-			if r.Gateway, err = ipv4(ad.Bytes()); err != nil {
+			if r.Gateway, err = ipAddr(family, ad.Bytes()); err != nil {
 				return RouteEvent{}, false, fmt.Errorf("route: gateway: %w", err)
 			}
 		}
@@ -195,7 +210,8 @@ func parseRoute(m netlink.Message) (ev RouteEvent, ok bool, err error) {
 	return ev, true, nil
 }
 
-// parseRule decodes RTM_NEWRULE/RTM_DELRULE; ok is false for non-IPv4 rules.
+// parseRule decodes RTM_NEWRULE/RTM_DELRULE; ok is false for rules that are
+// neither IPv4 nor IPv6.
 func parseRule(m netlink.Message) (ev RuleEvent, ok bool, err error) {
 	// struct fib_rule_hdr: family, dst_len, src_len, tos, table, res1, res2,
 	// action (all u8), flags u32.
@@ -203,11 +219,13 @@ func parseRule(m netlink.Message) (ev RuleEvent, ok bool, err error) {
 	if len(b) < sizeofFibRuleHdr {
 		return RuleEvent{}, false, fmt.Errorf("rule: %w", errShort)
 	}
-	if b[0] != unix.AF_INET {
+	family, known := families[b[0]]
+	if !known {
 		return RuleEvent{}, false, nil
 	}
 	// The kernel omits FRA_PRIORITY for priority 0, so 0 is the default.
 	ev = RuleEvent{
+		Family:  family,
 		Table:   int(b[4]),
 		Deleted: m.Header.Type == unix.RTM_DELRULE,
 	}
@@ -261,7 +279,8 @@ func parseNexthop(m netlink.Message) (ev NexthopEvent, ok bool, err error) {
 }
 
 // parseNeigh decodes RTM_NEWNEIGH/RTM_DELNEIGH; ok is false for entries
-// that are not IPv4 neighbours (IPv6, bridge FDB entries).
+// that are neither IPv4 (ARP) nor IPv6 (NDP) neighbours, such as bridge FDB
+// entries.
 func parseNeigh(m netlink.Message) (ev NeighEvent, ok bool, err error) {
 	// struct ndmsg: family u8, pad u8, pad u16, ifindex i32, state u16,
 	// flags u8, type u8.
@@ -269,7 +288,8 @@ func parseNeigh(m netlink.Message) (ev NeighEvent, ok bool, err error) {
 	if len(b) < unix.SizeofNdMsg {
 		return NeighEvent{}, false, fmt.Errorf("neigh: %w", errShort)
 	}
-	if b[0] != unix.AF_INET {
+	family, known := families[b[0]]
+	if !known {
 		return NeighEvent{}, false, nil
 	}
 	ev = NeighEvent{
@@ -283,7 +303,7 @@ func parseNeigh(m netlink.Message) (ev NeighEvent, ok bool, err error) {
 	}
 	for ad.Next() {
 		if ad.Type() == unix.NDA_DST {
-			if ev.Addr, err = ipv4(ad.Bytes()); err != nil {
+			if ev.Addr, err = ipAddr(family, ad.Bytes()); err != nil {
 				return NeighEvent{}, false, fmt.Errorf("neigh on link %d: %w", ev.Index, err)
 			}
 		}

@@ -39,8 +39,13 @@ func TestParseMessageCaptured(t *testing.T) {
 		return Link{Index: index, Name: name, AdminUp: up, Carrier: carrier}
 	}
 	addr := func(index int, p string) Addr {
-		return Addr{Index: index, Prefix: netip.MustParsePrefix(p)}
+		return Addr{Index: index, Prefix: netip.MustParsePrefix(p), Flags: AddrPermanent}
 	}
+	addr6 := func(p string, flags uint32, scope uint8) Addr {
+		return Addr{Index: 5, Prefix: netip.MustParsePrefix(p), Flags: flags, Scope: scope}
+	}
+	fe80 := netip.MustParseAddr("fe80::1")
+	ra := DefaultRoute{Family: V6, Table: 254, Protocol: ProtoRA, Metric: 1024, Index: 5, Gateway: fe80}
 	tests := []struct {
 		name string
 		typ  netlink.HeaderType
@@ -57,18 +62,35 @@ func TestParseMessageCaptured(t *testing.T) {
 		{"addr del", unix.RTM_DELADDR, hexAddrDel, AddrEvent{Addr: addr(2, "203.0.113.2/24"), Deleted: true}},
 		// IFA_ADDRESS is the peer 198.18.0.2; IFA_LOCAL wins.
 		{"addr peer", unix.RTM_NEWADDR, hexAddrPeer, AddrEvent{Addr: addr(2, "198.18.0.1/32")}},
-		{"addr ipv6 ignored", unix.RTM_NEWADDR, withByte(t, hexAddrNew, 0, unix.AF_INET6), nil},
-		{"route new", unix.RTM_NEWROUTE, hexRouteNew, RouteEvent{Table: 200, Protocol: 201}},
-		{"route del", unix.RTM_DELROUTE, hexRouteDel, RouteEvent{Table: 200, Protocol: 201, Deleted: true}},
+		{"addr other family ignored", unix.RTM_NEWADDR, withByte(t, hexAddrNew, 0, unix.AF_BRIDGE), nil},
+		{"route new", unix.RTM_NEWROUTE, hexRouteNew, RouteEvent{Family: V4, Table: 200, Protocol: 201}},
+		{"route del", unix.RTM_DELROUTE, hexRouteDel, RouteEvent{Family: V4, Table: 200, Protocol: 201, Deleted: true}},
 		// rtm_table says RT_TABLE_COMPAT (252); RTA_TABLE has the real one.
-		{"route table 1000", unix.RTM_NEWROUTE, hexRouteTable1000, RouteEvent{Table: 1000, Protocol: 201}},
-		{"route ipv6 ignored", unix.RTM_NEWROUTE, withByte(t, hexRouteNew, 0, unix.AF_INET6), nil},
-		{"rule new", unix.RTM_NEWRULE, hexRuleNew, RuleEvent{Priority: 10000, Table: 200, Protocol: 201}},
-		{"rule del", unix.RTM_DELRULE, hexRuleDel, RuleEvent{Priority: 10000, Table: 200, Protocol: 201, Deleted: true}},
-		{"rule table 1000", unix.RTM_NEWRULE, hexRuleTable1000, RuleEvent{Priority: 10001, Table: 1000}},
-		{"rule ipv6 ignored", unix.RTM_NEWRULE, withByte(t, hexRuleNew, 0, unix.AF_INET6), nil},
+		{"route table 1000", unix.RTM_NEWROUTE, hexRouteTable1000, RouteEvent{Family: V4, Table: 1000, Protocol: 201}},
+		{"route multicast family ignored", unix.RTM_NEWROUTE, withByte(t, hexRouteNew, 0, 128 /* RTNL_FAMILY_IPMR */), nil},
+		{"rule new", unix.RTM_NEWRULE, hexRuleNew, RuleEvent{Family: V4, Priority: 10000, Table: 200, Protocol: 201}},
+		{"rule del", unix.RTM_DELRULE, hexRuleDel, RuleEvent{Family: V4, Priority: 10000, Table: 200, Protocol: 201, Deleted: true}},
+		{"rule table 1000", unix.RTM_NEWRULE, hexRuleTable1000, RuleEvent{Family: V4, Priority: 10001, Table: 1000}},
 		{"nexthop new", unix.RTM_NEWNEXTHOP, hexNexthopNew, NexthopEvent{ID: 42, Protocol: 201}},
 		{"nexthop del", unix.RTM_DELNEXTHOP, hexNexthopDel, NexthopEvent{ID: 42, Protocol: 201, Deleted: true}},
+		// IPv6. A link-local address has scope link; flags come from
+		// IFA_FLAGS (all of them here fit ifa_flags too).
+		{"addr6 link-local", unix.RTM_NEWADDR, hexAddr6LinkLocal,
+			AddrEvent{Addr: addr6("fe80::d4bb:10ff:feba:6704/64", AddrPermanent, ScopeLink)}},
+		{"addr6 nodad", unix.RTM_NEWADDR, hexAddr6NoDAD, AddrEvent{Addr: addr6("2001:db8:1::2/64", AddrPermanent|AddrNoDAD, ScopeUniverse)}},
+		{"addr6 deprecated tentative", unix.RTM_NEWADDR, hexAddr6DeprecatedTentative,
+			AddrEvent{Addr: addr6("2001:db8:1::3/64", AddrDeprecated|AddrTentative, ScopeUniverse)}},
+		{"addr6 dadfailed", unix.RTM_NEWADDR, hexAddr6DADFailed,
+			AddrEvent{Addr: addr6("2001:db8:1::5/64", AddrPermanent|AddrTentative|AddrDADFailed, ScopeUniverse)}},
+		// An RA-installed default: proto ra, main, link-local gateway.
+		{"route6 ra", unix.RTM_NEWROUTE, hexRoute6RA, RouteEvent{Family: V6, Table: 254, Protocol: ProtoRA, Default: true, Route: ra}},
+		{"route6 ra del", unix.RTM_DELROUTE, hexRoute6RADel,
+			RouteEvent{Family: V6, Table: 254, Protocol: ProtoRA, Default: true, Deleted: true, Route: ra}},
+		{"route6 table 1000", unix.RTM_NEWROUTE, hexRoute6Table1000, RouteEvent{Family: V6, Table: 1000, Protocol: 201}},
+		{"rule6 new", unix.RTM_NEWRULE, hexRule6New, RuleEvent{Family: V6, Priority: 10002, Table: 1000, Protocol: 201}},
+		{"nexthop6 new", unix.RTM_NEWNEXTHOP, hexNexthop6New, NexthopEvent{ID: 44, Protocol: 201}},
+		{"neigh6 reachable", unix.RTM_NEWNEIGH, hexNeigh6Reachable, NeighEvent{Index: 5, Addr: fe80, State: NeighReachable}},
+		{"neigh6 failed", unix.RTM_NEWNEIGH, hexNeigh6Failed, NeighEvent{Index: 5, Addr: fe80, State: NeighFailed}},
 		{"other type ignored", unix.RTM_NEWNDUSEROPT, hexAddrNew, nil},
 	}
 	for _, tt := range tests {
@@ -136,6 +158,34 @@ func TestParseMessageSynthetic(t *testing.T) {
 			want: AddrEvent{Addr: Addr{Index: 3, Prefix: netip.MustParsePrefix("192.0.2.9/24")}},
 		},
 		{
+			// IFA_FLAGS holds the bits above 8 that ifa_flags cannot.
+			name: "IFA_FLAGS overrides ifa_flags",
+			typ:  unix.RTM_NEWADDR,
+			hex: encode(t, []byte{unix.AF_INET6, 64, byte(AddrTentative), 0, 3, 0, 0, 0}, func(ae *netlink.AttributeEncoder) {
+				ae.Bytes(unix.IFA_ADDRESS, netip.MustParseAddr("2001:db8::9").AsSlice())
+				ae.Uint32(unix.IFA_FLAGS, AddrStablePrivacy|AddrManageTempAddr|AddrPermanent)
+			}),
+			want: AddrEvent{Addr: Addr{Index: 3, Prefix: netip.MustParsePrefix("2001:db8::9/64"),
+				Flags: AddrStablePrivacy | AddrManageTempAddr | AddrPermanent}},
+		},
+		{
+			name: "IPv6 default route without gateway",
+			typ:  unix.RTM_NEWROUTE,
+			hex: encode(t, []byte{unix.AF_INET6, 0, 0, 0, 254, 3, 0, unix.RTN_UNICAST, 0, 0, 0, 0}, func(ae *netlink.AttributeEncoder) {
+				ae.Uint32(unix.RTA_TABLE, 254)
+				ae.Uint32(unix.RTA_OIF, 4)
+			}),
+			want: RouteEvent{Family: V6, Table: 254, Protocol: 3, Default: true, Route: DefaultRoute{Family: V6, Table: 254, Protocol: 3, Index: 4}},
+		},
+		{
+			name: "IPv6 unreachable default is not a route to learn",
+			typ:  unix.RTM_NEWROUTE,
+			hex: encode(t, []byte{unix.AF_INET6, 0, 0, 0, 200, 201, 0, unix.RTN_UNREACHABLE, 0, 0, 0, 0}, func(ae *netlink.AttributeEncoder) {
+				ae.Uint32(unix.RTA_TABLE, 200)
+			}),
+			want: RouteEvent{Family: V6, Table: 200, Protocol: 201, Default: true},
+		},
+		{
 			name: "neighbour failed",
 			typ:  unix.RTM_NEWNEIGH,
 			hex: encode(t, ndmsg(unix.AF_INET, 3, NeighFailed), func(ae *netlink.AttributeEncoder) {
@@ -153,14 +203,6 @@ func TestParseMessageSynthetic(t *testing.T) {
 			want: NeighEvent{Index: 3, Addr: netip.MustParseAddr("203.0.113.1"), State: NeighStale, Deleted: true},
 		},
 		{
-			name: "IPv6 neighbour ignored",
-			typ:  unix.RTM_NEWNEIGH,
-			hex: encode(t, ndmsg(unix.AF_INET6, 3, NeighFailed), func(ae *netlink.AttributeEncoder) {
-				ae.Bytes(unix.NDA_DST, make([]byte, 16))
-			}),
-			want: nil,
-		},
-		{
 			name: "bridge FDB entry ignored",
 			typ:  unix.RTM_NEWNEIGH,
 			hex: encode(t, ndmsg(unix.AF_BRIDGE, 3, NeighReachable), func(ae *netlink.AttributeEncoder) {
@@ -174,7 +216,7 @@ func TestParseMessageSynthetic(t *testing.T) {
 			hex: encode(t, []byte{unix.AF_INET, 0, 0, 0, 255, 0, 0, 1, 0, 0, 0, 0}, func(ae *netlink.AttributeEncoder) {
 				ae.Uint32(unix.FRA_TABLE, 255)
 			}),
-			want: RuleEvent{Table: 255},
+			want: RuleEvent{Family: V4, Table: 255},
 		},
 	}
 	for _, tt := range tests {
@@ -217,6 +259,13 @@ func TestParseMessageErrors(t *testing.T) {
 				ae.Bytes(unix.NDA_DST, []byte{203, 0, 113})
 			}),
 		},
+		{"prefix length 129", unix.RTM_NEWADDR, withByte(t, hexAddr6NoDAD, 1, 129)},
+		{"IPv6 address of 4 bytes", unix.RTM_NEWADDR, withByte(t, hexAddrNew, 0, unix.AF_INET6)},
+		{"IPv6 gateway of 4 bytes", unix.RTM_NEWROUTE, withByte(t, hexRouteNew, 0, unix.AF_INET6)},
+		{"IPv4 gateway of 16 bytes", unix.RTM_NEWROUTE, withByte(t, hexRoute6RA, 0, unix.AF_INET)},
+		{"IPv6 neighbour of 4 bytes", unix.RTM_NEWNEIGH, encode(t, ndmsg(unix.AF_INET6, 3, NeighFailed), func(ae *netlink.AttributeEncoder) {
+			ae.Bytes(unix.NDA_DST, []byte{203, 0, 113, 1})
+		})},
 		{
 			"IPv4 attribute of 16 bytes", unix.RTM_NEWADDR,
 			encode(t, []byte{unix.AF_INET, 24, 0, 0, 3, 0, 0, 0}, func(ae *netlink.AttributeEncoder) {
@@ -246,6 +295,30 @@ func ndmsg(family byte, index uint32, state NeighState) []byte {
 	nativePut32(b[4:], index)
 	binary.NativeEndian.PutUint16(b[8:], uint16(state))
 	return b
+}
+
+func TestAddrFlags(t *testing.T) {
+	p := netip.MustParsePrefix
+	for _, tt := range []struct {
+		a      Addr
+		stable bool
+		names  string
+	}{
+		{Addr{Prefix: p("2001:db8::2/64"), Flags: AddrPermanent | AddrNoDAD}, true, "nodad permanent"},
+		{Addr{Prefix: p("2001:db8::2/64"), Flags: AddrTemporary}, false, "temporary"},
+		{Addr{Prefix: p("2001:db8::2/64"), Flags: AddrDeprecated | AddrTentative}, false, "deprecated tentative"},
+		{Addr{Prefix: p("2001:db8::2/64"), Flags: AddrTentative | AddrDADFailed | AddrPermanent}, false, "dadfailed tentative permanent"},
+		{Addr{Prefix: p("2001:db8::2/64"), Flags: AddrManageTempAddr | 0x10000}, true, "mngtmpaddr 0x10000"},
+		{Addr{Prefix: p("fe80::2/64"), Scope: ScopeLink}, false, ""},
+		{Addr{Prefix: p("192.0.2.2/24"), Flags: AddrSecondary}, false, "secondary"},
+	} {
+		if got := tt.a.Stable(); got != tt.stable {
+			t.Errorf("%+v.Stable() = %v, want %v", tt.a, got, tt.stable)
+		}
+		if got := FlagNames(tt.a.Flags, tt.a.Family()); got != tt.names {
+			t.Errorf("FlagNames(%#x) = %q, want %q", tt.a.Flags, got, tt.names)
+		}
+	}
 }
 
 func TestNeighStateString(t *testing.T) {

@@ -10,8 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultRoutes lists the IPv4 unicast default routes through link index,
-// in every table, over a fresh request socket. The kernel filters by
+// DefaultRoutes lists the unicast default routes through link index, IPv4
+// then IPv6, in every table, over a fresh request socket. The kernel filters by
 // output interface (strict dump checking), so the cost does not grow with
 // the routes of other interfaces.
 func DefaultRoutes(ctx context.Context, index int) ([]DefaultRoute, error) {
@@ -40,32 +40,35 @@ func defaultRoutes(ctx context.Context, nsFD, index int) ([]DefaultRoute, error)
 	defer c.Close()
 	defer interruptOnDone(ctx, c)()
 
-	// struct rtmsg: family AF_INET, table RT_TABLE_UNSPEC (all tables),
-	// then RTA_OIF, which strict checking turns into a kernel filter.
+	// struct rtmsg: family AF_INET or AF_INET6, table RT_TABLE_UNSPEC
+	// (all tables), then RTA_OIF, which strict checking turns into a
+	// kernel filter.
 	ae := netlink.NewAttributeEncoder()
 	ae.Uint32(unix.RTA_OIF, uint32(index))
 	attrs, err := ae.Encode()
 	if err != nil {
 		return nil, fmt.Errorf("dump default routes: %w", err)
 	}
-	req := make([]byte, unix.SizeofRtMsg)
-	req[0] = unix.AF_INET
-	msgs, err := dumpRequest(ctx, c, unix.RTM_GETROUTE, append(req, attrs...))
-	if err != nil {
-		return nil, fmt.Errorf("dump default routes of link %d: %w", index, err)
-	}
 	var out []DefaultRoute
-	for _, m := range msgs {
-		if m.Header.Type != unix.RTM_NEWROUTE {
-			continue
-		}
-		ev, ok, err := parseRoute(m)
+	for _, family := range []byte{unix.AF_INET, unix.AF_INET6} {
+		req := make([]byte, unix.SizeofRtMsg)
+		req[0] = family
+		msgs, err := dumpRequest(ctx, c, unix.RTM_GETROUTE, append(req, attrs...))
 		if err != nil {
-			return nil, fmt.Errorf("dump default routes of link %d: %w", index, err)
+			return nil, fmt.Errorf("dump %s default routes of link %d: %w", families[family], index, err)
 		}
-		// A kernel without strict checking ignores the filter.
-		if ok && ev.Default && ev.Route.Index == index {
-			out = append(out, ev.Route)
+		for _, m := range msgs {
+			if m.Header.Type != unix.RTM_NEWROUTE {
+				continue
+			}
+			ev, ok, err := parseRoute(m)
+			if err != nil {
+				return nil, fmt.Errorf("dump %s default routes of link %d: %w", families[family], index, err)
+			}
+			// A kernel without strict checking ignores the filter.
+			if ok && ev.Default && ev.Route.Index == index {
+				out = append(out, ev.Route)
+			}
 		}
 	}
 	return out, nil

@@ -37,7 +37,7 @@ func TestDefaultRoutes(t *testing.T) {
 	ip(t, "-n", a, "route", "add", "default", "via", "192.0.2.1", "dev", "eth1", "metric", "1002", "proto", "dhcp")
 	r := route("dhcp default route")
 	idx := r.Index
-	want := DefaultRoute{Table: 254, Protocol: 16, Metric: 1002, Index: idx, Gateway: netip.MustParseAddr("192.0.2.1")}
+	want := DefaultRoute{Family: V4, Table: 254, Protocol: 16, Metric: 1002, Index: idx, Gateway: netip.MustParseAddr("192.0.2.1")}
 	if diff := cmp.Diff(want, r, cmp.Comparer(func(x, y netip.Addr) bool { return x == y })); diff != "" || idx <= 0 {
 		t.Fatalf("route event (-want +got):\n%s", diff)
 	}

@@ -81,9 +81,15 @@ func (p *Prober) checkHTTP(client *http.Client, c Target) error {
 
 // httpClient returns a client whose connections, and the name lookups
 // for them, leave from the uplink's address bound to its interface: the
-// check sees what traffic through the uplink sees, never the balance.
+// check sees what traffic through the uplink sees, never the balance. A
+// name resolves to an address of the source's family (A or AAAA), through
+// the system's resolvers, which must be reachable from that source.
 func (p *Prober) httpClient() *http.Client {
 	dial := p.boundDial
+	ipNet, tcpNet, family := "ip4", "tcp4", "IPv4"
+	if p.v6 {
+		ipNet, tcpNet, family = "ip6", "tcp6", "IPv6"
+	}
 	resolver := &net.Resolver{PreferGo: true, Dial: dial}
 	return &http.Client{
 		Transport: &http.Transport{
@@ -94,16 +100,16 @@ func (p *Prober) httpClient() *http.Client {
 					return nil, err
 				}
 				if _, err := netip.ParseAddr(host); err != nil {
-					ips, err := resolver.LookupNetIP(ctx, "ip4", host)
+					ips, err := resolver.LookupNetIP(ctx, ipNet, host)
 					if err != nil {
 						return nil, fmt.Errorf("resolve %s through %s: %w", host, p.cfg.Interface, err)
 					}
 					if len(ips) == 0 {
-						return nil, fmt.Errorf("resolve %s through %s: no IPv4 address", host, p.cfg.Interface)
+						return nil, fmt.Errorf("resolve %s through %s: no %s address", host, p.cfg.Interface, family)
 					}
 					addr = net.JoinHostPort(ips[0].String(), port)
 				}
-				return dial(ctx, "tcp4", addr)
+				return dial(ctx, tcpNet, addr)
 			},
 			DisableKeepAlives:   true,
 			TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
@@ -118,9 +124,9 @@ func (p *Prober) boundDial(ctx context.Context, network, addr string) (net.Conn,
 	src := netip.AddrPortFrom(p.cfg.Source.Unmap(), 0)
 	d := net.Dialer{Control: p.bindControl}
 	switch network {
-	case "tcp", "tcp4":
+	case "tcp", "tcp4", "tcp6":
 		d.LocalAddr = net.TCPAddrFromAddrPort(src)
-	case "udp", "udp4":
+	case "udp", "udp4", "udp6":
 		d.LocalAddr = net.UDPAddrFromAddrPort(src)
 	default:
 		return nil, fmt.Errorf("dial %s: %w", network, errors.ErrUnsupported)

@@ -23,7 +23,11 @@ func (p *Prober) checkDNS(c Target) error {
 	if err != nil {
 		return err
 	}
-	conn, err := p.boundDial(ctx, "udp4", net.JoinHostPort(c.Addr.String(), strconv.Itoa(int(c.Port))))
+	network := "udp4"
+	if p.v6 {
+		network = "udp6"
+	}
+	conn, err := p.boundDial(ctx, network, net.JoinHostPort(c.Addr.String(), strconv.Itoa(int(c.Port))))
 	if err != nil {
 		return err
 	}

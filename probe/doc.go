@@ -1,11 +1,14 @@
-// Package probe measures the health of one uplink with ICMP echo rounds.
+// Package probe measures the health of one uplink with ICMP echo rounds,
+// for IPv4 or IPv6: a prober whose source is IPv6 sends ICMPv6 echoes
+// (icmp6.go) and probes IPv6 targets only.
 //
-// The probers of a process share one raw ICMP socket and its reader, a Hub
-// (hub.go): every echo carries the uplink's interface and source address
-// (IP_PKTINFO), so it follows the uplink's own routing table (`from <source>
-// lookup <table>`) and leaves through that uplink even while the uplink is
-// not part of the balance, and a reply counts only when it comes back to
-// that address through that interface. Every Interval a Prober starts a
+// The probers of a process share one raw ICMP socket per family and its
+// reader, a Hub (hub.go): every echo carries the uplink's interface and
+// source address (IP_PKTINFO, IPV6_PKTINFO), so it follows the uplink's
+// own routing table (`from <source> lookup <table>`) and leaves through
+// that uplink even while the uplink is not part of the balance, and a
+// reply counts only when it comes back to that address through that
+// interface. Every Interval a Prober starts a
 // round: one echo request to each target, the targets spread evenly over the
 // interval (staggered, so each target gets one echo per Interval and the
 // uplink one per Interval/len(Targets)), each carrying the round number. A
@@ -25,6 +28,10 @@
 // the socket is drained before anything times out, so a stall of this
 // process is not taken for an outage. Confirmations stay within 10 probe
 // packets in any second per uplink.
+//
+// Two uplinks whose IPv6 gateways are both fe80::1 are never mixed up:
+// each echo leaves by its own interface, and each reply must come back in
+// by it.
 //
 // Targets are probed by ICMP echo or by TCP connection (tcp.go). HTTP,
 // HTTPS and DNS checks (check.go, dns.go) run every CheckInterval instead

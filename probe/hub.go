@@ -15,64 +15,120 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A Hub is the raw ICMP socket that the probers of one network namespace
-// share, and the goroutine that reads it. One socket for 256 uplinks costs
-// one wakeup per reply instead of one socket, reader goroutine and socket
-// filter per uplink.
+// A Hub is the raw ICMP sockets that the probers of one network namespace
+// share, one per address family, and the goroutines that read them. One
+// socket for 256 uplinks costs one wakeup per reply instead of one socket,
+// reader goroutine and socket filter per uplink.
 //
 // A shared socket cannot be bound to a device or an address, so every echo
-// says where it goes instead: an IP_PKTINFO control message on each send
-// carries the uplink's interface index (the route lookup may only use that
-// device, as SO_BINDTODEVICE would) and its address as the source (so the
-// lookup goes through `from <source> lookup <table>`, the uplink's own
-// table). On the way back the kernel reports, again with IP_PKTINFO, the
-// interface each reply arrived on: a reply counts for a prober only when
-// it carries the prober's identifier, was addressed to its source and came
-// in through its interface. A probe thus still proves the path through its
-// own uplink, never through the balance.
+// says where it goes instead: a packet-info control message on each send
+// (IP_PKTINFO, IPV6_PKTINFO) carries the uplink's interface index (the
+// route lookup may only use that device, as SO_BINDTODEVICE would) and its
+// address as the source (so the lookup goes through `from <source> lookup
+// <table>`, the uplink's own table). On the way back the kernel reports,
+// again in a packet-info message, the interface each reply arrived on (and
+// for IPv6 the address it was sent to): a reply counts for a prober only
+// when it carries the prober's identifier, was addressed to its source and
+// came in through its interface. A probe thus still proves the path
+// through its own uplink, never through the balance; and two uplinks whose
+// IPv6 gateways are both fe80::1 never answer for each other, since each
+// echo leaves by, and each reply must come in by, its own interface.
 //
 // The zero Hub is not usable; NewHub opens one. Close it after the last
 // prober using it has stopped.
 type Hub struct {
-	file *os.File
-	raw  syscall.RawConn
+	v4, v6 *icmpSocket // nil when not opened
+	v6err  error       // why v6 is nil
 
 	mu      sync.Mutex // serializes writers of probers
 	probers atomic.Pointer[map[uint16]*Prober]
 
-	closing atomic.Bool   // set by Close before it closes the socket
-	done    chan struct{} // closed when read returns
+	closing atomic.Bool // set by Close before it closes the sockets
 	once    sync.Once
 }
 
-// NewHub opens a raw ICMP socket in the calling thread's network namespace
-// and starts reading it.
+// icmpSocket is one raw socket of a hub and its reader.
+type icmpSocket struct {
+	v6   bool
+	file *os.File
+	raw  syscall.RawConn
+	done chan struct{} // closed when read returns
+}
+
+// NewHub opens the raw ICMP and ICMPv6 sockets in the calling thread's
+// network namespace and starts reading them. Without IPv6 in the kernel
+// the hub serves IPv4 probers only; IPv6 probers then fail to start.
 func NewHub() (*Hub, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.IPPROTO_ICMP)
+	return newHub(true, true)
+}
+
+// newHub opens a hub with the sockets of the families asked for. Without
+// IPv6 in the kernel (EAFNOSUPPORT), and IPv4 wanted too, the hub has no
+// IPv6 socket; any other failure fails.
+func newHub(v4, v6 bool) (*Hub, error) {
+	h := &Hub{}
+	h.probers.Store(&map[uint16]*Prober{})
+	if v4 {
+		s, err := openSocket(false)
+		if err != nil {
+			return nil, err
+		}
+		h.v4 = s
+	}
+	if v6 {
+		s, err := openSocket(true)
+		switch {
+		case err == nil:
+			h.v6 = s
+		case v4 && errors.Is(err, unix.EAFNOSUPPORT):
+			h.v6err = err
+		default:
+			if h.v4 != nil {
+				h.v4.file.Close() // no reader started yet
+			}
+			return nil, err
+		}
+	}
+	for _, s := range []*icmpSocket{h.v4, h.v6} {
+		if s != nil {
+			go h.read(s)
+		}
+	}
+	return h, nil
+}
+
+// openSocket opens and sets up a raw ICMP (v6: ICMPv6) socket.
+func openSocket(v6 bool) (*icmpSocket, error) {
+	family, proto, name := unix.AF_INET, unix.IPPROTO_ICMP, "ICMP"
+	if v6 {
+		family, proto, name = unix.AF_INET6, unix.IPPROTO_ICMPV6, "ICMPv6"
+	}
+	fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, proto)
 	if err != nil {
-		return nil, fmt.Errorf("open raw ICMP socket: %w", err)
+		return nil, fmt.Errorf("open raw %s socket: %w", name, err)
 	}
-	if err := setupHub(fd); err != nil {
+	setup := setupHub
+	if v6 {
+		setup = setupHub6
+	}
+	if err := setup(fd); err != nil {
 		unix.Close(fd)
-		return nil, err
+		return nil, fmt.Errorf("raw %s socket: %w", name, err)
 	}
-	f := os.NewFile(uintptr(fd), "icmp")
+	f := os.NewFile(uintptr(fd), name)
 	// A nonblocking fd makes os.NewFile register it with the runtime poller;
 	// deadlines only work if that succeeded, and Close relies on waking a
 	// blocked Read.
 	if err := f.SetReadDeadline(time.Time{}); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("raw ICMP socket not pollable: %w", err)
+		return nil, fmt.Errorf("raw %s socket not pollable: %w", name, err)
 	}
 	raw, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("raw ICMP socket: %w", err)
+		return nil, fmt.Errorf("raw %s socket: %w", name, err)
 	}
-	h := &Hub{file: f, raw: raw, done: make(chan struct{})}
-	h.probers.Store(&map[uint16]*Prober{})
-	go h.read()
-	return h, nil
+	return &icmpSocket{v6: v6, file: f, raw: raw, done: make(chan struct{})}, nil
 }
 
 func setupHub(fd int) error {
@@ -90,14 +146,37 @@ func setupHub(fd int) error {
 	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
 		return fmt.Errorf("attach socket filter: %w", err)
 	}
+	// And says which interface each packet came in on.
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_PKTINFO, 1); err != nil {
+		return fmt.Errorf("enable IP_PKTINFO: %w", err)
+	}
+	return setupCommon(fd)
+}
+
+func setupHub6(fd int) error {
+	// ICMPv6 has its own filter (RFC 3542): block every type but echo
+	// replies. The kernel checks the ICMPv6 checksum of what it delivers.
+	var f unix.ICMPv6Filter
+	for i := range f.Data {
+		f.Data[i] = 0xffffffff
+	}
+	f.Data[icmp6EchoReply>>5] &^= 1 << (icmp6EchoReply & 31)
+	if err := unix.SetsockoptICMPv6Filter(fd, unix.IPPROTO_ICMPV6, unix.ICMPV6_FILTER, &f); err != nil {
+		return fmt.Errorf("set ICMPv6 filter: %w", err)
+	}
+	// The interface each packet came in on and the address it was sent
+	// to: the message comes without its IPv6 header.
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1); err != nil {
+		return fmt.Errorf("enable IPV6_RECVPKTINFO: %w", err)
+	}
+	return setupCommon(fd)
+}
+
+func setupCommon(fd int) error {
 	// The kernel stamps each packet when it arrives, so a reply that
 	// waited in the socket while this process was stalled keeps its time.
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
 		return fmt.Errorf("enable receive timestamps: %w", err)
-	}
-	// And says which interface each packet came in on.
-	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_PKTINFO, 1); err != nil {
-		return fmt.Errorf("enable IP_PKTINFO: %w", err)
 	}
 	// Replies of 256 uplinks can arrive together.
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20); err != nil {
@@ -106,16 +185,42 @@ func setupHub(fd int) error {
 	return nil
 }
 
-// Close closes the socket and waits for the reader. Probers still using
+// Close closes the sockets and waits for the readers. Probers still using
 // the hub fail their sends from then on.
 func (h *Hub) Close() error {
 	var err error
 	h.once.Do(func() {
 		h.closing.Store(true)
-		err = h.file.Close()
-		<-h.done
+		for _, s := range []*icmpSocket{h.v4, h.v6} {
+			if s == nil {
+				continue
+			}
+			if cerr := s.file.Close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}
+		for _, s := range []*icmpSocket{h.v4, h.v6} {
+			if s != nil {
+				<-s.done
+			}
+		}
 	})
 	return err
+}
+
+// socket returns the hub's socket for IPv6 or IPv4.
+func (h *Hub) socket(v6 bool) (*icmpSocket, error) {
+	switch {
+	case v6 && h.v6 != nil:
+		return h.v6, nil
+	case v6 && h.v6err != nil:
+		return nil, fmt.Errorf("no raw ICMPv6 socket: %w", h.v6err)
+	case v6:
+		return nil, errors.New("the probe hub has no ICMPv6 socket")
+	case h.v4 != nil:
+		return h.v4, nil
+	}
+	return nil, errors.New("the probe hub has no ICMP socket")
 }
 
 // add registers p for replies carrying its identifier.
@@ -151,12 +256,16 @@ func (h *Hub) remove(p *Prober) {
 
 // ifindex returns the index of the interface called name.
 func (h *Hub) ifindex(name string) (int, error) {
+	s := h.v4
+	if s == nil {
+		s = h.v6
+	}
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
 		return 0, fmt.Errorf("interface %q: %w", name, err)
 	}
 	var ierr error
-	if err := h.raw.Control(func(fd uintptr) { ierr = unix.IoctlIfreq(int(fd), unix.SIOCGIFINDEX, ifr) }); err != nil {
+	if err := s.raw.Control(func(fd uintptr) { ierr = unix.IoctlIfreq(int(fd), unix.SIOCGIFINDEX, ifr) }); err != nil {
 		return 0, err
 	}
 	if ierr != nil {
@@ -166,12 +275,12 @@ func (h *Hub) ifindex(name string) (int, error) {
 }
 
 // send sends the ICMP message pkt to dst with the control message oob
-// (pktinfo: the uplink's interface and source). The socket is
+// (packet info: the uplink's interface and source). The socket is
 // nonblocking: a full send buffer (EAGAIN) fails this echo instead of
 // stalling the caller.
-func (h *Hub) send(pkt, oob []byte, dst *unix.SockaddrInet4) error {
+func (s *icmpSocket) send(pkt, oob []byte, dst unix.Sockaddr) error {
 	var serr error
-	if err := h.raw.Control(func(fd uintptr) {
+	if err := s.raw.Control(func(fd uintptr) {
 		_, serr = unix.SendmsgN(int(fd), pkt, oob, dst, 0)
 	}); err != nil {
 		return err
@@ -193,19 +302,34 @@ func pktinfo(ifindex int, source netip.Addr) []byte {
 	return b
 }
 
-// read receives packets until the socket is closed and hands each echo
+// pktinfo6 returns the IPV6_PKTINFO control message that sends through the
+// interface with index ifindex from source.
+func pktinfo6(ifindex int, source netip.Addr) []byte {
+	b := make([]byte, unix.CmsgSpace(unix.SizeofInet6Pktinfo))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level = unix.IPPROTO_IPV6
+	h.Type = unix.IPV6_PKTINFO
+	h.SetLen(unix.CmsgLen(unix.SizeofInet6Pktinfo))
+	info := (*unix.Inet6Pktinfo)(unsafe.Pointer(&b[unix.CmsgLen(0)]))
+	info.Ifindex = uint32(ifindex)
+	info.Addr = source.As16()
+	return b
+}
+
+// read receives packets from s until it is closed and hands each echo
 // reply to the prober whose identifier it carries.
-func (h *Hub) read() {
-	defer close(h.done)
+func (h *Hub) read(s *icmpSocket) {
+	defer close(s.done)
 	buf := make([]byte, readBuf)
 	oob := make([]byte, hubOOB)
 	for {
 		var (
 			nr, noob int
+			from     unix.Sockaddr
 			rerr     error
 		)
-		err := h.raw.Read(func(fd uintptr) bool {
-			nr, noob, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, 0)
+		err := s.raw.Read(func(fd uintptr) bool {
+			nr, noob, _, from, rerr = unix.Recvmsg(int(fd), buf, oob, 0)
 			return rerr != unix.EAGAIN && rerr != unix.EWOULDBLOCK
 		})
 		if err == nil {
@@ -219,47 +343,62 @@ func (h *Hub) read() {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		h.dispatch(buf[:nr], oob[:noob], true)
+		h.dispatch(s, buf[:nr], oob[:noob], from, true)
 	}
 }
 
-// drain reads, without waiting, every packet the socket holds and hands
-// the replies on, with buf and oob as buffers; a prober calls it before
+// drain reads, without waiting, every packet s holds and hands the
+// replies on, with buf and oob as buffers; a prober calls it before
 // anything of its times out, since the reader may not have been scheduled
 // since they arrived. A reply for a prober whose queue is full is
 // dropped: only a prober stalled for many intervals has one.
-func (h *Hub) drain(buf, oob []byte) {
-	_ = h.raw.Control(func(fd uintptr) {
+func (h *Hub) drain(s *icmpSocket, buf, oob []byte) {
+	_ = s.raw.Control(func(fd uintptr) {
 		for {
-			nr, noob, _, _, err := unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT)
+			nr, noob, _, from, err := unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT)
 			if err != nil {
 				return
 			}
-			h.dispatch(buf[:nr], oob[:noob], false)
+			h.dispatch(s, buf[:nr], oob[:noob], from, false)
 		}
 	})
 }
 
-// dispatch hands pkt, received with the control messages oob, to the
-// prober it is for, if any. wait says whether to wait for room in the
-// prober's queue (the reader) or drop the reply (drain).
-func (h *Hub) dispatch(pkt, oob []byte, wait bool) {
+// dispatch hands pkt, received on s from the address from with the control
+// messages oob, to the prober it is for, if any. wait says whether to wait
+// for room in the prober's queue (the reader) or drop the reply (drain).
+func (h *Hub) dispatch(s *icmpSocket, pkt, oob []byte, from unix.Sockaddr, wait bool) {
 	// The identifier is read before any parsing to find the prober; the
 	// prober's match checks everything.
-	if len(pkt) < ipv4MinHeader || pkt[0]>>4 != 4 {
+	off := 0
+	if !s.v6 {
+		if len(pkt) < ipv4MinHeader || pkt[0]>>4 != 4 {
+			return
+		}
+		off = int(pkt[0]&0x0f) * 4
+	}
+	if len(pkt) < off+icmpHeaderLen {
 		return
 	}
-	ihl := int(pkt[0]&0x0f) * 4
-	if len(pkt) < ihl+icmpHeaderLen {
-		return
-	}
-	p := (*h.probers.Load())[binary.BigEndian.Uint16(pkt[ihl+4:])]
-	if p == nil {
+	p := (*h.probers.Load())[binary.BigEndian.Uint16(pkt[off+4:])]
+	if p == nil || p.v6 != s.v6 {
 		return
 	}
 	now := time.Now()
-	at, ifindex := received(oob, now)
-	r, ok := p.match(pkt, at, ifindex)
+	at, ifindex, dst := received(oob, now)
+	var (
+		r  reply
+		ok bool
+	)
+	if s.v6 {
+		sa, isV6 := from.(*unix.SockaddrInet6)
+		if !isV6 {
+			return
+		}
+		r, ok = p.match6(netip.AddrFrom16(sa.Addr), dst, pkt, at, ifindex)
+	} else {
+		r, ok = p.match(pkt, at, ifindex)
+	}
 	if !ok {
 		return
 	}
@@ -276,5 +415,6 @@ func (h *Hub) dispatch(pkt, oob []byte, wait bool) {
 	}
 }
 
-// hubOOB holds the SCM_TIMESTAMPNS and IP_PKTINFO control messages.
-var hubOOB = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))) + unix.CmsgSpace(unix.SizeofInet4Pktinfo)
+// hubOOB holds the SCM_TIMESTAMPNS and packet-info control messages of
+// either family.
+var hubOOB = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))) + unix.CmsgSpace(unix.SizeofInet6Pktinfo)

@@ -153,3 +153,68 @@ func TestParseEcho(t *testing.T) {
 		})
 	}
 }
+
+func TestParseEcho6(t *testing.T) {
+	src, dst := netip.MustParseAddr("2001:db8:ff::1"), netip.MustParseAddr("2001:db8:1::2")
+	payload := []byte("0123456789abcdef")
+	reply := marshalEcho6(src, dst, icmp6EchoReply, 0xbeef, 7, payload)
+	if checksum6(src, dst, reply) != 0 || reply[2]|reply[3] == 0 {
+		t.Fatalf("marshalEcho6 %x: want a checksum that makes the message sum to zero", reply)
+	}
+	withCode := marshalEcho6(src, dst, icmp6EchoReply, 1, 1, nil)
+	withCode[1] = 1
+	binary.BigEndian.PutUint16(withCode[2:], 0)
+	binary.BigEndian.PutUint16(withCode[2:], checksum6(src, dst, withCode))
+	tests := []struct {
+		name     string
+		src, dst netip.Addr
+		msg      []byte
+		want     echo
+		wantErr  bool
+		notEcho  bool
+	}{
+		{name: "reply", src: src, dst: dst, msg: reply,
+			want: echo{Src: src, Dst: dst, Type: icmp6EchoReply, ID: 0xbeef, Seq: 7, Payload: payload}},
+		{name: "zone dropped", src: src.WithZone("eth1"), dst: dst, msg: reply,
+			want: echo{Src: src, Dst: dst, Type: icmp6EchoReply, ID: 0xbeef, Seq: 7, Payload: payload}},
+		{name: "request", src: dst, dst: src, msg: marshalEcho6(dst, src, icmp6EchoRequest, 1, 2, nil),
+			want: echo{Src: dst, Dst: src, Type: icmp6EchoRequest, ID: 1, Seq: 2, Payload: []byte{}}},
+		{name: "checksum over other addresses", src: src, dst: netip.MustParseAddr("2001:db8:1::3"), msg: reply, wantErr: true},
+		{name: "checksum without pseudo-header", src: src, dst: dst, msg: marshalEcho(icmp6EchoReply, 0xbeef, 7, payload), wantErr: true},
+		{name: "neighbour advertisement", src: src, dst: dst, msg: marshalEcho6(src, dst, 136, 0, 0, nil), wantErr: true, notEcho: true},
+		{name: "nonzero code", src: src, dst: dst, msg: withCode, wantErr: true, notEcho: true},
+		{name: "IPv4 addresses", src: target1, dst: source, msg: reply, wantErr: true},
+		{name: "no destination", src: src, msg: reply, wantErr: true},
+		{name: "short", src: src, dst: dst, msg: reply[:7], wantErr: true},
+		{name: "empty", src: src, dst: dst, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseEcho6(tt.src, tt.dst, tt.msg)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("parseEcho6 error = %v, want error %v", err, tt.wantErr)
+			}
+			if errors.Is(err, errNotEcho) != tt.notEcho {
+				t.Errorf("parseEcho6 error = %v, want errNotEcho %v", err, tt.notEcho)
+			}
+			if err != nil {
+				return
+			}
+			if diff := cmp.Diff(tt.want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+				t.Errorf("parseEcho6 (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// RFC 8200's pseudo-header, checked against a checksum computed by hand:
+// an echo request from 2001:db8::1 to 2001:db8::2, id 1, seq 1, no data.
+func TestChecksum6Golden(t *testing.T) {
+	msg := []byte{128, 0, 0, 0, 0, 1, 0, 1}
+	// Sum of 16-bit words: 2001+0db8+0001 (src) + 2001+0db8+0002 (dst)
+	// + 0008 (length) + 003a (next header) + 8000+0001+0001 (message)
+	// = 0xdbb9; its complement is 0x2446.
+	if got := checksum6(netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2"), msg); got != 0x2446 {
+		t.Errorf("checksum6 = %#04x, want 0x2446", got)
+	}
+}

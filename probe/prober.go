@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -20,8 +21,11 @@ type Config struct {
 	Uplink    string
 	Interface string // echoes leave through it, replies must come in on it
 	// Index is Interface's index; 0: looked up by name at Start.
-	Index  int
-	Source netip.Addr // the echoes' source, the replies' destination
+	Index int
+	// Source is the echoes' source and the replies' destination, an
+	// address of this host: IPv4, or IPv6 (global scope, no zone; the
+	// prober then sends ICMPv6 echoes and every target must be IPv6).
+	Source netip.Addr
 	// Hub is the ICMP socket the prober shares with others (see Hub);
 	// nil: the prober opens a hub of its own and closes it on Stop.
 	Hub               *Hub
@@ -86,6 +90,8 @@ type Prober struct {
 	hub     *Hub
 	ownHub  bool               // opened by Start, closed by Stop
 	ifindex int                // of cfg.Interface
+	v6      bool               // cfg.Source is IPv6: so are the targets
+	sock    *icmpSocket        // the hub's socket of the prober's family
 	id      uint16             // ICMP identifier, unique among the probers of this process
 	token   uint64             // payload token, tells our replies from foreign ones
 	targets []Target           // probed in every round
@@ -104,7 +110,7 @@ type Prober struct {
 	// message (interface and source) and the destinations.
 	pkt  []byte
 	oob  []byte
-	dsts []unix.SockaddrInet4 // per target
+	dsts []unix.Sockaddr // per target
 
 	stop    chan struct{}
 	runDone chan struct{}
@@ -156,7 +162,8 @@ func Start(cfg Config, out chan<- Result) (*Prober, error) {
 		drainBuf: make([]byte, readBuf),
 		drainOOB: make([]byte, hubOOB),
 		pkt:      make([]byte, icmpHeaderLen+payloadLen),
-		dsts:     make([]unix.SockaddrInet4, len(targets)),
+		dsts:     make([]unix.Sockaddr, len(targets)),
+		v6:       cfg.Source.Unmap().Is6(),
 		stop:     make(chan struct{}),
 		runDone:  make(chan struct{}),
 	}
@@ -164,7 +171,11 @@ func Start(cfg Config, out chan<- Result) (*Prober, error) {
 		if t.Method == MethodICMP {
 			p.index[t.Addr] = i
 		}
-		p.dsts[i] = unix.SockaddrInet4{Addr: t.Addr.As4()}
+		if p.v6 {
+			p.dsts[i] = &unix.SockaddrInet6{Addr: t.Addr.As16()}
+		} else {
+			p.dsts[i] = &unix.SockaddrInet4{Addr: t.Addr.As4()}
+		}
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.dialer = net.Dialer{
@@ -212,13 +223,16 @@ func validate(cfg Config, out chan<- Result) (targets, checks []Target, err erro
 }
 
 func validateTargets(cfg Config, out chan<- Result) ([]Target, []Target, error) {
+	src := cfg.Source.Unmap()
 	switch {
 	case out == nil:
 		return nil, nil, errors.New("nil result channel")
 	case cfg.Interface == "":
 		return nil, nil, errors.New("no interface")
-	case !cfg.Source.Unmap().Is4():
-		return nil, nil, fmt.Errorf("source %v is not an IPv4 address", cfg.Source)
+	case !src.IsValid():
+		return nil, nil, errors.New("no source address")
+	case src.Zone() != "" || src.IsLinkLocalUnicast() || src.IsMulticast() || src.IsUnspecified() || src.IsLoopback():
+		return nil, nil, fmt.Errorf("source %v: want a global unicast IPv4 or IPv6 address", cfg.Source)
 	case cfg.Interval <= 0:
 		return nil, nil, fmt.Errorf("interval %v is not positive", cfg.Interval)
 	case cfg.Timeout <= 0:
@@ -230,13 +244,23 @@ func validateTargets(cfg Config, out chan<- Result) ([]Target, []Target, error) 
 	case cfg.FreshAfter < 0:
 		return nil, nil, fmt.Errorf("fresh-after %d is negative", cfg.FreshAfter)
 	}
+	family := "IPv4"
+	if src.Is6() {
+		family = "IPv6"
+	}
+	// sameFamily says whether a, a target or resolver, can be reached
+	// from the source: same family, and no link-local address, which
+	// would need a zone.
+	sameFamily := func(a netip.Addr) bool {
+		return a.Is6() == src.Is6() && a.Zone() == "" && !a.IsLinkLocalUnicast() && !a.IsUnspecified() && !a.IsMulticast()
+	}
 	var targets, checks []Target
 	seen := make(map[Target]bool)
 	for _, t := range cfg.Targets {
 		if t.Method == MethodDNS {
 			t.Addr = t.Addr.Unmap()
-			if !t.Addr.Is4() || t.Port == 0 {
-				return nil, nil, fmt.Errorf("DNS check %v port %d: want an IPv4 resolver and a port", t.Addr, t.Port)
+			if !sameFamily(t.Addr) || t.Port == 0 {
+				return nil, nil, fmt.Errorf("DNS check %v port %d: want an %s resolver (the source %v is) and a port", t.Addr, t.Port, family, src)
 			}
 			if !seen[t] {
 				seen[t] = true
@@ -249,6 +273,9 @@ func validateTargets(cfg Config, out chan<- Result) ([]Target, []Target, error) 
 			if err != nil || u.Scheme != t.Method || u.Host == "" {
 				return nil, nil, fmt.Errorf("check %q: want an %s URL with a host", t.URL, t.Method)
 			}
+			if a, err := netip.ParseAddr(u.Hostname()); err == nil && !sameFamily(a.Unmap()) {
+				return nil, nil, fmt.Errorf("check %q: want an %s host (the source %v is)", t.URL, family, src)
+			}
 			t.Addr, t.Port, t.Name = netip.Addr{}, 0, ""
 			if !seen[t] {
 				seen[t] = true
@@ -257,8 +284,8 @@ func validateTargets(cfg Config, out chan<- Result) ([]Target, []Target, error) 
 			continue
 		}
 		t.Addr, t.URL = t.Addr.Unmap(), ""
-		if !t.Addr.Is4() {
-			return nil, nil, fmt.Errorf("target %v is not an IPv4 address", t.Addr)
+		if !sameFamily(t.Addr) {
+			return nil, nil, fmt.Errorf("target %v is not a global %s address (the source %v is)", t.Addr, family, src)
 		}
 		switch {
 		case t.Method == MethodICMP:
@@ -290,7 +317,7 @@ func (p *Prober) open() error {
 	}
 	p.hub = p.cfg.Hub
 	if p.hub == nil {
-		h, err := NewHub()
+		h, err := newHub(!p.v6, p.v6)
 		if err != nil {
 			return err
 		}
@@ -302,6 +329,11 @@ func (p *Prober) open() error {
 		}
 		return err
 	}
+	sock, err := p.hub.socket(p.v6)
+	if err != nil {
+		return fail(err)
+	}
+	p.sock = sock
 	p.ifindex = p.cfg.Index
 	if p.ifindex == 0 {
 		i, err := p.hub.ifindex(p.cfg.Interface)
@@ -310,7 +342,11 @@ func (p *Prober) open() error {
 		}
 		p.ifindex = i
 	}
-	p.oob = pktinfo(p.ifindex, p.cfg.Source.Unmap())
+	if p.v6 {
+		p.oob = pktinfo6(p.ifindex, p.cfg.Source)
+	} else {
+		p.oob = pktinfo(p.ifindex, p.cfg.Source.Unmap())
+	}
 	if err := p.hub.add(p); err != nil {
 		return fail(err)
 	}
@@ -318,15 +354,21 @@ func (p *Prober) open() error {
 }
 
 // checkSource fails unless source is an address of this host (in the
-// calling thread's network namespace): the kernel would refuse every echo
-// from it.
+// calling thread's network namespace) that can be used: the kernel would
+// refuse every echo from it. An IPv6 address still tentative (duplicate
+// address detection running or failed) fails too.
 func checkSource(source netip.Addr) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	source = source.Unmap()
+	family, sa := unix.AF_INET6, unix.Sockaddr(&unix.SockaddrInet6{Addr: source.As16()})
+	if source.Is4() {
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Addr: source.As4()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("check source %v: %w", source, err)
 	}
 	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: source.Unmap().As4()}); err != nil {
+	if err := unix.Bind(fd, sa); err != nil {
 		return fmt.Errorf("bind to %v: %w", source, err)
 	}
 	return nil
@@ -410,9 +452,15 @@ func (p *Prober) send(req probeReq) send {
 	if t.Method == MethodTCP {
 		return p.sendTCP(req, t)
 	}
-	putEcho(p.pkt, icmpEchoRequest, p.id, uint16(req.id), p.token, req.id)
+	if p.v6 {
+		// The kernel computes the ICMPv6 checksum, pseudo-header and all.
+		putEcho(p.pkt, icmp6EchoRequest, p.id, uint16(req.id), p.token, req.id)
+		binary.BigEndian.PutUint16(p.pkt[2:], 0)
+	} else {
+		putEcho(p.pkt, icmpEchoRequest, p.id, uint16(req.id), p.token, req.id)
+	}
 	at := time.Now()
-	err := p.hub.send(p.pkt, p.oob, &p.dsts[req.target])
+	err := p.sock.send(p.pkt, p.oob, p.dsts[req.target])
 	if err != nil {
 		return send{Err: fmt.Errorf("send echo to %v via %s: %w", t, p.cfg.Interface, err)}
 	}

@@ -32,9 +32,21 @@ func TestStartValidates(t *testing.T) {
 		{"nil channel", func(*Config) {}, nil, "nil result channel"},
 		{"no interface", func(c *Config) { c.Interface = "" }, out, "no interface"},
 		{"no source", func(c *Config) { c.Source = netip.Addr{} }, out, "source"},
-		{"IPv6 source", func(c *Config) { c.Source = netip.MustParseAddr("2001:db8::1") }, out, "source"},
+		{"IPv6 source, IPv4 target", func(c *Config) { c.Source = netip.MustParseAddr("2001:db8::1") }, out, "not a global IPv6 address"},
+		{"link-local source", func(c *Config) { c.Source = netip.MustParseAddr("fe80::2") }, out, "source"},
+		{"source with a zone", func(c *Config) { c.Source = netip.MustParseAddr("2001:db8::1%eth1") }, out, "source"},
 		{"no targets", func(c *Config) { c.Targets = nil }, out, "no targets"},
-		{"IPv6 target", func(c *Config) { c.Targets = ICMP(netip.MustParseAddr("2001:db8::1")) }, out, "target"},
+		{"IPv4 source, IPv6 target", func(c *Config) { c.Targets = ICMP(netip.MustParseAddr("2001:db8::1")) }, out, "not a global IPv4 address"},
+		{"link-local IPv6 target", func(c *Config) {
+			c.Source, c.Targets = netip.MustParseAddr("2001:db8::1"), ICMP(netip.MustParseAddr("fe80::1"))
+		}, out, "target"},
+		{"IPv4 resolver for an IPv6 source", func(c *Config) {
+			c.Source = netip.MustParseAddr("2001:db8::1")
+			c.Targets = append(ICMP(netip.MustParseAddr("2001:db8::9")), Target{Method: MethodDNS, Addr: target1, Port: 53})
+		}, out, "resolver"},
+		{"IPv6 URL host for an IPv4 source", func(c *Config) {
+			c.Targets = append(c.Targets, Target{Method: MethodHTTP, URL: "http://[2001:db8::9]/generate_204"})
+		}, out, "IPv4 host"},
 		{"zero interval", func(c *Config) { c.Interval = 0 }, out, "interval"},
 		{"zero window", func(c *Config) { c.Window = 0 }, out, "window"},
 		{"reliability above the targets", func(c *Config) { c.Reliability = 2 }, out, "reliability"},
@@ -152,6 +164,111 @@ func TestMatch(t *testing.T) {
 	for _, in := range []int{0, 4} {
 		if got, ok := p.match(pkt("198.18.0.2", icmpEchoReply, 0x4242, seq, ours), at, in); ok {
 			t.Errorf("reply received on interface %d matched the prober of interface 3: %+v", in, got)
+		}
+	}
+}
+
+func TestMatch6(t *testing.T) {
+	src := netip.MustParseAddr("2001:db8:1::2")
+	t1, t2 := netip.MustParseAddr("2001:db8:ff::1"), netip.MustParseAddr("2001:db8:ff::2")
+	p := &Prober{
+		cfg:     Config{Source: src},
+		v6:      true,
+		ifindex: 3,
+		id:      0x4242,
+		token:   0xfeedface,
+		index:   map[netip.Addr]int{t1: 0, t2: 1},
+	}
+	at := ms(7)
+	ours := marshalPayload(0xfeedface, 70000)
+	seq := uint16(70000 % 65536)
+	type pkt struct {
+		from, to netip.Addr
+		msg      []byte
+	}
+	echo6 := func(from netip.Addr, typ uint8, id, seq uint16, payload []byte) pkt {
+		return pkt{from, src, marshalEcho6(from, src, typ, id, seq, payload)}
+	}
+	badSum := echo6(t1, icmp6EchoReply, 0x4242, seq, ours)
+	badSum.msg[len(badSum.msg)-1] ^= 1
+	other := netip.MustParseAddr("2001:db8:1::3")
+	tests := []struct {
+		name string
+		pkt  pkt
+		want reply
+		ok   bool
+	}{
+		{"ours from target 2", echo6(t2, icmp6EchoReply, 0x4242, seq, ours), reply{id: 70000, target: 1, at: at}, true},
+		{"with the sender's zone", pkt{t1.WithZone("eth1"), src, echo6(t1, icmp6EchoReply, 0x4242, seq, ours).msg},
+			reply{id: 70000, target: 0, at: at}, true},
+		{"other prober's identifier", echo6(t2, icmp6EchoReply, 0x4243, seq, ours), reply{}, false},
+		{"foreign token", echo6(t1, icmp6EchoReply, 0x4242, seq, marshalPayload(1, 70000)), reply{}, false},
+		{"not a target", echo6(netip.MustParseAddr("2001:db8:ff::3"), icmp6EchoReply, 0x4242, seq, ours), reply{}, false},
+		// The gateway is no target, even with our echo's contents.
+		{"from the link-local gateway", echo6(netip.MustParseAddr("fe80::1"), icmp6EchoReply, 0x4242, seq, ours), reply{}, false},
+		{"echo request", echo6(t1, icmp6EchoRequest, 0x4242, seq, ours), reply{}, false},
+		{"ICMPv4 echo reply type", echo6(t1, icmpEchoReply, 0x4242, seq, ours), reply{}, false},
+		{"sequence does not match round", echo6(t1, icmp6EchoReply, 0x4242, seq+1, ours), reply{}, false},
+		{"short payload", echo6(t1, icmp6EchoReply, 0x4242, seq, ours[:8]), reply{}, false},
+		{"bad checksum", badSum, reply{}, false},
+		// Spoofed: the checksum covers the addresses of the packet
+		// that carried it, so a message made for another destination
+		// does not pass, and one made for it is not ours.
+		{"checksum of another destination", pkt{t1, src, marshalEcho6(t1, other, icmp6EchoReply, 0x4242, seq, ours)}, reply{}, false},
+		{"addressed to another host", pkt{t1, other, marshalEcho6(t1, other, icmp6EchoReply, 0x4242, seq, ours)}, reply{}, false},
+		{"no destination known", pkt{t1, netip.Addr{}, echo6(t1, icmp6EchoReply, 0x4242, seq, ours).msg}, reply{}, false},
+		{"IPv4-mapped source", pkt{netip.AddrFrom16(target1.As16()), src, echo6(t1, icmp6EchoReply, 0x4242, seq, ours).msg}, reply{}, false},
+		{"unreachable quoting our echo", echo6(t1, 1, 0x4242, seq, ours), reply{}, false},
+		{"cut short", pkt{t1, src, echo6(t1, icmp6EchoReply, 0x4242, seq, ours).msg[:7]}, reply{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := p.match6(tt.pkt.from, tt.pkt.to, tt.pkt.msg, at, 3)
+			if ok != tt.ok || got != tt.want {
+				t.Errorf("match6 = %+v, %v; want %+v, %v", got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+	// On another interface (another uplink whose gateway is fe80::1 too),
+	// or one the kernel did not name: nothing.
+	for _, in := range []int{0, 4} {
+		r := echo6(t2, icmp6EchoReply, 0x4242, seq, ours)
+		if got, ok := p.match6(r.from, r.to, r.msg, at, in); ok {
+			t.Errorf("reply received on interface %d matched the prober of interface 3: %+v", in, got)
+		}
+	}
+	// An IPv4 packet never matches an IPv6 prober, nor the reverse.
+	if _, ok := p.match(ipv4("198.18.0.1", "198.51.100.2", 1, 0, marshalEcho(icmpEchoReply, 0x4242, seq, ours)), at, 3); ok {
+		t.Error("an IPv6 prober matched an IPv4 reply")
+	}
+	p4 := &Prober{cfg: Config{Source: source}, ifindex: 3, id: 0x4242, token: 0xfeedface, index: map[netip.Addr]int{t1: 0}}
+	if r := echo6(t1, icmp6EchoReply, 0x4242, seq, ours); func() bool { _, ok := p4.match6(r.from, r.to, r.msg, at, 3); return ok }() {
+		t.Error("an IPv4 prober matched an ICMPv6 reply")
+	}
+}
+
+// The packet information the prober sends is what the receive path reads:
+// interface and address.
+func TestPktinfoRoundTrip(t *testing.T) {
+	src := netip.MustParseAddr("2001:db8:1::2")
+	at, ifindex, dst := received(pktinfo6(7, src), ms(5))
+	if at != ms(5) || ifindex != 7 || dst != src {
+		t.Errorf("received(pktinfo6(7, %v)) = %v, %d, %v", src, at, ifindex, dst)
+	}
+	at, ifindex, dst = received(pktinfo(9, source), ms(5))
+	if at != ms(5) || ifindex != 9 || dst.IsValid() {
+		t.Errorf("received(pktinfo(9, %v)) = %v, %d, %v; want no address (the IPv4 header has it)", source, at, ifindex, dst)
+	}
+}
+
+func TestTargetString(t *testing.T) {
+	for tgt, want := range map[Target]string{
+		{Method: MethodICMP, Addr: netip.MustParseAddr("2001:db8::1")}:           "2001:db8::1",
+		{Method: MethodTCP, Addr: netip.MustParseAddr("2001:db8::1"), Port: 443}: "tcp://[2001:db8::1]:443",
+		{Method: MethodTCP, Addr: target1, Port: 443}:                            "tcp://198.18.0.1:443",
+	} {
+		if got := tgt.String(); got != want {
+			t.Errorf("%#v.String() = %q, want %q", tgt, got, want)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"net/netip"
 	"time"
 	"unsafe"
 
@@ -8,23 +9,26 @@ import (
 )
 
 // drainSocket has the hub read, without waiting, every packet its socket
-// holds and queue the replies: run calls it before anything times out, and
-// the hub's reader may not have been scheduled since they arrived.
+// of the prober's family holds and queue the replies: run calls it before
+// anything times out, and the hub's reader may not have been scheduled
+// since they arrived.
 func (p *Prober) drainSocket() {
-	p.hub.drain(p.drainBuf, p.drainOOB)
+	p.hub.drain(p.sock, p.drainBuf, p.drainOOB)
 }
 
 // received returns when the kernel received the packet whose control
 // messages are oob, on the monotonic clock of now (read just after the
-// packet), and the index of the interface it came in on (0: unknown). The
-// kernel stamps with the wall clock, so the packet's age is taken from the
-// wall clock and subtracted from now. Without a timestamp it is now.
-func received(oob []byte, now time.Time) (time.Time, int) {
+// packet), the index of the interface it came in on (0: unknown) and, for
+// IPv6, the address it was sent to (IPV6_PKTINFO; invalid for IPv4, whose
+// header says it). The kernel stamps with the wall clock, so the packet's
+// age is taken from the wall clock and subtracted from now. Without a
+// timestamp it is now.
+func received(oob []byte, now time.Time) (time.Time, int, netip.Addr) {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
-		return now, 0
+		return now, 0, netip.Addr{}
 	}
-	at, ifindex := now, 0
+	at, ifindex, dst := now, 0, netip.Addr{}
 	for _, m := range msgs {
 		switch {
 		case m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})):
@@ -36,24 +40,55 @@ func received(oob []byte, now time.Time) (time.Time, int) {
 		case m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_PKTINFO && len(m.Data) >= unix.SizeofInet4Pktinfo:
 			info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&m.Data[0]))
 			ifindex = int(info.Ifindex)
+		case m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_PKTINFO && len(m.Data) >= unix.SizeofInet6Pktinfo:
+			info := (*unix.Inet6Pktinfo)(unsafe.Pointer(&m.Data[0]))
+			ifindex, dst = int(info.Ifindex), netip.AddrFrom16(info.Addr)
 		}
 	}
-	return at, ifindex
+	return at, ifindex, dst
 }
 
-// match reports whether pkt, received at at on the interface with index
-// ifindex, is an echo reply to one of this prober's echoes, and which one.
+// match reports whether pkt, an IPv4 packet received at at on the
+// interface with index ifindex, is an echo reply to one of this prober's
+// echoes, and which one.
 func (p *Prober) match(pkt []byte, at time.Time, ifindex int) (reply, bool) {
+	if p.v6 {
+		return reply{}, false
+	}
+	e, err := parseEcho(pkt)
+	if err != nil || e.Type != icmpEchoReply {
+		return reply{}, false
+	}
+	return p.matchEcho(e, at, ifindex)
+}
+
+// match6 reports whether msg, an ICMPv6 message from src to dst received
+// at at on the interface with index ifindex, is an echo reply to one of
+// this prober's echoes, and which one.
+func (p *Prober) match6(src, dst netip.Addr, msg []byte, at time.Time, ifindex int) (reply, bool) {
+	if !p.v6 {
+		return reply{}, false
+	}
+	e, err := parseEcho6(src, dst, msg)
+	if err != nil || e.Type != icmp6EchoReply {
+		return reply{}, false
+	}
+	return p.matchEcho(e, at, ifindex)
+}
+
+// matchEcho reports whether the echo reply e, received at at on the
+// interface with index ifindex, answers one of this prober's echoes.
+func (p *Prober) matchEcho(e echo, at time.Time, ifindex int) (reply, bool) {
 	// Only a reply that came in through the prober's own interface proves
 	// its uplink: the shared socket hears every interface.
 	if ifindex != p.ifindex {
 		return reply{}, false
 	}
-	e, err := parseEcho(pkt)
-	// Only an echo reply carrying our identifier and addressed to our
-	// source counts: our own requests looped back, replies to another
-	// address of this host and foreign or spoofed messages do not.
-	if err != nil || e.Type != icmpEchoReply || e.ID != p.id || e.Dst != p.cfg.Source.Unmap() {
+	// Only an echo reply carrying our identifier, from one of our targets
+	// and addressed to our source counts: our own requests looped back,
+	// replies to another address of this host and foreign or spoofed
+	// messages do not.
+	if e.ID != p.id || e.Dst != p.cfg.Source.Unmap() {
 		return reply{}, false
 	}
 	target, ok := p.index[e.Src]

@@ -2,7 +2,6 @@ package probe
 
 import (
 	"net/netip"
-	"strconv"
 )
 
 // The probe methods.
@@ -17,7 +16,7 @@ const (
 // Target is one probe target.
 type Target struct {
 	Method string
-	Addr   netip.Addr // ICMP and TCP
+	Addr   netip.Addr // ICMP and TCP; DNS: the resolver. Of the source's family
 	Port   uint16     // TCP and DNS
 	URL    string     // HTTP and HTTPS; DNS: as configured, for display
 	Name   string     // DNS: the name to ask for; "" for the root's servers
@@ -30,13 +29,13 @@ func (t Target) check() bool {
 }
 
 // String writes t as the configuration does: a bare address for ICMP,
-// tcp://address:port for TCP.
+// tcp://address:port for TCP (tcp://[address]:port for IPv6).
 func (t Target) String() string {
 	if t.check() {
 		return t.URL
 	}
 	if t.Method == MethodTCP {
-		return "tcp://" + t.Addr.String() + ":" + strconv.Itoa(int(t.Port))
+		return "tcp://" + netip.AddrPortFrom(t.Addr, t.Port).String()
 	}
 	return t.Addr.String()
 }
