@@ -6,6 +6,8 @@ import (
 	"testing"
 )
 
+// scaleUplinks returns n uplinks as the scale lab has them: a /30 each,
+// carrier, in the balance, pinned.
 func scaleUplinks(n int) []Uplink {
 	var ups []Uplink
 	for i := range n {
@@ -17,6 +19,8 @@ func scaleUplinks(n int) []Uplink {
 	return ups
 }
 
+// Plan runs at every reconcile; with 256 uplinks its cost is part of every
+// event's way to the routes (make bench-scale).
 func BenchmarkPlan256(b *testing.B) {
 	s := resilient
 	s.Balancer = HashThreshold
@@ -28,6 +32,8 @@ func BenchmarkPlan256(b *testing.B) {
 	}
 }
 
+// The identity strings of one plan of 256 uplinks, which the reconciler
+// compares.
 func BenchmarkStrings256(b *testing.B) {
 	s := resilient
 	s.Balancer = HashThreshold
