@@ -146,6 +146,9 @@ type Daemon struct {
 
 	// netlinkDelay is the backoff of the retries after a netlink error.
 	netlinkDelay time.Duration
+	// backoff: a read of the kernel's state failed; the next one waits
+	// for the retry timer, whatever else wakes the loop meanwhile.
+	backoff bool
 	// mon is the current event subscription; filterKey describes the
 	// filter it was given.
 	mon       Subscription

@@ -36,10 +36,30 @@
 // reports (the end of a flap hold) and lets the machines act on it when it
 // fires.
 //
+// IPv6 (family.go, observe6.go): an uplink with gateway6 has a second
+// entity, its IPv6 side, with its own state machine, source (source6),
+// gateway (static, or the router advertisements' default route of its
+// interface), prober (probe.targets6), history, hooks, status entry and
+// metrics. Link events reach both entities through the same dump; probe
+// results and neighbour failures reach the entity of their family only.
+// Both families are planned at once (netops.PlanAll) and adopted, and a
+// failure of one family flushes only that family's pinned connections.
+//
 // Policies (policy.go): Plan chooses each policy's tier from the uplinks'
 // states; after each reconcile the loop records the choice, logs and
 // exports a tier change, queues the on_policy hook, and with failback =
 // "all" deletes the pins of the uplinks a policy left for a better tier.
 // An uplink that only stands by in its policies is probed at their
 // standby_interval.
+//
+// The loop reaches the kernel only through Kernel (kernel.go): small
+// interfaces for reading links, addresses and default routes
+// (StateReader), subscribing to events (Subscriber, Subscription),
+// installing plans and reading what an earlier run left (Router), starting
+// probers (ProberStarter) and flushing NAT entries (NATFlusher), plus flags
+// for what only the real kernel has (the multipath hash sysctls, pinning's
+// nftables table and src_valid_mark). Run dials the real kernel when
+// Options.Kernel is nil; the loop tests (loop_test.go) pass fakes
+// (fake_test.go) and run without root. A failed read of the kernel waits
+// for its retry timer: nothing else that wakes the loop hastens it.
 package daemon

@@ -102,6 +102,18 @@ func (u *uplink) label() string {
 	return u.cfg.Name
 }
 
+// activeEntities counts the entities (uplink families) in state active,
+// for status; with IPv4 only, active().
+func (d *Daemon) activeEntities() int {
+	n := 0
+	for _, u := range d.entities() {
+		if u.m.State() == fsm.Active {
+			n++
+		}
+	}
+	return n
+}
+
 // familyEntities are the entities of family fam, in configuration order.
 func (d *Daemon) familyEntities(fam family) []*uplink {
 	if fam != ipv6 {

@@ -157,8 +157,15 @@ func TestFamilies(t *testing.T) {
 		t.Fatalf("after carrier loss: isp1 %s, isp1/ipv6 %s", isp1.m.State(), isp1.v6.m.State())
 	}
 
-	// Status has an entry per family.
+	// Status has an entry per family, and counts the active ones: isp2's
+	// IPv6 back (its IPv4 still waits for probes).
+	for range d.cfg.Probe.UpAfter {
+		isp2.v6.m.ProbeRound(true, fsm.Quality{}, time.Now())
+	}
 	st := d.snapshot()
+	if isp2.v6.m.State() != fsm.Active || isp2.m.State() == fsm.Active || st.Active != 1 {
+		t.Errorf("status: %d active, want 1 (isp2/ipv6 %s, isp2 %s)", st.Active, isp2.v6.m.State(), isp2.m.State())
+	}
 	var fams []string
 	for _, u := range st.Uplinks {
 		fams = append(fams, u.Name+"/"+u.Family)

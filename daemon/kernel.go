@@ -105,10 +105,7 @@ type NATFlusher interface {
 // use makes k the kernel the loop works with.
 func (d *Daemon) use(k *Kernel) {
 	d.kern = k
-	d.rec = k.Routing
-	if k.Conntrack != nil {
-		d.ct = k.Conntrack
-	}
+	d.rec, d.ct = k.Routing, k.Conntrack
 }
 
 // hashOn says whether the loop sets the multipath hash policy.

@@ -45,6 +45,7 @@ func (d *Daemon) monitor(ctx context.Context) error {
 		return fmt.Errorf("subscribe: %w", err)
 	}
 	d.mon, d.filterKey = mon, ""
+	d.backoff = false // a new subscription reads everything at once
 	defer func() { d.mon = nil }()
 	mctx, cancel := context.WithCancel(ctx)
 	evs := make(chan events.Event, 512)
@@ -85,7 +86,7 @@ func (d *Daemon) monitor(ctx context.Context) error {
 			d.drainResults()
 		case <-d.retry.C:
 			d.log.Info("retrying")
-			d.needReconcile = true
+			d.needReconcile, d.backoff = true, false
 			d.burstStart = time.Now()
 		case <-d.tick.C:
 			d.tickAt = time.Time{}
@@ -229,6 +230,11 @@ func (d *Daemon) ours(table, protocol int) bool {
 // cannot be read, nothing is planned from stale observations: what is
 // installed stays as it is and the read is retried with backoff.
 func (d *Daemon) settle(ctx context.Context) {
+	if d.needDump && d.backoff {
+		// Status requests and probe results do not hasten the retry.
+		d.publish()
+		return
+	}
 	if d.needDump {
 		d.updateFilter()
 		snap, err := d.kern.State.Dump(ctx)
@@ -238,6 +244,7 @@ func (d *Daemon) settle(ctx context.Context) {
 		case err != nil:
 			d.netlinkError("read links and addresses", err)
 			d.retry.Reset(d.netlinkDelay)
+			d.backoff = true
 			d.publish()
 			return
 		}
@@ -251,6 +258,7 @@ func (d *Daemon) settle(ctx context.Context) {
 			case err != nil:
 				d.netlinkError("read default routes", err)
 				d.retry.Reset(d.netlinkDelay)
+				d.backoff = true
 				d.publish()
 				return
 			}

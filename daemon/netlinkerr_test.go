@@ -92,8 +92,13 @@ func TestDumpErrorKeepsRouting(t *testing.T) {
 			bal := netops.Multipath
 			d.balancer.Store(&bal)
 			d.needDump, d.needReconcile = true, true
-			for range 3 { // the first read and two retries
+			for i := range 3 { // the first read and two retries
 				d.settle(context.Background())
+				if !d.backoff {
+					t.Fatalf("read %d failed, but the next one does not wait for the retry timer", i+1)
+				}
+				d.settle(context.Background()) // woken by something else: no read
+				d.backoff = false              // the retry timer fired
 			}
 			if len(k.writes) > 0 {
 				t.Fatalf("a failed read changed the routing: %q", k.writes)
@@ -114,6 +119,7 @@ func TestDumpErrorKeepsRouting(t *testing.T) {
 			}
 
 			fail = false
+			d.backoff = false
 			d.settle(context.Background())
 			if d.reconcile.Runs != 1 || len(k.writes) == 0 || d.netlink.LastError != "" || !d.ready {
 				t.Fatalf("after a good read: %d reconciles, writes %q, last error %q", d.reconcile.Runs, k.writes, d.netlink.LastError)

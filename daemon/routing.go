@@ -172,11 +172,11 @@ func (d *Daemon) flushLeavers(in []netops.Uplink, fam family) {
 		start := time.Now()
 		n, err := d.ct.FlushNAT(addr)
 		if err != nil {
-			d.log.Warn("flushing conntrack entries", "uplink", familyKey(name, fam), "address", addr, "deleted", n, "err", err)
+			d.log.Warn("flushing conntrack entries", "uplink", name, "address", addr, "deleted", n, "err", err, "family", fam.String())
 			continue
 		}
-		d.log.Info("conntrack entries flushed", "uplink", familyKey(name, fam), "address", addr, "deleted", n,
-			"took", time.Since(start).Round(time.Microsecond))
+		d.log.Info("conntrack entries flushed", "uplink", name, "address", addr, "deleted", n,
+			"took", time.Since(start).Round(time.Microsecond), "family", fam.String())
 	}
 }
 

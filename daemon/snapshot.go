@@ -38,7 +38,7 @@ func (d *Daemon) snapshot() *status.Snapshot {
 		},
 		Balancer:  d.Balancer(),
 		Pinning:   d.pinningStatus(),
-		Active:    d.active(),
+		Active:    d.activeEntities(),
 		Uplinks:   make([]status.Uplink, 0, len(d.uplinks)),
 		Policies:  d.policyStatus(),
 		Reconcile: d.reconcile,

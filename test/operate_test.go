@@ -135,9 +135,8 @@ timeout = "3s"
 	}
 	delete(env, "UPLINKD_TIME")
 	want := map[string]string{
-		"UPLINKD_UPLINK": "isp2", "UPLINKD_INTERFACE": "eth2", "UPLINKD_FROM": "active", "UPLINKD_TO": "down",
+		"UPLINKD_UPLINK": "isp2", "UPLINKD_INTERFACE": "eth2", "UPLINKD_FAMILY": "ipv4", "UPLINKD_FROM": "active", "UPLINKD_TO": "down",
 		"UPLINKD_REASON": "no carrier on eth2", "UPLINKD_ACTIVE": "1", "UPLINKD_UPLINKS": "2",
-		"UPLINKD_FAMILY": "ipv4",
 	}
 	if fmt.Sprint(env) != fmt.Sprint(want) {
 		t.Errorf("hook environment:\n%v\nwant\n%v", env, want)
