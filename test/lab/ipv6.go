@@ -2,7 +2,10 @@ package lab
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"strings"
+	"time"
 )
 
 // The IPv6 side of a dual-stack lab (Options.IPv6). Every address is added
@@ -89,6 +92,34 @@ func (l *Lab) routeSteps6(add func(ns string, args ...string)) {
 		}
 	}
 	add(Router, adminDefault6(l.isps[0].routerLink)...)
+}
+
+// waitReady6 waits until no IPv6 address of the lab is tentative. A link
+// that has just come up is not ready for IPv6 until the kernel's link
+// watcher has seen its carrier (up to a second); until then its addresses
+// are tentative, even without DAD, and it ignores neighbour solicitations,
+// so the first packets through it would wait a second for a retransmitted
+// solicitation.
+func (l *Lab) waitReady6(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for _, ns := range l.namespaces {
+		for {
+			out, err := l.IP(ctx, ns, "-6", "addr", "show", "tentative")
+			if err != nil {
+				return err
+			}
+			if strings.TrimSpace(out) == "" {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("lab: IPv6 addresses of %s still tentative: %w\n%s", ns, ctx.Err(), out)
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	return nil
 }
 
 // ispDelegatedRoute routes the ISP's delegated prefix to the router.

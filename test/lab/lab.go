@@ -172,7 +172,13 @@ func (l *Lab) build(ctx context.Context) error {
 	if l.opts.IPv6 {
 		l.routeSteps6(add)
 	}
-	return l.runSteps(ctx, steps)
+	if err := l.runSteps(ctx, steps); err != nil {
+		return err
+	}
+	if l.opts.IPv6 {
+		return l.waitReady6(ctx)
+	}
+	return nil
 }
 
 // runSteps runs steps in order, one ip -batch per run of steps in the same
