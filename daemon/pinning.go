@@ -140,13 +140,33 @@ func (d *Daemon) tableChanged() {
 
 // markOf returns the uplink's connection mark, 0 without pinning.
 func (d *Daemon) markOf(name string) uint32 {
+	if !d.configured(name) {
+		return d.assignMarks(name)
+	}
+	return d.markOfConfigured(name)
+}
+
+// markOfConfigured is markOf for the name of a configured uplink, without
+// looking for it among the uplinks: planning calls it for every uplink,
+// and hundreds of uplinks must not search each other.
+func (d *Daemon) markOfConfigured(name string) uint32 {
 	if !d.pinOn() {
 		return 0
 	}
 	p := d.pin
-	if m, ok := p.marks[name]; ok && m != 0 && m&^p.mask == 0 && d.configured(name) {
+	if m, ok := p.marks[name]; ok && m != 0 && m&^p.mask == 0 {
 		return m
 	}
+	return d.assignMarks(name)
+}
+
+// assignMarks gives every configured uplink its mark, keeping the marks
+// already given, and returns name's.
+func (d *Daemon) assignMarks(name string) uint32 {
+	if !d.pinOn() {
+		return 0
+	}
+	p := d.pin
 	names := make([]string, len(d.uplinks))
 	for i, u := range d.uplinks {
 		names[i] = u.cfg.Name

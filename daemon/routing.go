@@ -46,7 +46,7 @@ func (d *Daemon) inputs() []netops.Uplink {
 func (d *Daemon) input(u *uplink) netops.Uplink {
 	in := netops.Uplink{
 		Name: u.cfg.Name, Table: u.cfg.Table, Weight: u.cfg.Weight, Gateway: u.nexthop(),
-		Slot: d.slotOf(u.cfg.Name), Mark: d.markOf(u.cfg.Name),
+		Slot: d.slotOf(u.cfg.Name), Mark: d.markOfConfigured(u.cfg.Name),
 	}
 	// The kernel refuses routes through an administratively down
 	// link; without carrier it keeps them flagged linkdown.

@@ -159,6 +159,7 @@ func newLogger(c config.Log, w io.Writer) (*slog.Logger, *slog.LevelVar) {
 
 func runDaemon(cfg *config.Config, path string, stderr io.Writer) int {
 	log, level := newLogger(cfg.Log, stderr)
+	tuneGC(log)
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}
