@@ -23,6 +23,30 @@ type RouterCache interface {
 	InvalidateAddr(ifindex int, addr netip.Addr)
 }
 
+// EchoTaker is a RouterCache that can tell the echoes of its own writes
+// (netops.Reconciler.RuleEcho, NexthopEcho): those events need neither
+// an invalidation nor a reconcile.
+type EchoTaker interface {
+	RuleEcho(family, priority, table, protocol int, deleted bool) bool
+	NexthopEcho(id uint32, deleted bool) bool
+}
+
+// echo says whether ev is the echo of the router's own write (and takes
+// it); false when the router cannot tell.
+func (d *Daemon) echo(ev events.Event) bool {
+	et, ok := d.rec.(EchoTaker)
+	if !ok {
+		return false
+	}
+	switch e := ev.(type) {
+	case events.RuleEvent:
+		return et.RuleEcho(afOf(e.Family), e.Priority, e.Table, e.Protocol, e.Deleted)
+	case events.NexthopEvent:
+		return e.ID > 0 && et.NexthopEcho(uint32(e.ID), e.Deleted)
+	}
+	return false
+}
+
 // LinkReader is a StateReader that can also read some links by index, and
 // their addresses (events.DumpLinks): a burst of link events then costs
 // what it names, not every link of the namespace. Without it every burst

@@ -175,6 +175,9 @@ func (d *Daemon) note(ev events.Event) {
 		d.cache().InvalidateAddr(e.Addr.Index, e.Addr.Prefix.Addr())
 	case events.NexthopEvent:
 		if e.Protocol == d.cfg.Routing.RouteProtocol || netops.NexthopIDs(d.cfg.Routing.NexthopIDBase).Contains(uint32(e.ID)) {
+			if d.echo(e) {
+				break // what the reconciler wrote, as it wrote it
+			}
 			d.needReconcile = true
 			d.cache().InvalidateNexthop(uint32(e.ID))
 		}
@@ -188,6 +191,9 @@ func (d *Daemon) note(ev events.Event) {
 	case events.RuleEvent:
 		r := d.cfg.Routing
 		if e.Protocol == r.RouteProtocol || (e.Priority >= r.RulePriority && e.Priority < r.RulePriority+config.RulePriorityRange) {
+			if d.echo(e) {
+				break
+			}
 			d.needReconcile = true
 			d.cache().InvalidateRules(afOf(e.Family))
 		}

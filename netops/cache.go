@@ -2,7 +2,6 @@ package netops
 
 import (
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
 
@@ -76,6 +75,8 @@ type ownCache struct {
 	// never seen them (someone else created them with its protocol).
 	namedTables map[tableKey]bool
 	namedNH     map[uint32]bool
+	// echo records the writes whose events are still to come (echo.go).
+	echo echoes
 }
 
 // reset empties the cache: everything is dirty.
@@ -83,6 +84,7 @@ func (c *ownCache) reset() {
 	c.tables = make(map[tableKey]map[string]*cachedRoute)
 	c.rules = make(map[int][]cachedRule)
 	c.nexthops = make(map[uint32]NexthopObject)
+	c.echo.reset()
 	if c.namedTables == nil {
 		c.namedTables = make(map[tableKey]bool)
 		c.namedNH = make(map[uint32]bool)
@@ -207,43 +209,47 @@ func (c *ownCache) dropTables(match func(Route) bool) {
 	}
 }
 
-// listRoutes returns the reconciler's routes of family in tables (0: every
-// table), keyed by Route.Key: from the cache for clean tables, listed in
-// the kernel (and entered in the cache) for the others.
-func (r *Reconciler) listRoutes(family int, tables []int) (map[string]*cachedRoute, error) {
-	out := make(map[string]*cachedRoute, 2*len(tables)) // an uplink table holds two
+// listRoutes enters in have the reconciler's routes of family in tables
+// (0: every table), by table and Route.Key: the cache's own maps for clean
+// tables (not copied: the caller only reads them), listed in the kernel
+// (and entered in the cache) for the others.
+func (r *Reconciler) listRoutes(family int, tables []int, have map[tableKey]map[string]*cachedRoute) error {
 	for _, t := range tables {
 		k := tableKey{family, t}
 		if routes, ok := r.cache.tables[k]; ok && r.cache.on && t != unix.RT_TABLE_UNSPEC {
-			maps.Copy(out, routes)
+			have[k] = routes
 			continue
 		}
 		listed, err := r.listTable(family, t)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		maps.Copy(out, listed)
-		if !r.cache.on {
-			continue
-		}
-		delete(r.cache.namedTables, k)
 		if t != unix.RT_TABLE_UNSPEC {
-			r.cache.tables[k] = listed
+			have[k] = listed
+			if r.cache.on {
+				delete(r.cache.namedTables, k)
+				r.cache.tables[k] = listed
+			}
 			continue
 		}
 		// Every table at once: each one listed is clean, and so is
 		// every other one (empty), but only those that hold routes, or
 		// will, are kept (see learn).
-		clear(r.cache.namedTables)
+		if r.cache.on {
+			clear(r.cache.namedTables)
+		}
 		for key, cr := range listed {
 			tk := tableKey{family, cr.rt.Table}
-			if r.cache.tables[tk] == nil {
-				r.cache.tables[tk] = make(map[string]*cachedRoute)
+			if have[tk] == nil {
+				have[tk] = make(map[string]*cachedRoute)
+				if r.cache.on {
+					r.cache.tables[tk] = have[tk]
+				}
 			}
-			r.cache.tables[tk][key] = cr
+			have[tk][key] = cr
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // listTable lists the reconciler's routes of family in table t (0: every

@@ -120,17 +120,17 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 	staleNH, usable, errs := r.syncNexthops(d.Nexthops, full, &res)
 
 	tables := r.tables(d, full)
-	have := make(map[string]*cachedRoute, len(d.Routes))
+	have := make(map[tableKey]map[string]*cachedRoute, len(tables))
 	for _, f := range Families {
-		h, err := r.listRoutes(f.AF(), tables)
-		if err != nil {
+		if err := r.listRoutes(f.AF(), tables, have); err != nil {
 			return res, errors.Join(append(errs, err)...)
 		}
-		maps.Copy(have, h) // keys differ: the destination says the family
 	}
 	seenTables := make([]int, 0, len(have))
-	for _, cr := range have {
-		seenTables = append(seenTables, cr.rt.Table)
+	for k, routes := range have {
+		if len(routes) > 0 {
+			seenTables = append(seenTables, k.table)
+		}
 	}
 	r.learn(d, seenTables)
 	r.cache.forget(r.known)
@@ -141,8 +141,9 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 	}
 	want := make(map[string]bool, len(d.Routes))
 	for _, rt := range d.Routes {
-		want[rt.Key()] = true
-		if h := have[rt.Key()]; h != nil && h.str == rt.String() {
+		key := rt.Key()
+		want[key] = true
+		if routeMatches(have[tableKey{rt.Family.AF(), rt.Table}][key], rt) {
 			continue
 		}
 		var err error
@@ -171,11 +172,13 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 		}
 		rules = append(rules, rs...)
 	}
-	seen := make(map[string]int)
+	seen := make(map[string]int, len(rules))
 	var stale []cachedRule
 	wantRule := make(map[string]bool, len(d.Rules))
-	for _, ru := range d.Rules {
-		wantRule[ru.String()] = true
+	ruleStr := make([]string, len(d.Rules)) // formatted once
+	for i, ru := range d.Rules {
+		ruleStr[i] = ru.String()
+		wantRule[ruleStr[i]] = true
 	}
 	for _, kr := range rules {
 		seen[kr.str]++
@@ -183,8 +186,8 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 			stale = append(stale, kr)
 		}
 	}
-	for _, ru := range d.Rules {
-		if seen[ru.String()] > 0 {
+	for i, ru := range d.Rules {
+		if seen[ruleStr[i]] > 0 {
 			continue
 		}
 		err := r.K.RuleAdd(toKernelRule(ru))
@@ -197,23 +200,40 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 			continue
 		default:
 			r.cache.addedRule(ru.Family.AF(), ru)
+			r.cache.wroteRule(ru.Family.AF(), ru, false)
 		}
 		res.Added = append(res.Added, "rule "+ru.String())
 	}
 	for _, kr := range stale {
 		fam := fromKernelRule(kr.kr).Family.AF()
-		if err := r.K.RuleDel(&kr.kr); err != nil && !gone(err) {
+		err := r.K.RuleDel(&kr.kr)
+		if err != nil && !gone(err) {
 			r.cache.dirtyRules(fam)
 			errs = append(errs, fmt.Errorf("delete rule %s: %w", kr.str, err))
 			continue
 		}
+		if err == nil {
+			r.cache.wroteRule(fam, Rule{Priority: kr.kr.Priority, Table: kr.kr.Table, Protocol: int(kr.kr.Protocol)}, true)
+		}
 		r.cache.deletedRule(fam, kr)
 		res.Removed = append(res.Removed, "rule "+kr.str)
 	}
-	for key, cr := range have {
-		if want[key] {
-			continue
+	// The stale routes, table by table. have's tables may be the cache's
+	// own maps: deleting from them while ranging over them is allowed.
+	type staleRoute struct {
+		key string
+		cr  *cachedRoute
+	}
+	var staleRoutes []staleRoute
+	for _, routes := range have {
+		for key, cr := range routes {
+			if !want[key] {
+				staleRoutes = append(staleRoutes, staleRoute{key, cr})
+			}
 		}
+	}
+	for _, sr := range staleRoutes {
+		key, cr := sr.key, sr.cr
 		// The kernel matches scope and type on delete, so pass the listed ones.
 		kr, fam := cr.kr, cr.rt.Family.AF()
 		del := &netlink.Route{Family: fam, Table: kr.Table, Dst: kr.Dst, Protocol: kr.Protocol, Scope: kr.Scope, Type: kr.Type}
@@ -227,10 +247,14 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 	}
 	// Groups before the single next hops they use.
 	for _, n := range staleNH {
-		if err := r.NH.NexthopDel(n.ID); err != nil && !gone(err) {
+		err := r.NH.NexthopDel(n.ID)
+		if err != nil && !gone(err) {
 			r.cache.dirtyNexthop(n.ID)
 			errs = append(errs, fmt.Errorf("delete nexthop %s: %w", n, err))
 			continue
+		}
+		if err == nil {
+			r.cache.wroteNexthopID(n.ID, true)
 		}
 		r.cache.deletedNexthop(n.ID)
 		res.Removed = append(res.Removed, "nexthop "+n.String())
@@ -296,7 +320,7 @@ func (r *Reconciler) syncNexthops(desired []NexthopObject, full bool, res *Resul
 			// would rehash every flow and drop the route for a moment.
 			n.Buckets = k.Buckets
 		}
-		if exists && k.String() == n.String() {
+		if exists && nexthopMatches(k, n) {
 			usable[n.ID] = true
 			continue
 		}
@@ -304,10 +328,14 @@ func (r *Reconciler) syncNexthops(desired []NexthopObject, full bool, res *Resul
 			// The kernel cannot change a group's type or bucket count in
 			// place: delete it (routes through it go too, and are added
 			// again below) and create it anew.
-			if err := r.NH.NexthopDel(k.ID); err != nil && !gone(err) {
+			err := r.NH.NexthopDel(k.ID)
+			if err != nil && !gone(err) {
 				r.cache.dirtyNexthop(k.ID)
 				errs = append(errs, fmt.Errorf("delete nexthop %s: %w", k, err))
 				continue
+			}
+			if err == nil {
+				r.cache.wroteNexthopID(k.ID, true)
 			}
 			r.cache.deletedNexthop(k.ID)
 			res.Removed = append(res.Removed, "nexthop "+k.String())
@@ -319,6 +347,7 @@ func (r *Reconciler) syncNexthops(desired []NexthopObject, full bool, res *Resul
 			continue
 		}
 		r.cache.wroteNexthop(n)
+		r.cache.wroteNexthopID(n.ID, false)
 		res.Added = append(res.Added, "nexthop "+n.String())
 		usable[n.ID] = true
 	}
