@@ -1,11 +1,11 @@
 package netops
 
 import (
+	"bytes"
 	"cmp"
 	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -332,8 +332,8 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	if fam == V6 {
 		d.setFamily(V6)
 	}
-	sortKeyed(d.Routes, func(Route) int { return 0 }, Route.Key)
-	sortKeyed(d.Rules, func(r Rule) int { return r.Priority }, Rule.String)
+	sortKeyed(d.Routes, func(Route) int { return 0 }, Route.appendKey)
+	sortKeyed(d.Rules, func(r Rule) int { return r.Priority }, Rule.appendTo)
 	// Empty parts are nil, as they were before the slices were sized.
 	if len(d.Routes) == 0 {
 		d.Routes = nil
@@ -384,26 +384,46 @@ func PlanAll(s Settings, v4, v6 []Uplink) Desired {
 // a gateway, in IPv4 (IPv6 routes have no scope).
 func scopeLink(f Family, gw netip.Addr) bool { return f.norm() == V4 && !gw.IsValid() }
 
-// sortKeyed sorts s by prio, then key, formatting each element's key once
-// (formatting it in every comparison made the sort the biggest part of a
-// plan with 256 uplinks) and moving small keys rather than the elements.
-func sortKeyed[T any](s []T, prio func(T) int, key func(T) string) {
+// sortKeyed sorts s by prio, then the key appendKey appends, formatting
+// each element's key once (formatting it in every comparison made the
+// sort the biggest part of a plan with 256 uplinks), into one buffer
+// rather than a string each, and moving small keys rather than the
+// elements until the order is known.
+func sortKeyed[T any](s []T, prio func(T) int, appendKey func(T, []byte) []byte) {
 	type keyed struct {
-		prio, i int
-		key     string
+		prio, i    int
+		start, end int // the key in buf
 	}
 	k := make([]keyed, len(s))
+	buf := make([]byte, 0, 64*len(s))
 	for i, v := range s {
-		k[i] = keyed{prio(v), i, key(v)}
+		start := len(buf)
+		buf = appendKey(v, buf)
+		k[i] = keyed{prio(v), i, start, len(buf)}
 	}
 	slices.SortFunc(k, func(a, b keyed) int {
-		return cmp.Or(cmp.Compare(a.prio, b.prio), strings.Compare(a.key, b.key), cmp.Compare(a.i, b.i))
+		return cmp.Or(cmp.Compare(a.prio, b.prio), bytes.Compare(buf[a.start:a.end], buf[b.start:b.end]), cmp.Compare(a.i, b.i))
 	})
-	sorted := make([]T, len(s))
+	// Position i takes s[k[i].i]: follow each cycle of that permutation
+	// in place (a sorted copy of the elements was a third of a plan's
+	// garbage).
 	for i := range k {
-		sorted[i] = s[k[i].i]
+		if k[i].i == i {
+			continue
+		}
+		first := s[i]
+		j := i
+		for {
+			src := k[j].i
+			k[j].i = j
+			if src == i {
+				s[j] = first
+				break
+			}
+			s[j] = s[src]
+			j = src
+		}
 	}
-	copy(s, sorted)
 }
 
 // bySlot returns the indexes of uplinks in slot order.
@@ -435,12 +455,14 @@ func onLink(u Uplink) bool {
 
 // Key identifies a route in the kernel: table and destination (uplinkd
 // uses neither TOS nor metrics); the destination tells the family.
-func (r Route) Key() string {
-	b := make([]byte, 0, 40)
+func (r Route) Key() string { return string(r.appendKey(make([]byte, 0, 40))) }
+
+// appendKey appends r.Key() to b.
+func (r Route) appendKey(b []byte) []byte {
 	b = append(b, "table "...)
 	b = strconv.AppendInt(b, int64(r.Table), 10)
 	b = append(b, ' ')
-	return string(appendPrefix(b, r.Dst))
+	return appendPrefix(b, r.Dst)
 }
 
 // String renders the route like `ip route`, for logs and diffs. Strings
@@ -493,8 +515,10 @@ func (r Route) String() string {
 }
 
 // String renders the rule like `ip rule`; it doubles as the rule's identity.
-func (r Rule) String() string {
-	b := make([]byte, 0, 96)
+func (r Rule) String() string { return string(r.appendTo(make([]byte, 0, 96))) }
+
+// appendTo appends r.String() to b.
+func (r Rule) appendTo(b []byte) []byte {
 	b = append(b, r.Family.prefix()...)
 	b = appendInt(b, r.Priority)
 	b = append(b, ": from "...)
@@ -531,7 +555,7 @@ func (r Rule) String() string {
 		b = appendInt(append(b, " suppress_prefixlength "...), r.SuppressPrefixlen)
 	}
 	b = appendInt(append(b, " proto "...), r.Protocol)
-	return string(b)
+	return b
 }
 
 func appendInt(b []byte, v int) []byte     { return strconv.AppendInt(b, int64(v), 10) }

@@ -131,8 +131,8 @@ func TestPlan6(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got := Plan(tt.s, tt.uplinks)
 			want := tt.want
-			sortKeyed(want.Routes, func(Route) int { return 0 }, Route.Key)
-			sortKeyed(want.Rules, func(r Rule) int { return r.Priority }, Rule.String)
+			sortKeyed(want.Routes, func(Route) int { return 0 }, Route.appendKey)
+			sortKeyed(want.Rules, func(r Rule) int { return r.Priority }, Rule.appendTo)
 			if d := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 				cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); d != "" {
 				t.Fatalf("(-want +got):\n%s", d)
