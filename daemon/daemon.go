@@ -164,6 +164,11 @@ type uplink struct {
 	m    *fsm.Uplink
 	link *events.Link // nil: no interface with the configured name
 	addr netip.Prefix // invalid: no IPv4 address
+	// reason is the last text of usable, and what it was made of.
+	reason struct {
+		key  reasonKey
+		text string
+	}
 	// gw is the next hop in use: the configured one, the learned one (or
 	// one held after its route went, until gwHold), invalid when unknown
 	// or on a point-to-point link.

@@ -31,7 +31,7 @@ func (d *Daemon) observe(snap events.Snapshot) bool {
 	}
 	for _, u := range d.entities() {
 		link := links[u.cfg.Interface]
-		wasUsable, _ := u.usable()
+		wasUsable, _ := u.usability()
 		oldAddr, oldGw := u.addr, u.gw
 		var addr netip.Prefix
 		var learned netip.Addr
@@ -101,30 +101,99 @@ func (d *Daemon) observe(snap events.Snapshot) bool {
 
 // usable says whether the uplink's link can carry traffic, and why not.
 func (u *uplink) usable() (bool, string) {
-	ifn := u.cfg.Interface
+	ok, c := u.usability()
+	// The reason is formatted again only when what it says changed: the
+	// loop asks for every uplink's at every dump, hundreds at each event.
+	key := reasonKey{code: c, ifn: u.cfg.Interface, addr: u.addr, gw: u.gw, cfgAddr: u.cfg.Address}
+	if c != noSource6 && u.reason.text != "" && u.reason.key == key {
+		return ok, u.reason.text
+	}
+	text := u.reasonText(c)
+	u.reason.key, u.reason.text = key, text
+	if c == noSource6 {
+		u.reason.text = "" // it depends on more than the key holds
+	}
+	return ok, text
+}
+
+// reasonCode is why an uplink's link is usable or not (see usable).
+type reasonCode int
+
+const (
+	noInterface reasonCode = iota
+	adminDown
+	noCarrier
+	noSource6
+	noAddrInConfigured
+	noAddr
+	usablePointToPoint
+	noGateway6
+	noGateway
+	usableAutoGateway
+	usableLink
+)
+
+// reasonKey is what the text of a reason is made of.
+type reasonKey struct {
+	code          reasonCode
+	ifn           string
+	addr, cfgAddr netip.Prefix
+	gw            netip.Addr
+}
+
+// usability is usable without the text.
+func (u *uplink) usability() (bool, reasonCode) {
 	switch {
 	case u.link == nil:
-		return false, fmt.Sprintf("interface %s does not exist", ifn)
+		return false, noInterface
 	case !u.link.AdminUp:
-		return false, fmt.Sprintf("%s is administratively down", ifn)
+		return false, adminDown
 	case !u.link.Carrier:
-		return false, fmt.Sprintf("no carrier on %s", ifn)
+		return false, noCarrier
 	case u.fam == ipv6 && !u.addr.IsValid():
-		return false, u.noSource6()
+		return false, noSource6
 	case !u.addr.IsValid() && u.cfg.Address.IsValid():
-		return false, fmt.Sprintf("%s has no IPv4 address in %s", ifn, u.cfg.Address)
+		return false, noAddrInConfigured
 	case !u.addr.IsValid():
-		return false, fmt.Sprintf("%s has no IPv4 address", ifn)
+		return false, noAddr
 	case u.pointToPoint():
-		return true, fmt.Sprintf("%s up with carrier and address %s, point-to-point", ifn, u.addr)
+		return true, usablePointToPoint
 	case u.fam == ipv6 && u.gwMode() == config.GatewayAuto && !u.gw.IsValid():
-		return false, fmt.Sprintf("no IPv6 gateway known: no router advertisement's default route through %s (gateway6 = \"auto\")", ifn)
+		return false, noGateway6
 	case u.gwMode() == config.GatewayAuto && !u.gw.IsValid():
-		return false, fmt.Sprintf("no gateway known: no default route through %s in any table (gateway = \"auto\")", ifn)
+		return false, noGateway
 	case u.gwMode() == config.GatewayAuto:
-		return true, fmt.Sprintf("%s up with carrier, address %s and gateway %s", ifn, u.addr, u.gw)
+		return true, usableAutoGateway
 	}
-	return true, fmt.Sprintf("%s up with carrier and address %s", ifn, u.addr)
+	return true, usableLink
+}
+
+// reasonText says what c means for u.
+func (u *uplink) reasonText(c reasonCode) string {
+	ifn := u.cfg.Interface
+	switch c {
+	case noInterface:
+		return fmt.Sprintf("interface %s does not exist", ifn)
+	case adminDown:
+		return fmt.Sprintf("%s is administratively down", ifn)
+	case noCarrier:
+		return fmt.Sprintf("no carrier on %s", ifn)
+	case noSource6:
+		return u.noSource6()
+	case noAddrInConfigured:
+		return fmt.Sprintf("%s has no IPv4 address in %s", ifn, u.cfg.Address)
+	case noAddr:
+		return fmt.Sprintf("%s has no IPv4 address", ifn)
+	case usablePointToPoint:
+		return fmt.Sprintf("%s up with carrier and address %s, point-to-point", ifn, u.addr)
+	case noGateway6:
+		return fmt.Sprintf("no IPv6 gateway known: no router advertisement's default route through %s (gateway6 = \"auto\")", ifn)
+	case noGateway:
+		return fmt.Sprintf("no gateway known: no default route through %s in any table (gateway = \"auto\")", ifn)
+	case usableAutoGateway:
+		return fmt.Sprintf("%s up with carrier, address %s and gateway %s", ifn, u.addr, u.gw)
+	}
+	return fmt.Sprintf("%s up with carrier and address %s", ifn, u.addr)
 }
 
 // pickAddr chooses the uplink's address on ifindex: the one whose prefix
