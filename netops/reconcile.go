@@ -50,6 +50,8 @@ type Reconciler struct {
 	knownNH map[uint32]bool
 	// cache keeps what was read and written, when enabled (cache.go).
 	cache ownCache
+	// ids keeps the last desired objects' identity strings (same.go).
+	ids identities
 }
 
 // full says whether this reconcile lists everything (filtered by
@@ -140,8 +142,9 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 		}
 	}
 	want := make(map[string]bool, len(d.Routes))
-	for _, rt := range d.Routes {
-		key := rt.Key()
+	routeKeys := r.ids.routeKeysOf(d.Routes)
+	for i, rt := range d.Routes {
+		key := routeKeys[i]
 		want[key] = true
 		if routeMatches(have[tableKey{rt.Family.AF(), rt.Table}][key], rt) {
 			continue
@@ -175,10 +178,9 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 	seen := make(map[string]int, len(rules))
 	var stale []cachedRule
 	wantRule := make(map[string]bool, len(d.Rules))
-	ruleStr := make([]string, len(d.Rules)) // formatted once
-	for i, ru := range d.Rules {
-		ruleStr[i] = ru.String()
-		wantRule[ruleStr[i]] = true
+	ruleStr := r.ids.ruleStrsOf(d.Rules)
+	for _, str := range ruleStr {
+		wantRule[str] = true
 	}
 	for _, kr := range rules {
 		seen[kr.str]++
@@ -202,7 +204,7 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 			r.cache.addedRule(ru.Family.AF(), ru)
 			r.cache.wroteRule(ru.Family.AF(), ru, false)
 		}
-		res.Added = append(res.Added, "rule "+ru.String())
+		res.Added = append(res.Added, "rule "+ruleStr[i])
 	}
 	for _, kr := range stale {
 		fam := fromKernelRule(kr.kr).Family.AF()

@@ -35,3 +35,52 @@ func routeMatches(have *cachedRoute, rt Route) bool {
 func nexthopMatches(have, n NexthopObject) bool {
 	return sameNexthop(have, n) || have.String() == n.String()
 }
+
+// sameRange says whether a and b select the same range (nil: any).
+func sameRange(a, b *Range) bool { return a == b || a != nil && b != nil && *a == *b }
+
+// sameRule says whether a and b are equal field by field.
+func sameRule(a, b Rule) bool {
+	return a.Family == b.Family && a.Priority == b.Priority && a.Src == b.Src && a.IifName == b.IifName &&
+		a.Table == b.Table && a.SuppressPrefixlen == b.SuppressPrefixlen && a.Mark == b.Mark && a.Mask == b.Mask &&
+		a.Protocol == b.Protocol && a.Dst == b.Dst && a.IPProto == b.IPProto &&
+		sameRange(a.Sport, b.Sport) && sameRange(a.Dport, b.Dport) && sameRange(a.UID, b.UID)
+}
+
+// identities keeps the identity strings of the last reconcile's desired
+// routes (Key) and rules (String), by position: a plan differs from the
+// last one in a few places, so most are not formatted again.
+type identities struct {
+	routes    []Route
+	routeKeys []string
+	rules     []Rule
+	ruleStrs  []string
+}
+
+// routeKeysOf returns the Key of every route of rs.
+func (m *identities) routeKeysOf(rs []Route) []string {
+	keys := make([]string, len(rs))
+	for i, rt := range rs {
+		if i < len(m.routes) && sameRoute(m.routes[i], rt) {
+			keys[i] = m.routeKeys[i]
+		} else {
+			keys[i] = rt.Key()
+		}
+	}
+	m.routes, m.routeKeys = append(m.routes[:0], rs...), keys
+	return keys
+}
+
+// ruleStrsOf returns the String of every rule of rs.
+func (m *identities) ruleStrsOf(rs []Rule) []string {
+	strs := make([]string, len(rs))
+	for i, ru := range rs {
+		if i < len(m.rules) && sameRule(m.rules[i], ru) {
+			strs[i] = m.ruleStrs[i]
+		} else {
+			strs[i] = ru.String()
+		}
+	}
+	m.rules, m.ruleStrs = append(m.rules[:0], rs...), strs
+	return strs
+}
