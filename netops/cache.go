@@ -20,9 +20,11 @@ import (
 //
 //   - the caller reports a kernel event about it (InvalidateTable,
 //     InvalidateRules, InvalidateNexthop), including the echoes of the
-//     reconciler's own writes, which arrive after the reconcile that made
-//     them: they cost one listing of what they name at the next reconcile,
-//     never a wrong cache;
+//     reconciler's own route writes, which arrive after the reconcile that
+//     made them: they cost one listing of what they name at the next
+//     reconcile, never a wrong cache. The echoes of its rule and nexthop
+//     writes are told apart (RuleEcho, NexthopEcho, echo.go) and cost
+//     nothing;
 //   - the caller reports a link or address event (InvalidateLink,
 //     InvalidateAddr): the kernel deletes routes and nexthop objects
 //     without any notification when their link goes down or loses carrier

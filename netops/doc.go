@@ -80,7 +80,9 @@
 // objects they name, and for a link or address event the tables routed
 // over the link, its nexthop objects and the groups, which the kernel
 // changes without a notification; one carrier change of 256 uplinks then
-// costs a handful of kernel-filtered requests instead of some 800. Nexthop
+// costs a handful of kernel-filtered requests instead of some 800. The
+// events of its own rule and nexthop writes are recognised (RuleEcho,
+// NexthopEcho) and make neither a listing nor another reconcile. Nexthop
 // objects, routes through them and resilient groups' buckets are encoded
 // here with github.com/mdlayher/netlink (NexthopConn); SupportsGroup checks the
 // kernel at startup.
