@@ -85,6 +85,9 @@ type Daemon struct {
 	// held is what an earlier run left in the kernel, until adopt hands
 	// it to the uplinks (see adopt.go).
 	held *netops.Held
+	// hash sets and restores the multipath hash policies; nil when the
+	// loop leaves them alone (hashOn).
+	hash *hashState
 	// held6 is IPv6's, read when an uplink has IPv6.
 	held6 *netops.Held
 	// slots are the uplinks' nexthop slots, stable by name.
@@ -331,10 +334,11 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	d.metrics.Info(d.opts.Version, bal.String())
 
 	if d.hashOn() {
-		hs, err := setHash(d.cfg.Routing.StateDir, hashPolicy(d.cfg.Routing.Hash))
+		hs, err := setHash(d.cfg.Routing.StateDir, hashPolicy(d.cfg.Routing.Hash), d.cfg.HasIPv6())
 		if err != nil {
 			return err
 		}
+		d.hash = hs
 		if hs.warn != nil {
 			d.log.Warn("cannot keep the original multipath hash policy for after a crash", "err", hs.warn)
 		}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/uplinkd/uplinkd/config"
-	"github.com/uplinkd/uplinkd/netops"
 	"github.com/uplinkd/uplinkd/status"
 )
 
@@ -89,9 +88,13 @@ func (d *Daemon) apply(cfg *config.Config) (changes []string) {
 		}
 	}
 	changes = describe(old, cfg)
-	if cfg.Routing.Hash != old.Routing.Hash && d.hashOn() {
-		if _, err := netops.SetMultipathHash(hashPolicy(cfg.Routing.Hash)); err != nil {
+	if d.hash != nil && (cfg.Routing.Hash != old.Routing.Hash || cfg.HasIPv6() != old.HasIPv6()) {
+		if err := d.hash.apply(hashPolicy(cfg.Routing.Hash), cfg.HasIPv6()); err != nil {
 			d.log.Error("set multipath hash policy", "err", err)
+		}
+		if w := d.hash.warn; w != nil {
+			d.hash.warn = nil
+			d.log.Warn("cannot keep the original multipath hash policy for after a crash", "err", w)
 		}
 	}
 
