@@ -233,8 +233,10 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) *Daemon {
 
 func (d *Daemon) newUplink(c config.Uplink, now time.Time) *uplink {
 	u := &uplink{cfg: c, fam: ipv4, m: fsm.New(c.Name, d.fsmParams(c), now)}
-	d.metrics.State(c.Name, ipv4.String(), string(fsm.Down))
-	d.metrics.Balance(c.Name, ipv4.String(), false, 0)
+	if c.HasIPv4() {
+		d.metrics.State(c.Name, ipv4.String(), string(fsm.Down))
+		d.metrics.Balance(c.Name, ipv4.String(), false, 0)
+	}
 	return u
 }
 
@@ -394,11 +396,12 @@ func (d *Daemon) armRetry() {
 	d.retry.Reset(d.retryDelay)
 }
 
-// active counts the uplinks in state active.
+// active counts the uplinks in state active: in IPv4, or in IPv6 for an
+// uplink with IPv6 only.
 func (d *Daemon) active() int {
 	n := 0
 	for _, u := range d.uplinks {
-		if u.m.State() == fsm.Active {
+		if u.primary().m.State() == fsm.Active {
 			n++
 		}
 	}

@@ -74,6 +74,12 @@ type loop struct {
 // goroutine behind. It returns once the daemon is ready.
 func startLoop(t *testing.T, k *fakeNet, extra string) *loop {
 	t.Helper()
+	return startLoopWith(t, k, extra, testUplinks)
+}
+
+// startLoopWith is startLoop with other [[uplink]] tables than the lab's.
+func startLoopWith(t *testing.T, k *fakeNet, extra, uplinks string) *loop {
+	t.Helper()
 	leaks := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, leaks) })
 
@@ -85,7 +91,7 @@ func startLoop(t *testing.T, k *fakeNet, extra string) *loop {
 		k.snap = labSnapshot()
 	}
 	k.mu.Unlock()
-	l.writeConfig(extra, testUplinks)
+	l.writeConfig(extra, uplinks)
 	cfg, err := config.Load(l.path)
 	if err != nil {
 		t.Fatal(err)

@@ -159,7 +159,7 @@ func inUse(choices []netops.Choice) map[string]bool {
 
 // policyStatus is what status shows of the policies, the default first.
 func (d *Daemon) policyStatus() []status.Policy {
-	pols := netops.Choose(d.settings(), d.inputs())
+	pols := netops.Choose(d.settings(), d.only4(d.inputs()))
 	out := make([]status.Policy, 0, len(pols))
 	for _, c := range pols {
 		ps := status.Policy{Name: c.Policy, Table: c.Table, Tier: c.Tier, LastResort: c.LastResort.String(), InEffect: c.Tier == 0}

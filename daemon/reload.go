@@ -106,7 +106,8 @@ func (d *Daemon) apply(cfg *config.Config) (changes []string) {
 	next := make([]*uplink, 0, len(cfg.Uplinks))
 	for _, c := range cfg.Uplinks {
 		u, ok := keep[c.Name]
-		if ok && u.cfg.Interface == c.Interface {
+		// An uplink that gains or loses its IPv4 side starts afresh.
+		if ok && u.cfg.Interface == c.Interface && u.cfg.HasIPv4() == c.HasIPv4() {
 			delete(keep, c.Name)
 			u.cfg = c
 			next = append(next, u)
