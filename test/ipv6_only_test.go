@@ -1,0 +1,67 @@
+package test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/uplinkd/uplinkd/test/lab"
+)
+
+// An uplink with IPv6 only (gateway6, no gateway): isp2 of the dual-stack
+// lab without its IPv4 side. uplinkd installs nothing of isp2 in IPv4 and
+// shows no IPv4 entry for it; an IPv6 blackhole on isp2 takes it out of
+// the IPv6 balance and the repair brings it back; SIGTERM leaves nothing
+// in either family and restores both hash policies.
+func TestIPv6OnlyUplink(t *testing.T) {
+	config := strings.Replace(health6Config(), "gateway = \"203.0.113.1\"\n", "", 1)
+	if strings.Contains(config, "203.0.113.1") {
+		t.Fatal("isp2 still has its IPv4 gateway in the configuration")
+	}
+	r := newRig6(t, config, lab.Options{}, 3*time.Minute)
+	r.start()
+	r.waitOnly("eth1")
+	r.waitBoth6()
+
+	s := r.status()
+	var entries []string
+	for _, u := range s.Uplinks {
+		entries = append(entries, u.Name+"/"+u.Family)
+	}
+	if got := strings.Join(entries, " "); got != "isp1/ipv4 isp1/ipv6 isp2/ipv6" {
+		t.Fatalf("status entries: %s", got)
+	}
+	if tbl := r.table("200"); tbl != "" {
+		t.Fatalf("IPv4 table 200 of an IPv6-only uplink:\n%s", tbl)
+	}
+	if tbl := r.table6("200"); !containsAll(tbl, "default via fe80::1 dev eth2") {
+		t.Fatalf("IPv6 table 200:\n%s", tbl)
+	}
+	for _, l := range strings.Split(r.ip(lab.Router, "rule"), "\n") {
+		if strings.Contains(l, "proto 201") && (strings.Contains(l, "lookup 200") || strings.Contains(l, "203.0.113.")) {
+			t.Fatalf("IPv4 rule for isp2: %s", l)
+		}
+	}
+
+	mark := r.mark()
+	if err := r.lab.Blackhole6(r.ctx, lab.ISP2, true); err != nil {
+		t.Fatal(err)
+	}
+	if line := r.waitTransition(mark, v6("isp2"), "probing", 10*time.Second); !silentReason.MatchString(line) {
+		t.Fatalf("transition: %s", line)
+	}
+	r.waitOnly6("eth1")
+	if m, _ := r.members(); len(m) != 1 || m[0] != "eth1/1" {
+		t.Fatalf("IPv4 balance %v during isp2's IPv6 blackhole", m)
+	}
+	mark = r.mark()
+	if err := r.lab.Blackhole6(r.ctx, lab.ISP2, false); err != nil {
+		t.Fatal(err)
+	}
+	r.waitTransition(mark, v6("isp2"), "active", 15*time.Second)
+	r.waitBoth6()
+	if tr := r.transitions(0, "isp2"); len(tr) != 0 {
+		t.Fatalf("transitions of an IPv4 side isp2 does not have: %+v", tr)
+	}
+	r.stopClean()
+}
