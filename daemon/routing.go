@@ -116,7 +116,12 @@ func (d *Daemon) doReconcile() {
 	err = errors.Join(perr, err)
 	d.recordBalance(in, ipv4)
 	d.recordBalance(in6, ipv6)
-	d.notePolicies(in)
+	d.notePolicies(in, ipv4)
+	if len(d.familyEntities(ipv6)) > 0 {
+		d.notePolicies(in6, ipv6)
+	} else {
+		d.forgetPolicies(ipv6, nil)
+	}
 	rs := &d.reconcile
 	rs.Runs++
 	rs.Changes += uint64(res.Changes())
@@ -211,10 +216,7 @@ func (d *Daemon) recordBalance(in []netops.Uplink, fam family) {
 	for _, m := range choices[0].Members {
 		total += m.Weight
 	}
-	var split map[string]float64
-	if fam != ipv6 { // the kernel's bucket split is read for IPv4's group
-		split = d.bucketShares()
-	}
+	split := d.bucketShares(fam)
 	for _, u := range ents {
 		inBal := used[u.cfg.Name]
 		share := 0.0
