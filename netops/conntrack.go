@@ -75,12 +75,16 @@ func natedTo(flows []conntrack.Flow, addr netip.Addr) []conntrack.Flow {
 
 // MarkOf returns the mark of the connection whose original direction is
 // the given tuple (proto: an IP protocol with ports); found is false when
-// the kernel tracks no such connection. It lists the IPv4 table (for
-// `uplinkd explain`, never the daemon's loop): a single-entry get
+// the kernel tracks no such connection. It lists the entries of src's
+// family (for `uplinkd explain`, never the daemon's loop): a single-entry get
 // (IPCTNL_MSG_CT_GET with a tuple) through ti-mo/conntrack v0.6.0 gets no
 // answer on Linux 6.18.
 func (c *Conntrack) MarkOf(proto uint8, src, dst netip.Addr, sport, dport uint16) (mark uint32, found bool, err error) {
-	flows, err := c.c.DumpFilter(conntrack.NewFilter().Family(netfilter.ProtoIPv4), nil)
+	fam := netfilter.ProtoIPv4
+	if src.Is6() {
+		fam = netfilter.ProtoIPv6
+	}
+	flows, err := c.c.DumpFilter(conntrack.NewFilter().Family(fam), nil)
 	if err != nil && unsupported(err) {
 		flows, err = c.c.Dump(nil)
 	}

@@ -11,8 +11,9 @@ import (
 // An uplink with IPv6 only (gateway6, no gateway): isp2 of the dual-stack
 // lab without its IPv4 side. uplinkd installs nothing of isp2 in IPv4 and
 // shows no IPv4 entry for it; an IPv6 blackhole on isp2 takes it out of
-// the IPv6 balance and the repair brings it back; SIGTERM leaves nothing
-// in either family and restores both hash policies.
+// the IPv6 balance (as `uplinkd explain` of an IPv6 flow says) and the
+// repair brings it back; SIGTERM leaves nothing in either family and
+// restores both hash policies.
 func TestIPv6OnlyUplink(t *testing.T) {
 	config := strings.Replace(health6Config(), "gateway = \"203.0.113.1\"\n", "", 1)
 	if strings.Contains(config, "203.0.113.1") {
@@ -53,6 +54,10 @@ func TestIPv6OnlyUplink(t *testing.T) {
 	r.waitOnly6("eth1")
 	if m, _ := r.members(); len(m) != 1 || m[0] != "eth1/1" {
 		t.Fatalf("IPv4 balance %v during isp2's IPv6 blackhole", m)
+	}
+	// uplinkd explain follows IPv6 flows with the policy's IPv6 state.
+	if via, out := r.explain("2001:db8:ffff::1"); via != "uplink isp1" || !strings.Contains(out, "policy   default (IPv6): tier 1 of 1 in use (isp1 100%)") {
+		t.Fatalf("explain of an IPv6 flow while isp2's IPv6 is down: %q\n%s", via, out)
 	}
 	mark = r.mark()
 	if err := r.lab.Blackhole6(r.ctx, lab.ISP2, false); err != nil {
