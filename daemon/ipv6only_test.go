@@ -57,6 +57,10 @@ func TestIPv6OnlyUplink(t *testing.T) {
 	if isp2.m.State() != fsm.Down || isp2.addr.IsValid() || isp2.prober != nil {
 		t.Fatalf("isp2's IPv4 side moved: %s %v", isp2.m.State(), isp2.addr)
 	}
+	// Pinning and the event filter know isp2's link all the same.
+	if isp2.link == nil || isp2.link.Index != 4 || !slices.Contains(d.eventFilter().Indexes, 4) {
+		t.Fatalf("isp2's link %+v, event filter %+v", isp2.link, d.eventFilter())
+	}
 	if isp2.v6.m.State() != fsm.Probing || isp2.v6.addr != pfx("2001:db8:2::10/64") {
 		t.Fatalf("isp2/ipv6: %s %v (%s)", isp2.v6.m.State(), isp2.v6.addr, isp2.v6.m.Reason())
 	}
