@@ -2,6 +2,7 @@ package test
 
 import (
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -12,8 +13,9 @@ import (
 // lab without its IPv4 side. uplinkd installs nothing of isp2 in IPv4 and
 // shows no IPv4 entry for it; an IPv6 blackhole on isp2 takes it out of
 // the IPv6 balance (as `uplinkd explain` of an IPv6 flow says) and the
-// repair brings it back; SIGTERM leaves nothing in either family and
-// restores both hash policies.
+// repair brings it back; kill -9 and a restart adopt the state unchanged;
+// a reload adds an IPv4 side and removes it again; SIGTERM leaves nothing
+// in either family and restores both hash policies.
 func TestIPv6OnlyUplink(t *testing.T) {
 	config := strings.Replace(health6Config(), "gateway = \"203.0.113.1\"\n", "", 1)
 	if strings.Contains(config, "203.0.113.1") {
@@ -68,5 +70,33 @@ func TestIPv6OnlyUplink(t *testing.T) {
 	if tr := r.transitions(0, "isp2"); len(tr) != 0 {
 		t.Fatalf("transitions of an IPv4 side isp2 does not have: %+v", tr)
 	}
+
+	// kill -9 leaves the state; the restart adopts it without a change.
+	converged := r.ours()
+	r.stop(syscall.SIGKILL)
+	mark = r.mark()
+	r.start()
+	r.waitTransition(mark, v6("isp2"), "active", 15*time.Second)
+	r.waitOnly("eth1")
+	r.waitBoth6()
+	if got := r.ours(); got != converged {
+		t.Fatalf("after kill -9 and restart:\n%s\nwant:\n%s", got, converged)
+	}
+
+	// A reload giving isp2 its gateway gives it an IPv4 side; taking it
+	// away again removes that side's objects, and IPv6 stays balanced.
+	r.writeConfig(health6Config())
+	if out, stderr, code := r.uplinkd("reload", "--socket", r.socket); code != 0 {
+		t.Fatalf("reload adding isp2's gateway: exit %d\n%s%s", code, out, stderr)
+	}
+	r.waitBoth()
+	r.waitBoth6()
+	r.writeConfig(config)
+	if out, stderr, code := r.uplinkd("reload", "--socket", r.socket); code != 0 {
+		t.Fatalf("reload removing isp2's gateway: exit %d\n%s%s", code, out, stderr)
+	}
+	r.waitOnly("eth1")
+	r.waitBoth6()
+	r.waitFor("isp2's IPv4 table gone", 5*time.Second, func() bool { return r.table("200") == "" })
 	r.stopClean()
 }
