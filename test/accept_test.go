@@ -120,11 +120,15 @@ func (f *flowSet) waitEchoed(ids []uint32, timeout time.Duration) lab.FlowSnapsh
 // now and then; a snapshot taken at a fixed time would count it out.
 func (f *flowSet) waitEstablished(timeout time.Duration) lab.FlowSnapshot {
 	f.r.t.Helper()
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
 	for {
 		s := f.Snapshot()
 		n := len(established(s))
 		if n == len(s.Flows) {
+			if d := time.Since(start); d > time.Second {
+				f.r.t.Logf("every flow established after %v", d.Round(time.Millisecond))
+			}
 			return s
 		}
 		if time.Now().After(deadline) {
@@ -139,7 +143,8 @@ func (f *flowSet) waitEstablished(timeout time.Duration) lab.FlowSnapshot {
 // returns that snapshot. A flow that never answers again fails the test.
 func (f *flowSet) waitEchoedAfter(ids []uint32, t time.Time, timeout time.Duration) lab.FlowSnapshot {
 	f.r.t.Helper()
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
 	for {
 		now := time.Now() // no later than the snapshot's own clock
 		s := f.Snapshot()
@@ -153,6 +158,9 @@ func (f *flowSet) waitEchoedAfter(ids []uint32, t time.Time, timeout time.Durati
 			}
 		}
 		if len(late) == 0 {
+			if d := time.Since(start); d > time.Second {
+				f.r.t.Logf("every flow echoed after the change within %v", d.Round(time.Millisecond))
+			}
 			return s
 		}
 		if time.Now().After(deadline) {
