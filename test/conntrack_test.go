@@ -94,7 +94,9 @@ func TestConntrackFlush(t *testing.T) {
 			case tc.pinned:
 				r.waitLog(mark, regexp.MustCompile(`msg="not flushing conntrack entries \(flush_conntrack = false\)" uplink=isp2`), 20*time.Second)
 			}
-			a2 := r.waitFlowCarried(sportA, a, 100)
+			// 500 datagrams, half a second of the sender's: a flow
+			// re-established through isp1, or one that stays stuck.
+			a2 := r.waitFlowCarried(sportA, a, 500)
 			b2 := r.ctEntry(sportB)
 			stopA()
 			stopB()
