@@ -119,7 +119,10 @@ type Daemon struct {
 	snap events.Snapshot
 
 	// pending work of the current burst
-	needDump      bool
+	needDump bool
+	// dumpOnly, when not nil, are the only links (by index) the dump
+	// must read again: those the burst's link and address events named.
+	dumpOnly      map[int]bool
 	needRoutes    bool // re-read defaults (with the next dump)
 	needEval      bool // re-evaluate the uplinks against snap
 	needReconcile bool
@@ -149,10 +152,10 @@ type Daemon struct {
 	// backoff: a read of the kernel's state failed; the next one waits
 	// for the retry timer, whatever else wakes the loop meanwhile.
 	backoff bool
-	// mon is the current event subscription; filterKey describes the
-	// filter it was given.
+	// mon is the current event subscription; filterSet is the filter it
+	// was given (nil: none yet).
 	mon       Subscription
-	filterKey string
+	filterSet *events.Filter
 }
 
 // uplink is the loop's view of one configured uplink.

@@ -3,11 +3,14 @@
 //
 // Kernel netlink events (package events), probe results (package probe) and
 // timers arrive as messages. Link and address events are hints: after a
-// burst of them the loop re-reads links and addresses from the kernel, so a
-// queued stale event can never overwrite newer state. Route, rule and
-// nexthop events that concern uplinkd's objects, and every link event (the
-// kernel deletes nexthop objects silently when their link loses carrier),
-// trigger a reconcile, which repairs foreign changes. A neighbour event
+// burst of them the loop re-reads the links they named, and their
+// addresses, from the kernel (everything at start, after lost events and
+// on reload), so a queued stale event can never overwrite newer state.
+// Route, rule and nexthop events that concern uplinkd's objects, and every
+// link event (the kernel deletes nexthop objects silently when their link
+// loses carrier), trigger a reconcile, which repairs foreign changes; each
+// also tells the reconciler's cache what to read again, so that a
+// reconcile reads only what may have changed (netops.Reconciler.EnableCache). A neighbour event
 // saying that an uplink's gateway failed to resolve (no answer to ARP) goes
 // straight to that uplink's state machine.
 //

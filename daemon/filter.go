@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"fmt"
 	"slices"
 
 	"github.com/uplinkd/uplinkd/events"
@@ -39,13 +38,17 @@ func (d *Daemon) updateFilter() {
 		return
 	}
 	f := d.eventFilter()
-	key := fmt.Sprintf("%+v", f)
-	if key == d.filterKey {
+	if d.filterSet != nil && sameFilter(*d.filterSet, f) {
 		return
 	}
 	if err := d.mon.SetFilter(f); err != nil {
 		d.log.Warn("cannot filter netlink events in the kernel; foreign events are read and ignored", "err", err)
 		return
 	}
-	d.filterKey = key
+	d.filterSet = &f
+}
+
+func sameFilter(a, b events.Filter) bool {
+	return a.Protocol == b.Protocol && slices.Equal(a.Tables, b.Tables) &&
+		slices.Equal(a.Interfaces, b.Interfaces) && slices.Equal(a.Indexes, b.Indexes)
 }

@@ -139,6 +139,8 @@ func dialKernel(log *slog.Logger, protocol, eventBuffer int) (_ *Kernel, err err
 	}
 	closers = append(closers, kh.Close)
 	rec := &netops.Reconciler{K: kh, Protocol: protocol}
+	// The loop reports every routing event to it (note, RouterCache).
+	rec.EnableCache()
 	if nh, err := netops.DialNexthops(0); err != nil {
 		log.Warn("no rtnetlink socket for nexthop objects", "err", err)
 	} else {

@@ -44,7 +44,7 @@ func (d *Daemon) monitor(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
-	d.mon, d.filterKey = mon, ""
+	d.mon, d.filterSet = mon, nil
 	d.backoff = false // a new subscription reads everything at once
 	defer func() { d.mon = nil }()
 	mctx, cancel := context.WithCancel(ctx)
@@ -63,7 +63,11 @@ func (d *Daemon) monitor(ctx context.Context) error {
 		watchdog = t.C
 	}
 
-	d.needDump, d.needReconcile, d.needRoutes = true, true, true
+	d.dumpAll()
+	d.needReconcile, d.needRoutes = true, true
+	// Events may have been missed since the last subscription.
+	d.cache().Invalidate()
+	d.pinRecheck()
 	d.burstStart = time.Now()
 	d.settle(ctx)
 	for {
@@ -151,24 +155,33 @@ func (d *Daemon) drainResults() {
 
 // note records what an event means for the loop's pending work.
 func (d *Daemon) note(ev events.Event) {
+	// Every event about routing objects also tells the reconciler what
+	// to read again, including the echoes of its own writes (see
+	// netops.Reconciler.EnableCache).
 	switch e := ev.(type) {
 	case events.LinkEvent:
 		// The kernel deletes nexthop objects (and a group left empty,
 		// and the routes through it) without a notification when their
 		// link loses carrier or goes down, even for a flap too short to
 		// change the link's state in the dump: check them.
-		d.needDump, d.needReconcile = true, true
+		d.dumpLink(e.Link.Index)
+		d.needReconcile = true
 		d.needRoutes = d.needRoutes || d.autoUplinks()
+		d.cache().InvalidateLink(e.Link.Index)
+		d.pinRecheckLink(e.Link.Index)
 	case events.AddrEvent:
-		d.needDump = true
+		d.dumpLink(e.Addr.Index)
 		d.needRoutes = d.needRoutes || d.autoUplinks()
+		d.cache().InvalidateAddr(e.Addr.Index, e.Addr.Prefix.Addr())
 	case events.NexthopEvent:
 		if e.Protocol == d.cfg.Routing.RouteProtocol || netops.NexthopIDs(d.cfg.Routing.NexthopIDBase).Contains(uint32(e.ID)) {
 			d.needReconcile = true
+			d.cache().InvalidateNexthop(uint32(e.ID))
 		}
 	case events.RouteEvent:
 		if d.ours(e.Table, e.Protocol) {
 			d.needReconcile = true
+			d.cache().InvalidateTable(afOf(e.Family), e.Table)
 		} else if e.Default && d.routeEvent(e) {
 			d.needEval = true
 		}
@@ -176,12 +189,16 @@ func (d *Daemon) note(ev events.Event) {
 		r := d.cfg.Routing
 		if e.Protocol == r.RouteProtocol || (e.Priority >= r.RulePriority && e.Priority < r.RulePriority+config.RulePriorityRange) {
 			d.needReconcile = true
+			d.cache().InvalidateRules(afOf(e.Family))
 		}
 	case events.NeighEvent:
 		d.neighbour(e)
 	case events.ResyncEvent:
 		d.log.Warn("netlink events lost, resyncing", "reason", e.Reason)
-		d.needDump, d.needReconcile, d.needRoutes = true, true, true
+		d.dumpAll()
+		d.needReconcile, d.needRoutes = true, true
+		d.cache().Invalidate()
+		d.pinRecheck()
 		d.netlink.Resyncs++
 		if e.Overrun {
 			d.netlink.Overruns++
@@ -237,7 +254,7 @@ func (d *Daemon) settle(ctx context.Context) {
 	}
 	if d.needDump {
 		d.updateFilter()
-		snap, err := d.kern.State.Dump(ctx)
+		snap, err := d.readLinks(ctx)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return
@@ -264,7 +281,7 @@ func (d *Daemon) settle(ctx context.Context) {
 			}
 			d.needRoutes = false
 		}
-		d.needDump = false
+		d.needDump, d.dumpOnly = false, nil
 		d.netlinkOK()
 		d.netlink.Dumps++
 		d.metrics.Dump()

@@ -17,14 +17,20 @@ func (d *Daemon) observe(snap events.Snapshot) bool {
 	d.snap = snap
 	now := time.Now()
 	changed := false
-	for _, u := range d.entities() {
-		var link *events.Link
-		for i := range snap.Links {
-			if snap.Links[i].Name == u.cfg.Interface {
-				link = &snap.Links[i]
-				break
-			}
+	// By name and by link: hundreds of uplinks must not search every link
+	// and address each.
+	links := make(map[string]*events.Link, len(snap.Links))
+	for i := range snap.Links {
+		if _, dup := links[snap.Links[i].Name]; !dup {
+			links[snap.Links[i].Name] = &snap.Links[i]
 		}
+	}
+	addrs := make(map[int][]events.Addr, len(snap.Links))
+	for _, a := range snap.Addrs {
+		addrs[a.Index] = append(addrs[a.Index], a)
+	}
+	for _, u := range d.entities() {
+		link := links[u.cfg.Interface]
 		wasUsable, _ := u.usable()
 		oldAddr, oldGw := u.addr, u.gw
 		var addr netip.Prefix
@@ -39,10 +45,10 @@ func (d *Daemon) observe(snap events.Snapshot) bool {
 				gw = u.gwStatic()
 			}
 			if u.fam == ipv6 {
-				addr = u.select6(snap.Addrs, link.Index)
+				addr = u.select6(snap.Addrs, link.Index) // source6 may be on another link
 				d.checkAcceptRA(u)
 			} else {
-				addr = u.selectAddr(snap.Addrs, link.Index, gw)
+				addr = u.selectAddr(addrs[link.Index], link.Index, gw)
 			}
 		}
 		if !sameLink(u.link, link) || addr != u.addr {

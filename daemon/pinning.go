@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -105,6 +105,21 @@ func (d *Daemon) openPinning() {
 	d.log.Info("connection pinning on", "mask", fmt.Sprintf("%#x", mask), "marks_adopted", len(cur))
 }
 
+// pinRecheck makes the next reconcile read src_valid_mark of every
+// uplink interface again (events were lost: it may have been reset with a
+// link change nobody saw); pinRecheckLink that of one interface.
+func (d *Daemon) pinRecheck() {
+	if d.pinOn() {
+		d.pin.svm.RecheckAll()
+	}
+}
+
+func (d *Daemon) pinRecheckLink(index int) {
+	if d.pinOn() {
+		d.pin.svm.Recheck(index)
+	}
+}
+
 // pinOn says whether connections are pinned.
 func (d *Daemon) pinOn() bool { return d.pin != nil && d.pin.table != nil }
 
@@ -168,15 +183,16 @@ func (d *Daemon) pinsFirst(in []netops.Uplink) bool {
 
 // pinKey identifies what the table is built from: names, interfaces, marks.
 func pinKey(ups []*uplink, in []netops.Uplink) string {
-	var b strings.Builder
+	b := make([]byte, 0, 32*len(ups))
 	for i, u := range ups {
-		ifname := ""
+		b = append(append(b, u.cfg.Name...), '/')
 		if u.link != nil {
-			ifname = u.link.Name
+			b = append(b, u.link.Name...)
 		}
-		fmt.Fprintf(&b, "%s/%s/%#x ", u.cfg.Name, ifname, in[i].Mark)
+		b = strconv.AppendUint(append(b, "/0x"...), uint64(in[i].Mark), 16)
+		b = append(b, ' ')
 	}
-	return b.String()
+	return string(b)
 }
 
 // applyPins makes the kernel's nftables table match the uplinks and sets

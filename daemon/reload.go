@@ -135,7 +135,8 @@ func (d *Daemon) apply(cfg *config.Config) (changes []string) {
 	}
 	// Re-read links and addresses: the state machines of new uplinks
 	// start from them, and probes follow their new settings.
-	d.needDump, d.needReconcile, d.needRoutes = true, true, true
+	d.dumpAll()
+	d.needReconcile, d.needRoutes = true, true
 	return changes
 }
 

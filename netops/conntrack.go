@@ -33,11 +33,21 @@ func DialConntrack(netns int) (*Conntrack, error) {
 // Close closes the socket.
 func (c *Conntrack) Close() error { return c.c.Close() }
 
-// FlushNAT deletes the IPv4 entries whose source was translated to addr
-// and returns how many it deleted. Entries of connections that addr itself
-// started or accepted, and entries of other addresses, are not touched.
+// ctFamily is the conntrack family of a's.
+func ctFamily(a netip.Addr) netfilter.ProtoFamily {
+	if FamilyOf(a) == V6 {
+		return netfilter.ProtoIPv6
+	}
+	return netfilter.ProtoIPv4
+}
+
+// FlushNAT deletes the entries (of addr's family) whose source was
+// translated to addr and returns how many it deleted. Entries of
+// connections that addr itself started or accepted, and entries of other
+// addresses, are not touched.
 func (c *Conntrack) FlushNAT(addr netip.Addr) (int, error) {
-	flows, err := c.c.DumpFilter(conntrack.NewFilter().Family(netfilter.ProtoIPv4), nil)
+	addr = addr.Unmap()
+	flows, err := c.c.DumpFilter(conntrack.NewFilter().Family(ctFamily(addr)), nil)
 	if err != nil && unsupported(err) {
 		flows, err = c.c.Dump(nil) // filtering needs Linux 4.20
 	}
@@ -75,12 +85,14 @@ func natedTo(flows []conntrack.Flow, addr netip.Addr) []conntrack.Flow {
 
 // MarkOf returns the mark of the connection whose original direction is
 // the given tuple (proto: an IP protocol with ports); found is false when
-// the kernel tracks no such connection. It lists the IPv4 table (for
+// the kernel tracks no such connection. It lists the table of src's
+// family (for
 // `uplinkd explain`, never the daemon's loop): a single-entry get
 // (IPCTNL_MSG_CT_GET with a tuple) through ti-mo/conntrack v0.6.0 gets no
 // answer on Linux 6.18.
 func (c *Conntrack) MarkOf(proto uint8, src, dst netip.Addr, sport, dport uint16) (mark uint32, found bool, err error) {
-	flows, err := c.c.DumpFilter(conntrack.NewFilter().Family(netfilter.ProtoIPv4), nil)
+	src, dst = src.Unmap(), dst.Unmap()
+	flows, err := c.c.DumpFilter(conntrack.NewFilter().Family(ctFamily(src)), nil)
 	if err != nil && unsupported(err) {
 		flows, err = c.c.Dump(nil)
 	}

@@ -127,3 +127,43 @@ func TestMarkOfKernel(t *testing.T) {
 		t.Fatal("MarkOf hangs")
 	}
 }
+
+// FlushNAT and MarkOf of IPv6 addresses read and delete IPv6 entries: a
+// router that masquerades IPv6 (NPTv6 aside) needs the same flush.
+func TestConntrack6Kernel(t *testing.T) {
+	ns, _ := nsHandle(t)
+	var ct *Conntrack
+	nsFD(t, ns, func(fd int) {
+		var err error
+		if ct, err = DialConntrack(fd); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer ct.Close()
+	host, dst := netip.MustParseAddr("2001:db8:a::10"), netip.MustParseAddr("2001:db8:ffff::1")
+	wan := netip.MustParseAddr("2001:db8:2::2")
+	nat := conntrack.NewFlow(17, 0, host, dst, 1000, 9, 60, 0x2000000)
+	nat.TupleReply.IP.DestinationAddress = wan
+	own := conntrack.NewFlow(17, 0, wan, dst, 5000, 9, 60, 0)
+	for _, f := range []conntrack.Flow{nat, own, natFlow(1001, wan2)} {
+		if err := ct.c.Create(f); err != nil {
+			t.Fatalf("create %s: %v", f.TupleOrig, err)
+		}
+	}
+	if mark, found, err := ct.MarkOf(17, host, dst, 1000, 9); err != nil || !found || mark != 0x2000000 {
+		t.Fatalf("MarkOf = %#x, %t, %v", mark, found, err)
+	}
+	if n, err := ct.FlushNAT(wan); err != nil || n != 1 {
+		t.Fatalf("FlushNAT(%s) = %d, %v; want 1", wan, n, err)
+	}
+	left, err := ct.c.Dump(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(left, func(a, b conntrack.Flow) int {
+		return int(a.TupleOrig.Proto.SourcePort) - int(b.TupleOrig.Proto.SourcePort)
+	})
+	if got := ports(left); !slices.Equal(got, []uint16{1001, 5000}) {
+		t.Fatalf("entries left from ports %v, want 1001 (IPv4) and 5000 (the router's own)", got)
+	}
+}

@@ -10,6 +10,24 @@
 // as uplinks come and go; with Multipath it is a classic multipath route.
 // It is unit-tested without root.
 //
+// Both families: Plan plans one (Settings.Family), PlanAll both, the daemon
+// calls PlanAll with each family's uplinks (an uplink with both families
+// is in both lists, with one name, table, slot and mark). The kernel keeps
+// IPv4's and IPv6's routes and rules apart, so the tables, the balance
+// table and the rule priorities below are the same numbers in both; every
+// Route, Rule and NexthopObject says its Family (zero: V4). IPv6 differs
+// only where it must: the gateway is usually link-local (an uplink is
+// always keyed by interface and gateway, so fe80::1 on two links is two
+// next hops, two nexthop objects); an address of the delegated prefix used
+// as source is a /128, with no connected route; Uplink.LANPrefix adds
+// `from <prefix> lookup <uplink table>` at the source rules' priority, and
+// while the uplink cannot route (no interface, address or carrier) its
+// IPv6 table holds `unreachable default`, so those sources never fall
+// through to another uplink; policy rules whose address selectors are of
+// the other family are left out of a family's plan (a rule without one is
+// in both). IPv6's nexthop objects take the second half of the ID range
+// (see IDs). With no IPv6 uplink PlanAll plans nothing IPv6.
+//
 // uplinkd owns the rule priorities [P, P+PriorityRange), P being
 // Settings.RulePriority, laid out lowest (first) to highest:
 //
@@ -48,20 +66,28 @@
 // longer desired, so running it twice changes nothing, foreign deletions
 // (and the kernel's silent deletion of nexthops whose link lost carrier)
 // are repaired and a restart after a crash adopts what the previous run
-// left (Holds reads what it left: the balance route's next hops, the
-// fwmark rules, the nexthop objects). Listings cost what uplinkd owns,
+// left (HoldsFor reads what it left in one family: the balance route's
+// next hops, the fwmark rules, the nexthop objects). It handles both
+// families in every reconcile, so Cleanup leaves nothing in either. Listings cost what uplinkd owns,
 // not what the kernel holds: Handle lists routes over a strict rtnetlink
 // socket with table and protocol in the request, so the kernel filters
 // them, and the reconciler lists only the tables that hold (or should
 // hold) its routes, every table only at the first run and after Rescan;
 // nexthop objects are then fetched by ID. Rules are listed whole (the
-// kernel cannot filter a rule dump) and filtered by protocol. Nexthop
+// kernel cannot filter a rule dump) and filtered by protocol. With
+// EnableCache (the daemon's), a reconcile lists none of that but what the
+// caller's events made dirty (cache.go): the tables, rules and nexthop
+// objects they name, and for a link or address event the tables routed
+// over the link, its nexthop objects and the groups, which the kernel
+// changes without a notification; one carrier change of 256 uplinks then
+// costs a handful of kernel-filtered requests instead of some 800. Nexthop
 // objects, routes through them and resilient groups' buckets are encoded
 // here with github.com/mdlayher/netlink (NexthopConn); SupportsGroup checks the
 // kernel at startup.
 //
 // Conntrack deletes the connection-tracking entries translated to the
 // address of an uplink that left the balance (used without pinning), and
-// SetMultipathHash sets the hash that spreads flows. RouteQuery only reads:
+// SetMultipathHashFor sets the hash that spreads flows, per family (IPv6
+// never with its policy 0, which hashes the flow label: Hash.IPv6). RouteQuery only reads:
 // it asks the kernel for the route of one packet (`uplinkd explain`).
 package netops

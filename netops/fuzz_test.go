@@ -21,7 +21,11 @@ func seeds(f *testing.F, hexes ...string) {
 // uplinkd creates survives encoding and decoding unchanged.
 func FuzzParseNexthop(f *testing.F) {
 	seeds(f, reqNexthopAdd, reqNexthopOnlink, reqGroup, reqGroupWeight256, reqBlackhole,
-		dumpStatic, dumpMpath, dumpBlackhole, dumpResilient, dumpGroup, dumpOnlink)
+		dumpStatic, dumpMpath, dumpBlackhole, dumpResilient, dumpGroup, dumpOnlink, dumpIPv6)
+	// An IPv6 next hop uplinkd creates.
+	if b, err := marshalNexthop(NexthopObject{ID: 2010001025, Family: V6, Gateway: llgw, Index: 3, Protocol: 201}); err == nil {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		n, err := parseNexthop(b)
 		if err != nil {
@@ -49,6 +53,9 @@ func FuzzParseNexthop(f *testing.F) {
 // object survives encoding and decoding.
 func FuzzParseNHIDRoute(f *testing.F) {
 	seeds(f, dumpNHIDRoute, reqNHIDRoute, "02000000fac9000100000000"+"08000f00fa000000")
+	if b, err := marshalNHIDRoute(Route{Family: V6, Table: 250, Dst: dflt6, NHID: 2010001024, Protocol: 201}); err == nil {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rt, ok, err := parseNHIDRoute(b)
 		if err != nil || !ok {
@@ -73,7 +80,9 @@ func FuzzParseKernelRoute(f *testing.F) {
 		"02000000"+"64c90001"+"00000000"+"08000f0064000000"+"08000500c6336401"+"0800040002000000",
 		// multipath: two next hops with gateways, weights 1 and 4
 		"02000000"+"fac90001"+"00000000"+"08000f00fa000000"+
-			"24000900"+"1000000002000000"+"08000500c6336401"+"1000020303000000"+"08000500cb007101")
+			"24000900"+"1000000002000000"+"08000500c6336401"+"1000020303000000"+"08000500cb007101",
+		// -6 default via fe80::1 dev #3 table 200 proto 201
+		"0a000000"+"c8c90001"+"00000000"+"08000f00c8000000"+"14000500fe800000000000000000000000000001"+"0800040003000000")
 	f.Fuzz(func(t *testing.T, b []byte) {
 		kr, ok, err := parseKernelRoute(b)
 		if err != nil || !ok {

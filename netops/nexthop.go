@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -108,42 +107,44 @@ func (n NexthopObject) IsGroup() bool { return len(n.Members) > 0 }
 // String renders the object like `ip nexthop`; it doubles as its identity
 // for diffs (fields the kernel sets on its own are not part of it).
 func (n NexthopObject) String() string {
-	var b strings.Builder
+	b := make([]byte, 0, 64+12*len(n.Members))
 	if !n.IsGroup() && !n.Blackhole {
-		b.WriteString(n.Family.prefix())
+		b = append(b, n.Family.prefix()...)
 	}
-	fmt.Fprintf(&b, "id %d", n.ID)
+	b = appendUint(append(b, "id "...), uint64(n.ID))
 	switch {
 	case n.IsGroup():
-		b.WriteString(" group ")
+		b = append(b, " group "...)
 		for i, m := range n.Members {
 			if i > 0 {
-				b.WriteByte('/')
+				b = append(b, '/')
 			}
-			fmt.Fprintf(&b, "%d", m.ID)
+			b = appendUint(b, uint64(m.ID))
 			if m.Weight != 1 {
-				fmt.Fprintf(&b, ",%d", m.Weight)
+				b = appendInt(append(b, ','), m.Weight)
 			}
 		}
 		if n.Type == GroupResilient {
-			fmt.Fprintf(&b, " type resilient buckets %d idle_timer %v unbalanced_timer %v", n.Buckets, n.IdleTimer, n.UnbalancedTimer)
+			b = appendInt(append(b, " type resilient buckets "...), n.Buckets)
+			b = append(append(b, " idle_timer "...), n.IdleTimer.String()...)
+			b = append(append(b, " unbalanced_timer "...), n.UnbalancedTimer.String()...)
 		}
 	case n.Blackhole:
-		b.WriteString(" blackhole")
+		b = append(b, " blackhole"...)
 	default:
 		if n.Gateway.IsValid() {
-			fmt.Fprintf(&b, " via %s", n.Gateway)
+			b = n.Gateway.AppendTo(append(b, " via "...))
 		}
-		fmt.Fprintf(&b, " dev #%d", n.Index)
+		b = appendInt(append(b, " dev #"...), n.Index)
 		if n.OnLink {
-			b.WriteString(" onlink")
+			b = append(b, " onlink"...)
 		}
 	}
-	fmt.Fprintf(&b, " proto %d", n.Protocol)
+	b = appendInt(append(b, " proto "...), n.Protocol)
 	if n.Unknown {
-		b.WriteString(" (a kind uplinkd does not create)")
+		b = append(b, " (a kind uplinkd does not create)"...)
 	}
-	return b.String()
+	return string(b)
 }
 
 // nexthopHeader encodes struct nhmsg: family, scope, protocol, resvd (u8)

@@ -3,6 +3,7 @@ package netops
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"github.com/mdlayher/netlink"
@@ -48,9 +49,13 @@ func DialNexthops(netns int) (*NexthopConn, error) {
 	// Strict: extended acknowledgements carry the kernel's reason
 	// ("Carrier for nexthop device is down"), and dump requests are
 	// filtered by the kernel.
-	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: netns, Strict: true})
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: netns, Strict: true, MessageBufferSize: messageBuffer})
 	if err != nil {
 		return nil, fmt.Errorf("open rtnetlink socket: %w", err)
+	}
+	if err := primeDumps(c); err != nil {
+		c.Close()
+		return nil, err
 	}
 	return &NexthopConn{c: c}, nil
 }
@@ -131,15 +136,39 @@ func (c *NexthopConn) NexthopDel(id uint32) error {
 
 // NHIDRouteList implements NexthopKernel.
 func (c *NexthopConn) NHIDRouteList(protocol, table int) ([]Route, error) {
-	// With strict checking the kernel returns only routes of protocol
-	// in table.
-	var msgs []netlink.Message
+	var out []Route
 	for _, f := range Families {
-		m, err := strictRouteDump(c.c, f, table, protocol)
+		rs, err := c.NHIDRouteListFamily(f, protocol, table)
 		if err != nil {
 			return nil, err
 		}
-		msgs = append(msgs, m...)
+		out = append(out, rs...)
+	}
+	return out, nil
+}
+
+// familyNHIDLister is a NexthopKernel that lists one family's routes
+// through nexthop objects at a time: one dump instead of two.
+type familyNHIDLister interface {
+	NHIDRouteListFamily(f Family, protocol, table int) ([]Route, error)
+}
+
+// nhidRoutes returns k's routes of family f through nexthop objects.
+func nhidRoutes(k NexthopKernel, f Family, protocol, table int) ([]Route, error) {
+	if fl, ok := k.(familyNHIDLister); ok {
+		return fl.NHIDRouteListFamily(f, protocol, table)
+	}
+	all, err := k.NHIDRouteList(protocol, table)
+	return slices.DeleteFunc(all, func(rt Route) bool { return rt.Family.norm() != f }), err
+}
+
+// NHIDRouteListFamily is NHIDRouteList of family f only.
+func (c *NexthopConn) NHIDRouteListFamily(f Family, protocol, table int) ([]Route, error) {
+	// With strict checking the kernel returns only routes of protocol
+	// in table.
+	msgs, err := strictRouteDump(c.c, f, table, protocol)
+	if err != nil {
+		return nil, err
 	}
 	var out []Route
 	for _, m := range msgs {

@@ -2,9 +2,9 @@ package netops
 
 import (
 	"cmp"
-	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -156,11 +156,14 @@ type Rule struct {
 // Range is an inclusive range of ports or uids.
 type Range struct{ Start, End uint32 }
 
-func (r Range) String() string {
+func (r Range) String() string { return string(r.appendTo(nil)) }
+
+func (r Range) appendTo(b []byte) []byte {
+	b = appendUint(b, uint64(r.Start))
 	if r.Start == r.End {
-		return fmt.Sprint(r.Start)
+		return b
 	}
-	return fmt.Sprintf("%d-%d", r.Start, r.End)
+	return appendUint(append(b, '-'), uint64(r.End))
 }
 
 // Desired is the whole routing state uplinkd wants in the kernel.
@@ -186,9 +189,17 @@ const mainTable = 254
 // connections (uplinks that are Usable), then the balance rules of the LAN
 // interfaces and lo.
 func Plan(s Settings, uplinks []Uplink) Desired {
-	var d Desired
-	var hops []Nexthop
-	var members []GroupMember
+	// Sized for the common case, two routes, two rules and up to two
+	// nexthop objects per uplink: a plan of 256 uplinks is made at every
+	// reconcile, and growing these made half its garbage.
+	n := len(uplinks)
+	d := Desired{
+		Routes:   make([]Route, 0, 2*n+4),
+		Rules:    make([]Rule, 0, 2*n+8),
+		Nexthops: make([]NexthopObject, 0, 2*n+2),
+	}
+	hops := make([]Nexthop, 0, n)
+	members := make([]GroupMember, 0, 2*n)
 	fam := s.Family.norm()
 	dflt := fam.DefaultDst()
 	ids := NexthopIDsFor(s.NexthopIDBase, fam)
@@ -200,7 +211,8 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	// In slot order, so that the group's members keep their order (and a
 	// hash-threshold group its cut of the hash space) however the
 	// configuration file orders the uplinks.
-	for _, u := range bySlot(uplinks) {
+	for _, i := range bySlot(uplinks) {
+		u := uplinks[i]
 		lan := fam == V6 && u.LANPrefix.IsValid()
 		if lan {
 			d.Rules = append(d.Rules, Rule{
@@ -322,6 +334,16 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	}
 	sortKeyed(d.Routes, func(Route) int { return 0 }, Route.Key)
 	sortKeyed(d.Rules, func(r Rule) int { return r.Priority }, Rule.String)
+	// Empty parts are nil, as they were before the slices were sized.
+	if len(d.Routes) == 0 {
+		d.Routes = nil
+	}
+	if len(d.Rules) == 0 {
+		d.Rules = nil
+	}
+	if len(d.Nexthops) == 0 {
+		d.Nexthops = nil
+	}
 	return d
 }
 
@@ -362,30 +384,36 @@ func PlanAll(s Settings, v4, v6 []Uplink) Desired {
 // a gateway, in IPv4 (IPv6 routes have no scope).
 func scopeLink(f Family, gw netip.Addr) bool { return f.norm() == V4 && !gw.IsValid() }
 
-// sortKeyed sorts s by prio, then key, formatting each element's key once:
-// formatting it in every comparison made the sort the biggest part of a
-// plan with 256 uplinks.
+// sortKeyed sorts s by prio, then key, formatting each element's key once
+// (formatting it in every comparison made the sort the biggest part of a
+// plan with 256 uplinks) and moving small keys rather than the elements.
 func sortKeyed[T any](s []T, prio func(T) int, key func(T) string) {
 	type keyed struct {
-		v    T
-		prio int
-		key  string
+		prio, i int
+		key     string
 	}
 	k := make([]keyed, len(s))
 	for i, v := range s {
-		k[i] = keyed{v, prio(v), key(v)}
+		k[i] = keyed{prio(v), i, key(v)}
 	}
-	slices.SortFunc(k, func(a, b keyed) int { return cmp.Or(cmp.Compare(a.prio, b.prio), strings.Compare(a.key, b.key)) })
+	slices.SortFunc(k, func(a, b keyed) int {
+		return cmp.Or(cmp.Compare(a.prio, b.prio), strings.Compare(a.key, b.key), cmp.Compare(a.i, b.i))
+	})
+	sorted := make([]T, len(s))
 	for i := range k {
-		s[i] = k[i].v
+		sorted[i] = s[k[i].i]
 	}
+	copy(s, sorted)
 }
 
-// bySlot returns uplinks in slot order.
-func bySlot(uplinks []Uplink) []Uplink {
-	out := slices.Clone(uplinks)
-	slices.SortStableFunc(out, func(a, b Uplink) int { return cmp.Compare(a.Slot, b.Slot) })
-	return out
+// bySlot returns the indexes of uplinks in slot order.
+func bySlot(uplinks []Uplink) []int {
+	idx := make([]int, len(uplinks))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(uplinks[a].Slot, uplinks[b].Slot) })
+	return idx
 }
 
 func onLinkOf(uplinks []Uplink, index int) bool {
@@ -407,85 +435,112 @@ func onLink(u Uplink) bool {
 
 // Key identifies a route in the kernel: table and destination (uplinkd
 // uses neither TOS nor metrics); the destination tells the family.
-func (r Route) Key() string { return fmt.Sprintf("table %d %s", r.Table, r.Dst) }
+func (r Route) Key() string {
+	b := make([]byte, 0, 40)
+	b = append(b, "table "...)
+	b = strconv.AppendInt(b, int64(r.Table), 10)
+	b = append(b, ' ')
+	return string(appendPrefix(b, r.Dst))
+}
 
-// String renders the route like `ip route`, for logs and diffs.
+// String renders the route like `ip route`, for logs and diffs. Strings
+// are how the reconciler compares routes, rules and nexthop objects, some
+// thousand of them per reconcile with 256 uplinks: they are appended
+// without fmt.
 func (r Route) String() string {
-	var b strings.Builder
-	b.WriteString(r.Family.prefix())
+	b := make([]byte, 0, 96)
+	b = append(b, r.Family.prefix()...)
 	if r.Type != Unicast {
-		b.WriteString(r.Type.String() + " ")
+		b = append(b, r.Type.String()...)
+		b = append(b, ' ')
 	}
 	if r.Dst.IsValid() && r.Dst.Bits() == 0 {
-		b.WriteString("default")
+		b = append(b, "default"...)
 	} else {
-		b.WriteString(r.Dst.String())
+		b = appendPrefix(b, r.Dst)
 	}
 	switch {
 	case r.Type != Unicast:
 	case r.NHID != 0:
-		fmt.Fprintf(&b, " nhid %d", r.NHID)
+		b = appendUint(append(b, " nhid "...), uint64(r.NHID))
 	case len(r.Nexthops) > 0:
 		for _, h := range r.Nexthops {
-			b.WriteString(" nexthop")
+			b = append(b, " nexthop"...)
 			if h.Gateway.IsValid() {
-				fmt.Fprintf(&b, " via %s", h.Gateway)
+				b = h.Gateway.AppendTo(append(b, " via "...))
 			}
-			fmt.Fprintf(&b, " dev #%d weight %d", h.Index, h.Weight)
+			b = appendInt(append(b, " dev #"...), h.Index)
+			b = appendInt(append(b, " weight "...), h.Weight)
 		}
 	default:
 		if r.Gateway.IsValid() {
-			fmt.Fprintf(&b, " via %s", r.Gateway)
+			b = r.Gateway.AppendTo(append(b, " via "...))
 		}
-		fmt.Fprintf(&b, " dev #%d", r.Index)
+		b = appendInt(append(b, " dev #"...), r.Index)
 	}
 	if r.Src.IsValid() {
-		fmt.Fprintf(&b, " src %s", r.Src)
+		b = r.Src.AppendTo(append(b, " src "...))
 	}
 	if r.Link {
-		b.WriteString(" scope link")
+		b = append(b, " scope link"...)
 	}
 	if r.OnLink {
-		b.WriteString(" onlink")
+		b = append(b, " onlink"...)
 	}
-	fmt.Fprintf(&b, " table %d proto %d", r.Table, r.Protocol)
-	return b.String()
+	b = appendInt(append(b, " table "...), r.Table)
+	b = appendInt(append(b, " proto "...), r.Protocol)
+	return string(b)
 }
 
 // String renders the rule like `ip rule`; it doubles as the rule's identity.
 func (r Rule) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s%d: from ", r.Family.prefix(), r.Priority)
+	b := make([]byte, 0, 96)
+	b = append(b, r.Family.prefix()...)
+	b = appendInt(b, r.Priority)
+	b = append(b, ": from "...)
 	if r.Src.IsValid() {
-		b.WriteString(r.Src.String())
+		b = r.Src.AppendTo(b)
 	} else {
-		b.WriteString("all")
+		b = append(b, "all"...)
 	}
 	if r.Dst.IsValid() {
-		fmt.Fprintf(&b, " to %s", r.Dst)
+		b = r.Dst.AppendTo(append(b, " to "...))
 	}
 	if r.IifName != "" {
-		fmt.Fprintf(&b, " iif %s", r.IifName)
+		b = append(append(b, " iif "...), r.IifName...)
 	}
 	if r.Mask != 0 {
-		fmt.Fprintf(&b, " fwmark %#x/%#x", r.Mark, r.Mask)
+		b = strconv.AppendUint(append(b, " fwmark 0x"...), uint64(r.Mark), 16)
+		b = strconv.AppendUint(append(b, "/0x"...), uint64(r.Mask), 16)
 	}
 	if r.IPProto != 0 {
-		fmt.Fprintf(&b, " ipproto %d", r.IPProto)
+		b = appendInt(append(b, " ipproto "...), r.IPProto)
 	}
 	if r.Sport != nil {
-		fmt.Fprintf(&b, " sport %s", r.Sport)
+		b = r.Sport.appendTo(append(b, " sport "...))
 	}
 	if r.Dport != nil {
-		fmt.Fprintf(&b, " dport %s", r.Dport)
+		b = r.Dport.appendTo(append(b, " dport "...))
 	}
 	if r.UID != nil {
-		fmt.Fprintf(&b, " uidrange %d-%d", r.UID.Start, r.UID.End)
+		b = appendUint(append(b, " uidrange "...), uint64(r.UID.Start))
+		b = appendUint(append(b, '-'), uint64(r.UID.End))
 	}
-	fmt.Fprintf(&b, " lookup %d", r.Table)
+	b = appendInt(append(b, " lookup "...), r.Table)
 	if r.SuppressPrefixlen >= 0 {
-		fmt.Fprintf(&b, " suppress_prefixlength %d", r.SuppressPrefixlen)
+		b = appendInt(append(b, " suppress_prefixlength "...), r.SuppressPrefixlen)
 	}
-	fmt.Fprintf(&b, " proto %d", r.Protocol)
-	return b.String()
+	b = appendInt(append(b, " proto "...), r.Protocol)
+	return string(b)
+}
+
+func appendInt(b []byte, v int) []byte     { return strconv.AppendInt(b, int64(v), 10) }
+func appendUint(b []byte, v uint64) []byte { return strconv.AppendUint(b, v, 10) }
+
+// appendPrefix appends p as p.String() gives it, "invalid Prefix" included.
+func appendPrefix(b []byte, p netip.Prefix) []byte {
+	if !p.IsValid() {
+		return append(b, p.String()...)
+	}
+	return p.AppendTo(b)
 }

@@ -1,8 +1,10 @@
 package netops
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -168,27 +170,32 @@ func routable(s Settings, u Uplink) bool {
 
 func choose(s Settings, p Policy, uplinks []Uplink) Choice {
 	c := Choice{Policy: p.Name, Table: p.Table, LastResort: p.LastResort}
-	byName := make(map[string]Uplink, len(uplinks))
-	for _, u := range uplinks {
-		byName[u.Name] = u
+	// By index, not by copies: a plan of 256 uplinks chooses several
+	// times per reconcile.
+	byName := make(map[string]int, len(uplinks))
+	for i, u := range uplinks {
+		byName[u.Name] = i
 	}
-	pick := func(tier []string, fit func(Uplink) bool) []Uplink {
-		var m []Uplink
+	pick := func(tier []string, fit func(*Uplink) bool) []int {
+		m := make([]int, 0, len(tier))
 		for _, name := range tier {
-			if u, ok := byName[name]; ok && routable(s, u) && fit(u) {
-				m = append(m, u)
+			if i, ok := byName[name]; ok && routable(s, uplinks[i]) && fit(&uplinks[i]) {
+				m = append(m, i)
 			}
 		}
 		return m
 	}
-	active := func(u Uplink) bool { return u.InBalance || p.KeepDegraded && u.Degraded }
-	degraded := func(u Uplink) bool { return u.Degraded }
-	for _, fit := range []func(Uplink) bool{active, degraded} {
+	active := func(u *Uplink) bool { return u.InBalance || p.KeepDegraded && u.Degraded }
+	degraded := func(u *Uplink) bool { return u.Degraded }
+	for _, fit := range []func(*Uplink) bool{active, degraded} {
 		for i, tier := range p.Tiers {
 			if m := pick(tier, fit); len(m) > 0 {
 				c.Tier = i + 1
-				for _, u := range bySlot(m) {
-					c.Members = append(c.Members, Member{Name: u.Name, Weight: u.Weight})
+				// In slot order (bySlot's).
+				slices.SortStableFunc(m, func(a, b int) int { return cmp.Compare(uplinks[a].Slot, uplinks[b].Slot) })
+				c.Members = make([]Member, 0, len(m))
+				for _, j := range m {
+					c.Members = append(c.Members, Member{Name: uplinks[j].Name, Weight: uplinks[j].Weight})
 				}
 				return c
 			}

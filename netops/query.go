@@ -12,6 +12,7 @@ import (
 
 // Query is a route lookup as `ip route get` makes it: the kernel runs the
 // rules and the tables for a packet with these selectors. It only reads.
+// Dst's family (IPv4 or IPv6) is the lookup's; Src must be of the same.
 type Query struct {
 	Dst netip.Addr
 	Src netip.Addr // invalid: none
@@ -49,26 +50,29 @@ func (a Answer) Unreachable() bool {
 // table that answered). A lookup the kernel refuses returns an Answer with
 // Err set and a nil error; err is for failures to ask.
 func RouteQuery(q Query) (Answer, error) {
-	if !q.Dst.Is4() || q.Src.IsValid() && !q.Src.Is4() {
-		return Answer{}, errors.New("route query: IPv4 addresses only")
+	q.Dst, q.Src = q.Dst.Unmap(), q.Src.Unmap()
+	fam := FamilyOf(q.Dst)
+	if !q.Dst.IsValid() || q.Src.IsValid() && FamilyOf(q.Src) != fam {
+		return Answer{}, errors.New("route query: want a destination, and a source of its family")
 	}
+	bits := uint8(q.Dst.BitLen())
 	if q.Iif != 0 && !q.Src.IsValid() {
 		return Answer{}, errors.New("route query: an input interface needs a source address")
 	}
 	req := nl.NewNetlinkRequest(unix.RTM_GETROUTE, unix.NLM_F_REQUEST)
 	msg := &nl.RtMsg{}
-	msg.Family = unix.AF_INET
-	msg.Dst_len = 32
+	msg.Family = uint8(fam.AF())
+	msg.Dst_len = bits
 	msg.Flags = unix.RTM_F_LOOKUP_TABLE
 	if q.Src.IsValid() {
-		msg.Src_len = 32
+		msg.Src_len = bits
 	}
 	req.AddData(msg)
 	u32 := func(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
 	be16 := func(v int) []byte { return binary.BigEndian.AppendUint16(nil, uint16(v)) }
-	req.AddData(nl.NewRtAttr(unix.RTA_DST, q.Dst.AsSlice()))
+	req.AddData(nl.NewRtAttr(unix.RTA_DST, q.Dst.Unmap().AsSlice()))
 	if q.Src.IsValid() {
-		req.AddData(nl.NewRtAttr(unix.RTA_SRC, q.Src.AsSlice()))
+		req.AddData(nl.NewRtAttr(unix.RTA_SRC, q.Src.Unmap().AsSlice()))
 	}
 	if q.Iif != 0 {
 		req.AddData(nl.NewRtAttr(unix.RTA_IIF, u32(uint32(q.Iif))))

@@ -48,6 +48,8 @@ type Reconciler struct {
 	// Likewise, nexthop objects are fetched by ID, those desired and
 	// those of the protocol last seen, except at a full listing.
 	knownNH map[uint32]bool
+	// cache keeps what was read and written, when enabled (cache.go).
+	cache ownCache
 }
 
 // full says whether this reconcile lists everything (filtered by
@@ -69,6 +71,9 @@ func (r *Reconciler) tables(d Desired, full bool) []int {
 	}
 	for _, rt := range d.Routes {
 		set[rt.Table] = true
+	}
+	for k := range r.cache.namedTables {
+		set[k.table] = true
 	}
 	return slices.Sorted(maps.Keys(set))
 }
@@ -109,57 +114,35 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 	// Nexthops first: deleting a group to create it anew takes the routes
 	// through it along, and the route listing below must see that.
 	full := r.full()
+	if full {
+		r.cache.reset()
+	}
 	staleNH, usable, errs := r.syncNexthops(d.Nexthops, full, &res)
 
 	tables := r.tables(d, full)
-	var routes []netlink.Route
+	have := make(map[string]*cachedRoute, len(d.Routes))
 	for _, f := range Families {
-		for _, t := range tables {
-			rs, err := r.K.RouteListFiltered(f.AF(),
-				&netlink.Route{Table: t, Protocol: netlink.RouteProtocol(r.Protocol)},
-				netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
-			if err != nil {
-				return res, errors.Join(append(errs, fmt.Errorf("list %s routes of table %d: %w", f, t, err))...)
-			}
-			routes = append(routes, ofFamily(f, rs)...)
+		h, err := r.listRoutes(f.AF(), tables)
+		if err != nil {
+			return res, errors.Join(append(errs, err)...)
 		}
+		maps.Copy(have, h) // keys differ: the destination says the family
 	}
-	// vishvananda/netlink does not decode RTA_NH_ID: there, routes through
-	// a nexthop object look like plain or multipath routes.
-	viaNH := make(map[string]Route)
-	if r.NH != nil {
-		for _, t := range tables {
-			nhRoutes, err := r.NH.NHIDRouteList(r.Protocol, t)
-			if err != nil {
-				return res, errors.Join(append(errs, fmt.Errorf("list routes through nexthop objects in table %d: %w", t, err))...)
-			}
-			for _, rt := range nhRoutes {
-				viaNH[rt.Key()] = rt
-			}
-		}
-	}
-	seenTables := make([]int, 0, len(routes))
-	for _, kr := range routes {
-		seenTables = append(seenTables, kr.Table)
+	seenTables := make([]int, 0, len(have))
+	for _, cr := range have {
+		seenTables = append(seenTables, cr.rt.Table)
 	}
 	r.learn(d, seenTables)
-	have := make(map[string]netlink.Route, len(routes))
-	haveStr := make(map[string]string, len(routes))
-	for _, kr := range routes {
-		rt, ok := fromKernelRoute(kr)
-		if !ok {
-			continue
+	r.cache.forget(r.known)
+	if full {
+		for _, f := range Families {
+			r.cache.listedAll(f.AF(), r.known)
 		}
-		if nr, ok := viaNH[rt.Key()]; ok {
-			rt = nr
-		}
-		have[rt.Key()] = kr
-		haveStr[rt.Key()] = rt.String()
 	}
 	want := make(map[string]bool, len(d.Routes))
 	for _, rt := range d.Routes {
 		want[rt.Key()] = true
-		if haveStr[rt.Key()] == rt.String() {
+		if h := have[rt.Key()]; h != nil && h.str == rt.String() {
 			continue
 		}
 		var err error
@@ -172,33 +155,31 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 			err = r.NH.NHIDRouteReplace(rt)
 		}
 		if err != nil {
+			r.cache.dirtyTable(rt.Family.AF(), rt.Table)
 			errs = append(errs, fmt.Errorf("replace route %s: %w", rt, err))
 			continue
 		}
+		r.cache.wroteRoute(rt.Family.AF(), rt)
 		res.Added = append(res.Added, "route "+rt.String())
 	}
 
-	var rules []netlink.Rule
+	var rules []cachedRule
 	for _, f := range Families {
-		rs, err := r.K.RuleList(f.AF())
+		rs, err := r.listRules(f.AF())
 		if err != nil {
-			return res, errors.Join(append(errs, fmt.Errorf("list %s rules: %w", f, err))...)
+			return res, errors.Join(append(errs, err)...)
 		}
-		rules = append(rules, rulesOfFamily(f, rs)...)
+		rules = append(rules, rs...)
 	}
 	seen := make(map[string]int)
-	var stale []netlink.Rule
+	var stale []cachedRule
 	wantRule := make(map[string]bool, len(d.Rules))
 	for _, ru := range d.Rules {
 		wantRule[ru.String()] = true
 	}
 	for _, kr := range rules {
-		if int(kr.Protocol) != r.Protocol {
-			continue
-		}
-		s := fromKernelRule(kr).String()
-		seen[s]++
-		if !wantRule[s] || seen[s] > 1 {
+		seen[kr.str]++
+		if !wantRule[kr.str] || seen[kr.str] > 1 {
 			stale = append(stale, kr)
 		}
 	}
@@ -206,37 +187,52 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 		if seen[ru.String()] > 0 {
 			continue
 		}
-		if err := r.K.RuleAdd(toKernelRule(ru)); err != nil && !errors.Is(err, unix.EEXIST) {
+		err := r.K.RuleAdd(toKernelRule(ru))
+		switch {
+		case errors.Is(err, unix.EEXIST):
+			r.cache.dirtyRules(ru.Family.AF()) // the cache did not know it
+		case err != nil:
+			r.cache.dirtyRules(ru.Family.AF())
 			errs = append(errs, fmt.Errorf("add rule %s: %w", ru, err))
 			continue
+		default:
+			r.cache.addedRule(ru.Family.AF(), ru)
 		}
 		res.Added = append(res.Added, "rule "+ru.String())
 	}
 	for _, kr := range stale {
-		if err := r.K.RuleDel(&kr); err != nil && !gone(err) {
-			errs = append(errs, fmt.Errorf("delete rule %s: %w", fromKernelRule(kr), err))
+		fam := fromKernelRule(kr.kr).Family.AF()
+		if err := r.K.RuleDel(&kr.kr); err != nil && !gone(err) {
+			r.cache.dirtyRules(fam)
+			errs = append(errs, fmt.Errorf("delete rule %s: %w", kr.str, err))
 			continue
 		}
-		res.Removed = append(res.Removed, "rule "+fromKernelRule(kr).String())
+		r.cache.deletedRule(fam, kr)
+		res.Removed = append(res.Removed, "rule "+kr.str)
 	}
-	for key, kr := range have {
+	for key, cr := range have {
 		if want[key] {
 			continue
 		}
 		// The kernel matches scope and type on delete, so pass the listed ones.
-		del := &netlink.Route{Family: kr.Family, Table: kr.Table, Dst: kr.Dst, Protocol: kr.Protocol, Scope: kr.Scope, Type: kr.Type}
+		kr, fam := cr.kr, cr.rt.Family.AF()
+		del := &netlink.Route{Family: fam, Table: kr.Table, Dst: kr.Dst, Protocol: kr.Protocol, Scope: kr.Scope, Type: kr.Type}
 		if err := r.K.RouteDel(del); err != nil && !gone(err) {
-			errs = append(errs, fmt.Errorf("delete route %s: %w", haveStr[key], err))
+			r.cache.dirtyTable(fam, cr.rt.Table)
+			errs = append(errs, fmt.Errorf("delete route %s: %w", cr.str, err))
 			continue
 		}
-		res.Removed = append(res.Removed, "route "+haveStr[key])
+		r.cache.deletedRoute(fam, cr.rt.Table, key)
+		res.Removed = append(res.Removed, "route "+cr.str)
 	}
 	// Groups before the single next hops they use.
 	for _, n := range staleNH {
 		if err := r.NH.NexthopDel(n.ID); err != nil && !gone(err) {
+			r.cache.dirtyNexthop(n.ID)
 			errs = append(errs, fmt.Errorf("delete nexthop %s: %w", n, err))
 			continue
 		}
+		r.cache.deletedNexthop(n.ID)
 		res.Removed = append(res.Removed, "nexthop "+n.String())
 	}
 	return res, errors.Join(errs...)
@@ -244,7 +240,10 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 
 // Cleanup removes every route, rule and nexthop object carrying the
 // reconciler's protocol.
-func (r *Reconciler) Cleanup() (Result, error) { return r.Reconcile(Desired{}) }
+func (r *Reconciler) Cleanup() (Result, error) {
+	r.Invalidate() // what is removed is read, not remembered
+	return r.Reconcile(Desired{})
+}
 
 // syncNexthops creates and replaces the desired nexthop objects. It
 // returns the objects of the reconciler's protocol that are no longer
@@ -306,16 +305,20 @@ func (r *Reconciler) syncNexthops(desired []NexthopObject, full bool, res *Resul
 			// place: delete it (routes through it go too, and are added
 			// again below) and create it anew.
 			if err := r.NH.NexthopDel(k.ID); err != nil && !gone(err) {
+				r.cache.dirtyNexthop(k.ID)
 				errs = append(errs, fmt.Errorf("delete nexthop %s: %w", k, err))
 				continue
 			}
+			r.cache.deletedNexthop(k.ID)
 			res.Removed = append(res.Removed, "nexthop "+k.String())
 			exists = false
 		}
 		if err := r.NH.NexthopAdd(n, exists); err != nil {
+			r.cache.dirtyNexthop(n.ID)
 			errs = append(errs, fmt.Errorf("add nexthop %s: %w", n, err))
 			continue
 		}
+		r.cache.wroteNexthop(n)
 		res.Added = append(res.Added, "nexthop "+n.String())
 		usable[n.ID] = true
 	}
@@ -340,6 +343,7 @@ func (r *Reconciler) listNexthops(desired []NexthopObject, full bool) ([]Nexthop
 		if list, err = r.NH.NexthopList(); err != nil {
 			return nil, err
 		}
+		r.cache.listedNexthops(list, desiredIDs(desired), true, r.Protocol)
 	} else {
 		ids := maps.Clone(r.knownNH)
 		if ids == nil {
@@ -348,15 +352,21 @@ func (r *Reconciler) listNexthops(desired []NexthopObject, full bool) ([]Nexthop
 		for _, n := range desired {
 			ids[n.ID] = true
 		}
-		for _, id := range slices.Sorted(maps.Keys(ids)) {
+		maps.Copy(ids, r.cache.namedNH)
+		var fetch []uint32
+		list, fetch = r.cache.cachedNexthops(slices.Sorted(maps.Keys(ids)))
+		var got []NexthopObject
+		for _, id := range fetch {
 			n, ok, err := r.NH.NexthopGet(id)
 			if err != nil {
 				return nil, fmt.Errorf("get nexthop %d: %w", id, err)
 			}
 			if ok {
-				list = append(list, n)
+				got = append(got, n)
 			}
 		}
+		r.cache.listedNexthops(got, fetch, false, r.Protocol)
+		list = append(list, got...)
 	}
 	r.knownNH = make(map[uint32]bool)
 	for _, n := range list {
@@ -368,6 +378,14 @@ func (r *Reconciler) listNexthops(desired []NexthopObject, full bool) ([]Nexthop
 		r.knownNH[n.ID] = true
 	}
 	return list, nil
+}
+
+func desiredIDs(desired []NexthopObject) []uint32 {
+	ids := make([]uint32, len(desired))
+	for i, n := range desired {
+		ids[i] = n.ID
+	}
+	return ids
 }
 
 // replaceable says whether the kernel can turn have into want in place.

@@ -1,11 +1,15 @@
 package netops
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/uplinkd/uplinkd/test/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // dualNS is carrierNS with IPv6 too: eth1 has 2001:db8:1::2/64, eth2 only
@@ -53,9 +57,20 @@ func wantLines(t *testing.T, what, got string, want ...string) {
 // adopted per family and cleaned up, with every balancer; both ISPs'
 // gateway is fe80::1, on two interfaces, and never mixed up.
 func TestReconcile6Kernel(t *testing.T) {
-	for _, bal := range []Balancer{Multipath, HashThreshold, Resilient} {
-		t.Run(bal.String(), func(t *testing.T) {
+	for _, tc := range []struct {
+		bal    Balancer
+		cached bool
+	}{{Multipath, false}, {HashThreshold, false}, {Resilient, false}, {HashThreshold, true}} {
+		bal := tc.bal
+		name := bal.String()
+		if tc.cached {
+			name += " cached"
+		}
+		t.Run(name, func(t *testing.T) {
 			ns, r, v4, v6 := dualNS(t)
+			if tc.cached {
+				r.EnableCache()
+			}
 			s := hashThreshold
 			s.Balancer = bal
 			ids6 := NexthopIDsFor(s.NexthopIDBase, V6)
@@ -101,8 +116,12 @@ func TestReconcile6Kernel(t *testing.T) {
 				"10002:\tfrom all fwmark 0x1000000/0xff000000 lookup 100 proto 201",
 				"10099:\tfrom all iif lo lookup 250 proto 201")
 			wantLines(t, "IPv4 rules", ipOut(t, ns, "rule"), "10001:\tfrom 198.51.100.2 lookup 100 proto 201")
+			// The kernel routes each source by its uplink.
+			routeOf(t, ns, "2001:db8:1::2", "table 100 via fe80::1 oif 2")
+			routeOf(t, ns, "2001:db8:100::77", "table 200 via fe80::1 oif 3")
 
 			// Idempotent: the kernel's IPv6 listings read back as planned.
+			r.Invalidate()
 			if res, err := r.Reconcile(d); err != nil || res.Changes() != 0 {
 				t.Fatalf("second reconcile: %v, err %v", res, err)
 			}
@@ -159,9 +178,12 @@ func TestReconcile6Kernel(t *testing.T) {
 				t.Fatalf("isp2 down: %v", err)
 			}
 			wantLines(t, "table 200", ip6Out(t, ns, "route", "show", "table", "200"), "unreachable default dev lo proto 201")
+			// Its prefix never leaks through isp1.
+			routeOf(t, ns, "2001:db8:100::77", "unreachable route")
 			if b := ip6Out(t, ns, "route", "show", "table", "250"); strings.Contains(b, "eth2") {
 				t.Fatalf("isp2 still in the IPv6 balance:\n%s", b)
 			}
+			r.Invalidate()
 			if res, err := r.Reconcile(plan(down)); err != nil || res.Changes() != 0 {
 				t.Fatalf("second reconcile with isp2 down: %v, err %v", res, err)
 			}
@@ -170,6 +192,10 @@ func TestReconcile6Kernel(t *testing.T) {
 				t.Fatalf("isp2 back: %v", err)
 			}
 			wantLines(t, "table 200", ip6Out(t, ns, "route", "show", "table", "200"), "default via fe80::1 dev eth2")
+			r.Invalidate()
+			if res, err := r.Reconcile(d); err != nil || res.Changes() != 0 {
+				t.Fatalf("reconcile after isp2 came back: %v, err %v", res, err)
+			}
 
 			// Cleanup leaves nothing in either family, and everything else.
 			if _, err := r.Cleanup(); err != nil {
@@ -189,6 +215,32 @@ func TestReconcile6Kernel(t *testing.T) {
 			wantLines(t, "foreign IPv6 route", ip6Out(t, ns, "route", "show", "table", "100"), "2001:db8:9::/48 via fe80::9 dev eth1")
 			wantLines(t, "foreign IPv6 rule", ip6Out(t, ns, "rule"), "from 2001:db8:9::/48 lookup 100")
 		})
+	}
+}
+
+// routeOf asks the kernel of ns for the route of a packet from src to an
+// IPv6 Internet address and compares its table, gateway and interface (or
+// an unreachable route) with want.
+func routeOf(t *testing.T, ns, src, want string) {
+	t.Helper()
+	var a Answer
+	var err error
+	if ierr := testutil.InNS(ns, func() {
+		a, err = RouteQuery(Query{Dst: netip.MustParseAddr("2001:db8:ffff::1"), Src: netip.MustParseAddr(src)})
+	}); ierr != nil {
+		t.Fatal(ierr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprintf("table %d via %s oif %d", a.Table, a.Gateway, a.Oif)
+	if errors.Is(a.Err, unix.EHOSTUNREACH) {
+		got = "unreachable route" // no route at all would be ENETUNREACH
+	} else if a.Err != nil {
+		got = a.Err.Error()
+	}
+	if got != want {
+		t.Fatalf("route from %s: %s (%+v), want %s", src, got, a, want)
 	}
 }
 

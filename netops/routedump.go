@@ -21,6 +21,27 @@ var ErrDumpInterrupted = fmt.Errorf("route dump interrupted by concurrent change
 // dumpAttempts bounds the repeats of an interrupted dump.
 const dumpAttempts = 5
 
+// messageBuffer is the receive buffer of the request sockets, iproute2's
+// size. The kernel sizes the datagrams of a dump by the largest buffer the
+// socket has read with (at most 32 KiB), a page before the first read. A
+// route too big for the datagram (the balance route through a group of
+// 240 or more uplinks, with nexthop_compat_mode's per-hop gateways) ends
+// the dump without an error: it and the routes after it are missing.
+// mdlayher/netlink's default buffer is the size of the next datagram, so
+// the datagrams would stay near a page; a fixed buffer, and one read
+// before the first dump (primeDumps), make them 32 KiB.
+const messageBuffer = 32 << 10
+
+// primeDumps makes the kernel size c's dump datagrams by messageBuffer: it
+// reads the acknowledgement of a no-op request with the fixed buffer.
+func primeDumps(c *mnl.Conn) error {
+	_, err := c.Execute(mnl.Message{Header: mnl.Header{Type: mnl.Noop, Flags: mnl.Request | mnl.Acknowledge}})
+	if err != nil {
+		return fmt.Errorf("prime rtnetlink socket: %w", err)
+	}
+	return nil
+}
+
 // Handle is the Kernel the daemon uses: github.com/vishvananda/netlink's
 // handle for writes and rules, and a strict rtnetlink socket
 // (NETLINK_GET_STRICT_CHK) for route listings, so that the kernel filters
@@ -36,9 +57,13 @@ type Handle struct {
 // NewHandle opens both sockets in the network namespace whose file
 // descriptor is netns, or in the caller's when netns is 0.
 func NewHandle(h *netlink.Handle, netns int) (*Handle, error) {
-	c, err := mnl.Dial(unix.NETLINK_ROUTE, &mnl.Config{NetNS: netns, Strict: true})
+	c, err := mnl.Dial(unix.NETLINK_ROUTE, &mnl.Config{NetNS: netns, Strict: true, MessageBufferSize: messageBuffer})
 	if err != nil {
 		return nil, fmt.Errorf("open strict rtnetlink socket: %w", err)
+	}
+	if err := primeDumps(c); err != nil {
+		c.Close()
+		return nil, err
 	}
 	return &Handle{Handle: h, c: c}, nil
 }

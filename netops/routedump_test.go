@@ -189,3 +189,57 @@ func TestReconcileReadsOnlyOwnNexthops(t *testing.T) {
 		t.Fatalf("nexthop 2010000066: %s", out)
 	}
 }
+
+// A route through a group of 256 next hops, as the balance route of 256
+// uplinks is, is bigger than a page with nexthop_compat_mode's per-hop
+// gateways. The kernel silently leaves such a route out of a dump whose
+// datagrams are a page long; both listings must still see it, from the
+// first dump of a fresh socket on.
+func TestListRouteThroughBigGroup(t *testing.T) {
+	ns, h := nsHandle(t)
+	ipOut(t, ns+"-p", "link", "set", "up1", "up")
+	const n, proto, table = 256, 201, 250
+	var batch strings.Builder
+	g := NexthopObject{ID: 999, Protocol: proto}
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&batch, "nexthop add id %d via 198.51.100.%d dev eth1 proto %d\n", 1000+i, i%250+3, proto)
+		g.Members = append(g.Members, GroupMember{ID: uint32(1000 + i), Weight: 1})
+	}
+	cmd := exec.Command("ip", "-n", ns, "-batch", "-")
+	cmd.Stdin = strings.NewReader(batch.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ip -batch: %v: %s", err, out)
+	}
+	setup := nexthopConn(t, ns)
+	if err := setup.NexthopAdd(g, false); err != nil {
+		t.Fatal(err)
+	}
+	want := Route{Table: table, Dst: defaultDst, NHID: g.ID, Protocol: proto}
+	if err := setup.NHIDRouteReplace(want); err != nil {
+		t.Fatal(err)
+	}
+
+	var kh *Handle
+	nsFD(t, ns, func(fd int) {
+		var err error
+		if kh, err = NewHandle(h, fd); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Cleanup(func() { kh.Close() })
+	routes, err := kh.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: table, Protocol: proto},
+		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(routes) != 1 || len(routes[0].MultiPath) != n {
+		t.Errorf("fresh Handle listed %d routes (want 1 with %d next hops): %v", len(routes), n, routes)
+	}
+	nhRoutes, err := nexthopConn(t, ns).NHIDRouteList(proto, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nhRoutes) != 1 || nhRoutes[0].String() != want.String() {
+		t.Errorf("fresh NexthopConn listed %v, want [%s]", nhRoutes, want)
+	}
+}

@@ -25,6 +25,11 @@ var procConf = "/proc/sys/net/ipv4/conf"
 // directory follows the device) and an interface that appears later is
 // set when the caller calls Set for it. Not safe for concurrent use: the
 // daemon's loop owns it.
+//
+// Once set, an interface's value is not read again until Recheck or
+// RecheckAll: a reconcile of hundreds of uplinks would otherwise read as
+// many files. The kernel sends no event when someone resets the value, so
+// the caller rechecks on the events it has (link changes, resyncs).
 type SrcValidMark struct {
 	ifs map[int]svm
 }
@@ -32,16 +37,21 @@ type SrcValidMark struct {
 type svm struct {
 	name string
 	prev int
+	set  bool // the value is known to be 1
 }
 
 // Set sets src_valid_mark=1 on the interface with index ifindex, now named
 // ifname, remembering the previous value the first time it sees ifindex.
-// It writes again if someone reset the value.
+// It reads the value only when ifindex is new, renamed or rechecked, and
+// writes again if someone reset it.
 func (s *SrcValidMark) Set(ifindex int, ifname string) error {
 	if s.ifs == nil {
 		s.ifs = map[int]svm{}
 	}
 	e, known := s.ifs[ifindex]
+	if known && e.set && e.name == ifname {
+		return nil
+	}
 	cur, err := readSrcValidMark(ifname)
 	if err != nil {
 		return err
@@ -49,12 +59,31 @@ func (s *SrcValidMark) Set(ifindex int, ifname string) error {
 	if !known {
 		e.prev = cur
 	}
-	e.name = ifname
+	e.name, e.set = ifname, false
 	s.ifs[ifindex] = e
-	if cur == 1 {
-		return nil
+	if cur != 1 {
+		if err := writeSrcValidMark(ifname, 1); err != nil {
+			return err
+		}
 	}
-	return writeSrcValidMark(ifname, 1)
+	e.set = true
+	s.ifs[ifindex] = e
+	return nil
+}
+
+// Recheck makes the next Set of ifindex read the value again.
+func (s *SrcValidMark) Recheck(ifindex int) {
+	if e, ok := s.ifs[ifindex]; ok {
+		e.set = false
+		s.ifs[ifindex] = e
+	}
+}
+
+// RecheckAll makes the next Set of every interface read the value again.
+func (s *SrcValidMark) RecheckAll() {
+	for i := range s.ifs {
+		s.Recheck(i)
+	}
 }
 
 // Forget restores the previous value of ifindex's interface (when it still

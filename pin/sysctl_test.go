@@ -37,6 +37,24 @@ func TestSrcValidMark(t *testing.T) {
 	// Renamed: the same interface, its previous value still known.
 	ip(t, "-n", ns.name, "link", "set", "eth1", "name", "wan1")
 	ns.run(t, func() error { return s.Set(i1, "wan1") })
+	// A reset is not seen until the interface is rechecked (its value is
+	// not read at every Set), then repaired.
+	ns.run(t, func() error { return writeSrcValidMark("eth2", 0) })
+	ns.run(t, func() error { return s.Set(i2, "eth2") })
+	if get("eth2") != 0 {
+		t.Fatal("Set read a value it knows")
+	}
+	s.Recheck(i2)
+	ns.run(t, func() error { return s.Set(i2, "eth2") })
+	if get("eth2") != 1 {
+		t.Fatal("Set after Recheck did not repair the value")
+	}
+	ns.run(t, func() error { return writeSrcValidMark("eth2", 0) })
+	s.RecheckAll()
+	ns.run(t, func() error { return s.Set(i2, "eth2") })
+	if get("eth2") != 1 {
+		t.Fatal("Set after RecheckAll did not repair the value")
+	}
 	// A later interface.
 	ip(t, "-n", ns.name, "link", "add", "eth3", "type", "veth", "peer", "name", "eth4")
 	i3 := idx("eth3")

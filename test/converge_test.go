@@ -96,6 +96,17 @@ var convOps = []struct {
 		i.carrierDown = false
 		return true
 	}},
+	// A carrier loss and return, back to back: the kernel deletes the
+	// link's nexthop objects without a notification, and the link may
+	// look unchanged by the time uplinkd reads it.
+	{"carrier-flap", func(c *convRig, _ *rand.Rand, i *convISP) bool {
+		if i.deleted || i.carrierDown {
+			return false
+		}
+		c.must(c.lab.CarrierDown(c.ctx, i.name))
+		c.must(c.lab.CarrierUp(c.ctx, i.name))
+		return true
+	}},
 	{"delete", func(c *convRig, _ *rand.Rand, i *convISP) bool {
 		if i.deleted {
 			return false

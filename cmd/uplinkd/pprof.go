@@ -12,7 +12,8 @@ import (
 // A build with -tags pprof (for measurements only, never shipped) writes a
 // CPU profile to $UPLINKD_CPUPROFILE, starting $UPLINKD_CPUPROFILE_AFTER
 // seconds (default 10) after start, for $UPLINKD_CPUPROFILE_SECONDS
-// (default 30).
+// (default 30), and then, if $UPLINKD_MEMPROFILE is set, the allocations
+// since start to that file.
 func init() {
 	path := os.Getenv("UPLINKD_CPUPROFILE")
 	if path == "" {
@@ -37,5 +38,12 @@ func init() {
 		}
 		time.Sleep(span)
 		pprof.StopCPUProfile()
+		// $UPLINKD_MEMPROFILE, if set, gets the allocations since start.
+		if mp := os.Getenv("UPLINKD_MEMPROFILE"); mp != "" {
+			if mf, err := os.Create(mp); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(mf, 0)
+				mf.Close()
+			}
+		}
 	}()
 }
