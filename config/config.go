@@ -171,6 +171,11 @@ type Uplink struct {
 	// IPv6 is true when the file sets gateway6: the uplink then has an
 	// IPv6 side with its own health, routes and rules (ipv6.go).
 	IPv6 bool
+	// IPv6Only is true when the file sets gateway6 but no gateway: the
+	// uplink has no IPv4 side at all (no IPv4 state machine, prober,
+	// routes, rules or status entry). Gateway, GatewayMode and Address
+	// are then unused. See HasIPv4.
+	IPv6Only bool
 	// Gateway6 is the IPv6 next hop on Interface when Gateway6Mode is
 	// GatewayStatic (the zone stripped: it is always Interface's);
 	// invalid otherwise. Usually link-local.
@@ -224,6 +229,9 @@ type Log struct {
 	Format string // "text" or "json"
 }
 
+// HasIPv4 says whether u has an IPv4 side (the file sets gateway).
+func (u Uplink) HasIPv4() bool { return !u.IPv6Only }
+
 // TargetsFor returns the probe targets of u: its own when it has any list,
 // even an empty one, else those of [probe]; when that leaves none and
 // gateway probing is on for u, its gateway. Empty: carrier-only mode.
@@ -234,6 +242,9 @@ func (c *Config) TargetsFor(u Uplink) []Target {
 // TargetsWith is TargetsFor for an uplink whose gateway is gw now (a
 // learned one; invalid while unknown or on a point-to-point link).
 func (c *Config) TargetsWith(u Uplink, gw netip.Addr) []Target {
+	if u.IPv6Only {
+		return nil
+	}
 	targets := c.Probe.Targets
 	if u.ProbeTargets != nil {
 		targets = u.ProbeTargets

@@ -548,7 +548,7 @@ func TestProblems(t *testing.T) {
 		{"weight negative", file(isp1, `weight = -1`), []problem{{6, "uplink[0].weight", "out of range"}}},
 
 		// gateway.
-		{"gateway missing", file(uplink("gateway", "")), []problem{{1, "uplink[0].gateway", "missing"}}},
+		{"gateway missing", file(uplink("gateway", "")), []problem{{1, "uplink[0].gateway", "missing, and so is gateway6: an uplink needs gateway (IPv4), gateway6 (IPv6) or both"}}},
 		{"gateway IPv6", file(uplink("gateway", `"2001:db8::1"`)), []problem{{4, "uplink[0].gateway", "not an IPv4 address"}}},
 		{"gateway garbage", file(uplink("gateway", `"isp1-router"`)), []problem{{4, "uplink[0].gateway", "not an IPv4 address"}}},
 		{"gateway empty", file(uplink("gateway", `""`)), []problem{{4, "uplink[0].gateway", "not an IPv4 address"}}},

@@ -22,6 +22,16 @@ func (c *Config) Targets6For(u Uplink) []Target {
 	return c.Probe.Targets6
 }
 
+// HasIPv6 says whether some uplink has IPv6 (gateway6).
+func (c *Config) HasIPv6() bool {
+	for _, u := range c.Uplinks {
+		if u.IPv6 {
+			return true
+		}
+	}
+	return false
+}
+
 // targets6 returns probe.targets6: the defaults when absent, empty (not
 // nil) when set to [].
 func (v *validator) targets6(path string, o opt[[]string]) []Target {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -80,6 +81,37 @@ func TestIPv6Keys(t *testing.T) {
 	}
 }
 
+// An uplink with gateway6 and no gateway has IPv6 only: no IPv4 targets,
+// names or reliability check apply to it.
+func TestIPv6Only(t *testing.T) {
+	c := mustParse(t, file(`[probe]`, `targets = ["198.18.0.1", "198.18.0.2", "probe.example.net"]`, `reliability = 2`,
+		isp1, `[[uplink]]`, `name = "isp2"`, `interface = "eth2"`, `table = 200`, `gateway6 = "fe80::1"`, `source6 = "auto"`))
+	u := c.Uplinks[1]
+	if !u.IPv6Only || u.HasIPv4() || !u.IPv6 || u.Gateway6 != addr("fe80::1") {
+		t.Fatalf("IPv6-only uplink: %+v", u)
+	}
+	if c.Uplinks[0].IPv6Only || !c.Uplinks[0].HasIPv4() {
+		t.Fatalf("IPv4 uplink: %+v", c.Uplinks[0])
+	}
+	if ts, names := c.TargetsFor(u), c.NamesFor(u); ts != nil || names != nil {
+		t.Errorf("IPv4 targets of an IPv6-only uplink: %v, names %v", ts, names)
+	}
+	if n := len(c.Targets6For(u)); n != len(DefaultTargets6) {
+		t.Errorf("IPv6 targets: %d", n)
+	}
+	if !c.HasIPv6() {
+		t.Error("HasIPv6 false with an IPv6-only uplink")
+	}
+	if c := mustParse(t, file(isp1)); c.HasIPv6() {
+		t.Error("HasIPv6 true without gateway6")
+	}
+	// gateway6 = "auto" alone: gateway_hold applies to it.
+	c = mustParse(t, file(uplink("gateway", ""), `gateway6 = "auto"`, `gateway_hold = "2s"`))
+	if u := c.Uplinks[0]; !u.IPv6Only || u.GatewayHold != 2*time.Second {
+		t.Errorf("IPv6-only auto uplink: %+v", u)
+	}
+}
+
 func TestIPv6Problems(t *testing.T) {
 	tests := []struct {
 		name string
@@ -117,6 +149,14 @@ func TestIPv6Problems(t *testing.T) {
 		{"targets IPv6", file(`[probe]`, `targets = ["2001:db8::1"]`, isp1), []problem{{2, "probe.targets[0]", "IPv6 targets go in probe.targets6"}}},
 		{"reliability above targets6", file(`[probe]`, `targets = ["198.18.0.1", "198.18.0.2", "198.18.0.3"]`, `targets6 = ["2001:db8::1"]`, `reliability = 2`, isp1, `gateway6 = "auto"`),
 			[]problem{{3, "probe.targets6", "2 targets must answer (probe.reliability), but probe.targets6 has 1 target"}}},
+		{"IPv6-only with address", file(uplink("gateway", ""), `gateway6 = "fe80::1"`, `address = "192.0.2.7"`),
+			[]problem{{6, "uplink[0].address", "only an uplink with gateway has IPv4; this one has gateway6 only"}}},
+		{"IPv6-only with probe_targets", file(uplink("gateway", ""), `gateway6 = "fe80::1"`, `probe_targets = ["198.18.0.1"]`),
+			[]problem{{6, "uplink[0].probe_targets", "only an uplink with gateway has IPv4"}}},
+		{"IPv6-only with probe_gateway", file(uplink("gateway", ""), `gateway6 = "fe80::1"`, `probe_gateway = true`),
+			[]problem{{6, "uplink[0].probe_gateway", "only an uplink with gateway has IPv4"}}},
+		{"IPv6-only bad gateway6", file(uplink("gateway", ""), `gateway6 = "198.51.100.1"`),
+			[]problem{{5, "uplink[0].gateway6", "is an IPv4 address"}}},
 		{"gateway_hold static both", file(isp1, `gateway6 = "fe80::1"`, `gateway_hold = "1s"`), []problem{{7, "uplink[0].gateway_hold", `gateway6 = "auto"`}}},
 	}
 	for _, tt := range tests {

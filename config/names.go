@@ -41,6 +41,9 @@ func hostName(s string) bool {
 // NamesFor returns the host names among u's probe targets: its own list's
 // when it has one, else those of [probe].
 func (c *Config) NamesFor(u Uplink) []string {
+	if u.IPv6Only {
+		return nil
+	}
 	if u.ProbeTargets != nil {
 		return u.ProbeTargetNames
 	}

@@ -35,9 +35,25 @@ const DefaultGatewayHold = 3 * time.Second
 
 // dynamic validates the keys of an uplink whose address or gateway may
 // come from the kernel: gateway ("auto", "none" or an address),
-// gateway_hold and address.
+// gateway_hold and address. Without gateway the uplink has IPv6 only
+// (gateway6 is then required, and IPv4's keys are refused).
 func (v *validator) dynamic(path string, r *rawUplink, out *Uplink) {
-	if s, ok := v.required(path+".gateway", r.Gateway); ok {
+	if !r.Gateway.set {
+		if !r.Gateway6.set {
+			v.errorf(path+".gateway", `missing, and so is gateway6: an uplink needs gateway (IPv4), gateway6 (IPv6) or both; `+
+				`write each as "auto" or the ISP router's address`)
+			return
+		}
+		out.IPv6Only = true
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"address", r.Address.set}, {"probe_targets", r.ProbeTargets.set}, {"probe_gateway", r.ProbeGateway.set}} {
+			if k.set {
+				v.errorf(path+"."+k.key, "only an uplink with gateway has IPv4; this one has gateway6 only (add gateway for IPv4, or remove %s)", k.key)
+			}
+		}
+	} else if s, ok := v.required(path+".gateway", r.Gateway); ok {
 		switch s {
 		case "auto":
 			out.GatewayMode = GatewayAuto
@@ -55,7 +71,7 @@ func (v *validator) dynamic(path string, r *rawUplink, out *Uplink) {
 			v.errorf(path+".gateway_hold", `only an uplink with gateway = "auto" or gateway6 = "auto" learns its gateway and can hold it`)
 		}
 	}
-	if r.Address.set {
+	if r.Address.set && !out.IPv6Only {
 		s, ok := v.str(path+".address", r.Address, "")
 		if !ok {
 			return

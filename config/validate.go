@@ -419,6 +419,9 @@ func (v *validator) reliability(cfg *Config, raw *rawConfig) {
 	}
 	globalUsed := false
 	for i, u := range cfg.Uplinks {
+		if u.IPv6Only {
+			continue // no IPv4 probes
+		}
 		if u.ProbeTargets == nil {
 			globalUsed = true
 			continue

@@ -7,12 +7,12 @@ type bucketReader interface {
 	BucketCounts(id uint32) (map[uint32]int, error)
 }
 
-// bucketShares returns each uplink's share of the resilient group's
-// buckets as the kernel has them now: the real split of new flows, which
-// lags the weights while the buckets a returning uplink is owed stay busy
-// (until idle_timer or unbalanced_timer). nil with another balancer, or
-// when the group cannot be read.
-func (d *Daemon) bucketShares() map[string]float64 {
+// bucketShares returns each uplink's share of family fam's resilient
+// group's buckets as the kernel has them now: the real split of new
+// flows, which lags the weights while the buckets a returning uplink is
+// owed stay busy (until idle_timer or unbalanced_timer). nil with another
+// balancer, or when the group cannot be read.
+func (d *Daemon) bucketShares(fam family) map[string]float64 {
 	b := d.balancer.Load()
 	if b == nil || *b != netops.Resilient || d.rec == nil {
 		return nil
@@ -21,10 +21,10 @@ func (d *Daemon) bucketShares() map[string]float64 {
 	if !ok {
 		return nil
 	}
-	ids := netops.NexthopIDs(d.cfg.Routing.NexthopIDBase)
+	ids := netops.NexthopIDsFor(d.cfg.Routing.NexthopIDBase, fam)
 	counts, err := br.BucketCounts(ids.Group)
 	if err != nil {
-		d.log.Debug("reading the resilient group's buckets", "err", err)
+		d.log.Debug("reading the resilient group's buckets", "family", fam.String(), "err", err)
 		return nil
 	}
 	total := 0
@@ -32,7 +32,7 @@ func (d *Daemon) bucketShares() map[string]float64 {
 		total += n
 	}
 	out := make(map[string]float64, len(d.uplinks))
-	for _, u := range d.uplinks {
+	for _, u := range d.familyEntities(fam) {
 		s := d.slotOf(u.cfg.Name)
 		if total > 0 {
 			out[u.cfg.Name] = float64(counts[ids.Uplink(s)]+counts[ids.Twin(s)]) / float64(total)

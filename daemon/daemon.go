@@ -85,6 +85,9 @@ type Daemon struct {
 	// held is what an earlier run left in the kernel, until adopt hands
 	// it to the uplinks (see adopt.go).
 	held *netops.Held
+	// hash sets and restores the multipath hash policies; nil when the
+	// loop leaves them alone (hashOn).
+	hash *hashState
 	// held6 is IPv6's, read when an uplink has IPv6.
 	held6 *netops.Held
 	// slots are the uplinks' nexthop slots, stable by name.
@@ -238,8 +241,10 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) *Daemon {
 
 func (d *Daemon) newUplink(c config.Uplink, now time.Time) *uplink {
 	u := &uplink{cfg: c, fam: ipv4, m: fsm.New(c.Name, d.fsmParams(c), now)}
-	d.metrics.State(c.Name, ipv4.String(), string(fsm.Down))
-	d.metrics.Balance(c.Name, ipv4.String(), false, 0)
+	if c.HasIPv4() {
+		d.metrics.State(c.Name, ipv4.String(), string(fsm.Down))
+		d.metrics.Balance(c.Name, ipv4.String(), false, 0)
+	}
 	return u
 }
 
@@ -339,10 +344,11 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	d.metrics.Info(d.opts.Version, bal.String())
 
 	if d.hashOn() {
-		hs, err := setHash(d.cfg.Routing.StateDir, hashPolicy(d.cfg.Routing.Hash))
+		hs, err := setHash(d.cfg.Routing.StateDir, hashPolicy(d.cfg.Routing.Hash), d.cfg.HasIPv6())
 		if err != nil {
 			return err
 		}
+		d.hash = hs
 		if hs.warn != nil {
 			d.log.Warn("cannot keep the original multipath hash policy for after a crash", "err", hs.warn)
 		}
@@ -398,11 +404,12 @@ func (d *Daemon) armRetry() {
 	d.retry.Reset(d.retryDelay)
 }
 
-// active counts the uplinks in state active.
+// active counts the uplinks in state active: in IPv4, or in IPv6 for an
+// uplink with IPv6 only.
 func (d *Daemon) active() int {
 	n := 0
 	for _, u := range d.uplinks {
-		if u.m.State() == fsm.Active {
+		if u.primary().m.State() == fsm.Active {
 			n++
 		}
 	}

@@ -46,14 +46,16 @@
 // metrics. Link events reach both entities through the same dump; probe
 // results and neighbour failures reach the entity of their family only.
 // Both families are planned at once (netops.PlanAll) and adopted, and a
-// failure of one family flushes only that family's pinned connections.
+// failure of one family flushes only that family's pinned connections. An
+// uplink with gateway6 and no gateway has its IPv6 entity only. IPv6's
+// multipath hash is set only while some uplink has IPv6.
 //
-// Policies (policy.go): Plan chooses each policy's tier from the uplinks'
-// states; after each reconcile the loop records the choice, logs and
-// exports a tier change, queues the on_policy hook, and with failback =
-// "all" deletes the pins of the uplinks a policy left for a better tier.
-// An uplink that only stands by in its policies is probed at their
-// standby_interval.
+// Policies (policy.go): Plan chooses each policy's tier, per family, from
+// the uplinks' states; after each reconcile the loop records each family's
+// choice, logs a tier change, exports IPv4's, queues the on_policy hook
+// (with the family), and with failback = "all" deletes that family's pins
+// of the uplinks a policy left for a better tier. An entity that only
+// stands by in its family's policies is probed at their standby_interval.
 //
 // The loop reaches the kernel only through Kernel (kernel.go): small
 // interfaces for reading links, addresses and default routes

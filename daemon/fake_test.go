@@ -39,6 +39,9 @@ type fakeNet struct {
 	// a value as a dump starts waiting.
 	gate    chan struct{}
 	entered chan struct{}
+	// onDump, when set, is called (under mu, on the loop's goroutine)
+	// as every dump starts: it may read the loop's state.
+	onDump func()
 	// stateFile, when set, gets the installed balance route after every
 	// reconcile, for hook programs to read.
 	stateFile string
@@ -86,6 +89,9 @@ func (k *fakeNet) dump() (events.Snapshot, chan struct{}, chan struct{}, error) 
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.dumpTimes = append(k.dumpTimes, time.Now())
+	if k.onDump != nil {
+		k.onDump()
+	}
 	if len(k.dumpErrs) > 0 {
 		err := k.dumpErrs[0]
 		k.dumpErrs = k.dumpErrs[1:]

@@ -16,6 +16,12 @@ import (
 // link events reach both on the event itself; each family's probes and
 // neighbour failures reach its own entity only. The connection mark is the
 // uplink's (shared); the routes, rules and the balance are per family.
+//
+// An uplink with IPv6 only (gateway6 without gateway) keeps its IPv4
+// entity in Daemon.uplinks as the anchor of its IPv6 one, of its mark, slot
+// and pinning, but that entity is no entity of the loop: it is left out of
+// entities() and familyEntities(ipv4), so it has no state machine that
+// runs, no prober, routes, rules, status entry, metrics or hooks.
 
 // family is an entity's address family; the zero value means IPv4.
 type family = netops.Family
@@ -66,7 +72,9 @@ func (d *Daemon) syncFamilies(now time.Time) {
 		case u.v6 != nil:
 			u.v6.cfg = u.cfg
 		}
-		d.all = append(d.all, u)
+		if u.cfg.HasIPv4() {
+			d.all = append(d.all, u)
+		}
 		if u.v6 != nil {
 			d.all = append(d.all, u.v6)
 		}
@@ -74,8 +82,30 @@ func (d *Daemon) syncFamilies(now time.Time) {
 }
 
 // entities are every (uplink, family) entity, IPv4 ones first within an
-// uplink.
+// uplink; an uplink with IPv6 only has its IPv6 one alone.
 func (d *Daemon) entities() []*uplink { return d.all }
+
+// primary is the entity that speaks for the uplink in counts of active
+// uplinks: its IPv4 one, or its IPv6 one when it has IPv6 only.
+func (u *uplink) primary() *uplink {
+	if !u.cfg.HasIPv4() && u.v6 != nil {
+		return u.v6
+	}
+	return u
+}
+
+// only4 keeps the IPv4 inputs (as inputs makes them, one per uplink) of
+// the uplinks that have IPv4, for everything but pinning, which marks
+// the connections of every uplink.
+func (d *Daemon) only4(all []netops.Uplink) []netops.Uplink {
+	out := make([]netops.Uplink, 0, len(all))
+	for i, u := range d.uplinks {
+		if u.cfg.HasIPv4() {
+			out = append(out, all[i])
+		}
+	}
+	return out
+}
 
 // gwMode is where the entity's gateway comes from.
 func (u *uplink) gwMode() config.GatewayMode {
@@ -116,10 +146,15 @@ func (d *Daemon) activeEntities() int {
 
 // familyEntities are the entities of family fam, in configuration order.
 func (d *Daemon) familyEntities(fam family) []*uplink {
-	if fam != ipv6 {
-		return d.uplinks
-	}
 	var out []*uplink
+	if fam != ipv6 {
+		for _, u := range d.uplinks {
+			if u.cfg.HasIPv4() {
+				out = append(out, u)
+			}
+		}
+		return out
+	}
 	for _, u := range d.uplinks {
 		if u.v6 != nil {
 			out = append(out, u.v6)

@@ -245,7 +245,11 @@ func (d *Daemon) renumbered(u *uplink) {
 
 // gatewayKey and addressKey show an uplink's gateway and address keys as
 // the file has them, for the description of a reload.
+// An uplink with IPv6 only has "(none)".
 func gatewayKey(u config.Uplink) string {
+	if u.IPv6Only {
+		return "(none)"
+	}
 	if u.GatewayMode == config.GatewayStatic {
 		return u.Gateway.String()
 	}

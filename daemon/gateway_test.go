@@ -176,3 +176,27 @@ func TestPointToPointFlag(t *testing.T) {
 		t.Fatalf("plan input %+v: want dev routes without the configured gateway", in)
 	}
 }
+
+// A replace event names its route's key, and the key includes the
+// family: an IPv6 route replacing one of table main at metric 1024 does
+// not take the IPv4 default route of the same table and metric with it.
+func TestRouteReplaceKeepsOtherFamily(t *testing.T) {
+	d := New(parse(t, dynamicUplinks), slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	v4 := events.DefaultRoute{Family: events.V4, Table: 254, Protocol: 16, Metric: 1024, Index: 3, Gateway: netip.MustParseAddr("198.51.100.1")}
+	v6 := events.DefaultRoute{Family: events.V6, Table: 254, Protocol: events.ProtoRA, Metric: 1024, Index: 3, Gateway: netip.MustParseAddr("fe80::1")}
+	d.defaults = map[int][]events.DefaultRoute{3: {v4}}
+	d.routeEvent(events.RouteEvent{Family: events.V6, Table: 254, Protocol: events.ProtoRA, Default: true, Replace: true, Route: v6})
+	if got := d.defaults[3]; len(got) != 2 || got[0] != v4 || got[1] != v6 {
+		t.Fatalf("after an IPv6 replace: %+v, want the IPv4 route kept and the IPv6 one added", got)
+	}
+	if d.learned(3, ipv4) != v4.Gateway || d.learned(3, ipv6) != v6.Gateway {
+		t.Fatalf("learned: %v %v", d.learned(3, ipv4), d.learned(3, ipv6))
+	}
+	// A replace within IPv6 does drop the IPv6 route it replaced.
+	v6b := v6
+	v6b.Gateway = netip.MustParseAddr("fe80::2")
+	d.routeEvent(events.RouteEvent{Family: events.V6, Table: 254, Protocol: events.ProtoRA, Default: true, Replace: true, Route: v6b})
+	if got := d.defaults[3]; len(got) != 2 || got[0] != v4 || got[1] != v6b {
+		t.Fatalf("after a second IPv6 replace: %+v", got)
+	}
+}

@@ -14,19 +14,21 @@ import (
 
 // hashStateFile, in [routing] state_dir, holds the multipath hash settings
 // uplinkd found before it first changed them: "policy fields" of IPv4,
-// then "policy fields" of IPv6 (absent when the kernel has no IPv6, or
-// the file was written by a version without IPv6). It outlives a crash
+// then "policy fields" of IPv6 (absent while IPv6's hash is left alone: no
+// uplink has IPv6, the kernel has no IPv6, or the file was written by a
+// version without IPv6). It outlives a crash
 // (and SIGUSR2), so the next run restores the originals on its clean stop
 // instead of the values the crashed run set.
 const hashStateFile = "multipath-hash"
 
-// hashState sets the multipath hash of both families and remembers the
-// originals in dir.
+// hashState sets the multipath hash of IPv4, and of IPv6 while some uplink
+// has IPv6, and remembers the originals in dir.
 type hashState struct {
 	path string
 	orig netops.Hash
-	// orig6 is IPv6's original; nil when IPv6 was not touched (the
-	// kernel has no IPv6 multipath hash sysctl).
+	// orig6 is IPv6's original while IPv6's hash is uplinkd's (some
+	// uplink has IPv6, or a crashed run left it set); nil while IPv6's
+	// hash is left alone.
 	orig6 *netops.Hash
 	// warn says why the originals could not be saved: a state directory
 	// that cannot be written only costs the crash safety. It also says
@@ -34,10 +36,12 @@ type hashState struct {
 	warn error
 }
 
-// setHash sets h for IPv4 and h.IPv6() for IPv6 and returns how to
-// restore the originals: those in the state file when an earlier run left
-// them, else the current ones, which are then written there first.
-func setHash(dir string, h netops.Hash) (*hashState, error) {
+// setHash sets h for IPv4, and h.IPv6() for IPv6 when v6 (some uplink has
+// IPv6), and returns how to restore the originals: those in the state file
+// when an earlier run left them, else the current ones, which are then
+// written there first. Without v6, an IPv6 original an earlier run left is
+// restored at once: IPv6's hash is uplinkd's only while it routes IPv6.
+func setHash(dir string, h netops.Hash, v6 bool) (*hashState, error) {
 	s := &hashState{path: filepath.Join(dir, hashStateFile)}
 	saved, saved6, found, err := readHashState(s.path)
 	if err != nil {
@@ -47,45 +51,68 @@ func setHash(dir string, h netops.Hash) (*hashState, error) {
 	if err != nil {
 		return nil, err
 	}
-	prev6, err := netops.SetMultipathHashFor(netops.V6, h.IPv6())
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		s.warn = fmt.Errorf("IPv6 multipath hash left alone: %w", err)
-	case err != nil:
+	s.orig, s.orig6 = prev, saved6
+	if found {
+		s.orig = saved
+	}
+	if err := s.family6(h, v6); err != nil {
 		if _, rerr := netops.SetMultipathHash(prev); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("restore IPv4 multipath hash: %w", rerr))
 		}
 		return nil, err
-	default:
-		s.orig6 = &prev6
 	}
-	s.orig = prev
-	if found {
-		s.orig = saved
-		if saved6 != nil && s.orig6 != nil {
-			s.orig6 = saved6
-		}
-		if saved6 != nil || s.orig6 == nil {
-			return s, nil
-		}
-		// An earlier run never touched IPv6: its original is the
-		// current one, to be saved along with IPv4's.
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		s.warn = errors.Join(s.warn, fmt.Errorf("state directory: %w", err))
-	} else if err := writeFileAtomic(s.path, formatHashState(s.orig, s.orig6)); err != nil {
-		s.warn = errors.Join(s.warn, err)
+	if !found || saved6 != s.orig6 {
+		s.save()
 	}
 	return s, nil
 }
 
-// applyHash sets h for IPv4 and h.IPv6() for IPv6 (on reload): the
-// originals to restore stay those setHash found. A kernel without IPv6's
-// sysctl is not an error.
-func applyHash(h netops.Hash) error {
+// family6 makes IPv6's hash h.IPv6() when v6, keeping its original first,
+// or restores the original kept when not v6.
+func (s *hashState) family6(h netops.Hash, v6 bool) error {
+	if !v6 {
+		if s.orig6 == nil {
+			return nil
+		}
+		if _, err := netops.SetMultipathHashFor(netops.V6, *s.orig6); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("restore IPv6 multipath hash: %w", err)
+		}
+		s.orig6 = nil
+		return nil
+	}
+	prev6, err := netops.SetMultipathHashFor(netops.V6, h.IPv6())
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		s.warn = errors.Join(s.warn, fmt.Errorf("IPv6 multipath hash left alone: %w", err))
+	case err != nil:
+		return err
+	case s.orig6 == nil:
+		s.orig6 = &prev6
+	}
+	return nil
+}
+
+// save writes the originals to the state file; a failure only costs the
+// crash safety, and is kept in warn.
+func (s *hashState) save() {
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o755); err != nil {
+		s.warn = errors.Join(s.warn, fmt.Errorf("state directory: %w", err))
+	} else if err := writeFileAtomic(s.path, formatHashState(s.orig, s.orig6)); err != nil {
+		s.warn = errors.Join(s.warn, err)
+	}
+}
+
+// apply sets h on reload, for IPv4 and, when v6, for IPv6; a reload that
+// removes the last uplink with IPv6 restores IPv6's original. The
+// originals to restore stay those setHash found.
+func (s *hashState) apply(h netops.Hash, v6 bool) error {
+	had6 := s.orig6
 	_, err := netops.SetMultipathHash(h)
-	if _, err6 := netops.SetMultipathHashFor(netops.V6, h.IPv6()); err6 != nil && !errors.Is(err6, fs.ErrNotExist) {
+	if err6 := s.family6(h, v6); err6 != nil {
 		err = errors.Join(err, err6)
+	}
+	if s.orig6 != had6 {
+		s.save()
 	}
 	return err
 }

@@ -32,7 +32,8 @@ func hashNow() (string, error) {
 }
 
 // TestHashState sets, persists and restores both families' multipath
-// hash, in a namespace of its own; IPv6 never gets policy 0.
+// hash, in a namespace of its own; IPv6 never gets policy 0, and its hash
+// is uplinkd's only while some uplink has IPv6.
 func TestHashState(t *testing.T) {
 	testutil.RequirePriv(t)
 	b := make([]byte, 3)
@@ -69,20 +70,20 @@ func TestHashState(t *testing.T) {
 			return
 		}
 		note("start")
-		hs, err := setHash(dir, netops.HashFlows)
+		hs, err := setHash(dir, netops.HashFlows, true)
 		if err != nil {
 			fail(err)
 			return
 		}
 		note("l4")
 		// A crash, then a run with another hash: the file's originals win.
-		hs2, err := setHash(dir, netops.HashSources)
+		hs2, err := setHash(dir, netops.HashSources, true)
 		if err != nil {
 			fail(err)
 			return
 		}
 		note("source after crash")
-		if err := applyHash(netops.HashHosts); err != nil {
+		if err := hs2.apply(netops.HashHosts, true); err != nil {
 			fail(err)
 			return
 		}
@@ -103,7 +104,7 @@ func TestHashState(t *testing.T) {
 			fail(err)
 			return
 		}
-		hs3, err := setHash(dir, netops.HashFlows)
+		hs3, err := setHash(dir, netops.HashFlows, true)
 		if err != nil {
 			fail(err)
 			return
@@ -114,6 +115,43 @@ func TestHashState(t *testing.T) {
 			return
 		}
 		note("restored again")
+		// No uplink has IPv6: IPv6's hash is left alone, the file holds
+		// IPv4's original only (as before IPv6).
+		hs4, err := setHash(dir, netops.HashFlows, false)
+		if err != nil {
+			fail(err)
+			return
+		}
+		note("IPv4 only")
+		// A reload adds an uplink with IPv6, then removes it: IPv6's
+		// original is kept, then restored at once.
+		if err := hs4.apply(netops.HashFlows, true); err != nil {
+			fail(err)
+			return
+		}
+		note("reload with IPv6")
+		if err := hs4.apply(netops.HashHosts, false); err != nil {
+			fail(err)
+			return
+		}
+		note("reload without IPv6")
+		// A crash with IPv6 set, then a run without IPv6: IPv6's
+		// original comes back at start.
+		if err := hs4.apply(netops.HashFlows, true); err != nil {
+			fail(err)
+			return
+		}
+		hs5, err := setHash(dir, netops.HashFlows, false)
+		if err != nil {
+			fail(err)
+			return
+		}
+		note("IPv4 only after crash")
+		if err := hs5.restore(); err != nil {
+			fail(err)
+			return
+		}
+		note("restored IPv4 only")
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -129,6 +167,11 @@ func TestHashState(t *testing.T) {
 		"restored twice: 0 1 1 11 / none",
 		"old file: 1 1 3 55 / 0 0 1 11",
 		"restored again: 0 1 1 11 / none",
+		"IPv4 only: 1 1 1 11 / 0 0",
+		"reload with IPv6: 1 1 3 55 / 0 0 1 11",
+		"reload without IPv6: 0 1 1 11 / 0 0",
+		"IPv4 only after crash: 1 1 1 11 / 0 0",
+		"restored IPv4 only: 0 1 1 11 / none",
 	}
 	if got := strings.Join(steps, "\n"); got != strings.Join(want, "\n") {
 		t.Fatalf("steps:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))

@@ -29,6 +29,14 @@ func (d *Daemon) observe(snap events.Snapshot) bool {
 	for _, a := range snap.Addrs {
 		addrs[a.Index] = append(addrs[a.Index], a)
 	}
+	for _, u := range d.uplinks {
+		if !u.cfg.HasIPv4() {
+			// The anchor of an uplink with IPv6 only is no entity, but
+			// pinning (marks by interface, src_valid_mark) and the
+			// event filter read every uplink's link.
+			u.link = cloneLink(links[u.cfg.Interface])
+		}
+	}
 	for _, u := range d.entities() {
 		link := links[u.cfg.Interface]
 		wasUsable, _ := u.usability()

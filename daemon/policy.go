@@ -54,18 +54,26 @@ func policySettings(cfg *config.Config) ([]netops.Policy, []netops.PolicyRule) {
 	return pols, rules
 }
 
-// notePolicies records what every policy uses after a reconcile: metrics,
-// a log line and the on_policy hook when a policy changes tier, and with
-// failback = "all" the flush of the pins of the uplinks a policy left for
-// a better tier.
-func (d *Daemon) notePolicies(in []netops.Uplink) {
-	choices := netops.Choose(d.settings(), in)
+// notePolicies records what every policy uses in family fam after a
+// reconcile (in are that family's inputs): a log line and the on_policy
+// hook (with the family) when a policy changes tier, and with failback =
+// "all" the flush of that family's pins of the uplinks a policy left for a
+// better tier. Policies are chosen per family, as netops plans them: an
+// uplink can serve a policy in IPv4 and not in IPv6. The metrics are
+// IPv4's (they have no family label).
+func (d *Daemon) notePolicies(in []netops.Uplink, fam family) {
+	s := d.settings()
+	s.Family = fam
+	choices := netops.Choose(s, in)
 	now := time.Now()
 	seen := make(map[string]bool, len(choices))
 	for _, c := range choices {
-		seen[c.Policy] = true
-		d.metrics.Policy(c.Policy, c.Tier, c.LastResort.String())
-		old, known := d.policies[c.Policy]
+		key := familyKey(c.Policy, fam)
+		seen[key] = true
+		if fam != ipv6 {
+			d.metrics.Policy(c.Policy, c.Tier, c.LastResort.String())
+		}
+		old, known := d.policies[key]
 		if known && slices.Equal(old.choice.Members, c.Members) && old.choice.Tier == c.Tier && old.choice.LastResort == c.LastResort {
 			continue
 		}
@@ -73,30 +81,40 @@ func (d *Daemon) notePolicies(in []netops.Uplink) {
 		if known && old.choice.Tier == c.Tier {
 			st.since = old.since
 		}
-		d.policies[c.Policy] = st
+		d.policies[key] = st
 		d.changed = true
 		if !known || old.choice.Tier == c.Tier {
 			continue
 		}
 		reason := policyReason(c)
-		d.log.Info("policy changed tier", "policy", c.Policy, "from", old.choice.Tier, "to", c.Tier, "reason", reason)
+		d.log.Info("policy changed tier", "policy", c.Policy, "from", old.choice.Tier, "to", c.Tier, "reason", reason, "family", fam.String())
 		if argv := d.cfg.Hooks.OnPolicy; len(argv) > 0 {
 			d.hooks.Enqueue(hooks.Job{Hook: "on_policy", Argv: argv, Timeout: d.cfg.Hooks.Timeout, Event: hooks.Event{
-				Policy: c.Policy, TierFrom: old.choice.Tier, TierTo: c.Tier, Reason: reason, Time: now,
+				Policy: c.Policy, Family: fam.String(), TierFrom: old.choice.Tier, TierTo: c.Tier, Reason: reason, Time: now,
 				Active: d.active(), Uplinks: len(d.uplinks),
 			}})
 		}
 		if p, ok := d.cfg.PolicyNamed(c.Policy); ok && p.Failback == config.FailbackAll && c.Tier > 0 &&
 			(old.choice.Tier == 0 || c.Tier < old.choice.Tier) {
-			d.failbackAll(c.Policy, old.choice, c, in)
+			d.failbackAll(c.Policy, old.choice, c, in, fam)
 		}
 	}
-	for name := range d.policies {
-		if !seen[name] {
-			delete(d.policies, name)
-			d.metrics.ForgetPolicy(name)
-			d.changed = true
+	d.forgetPolicies(fam, seen)
+}
+
+// forgetPolicies drops the policies of family fam not in keep (removed by
+// a reload, or all of IPv6's when no uplink has IPv6 any more).
+func (d *Daemon) forgetPolicies(fam family, keep map[string]bool) {
+	for key := range d.policies {
+		name, is6 := strings.CutSuffix(key, "/ipv6")
+		if is6 != (fam == ipv6) || keep[key] {
+			continue
 		}
+		delete(d.policies, key)
+		if fam != ipv6 {
+			d.metrics.ForgetPolicy(name)
+		}
+		d.changed = true
 	}
 }
 
@@ -114,7 +132,7 @@ func policyReason(c netops.Choice) string {
 // failbackAll deletes the pinned connections of the uplinks policy left
 // for a better tier, so they restart there. Pins are per uplink: other
 // policies' connections on those uplinks restart too (documented).
-func (d *Daemon) failbackAll(policy string, from, to netops.Choice, in []netops.Uplink) {
+func (d *Daemon) failbackAll(policy string, from, to netops.Choice, in []netops.Uplink, fam family) {
 	if !d.pinOn() {
 		return
 	}
@@ -128,7 +146,7 @@ func (d *Daemon) failbackAll(policy string, from, to netops.Choice, in []netops.
 			continue
 		}
 		name, mark := m.Name, in[i].Mark
-		p.flusher.Flush(0, mark, p.mask, func(deleted int, took time.Duration, err error) {
+		p.flusher.Flush(d.conntrackFamily(name, fam), mark, p.mask, func(deleted int, took time.Duration, err error) {
 			// The flusher's goroutine: counters and logs only.
 			d.metrics.ConntrackFlush(name, "all", deleted, took, err)
 			p.flushes.Add(1)
@@ -157,18 +175,31 @@ func inUse(choices []netops.Choice) map[string]bool {
 	return out
 }
 
-// policyStatus is what status shows of the policies, the default first.
+// policyStatus is what status shows of the policies, the default first:
+// IPv4's, then, when an uplink has IPv6, IPv6's (each policy chooses its
+// tier per family).
 func (d *Daemon) policyStatus() []status.Policy {
-	pols := netops.Choose(d.settings(), d.inputs())
+	out := d.familyPolicyStatus(d.only4(d.inputs()), ipv4)
+	if len(d.familyEntities(ipv6)) > 0 {
+		out = append(out, d.familyPolicyStatus(d.inputs6(), ipv6)...)
+	}
+	return out
+}
+
+// familyPolicyStatus is policyStatus of family fam, whose inputs are in.
+func (d *Daemon) familyPolicyStatus(in []netops.Uplink, fam family) []status.Policy {
+	s := d.settings()
+	s.Family = fam
+	pols := netops.Choose(s, in)
 	out := make([]status.Policy, 0, len(pols))
 	for _, c := range pols {
-		ps := status.Policy{Name: c.Policy, Table: c.Table, Tier: c.Tier, LastResort: c.LastResort.String(), InEffect: c.Tier == 0}
+		ps := status.Policy{Name: c.Policy, Family: fam.String(), Table: c.Table, Tier: c.Tier, LastResort: c.LastResort.String(), InEffect: c.Tier == 0}
 		if p, ok := d.cfg.PolicyNamed(c.Policy); ok {
 			ps.Tiers = p.Tiers
 			ps.Failback = p.Failback
 		}
 		ps.Builtin = c.Policy == config.DefaultPolicy && !slices.ContainsFunc(d.cfg.Policies, func(p config.Policy) bool { return p.Name == config.DefaultPolicy })
-		if st, ok := d.policies[c.Policy]; ok {
+		if st, ok := d.policies[familyKey(c.Policy, fam)]; ok {
 			ps.Since = st.since
 		}
 		total := 0
@@ -267,7 +298,7 @@ func describePolicies(old, cfg *config.Config) []string {
 // probeInterval is u's probe interval: the policies' standby_interval
 // while u stands by (see standbyInterval), else probe.interval.
 func (d *Daemon) probeInterval(u *uplink) time.Duration {
-	return max(d.cfg.Probe.Interval, d.standbyInterval(u.cfg.Name))
+	return max(d.cfg.Probe.Interval, d.standbyInterval(u.cfg.Name, u.fam))
 }
 
 // standbyInterval returns the interval at which the uplink name may be
@@ -276,7 +307,7 @@ func (d *Daemon) probeInterval(u *uplink) time.Duration {
 // The shortest of those intervals; 0 when it does not stand by. Its state
 // is kept by the slower probes, so when its tier is needed it carries
 // traffic at once, and from then on it is probed at probe.interval.
-func (d *Daemon) standbyInterval(name string) time.Duration {
+func (d *Daemon) standbyInterval(name string, fam family) time.Duration {
 	var out time.Duration
 	listed := false
 	for _, p := range d.cfg.Policies {
@@ -285,7 +316,7 @@ func (d *Daemon) standbyInterval(name string) time.Duration {
 			continue
 		}
 		listed = true
-		st, ok := d.policies[p.Name]
+		st, ok := d.policies[familyKey(p.Name, fam)]
 		if p.StandbyInterval == 0 || !ok || st.choice.Tier == 0 || st.choice.Tier >= tier {
 			return 0
 		}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/uplinkd/uplinkd/config"
-	"github.com/uplinkd/uplinkd/netops"
 	"github.com/uplinkd/uplinkd/status"
 )
 
@@ -89,9 +88,13 @@ func (d *Daemon) apply(cfg *config.Config) (changes []string) {
 		}
 	}
 	changes = describe(old, cfg)
-	if cfg.Routing.Hash != old.Routing.Hash && d.hashOn() {
-		if _, err := netops.SetMultipathHash(hashPolicy(cfg.Routing.Hash)); err != nil {
+	if d.hash != nil && (cfg.Routing.Hash != old.Routing.Hash || cfg.HasIPv6() != old.HasIPv6()) {
+		if err := d.hash.apply(hashPolicy(cfg.Routing.Hash), cfg.HasIPv6()); err != nil {
 			d.log.Error("set multipath hash policy", "err", err)
+		}
+		if w := d.hash.warn; w != nil {
+			d.hash.warn = nil
+			d.log.Warn("cannot keep the original multipath hash policy for after a crash", "err", w)
 		}
 	}
 
@@ -103,7 +106,8 @@ func (d *Daemon) apply(cfg *config.Config) (changes []string) {
 	next := make([]*uplink, 0, len(cfg.Uplinks))
 	for _, c := range cfg.Uplinks {
 		u, ok := keep[c.Name]
-		if ok && u.cfg.Interface == c.Interface {
+		// An uplink that gains or loses its IPv4 side starts afresh.
+		if ok && u.cfg.Interface == c.Interface && u.cfg.HasIPv4() == c.HasIPv4() {
 			delete(keep, c.Name)
 			u.cfg = c
 			next = append(next, u)

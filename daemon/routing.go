@@ -32,8 +32,10 @@ func (d *Daemon) transition(u *uplink, tr fsm.Transition) {
 	d.changed = true
 }
 
-// inputs describes the uplinks for netops.Plan (IPv4). Whether degraded
-// uplinks carry traffic is the policies' choice (degraded_policy).
+// inputs describes the uplinks for netops.Plan (IPv4), one per uplink,
+// those with IPv6 only included (pinning needs their marks; only4 leaves
+// them out of the rest). Whether degraded uplinks carry traffic is the
+// policies' choice (degraded_policy).
 func (d *Daemon) inputs() []netops.Uplink {
 	out := make([]netops.Uplink, 0, len(d.uplinks))
 	for _, u := range d.uplinks {
@@ -99,21 +101,27 @@ func (d *Daemon) settings() netops.Settings {
 }
 
 func (d *Daemon) doReconcile() {
-	in, in6 := d.inputs(), d.inputs6()
+	all, in6 := d.inputs(), d.inputs6()
+	in := d.only4(all)
 	var perr error
-	first := d.pinsFirst(in)
+	first := d.pinsFirst(all)
 	if first {
-		perr = d.applyPins(in)
+		perr = d.applyPins(all)
 	}
 	res, err := d.rec.Reconcile(netops.PlanAll(d.settings(), in, in6))
 	sinceEvent := time.Since(d.burstStart)
 	if !first {
-		perr = d.applyPins(in)
+		perr = d.applyPins(all)
 	}
 	err = errors.Join(perr, err)
 	d.recordBalance(in, ipv4)
 	d.recordBalance(in6, ipv6)
-	d.notePolicies(in)
+	d.notePolicies(in, ipv4)
+	if len(d.familyEntities(ipv6)) > 0 {
+		d.notePolicies(in6, ipv6)
+	} else {
+		d.forgetPolicies(ipv6, nil)
+	}
 	rs := &d.reconcile
 	rs.Runs++
 	rs.Changes += uint64(res.Changes())
@@ -208,10 +216,7 @@ func (d *Daemon) recordBalance(in []netops.Uplink, fam family) {
 	for _, m := range choices[0].Members {
 		total += m.Weight
 	}
-	var split map[string]float64
-	if fam != ipv6 { // the kernel's bucket split is read for IPv4's group
-		split = d.bucketShares()
-	}
+	split := d.bucketShares(fam)
 	for _, u := range ents {
 		inBal := used[u.cfg.Name]
 		share := 0.0

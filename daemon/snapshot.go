@@ -47,12 +47,20 @@ func (d *Daemon) snapshot() *status.Snapshot {
 			Started: hs.Started, Failed: hs.Failed, TimedOut: hs.TimedOut, Dropped: hs.Dropped, Running: hs.Running,
 		},
 	}
-	// The resilient group's buckets move on their own, as they fall idle:
-	// read the split the kernel has now.
-	split := d.bucketShares()
+	// The resilient groups' buckets move on their own, as they fall idle:
+	// read the split the kernel has now, of each family's group.
+	split := d.bucketShares(ipv4)
+	var split6 map[string]float64
+	if len(d.familyEntities(ipv6)) > 0 {
+		split6 = d.bucketShares(ipv6)
+	}
 	for _, u := range d.entities() {
 		us := d.uplinkStatus(u)
-		if share, ok := split[u.cfg.Name]; ok && u.fam != ipv6 {
+		sp := split
+		if u.fam == ipv6 {
+			sp = split6
+		}
+		if share, ok := sp[u.cfg.Name]; ok {
 			us.Share = share
 			d.metrics.Balance(u.cfg.Name, u.fam.String(), u.inBal, share)
 		}

@@ -70,14 +70,24 @@ func Explain(in Input) Result {
 		add("rule     no [[rule]] matches -> policy default")
 	}
 	pol, _ := cfg.PolicyNamed(res.Policy)
-	st := policyState(in.Status, res.Policy)
+	fam := familyOf(p.Dst)
+	st := policyState(in.Status, res.Policy, fam)
+	// A policy chooses its tier per family: say which one's for IPv6.
+	polName := pol.Name
+	if fam == status.FamilyIPv6 {
+		polName += " (IPv6)"
+	}
 	switch {
 	case st == nil:
-		add("policy   %s: tiers %s, last resort %s (uplinkd is not running: tier in use unknown)", pol.Name, tiers(pol.Tiers), pol.LastResort)
+		add("policy   %s: tiers %s, last resort %s (uplinkd is not running: tier in use unknown)", polName, tiers(pol.Tiers), pol.LastResort)
 	case st.Tier > 0:
-		add("policy   %s: tier %d of %d in use (%s)", pol.Name, st.Tier, len(pol.Tiers), members(st.Members))
+		add("policy   %s: tier %d of %d in use (%s)", polName, st.Tier, len(pol.Tiers), members(st.Members))
 	default:
-		add("policy   %s: no tier has a usable uplink: last resort %s in effect", pol.Name, pol.LastResort)
+		add("policy   %s: no tier has a usable uplink: last resort %s in effect", polName, pol.LastResort)
+	}
+	owner, lan := lanOwner(cfg, p.Src)
+	if owner != nil {
+		add("prefix   source %s is in lan_prefix6 %s of uplink %s: it leaves through %s only (table %d)", p.Src, lan, owner.Name, owner.Name, owner.Table)
 	}
 
 	byTable := make(map[int]string)
@@ -99,6 +109,9 @@ func Explain(in Input) Result {
 	}
 
 	switch {
+	case owner != nil && (a.Err != nil || a.Type == netops.Unreachable):
+		// Its IPv6 table holds unreachable default while it cannot route.
+		res.Via = fmt.Sprintf("unreachable: uplink %s's IPv6 cannot carry its lan_prefix6 now, and those sources never leave through another ISP", owner.Name)
 	case a.Err != nil:
 		kind := "unreachable"
 		if !a.Unreachable() {
@@ -113,10 +126,13 @@ func Explain(in Input) Result {
 	case byTable[a.Table] != "":
 		res.Via = "uplink " + byTable[a.Table]
 		why := "its fwmark rule: the connection is pinned to it"
-		if p.Src.IsValid() && slices.ContainsFunc(in.Status.GetUplinks(), func(u status.Uplink) bool {
+		switch {
+		case p.Src.IsValid() && slices.ContainsFunc(in.Status.GetUplinks(), func(u status.Uplink) bool {
 			return u.Name == byTable[a.Table] && strings.HasPrefix(u.Address, p.Src.String()+"/")
-		}) {
+		}):
 			why = "the source address is the uplink's own"
+		case owner != nil && owner.Table == a.Table:
+			why = "the source is in its lan_prefix6"
 		}
 		add("pinned   table %d of uplink %s: %s", a.Table, byTable[a.Table], why)
 	case polByTable[a.Table] != "":
@@ -152,11 +168,19 @@ func Explain(in Input) Result {
 // the configuration and the daemon's state call for.
 func disagreement(in Input, res Result, pol config.Policy, st *status.Policy) string {
 	cfg, a, p := in.Config, in.Answer, in.Packet
-	if st == nil || a.Table == 254 && !lastResortMain(cfg, st, pol) {
-		return "" // unknown state, or main's specific routes
-	}
 	if mask := cfg.Routing.MarkMask; p.Mark&mask != 0 {
 		return "" // a pinned connection's mark: its uplink's table
+	}
+	if owner, lan := lanOwner(cfg, p.Src); owner != nil {
+		// Its from rule sends the source to its table, whatever the
+		// daemon's state; main's specific routes come first.
+		if a.Err != nil || a.Table == owner.Table || a.Table == 254 {
+			return ""
+		}
+		return fmt.Sprintf("the source is in lan_prefix6 %s of uplink %s, but the kernel used table %d; it should use table %d", lan, owner.Name, a.Table, owner.Table)
+	}
+	if st == nil || a.Table == 254 && !lastResortMain(cfg, st, pol) {
+		return "" // unknown state, or main's specific routes
 	}
 	for _, u := range in.Status.GetUplinks() {
 		if p.Src.IsValid() && strings.HasPrefix(u.Address, p.Src.String()+"/") {
@@ -175,7 +199,7 @@ func disagreement(in Input, res Result, pol config.Policy, st *status.Policy) st
 			want = 254
 		case config.ResortDefault:
 			def, _ := cfg.PolicyNamed(config.DefaultPolicy)
-			return disagreement(in, res, def, policyState(in.Status, config.DefaultPolicy))
+			return disagreement(in, res, def, policyState(in.Status, config.DefaultPolicy, familyOf(p.Dst)))
 		}
 	}
 	got := a.Table
@@ -213,16 +237,40 @@ func defaultResort(cfg *config.Config) string {
 	return def.LastResort
 }
 
-func policyState(s *status.Snapshot, name string) *status.Policy {
+// policyState is the daemon's state of policy name in family fam (an
+// entry without a family, of a daemon before IPv6, is IPv4's).
+func policyState(s *status.Snapshot, name, fam string) *status.Policy {
 	if s == nil {
 		return nil
 	}
-	for i := range s.Policies {
-		if s.Policies[i].Name == name {
+	for i, p := range s.Policies {
+		if p.Name == name && (p.Family == fam || p.Family == "" && fam == status.FamilyIPv4) {
 			return &s.Policies[i]
 		}
 	}
 	return nil
+}
+
+// familyOf is the status family of a packet to dst.
+func familyOf(dst netip.Addr) string {
+	if dst.Is6() && !dst.Is4In6() {
+		return status.FamilyIPv6
+	}
+	return status.FamilyIPv4
+}
+
+// lanOwner returns the uplink whose lan_prefix6 holds src, and that
+// prefix; nil when none does.
+func lanOwner(cfg *config.Config, src netip.Addr) (*config.Uplink, netip.Prefix) {
+	if !src.Is6() {
+		return nil, netip.Prefix{}
+	}
+	for i, u := range cfg.Uplinks {
+		if u.LANPrefix6.IsValid() && u.LANPrefix6.Contains(src.WithZone("")) {
+			return &cfg.Uplinks[i], u.LANPrefix6
+		}
+	}
+	return nil, netip.Prefix{}
 }
 
 // matches says whether rule r matches the packet, as the kernel's rule

@@ -18,8 +18,9 @@ type Event struct {
 
 	Uplink    string
 	Interface string
-	// Family is the uplink's family that changed state: "ipv4" (also
-	// when empty) or "ipv6".
+	// Family is the uplink's family that changed state, or the family
+	// whose routing the policy changed tier in: "ipv4" (also when empty)
+	// or "ipv6".
 	Family   string
 	From, To string
 	Reason   string
@@ -36,6 +37,7 @@ func (e Event) Env() []string {
 	if e.Policy != "" {
 		return []string{
 			"UPLINKD_POLICY=" + oneline.Escape(e.Policy),
+			"UPLINKD_FAMILY=" + family(e.Family),
 			"UPLINKD_TIER_FROM=" + strconv.Itoa(e.TierFrom),
 			"UPLINKD_TIER_TO=" + strconv.Itoa(e.TierTo),
 			"UPLINKD_REASON=" + oneline.Escape(e.Reason),
@@ -66,10 +68,10 @@ func family(f string) string {
 }
 
 // key is what the runner serialises the event's hooks on: its uplink, or
-// its policy (an uplink name cannot contain a space).
+// its policy and family (an uplink name cannot contain a space).
 func (e Event) key() string {
 	if e.Policy != "" {
-		return "policy " + e.Policy
+		return "policy " + e.Policy + " " + family(e.Family)
 	}
 	return e.Uplink
 }

@@ -10,14 +10,14 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// A policy event (on_policy) gives the hook the policy and the tiers, not
-// an uplink's.
+// A policy event (on_policy) gives the hook the policy, the family whose
+// routing changed tier and the tiers, not an uplink's.
 func TestPolicyEventEnvironment(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
 	hook := script(t, dir, "hook", `env | grep '^UPLINKD_' | sort > "$0.tmp" && mv "$0.tmp" "`+out+`"`+"\n")
 	r, _ := start(t, 4, 16)
-	e := Event{Policy: "default", TierFrom: 1, TierTo: 2, Reason: "tier 2 is the best with a usable uplink (lte)",
+	e := Event{Policy: "default", Family: "ipv6", TierFrom: 1, TierTo: 2, Reason: "tier 2 is the best with a usable uplink (lte)",
 		Time: event.Time, Active: 1, Uplinks: 3}
 	r.Enqueue(Job{Hook: "on_policy", Argv: []string{hook}, Event: e, Timeout: 5 * time.Second})
 	waitFor(t, "the hook's output", 10*time.Second, func() bool { _, err := os.Stat(out); return err == nil })
@@ -27,6 +27,7 @@ func TestPolicyEventEnvironment(t *testing.T) {
 	}
 	want := []string{
 		"UPLINKD_ACTIVE=1",
+		"UPLINKD_FAMILY=ipv6",
 		"UPLINKD_POLICY=default",
 		"UPLINKD_REASON=tier 2 is the best with a usable uplink (lte)",
 		"UPLINKD_TIER_FROM=1",

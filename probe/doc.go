@@ -24,7 +24,10 @@
 // Timeout), the burst overdue and at least six echoes unanswered (more on
 // a lossy uplink), the uplink is silent: every undecided round is
 // decided bad with Silent set, and the daemon takes the uplink out of the
-// balance at once. Replies are stamped by the kernel (SO_TIMESTAMPNS), and
+// balance at once. The replies that end a silence often come all at once,
+// having waited behind it (neighbour discovery on a link that has just come
+// up): they are no RTT samples, and the RTT tracking restarts with the
+// echoes sent after. Replies are stamped by the kernel (SO_TIMESTAMPNS), and
 // the socket is drained before anything times out, so a stall of this
 // process is not taken for an outage. Confirmations stay within 10 probe
 // packets in any second per uplink.

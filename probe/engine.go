@@ -110,6 +110,9 @@ type engine struct {
 	waves     []time.Time
 	burstDone bool // this silence's burst was started
 	declared  bool // this silence was declared
+	// sampleFrom is when the last declared silence ended: only echoes
+	// sent since are RTT samples (see alive).
+	sampleFrom time.Time
 }
 
 // gate is what is known of one check.
@@ -361,22 +364,44 @@ func (e *engine) reply(id uint64, target int, at time.Time) bool {
 			return false
 		}
 		delete(e.bursts, id)
-		e.rtt[target].sample(at.Sub(b.at))
+		e.sample(target, b.at, at)
 		e.alive(at)
 		return false
 	}
-	if sentAt, ok := e.tr.sentAt(id, target); ok && !at.Before(sentAt) {
-		e.rtt[target].sample(at.Sub(sentAt))
+	if sentAt, ok := e.tr.sentAt(id, target); ok {
+		e.sample(target, sentAt, at)
 	}
 	counted := e.tr.reply(id, target, at)
 	e.alive(at)
 	return counted
 }
 
+// sample feeds target's RTT tracking with the reply at at to an echo sent
+// at sent, unless the echo is from before the end of the last silence.
+func (e *engine) sample(target int, sent, at time.Time) {
+	if !sent.Before(e.sampleFrom) && !at.Before(sent) {
+		e.rtt[target].sample(at.Sub(sent))
+	}
+}
+
 // alive records a proof of life at at: the silence, if any, is over.
+//
+// When the silence was declared, the RTT tracking restarts, and only
+// echoes sent from now on are samples. The replies that end a silence
+// often come all at once, for echoes sent over the whole silence, which
+// had waited behind it (neighbour discovery on a link that has just come
+// up, a queue that empties when the path comes back): their round trips
+// are the silence's, not the path's. Taken in, a first sample of a second
+// (rttvar starts at half of it) would hold the RTT-tracking timeout at its
+// ceiling for some twenty samples, ten seconds, and the next silence would
+// be declared up to half a second late.
 func (e *engine) alive(at time.Time) {
 	if !at.After(e.lastReply) {
 		return
+	}
+	if e.declared {
+		clear(e.rtt)
+		e.sampleFrom = at
 	}
 	e.lastReply = at
 	e.need = e.evidence()

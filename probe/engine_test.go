@@ -223,6 +223,52 @@ func TestEngineDetection(t *testing.T) {
 	}
 }
 
+// TestEngineDetectionAfterHeldReplies: the first echoes of a new prober
+// wait a second or more behind neighbour discovery (the neighbour's first
+// solicitation lost, as on a link that has just come up) and are answered
+// all at once, after the silence was declared. A blackhole a few seconds
+// later is detected as fast as on a clean start: the held replies are no
+// RTT samples.
+func TestEngineDetectionAfterHeldReplies(t *testing.T) {
+	for _, held := range []time.Duration{time.Second, 3 * time.Second} {
+		const runs = 50
+		var worst time.Duration
+		for i := range runs {
+			var onset time.Time
+			resolved := t0.Add(held)
+			net := func(rng *rand.Rand, target int, at time.Time) (time.Duration, bool) {
+				if !at.Before(onset) {
+					return 0, true
+				}
+				rtt := 200*time.Microsecond + time.Duration(rng.Int64N(int64(100*time.Microsecond)))
+				if at.Before(resolved) {
+					rtt += resolved.Sub(at)
+				}
+				return rtt, false
+			}
+			s := newSim(t, uint64(i), 2, net)
+			onset = resolved.Add(3*time.Second + time.Duration(s.rng.Int64N(int64(time.Second))))
+			s.run(onset)
+			if s.m.State() != fsm.Active {
+				t.Fatalf("held %v, run %d: %s before the blackhole", held, i, s.m.State())
+			}
+			if !slices.ContainsFunc(s.results, func(r Result) bool { return r.Silent }) {
+				t.Fatalf("held %v, run %d: no silence at the start", held, i)
+			}
+			s.run(onset.Add(3 * time.Second))
+			tr := s.trs[len(s.trs)-1]
+			if tr.To != fsm.Probing || tr.Reason != "silent" {
+				t.Fatalf("held %v, run %d: last transition %v, want to probing on silence", held, i, tr)
+			}
+			worst = max(worst, tr.At.Sub(onset))
+		}
+		t.Logf("first replies held %v: worst detection of a blackhole 3 to 4 s later %v", held, worst)
+		if worst > 250*time.Millisecond+defTimeout+time.Millisecond {
+			t.Errorf("first replies held %v: worst detection %v, want at most one gap plus the timeout", held, worst)
+		}
+	}
+}
+
 // TestEngineCalmUnderRandomLoss: ten minutes of 5% independent loss on
 // every target cause no transition once the uplink is active, on a fake
 // clock, for several seeds.

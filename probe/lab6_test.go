@@ -68,7 +68,33 @@ func newLab6(t *testing.T) *lab {
 	l.ip(l.i, "addr", "add", "198.18.0.1/32", "dev", "lo")
 	l.ip(l.r, "route", "add", "198.18.0.0/15", "via", "198.51.100.1", "dev", "eth1", "table", "100")
 	l.ip(l.r, "rule", "add", "from", "198.51.100.2", "lookup", "100", "pref", "1002")
+	l.waitReady6()
 	return l
+}
+
+// waitReady6 waits until no IPv6 address of the lab is tentative. Even
+// without DAD, a link that has just come up keeps its addresses tentative
+// until the kernel's link watcher has seen its carrier (up to a second,
+// more on a busy machine); until then an echo from such a source fails
+// with EINVAL, and a prober started at once would fail its first rounds.
+func (l *lab) waitReady6() {
+	l.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, ns := range []string{l.r, l.i} {
+		for {
+			out, err := exec.Command("ip", "-n", ns, "-6", "addr", "show", "tentative").CombinedOutput()
+			if err != nil {
+				l.t.Fatalf("ip -n %s -6 addr show tentative: %v: %s", ns, err, out)
+			}
+			if strings.TrimSpace(string(out)) == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				l.t.Fatalf("IPv6 addresses of %s still tentative after 20s:\n%s", ns, out)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
 
 // An IPv6 prober on a socket of its own (no hub given), through a

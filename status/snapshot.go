@@ -167,6 +167,10 @@ func Millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
 // Policy is one policy: the tier that carries its new connections.
 type Policy struct {
 	Name string `json:"name"`
+	// Family is the family whose routing the entry describes, "ipv4" or
+	// "ipv6": a policy chooses its tier per family, and has an IPv6 entry
+	// when an uplink has IPv6.
+	Family string `json:"family"`
 	// Builtin marks the built-in default policy (every uplink, one tier).
 	Builtin bool       `json:"builtin"`
 	Table   int        `json:"table"`

@@ -114,6 +114,63 @@ func (f *flowSet) waitEchoed(ids []uint32, timeout time.Duration) lab.FlowSnapsh
 	}
 }
 
+// waitEstablished waits until every flow is established (has had an echo
+// within the last second, see established) and returns that snapshot. On
+// a busy machine a flow may go without an echo for more than a second
+// now and then; a snapshot taken at a fixed time would count it out.
+func (f *flowSet) waitEstablished(timeout time.Duration) lab.FlowSnapshot {
+	f.r.t.Helper()
+	start := time.Now()
+	deadline := start.Add(timeout)
+	for {
+		s := f.Snapshot()
+		n := len(established(s))
+		if n == len(s.Flows) {
+			if d := time.Since(start); d > time.Second {
+				f.r.t.Logf("every flow established after %v", d.Round(time.Millisecond))
+			}
+			return s
+		}
+		if time.Now().After(deadline) {
+			f.r.t.Fatalf("%d of %d flows established after %v: %s", n, len(s.Flows), timeout, s.Summary())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitEchoedAfter waits until each of the flows ids (nil: all) has had an
+// echo after t, so that a flow that moved or lost records since t shows it, and
+// returns that snapshot. A flow that never answers again fails the test.
+func (f *flowSet) waitEchoedAfter(ids []uint32, t time.Time, timeout time.Duration) lab.FlowSnapshot {
+	f.r.t.Helper()
+	start := time.Now()
+	deadline := start.Add(timeout)
+	for {
+		now := time.Now() // no later than the snapshot's own clock
+		s := f.Snapshot()
+		if ids != nil {
+			s = s.Only(ids)
+		}
+		var late []string
+		for _, fs := range s.Flows {
+			if fs.Uplink == "" || !now.Add(-fs.SinceLastEcho).After(t) {
+				late = append(late, fmt.Sprintf("%s %d", fs.Proto, fs.Flow))
+			}
+		}
+		if len(late) == 0 {
+			if d := time.Since(start); d > time.Second {
+				f.r.t.Logf("every flow echoed after the change within %v", d.Round(time.Millisecond))
+			}
+			return s
+		}
+		if time.Now().After(deadline) {
+			f.r.t.Fatalf("%d of %d flows without an echo within %v after the change: %s; %s",
+				len(late), len(s.Flows), timeout, strings.Join(late[:min(len(late), 20)], ", "), s.Summary())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // open opens tcp and udp new flows and returns how many started on each
 // uplink (by their first echo), once every one has echoed.
 func (f *flowSet) open(tcp, udp int) map[string]int {

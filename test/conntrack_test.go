@@ -1,6 +1,7 @@
 package test
 
 import (
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"regexp"
@@ -64,11 +65,15 @@ func TestConntrackFlush(t *testing.T) {
 				}
 			}
 			sportA, sportB := r.sportVia("eth2"), r.sportVia("eth1")
+			// Packet counts in the router's conntrack entries: what
+			// flow A carried after the failure, whatever the load.
+			if out, err := r.lab.Exec(r.ctx, lab.Router, "sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1"); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
 			sink := r.startSink(t)
 			stopA := r.startSender(t, sportA)
 			stopB := r.startSender(t, sportB)
-			time.Sleep(300 * time.Millisecond)
-			a, b := r.ctEntry(sportA), r.ctEntry(sportB)
+			a, b := r.waitCtEntry(sportA), r.waitCtEntry(sportB)
 			isp1, isp2 := lab.ISP1RouterAddr.Addr(), lab.ISP2RouterAddr.Addr()
 			if a.TupleReply.IP.DestinationAddress != isp2 || b.TupleReply.IP.DestinationAddress != isp1 {
 				t.Fatalf("before: flow A %s, flow B %s: want A translated to %s, B to %s", a.TupleReply, b.TupleReply, isp2, isp1)
@@ -78,19 +83,21 @@ func TestConntrackFlush(t *testing.T) {
 			if err := r.lab.Blackhole(r.ctx, lab.ISP2, true); err != nil {
 				t.Fatal(err)
 			}
-			r.waitTransition(mark, "isp2", "probing", 10*time.Second)
+			r.waitTransition(mark, "isp2", "probing", 30*time.Second)
 			switch {
 			case tc.flush && tc.pinned:
-				line := r.waitLog(mark, regexp.MustCompile(`msg="conntrack entries flushed" uplink=isp2 family=ipv4 mark=0x[0-9a-f]+ deleted=[1-9]`), 5*time.Second)
+				line := r.waitLog(mark, regexp.MustCompile(`msg="conntrack entries flushed" uplink=isp2 family=ipv4 mark=0x[0-9a-f]+ deleted=[1-9]`), 20*time.Second)
 				t.Log(line)
 			case tc.flush:
-				line := r.waitLog(mark, regexp.MustCompile(`msg="conntrack entries flushed" uplink=isp2 address=203.0.113.2`), 5*time.Second)
+				line := r.waitLog(mark, regexp.MustCompile(`msg="conntrack entries flushed" uplink=isp2 address=203.0.113.2`), 20*time.Second)
 				t.Log(line)
 			case tc.pinned:
-				r.waitLog(mark, regexp.MustCompile(`msg="not flushing conntrack entries \(flush_conntrack = false\)" uplink=isp2`), 5*time.Second)
+				r.waitLog(mark, regexp.MustCompile(`msg="not flushing conntrack entries \(flush_conntrack = false\)" uplink=isp2`), 20*time.Second)
 			}
-			time.Sleep(500 * time.Millisecond)
-			a2, b2 := r.ctEntry(sportA), r.ctEntry(sportB)
+			// 500 datagrams, half a second of the sender's: a flow
+			// re-established through isp1, or one that stays stuck.
+			a2 := r.waitFlowCarried(sportA, a, 500)
+			b2 := r.ctEntry(sportB)
 			stopA()
 			stopB()
 			rep := sink()
@@ -183,6 +190,55 @@ func (r *rig) startSender(t *testing.T, sport int) func() {
 // HostAddr:sport.
 func (r *rig) ctEntry(sport int) conntrack.Flow {
 	r.t.Helper()
+	f, ok := r.findCtEntry(sport)
+	if !ok {
+		r.t.Fatalf("no conntrack entry for %s:%d", lab.HostAddr, sport)
+	}
+	return f
+}
+
+// waitCtEntry waits for the router's conntrack entry of the flow from
+// HostAddr:sport (its sender has just started) and returns it.
+func (r *rig) waitCtEntry(sport int) conntrack.Flow {
+	r.t.Helper()
+	var f conntrack.Flow
+	r.waitFor(fmt.Sprintf("a conntrack entry for %s:%d", lab.HostAddr, sport), 20*time.Second, func() bool {
+		var ok bool
+		f, ok = r.findCtEntry(sport)
+		return ok
+	})
+	return f
+}
+
+// waitFlowCarried waits until the flow from HostAddr:sport, whose entry
+// before a failure was was, has carried n more datagrams through the
+// router: n in a new entry (the old one flushed) or n more in the old one
+// (stuck). It returns the entry then. The router's namespace counts
+// packets (nf_conntrack_acct).
+func (r *rig) waitFlowCarried(sport int, was conntrack.Flow, n uint64) conntrack.Flow {
+	r.t.Helper()
+	var f conntrack.Flow
+	base := uint64(0)
+	if cur, ok := r.findCtEntry(sport); ok && cur.ID == was.ID {
+		base = cur.CountersOrig.Packets
+	}
+	r.waitFor(fmt.Sprintf("%d datagrams of %s:%d through the router", n, lab.HostAddr, sport), 30*time.Second, func() bool {
+		var ok bool
+		if f, ok = r.findCtEntry(sport); !ok {
+			return false
+		}
+		if f.ID == was.ID && f.TupleReply == was.TupleReply {
+			return f.CountersOrig.Packets >= base+n
+		}
+		return f.CountersOrig.Packets >= n
+	})
+	return f
+}
+
+// findCtEntry looks up the router's conntrack entry of the flow from
+// HostAddr:sport.
+func (r *rig) findCtEntry(sport int) (conntrack.Flow, bool) {
+	r.t.Helper()
 	ns, err := netns.GetFromName(r.lab.NS(lab.Router))
 	if err != nil {
 		r.t.Fatal(err)
@@ -199,9 +255,8 @@ func (r *rig) ctEntry(sport int) conntrack.Flow {
 	}
 	for _, f := range flows {
 		if f.TupleOrig.IP.SourceAddress == lab.HostAddr && f.TupleOrig.Proto.SourcePort == uint16(sport) {
-			return f
+			return f, true
 		}
 	}
-	r.t.Fatalf("no conntrack entry for %s:%d", lab.HostAddr, sport)
-	return conntrack.Flow{}
+	return conntrack.Flow{}, false
 }

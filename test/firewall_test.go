@@ -25,15 +25,15 @@ func TestFirewallReloadKeepsPins(t *testing.T) {
 	r.start()
 	r.waitBoth()
 	f := r.startFlows(lab.FlowOptions{})
-	time.Sleep(500 * time.Millisecond) // every flow past its first records
-	before := f.Snapshot()
+	f.waitEchoedAfter(nil, time.Now(), 30*time.Second) // every flow past its first records
+	before := f.waitEstablished(30 * time.Second)
 	kept := established(before)
 	mark := r.mark()
 	at := time.Now()
 	if err := r.lab.ReloadFirewall(lab.Masquerade); err != nil {
 		t.Fatal(err)
 	}
-	line := r.waitLog(mark, regexp.MustCompile(`nftables table was removed or changed by someone else`), 5*time.Second)
+	line := r.waitLog(mark, regexp.MustCompile(`nftables table was removed or changed by someone else`), 20*time.Second)
 	t.Logf("FIGURE firewall reload: table restored %v after the flush was sent", logTime(t, line).Sub(at).Round(time.Millisecond))
 	if !r.hasPinTable() {
 		t.Fatal("table not restored")
@@ -48,8 +48,8 @@ func TestFirewallReloadKeepsPins(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitMembers("eth1/1", "eth2/1")
-	time.Sleep(time.Second) // the established connections' echoes since
-	checkKept(t, "firewall reload, then a weight change", kept, at, before, f.Snapshot())
+	after := f.waitEchoedAfter(kept, time.Now(), 30*time.Second) // the established connections' echoes since
+	checkKept(t, "firewall reload, then a weight change", kept, at, before, after)
 	if len(kept) < 256 {
 		t.Errorf("only %d of 256 connections established before the reload: %s", len(kept), before.Summary())
 	}

@@ -78,7 +78,7 @@ func TestIPv6PrefixDeprecationHook(t *testing.T) {
 	r.writeConfig(withLANPrefixes(health6Config()) + fmt.Sprintf("\n[hooks]\non_transition = [%q, \"isp2\", %q, \"14400\", %q]\n", hook, conf, ra.PIDFile()))
 	preferred := func(want string, check func(p int) bool) {
 		t.Helper()
-		r.waitFor("the host's address in isp2's prefix "+want, 20*time.Second, func() bool {
+		r.waitFor("the host's address in isp2's prefix "+want, 30*time.Second, func() bool {
 			p, ok := r.slaac("2001:db8:2200:")
 			return ok && check(p)
 		})
@@ -91,7 +91,7 @@ func TestIPv6PrefixDeprecationHook(t *testing.T) {
 	if err := r.lab.Blackhole6(r.ctx, lab.ISP2, true); err != nil {
 		t.Fatal(err)
 	}
-	r.waitTransition(mark, v6("isp2"), "probing", 10*time.Second)
+	r.waitTransition(mark, v6("isp2"), "probing", 30*time.Second)
 	preferred("deprecated", func(p int) bool { return p == 0 })
 	if p, _ := r.slaac("2001:db8:1100:"); p == 0 {
 		t.Fatal("isp1's prefix was deprecated too")
@@ -104,7 +104,7 @@ func TestIPv6PrefixDeprecationHook(t *testing.T) {
 	if err := r.lab.Blackhole6(r.ctx, lab.ISP2, false); err != nil {
 		t.Fatal(err)
 	}
-	r.waitTransition(mark, v6("isp2"), "active", 15*time.Second)
+	r.waitTransition(mark, v6("isp2"), "active", 30*time.Second)
 	preferred("preferred again", func(p int) bool { return p > 0 })
 	r.stopClean()
 	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)

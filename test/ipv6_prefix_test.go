@@ -63,7 +63,7 @@ func (r *rig) counts() map[string]map[string]uint64 {
 // (name -> namespace -> packets), and fails with what the counters say.
 func (r *rig) waitCountsEqual(what string, want map[string]map[string]uint64) {
 	r.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		got := r.counts()
 		ok := true
@@ -137,8 +137,8 @@ func TestIPv6SourcePrefixes(t *testing.T) {
 	if err := r.lab.CarrierDown(r.ctx, lab.ISP2); err != nil {
 		t.Fatal(err)
 	}
-	r.waitTransition(mark, v6("isp2"), "down", 5*time.Second)
-	r.waitFor("unreachable default in isp2's IPv6 table", 5*time.Second, func() bool {
+	r.waitTransition(mark, v6("isp2"), "down", 30*time.Second)
+	r.waitFor("unreachable default in isp2's IPv6 table", 30*time.Second, func() bool {
 		return strings.Contains(r.table6("200"), "unreachable default")
 	})
 	if !strings.Contains(strings.Join(r.rules6(), "\n"), "from 2001:db8:2200::/64 lookup 200") {
@@ -150,7 +150,7 @@ func TestIPv6SourcePrefixes(t *testing.T) {
 	if err := r.lab.CarrierUp(r.ctx, lab.ISP2); err != nil {
 		t.Fatal(err)
 	}
-	r.waitTransition(mark, v6("isp2"), "active", 15*time.Second)
+	r.waitTransition(mark, v6("isp2"), "active", 30*time.Second)
 	r.waitBoth6()
 	phase("carrier back", true)
 
@@ -158,7 +158,7 @@ func TestIPv6SourcePrefixes(t *testing.T) {
 	if err := r.lab.Blackhole6(r.ctx, lab.ISP2, true); err != nil {
 		t.Fatal(err)
 	}
-	r.waitTransition(mark, v6("isp2"), "probing", 10*time.Second)
+	r.waitTransition(mark, v6("isp2"), "probing", 30*time.Second)
 	r.waitOnly6("eth1")
 	// Probing isp2 still routes its own sources to isp2 (where they are
 	// dropped upstream): count them at isp2, not at the Internet.
@@ -167,18 +167,23 @@ func TestIPv6SourcePrefixes(t *testing.T) {
 	r.sendFlows6(lab.HostAddr6ISP1, dport, flows, n)
 	total["p1"][lab.ISP1] += flows * n
 	total["p1"][lab.Inet] += flows * n
-	deadline := time.Now().Add(5 * time.Second)
+	// Unreachable (none counted) or to isp2 (every one of them): both
+	// fine. The first one counted says which; then all must come, however
+	// late the kernel forwards them on a busy machine.
+	deadline := time.Now().Add(10 * time.Second)
 	for r.counts()["p2"][lab.ISP2] == before && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	total["p2"][lab.ISP2] = r.counts()["p2"][lab.ISP2] // unreachable or to isp2: both fine
+	if r.counts()["p2"][lab.ISP2] != before {
+		total["p2"][lab.ISP2] = before + flows*n
+	}
 	r.waitCountsEqual("isp2's IPv6 blackholed", total)
 
 	mark = r.mark()
 	if err := r.lab.Blackhole6(r.ctx, lab.ISP2, false); err != nil {
 		t.Fatal(err)
 	}
-	r.waitTransition(mark, v6("isp2"), "active", 15*time.Second)
+	r.waitTransition(mark, v6("isp2"), "active", 30*time.Second)
 	r.waitBoth6()
 	phase("blackhole repaired", true)
 	r.stopClean()
@@ -210,7 +215,7 @@ func TestIPv6GatewayFromRA(t *testing.T) {
 		t.Fatal(err)
 	}
 	// radvd advertises at once, then every 3 to 4 seconds.
-	r.waitTransition(mark, v6("isp2"), "active", 20*time.Second)
+	r.waitTransition(mark, v6("isp2"), "active", 30*time.Second)
 	r.waitBoth6()
 	if tbl := r.table6("200"); !strings.Contains(tbl, "default via fe80::1 dev eth2") {
 		t.Fatalf("IPv6 table 200 with the RA's gateway:\n%s", tbl)
@@ -226,7 +231,7 @@ func TestIPv6GatewayFromRA(t *testing.T) {
 	if err := ra.Set(lab.RA{}); err != nil {
 		t.Fatal(err)
 	}
-	r.waitTransition(mark, v6("isp2"), "down", 20*time.Second)
+	r.waitTransition(mark, v6("isp2"), "down", 30*time.Second)
 	r.waitOnly6("eth1")
 	r.waitBoth()
 
@@ -234,7 +239,7 @@ func TestIPv6GatewayFromRA(t *testing.T) {
 	if err := ra.Set(lab.DefaultRA); err != nil {
 		t.Fatal(err)
 	}
-	r.waitTransition(mark, v6("isp2"), "active", 20*time.Second)
+	r.waitTransition(mark, v6("isp2"), "active", 30*time.Second)
 	r.waitBoth6()
 	r.stopClean()
 	if m := r.ip(lab.Router, "-6", "route", "show", "default", "proto", "ra"); !strings.Contains(m, "via fe80::1 dev eth2") {
@@ -257,7 +262,7 @@ func TestIPv6AcceptRAWarning(t *testing.T) {
 	}
 	mark := r.mark()
 	r.start()
-	r.waitLog(mark, regexp.MustCompile(`level=WARN .*accept_ra.*eth2|level=WARN .*eth2.*accept_ra`), 5*time.Second)
+	r.waitLog(mark, regexp.MustCompile(`level=WARN .*accept_ra.*eth2|level=WARN .*eth2.*accept_ra`), 30*time.Second)
 	r.stopClean()
 }
 
@@ -295,13 +300,13 @@ func TestIPv6PrefixOnlyWAN(t *testing.T) {
 	if err := r.lab.Blackhole6(r.ctx, lab.ISP2, true); err != nil {
 		t.Fatal(err)
 	}
-	r.waitTransition(mark, v6("isp2"), "probing", 10*time.Second)
+	r.waitTransition(mark, v6("isp2"), "probing", 30*time.Second)
 	r.waitOnly6("eth1")
 	mark = r.mark()
 	if err := r.lab.Blackhole6(r.ctx, lab.ISP2, false); err != nil {
 		t.Fatal(err)
 	}
-	r.waitTransition(mark, v6("isp2"), "active", 15*time.Second)
+	r.waitTransition(mark, v6("isp2"), "active", 30*time.Second)
 	r.waitBoth6()
 	r.stopClean()
 }

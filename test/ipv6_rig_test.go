@@ -150,7 +150,7 @@ func (r *rig) members6() ([]string, int) {
 func (r *rig) waitMembers6(members ...string) {
 	r.t.Helper()
 	slices.Sort(members)
-	r.waitFor(fmt.Sprintf("IPv6 balance over %v", members), 15*time.Second, func() bool {
+	r.waitFor(fmt.Sprintf("IPv6 balance over %v", members), 30*time.Second, func() bool {
 		got, nhid := r.members6()
 		if !slices.Equal(got, members) {
 			return false

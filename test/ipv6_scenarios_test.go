@@ -50,7 +50,7 @@ func ipv6CarrierLoss(t *testing.T, r *rig) {
 		t.Fatal(err)
 	}
 	for _, e := range []string{"isp2", v6("isp2")} {
-		line := r.waitTransition(mark, e, "down", 5*time.Second)
+		line := r.waitTransition(mark, e, "down", 30*time.Second)
 		if !strings.Contains(line, `reason="no carrier on eth2"`) {
 			t.Fatalf("%s: %s", e, line)
 		}
@@ -61,8 +61,8 @@ func ipv6CarrierLoss(t *testing.T, r *rig) {
 	if err := r.lab.CarrierUp(r.ctx, lab.ISP2); err != nil {
 		t.Fatal(err)
 	}
-	r.waitTransition(mark, v6("isp2"), "active", 15*time.Second)
-	r.waitTransition(mark, "isp2", "active", 15*time.Second)
+	r.waitTransition(mark, v6("isp2"), "active", 30*time.Second)
+	r.waitTransition(mark, "isp2", "active", 30*time.Second)
 }
 
 // Blackhole of both families: each leaves its own balance because its own
@@ -73,7 +73,7 @@ func ipv6Blackhole(t *testing.T, r *rig) {
 		t.Fatal(err)
 	}
 	for _, e := range []string{"isp2", v6("isp2")} {
-		if line := r.waitTransition(mark, e, "probing", 10*time.Second); !silentReason.MatchString(line) {
+		if line := r.waitTransition(mark, e, "probing", 30*time.Second); !silentReason.MatchString(line) {
 			t.Fatalf("%s: %s", e, line)
 		}
 	}
@@ -83,8 +83,8 @@ func ipv6Blackhole(t *testing.T, r *rig) {
 	if err := r.lab.BlackholeFamilies(r.ctx, lab.ISP2, true, true, false); err != nil {
 		t.Fatal(err)
 	}
-	r.waitTransition(mark, "isp2", "active", 15*time.Second)
-	r.waitTransition(mark, v6("isp2"), "active", 15*time.Second)
+	r.waitTransition(mark, "isp2", "active", 30*time.Second)
+	r.waitTransition(mark, v6("isp2"), "active", 30*time.Second)
 }
 
 // isp2Objects6 says whether the router has any IPv6 rule or route of
@@ -102,17 +102,17 @@ func ipv6Recreate(t *testing.T, r *rig) {
 	if err := r.lab.DeleteRouterLink(r.ctx, lab.ISP2); err != nil {
 		t.Fatal(err)
 	}
-	r.waitTransition(mark, "isp2", "down", 5*time.Second)
-	r.waitTransition(mark, v6("isp2"), "down", 5*time.Second)
+	r.waitTransition(mark, "isp2", "down", 30*time.Second)
+	r.waitTransition(mark, v6("isp2"), "down", 30*time.Second)
 	r.waitOnly6("eth1")
-	r.waitFor("isp2's IPv6 rules and table removed", 5*time.Second, func() bool {
+	r.waitFor("isp2's IPv6 rules and table removed", 30*time.Second, func() bool {
 		return !r.isp2Objects6() && r.table6("200") == ""
 	})
 	mark = r.mark()
 	if err := r.lab.RecreateRouterLink(r.ctx, lab.ISP2); err != nil {
 		t.Fatal(err)
 	}
-	r.waitTransition(mark, v6("isp2"), "active", 15*time.Second)
+	r.waitTransition(mark, v6("isp2"), "active", 30*time.Second)
 	r.waitBoth6()
 	if tbl := r.table6("200"); !strings.Contains(tbl, "default via fe80::1 dev eth2") {
 		t.Fatalf("IPv6 table 200 after re-creation:\n%s", tbl)
@@ -126,8 +126,8 @@ func ipv6Rename(t *testing.T, r *rig) {
 	if err := r.lab.RenameRouterLink(r.ctx, "eth2", "wan9"); err != nil {
 		t.Fatal(err)
 	}
-	r.waitTransition(mark, v6("isp2"), "down", 5*time.Second)
-	r.waitFor("isp2's IPv6 down as missing", 5*time.Second, func() bool {
+	r.waitTransition(mark, v6("isp2"), "down", 30*time.Second)
+	r.waitFor("isp2's IPv6 down as missing", 30*time.Second, func() bool {
 		return uplinkFam(t, r.status(), lab.ISP2, "ipv6").Reason == "interface eth2 does not exist"
 	})
 	r.waitOnly6("eth1")
@@ -136,8 +136,8 @@ func ipv6Rename(t *testing.T, r *rig) {
 	if err := r.lab.RenameRouterLink(r.ctx, "wan9", "eth2"); err != nil {
 		t.Fatal(err)
 	}
-	r.waitTransition(mark, v6("isp2"), "active", 15*time.Second)
-	r.waitTransition(mark, "isp2", "active", 15*time.Second)
+	r.waitTransition(mark, v6("isp2"), "active", 30*time.Second)
+	r.waitTransition(mark, "isp2", "active", 30*time.Second)
 }
 
 // kill -9 leaves both families' state as it was; the restart adopts it
@@ -153,7 +153,7 @@ func ipv6Restart(t *testing.T, r *rig) {
 	}
 	mark := r.mark()
 	r.start()
-	r.waitTransition(mark, v6("isp2"), "active", 15*time.Second)
+	r.waitTransition(mark, v6("isp2"), "active", 30*time.Second)
 	r.waitBoth()
 	r.waitBoth6()
 	got := r.ours()
@@ -189,7 +189,7 @@ func ipv6Reload(t *testing.T, r *rig) {
 	}
 	reload(noV6, "isp2 without gateway6")
 	r.waitOnly6("eth1")
-	r.waitFor("isp2's IPv6 objects removed", 5*time.Second, func() bool { return !r.isp2Objects6() })
+	r.waitFor("isp2's IPv6 objects removed", 30*time.Second, func() bool { return !r.isp2Objects6() })
 	for _, u := range r.status().Uplinks {
 		if u.Name == lab.ISP2 && u.Family == "ipv6" {
 			t.Fatalf("isp2 still has an IPv6 entry: %+v", u)
@@ -202,5 +202,5 @@ func ipv6Reload(t *testing.T, r *rig) {
 
 	mark := r.mark()
 	reload(core6Config(""), "back to the start")
-	r.waitTransition(mark, v6("isp2"), "active", 15*time.Second)
+	r.waitTransition(mark, v6("isp2"), "active", 30*time.Second)
 }

@@ -46,9 +46,9 @@ func TestHitlessRestartFlows(t *testing.T) {
 				wait func(mark int)
 			}{
 				{"kill -9, start", func() { r.stop(syscall.SIGKILL); r.launch(bin) }, func(mark int) {
-					r.waitLog(mark, ready, 10*time.Second)
-					r.waitTransition(mark, "isp1", "active", 10*time.Second)
-					r.waitTransition(mark, "isp2", "active", 10*time.Second)
+					r.waitLog(mark, ready, 30*time.Second)
+					r.waitTransition(mark, "isp1", "active", 30*time.Second)
+					r.waitTransition(mark, "isp2", "active", 30*time.Second)
 				}},
 				{"SIGUSR2, start of a new binary", func() {
 					if code := r.stop(syscall.SIGUSR2); code != 75 {
@@ -56,9 +56,9 @@ func TestHitlessRestartFlows(t *testing.T) {
 					}
 					r.launch(newBin)
 				}, func(mark int) {
-					r.waitLog(mark, ready, 10*time.Second)
-					r.waitTransition(mark, "isp1", "active", 10*time.Second)
-					r.waitTransition(mark, "isp2", "active", 10*time.Second)
+					r.waitLog(mark, ready, 30*time.Second)
+					r.waitTransition(mark, "isp1", "active", 30*time.Second)
+					r.waitTransition(mark, "isp2", "active", 30*time.Second)
 				}},
 				{"SIGHUP, isp2's weight 3 -> 1", func() {
 					r.writeConfig(strings.Replace(config, "weight = 3", "weight = 1", 1))
@@ -68,7 +68,7 @@ func TestHitlessRestartFlows(t *testing.T) {
 				}, func(int) { r.waitMembers("eth1/1", "eth2/1") }},
 			} {
 				what := balancerName(b) + ", " + step.name
-				before := f.Snapshot()
+				before := f.waitEstablished(30 * time.Second)
 				kept := established(before)
 				mark := r.mark()
 				at := time.Now()
@@ -96,8 +96,8 @@ func TestHitlessRestartFlows(t *testing.T) {
 						}
 					}
 				}
-				time.Sleep(500 * time.Millisecond) // the kept connections' echoes after the change
-				checkKept(t, what, kept, at, before, f.Snapshot())
+				after := f.waitEchoedAfter(kept, time.Now(), 30*time.Second) // the kept connections' echoes after the change
+				checkKept(t, what, kept, at, before, after)
 				if len(kept) < 256 {
 					t.Errorf("%s: only %d of 256 connections established before: %s", what, len(kept), before.Summary())
 				}

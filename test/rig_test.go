@@ -184,7 +184,7 @@ func (r *rig) startWith(prefix ...string) {
 	r.t.Helper()
 	mark := r.mark()
 	r.launch(append(prefix, filepath.Join(binDir, "uplinkd"))...)
-	r.waitLog(mark, regexp.MustCompile(`msg=ready`), 10*time.Second)
+	r.waitLog(mark, regexp.MustCompile(`msg=ready`), 30*time.Second)
 }
 
 // launch runs the command (an uplinkd binary, maybe behind a wrapper) with
@@ -256,8 +256,8 @@ func (r *rig) stop(sig syscall.Signal) int {
 	}
 	select {
 	case <-r.exited:
-	case <-time.After(10 * time.Second):
-		r.t.Fatalf("uplinkd did not exit within 10s of %v", sig)
+	case <-time.After(30 * time.Second):
+		r.t.Fatalf("uplinkd did not exit within 30s of %v", sig)
 	}
 	if r.err == nil {
 		return 0
@@ -448,7 +448,7 @@ func (r *rig) nexthopOf(dev string) int {
 func (r *rig) waitMembers(members ...string) {
 	r.t.Helper()
 	slices.Sort(members)
-	r.waitFor(fmt.Sprintf("balance over %v", members), 15*time.Second, func() bool {
+	r.waitFor(fmt.Sprintf("balance over %v", members), 30*time.Second, func() bool {
 		got, nhid := r.members()
 		if !slices.Equal(got, members) {
 			return false

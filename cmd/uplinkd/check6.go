@@ -8,16 +8,22 @@ import (
 )
 
 // ipv6Summary is what `uplinkd check` adds to its OK line: how many
-// uplinks have IPv6.
+// uplinks have IPv6, and of those how many have IPv6 only.
 func ipv6Summary(cfg *config.Config) string {
-	n := 0
+	n, only := 0, 0
 	for _, u := range cfg.Uplinks {
 		if u.IPv6 {
 			n++
 		}
+		if u.IPv6Only {
+			only++
+		}
 	}
-	if n == 0 {
+	switch {
+	case n == 0:
 		return ", IPv4 only"
+	case only > 0:
+		return fmt.Sprintf(", %d with IPv6 (%d IPv6 only)", n, only)
 	}
 	return fmt.Sprintf(", %d with IPv6", n)
 }

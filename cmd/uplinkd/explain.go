@@ -25,7 +25,7 @@ func explainCmd(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 	socket := fs.String("socket", "", "status socket (default: the configuration's)")
 	from := fs.String("from", "", "source address")
 	iif := fs.String("iif", "", "input interface (needs --from); default: the router's own traffic")
-	proto := fs.String("proto", "", `"tcp", "udp", "icmp" or a protocol number`)
+	proto := fs.String("proto", "", `"tcp", "udp", "icmp" (ICMPv6 for an IPv6 DEST), "icmp6" or a protocol number`)
 	sport := fs.Int("sport", 0, "source port")
 	dport := fs.Int("dport", 0, "destination port")
 	mark := fs.String("mark", "0", "firewall mark")
@@ -44,12 +44,16 @@ func explainCmd(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	p := explain.Packet{Iif: *iif, Sport: *sport, Dport: *dport, UID: uint32(*uid)}
-	if p.Dst, err = netip.ParseAddr(fs.Arg(0)); err != nil || !p.Dst.Is4() {
-		return bad("%q is not an IPv4 address", fs.Arg(0))
+	if p.Dst, err = netip.ParseAddr(fs.Arg(0)); err != nil || p.Dst.Zone() != "" {
+		return bad("%q is not an IPv4 or IPv6 address", fs.Arg(0))
 	}
+	p.Dst = p.Dst.Unmap()
 	if *from != "" {
-		if p.Src, err = netip.ParseAddr(*from); err != nil || !p.Src.Is4() {
-			return bad("--from %q is not an IPv4 address", *from)
+		if p.Src, err = netip.ParseAddr(*from); err != nil || p.Src.Zone() != "" {
+			return bad("--from %q is not an IPv4 or IPv6 address", *from)
+		}
+		if p.Src = p.Src.Unmap(); p.Src.Is4() != p.Dst.Is4() {
+			return bad("--from %s and %s are of different families", p.Src, p.Dst)
 		}
 	}
 	if *iif != "" && !p.Src.IsValid() {
@@ -57,6 +61,9 @@ func explainCmd(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 	}
 	if p.Proto, err = protoNumber(*proto); err != nil {
 		return bad("--proto: %v", err)
+	}
+	if p.Proto == 1 && p.Dst.Is6() {
+		p.Proto = 58 // ICMPv6
 	}
 	if (p.Sport != 0 || p.Dport != 0) && p.Proto == 0 {
 		return bad("--sport and --dport need --proto")
@@ -162,10 +169,12 @@ func protoNumber(s string) (int, error) {
 		return 17, nil
 	case "icmp":
 		return 1, nil
+	case "icmp6", "ipv6-icmp":
+		return 58, nil
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > 255 {
-		return 0, fmt.Errorf("%q: want tcp, udp, icmp or 1..255", s)
+		return 0, fmt.Errorf("%q: want tcp, udp, icmp, icmp6 or 1..255", s)
 	}
 	return n, nil
 }

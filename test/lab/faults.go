@@ -131,7 +131,7 @@ func (l *Lab) RecreateRouterLink(ctx context.Context, isp string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := l.IP(ctx, Router, "link", "add", i.routerLink, "type", "veth", "peer", "name", ispDownLink, "netns", l.NS(isp)); err != nil {
+	if _, err := l.IP(ctx, Router, l.vethArgs(i.routerLink, ispDownLink, isp)...); err != nil {
 		return err
 	}
 	l.mu.Lock()

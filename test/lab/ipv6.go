@@ -94,12 +94,11 @@ func (l *Lab) routeSteps6(add func(ns string, args ...string)) {
 	add(Router, adminDefault6(l.isps[0].routerLink)...)
 }
 
-// waitReady6 waits until no IPv6 address of the lab is tentative. A link
-// that has just come up is not ready for IPv6 until the kernel's link
-// watcher has seen its carrier (up to a second); until then its addresses
-// are tentative, even without DAD, and it ignores neighbour solicitations,
-// so the first packets through it would wait a second for a retransmitted
-// solicitation.
+// waitReady6 waits until no IPv6 address of the lab is tentative. With
+// DAD off and every link operationally up (waitLinksUp, ready.go), none
+// should stay so for long: a tentative address ignores neighbour
+// solicitations, and the first packets to it would wait a second for a
+// retransmitted one.
 func (l *Lab) waitReady6(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

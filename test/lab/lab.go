@@ -31,6 +31,9 @@ type Lab struct {
 	created []string           // full names of the namespaces New created
 	procs   []*proc            // processes started with Start
 	uplinks map[string]*uplink // by ISP short name
+	// lastIndex is the last interface index given to a veth end (see
+	// vethIndexes).
+	lastIndex int
 }
 
 // uplink is the router's current view of one ISP link; faults change it.
@@ -110,10 +113,10 @@ func (l *Lab) build(ctx context.Context) error {
 	// Links first: sysctls name them and addresses need them.
 	var steps []step
 	add := func(ns string, args ...string) { steps = append(steps, step{ns, args}) }
-	add(Router, "link", "add", RouterLANLink, "type", "veth", "peer", "name", HostLink, "netns", l.NS(Host))
+	add(Router, l.vethArgs(RouterLANLink, HostLink, Host)...)
 	for _, i := range l.isps {
-		add(Router, "link", "add", i.routerLink, "type", "veth", "peer", "name", ispDownLink, "netns", l.NS(i.name))
-		add(i.name, "link", "add", ispUpLink, "type", "veth", "peer", "name", i.name, "netns", l.NS(Inet))
+		add(Router, l.vethArgs(i.routerLink, ispDownLink, i.name)...)
+		add(i.name, l.vethArgs(ispUpLink, i.name, Inet)...)
 	}
 	if err := l.runSteps(ctx, steps); err != nil {
 		return err
@@ -173,6 +176,11 @@ func (l *Lab) build(ctx context.Context) error {
 		l.routeSteps6(add)
 	}
 	if err := l.runSteps(ctx, steps); err != nil {
+		return err
+	}
+	// Ready for traffic (ready.go): every link operationally up and, in
+	// a dual-stack lab, no IPv6 address tentative.
+	if err := l.waitLinksUp(ctx, links); err != nil {
 		return err
 	}
 	if l.opts.IPv6 {

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // runSink receives datagrams until ctx is cancelled, then writes the report.
@@ -33,9 +35,11 @@ func runSink(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// A failover test must not lose datagrams to a full socket buffer.
-	if err := conn.SetReadBuffer(4 << 20); err != nil {
-		conn.Close()
+	defer conn.Close()
+	// A failover test must not lose datagrams to a full socket buffer,
+	// also when this process is starved for a second on a busy machine:
+	// as root, past net.core.rmem_max (212992 bytes by default).
+	if err := setReadBuffer(conn, 4<<20); err != nil {
 		return err
 	}
 	// Readiness line: tests wait for it before they start senders.
@@ -46,37 +50,103 @@ func runSink(ctx context.Context, args []string) error {
 	go func() {
 		defer close(stopped)
 		<-stopCtx.Done()
-		conn.Close()
+		// Wakes the blocked read; receive then takes in what the
+		// kernel holds.
+		_ = conn.SetReadDeadline(time.Unix(1, 0))
 	}()
-	stats, err := receive(conn)
+	stats := &sinkStats{}
+	err = receive(stopCtx, conn, stats)
 	signalled := ctx.Err() != nil
 	cancel()
 	<-stopped
 	if !signalled {
 		return err // the socket failed on its own
 	}
+	if err != nil {
+		return err
+	}
 	return writeReport(*report, stats.report(time.Now()))
 }
 
-// receive reads datagrams until conn is closed.
-func receive(conn *net.UDPConn) (*sinkStats, error) {
-	stats := &sinkStats{}
+// setReadBuffer sets conn's receive buffer to n bytes: with SO_RCVBUFFORCE
+// where allowed (CAP_NET_ADMIN), else as far as net.core.rmem_max lets it.
+func setReadBuffer(conn *net.UDPConn, n int) error {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
+	}); err != nil {
+		return err
+	}
+	if serr == nil {
+		return nil
+	}
+	if err := conn.SetReadBuffer(n); err != nil {
+		return fmt.Errorf("receive buffer of %d bytes: %w", n, err)
+	}
+	return nil
+}
+
+// receive reads datagrams into stats until ctx is done, then the ones the
+// kernel still holds (a sender stopped just before the sink must find all
+// its datagrams counted, however late this process ran), and returns.
+func receive(ctx context.Context, conn *net.UDPConn, stats *sinkStats) error {
 	buf := make([]byte, 64<<10)
 	for {
 		n, from, err := conn.ReadFromUDPAddrPort(buf)
 		now := time.Now()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return stats, nil
+			if ctx.Err() != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+				return drain(conn, buf, stats)
 			}
-			return stats, err
+			return err
 		}
-		d, err := decode(buf[:n])
-		if err != nil {
-			continue // stray traffic
-		}
+		take(stats, from, buf[:n], now)
+	}
+}
+
+// take counts datagram b from a sender; stray traffic is ignored.
+func take(stats *sinkStats, from netip.AddrPort, b []byte, now time.Time) {
+	if d, err := decode(b); err == nil {
 		stats.add(from.String(), d, now)
 	}
+}
+
+// drain takes in, without waiting, the datagrams queued on conn.
+func drain(conn *net.UDPConn, buf []byte, stats *sinkStats) error {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var rerr error
+	err = rc.Control(func(fd uintptr) {
+		for {
+			n, from, err := unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+			if err != nil {
+				if !errors.Is(err, unix.EAGAIN) {
+					rerr = fmt.Errorf("drain the socket: %w", err)
+				}
+				return
+			}
+			var ap netip.AddrPort
+			switch sa := from.(type) {
+			case *unix.SockaddrInet4:
+				ap = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+			case *unix.SockaddrInet6:
+				ap = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port))
+			default:
+				continue
+			}
+			take(stats, ap, buf[:n], time.Now())
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return rerr
 }
 
 // writeReport writes v as JSON to file (atomically) or to standard output.
