@@ -1,8 +1,6 @@
 package test
 
 import (
-	"encoding/json"
-	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -63,108 +61,20 @@ func v6(uplink string) string { return uplink + "/ipv6" }
 // exist).
 func (r *rig) table6(id string) string {
 	r.t.Helper()
-	out, err := r.lab.IP(r.ctx, lab.Router, "-6", "route", "show", "table", id)
-	if err != nil {
-		if strings.Contains(out+err.Error(), "FIB table does not exist") {
-			return ""
-		}
-		r.t.Fatalf("ip -6 route show table %s: %v: %s", id, err, out)
-	}
-	return out
+	return r.showTable(id, "-6")
 }
 
 // members6 is members for the IPv6 balance route.
 func (r *rig) members6() ([]string, int) {
 	r.t.Helper()
-	type hop struct {
-		Dev    string `json:"dev"`
-		Weight int    `json:"weight"`
-	}
-	var routes []struct {
-		Dst      string `json:"dst"`
-		Type     string `json:"type"`
-		NHID     int    `json:"nhid"`
-		Nexthops []hop  `json:"nexthops"`
-		hop
-	}
-	out, err := r.lab.IP(r.ctx, lab.Router, "-6", "-j", "route", "show", "table", "250")
-	if err != nil {
-		if strings.Contains(out+err.Error(), "FIB table does not exist") {
-			return nil, 0
-		}
-		r.t.Fatalf("ip -6 route show table 250: %v: %s", err, out)
-	}
-	if out = strings.TrimSpace(out); out != "" {
-		if err := json.Unmarshal([]byte(out), &routes); err != nil {
-			r.t.Fatalf("IPv6 balance table %q: %v", out, err)
-		}
-	}
-	// The default route only (unreachable or absent: no members).
-	routes = slices.DeleteFunc(routes, func(rt struct {
-		Dst      string `json:"dst"`
-		Type     string `json:"type"`
-		NHID     int    `json:"nhid"`
-		Nexthops []hop  `json:"nexthops"`
-		hop
-	}) bool {
-		return rt.Dst != "default" || (rt.Type != "" && rt.Type != "unicast")
-	})
-	if len(routes) == 0 {
-		return nil, 0
-	}
-	rt := routes[0]
-	var hops []hop
-	switch {
-	case rt.NHID != 0:
-		var groups []struct {
-			Group []struct {
-				ID     int `json:"id"`
-				Weight int `json:"weight"`
-			} `json:"group"`
-			Dev string `json:"dev"`
-		}
-		r.nexthopJSON(rt.NHID, &groups)
-		if len(groups[0].Group) == 0 { // a single nexthop object
-			hops = []hop{{Dev: groups[0].Dev, Weight: 1}}
-		}
-		for _, m := range groups[0].Group {
-			var nh []hop
-			r.nexthopJSON(m.ID, &nh)
-			hops = append(hops, hop{Dev: nh[0].Dev, Weight: m.Weight})
-		}
-	case len(rt.Nexthops) > 0:
-		hops = rt.Nexthops
-	default:
-		hops = []hop{rt.hop}
-	}
-	var m []string
-	for _, h := range hops {
-		m = append(m, fmt.Sprintf("%s/%d", h.Dev, max(h.Weight, 1)))
-	}
-	slices.Sort(m)
-	return slices.Compact(m), rt.NHID
+	return r.membersOf(ipv6)
 }
 
 // waitMembers6 waits until the IPv6 balance route has exactly the given
 // members ("dev/weight"; none: no balance route).
 func (r *rig) waitMembers6(members ...string) {
 	r.t.Helper()
-	slices.Sort(members)
-	r.waitFor(fmt.Sprintf("IPv6 balance over %v", members), 30*time.Second, func() bool {
-		got, nhid := r.members6()
-		if !slices.Equal(got, members) {
-			return false
-		}
-		switch {
-		case len(members) == 0:
-			return true
-		case r.balancer == "resilient" || r.balancer == "hash-threshold":
-			return nhid == groupID6
-		case r.balancer == "multipath":
-			return nhid == 0
-		}
-		return true
-	})
+	r.waitMembersOf(ipv6, members...)
 }
 
 func (r *rig) waitBoth6() {
@@ -175,36 +85,20 @@ func (r *rig) waitBoth6() {
 // waitOnly6 waits until dev is the only uplink in the IPv6 balance.
 func (r *rig) waitOnly6(dev string) {
 	r.t.Helper()
-	w := map[string]int{"eth1": 1, "eth2": 3}[dev]
-	r.waitMembers6(fmt.Sprintf("%s/%d", dev, w))
+	r.waitMembers6(onlyMember(dev))
 }
 
 // ours6 lists uplinkd's IPv6 routes (all tables) and rules, one per line
 // ("-6 " and ip's line), sorted.
 func (r *rig) ours6() string {
-	var lines []string
-	routes := r.ip(lab.Router, "-6", "-o", "route", "show", "table", "all", "proto", "201")
-	for _, l := range strings.Split(routes, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			lines = append(lines, "-6 "+l)
-		}
-	}
-	lines = append(lines, r.rules6()...)
+	lines := append(r.routesOf(ipv6), r.rulesOf(ipv6)...)
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
 }
 
 // rules6 lists uplinkd's IPv6 rules, each line prefixed with "-6 " (they
 // read like IPv4's otherwise).
-func (r *rig) rules6() []string {
-	var lines []string
-	for _, l := range strings.Split(r.ip(lab.Router, "-6", "rule"), "\n") {
-		if strings.Contains(l, "proto 201") {
-			lines = append(lines, "-6 "+l)
-		}
-	}
-	return lines
-}
+func (r *rig) rules6() []string { return r.rulesOf(ipv6) }
 
 // uplinkFam returns the status entry of uplink name in family ("ipv4",
 // "ipv6").

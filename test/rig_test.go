@@ -315,12 +315,21 @@ func (r *rig) ip(ns string, args ...string) string {
 // (nothing in it yet) is empty.
 func (r *rig) table(id string) string {
 	r.t.Helper()
-	out, err := r.lab.IP(r.ctx, lab.Router, "route", "show", "table", id)
+	return r.showTable(id)
+}
+
+// showTable lists a routing table of the router with ip's extra flags
+// before the command ("-6", "-j"); a table that does not exist (nothing in
+// it yet) is empty.
+func (r *rig) showTable(id string, flags ...string) string {
+	r.t.Helper()
+	args := append(slices.Clone(flags), "route", "show", "table", id)
+	out, err := r.lab.IP(r.ctx, lab.Router, args...)
 	if err != nil {
 		if strings.Contains(out+err.Error(), "FIB table does not exist") {
 			return ""
 		}
-		r.t.Fatalf("ip route show table %s: %v: %s", id, err, out)
+		r.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 	}
 	return out
 }
@@ -341,25 +350,55 @@ func (r *rig) waitFor(what string, timeout time.Duration, check func() bool) {
 	}
 }
 
-// members lists the uplinks of the balance route as "dev/weight", sorted,
-// and the nexthop id the route uses (0 for a classic route). For a route
-// through a nexthop group the group and its members are read, not the
-// gateways the kernel shows for old tools.
+// family is one address family of the router's balance: ip's family flag
+// and uplinkd's balance group with the default nexthop_id_base.
+type family struct {
+	name  string   // "IPv4", "IPv6"
+	flags []string // ip's flags for the family
+	group int
+}
+
+var (
+	ipv4 = family{name: "IPv4", group: groupID}
+	ipv6 = family{name: "IPv6", flags: []string{"-6"}, group: groupID6}
+)
+
+// members lists the uplinks of the IPv4 balance route as "dev/weight",
+// sorted, and the nexthop id the route uses (0 for a classic route).
 func (r *rig) members() ([]string, int) {
+	r.t.Helper()
+	return r.membersOf(ipv4)
+}
+
+// membersOf lists the uplinks of family's balance route as "dev/weight",
+// sorted, and the nexthop id the route uses (0 for a classic route). For a
+// route through a nexthop group the group and its members are read, not
+// the gateways the kernel shows for old tools. For IPv6 only the unicast
+// default route counts (unreachable or absent: no members) and a single
+// nexthop object is a member of weight 1.
+func (r *rig) membersOf(f family) ([]string, int) {
 	r.t.Helper()
 	type hop struct {
 		Dev    string `json:"dev"`
 		Weight int    `json:"weight"`
 	}
-	var routes []struct {
-		NHID     int   `json:"nhid"`
-		Nexthops []hop `json:"nexthops"`
+	type route struct {
+		Dst      string `json:"dst"`
+		Type     string `json:"type"`
+		NHID     int    `json:"nhid"`
+		Nexthops []hop  `json:"nexthops"`
 		hop
 	}
-	if b := r.balanceJSON(); b != "" {
+	var routes []route
+	if b := strings.TrimSpace(r.showTable("250", append(slices.Clone(f.flags), "-j")...)); b != "" {
 		if err := json.Unmarshal([]byte(b), &routes); err != nil {
-			r.t.Fatalf("balance table %q: %v", b, err)
+			r.t.Fatalf("%s balance table %q: %v", f.name, b, err)
 		}
+	}
+	if f.name == ipv6.name {
+		routes = slices.DeleteFunc(routes, func(rt route) bool {
+			return rt.Dst != "default" || (rt.Type != "" && rt.Type != "unicast")
+		})
 	}
 	if len(routes) == 0 {
 		return nil, 0
@@ -373,8 +412,12 @@ func (r *rig) members() ([]string, int) {
 				ID     int `json:"id"`
 				Weight int `json:"weight"`
 			} `json:"group"`
+			Dev string `json:"dev"`
 		}
 		r.nexthopJSON(rt.NHID, &groups)
+		if f.name == ipv6.name && len(groups[0].Group) == 0 { // a single nexthop object
+			hops = []hop{{Dev: groups[0].Dev, Weight: 1}}
+		}
 		for _, m := range groups[0].Group {
 			var nh []hop
 			r.nexthopJSON(m.ID, &nh)
@@ -392,18 +435,6 @@ func (r *rig) members() ([]string, int) {
 	slices.Sort(out)
 	// Every uplink is two members of the resilient group.
 	return slices.Compact(out), rt.NHID
-}
-
-func (r *rig) balanceJSON() string {
-	r.t.Helper()
-	out, err := r.lab.IP(r.ctx, lab.Router, "-j", "route", "show", "table", "250")
-	if err != nil {
-		if strings.Contains(out+err.Error(), "FIB table does not exist") {
-			return ""
-		}
-		r.t.Fatalf("ip route show table 250: %v: %s", err, out)
-	}
-	return strings.TrimSpace(out)
 }
 
 // nexthopJSON decodes `ip -j nexthop show id ID` into v.
@@ -442,21 +473,31 @@ func (r *rig) nexthopOf(dev string) int {
 	return id
 }
 
-// waitMembers waits until the balance route has exactly the given members
-// ("dev/weight"), through the resilient group when the rig runs that
-// balancer.
+// waitMembers waits until the IPv4 balance route has exactly the given
+// members ("dev/weight"), through the resilient group when the rig runs
+// that balancer.
 func (r *rig) waitMembers(members ...string) {
 	r.t.Helper()
+	r.waitMembersOf(ipv4, members...)
+}
+
+// waitMembersOf waits until family's balance route has exactly the given
+// members ("dev/weight"; none: no balance route), through the balance
+// group when the rig runs a balancer that uses one.
+func (r *rig) waitMembersOf(f family, members ...string) {
+	r.t.Helper()
 	slices.Sort(members)
-	r.waitFor(fmt.Sprintf("balance over %v", members), 30*time.Second, func() bool {
-		got, nhid := r.members()
+	r.waitFor(fmt.Sprintf("%s balance over %v", f.name, members), 30*time.Second, func() bool {
+		got, nhid := r.membersOf(f)
 		if !slices.Equal(got, members) {
 			return false
 		}
-		switch r.balancer {
-		case "resilient", "hash-threshold":
-			return nhid == groupID
-		case "multipath":
+		switch {
+		case len(members) == 0:
+			return true
+		case r.balancer == "resilient" || r.balancer == "hash-threshold":
+			return nhid == f.group
+		case r.balancer == "multipath":
 			return nhid == 0
 		}
 		return true
@@ -468,11 +509,17 @@ func (r *rig) waitBoth() {
 	r.waitMembers("eth1/1", "eth2/3")
 }
 
-// waitOnly waits until dev ("eth1") is the only uplink in the balance.
+// waitOnly waits until dev ("eth1") is the only uplink in the IPv4
+// balance.
 func (r *rig) waitOnly(dev string) {
 	r.t.Helper()
+	r.waitMembers(onlyMember(dev))
+}
+
+// onlyMember is dev's balance member ("eth1/1") when it is the only uplink.
+func onlyMember(dev string) string {
 	w := map[string]int{"eth1": 1, "eth2": 3}[dev]
-	r.waitMembers(fmt.Sprintf("%s/%d", dev, w))
+	return fmt.Sprintf("%s/%d", dev, w)
 }
 
 // ours lists every route, rule and nexthop object carrying uplinkd's
@@ -488,20 +535,48 @@ func (r *rig) ours() string {
 			lines = append(lines, l)
 		}
 	}
-	routes := r.ip(lab.Router, "-o", "route", "show", "table", "all", "proto", "201")
-	for _, l := range strings.Split(routes, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			lines = append(lines, l)
-		}
-	}
-	for _, l := range strings.Split(r.ip(lab.Router, "rule"), "\n") {
-		if strings.Contains(l, "proto 201") {
-			lines = append(lines, l)
-		}
-	}
+	lines = append(lines, r.routesOf(ipv4)...)
+	lines = append(lines, r.rulesOf(ipv4)...)
 	// IPv6 rules (issue 12); the routes and nexthops above are both
 	// families' (`ip route show table all` lists IPv6 too).
 	lines = append(lines, r.rules6()...)
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
+}
+
+// routesOf lists uplinkd's routes of all tables as `ip -o` lines, prefixed
+// with family's ip flags ("-6 ") unless IPv4's (`ip route show table all`
+// without a flag lists IPv6 too).
+func (r *rig) routesOf(f family) []string {
+	r.t.Helper()
+	args := append(slices.Clone(f.flags), "-o", "route", "show", "table", "all", "proto", "201")
+	var lines []string
+	for _, l := range strings.Split(r.ip(lab.Router, args...), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, f.prefix()+l)
+		}
+	}
+	return lines
+}
+
+// rulesOf lists uplinkd's rules of family, each line prefixed with
+// family's ip flags ("-6 "; IPv6 rules read like IPv4's otherwise).
+func (r *rig) rulesOf(f family) []string {
+	r.t.Helper()
+	args := append(slices.Clone(f.flags), "rule")
+	var lines []string
+	for _, l := range strings.Split(r.ip(lab.Router, args...), "\n") {
+		if strings.Contains(l, "proto 201") {
+			lines = append(lines, f.prefix()+l)
+		}
+	}
+	return lines
+}
+
+// prefix is family's ip flags as a line prefix ("-6 "; "" for IPv4).
+func (f family) prefix() string {
+	if len(f.flags) == 0 {
+		return ""
+	}
+	return strings.Join(f.flags, " ") + " "
 }
