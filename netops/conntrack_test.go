@@ -62,15 +62,7 @@ func TestNATedTo(t *testing.T) {
 // let ctnetlink set the SNAT status bits; the end-to-end test in test/ runs
 // real masquerade).
 func TestFlushNATKernel(t *testing.T) {
-	ns, _ := nsHandle(t)
-	var ct *Conntrack
-	nsFD(t, ns, func(fd int) {
-		var err error
-		if ct, err = DialConntrack(fd); err != nil {
-			t.Fatal(err)
-		}
-	})
-	defer ct.Close()
+	ct := dialConntrackNS(t)
 	for _, f := range []conntrack.Flow{natFlow(1000, wan2), natFlow(1001, wan1), ownFlow(wan2, false), ownFlow(wan2, true), natFlow(1002, wan2)} {
 		if err := ct.c.Create(f); err != nil {
 			t.Fatalf("create %s: %v", f.TupleOrig, err)
@@ -80,14 +72,7 @@ func TestFlushNATKernel(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("FlushNAT(wan2) = %d, %v; want 2", n, err)
 	}
-	left, err := ct.c.Dump(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.SortFunc(left, func(a, b conntrack.Flow) int {
-		return int(a.TupleOrig.Proto.SourcePort) - int(b.TupleOrig.Proto.SourcePort)
-	})
-	if got := ports(left); !slices.Equal(got, []uint16{1001, 5000, 40000}) {
+	if got := leftPorts(t, ct); !slices.Equal(got, []uint16{1001, 5000, 40000}) {
 		t.Fatalf("entries left from ports %v, want 1001 (translated to wan1), 5000 and 40000 (the router's own)", got)
 	}
 	if n, err := ct.FlushNAT(wan2); err != nil || n != 0 {
@@ -97,15 +82,7 @@ func TestFlushNATKernel(t *testing.T) {
 
 // MarkOf finds an entry by its original tuple, and says when there is none.
 func TestMarkOfKernel(t *testing.T) {
-	ns, _ := nsHandle(t)
-	var ct *Conntrack
-	nsFD(t, ns, func(fd int) {
-		var err error
-		if ct, err = DialConntrack(fd); err != nil {
-			t.Fatal(err)
-		}
-	})
-	defer ct.Close()
+	ct := dialConntrackNS(t)
 	src, dst := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("198.18.0.1")
 	f := conntrack.NewFlow(17, 0, src, dst, 40000, 5060, 60, 0x3000010)
 	if err := ct.c.Create(f); err != nil {
@@ -131,15 +108,7 @@ func TestMarkOfKernel(t *testing.T) {
 // FlushNAT and MarkOf of IPv6 addresses read and delete IPv6 entries: a
 // router that masquerades IPv6 (NPTv6 aside) needs the same flush.
 func TestConntrack6Kernel(t *testing.T) {
-	ns, _ := nsHandle(t)
-	var ct *Conntrack
-	nsFD(t, ns, func(fd int) {
-		var err error
-		if ct, err = DialConntrack(fd); err != nil {
-			t.Fatal(err)
-		}
-	})
-	defer ct.Close()
+	ct := dialConntrackNS(t)
 	host, dst := netip.MustParseAddr("2001:db8:a::10"), netip.MustParseAddr("2001:db8:ffff::1")
 	wan := netip.MustParseAddr("2001:db8:2::2")
 	nat := conntrack.NewFlow(17, 0, host, dst, 1000, 9, 60, 0x2000000)
@@ -156,6 +125,31 @@ func TestConntrack6Kernel(t *testing.T) {
 	if n, err := ct.FlushNAT(wan); err != nil || n != 1 {
 		t.Fatalf("FlushNAT(%s) = %d, %v; want 1", wan, n, err)
 	}
+	if got := leftPorts(t, ct); !slices.Equal(got, []uint16{1001, 5000}) {
+		t.Fatalf("entries left from ports %v, want 1001 (IPv4) and 5000 (the router's own)", got)
+	}
+}
+
+// dialConntrackNS opens a conntrack connection in a new network namespace,
+// closed when the test ends.
+func dialConntrackNS(t *testing.T) *Conntrack {
+	t.Helper()
+	ns, _ := nsHandle(t)
+	var ct *Conntrack
+	nsFD(t, ns, func(fd int) {
+		var err error
+		if ct, err = DialConntrack(fd); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Cleanup(func() { ct.Close() })
+	return ct
+}
+
+// leftPorts dumps ct's entries and lists their original source ports in
+// order.
+func leftPorts(t *testing.T, ct *Conntrack) []uint16 {
+	t.Helper()
 	left, err := ct.c.Dump(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +157,5 @@ func TestConntrack6Kernel(t *testing.T) {
 	slices.SortFunc(left, func(a, b conntrack.Flow) int {
 		return int(a.TupleOrig.Proto.SourcePort) - int(b.TupleOrig.Proto.SourcePort)
 	})
-	if got := ports(left); !slices.Equal(got, []uint16{1001, 5000}) {
-		t.Fatalf("entries left from ports %v, want 1001 (IPv4) and 5000 (the router's own)", got)
-	}
+	return ports(left)
 }
