@@ -28,19 +28,8 @@ func TestHubProbesEachUplinksOwnPath(t *testing.T) {
 		l.sysctl(l.r, "net.ipv4.conf."+k+".rp_filter=0")
 	}
 
-	var hub *Hub
-	inNS(t, l.r, func() {
-		var err error
-		if hub, err = NewHub(); err != nil {
-			t.Fatal(err)
-		}
-	})
-	// Registered first, so it runs after the probers' Stop.
-	t.Cleanup(func() {
-		if err := hub.Close(); err != nil {
-			t.Errorf("close hub: %v", err)
-		}
-	})
+	// Made before the probers, so it closes after their Stop.
+	hub := newHubIn(t, l.r)
 	cfgA := Config{
 		Uplink: "isp1", Interface: "eth1", Source: source, Targets: ICMP(target1, target2), Hub: hub,
 		Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Window: 10,
@@ -72,4 +61,24 @@ func TestHubProbesEachUplinksOwnPath(t *testing.T) {
 	cb.waitFor(true, 5, bound)
 	bound = ca.change(func() {})
 	ca.waitFor(true, 5, bound)
+}
+
+// newHubIn opens a hub in namespace ns, closed when the test ends: a hub
+// made before the probers that use it closes after their Stop (cleanups
+// run last first).
+func newHubIn(t *testing.T, ns string) *Hub {
+	t.Helper()
+	var hub *Hub
+	inNS(t, ns, func() {
+		var err error
+		if hub, err = NewHub(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Cleanup(func() {
+		if err := hub.Close(); err != nil {
+			t.Errorf("close hub: %v", err)
+		}
+	})
+	return hub
 }

@@ -2,9 +2,7 @@ package probe
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"net"
 	"net/netip"
@@ -38,13 +36,8 @@ var (
 func newLab6(t *testing.T) *lab {
 	t.Helper()
 	testutil.RequirePriv(t)
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	name := "p6-" + hex.EncodeToString(b)
-	l := &lab{t: t, r: name + "-r", i: name + "-i"}
+	l := newNamespaces(t, "p6-")
 	for _, ns := range []string{l.r, l.i} {
-		run(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
 		// No duplicate address detection: addresses are usable at once,
 		// the link-local ones included.
 		run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
@@ -173,19 +166,8 @@ func TestProber6PrefixOnlySource(t *testing.T) {
 // fails; A and the IPv4 prober are never disturbed.
 func TestHub6SameGatewayOnTwoUplinks(t *testing.T) {
 	l := newLab6(t)
-	var hub *Hub
-	inNS(t, l.r, func() {
-		var err error
-		if hub, err = NewHub(); err != nil {
-			t.Fatal(err)
-		}
-	})
-	// Registered first, so it runs after the probers' Stop.
-	t.Cleanup(func() {
-		if err := hub.Close(); err != nil {
-			t.Errorf("close hub: %v", err)
-		}
-	})
+	// Made before the probers, so it closes after their Stop.
+	hub := newHubIn(t, l.r)
 	cfgA := Config{
 		Uplink: "isp1", Interface: "eth1", Source: source6, Targets: ICMP(target6a, target6b), Hub: hub,
 		Interval: 20 * time.Millisecond, Timeout: 250 * time.Millisecond, Window: 10,

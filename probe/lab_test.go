@@ -25,17 +25,25 @@ type lab struct {
 	r, i string
 }
 
-func newLab(t *testing.T) *lab {
+// newNamespaces makes the router and ISP namespaces of a lab, named
+// prefix and a random part, deleted when the test ends.
+func newNamespaces(t *testing.T, prefix string) *lab {
 	t.Helper()
-	testutil.RequirePriv(t)
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
-	name := "pr-" + hex.EncodeToString(b)
+	name := prefix + hex.EncodeToString(b)
 	l := &lab{t: t, r: name + "-r", i: name + "-i"}
 	for _, ns := range []string{l.r, l.i} {
 		run(t, "ip", "netns", "add", ns)
 		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
 	}
+	return l
+}
+
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	testutil.RequirePriv(t)
+	l := newNamespaces(t, "pr-")
 	l.ip(l.r, "link", "add", "eth1", "type", "veth", "peer", "name", "up0", "netns", l.i)
 	l.ip(l.r, "addr", "add", "198.51.100.2/24", "dev", "eth1")
 	l.ip(l.i, "addr", "add", "198.51.100.1/24", "dev", "up0")
