@@ -62,8 +62,14 @@ table = 200
 // [probe] table, without running it. Nothing opens a socket until Run.
 func daemonWith(t *testing.T, probe string) *Daemon {
 	t.Helper()
-	cfg := parse(t, "\n[routing]\nlan_interfaces = [\"eth0\"]\n"+probe+"\n"+testUplinks)
-	return New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	return quietDaemon(t, "\n[routing]\nlan_interfaces = [\"eth0\"]\n"+probe+"\n"+testUplinks)
+}
+
+// quietDaemon returns a daemon for the configuration doc that logs
+// nowhere, without running it.
+func quietDaemon(t *testing.T, doc string) *Daemon {
+	t.Helper()
+	return New(parse(t, doc), slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
 }
 
 // TestObserveReasons feeds snapshots through the state machines, without probes

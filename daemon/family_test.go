@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"io"
-	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -66,7 +64,7 @@ func dualSnapshot() events.Snapshot {
 
 func dualDaemon(t *testing.T) *Daemon {
 	t.Helper()
-	d := New(parse(t, dualUplinks), slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	d := quietDaemon(t, dualUplinks)
 	d.sysctl = nil
 	d.defaults = map[int][]events.DefaultRoute{4: nil}
 	return d

@@ -162,7 +162,7 @@ func TestAddressSelector(t *testing.T) {
 // TestPointToPointFlag: an interface the kernel flags POINTOPOINT gets dev
 // routes whatever its gateway key says.
 func TestPointToPointFlag(t *testing.T) {
-	d := New(parse(t, testUplinks), slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	d := quietDaemon(t, testUplinks)
 	snap := events.Snapshot{
 		Links: []events.Link{{Index: 7, Name: "eth1", AdminUp: true, Carrier: true, PointToPoint: true}},
 		Addrs: []events.Addr{{Index: 7, Prefix: netip.MustParsePrefix("198.18.60.2/32")}},
@@ -181,7 +181,7 @@ func TestPointToPointFlag(t *testing.T) {
 // family: an IPv6 route replacing one of table main at metric 1024 does
 // not take the IPv4 default route of the same table and metric with it.
 func TestRouteReplaceKeepsOtherFamily(t *testing.T) {
-	d := New(parse(t, dynamicUplinks), slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	d := quietDaemon(t, dynamicUplinks)
 	v4 := events.DefaultRoute{Family: events.V4, Table: 254, Protocol: 16, Metric: 1024, Index: 3, Gateway: netip.MustParseAddr("198.51.100.1")}
 	v6 := events.DefaultRoute{Family: events.V6, Table: 254, Protocol: events.ProtoRA, Metric: 1024, Index: 3, Gateway: netip.MustParseAddr("fe80::1")}
 	d.defaults = map[int][]events.DefaultRoute{3: {v4}}

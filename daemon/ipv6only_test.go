@@ -2,8 +2,6 @@ package daemon
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -37,7 +35,7 @@ table = 200
 // An uplink with IPv6 only has no IPv4 side: no IPv4 entity, state,
 // routes, rules or status entry; its IPv6 side is planned like any other.
 func TestIPv6OnlyUplink(t *testing.T) {
-	d := New(parse(t, v6onlyUplinks), slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	d := quietDaemon(t, v6onlyUplinks)
 	d.sysctl = nil
 	isp1, isp2 := d.uplinks[0], d.uplinks[1]
 	var labels []string

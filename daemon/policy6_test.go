@@ -3,8 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +29,7 @@ name = "default"
 tiers = [["isp1"], ["isp2"]]
 last_resort = "unreachable"
 `, hook)
-	d := New(parse(t, doc), slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	d := quietDaemon(t, doc)
 	d.sysctl = nil
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
