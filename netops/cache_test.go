@@ -91,14 +91,20 @@ func TestReconcileCache(t *testing.T) {
 	// Carrier loss and return on eth1: the kernel deleted isp1's nexthop
 	// objects, took them out of the group and said nothing. The link's
 	// event makes them, the groups and the tables through them dirty.
-	ipOut(t, ns+"-p", "link", "set", "up1", "down")
-	waitUntil(t, "no carrier on eth1", 5*time.Second, func() bool {
-		return strings.Contains(ipOut(t, ns, "link", "show", "eth1"), "NO-CARRIER")
-	})
-	ipOut(t, ns+"-p", "link", "set", "up1", "up")
-	waitUntil(t, "carrier on eth1", 5*time.Second, func() bool {
-		return !strings.Contains(ipOut(t, ns, "link", "show", "eth1"), "NO-CARRIER")
-	})
+	// flap takes eth1's carrier away and back (the far side's link down
+	// and up), waiting for the router to see each.
+	flap := func() {
+		t.Helper()
+		ipOut(t, ns+"-p", "link", "set", "up1", "down")
+		waitUntil(t, "no carrier on eth1", 5*time.Second, func() bool {
+			return strings.Contains(ipOut(t, ns, "link", "show", "eth1"), "NO-CARRIER")
+		})
+		ipOut(t, ns+"-p", "link", "set", "up1", "up")
+		waitUntil(t, "carrier on eth1", 5*time.Second, func() bool {
+			return !strings.Contains(ipOut(t, ns, "link", "show", "eth1"), "NO-CARRIER")
+		})
+	}
+	flap()
 	if out := ipOut(t, ns, "nexthop", "show", "dev", "eth1"); out != "" {
 		t.Fatalf("the kernel kept nexthops on eth1 through a carrier loss:\n%s", out)
 	}
@@ -118,17 +124,6 @@ func TestReconcileCache(t *testing.T) {
 	standby.InBalance = false
 	plan = Plan(s, []Uplink{u1, standby})
 	reconcile("isp1 alone", 1, "") // the group
-	flap := func() {
-		t.Helper()
-		ipOut(t, ns+"-p", "link", "set", "up1", "down")
-		waitUntil(t, "no carrier on eth1", 5*time.Second, func() bool {
-			return strings.Contains(ipOut(t, ns, "link", "show", "eth1"), "NO-CARRIER")
-		})
-		ipOut(t, ns+"-p", "link", "set", "up1", "up")
-		waitUntil(t, "carrier on eth1", 5*time.Second, func() bool {
-			return !strings.Contains(ipOut(t, ns, "link", "show", "eth1"), "NO-CARRIER")
-		})
-	}
 	flap()
 	if out := ipOut(t, ns, "route", "show", "table", "250"); out != "" {
 		t.Fatalf("the kernel kept the balance route through an empty group:\n%s", out)
