@@ -95,11 +95,7 @@ func (l *Lab) ReloadFirewall(mode NAT) error {
 
 // addNAT queues the lab's NAT table and rules on c.
 func (l *Lab) addNAT(c *nftables.Conn, mode NAT) error {
-	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: natTable})
-	ch := c.AddChain(&nftables.Chain{
-		Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
-	})
+	t, ch := addPostrouting(c, nftables.TableFamilyIPv4, natTable)
 	for _, i := range l.isps {
 		link, err := l.RouterLink(i.name)
 		if err != nil {
@@ -110,10 +106,7 @@ func (l *Lab) addNAT(c *nftables.Conn, mode NAT) error {
 			return err
 		}
 		// oifname LINK masquerade, or oifname LINK snat to ADDR
-		exprs := []expr.Any{
-			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(link)},
-		}
+		exprs := oifname(link)
 		if mode == Masquerade {
 			exprs = append(exprs, &expr.Masq{})
 		} else {
@@ -126,6 +119,25 @@ func (l *Lab) addNAT(c *nftables.Conn, mode NAT) error {
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
 	}
 	return nil
+}
+
+// addPostrouting queues a table of family named name on c, with a NAT
+// chain "postrouting" at source NAT priority.
+func addPostrouting(c *nftables.Conn, family nftables.TableFamily, name string) (*nftables.Table, *nftables.Chain) {
+	t := c.AddTable(&nftables.Table{Family: family, Name: name})
+	ch := c.AddChain(&nftables.Chain{
+		Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
+	})
+	return t, ch
+}
+
+// oifname is the expressions of the match `oifname LINK`.
+func oifname(link string) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(link)},
+	}
 }
 
 // ifname is an interface name as nftables compares it: IFNAMSIZ bytes,
@@ -147,22 +159,14 @@ const natTable6 = "lab_nat6"
 // address the kernel picks for them.
 func (l *Lab) EnableNAT66() error {
 	return l.nft(Router, func(c *nftables.Conn) error {
-		t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv6, Name: natTable6})
-		ch := c.AddChain(&nftables.Chain{
-			Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
-			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
-		})
+		t, ch := addPostrouting(c, nftables.TableFamilyIPv6, natTable6)
 		for _, i := range l.isps {
 			link, err := l.RouterLink(i.name)
 			if err != nil {
 				return err
 			}
 			// oifname LINK masquerade
-			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
-				&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(link)},
-				&expr.Masq{},
-			}})
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append(oifname(link), &expr.Masq{})})
 		}
 		return nil
 	})
