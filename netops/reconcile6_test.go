@@ -23,14 +23,7 @@ func dualNS(t *testing.T) (string, *Reconciler, [2]Uplink, [2]Uplink) {
 	for _, l := range []string{"up1", "up2"} {
 		ipOut(t, ns+"-p", "addr", "add", "fe80::1/64", "dev", l, "nodad")
 	}
-	var kh *Handle
-	nsFD(t, ns, func(fd int) {
-		var err error
-		if kh, err = NewHandle(h, fd); err != nil {
-			t.Fatal(err)
-		}
-	})
-	t.Cleanup(func() { kh.Close() })
+	kh := handleIn(t, ns, h)
 	r := &Reconciler{K: kh, NH: nh, Protocol: 201}
 	a, b := inNS(t, h, pinned(isp1(true), 0x1000000, true), pinned(isp2(true), 0x2000000, true))
 	a6, b6 := isp6a(true), isp6b(true)

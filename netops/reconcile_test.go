@@ -74,6 +74,21 @@ func inNS(t *testing.T, h *netlink.Handle, u1, u2 Uplink) (Uplink, Uplink) {
 	return u1, u2
 }
 
+// handleIn opens a Handle (h and its route dump socket) in namespace ns,
+// closed when the test ends.
+func handleIn(t *testing.T, ns string, h *netlink.Handle) *Handle {
+	t.Helper()
+	var kh *Handle
+	nsFD(t, ns, func(fd int) {
+		var err error
+		if kh, err = NewHandle(h, fd); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Cleanup(func() { kh.Close() })
+	return kh
+}
+
 // nsFD runs fn with a file descriptor of namespace ns.
 func nsFD(t *testing.T, ns string, fn func(fd int)) {
 	t.Helper()

@@ -60,14 +60,7 @@ func TestReconcileReadsOnlyOwnRoutes(t *testing.T) {
 	// Left by an earlier run configured with table 300.
 	ipOut(t, ns, "route", "add", "default", "via", "198.51.100.1", "dev", "eth1", "table", "300", "proto", "201")
 
-	var kh *Handle
-	nsFD(t, ns, func(fd int) {
-		var err error
-		if kh, err = NewHandle(h, fd); err != nil {
-			t.Fatal(err)
-		}
-	})
-	t.Cleanup(func() { kh.Close() })
+	kh := handleIn(t, ns, h)
 	r := &Reconciler{K: kh, Protocol: 201}
 	u1, u2 := inNS(t, h, isp1(true), isp2(true))
 	both := Plan(settings, []Uplink{u1, u2})
@@ -219,14 +212,7 @@ func TestListRouteThroughBigGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var kh *Handle
-	nsFD(t, ns, func(fd int) {
-		var err error
-		if kh, err = NewHandle(h, fd); err != nil {
-			t.Fatal(err)
-		}
-	})
-	t.Cleanup(func() { kh.Close() })
+	kh := handleIn(t, ns, h)
 	routes, err := kh.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: table, Protocol: proto},
 		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
 	if err != nil {
