@@ -6,8 +6,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"github.com/mdlayher/netlink"
-	"github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,11 +49,7 @@ func TestRulesetFamilyNeutral(t *testing.T) {
 // of IPv6 deletes the IPv6 one only (one family of an uplink failed).
 func TestFlusherFamily(t *testing.T) {
 	ns := newNS(t, "pin-flushf")
-	c, err := conntrack.Dial(&netlink.Config{NetNS: ns.fd()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := ns.conntrack(t)
 	v4a, v4b := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("198.51.100.7")
 	v6a, v6b := netip.MustParseAddr("2001:db8::10"), netip.MustParseAddr("2001:db8:1::7")
 	ctEntries(t, c, v4a, v4b, 1000, 3, m1)

@@ -85,11 +85,7 @@ func TestFiguresFlush(t *testing.T) {
 	// The same request once more, for the other uplink, with the CPU
 	// time the kernel spent on it (it runs in the sending thread), which
 	// a loaded machine does not inflate as it does the wall time.
-	c, err := conntrack.Dial(&netlink.Config{NetNS: ns.fd()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := ns.conntrack(t)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var before, after unix.Rusage

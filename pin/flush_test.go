@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
 )
@@ -62,11 +61,7 @@ func ctCount(t testing.TB, c *conntrack.Conn) map[uint32]int {
 
 func TestFlusher(t *testing.T) {
 	ns := newNS(t, "pin-flush")
-	c, err := conntrack.Dial(&netlink.Config{NetNS: ns.fd()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := ns.conntrack(t)
 	v4a, v4b := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("198.51.100.7")
 	v6a, v6b := netip.MustParseAddr("2001:db8::10"), netip.MustParseAddr("2001:db8:1::7")
 	const m1, m2, foreign = 0x01000000, 0x02000000, 0x0000ca6c

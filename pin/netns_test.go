@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
 	"github.com/uplinkd/uplinkd/test/testutil"
 	"github.com/vishvananda/netns"
 )
@@ -38,6 +40,18 @@ func newNS(t *testing.T, prefix string) *testNS {
 }
 
 func (n *testNS) fd() int { return int(n.h) }
+
+// conntrack opens a conntrack connection in the namespace, closed when the
+// test ends.
+func (n *testNS) conntrack(t *testing.T) *conntrack.Conn {
+	t.Helper()
+	c, err := conntrack.Dial(&netlink.Config{NetNS: n.fd()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
 
 // run runs fn on a thread inside the namespace.
 func (n *testNS) run(t *testing.T, fn func() error) {
