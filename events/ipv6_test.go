@@ -2,7 +2,6 @@ package events
 
 import (
 	"context"
-	"net"
 	"net/netip"
 	"slices"
 	"testing"
@@ -89,17 +88,7 @@ func TestMonitorIPv6(t *testing.T) {
 	w.waitFor(t, RuleEvent{Family: V6, Priority: 10002, Table: 1000, Protocol: 201})
 
 	// Traffic through the gateway: neighbour discovery fails.
-	if err := inNS(ha, func() error {
-		c, err := net.DialUDP("udp6", nil, net.UDPAddrFromAddrPort(netip.MustParseAddrPort("[2001:db8:ff::9]:9")))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.Write([]byte("x"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	sendUDP(t, ha, netip.MustParseAddrPort("[2001:db8:ff::9]:9"))
 	w.waitFor(t, NeighEvent{Index: idx, Addr: gw, State: NeighFailed})
 
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)

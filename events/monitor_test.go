@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os/exec"
 	"slices"
@@ -262,17 +261,7 @@ func TestMonitorNeighbour(t *testing.T) {
 	gw := netip.MustParseAddr("203.0.113.1")
 	send := func() {
 		t.Helper()
-		if err := inNS(ha, func() error {
-			c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(gw, 9)))
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			_, err = c.Write([]byte("x"))
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
+		sendUDP(t, ha, netip.AddrPortFrom(gw, 9))
 	}
 	send()
 	ev := w.waitMatch(t, "NeighEvent FAILED", func(ev Event) bool {

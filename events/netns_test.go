@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"testing"
@@ -54,3 +56,24 @@ func ip(t *testing.T, args ...string) {
 // inNS runs fn on a fresh OS thread switched into ns, the way the daemon
 // runs inside its namespace.
 func inNS(ns netns.NsHandle, fn func() error) error { return testutil.InNSHandle(ns, fn) }
+
+// sendUDP sends one datagram to to from namespace ns (UDP over to's
+// family), so that the kernel resolves the next hop's neighbour.
+func sendUDP(t *testing.T, ns netns.NsHandle, to netip.AddrPort) {
+	t.Helper()
+	network := "udp4"
+	if to.Addr().Is6() {
+		network = "udp6"
+	}
+	if err := inNS(ns, func() error {
+		c, err := net.DialUDP(network, nil, net.UDPAddrFromAddrPort(to))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("x"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
