@@ -175,3 +175,50 @@ func TestIPv6Problems(t *testing.T) {
 		})
 	}
 }
+
+// The configuration contract of issue 12, verbatim (its comments
+// included), after the keys every uplink needs; then with its commented
+// keys written out. Absent gateway6 means no IPv6; source6 defaults to
+// auto.
+func TestIPv6ContractExample(t *testing.T) {
+	contract := []string{
+		`[probe]`,
+		`targets6 = ["2606:4700:4700::1111", "2001:4860:4860::8888"]   # IPv6 probe targets; [] = no IPv6 probing`,
+		``,
+		`[[uplink]]`,
+		`name = "isp1"`,
+		`interface = "eth1"`,
+		`gateway = "198.51.100.1"`,
+		`table = 100`,
+		`gateway6 = "fe80::1"        # or "auto" (the RA-installed default route); absent: no IPv6 on this uplink`,
+		`# source6 = "auto"          # or an address; auto: the interface's stable global address, else one of lan_prefix6`,
+		`# lan_prefix6 = "2001:db8:100::/64"`,
+	}
+	targets := []Target{icmp("2606:4700:4700::1111"), icmp("2001:4860:4860::8888")}
+	for _, tc := range []struct {
+		name   string
+		doc    string
+		prefix netip.Prefix
+	}{
+		{"verbatim", file(contract, isp2), netip.Prefix{}},
+		{"commented keys set", file(contract[:9], `source6 = "auto"`, `lan_prefix6 = "2001:db8:100::/64"`, isp2),
+			netip.MustParsePrefix("2001:db8:100::/64")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustParse(t, tc.doc)
+			if diff := cmp.Diff(targets, c.Probe.Targets6, addrComparer); diff != "" {
+				t.Errorf("targets6 (-want +got):\n%s", diff)
+			}
+			u := c.Uplinks[0]
+			if !u.IPv6 || u.Gateway6 != addr("fe80::1") || u.Gateway6Mode != GatewayStatic {
+				t.Errorf("isp1: IPv6 %v gateway6 %v mode %v, want fe80::1 static", u.IPv6, u.Gateway6, u.Gateway6Mode)
+			}
+			if u.Source6.IsValid() || u.LANPrefix6 != tc.prefix {
+				t.Errorf("isp1: source6 %v (want auto), lan_prefix6 %v (want %v)", u.Source6, u.LANPrefix6, tc.prefix)
+			}
+			if c.Uplinks[1].IPv6 {
+				t.Error("isp2 without gateway6 has IPv6")
+			}
+		})
+	}
+}
