@@ -26,7 +26,7 @@ func (d *Daemon) syncProber(u *uplink) {
 	u.keyOf, u.keyDone = in, false
 	targets := d.targetsOf(u)
 	key := ""
-	if ok, _ := u.usable(); ok && len(targets) > 0 && u.m.State() != fsm.Down {
+	if ok, _ := u.usability(); ok && len(targets) > 0 && u.m.State() != fsm.Down {
 		p := d.cfg.Probe
 		key = fmt.Sprintf("%s#%d %s %v every %v within %v, %d must answer, window %d fresh after %d, checks every %v within %v expecting %d",
 			u.cfg.Interface, u.link.Index, u.addr.Addr(), targets, d.probeInterval(u), p.Timeout, d.reliabilityOf(targets), p.Window, p.DownAfter,
