@@ -1,12 +1,10 @@
 package netops
 
 import (
-	"fmt"
 	"net/netip"
 	"slices"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // The reconciler's cache of its own kernel objects (EnableCache).
@@ -51,23 +49,31 @@ type tableKey struct{ family, table int }
 
 // cachedRoute is one of the reconciler's routes as the kernel has it.
 type cachedRoute struct {
-	kr  netlink.Route // what a deletion needs: family, table, destination, protocol, scope, type
-	rt  Route         // normalised (fromKernelRoute), for matching links and nexthop objects
-	str string        // rt.String(), compared with the desired route's
+	kr netlink.Route // what a deletion needs: family, table, destination, protocol, scope, type
+	rt Route         // normalised (fromKernelRoute), compared with the desired route
 }
 
 // cachedRule is one of the reconciler's rules as the kernel has it.
 type cachedRule struct {
-	kr  netlink.Rule
-	str string
+	kr netlink.Rule
+	ru Rule // fromKernelRule(kr)
+	id ruleID
+}
+
+func newCachedRule(kr netlink.Rule) cachedRule {
+	ru := fromKernelRule(kr)
+	return cachedRule{kr: kr, ru: ru, id: ruleIDOf(ru)}
 }
 
 // ownCache holds what the reconciler knows is in the kernel. A table,
-// rule set or nexthop ID missing from its maps is dirty.
+// rule set or nexthop ID missing from its maps is dirty. A table or
+// nexthop ID made dirty is also named, so that the next reconcile lists
+// it without looking for what is missing. With the cache off it holds
+// what one reconcile listed, and is emptied at the next.
 type ownCache struct {
 	on     bool
-	tables map[tableKey]map[string]*cachedRoute // by Route.Key
-	rules  map[int][]cachedRule                 // by family: the reconciler's rules
+	tables map[tableKey]map[routeID]*cachedRoute
+	rules  map[int][]cachedRule // by family: the reconciler's rules
 	// nexthops are the objects with the IDs of interest (those of the
 	// reconciler's protocol, the desired ones, those named by events);
 	// the zero NexthopObject (ID 0) records that there is none.
@@ -77,13 +83,18 @@ type ownCache struct {
 	// never seen them (someone else created them with its protocol).
 	namedTables map[tableKey]bool
 	namedNH     map[uint32]bool
+	// everything says the cache was emptied: the next reconcile lists
+	// every table and nexthop object the reconciler knows of, not only
+	// the named ones.
+	everything bool
 	// echo records the writes whose events are still to come (echo.go).
 	echo echoes
 }
 
 // reset empties the cache: everything is dirty.
 func (c *ownCache) reset() {
-	c.tables = make(map[tableKey]map[string]*cachedRoute)
+	c.everything = true
+	c.tables = make(map[tableKey]map[routeID]*cachedRoute)
 	c.rules = make(map[int][]cachedRule)
 	c.nexthops = make(map[uint32]NexthopObject)
 	c.echo.reset()
@@ -176,6 +187,7 @@ func (r *Reconciler) InvalidateLink(ifindex int) {
 	for id, n := range r.cache.nexthops {
 		if n.IsGroup() || n.Index == ifindex {
 			delete(r.cache.nexthops, id)
+			r.cache.namedNH[id] = true
 		}
 	}
 	r.cache.dropTables(func(rt Route) bool { return routesVia(rt, ifindex) })
@@ -204,102 +216,22 @@ func (c *ownCache) dropTables(match func(Route) bool) {
 	for k, routes := range c.tables {
 		for _, cr := range routes {
 			if match(cr.rt) {
-				delete(c.tables, k)
+				c.dirtyTable(k.family, k.table)
 				break
 			}
 		}
 	}
 }
 
-// listRoutes enters in have the reconciler's routes of family in tables
-// (0: every table), by table and Route.Key: the cache's own maps for clean
-// tables (not copied: the caller only reads them), listed in the kernel
-// (and entered in the cache) for the others.
-func (r *Reconciler) listRoutes(family int, tables []int, have map[tableKey]map[string]*cachedRoute) error {
-	for _, t := range tables {
-		k := tableKey{family, t}
-		if routes, ok := r.cache.tables[k]; ok && r.cache.on && t != unix.RT_TABLE_UNSPEC {
-			have[k] = routes
-			continue
-		}
-		listed, err := r.listTable(family, t)
-		if err != nil {
-			return err
-		}
-		if t != unix.RT_TABLE_UNSPEC {
-			have[k] = listed
-			if r.cache.on {
-				delete(r.cache.namedTables, k)
-				r.cache.tables[k] = listed
-			}
-			continue
-		}
-		// Every table at once: each one listed is clean, and so is
-		// every other one (empty), but only those that hold routes, or
-		// will, are kept (see learn).
-		if r.cache.on {
-			clear(r.cache.namedTables)
-		}
-		for key, cr := range listed {
-			tk := tableKey{family, cr.rt.Table}
-			if have[tk] == nil {
-				have[tk] = make(map[string]*cachedRoute)
-				if r.cache.on {
-					r.cache.tables[tk] = have[tk]
-				}
-			}
-			have[tk][key] = cr
-		}
-	}
-	return nil
-}
-
-// listTable lists the reconciler's routes of family in table t (0: every
-// table) from the kernel. github.com/vishvananda/netlink does not decode
-// RTA_NH_ID: there, routes through a nexthop object look like plain or
-// multipath routes, so those are listed again through NH.
-func (r *Reconciler) listTable(family, t int) (map[string]*cachedRoute, error) {
-	fam, _ := familyOfAF(family)
-	routes, err := r.K.RouteListFiltered(family,
-		&netlink.Route{Table: t, Protocol: netlink.RouteProtocol(r.Protocol)},
-		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
-	if err != nil {
-		return nil, fmt.Errorf("list %s routes of table %d: %w", fam, t, err)
-	}
-	routes = ofFamily(fam, routes)
-	viaNH := make(map[string]Route)
-	if r.NH != nil {
-		nhRoutes, err := nhidRoutes(r.NH, fam, r.Protocol, t)
-		if err != nil {
-			return nil, fmt.Errorf("list routes through nexthop objects in table %d: %w", t, err)
-		}
-		for _, rt := range nhRoutes {
-			viaNH[rt.Key()] = rt
-		}
-	}
-	out := make(map[string]*cachedRoute, len(routes))
-	for _, kr := range routes {
-		rt, ok := fromKernelRoute(kr)
-		if !ok {
-			continue
-		}
-		if nr, ok := viaNH[rt.Key()]; ok {
-			rt = nr
-		}
-		out[rt.Key()] = &cachedRoute{kr: kr, rt: rt, str: rt.String()}
-	}
-	return out, nil
-}
+// route returns the cached route id of table k, or nil.
+func (c *ownCache) route(k tableKey, id routeID) *cachedRoute { return c.tables[k][id] }
 
 // listedAll records, after a listing of every table, that the tables
 // uplinkd uses and that held none of its routes are empty.
 func (c *ownCache) listedAll(family int, tables map[int]bool) {
-	if !c.on {
-		return
-	}
 	for t := range tables {
 		if k := (tableKey{family, t}); c.tables[k] == nil {
-			c.tables[k] = make(map[string]*cachedRoute)
+			c.tables[k] = make(map[routeID]*cachedRoute)
 		}
 	}
 }
@@ -325,136 +257,45 @@ func (c *ownCache) wroteRoute(family int, rt Route) {
 		// Not listed: nothing is known of the rest of the table.
 		return
 	}
-	c.tables[k][rt.Key()] = &cachedRoute{kr: *toKernelRoute(rt), rt: rt, str: rt.String()}
+	c.tables[k][routeIDOf(rt)] = &cachedRoute{kr: *toKernelRoute(rt), rt: rt}
 }
 
-// deletedRoute removes the route with key from table's cache.
-func (c *ownCache) deletedRoute(family, table int, key string) {
+// deletedRoute removes the route id from table's cache.
+func (c *ownCache) deletedRoute(family, table int, id routeID) {
 	if routes := c.tables[tableKey{family, table}]; routes != nil {
-		delete(routes, key)
+		delete(routes, id)
 	}
 }
 
-// dirtyTable makes table dirty after a failed write.
-func (c *ownCache) dirtyTable(family, table int) { delete(c.tables, tableKey{family, table}) }
-
-// listRules returns the rules of family that carry the reconciler's
-// protocol, in the kernel's order, from the cache or from the kernel
-// (which cannot filter a rule dump).
-func (r *Reconciler) listRules(family int) ([]cachedRule, error) {
-	if rules, ok := r.cache.rules[family]; ok && r.cache.on {
-		return rules, nil // the cache's own: only read (Reconcile appends it to its list)
+// dirtyTable makes table dirty (a failed write, an event).
+func (c *ownCache) dirtyTable(family, table int) {
+	k := tableKey{family, table}
+	delete(c.tables, k)
+	if c.namedTables != nil {
+		c.namedTables[k] = true
 	}
-	all, err := r.K.RuleList(family)
-	if err != nil {
-		return nil, fmt.Errorf("list rules of family %d: %w", family, err)
-	}
-	fam, _ := familyOfAF(family)
-	var out []cachedRule
-	for _, kr := range rulesOfFamily(fam, all) {
-		if int(kr.Protocol) == r.Protocol {
-			out = append(out, cachedRule{kr: kr, str: fromKernelRule(kr).String()})
-		}
-	}
-	if r.cache.on {
-		r.cache.rules[family] = slices.Clone(out)
-	}
-	return out, nil
 }
 
 // addedRule enters ru, just added to the kernel, in the cache.
 func (c *ownCache) addedRule(family int, ru Rule) {
 	if rules, ok := c.rules[family]; ok {
-		c.rules[family] = append(rules, cachedRule{kr: *toKernelRule(ru), str: ru.String()})
+		c.rules[family] = append(rules, newCachedRule(*toKernelRule(ru)))
 	}
 }
 
-// deletedRule removes one rule equal to kr from the cache.
+// deletedRule removes one rule with the identity of kr from the cache.
 func (c *ownCache) deletedRule(family int, kr cachedRule) {
 	rules := c.rules[family]
-	if i := slices.IndexFunc(rules, func(x cachedRule) bool { return x.str == kr.str }); i >= 0 {
+	if i := slices.IndexFunc(rules, func(x cachedRule) bool { return x.id == kr.id }); i >= 0 {
 		c.rules[family] = slices.Delete(rules, i, i+1)
 	}
 }
 
+// hasRule says whether the cached rules of family have one with identity
+// id.
+func (c *ownCache) hasRule(family int, id ruleID) bool {
+	return slices.ContainsFunc(c.rules[family], func(x cachedRule) bool { return x.id == id })
+}
+
 // dirtyRules makes the rules of family dirty after a failed write.
 func (c *ownCache) dirtyRules(family int) { delete(c.rules, family) }
-
-// cachedNexthops returns the cached objects among ids, and the IDs that
-// must be fetched.
-func (c *ownCache) cachedNexthops(ids []uint32) (have []NexthopObject, fetch []uint32) {
-	for _, id := range ids {
-		n, ok := c.nexthops[id]
-		switch {
-		case !c.on || !ok:
-			fetch = append(fetch, id)
-		case n.ID != 0:
-			have = append(have, n)
-		}
-	}
-	return have, fetch
-}
-
-// listedNexthops enters the objects a listing found among ids (all of
-// them at a full listing, every ID then).
-func (c *ownCache) listedNexthops(list []NexthopObject, ids []uint32, all bool, protocol int) {
-	if !c.on {
-		return
-	}
-	if all {
-		c.nexthops = make(map[uint32]NexthopObject)
-		clear(c.namedNH)
-	}
-	for _, id := range ids {
-		c.nexthops[id] = NexthopObject{}
-		delete(c.namedNH, id)
-	}
-	for _, n := range list {
-		if all && n.Protocol != protocol && !slices.Contains(ids, n.ID) {
-			continue // a foreign object: not of interest
-		}
-		c.nexthops[n.ID] = n
-	}
-	if all {
-		return // the tables are listed afresh too
-	}
-	// The kernel deleted the routes through an object that is gone.
-	for _, id := range ids {
-		if c.nexthops[id].ID == 0 {
-			c.dropTables(func(rt Route) bool { return rt.NHID == id })
-		}
-	}
-}
-
-// wroteNexthop enters n, just created or replaced, in the form a listing
-// gives (timers in clock ticks).
-func (c *ownCache) wroteNexthop(n NexthopObject) {
-	if !c.on {
-		return
-	}
-	b, err := marshalNexthop(n)
-	if err == nil {
-		n, err = parseNexthop(b)
-	}
-	if err != nil {
-		delete(c.nexthops, n.ID)
-		return
-	}
-	c.nexthops[n.ID] = n
-}
-
-// deletedNexthop records that id is gone, and with it the routes through
-// it: their tables are read again.
-func (c *ownCache) deletedNexthop(id uint32) {
-	if !c.on {
-		return
-	}
-	c.nexthops[id] = NexthopObject{}
-	c.dropTables(func(rt Route) bool { return rt.NHID == id })
-}
-
-// dirtyNexthop makes id dirty after a failed write.
-func (c *ownCache) dirtyNexthop(id uint32) {
-	delete(c.nexthops, id)
-	c.dropTables(func(rt Route) bool { return rt.NHID == id })
-}

@@ -1,6 +1,9 @@
 package netops
 
-import "slices"
+import (
+	"net/netip"
+	"slices"
+)
 
 // The reconciler compares what it wants with what the kernel has by their
 // strings (String is each object's identity). Formatting some 1,500
@@ -8,7 +11,11 @@ import "slices"
 // much of its time and garbage, while most of them are the very values it
 // wrote or planned last time: a field-by-field comparison settles those
 // first. Equal fields give equal strings, so the strings are only
-// formatted when the fields differ.
+// formatted when the fields differ. Objects are found by comparable
+// identities (routeID, ruleID, a nexthop's ID), which hold what the
+// strings of Route.Key and Rule.String hold, normalised where the strings
+// leave a field out, so that two objects have equal identities exactly
+// when they have equal strings.
 
 // sameRoute says whether a and b are equal field by field.
 func sameRoute(a, b Route) bool {
@@ -28,7 +35,7 @@ func sameNexthop(a, b NexthopObject) bool {
 
 // routeMatches says whether the kernel's route have is the desired rt.
 func routeMatches(have *cachedRoute, rt Route) bool {
-	return have != nil && (sameRoute(have.rt, rt) || have.str == rt.String())
+	return have != nil && (sameRoute(have.rt, rt) || have.rt.String() == rt.String())
 }
 
 // nexthopMatches says whether the kernel's object have is the desired n.
@@ -47,40 +54,61 @@ func sameRule(a, b Rule) bool {
 		sameRange(a.Sport, b.Sport) && sameRange(a.Dport, b.Dport) && sameRange(a.UID, b.UID)
 }
 
-// identities keeps the identity strings of the last reconcile's desired
-// routes (Key) and rules (String), by position: a plan differs from the
-// last one in a few places, so most are not formatted again.
-type identities struct {
-	routes    []Route
-	routeKeys []string
-	rules     []Rule
-	ruleStrs  []string
+// routeID identifies a route in the kernel, as Route.Key does: table and
+// destination (which tells the family).
+type routeID struct {
+	table int
+	dst   netip.Prefix
 }
 
-// routeKeysOf returns the Key of every route of rs.
-func (m *identities) routeKeysOf(rs []Route) []string {
-	keys := make([]string, len(rs))
-	for i, rt := range rs {
-		if i < len(m.routes) && sameRoute(m.routes[i], rt) {
-			keys[i] = m.routeKeys[i]
-		} else {
-			keys[i] = rt.Key()
-		}
+func routeIDOf(rt Route) routeID {
+	dst := rt.Dst
+	if !dst.IsValid() {
+		dst = netip.Prefix{} // Key formats every invalid prefix alike
 	}
-	m.routes, m.routeKeys = append(m.routes[:0], rs...), keys
-	return keys
+	return routeID{rt.Table, dst}
 }
 
-// ruleStrsOf returns the String of every rule of rs.
-func (m *identities) ruleStrsOf(rs []Rule) []string {
-	strs := make([]string, len(rs))
-	for i, ru := range rs {
-		if i < len(m.rules) && sameRule(m.rules[i], ru) {
-			strs[i] = m.ruleStrs[i]
-		} else {
-			strs[i] = ru.String()
-		}
+// optRange is a selector range that may be absent.
+type optRange struct {
+	set bool
+	r   Range
+}
+
+func optRangeOf(r *Range) optRange {
+	if r == nil {
+		return optRange{}
 	}
-	m.rules, m.ruleStrs = append(m.rules[:0], rs...), strs
-	return strs
+	return optRange{true, *r}
+}
+
+// ruleID identifies a rule as Rule.String does: every field it formats,
+// and only those.
+type ruleID struct {
+	family                    Family
+	priority, table, protocol int
+	suppress                  int
+	src, dst                  netip.Prefix
+	iif                       string
+	mark, mask                uint32
+	ipproto                   int
+	sport, dport, uid         optRange
+}
+
+func ruleIDOf(ru Rule) ruleID {
+	id := ruleID{
+		family: ru.Family.norm(), priority: ru.Priority, table: ru.Table, protocol: ru.Protocol,
+		suppress: max(ru.SuppressPrefixlen, -1), src: ru.Src, dst: ru.Dst, iif: ru.IifName,
+		ipproto: ru.IPProto, sport: optRangeOf(ru.Sport), dport: optRangeOf(ru.Dport), uid: optRangeOf(ru.UID),
+	}
+	if !id.src.IsValid() {
+		id.src = netip.Prefix{}
+	}
+	if !id.dst.IsValid() {
+		id.dst = netip.Prefix{}
+	}
+	if ru.Mask != 0 {
+		id.mark, id.mask = ru.Mark, ru.Mask
+	}
+	return id
 }
