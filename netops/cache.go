@@ -51,6 +51,32 @@ type tableKey struct{ family, table int }
 type cachedRoute struct {
 	kr netlink.Route // what a deletion needs: family, table, destination, protocol, scope, type
 	rt Route         // normalised (fromKernelRoute), compared with the desired route
+	id routeID       // routeIDOf(rt)
+}
+
+// cachedTable is the reconciler's routes in one table: a handful, so a
+// slice (dropTables looks at every route of every table on a link event).
+type cachedTable []*cachedRoute
+
+// find returns the route id, or nil.
+func (t cachedTable) find(id routeID) *cachedRoute {
+	for _, cr := range t {
+		if cr.id == id {
+			return cr
+		}
+	}
+	return nil
+}
+
+// set enters cr, in place of the route with its id.
+func (t cachedTable) set(cr *cachedRoute) cachedTable {
+	for i, x := range t {
+		if x.id == cr.id {
+			t[i] = cr
+			return t
+		}
+	}
+	return append(t, cr)
 }
 
 // cachedRule is one of the reconciler's rules as the kernel has it.
@@ -58,6 +84,11 @@ type cachedRule struct {
 	kr netlink.Rule
 	ru Rule // fromKernelRule(kr)
 	id ruleID
+}
+
+// is says whether x has identity id, comparing the cheap fields first.
+func (x cachedRule) is(id ruleID) bool {
+	return x.id.priority == id.priority && x.id.table == id.table && x.id == id
 }
 
 func newCachedRule(kr netlink.Rule) cachedRule {
@@ -72,7 +103,7 @@ func newCachedRule(kr netlink.Rule) cachedRule {
 // what one reconcile listed, and is emptied at the next.
 type ownCache struct {
 	on     bool
-	tables map[tableKey]map[routeID]*cachedRoute
+	tables map[tableKey]cachedTable // a listed table is not nil, even if empty
 	rules  map[int][]cachedRule // by family: the reconciler's rules
 	// nexthops are the objects with the IDs of interest (those of the
 	// reconciler's protocol, the desired ones, those named by events);
@@ -94,7 +125,7 @@ type ownCache struct {
 // reset empties the cache: everything is dirty.
 func (c *ownCache) reset() {
 	c.everything = true
-	c.tables = make(map[tableKey]map[routeID]*cachedRoute)
+	c.tables = make(map[tableKey]cachedTable)
 	c.rules = make(map[int][]cachedRule)
 	c.nexthops = make(map[uint32]NexthopObject)
 	c.echo.reset()
@@ -224,14 +255,14 @@ func (c *ownCache) dropTables(match func(Route) bool) {
 }
 
 // route returns the cached route id of table k, or nil.
-func (c *ownCache) route(k tableKey, id routeID) *cachedRoute { return c.tables[k][id] }
+func (c *ownCache) route(k tableKey, id routeID) *cachedRoute { return c.tables[k].find(id) }
 
 // listedAll records, after a listing of every table, that the tables
 // uplinkd uses and that held none of its routes are empty.
 func (c *ownCache) listedAll(family int, tables map[int]bool) {
 	for t := range tables {
 		if k := (tableKey{family, t}); c.tables[k] == nil {
-			c.tables[k] = make(map[routeID]*cachedRoute)
+			c.tables[k] = cachedTable{}
 		}
 	}
 }
@@ -257,13 +288,14 @@ func (c *ownCache) wroteRoute(family int, rt Route) {
 		// Not listed: nothing is known of the rest of the table.
 		return
 	}
-	c.tables[k][routeIDOf(rt)] = &cachedRoute{kr: *toKernelRoute(rt), rt: rt}
+	c.tables[k] = c.tables[k].set(&cachedRoute{kr: *toKernelRoute(rt), rt: rt, id: routeIDOf(rt)})
 }
 
 // deletedRoute removes the route id from table's cache.
 func (c *ownCache) deletedRoute(family, table int, id routeID) {
-	if routes := c.tables[tableKey{family, table}]; routes != nil {
-		delete(routes, id)
+	k := tableKey{family, table}
+	if routes := c.tables[k]; routes != nil {
+		c.tables[k] = slices.DeleteFunc(routes, func(cr *cachedRoute) bool { return cr.id == id })
 	}
 }
 
@@ -286,7 +318,7 @@ func (c *ownCache) addedRule(family int, ru Rule) {
 // deletedRule removes one rule with the identity of kr from the cache.
 func (c *ownCache) deletedRule(family int, kr cachedRule) {
 	rules := c.rules[family]
-	if i := slices.IndexFunc(rules, func(x cachedRule) bool { return x.id == kr.id }); i >= 0 {
+	if i := slices.IndexFunc(rules, func(x cachedRule) bool { return x.is(kr.id) }); i >= 0 {
 		c.rules[family] = slices.Delete(rules, i, i+1)
 	}
 }
@@ -294,7 +326,7 @@ func (c *ownCache) deletedRule(family int, kr cachedRule) {
 // hasRule says whether the cached rules of family have one with identity
 // id.
 func (c *ownCache) hasRule(family int, id ruleID) bool {
-	return slices.ContainsFunc(c.rules[family], func(x cachedRule) bool { return x.id == id })
+	return slices.ContainsFunc(c.rules[family], func(x cachedRule) bool { return x.is(id) })
 }
 
 // dirtyRules makes the rules of family dirty after a failed write.

@@ -113,19 +113,20 @@ func indexAhead[T any](s []T, from int, x T, eq func(a, b T) bool) int {
 type wanted[T any, K comparable] struct {
 	plan  []T
 	id    func(T) K
+	maybe func(T, K) bool // nil, or a cheap test false for objects without identity K
 	asked int
 	set   map[K]bool
 }
 
-func newWanted[T any, K comparable](plan []T, id func(T) K) *wanted[T, K] {
-	return &wanted[T, K]{plan: plan, id: id}
+func newWanted[T any, K comparable](plan []T, id func(T) K, maybe func(T, K) bool) *wanted[T, K] {
+	return &wanted[T, K]{plan: plan, id: id, maybe: maybe}
 }
 
 func (w *wanted[T, K]) has(k K) bool {
 	if w.set == nil && w.asked < 8 {
 		w.asked++
 		for _, x := range w.plan {
-			if w.id(x) == k {
+			if (w.maybe == nil || w.maybe(x, k)) && w.id(x) == k {
 				return true
 			}
 		}
@@ -141,3 +142,6 @@ func (w *wanted[T, K]) has(k K) bool {
 }
 
 func nexthopID(n NexthopObject) uint32 { return n.ID }
+
+// maybeRule is false for a rule that cannot have identity id.
+func maybeRule(ru Rule, id ruleID) bool { return ru.Priority == id.priority && ru.Table == id.table }

@@ -126,12 +126,9 @@ func (r *Reconciler) listEvery(family int) error {
 	if err != nil {
 		return err
 	}
-	for id, cr := range listed {
+	for _, cr := range listed {
 		k := tableKey{family, cr.rt.Table}
-		if r.cache.tables[k] == nil {
-			r.cache.tables[k] = make(map[routeID]*cachedRoute)
-		}
-		r.cache.tables[k][id] = cr
+		r.cache.tables[k] = append(r.cache.tables[k], cr)
 	}
 	return nil
 }
@@ -140,7 +137,7 @@ func (r *Reconciler) listEvery(family int) error {
 // table) from the kernel. github.com/vishvananda/netlink does not decode
 // RTA_NH_ID: there, routes through a nexthop object look like plain or
 // multipath routes, so those are listed again through NH.
-func (r *Reconciler) listTable(family, t int) (map[routeID]*cachedRoute, error) {
+func (r *Reconciler) listTable(family, t int) (cachedTable, error) {
 	fam, _ := familyOfAF(family)
 	routes, err := r.K.RouteListFiltered(family,
 		&netlink.Route{Table: t, Protocol: netlink.RouteProtocol(r.Protocol)},
@@ -160,7 +157,8 @@ func (r *Reconciler) listTable(family, t int) (map[routeID]*cachedRoute, error) 
 			viaNH[routeIDOf(rt)] = rt
 		}
 	}
-	out := make(map[routeID]*cachedRoute, len(routes))
+	out := make(cachedTable, 0, len(routes))
+	at := make(map[routeID]int, len(routes)) // the last of one identity wins
 	for _, kr := range routes {
 		rt, ok := fromKernelRoute(kr)
 		if !ok {
@@ -170,7 +168,13 @@ func (r *Reconciler) listTable(family, t int) (map[routeID]*cachedRoute, error) 
 		if nr, ok := viaNH[id]; ok {
 			rt = nr
 		}
-		out[id] = &cachedRoute{kr: kr, rt: rt}
+		cr := &cachedRoute{kr: kr, rt: rt, id: id}
+		if i, ok := at[id]; ok {
+			out[i] = cr
+			continue
+		}
+		at[id] = len(out)
+		out = append(out, cr)
 	}
 	return out, nil
 }

@@ -182,12 +182,12 @@ type staleRoute struct {
 // one the plan lacks; in the others, those of the last plan's removed
 // routes they hold (lastplan.go).
 func (r *Reconciler) staleRoutes(routes []Route, trust bool, listed map[tableKey]bool) []staleRoute {
-	want := newWanted(routes, routeIDOf)
+	want := newWanted(routes, routeIDOf, func(rt Route, id routeID) bool { return rt.Table == id.table })
 	var stale []staleRoute
 	whole := func(k tableKey) {
-		for id, cr := range r.cache.tables[k] {
-			if !want.has(id) {
-				stale = append(stale, staleRoute{k, id, cr})
+		for _, cr := range r.cache.tables[k] {
+			if !want.has(cr.id) {
+				stale = append(stale, staleRoute{k, cr.id, cr})
 			}
 		}
 	}
@@ -233,7 +233,7 @@ func (r *Reconciler) deleteRoutes(stale []staleRoute, res *Result, errs []error)
 // those of the last plan's removed rules it holds. It also returns the
 // rules the untrusted families hold, by identity.
 func (r *Reconciler) staleRules(rules []Rule, trusted func(family int) bool) (stale []cachedRule, seen map[ruleID]int) {
-	want := newWanted(rules, ruleIDOf)
+	want := newWanted(rules, ruleIDOf, maybeRule)
 	for _, f := range Families {
 		fam := f.AF()
 		if trusted(fam) {

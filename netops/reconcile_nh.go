@@ -52,7 +52,7 @@ func (r *Reconciler) syncNexthops(desired []NexthopObject, full, every, trust bo
 		}
 	}
 
-	want := newWanted(desired, nexthopID)
+	want := newWanted(desired, nexthopID, nil)
 	isStale := func(k NexthopObject) bool { return k.ID != 0 && k.Protocol == r.Protocol && !want.has(k.ID) }
 	if trust {
 		for id := range fetched {
