@@ -104,7 +104,7 @@ func newCachedRule(kr netlink.Rule) cachedRule {
 type ownCache struct {
 	on     bool
 	tables map[tableKey]cachedTable // a listed table is not nil, even if empty
-	rules  map[int][]cachedRule // by family: the reconciler's rules
+	rules  map[int][]cachedRule     // by family: the reconciler's rules
 	// nexthops are the objects with the IDs of interest (those of the
 	// reconciler's protocol, the desired ones, those named by events);
 	// the zero NexthopObject (ID 0) records that there is none.
