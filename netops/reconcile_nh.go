@@ -91,7 +91,10 @@ func (r *Reconciler) syncNexthop(n NexthopObject, res *Result) error {
 	if n.IsGroup() {
 		// Members that could not be created are left out this time:
 		// the group still serves the others.
-		n.Members = slices.DeleteFunc(slices.Clone(n.Members), func(m GroupMember) bool { return !usable[m.ID] })
+		unusable := func(m GroupMember) bool { return !usable[m.ID] }
+		if slices.ContainsFunc(n.Members, unusable) {
+			n.Members = slices.DeleteFunc(slices.Clone(n.Members), unusable)
+		}
 		if len(n.Members) == 0 {
 			return fmt.Errorf("nexthop group %d: none of its members is available", n.ID)
 		}

@@ -40,7 +40,13 @@ func routeMatches(have *cachedRoute, rt Route) bool {
 
 // nexthopMatches says whether the kernel's object have is the desired n.
 func nexthopMatches(have, n NexthopObject) bool {
-	return sameNexthop(have, n) || have.String() == n.String()
+	if sameNexthop(have, n) {
+		return true
+	}
+	if have.ID != n.ID || have.Protocol != n.Protocol || have.Unknown != n.Unknown || !slices.Equal(have.Members, n.Members) {
+		return false // fields String formats differ: so do the strings (a group's, of 256 members, is long)
+	}
+	return have.String() == n.String()
 }
 
 // sameRange says whether a and b select the same range (nil: any).
