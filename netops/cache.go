@@ -55,7 +55,7 @@ type cachedRoute struct {
 }
 
 // cachedTable is the reconciler's routes in one table: a handful, so a
-// slice (dropTables looks at every route of every table on a link event).
+// slice.
 type cachedTable []*cachedRoute
 
 // find returns the route id, or nil.
@@ -87,13 +87,13 @@ type cachedRule struct {
 }
 
 // is says whether x has identity id, comparing the cheap fields first.
-func (x cachedRule) is(id ruleID) bool {
+func (x *cachedRule) is(id ruleID) bool {
 	return x.id.priority == id.priority && x.id.table == id.table && x.id == id
 }
 
-func newCachedRule(kr netlink.Rule) cachedRule {
+func newCachedRule(kr netlink.Rule) *cachedRule {
 	ru := fromKernelRule(kr)
-	return cachedRule{kr: kr, ru: ru, id: ruleIDOf(ru)}
+	return &cachedRule{kr: kr, ru: ru, id: ruleIDOf(ru)}
 }
 
 // ownCache holds what the reconciler knows is in the kernel. A table,
@@ -104,7 +104,7 @@ func newCachedRule(kr netlink.Rule) cachedRule {
 type ownCache struct {
 	on     bool
 	tables map[tableKey]cachedTable // a listed table is not nil, even if empty
-	rules  map[int][]cachedRule     // by family: the reconciler's rules
+	rules  map[int][]*cachedRule    // by family: the reconciler's rules
 	// nexthops are the objects with the IDs of interest (those of the
 	// reconciler's protocol, the desired ones, those named by events);
 	// the zero NexthopObject (ID 0) records that there is none.
@@ -118,6 +118,11 @@ type ownCache struct {
 	// every table and nexthop object the reconciler knows of, not only
 	// the named ones.
 	everything bool
+	// byLink and byNH index the cached tables by the links and nexthop
+	// objects their routes use (or used: a hint, checked on use), for
+	// the events that make them dirty.
+	byLink map[int][]tableKey
+	byNH   map[uint32][]tableKey
 	// echo records the writes whose events are still to come (echo.go).
 	echo echoes
 }
@@ -126,7 +131,9 @@ type ownCache struct {
 func (c *ownCache) reset() {
 	c.everything = true
 	c.tables = make(map[tableKey]cachedTable)
-	c.rules = make(map[int][]cachedRule)
+	c.byLink = make(map[int][]tableKey)
+	c.byNH = make(map[uint32][]tableKey)
+	c.rules = make(map[int][]*cachedRule)
 	c.nexthops = make(map[uint32]NexthopObject)
 	c.echo.reset()
 	if c.namedTables == nil {
@@ -200,7 +207,7 @@ func (r *Reconciler) InvalidateNexthop(id uint32) {
 	}
 	delete(r.cache.nexthops, id)
 	r.cache.namedNH[id] = true
-	r.cache.dropTables(func(rt Route) bool { return rt.NHID == id })
+	r.cache.dropVia(id)
 }
 
 // InvalidateLink reports an event about the link with index ifindex (up,
@@ -221,7 +228,8 @@ func (r *Reconciler) InvalidateLink(ifindex int) {
 			r.cache.namedNH[id] = true
 		}
 	}
-	r.cache.dropTables(func(rt Route) bool { return routesVia(rt, ifindex) })
+	r.cache.dropIn(r.cache.byLink[ifindex], func(rt Route) bool { return routesVia(rt, ifindex) })
+	delete(r.cache.byLink, ifindex) // its tables are dirty: listed again, they enter it anew
 }
 
 // InvalidateAddr reports an IPv4 or IPv6 address added to or removed from
@@ -251,6 +259,50 @@ func (c *ownCache) dropTables(match func(Route) bool) {
 				break
 			}
 		}
+	}
+}
+
+// dropIn makes dirty the tables among ks holding a route that match
+// accepts.
+func (c *ownCache) dropIn(ks []tableKey, match func(Route) bool) {
+	for _, k := range ks {
+		if slices.ContainsFunc(c.tables[k], func(cr *cachedRoute) bool { return match(cr.rt) }) {
+			c.dirtyTable(k.family, k.table)
+		}
+	}
+}
+
+// dropVia makes dirty the tables with routes through the nexthop object
+// id: the kernel deletes them with it.
+func (c *ownCache) dropVia(id uint32) {
+	c.dropIn(c.byNH[id], func(rt Route) bool { return rt.NHID == id })
+	delete(c.byNH, id)
+}
+
+// enter makes t the cached table k.
+func (c *ownCache) enter(k tableKey, t cachedTable) {
+	c.tables[k] = t
+	for _, cr := range t {
+		c.index(k, cr.rt)
+	}
+}
+
+// index enters table k in byLink and byNH for rt.
+func (c *ownCache) index(k tableKey, rt Route) {
+	add := func(ks []tableKey) []tableKey {
+		if !slices.Contains(ks, k) {
+			ks = append(ks, k)
+		}
+		return ks
+	}
+	if rt.NHID != 0 {
+		c.byNH[rt.NHID] = add(c.byNH[rt.NHID])
+	}
+	if rt.Index != 0 {
+		c.byLink[rt.Index] = add(c.byLink[rt.Index])
+	}
+	for _, h := range rt.Nexthops {
+		c.byLink[h.Index] = add(c.byLink[h.Index])
 	}
 }
 
@@ -289,6 +341,7 @@ func (c *ownCache) wroteRoute(family int, rt Route) {
 		return
 	}
 	c.tables[k] = c.tables[k].set(&cachedRoute{kr: *toKernelRoute(rt), rt: rt, id: routeIDOf(rt)})
+	c.index(k, rt)
 }
 
 // deletedRoute removes the route id from table's cache.
@@ -316,9 +369,9 @@ func (c *ownCache) addedRule(family int, ru Rule) {
 }
 
 // deletedRule removes one rule with the identity of kr from the cache.
-func (c *ownCache) deletedRule(family int, kr cachedRule) {
+func (c *ownCache) deletedRule(family int, kr *cachedRule) {
 	rules := c.rules[family]
-	if i := slices.IndexFunc(rules, func(x cachedRule) bool { return x.is(kr.id) }); i >= 0 {
+	if i := slices.IndexFunc(rules, func(x *cachedRule) bool { return x.is(kr.id) }); i >= 0 {
 		c.rules[family] = slices.Delete(rules, i, i+1)
 	}
 }
@@ -326,7 +379,7 @@ func (c *ownCache) deletedRule(family int, kr cachedRule) {
 // hasRule says whether the cached rules of family have one with identity
 // id.
 func (c *ownCache) hasRule(family int, id ruleID) bool {
-	return slices.ContainsFunc(c.rules[family], func(x cachedRule) bool { return x.is(id) })
+	return slices.ContainsFunc(c.rules[family], func(x *cachedRule) bool { return x.is(id) })
 }
 
 // dirtyRules makes the rules of family dirty after a failed write.

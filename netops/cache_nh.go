@@ -40,7 +40,7 @@ func (c *ownCache) listedNexthops(list []NexthopObject, ids []uint32, all bool, 
 	// The kernel deleted the routes through an object that is gone.
 	for _, id := range ids {
 		if c.nexthops[id].ID == 0 {
-			c.dropTables(func(rt Route) bool { return rt.NHID == id })
+			c.dropVia(id)
 		}
 	}
 }
@@ -69,7 +69,7 @@ func (c *ownCache) deletedNexthop(id uint32) {
 		return
 	}
 	c.nexthops[id] = NexthopObject{}
-	c.dropTables(func(rt Route) bool { return rt.NHID == id })
+	c.dropVia(id)
 }
 
 // dirtyNexthop makes id dirty after a failed write.
@@ -78,5 +78,5 @@ func (c *ownCache) dirtyNexthop(id uint32) {
 	if c.namedNH != nil {
 		c.namedNH[id] = true
 	}
-	c.dropTables(func(rt Route) bool { return rt.NHID == id })
+	c.dropVia(id)
 }

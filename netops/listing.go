@@ -115,7 +115,7 @@ func (r *Reconciler) listInto(k tableKey) error {
 	if err != nil {
 		return err
 	}
-	r.cache.tables[k] = listed
+	r.cache.enter(k, listed)
 	delete(r.cache.namedTables, k)
 	return nil
 }
@@ -129,6 +129,7 @@ func (r *Reconciler) listEvery(family int) error {
 	for _, cr := range listed {
 		k := tableKey{family, cr.rt.Table}
 		r.cache.tables[k] = append(r.cache.tables[k], cr)
+		r.cache.index(k, cr.rt)
 	}
 	return nil
 }
@@ -191,7 +192,7 @@ func (r *Reconciler) listRules(family int) (bool, error) {
 		return false, fmt.Errorf("list rules of family %d: %w", family, err)
 	}
 	fam, _ := familyOfAF(family)
-	out := []cachedRule{}
+	out := []*cachedRule{}
 	for _, kr := range rulesOfFamily(fam, all) {
 		if int(kr.Protocol) == r.Protocol {
 			out = append(out, newCachedRule(kr))

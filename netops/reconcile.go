@@ -232,7 +232,7 @@ func (r *Reconciler) deleteRoutes(stale []staleRoute, res *Result, errs []error)
 // rules are not trusted, every one; of a trusted family (lastplan.go),
 // those of the last plan's removed rules it holds. It also returns the
 // rules the untrusted families hold, by identity.
-func (r *Reconciler) staleRules(rules []Rule, trusted func(family int) bool) (stale []cachedRule, seen map[ruleID]int) {
+func (r *Reconciler) staleRules(rules []Rule, trusted func(family int) bool) (stale []*cachedRule, seen map[ruleID]int) {
 	want := newWanted(rules, ruleIDOf, maybeRule)
 	for _, f := range Families {
 		fam := f.AF()
@@ -299,7 +299,7 @@ func (r *Reconciler) addRules(rules []Rule, trusted func(family int) bool, have 
 }
 
 // deleteRules deletes the stale rules.
-func (r *Reconciler) deleteRules(stale []cachedRule, res *Result, errs []error) []error {
+func (r *Reconciler) deleteRules(stale []*cachedRule, res *Result, errs []error) []error {
 	for _, kr := range stale {
 		fam := kr.ru.Family.AF()
 		err := r.K.RuleDel(&kr.kr)
