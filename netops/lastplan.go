@@ -50,9 +50,9 @@ type lastPlan struct {
 // plan (the objects' own slices and pointers are shared, as Plan makes
 // them anew every time).
 func (p *lastPlan) diff(d Desired) {
-	p.sameRoute, p.removedRoutes = align(p.routes, d.Routes, sameRoute, p.sameRoute, p.removedRoutes)
-	p.sameRule, p.removedRules = align(p.rules, d.Rules, sameRule, p.sameRule, p.removedRules)
-	p.sameNH, p.removedNH = align(p.nexthops, d.Nexthops, sameNexthop, p.sameNH, p.removedNH)
+	p.sameRoute, p.removedRoutes = align(p.routes, d.Routes, func(a, b *Route) bool { return sameRoute(*a, *b) }, p.sameRoute, p.removedRoutes)
+	p.sameRule, p.removedRules = align(p.rules, d.Rules, func(a, b *Rule) bool { return sameRule(*a, *b) }, p.sameRule, p.removedRules)
+	p.sameNH, p.removedNH = align(p.nexthops, d.Nexthops, func(a, b *NexthopObject) bool { return sameNexthop(*a, *b) }, p.sameNH, p.removedNH)
 	p.routes = append(p.routes[:0], d.Routes...)
 	p.rules = append(p.rules[:0], d.Rules...)
 	p.nexthops = append(p.nexthops[:0], d.Nexthops...)
@@ -68,24 +68,24 @@ const lookahead = 8
 // object that moved further than lookahead is neither same nor matched:
 // it is diffed, and its old copy is among the removed, which are only
 // deleted when the plan has no object of their identity.
-func align[T any](old, cur []T, eq func(a, b T) bool, same []bool, removed []T) ([]bool, []T) {
+func align[T any](old, cur []T, eq func(a, b *T) bool, same []bool, removed []T) ([]bool, []T) {
 	same = append(same[:0], make([]bool, len(cur))...)
 	removed = removed[:0]
 	i := 0
 	for j := range cur {
-		if i < len(old) && eq(old[i], cur[j]) {
+		if i < len(old) && eq(&old[i], &cur[j]) {
 			same[j] = true
 			i++
 			continue
 		}
-		if k := indexAhead(old, i+1, cur[j], eq); k >= 0 {
+		if k := indexAhead(old, i+1, &cur[j], eq); k >= 0 {
 			// old[i:k] are gone.
 			removed = append(removed, old[i:k]...)
 			same[j] = true
 			i = k + 1
 			continue
 		}
-		if i < len(old) && indexAhead(cur, j+1, old[i], eq) >= 0 {
+		if i < len(old) && indexAhead(cur, j+1, &old[i], eq) >= 0 {
 			continue // cur[j] is new; old[i] comes later
 		}
 		if i < len(old) {
@@ -98,9 +98,9 @@ func align[T any](old, cur []T, eq func(a, b T) bool, same []bool, removed []T) 
 
 // indexAhead returns the index of an element of s[from:from+lookahead]
 // equal to x, or -1.
-func indexAhead[T any](s []T, from int, x T, eq func(a, b T) bool) int {
+func indexAhead[T any](s []T, from int, x *T, eq func(a, b *T) bool) int {
 	for k := from; k < len(s) && k < from+lookahead; k++ {
-		if eq(s[k], x) {
+		if eq(&s[k], x) {
 			return k
 		}
 	}

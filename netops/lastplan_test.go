@@ -144,7 +144,7 @@ func TestLastPlanAfterFailure(t *testing.T) {
 // align finds the objects a plan added, changed and removed, whatever
 // moved.
 func TestAlign(t *testing.T) {
-	eq := func(a, b string) bool { return a == b }
+	eq := func(a, b *string) bool { return *a == *b }
 	for _, c := range []struct {
 		old, cur []string
 		same     string // per object of cur: 1 same, 0 not
