@@ -36,9 +36,16 @@ import (
 //   - a write failed, or deleted a nexthop object (which takes the routes
 //     through it along).
 //
-// A dirty entry is listed again, kernel-filtered (one table of one
-// protocol, one nexthop by ID); what the reconciler writes successfully is
-// entered as written, in the form a listing would give. Only the caller
+// A dirty table or nexthop ID is also named, so that the next reconcile
+// lists exactly the named ones without looking for what is missing
+// (after Invalidate, everything known is listed); the tables are indexed
+// by the links and nexthop objects their routes use (byLink, byNH), so
+// that a link or nexthop event does not look at every table. A dirty
+// entry is listed again, kernel-filtered (one table of one protocol, one
+// nexthop by ID); what the reconciler writes successfully is entered as
+// written, in the form a listing would give. With the last plan
+// (lastplan.go), the desired objects that did not change are not even
+// looked up in the clean entries. Only the caller
 // sees the events, so the cache is only correct if every event about
 // routes, rules, nexthop objects, links and addresses reaches the
 // Invalidate methods; without EnableCache the reconciler reads
