@@ -106,11 +106,11 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 
 	var rulesListed []int
 	for _, f := range Families {
-		listed, err := r.listRules(f.AF())
+		read, err := r.listRules(f.AF())
 		if err != nil {
 			return res, errors.Join(append(errs, err)...)
 		}
-		if listed {
+		if read {
 			rulesListed = append(rulesListed, f.AF())
 		}
 	}
