@@ -118,14 +118,14 @@ type Daemon struct {
 	resolvedGen uint64
 	// renum: uplinks whose address changed since the last reconcile.
 	renum map[string]bool
-	// snap is the last dump of links and addresses.
+	// snap is the links and addresses as last observed (linkstate.go).
 	snap events.Snapshot
 
 	// pending work of the current burst
-	needDump bool
-	// dumpOnly, when not nil, are the only links (by index) the dump
-	// must read again: those the burst's link and address events named.
-	dumpOnly      map[int]bool
+	needDump bool // read every link and address from the kernel
+	// linkEvs are the link and address events since snap was observed,
+	// to apply to it (unless a dump reads everything anyway).
+	linkEvs       []events.Event
 	needRoutes    bool // re-read defaults (with the next dump)
 	needEval      bool // re-evaluate the uplinks against snap
 	needReconcile bool

@@ -213,9 +213,10 @@ func TestGatewayNeighbourFailed(t *testing.T) {
 
 func TestNoteNexthopAndLinkEvents(t *testing.T) {
 	tests := []struct {
-		name            string
-		ev              events.Event
-		dump, reconcile bool
+		name      string
+		ev        events.Event
+		links     bool // the links and addresses change (no dump: the event says how)
+		reconcile bool
 	}{
 		{"link change: nexthops may be gone silently", events.LinkEvent{Link: events.Link{Index: 9, Name: "eth9"}}, true, true},
 		{"address change", events.AddrEvent{}, true, false},
@@ -229,8 +230,8 @@ func TestNoteNexthopAndLinkEvents(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d := testDaemon(t)
 			d.note(tt.ev)
-			if d.needDump != tt.dump || d.needReconcile != tt.reconcile {
-				t.Fatalf("dump %v reconcile %v, want %v %v", d.needDump, d.needReconcile, tt.dump, tt.reconcile)
+			if d.needDump || d.needLinks() != tt.links || d.needReconcile != tt.reconcile {
+				t.Fatalf("dump %v, links %v, reconcile %v; want false %v %v", d.needDump, d.needLinks(), d.needReconcile, tt.links, tt.reconcile)
 			}
 		})
 	}
