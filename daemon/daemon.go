@@ -159,6 +159,7 @@ type Daemon struct {
 	// was given (nil: none yet).
 	mon       Subscription
 	filterSet *events.Filter
+	filterCfg *config.Config // the configuration filterSet was made of
 }
 
 // uplink is the loop's view of one configured uplink.

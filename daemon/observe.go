@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/uplinkd/uplinkd/config"
@@ -25,16 +27,13 @@ func (d *Daemon) observe(snap events.Snapshot) bool {
 			links[snap.Links[i].Name] = &snap.Links[i]
 		}
 	}
-	addrs := make(map[int][]events.Addr, len(snap.Links))
-	for _, a := range snap.Addrs {
-		addrs[a.Index] = append(addrs[a.Index], a)
-	}
+	addrs := addrsByIndex(snap.Addrs)
 	for _, u := range d.uplinks {
 		if !u.cfg.HasIPv4() {
 			// The anchor of an uplink with IPv6 only is no entity, but
 			// pinning (marks by interface, src_valid_mark) and the
 			// event filter read every uplink's link.
-			u.link = cloneLink(links[u.cfg.Interface])
+			u.link = keepLink(u.link, links[u.cfg.Interface])
 		}
 	}
 	for _, u := range d.entities() {
@@ -62,7 +61,7 @@ func (d *Daemon) observe(snap events.Snapshot) bool {
 		if !sameLink(u.link, link) || addr != u.addr {
 			changed = true
 		}
-		u.link, u.addr = cloneLink(link), addr
+		u.link, u.addr = keepLink(u.link, link), addr
 		gw, hold := u.nextGateway(learned, addr, now)
 		if hold != u.gwHold && !hold.IsZero() && u.gwHold.IsZero() {
 			d.log.Info("default route gone; keeping its gateway for gateway_hold", "uplink", u.label(),
@@ -231,10 +230,33 @@ func sameLink(a, b *events.Link) bool {
 	return *a == *b
 }
 
-func cloneLink(l *events.Link) *events.Link {
-	if l == nil {
+// keepLink returns old when it is the same as l, else a copy of l: the
+// uplink's link must not alias the snapshot, and hundreds of uplinks
+// need not be copied at every event.
+func keepLink(old, l *events.Link) *events.Link {
+	switch {
+	case l == nil:
 		return nil
+	case sameLink(old, l):
+		return old
 	}
 	c := *l
 	return &c
+}
+
+// addrsByIndex groups addrs by their link's index, in their order, as
+// subslices of one sorted copy.
+func addrsByIndex(addrs []events.Addr) map[int][]events.Addr {
+	sorted := slices.Clone(addrs)
+	slices.SortStableFunc(sorted, func(a, b events.Addr) int { return cmp.Compare(a.Index, b.Index) })
+	out := make(map[int][]events.Addr, len(sorted))
+	for i := 0; i < len(sorted); {
+		j := i + 1
+		for j < len(sorted) && sorted[j].Index == sorted[i].Index {
+			j++
+		}
+		out[sorted[i].Index] = sorted[i:j:j]
+		i = j
+	}
+	return out
 }
