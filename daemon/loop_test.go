@@ -418,7 +418,7 @@ func TestLoopLinkChanges(t *testing.T) {
 		change, undo func(*events.Snapshot)
 		ev           events.Event
 		undoEvs      []events.Event // the kernel's events as the change is undone
-		reason       string // isp1's, once down
+		reason       string         // isp1's, once down
 	}{
 		{"carrier lost", setLink(events.Link{Index: eth1, Name: "eth1", AdminUp: true}), setLink(eth1Link),
 			events.LinkEvent{Link: events.Link{Index: eth1, Name: "eth1", AdminUp: true}}, []events.Event{events.LinkEvent{Link: eth1Link}},
