@@ -80,7 +80,7 @@ func TestObserveReasons(t *testing.T) {
 		Links: []events.Link{{Index: 3, Name: "eth1", AdminUp: true, Carrier: true}, {Index: 4, Name: "eth2", AdminUp: true}},
 		Addrs: []events.Addr{{Index: 3, Prefix: netip.MustParsePrefix("198.51.100.2/24")}, {Index: 4, Prefix: netip.MustParsePrefix("203.0.113.2/24")}},
 	}
-	if !d.observe(snap) {
+	if !d.observe(snap, nil) {
 		t.Fatal("first snapshot reported no change")
 	}
 	got := map[string]string{}
@@ -94,13 +94,13 @@ func TestObserveReasons(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)
 	}
-	if d.observe(snap) {
+	if d.observe(snap, nil) {
 		t.Fatal("an identical snapshot reported a change")
 	}
 
 	// eth2 gets its carrier; eth1 is renamed away.
 	snap.Links = []events.Link{{Index: 3, Name: "wan9", AdminUp: true, Carrier: true}, {Index: 4, Name: "eth2", AdminUp: true, Carrier: true}}
-	d.observe(snap)
+	d.observe(snap, nil)
 	if s, r := d.uplinks[0].m.State(), d.uplinks[0].m.Reason(); s != fsm.Down || r != "interface eth1 does not exist" {
 		t.Fatalf("isp1: %s %q", s, r)
 	}

@@ -38,3 +38,46 @@ func (d *Daemon) readLinks(ctx context.Context) (events.Snapshot, error) {
 	}
 	return d.kern.State.Dump(ctx)
 }
+
+// touchedLinks names what the queued link and address events are about:
+// the uplinks whose links they name are evaluated again, the others are
+// as they were (hundreds of uplinks need not be, at every carrier change).
+type touchedLinks struct {
+	indexes map[int]bool
+	names   map[string]bool
+	addrs   bool // some address changed
+}
+
+// touched returns what the queued events touch, or nil when every uplink
+// must be evaluated: everything is read again, or the default routes are
+// (a learned gateway may change with them), or something else changed.
+func (d *Daemon) touched() *touchedLinks {
+	if d.needDump || d.needRoutes || d.needEval {
+		return nil
+	}
+	t := &touchedLinks{indexes: make(map[int]bool), names: make(map[string]bool)}
+	for _, ev := range d.linkEvs {
+		switch e := ev.(type) {
+		case events.LinkEvent:
+			t.indexes[e.Link.Index] = true
+			t.names[e.Link.Name] = true
+		case events.AddrEvent:
+			t.indexes[e.Addr.Index] = true
+			t.addrs = true
+		}
+	}
+	return t
+}
+
+// has says whether entity u must be evaluated again: its link (by the
+// index it had, or by name) is touched, or it is an IPv6 side whose
+// source may be on another link and some address changed.
+func (t *touchedLinks) has(u *uplink) bool {
+	switch {
+	case t == nil, t.names[u.cfg.Interface]:
+		return true
+	case u.link != nil && t.indexes[u.link.Index]:
+		return true
+	}
+	return t.addrs && u.fam == ipv6 && (u.cfg.Source6.IsValid() || u.cfg.LANPrefix6.IsValid())
+}

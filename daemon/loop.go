@@ -262,6 +262,7 @@ func (d *Daemon) settle(ctx context.Context) {
 		if d.needDump {
 			d.updateFilter()
 		}
+		only := d.touched()
 		snap, err := d.readLinks(ctx)
 		switch {
 		case err != nil && ctx.Err() != nil:
@@ -296,7 +297,7 @@ func (d *Daemon) settle(ctx context.Context) {
 		d.needDump, d.linkEvs = false, nil
 		d.netlinkOK()
 		d.needEval = false
-		if d.observe(snap) {
+		if d.observe(snap, only) {
 			d.needReconcile = true
 		}
 		d.adopt()
@@ -305,7 +306,7 @@ func (d *Daemon) settle(ctx context.Context) {
 	}
 	if d.needEval {
 		d.needEval = false
-		if d.observe(d.snap) {
+		if d.observe(d.snap, nil) {
 			d.needReconcile = true
 		}
 	}

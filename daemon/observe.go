@@ -13,31 +13,26 @@ import (
 )
 
 // observe applies a snapshot of links and addresses (and the default
-// routes the loop keeps) to every uplink and reports whether anything that
-// matters for routing changed.
-func (d *Daemon) observe(snap events.Snapshot) bool {
+// routes the loop keeps) to the uplinks only touches (nil: every one) and
+// reports whether anything that matters for routing changed.
+func (d *Daemon) observe(snap events.Snapshot, only *touchedLinks) bool {
 	d.snap = snap
 	now := time.Now()
 	changed := false
-	// By name and by link: hundreds of uplinks must not search every link
-	// and address each.
-	links := make(map[string]*events.Link, len(snap.Links))
-	for i := range snap.Links {
-		if _, dup := links[snap.Links[i].Name]; !dup {
-			links[snap.Links[i].Name] = &snap.Links[i]
-		}
-	}
-	addrs := addrsByIndex(snap.Addrs)
+	idx := indexSnapshot(snap, only == nil)
 	for _, u := range d.uplinks {
-		if !u.cfg.HasIPv4() {
+		if !u.cfg.HasIPv4() && only.has(u) {
 			// The anchor of an uplink with IPv6 only is no entity, but
 			// pinning (marks by interface, src_valid_mark) and the
 			// event filter read every uplink's link.
-			u.link = keepLink(u.link, links[u.cfg.Interface])
+			u.link = keepLink(u.link, idx.link(u.cfg.Interface))
 		}
 	}
 	for _, u := range d.entities() {
-		link := links[u.cfg.Interface]
+		if !only.has(u) {
+			continue
+		}
+		link := idx.link(u.cfg.Interface)
 		wasUsable, _ := u.usability()
 		oldAddr, oldGw := u.addr, u.gw
 		var addr netip.Prefix
@@ -55,7 +50,7 @@ func (d *Daemon) observe(snap events.Snapshot) bool {
 				addr = u.select6(snap.Addrs, link.Index) // source6 may be on another link
 				d.checkAcceptRA(u)
 			} else {
-				addr = u.selectAddr(addrs[link.Index], link.Index, gw)
+				addr = u.selectAddr(idx.addrs(link.Index), link.Index, gw)
 			}
 		}
 		if !sameLink(u.link, link) || addr != u.addr {
@@ -244,19 +239,64 @@ func keepLink(old, l *events.Link) *events.Link {
 	return &c
 }
 
-// addrsByIndex groups addrs by their link's index, in their order, as
-// subslices of one sorted copy.
-func addrsByIndex(addrs []events.Addr) map[int][]events.Addr {
-	sorted := slices.Clone(addrs)
+// snapIndex finds links by name and addresses by link in a snapshot: by
+// maps when every uplink is evaluated (hundreds of uplinks must not search
+// every link and address each), by a scan when a few are.
+type snapIndex struct {
+	snap    *events.Snapshot
+	byName  map[string]*events.Link
+	byIndex map[int][]events.Addr
+}
+
+func indexSnapshot(snap events.Snapshot, maps bool) snapIndex {
+	x := snapIndex{snap: &snap}
+	if !maps {
+		return x
+	}
+	x.byName = make(map[string]*events.Link, len(snap.Links))
+	for i := range snap.Links {
+		if _, dup := x.byName[snap.Links[i].Name]; !dup {
+			x.byName[snap.Links[i].Name] = &snap.Links[i]
+		}
+	}
+	// Grouped by link as subslices of one sorted copy, in their order.
+	sorted := slices.Clone(snap.Addrs)
 	slices.SortStableFunc(sorted, func(a, b events.Addr) int { return cmp.Compare(a.Index, b.Index) })
-	out := make(map[int][]events.Addr, len(sorted))
+	x.byIndex = make(map[int][]events.Addr, len(sorted))
 	for i := 0; i < len(sorted); {
 		j := i + 1
 		for j < len(sorted) && sorted[j].Index == sorted[i].Index {
 			j++
 		}
-		out[sorted[i].Index] = sorted[i:j:j]
+		x.byIndex[sorted[i].Index] = sorted[i:j:j]
 		i = j
+	}
+	return x
+}
+
+// link returns the first link named name, nil when there is none.
+func (x snapIndex) link(name string) *events.Link {
+	if x.byName != nil {
+		return x.byName[name]
+	}
+	for i := range x.snap.Links {
+		if x.snap.Links[i].Name == name {
+			return &x.snap.Links[i]
+		}
+	}
+	return nil
+}
+
+// addrs returns the addresses on the link index, in their order.
+func (x snapIndex) addrs(index int) []events.Addr {
+	if x.byIndex != nil {
+		return x.byIndex[index]
+	}
+	var out []events.Addr
+	for _, a := range x.snap.Addrs {
+		if a.Index == index {
+			out = append(out, a)
+		}
 	}
 	return out
 }

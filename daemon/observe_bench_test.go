@@ -56,8 +56,9 @@ func BenchmarkObserve256(b *testing.B) {
 		link.Carrier = on
 		on = !on
 		d.linkChanged(events.LinkEvent{Link: link})
+		only := d.touched()
 		snap, _ := d.readLinks(ctx)
 		d.linkEvs = nil
-		d.observe(snap)
+		d.observe(snap, only)
 	}
 }

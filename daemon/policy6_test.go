@@ -36,7 +36,7 @@ last_resort = "unreachable"
 	wg.Go(func() { d.hooks.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
-	d.observe(dualSnapshot())
+	d.observe(dualSnapshot(), nil)
 	isp1, isp2 := d.uplinks[0], d.uplinks[1]
 	isp2.v6.gw = isp1.v6.cfg.Gateway6 // as if learned from an RA
 	for _, u := range []*uplink{isp1, isp1.v6, isp2, isp2.v6} {

@@ -68,3 +68,69 @@ func TestLinkEventsReadNothing(t *testing.T) {
 		t.Fatalf("after a resync: %d dumps, links %+v, isp1 %s; want 2 dumps and the dump's eth1", net.dumps, d.snap.Links, d.uplinks[0].m.State())
 	}
 }
+
+// What link and address events touch: the uplinks on their links, and
+// the IPv6 sides whose source may be on any link; everything after a
+// dump, with default routes to read, or when something else changed.
+func TestTouchedLinks(t *testing.T) {
+	d := quietDaemon(t, `
+[[uplink]]
+name = "isp1"
+interface = "eth1"
+gateway = "198.51.100.1"
+table = 100
+[[uplink]]
+name = "isp2"
+interface = "eth2"
+gateway = "203.0.113.1"
+gateway6 = "fe80::1"
+lan_prefix6 = "2001:db8:2200::/48"
+table = 200
+[[uplink]]
+name = "isp3"
+interface = "eth3"
+gateway = "192.0.2.1"
+gateway6 = "fe80::1"
+table = 300
+`)
+	index := map[string]int{"eth1": 3, "eth2": 4, "eth3": 5}
+	for _, u := range d.entities() {
+		u.link = &events.Link{Index: index[u.cfg.Interface], Name: u.cfg.Interface}
+	}
+	touchedNames := func() []string {
+		only := d.touched()
+		var out []string
+		for _, u := range d.entities() {
+			if only.has(u) {
+				out = append(out, u.label())
+			}
+		}
+		return out
+	}
+	d.linkChanged(events.LinkEvent{Link: events.Link{Index: 4, Name: "eth2"}})
+	if got, want := touchedNames(), []string{"isp2", "isp2/ipv6"}; !slices.Equal(got, want) {
+		t.Errorf("eth2's link event touches %q, want %q", got, want)
+	}
+	d.linkEvs = nil
+	// A new link under isp1's name (its old index is gone).
+	d.linkChanged(events.LinkEvent{Link: events.Link{Index: 9, Name: "eth1"}})
+	if got, want := touchedNames(), []string{"isp1"}; !slices.Equal(got, want) {
+		t.Errorf("a new eth1 touches %q, want %q", got, want)
+	}
+	d.linkEvs = nil
+	// An address on eth3: isp3's sides, and isp2's IPv6 side, whose
+	// source may be an address of its lan_prefix6 on any link.
+	d.linkChanged(events.AddrEvent{Addr: events.Addr{Index: 5, Prefix: netip.MustParsePrefix("192.0.2.2/24")}})
+	if got, want := touchedNames(), []string{"isp2/ipv6", "isp3", "isp3/ipv6"}; !slices.Equal(got, want) {
+		t.Errorf("an address on eth3 touches %q, want %q", got, want)
+	}
+	d.needRoutes = true
+	if d.touched() != nil {
+		t.Error("with default routes to read, not every uplink is evaluated")
+	}
+	d.needRoutes = false
+	d.dumpAll()
+	if d.touched() != nil {
+		t.Error("after a dump, not every uplink is evaluated")
+	}
+}
