@@ -78,9 +78,14 @@ type Daemon struct {
 	uplinks   []*uplink
 	// all are the entities: each uplink's IPv4 one, then its IPv6 one
 	// when it has gateway6 (family.go).
-	all     []*uplink
-	results chan probe.Result
-	gen     uint64
+	all []*uplink
+	// byIface are the uplinks by interface name, and sourceAnywhere the
+	// IPv6 entities whose source may be on any link: what link and
+	// address events touch (linkstate.go).
+	byIface        map[string][]*uplink
+	sourceAnywhere []*uplink
+	results        chan probe.Result
+	gen            uint64
 
 	// held is what an earlier run left in the kernel, until adopt hands
 	// it to the uplinks (see adopt.go).

@@ -61,7 +61,10 @@ func (d *Daemon) params(u *uplink) fsm.Params {
 // IPv4 one followed by its IPv6 one.
 func (d *Daemon) syncFamilies(now time.Time) {
 	d.all = d.all[:0]
+	d.byIface = make(map[string][]*uplink, len(d.uplinks))
+	d.sourceAnywhere = nil
 	for _, u := range d.uplinks {
+		d.byIface[u.cfg.Interface] = append(d.byIface[u.cfg.Interface], u)
 		switch {
 		case u.cfg.IPv6 && u.v6 == nil:
 			u.v6 = d.newUplink6(u.cfg, now)
@@ -77,6 +80,9 @@ func (d *Daemon) syncFamilies(now time.Time) {
 		}
 		if u.v6 != nil {
 			d.all = append(d.all, u.v6)
+			if u.cfg.Source6.IsValid() || u.cfg.LANPrefix6.IsValid() {
+				d.sourceAnywhere = append(d.sourceAnywhere, u.v6)
+			}
 		}
 	}
 }

@@ -33,19 +33,29 @@ func (d *Daemon) needLinks() bool { return d.needDump || len(d.linkEvs) > 0 }
 // readLinks returns the links and addresses: read from the kernel when
 // everything must be, else the last ones with the queued events applied.
 func (d *Daemon) readLinks(ctx context.Context) (events.Snapshot, error) {
-	if !d.needDump {
-		return d.snap.Apply(d.linkEvs), nil
+	if d.needDump {
+		return d.kern.State.Dump(ctx)
 	}
-	return d.kern.State.Dump(ctx)
+	snap := d.snap
+	if d.needRoutes {
+		// A failed read of the default routes retries all of this
+		// with d.snap as it was.
+		snap = snap.Clone()
+	}
+	snap.Apply(d.linkEvs)
+	return snap, nil
 }
 
 // touchedLinks names what the queued link and address events are about:
-// the uplinks whose links they name are evaluated again, the others are
-// as they were (hundreds of uplinks need not be, at every carrier change).
+// the uplinks on the links they name are evaluated again, the others are
+// as they were and are not even looked at (hundreds of uplinks need not
+// be, at every carrier change).
 type touchedLinks struct {
 	indexes map[int]bool
 	names   map[string]bool
 	addrs   bool // some address changed
+	// set is the uplinks (anchors and entities) to evaluate: see resolve.
+	set map[*uplink]bool
 }
 
 // touched returns what the queued events touch, or nil when every uplink
@@ -66,18 +76,43 @@ func (d *Daemon) touched() *touchedLinks {
 			t.addrs = true
 		}
 	}
+	t.namesIn(d.snap) // before the events: a link renamed or deleted
 	return t
 }
 
-// has says whether entity u must be evaluated again: its link (by the
-// index it had, or by name) is touched, or it is an IPv6 side whose
-// source may be on another link and some address changed.
-func (t *touchedLinks) has(u *uplink) bool {
-	switch {
-	case t == nil, t.names[u.cfg.Interface]:
-		return true
-	case u.link != nil && t.indexes[u.link.Index]:
-		return true
+// namesIn adds the names the touched links have in snap.
+func (t *touchedLinks) namesIn(snap events.Snapshot) {
+	for _, l := range snap.Links {
+		if t.indexes[l.Index] {
+			t.names[l.Name] = true
+		}
 	}
-	return t.addrs && u.fam == ipv6 && (u.cfg.Source6.IsValid() || u.cfg.LANPrefix6.IsValid())
 }
+
+// resolve finds the uplinks to evaluate: those whose interface is a
+// touched link's name, before the events (touched reads those) or after
+// them (a link made), and, when some address changed, the IPv6 sides
+// whose source may be on any link (source6, lan_prefix6).
+func (t *touchedLinks) resolve(d *Daemon, after events.Snapshot) {
+	if t == nil {
+		return
+	}
+	t.namesIn(after)
+	t.set = make(map[*uplink]bool)
+	for name := range t.names {
+		for _, u := range d.byIface[name] {
+			t.set[u] = true
+			if u.v6 != nil {
+				t.set[u.v6] = true
+			}
+		}
+	}
+	if t.addrs {
+		for _, u := range d.sourceAnywhere {
+			t.set[u] = true
+		}
+	}
+}
+
+// has says whether u (an anchor or an entity) must be evaluated again.
+func (t *touchedLinks) has(u *uplink) bool { return t == nil || t.set[u] }

@@ -97,8 +97,12 @@ table = 300
 	for _, u := range d.entities() {
 		u.link = &events.Link{Index: index[u.cfg.Interface], Name: u.cfg.Interface}
 	}
+	d.snap = events.Snapshot{Links: []events.Link{{Index: 3, Name: "eth1"}, {Index: 4, Name: "eth2"}, {Index: 5, Name: "eth3"}}}
 	touchedNames := func() []string {
 		only := d.touched()
+		after := d.snap.Clone()
+		after.Apply(d.linkEvs)
+		only.resolve(d, after)
 		var out []string
 		for _, u := range d.entities() {
 			if only.has(u) {
@@ -116,6 +120,21 @@ table = 300
 	d.linkChanged(events.LinkEvent{Link: events.Link{Index: 9, Name: "eth1"}})
 	if got, want := touchedNames(), []string{"isp1"}; !slices.Equal(got, want) {
 		t.Errorf("a new eth1 touches %q, want %q", got, want)
+	}
+	d.linkEvs = nil
+	// eth3 renamed away: the uplink on its old name.
+	d.linkChanged(events.LinkEvent{Link: events.Link{Index: 5, Name: "wan9"}})
+	if got, want := touchedNames(), []string{"isp3", "isp3/ipv6"}; !slices.Equal(got, want) {
+		t.Errorf("eth3 renamed touches %q, want %q", got, want)
+	}
+	d.linkEvs = nil
+	// An address on a link made in the same burst, under isp1's name.
+	d.linkChanged(events.LinkEvent{Link: events.Link{Index: 12, Name: "eth1"}})
+	d.linkEvs = d.linkEvs[1:]
+	d.linkChanged(events.AddrEvent{Addr: events.Addr{Index: 12, Prefix: netip.MustParsePrefix("198.51.100.2/24")}})
+	d.snap.Apply([]events.Event{events.LinkEvent{Link: events.Link{Index: 12, Name: "eth1"}}})
+	if got, want := touchedNames(), []string{"isp1", "isp2/ipv6"}; !slices.Equal(got, want) {
+		t.Errorf("an address on the new eth1 touches %q, want %q", got, want)
 	}
 	d.linkEvs = nil
 	// An address on eth3: isp3's sides, and isp2's IPv6 side, whose

@@ -297,6 +297,7 @@ func (d *Daemon) settle(ctx context.Context) {
 		d.needDump, d.linkEvs = false, nil
 		d.netlinkOK()
 		d.needEval = false
+		only.resolve(d, snap)
 		if d.observe(snap, only) {
 			d.needReconcile = true
 		}

@@ -21,7 +21,7 @@ func (d *Daemon) observe(snap events.Snapshot, only *touchedLinks) bool {
 	changed := false
 	idx := indexSnapshot(snap, only == nil)
 	for _, u := range d.uplinks {
-		if !u.cfg.HasIPv4() && only.has(u) {
+		if only.has(u) && !u.cfg.HasIPv4() {
 			// The anchor of an uplink with IPv6 only is no entity, but
 			// pinning (marks by interface, src_valid_mark) and the
 			// event filter read every uplink's link.

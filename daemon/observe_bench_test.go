@@ -52,6 +52,7 @@ func BenchmarkObserve256(b *testing.B) {
 	_ = ctx
 	link := d.snap.Links[10]
 	on := false
+	u := d.uplinks[10-2]
 	for b.Loop() {
 		link.Carrier = on
 		on = !on
@@ -59,6 +60,10 @@ func BenchmarkObserve256(b *testing.B) {
 		only := d.touched()
 		snap, _ := d.readLinks(ctx)
 		d.linkEvs = nil
+		only.resolve(d, snap)
 		d.observe(snap, only)
+		if u.link.Carrier != link.Carrier {
+			b.Fatalf("%s's link %+v, want %+v", u.label(), *u.link, link)
+		}
 	}
 }
