@@ -192,13 +192,25 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	// nexthop objects per uplink: a plan of 256 uplinks is made at every
 	// reconcile, and growing these made half its garbage.
 	n := len(uplinks)
+	perUplink := 0 // nexthop objects
+	switch s.Balancer {
+	case Resilient:
+		perUplink = 2
+	case HashThreshold:
+		perUplink = 1
+	}
 	d := Desired{
 		Routes:   make([]Route, 0, 2*n+4),
 		Rules:    make([]Rule, 0, 2*n+8),
-		Nexthops: make([]NexthopObject, 0, 2*n+2),
+		Nexthops: make([]NexthopObject, 0, perUplink*n+1+len(s.Policies)),
 	}
-	hops := make([]Nexthop, 0, n)
-	members := make([]GroupMember, 0, 2*n)
+	var hops []Nexthop
+	var members []GroupMember
+	if s.Balancer == Multipath {
+		hops = make([]Nexthop, 0, n)
+	} else {
+		members = make([]GroupMember, 0, perUplink*n)
+	}
 	fam := s.Family.norm()
 	dflt := fam.DefaultDst()
 	ids := NexthopIDsFor(s.NexthopIDBase, fam)
