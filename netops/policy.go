@@ -161,6 +161,11 @@ func Choose(s Settings, uplinks []Uplink) []Choice {
 	return c
 }
 
+// ChooseAt is Choose that also returns, for every choice, the positions
+// in uplinks of its members, in the order of Choice.Members: callers that
+// hold something per uplink need not look members up by name.
+func ChooseAt(s Settings, uplinks []Uplink) ([]Choice, [][]int) { return choose(s, uplinks) }
+
 // routable says whether u can be a member of a balance: Plan gives it a
 // default route only with an interface and an address, and a nexthop
 // object only with carrier.
