@@ -188,16 +188,33 @@ func (d *Daemon) choose(s netops.Settings, in []netops.Uplink, fam family) *chos
 // after the routing change, so that the next packet of such a connection
 // gets a new entry on its new path.
 func (d *Daemon) flushLeavers(c *chosen) {
-	now := make(map[string]netip.Addr)
-	for i, u := range c.in {
-		if c.used[i] && u.Addr.IsValid() {
-			now[u.Name] = u.Addr.Addr()
-		}
-	}
 	fam := c.fam
 	nat := &d.natAddrs
 	if fam == ipv6 {
 		nat = &d.natAddrs6
+	}
+	if *nat != nil {
+		// Nobody left when every uplink in use has the address it had:
+		// the common reconcile, checked without building anything.
+		same, n := true, 0
+		for i := range c.in {
+			if u := &c.in[i]; c.used[i] && u.Addr.IsValid() {
+				n++
+				if a, ok := (*nat)[u.Name]; !ok || a != u.Addr.Addr() {
+					same = false
+					break
+				}
+			}
+		}
+		if same && n == len(*nat) {
+			return
+		}
+	}
+	now := make(map[string]netip.Addr)
+	for i := range c.in {
+		if u := &c.in[i]; c.used[i] && u.Addr.IsValid() {
+			now[u.Name] = u.Addr.Addr()
+		}
 	}
 	prev := *nat
 	*nat = now
