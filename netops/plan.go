@@ -214,13 +214,13 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	fam := s.Family.norm()
 	dflt := fam.DefaultDst()
 	ids := NexthopIDsFor(s.NexthopIDBase, fam)
-	choices, picked := choose(s, uplinks)
+	slots := bySlot(uplinks)
+	choices, picked := chooseBySlot(s, uplinks, slots)
 	// By position: whether the default policy balances over uplink i.
 	inDefault := make([]bool, len(uplinks))
 	for _, i := range picked[0] {
 		inDefault[i] = true
 	}
-	slots := bySlot(uplinks)
 	// The rules and routes in the order Plan returns them, as far as
 	// cheap keys tell it (the final sort then has nothing to move), in
 	// slot order where they do not: the suppress rule first, then the

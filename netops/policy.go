@@ -177,12 +177,19 @@ func routable(s Settings, u *Uplink) bool {
 // and for each the positions in uplinks of its members (in the order of
 // Choice.Members).
 func choose(s Settings, uplinks []Uplink) ([]Choice, [][]int) {
+	return chooseBySlot(s, uplinks, bySlot(uplinks))
+}
+
+// chooseBySlot is choose with the positions of uplinks in slot order
+// (bySlot's).
+func chooseBySlot(s Settings, uplinks []Uplink, slots []int) ([]Choice, [][]int) {
 	pols, builtin := s.policies(uplinks)
 	out := make([]Choice, len(pols))
 	picked := make([][]int, len(pols))
 	// Tiers name uplinks; the built-in default policy's one tier is
-	// every uplink in order, which needs no look-up. A plan of 256
-	// uplinks is made at every reconcile.
+	// every uplink, which needs no look-up: taken in slot order, its
+	// members need no sorting either. A plan of 256 uplinks is made at
+	// every reconcile.
 	var byName map[string]int
 	if !builtin || len(pols) > 1 {
 		byName = make(map[string]int, len(uplinks))
@@ -193,7 +200,7 @@ func choose(s Settings, uplinks []Uplink) ([]Choice, [][]int) {
 	for i, p := range pols {
 		var at func(tier []string, j int) (int, bool)
 		if i == 0 && builtin && byName == nil {
-			at = func(_ []string, j int) (int, bool) { return j, true }
+			at = func(_ []string, j int) (int, bool) { return slots[j], true }
 		} else {
 			at = func(tier []string, j int) (int, bool) { k, ok := byName[tier[j]]; return k, ok }
 		}
@@ -228,7 +235,9 @@ func choose1(s Settings, p Policy, uplinks []Uplink, at func(tier []string, j in
 			if m := pick(tier, active); len(m) > 0 {
 				c.Tier = t + 1
 				// In slot order (bySlot's).
-				slices.SortStableFunc(m, func(a, b int) int { return cmp.Compare(uplinks[a].Slot, uplinks[b].Slot) })
+				if !slices.IsSortedFunc(m, func(a, b int) int { return cmp.Compare(uplinks[a].Slot, uplinks[b].Slot) }) {
+					slices.SortStableFunc(m, func(a, b int) int { return cmp.Compare(uplinks[a].Slot, uplinks[b].Slot) })
+				}
 				c.Members = make([]Member, len(m))
 				for k, j := range m {
 					c.Members[k] = Member{Name: uplinks[j].Name, Weight: uplinks[j].Weight}
