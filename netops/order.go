@@ -105,13 +105,30 @@ const (
 // tableProtoKey encodes "T ... proto P"-ordered text: the table's digits,
 // then the protocol's (the text between them is the same for both
 // elements of a class).
-func tableProtoKey(table, proto int) (uint64, bool) {
+func tableProtoKey(table, proto int) uint64 {
 	if table < 0 || proto < 0 {
-		return 0, false
+		return noKey
 	}
 	t, ok1 := decKey(uint64(table), tableWidth)
 	p, ok2 := decKey(uint64(proto), protoWidth)
-	return t*protoRadix + p, ok1 && ok2
+	if !ok1 || !ok2 {
+		return noKey
+	}
+	return t*protoRadix + p
+}
+
+// noKey stands for a number decKey cannot encode.
+const noKey = ^uint64(0)
+
+// tableSortKey is decKey of a table, or noKey.
+func tableSortKey(table int) uint64 {
+	if table < 0 {
+		return noKey
+	}
+	if t, ok := decKey(uint64(table), tableWidth); ok {
+		return t
+	}
+	return noKey
 }
 
 // prefix4Key encodes an IPv4 prefix written a.b.c.d/n.
@@ -120,35 +137,38 @@ func prefix4Key(a [4]byte, bits int) uint64 {
 	return k*bitsRadix + bitsKeys[bits]
 }
 
-func routeSortKey(r *Route, i int) sortKey {
+// routeSortKey is the key of routes[i].
+func routeSortKey(r *Route, i int) sortKey { return routeKeyWith(r, tableSortKey(r.Table), i) }
+
+// routeKeyWith is routeSortKey with the route's tableSortKey.
+func routeKeyWith(r *Route, table uint64, i int) sortKey {
 	k := sortKey{i: i}
-	if r.Table < 0 || !r.Dst.IsValid() || !r.Dst.Addr().Is4() {
+	if table == noKey || !r.Dst.IsValid() || !r.Dst.Addr().Is4() {
 		return k
 	}
-	t, ok := decKey(uint64(r.Table), tableWidth)
-	if !ok {
-		return k
-	}
-	k.class, k.k1, k.k2 = routeV4, t, prefix4Key(r.Dst.Addr().As4(), r.Dst.Bits())
+	k.class, k.k1, k.k2 = routeV4, table, prefix4Key(r.Dst.Addr().As4(), r.Dst.Bits())
 	return k
 }
 
+// ruleSortKey is the key of rules[i].
 func ruleSortKey(r *Rule, i int) sortKey {
+	return ruleKeyWith(r, r.Family, tableProtoKey(r.Table, r.Protocol), i)
+}
+
+// ruleKeyWith is ruleSortKey of the rule with family fam (whatever
+// r.Family says) and the rule's tableProtoKey.
+func ruleKeyWith(r *Rule, fam Family, tableProto uint64, i int) sortKey {
 	k := sortKey{prio: r.Priority, i: i}
-	if r.Dst.IsValid() || r.IifName != "" || r.IPProto != 0 || r.Sport != nil || r.Dport != nil || r.UID != nil ||
-		r.SuppressPrefixlen != -1 {
+	if tableProto == noKey || r.Dst.IsValid() || r.IifName != "" || r.IPProto != 0 || r.Sport != nil || r.Dport != nil ||
+		r.UID != nil || r.SuppressPrefixlen != -1 {
 		return k
 	}
-	tp, ok := tableProtoKey(r.Table, r.Protocol)
-	if !ok {
-		return k
-	}
-	v4 := r.Family.norm() == V4
+	v4 := fam.norm() == V4
 	switch {
 	case r.Mask == 0 && v4 && r.Src.IsValid() && r.Src.Addr().Is4():
-		k.class, k.k1, k.k2 = sourceRule4, prefix4Key(r.Src.Addr().As4(), r.Src.Bits()), tp
+		k.class, k.k1, k.k2 = sourceRule4, prefix4Key(r.Src.Addr().As4(), r.Src.Bits()), tableProto
 	case r.Mask != 0 && !r.Src.IsValid():
-		k.class, k.k1, k.k2, k.k3 = fwmarkRule4, hexKey(r.Mark), hexKey(r.Mask), tp
+		k.class, k.k1, k.k2, k.k3 = fwmarkRule4, hexKey(r.Mark), hexKey(r.Mask), tableProto
 		if !v4 {
 			k.class = fwmarkRule6
 		}
@@ -156,22 +176,24 @@ func ruleSortKey(r *Rule, i int) sortKey {
 	return k
 }
 
-// sortRoutes puts routes in Plan's order.
-func sortRoutes(routes []Route) {
-	keys := make([]sortKey, len(routes))
-	for i := range routes {
-		keys[i] = routeSortKey(&routes[i], i)
+// sortRoutes puts routes in Plan's order. keys are those of the first
+// routes (routeSortKey's, made as they were); those of the others are
+// made here. It returns keys, grown, for reuse.
+func sortRoutes(routes []Route, keys []sortKey) []sortKey {
+	for i := len(keys); i < len(routes); i++ {
+		keys = append(keys, routeSortKey(&routes[i], i))
 	}
 	sortByKeys(routes, keys, Route.appendKey)
+	return keys
 }
 
-// sortRules puts rules in Plan's order.
-func sortRules(rules []Rule) {
-	keys := make([]sortKey, len(rules))
-	for i := range rules {
-		keys[i] = ruleSortKey(&rules[i], i)
+// sortRules puts rules in Plan's order; keys as in sortRoutes.
+func sortRules(rules []Rule, keys []sortKey) []sortKey {
+	for i := len(keys); i < len(rules); i++ {
+		keys = append(keys, ruleSortKey(&rules[i], i))
 	}
 	sortByKeys(rules, keys, Rule.appendTo)
+	return keys
 }
 
 // sortByKeys sorts s by keys (keys[i] is s[i]'s): by prio, then by the

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -214,35 +215,50 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	fam := s.Family.norm()
 	dflt := fam.DefaultDst()
 	ids := NexthopIDsFor(s.NexthopIDBase, fam)
-	slots := bySlot(uplinks)
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	slots := bySlotIn(uplinks, &sc.idx, &sc.slots)
 	choices, picked := chooseBySlot(s, uplinks, slots)
 	// By position: whether the default policy balances over uplink i.
-	inDefault := make([]bool, len(uplinks))
+	sc.inDefault = grow(sc.inDefault, n)
+	inDefault := sc.inDefault
+	clear(inDefault)
 	for _, i := range picked[0] {
 		inDefault[i] = true
 	}
 	// The rules and routes in the order Plan returns them, as far as
 	// cheap keys tell it (the final sort then has nothing to move), in
 	// slot order where they do not: the suppress rule first, then the
-	// source rules, the fwmark rules; the uplinks' tables.
-	d.Rules = append(d.Rules, Rule{
+	// source rules, the fwmark rules; the uplinks' tables. Their sort
+	// keys are made with them, from each uplink's table key made once.
+	sc.tables = grow(sc.tables, n)
+	p := planner{s: s, fam: fam, d: &d, tables: sc.tables, proto: noKey, ruleKeys: sc.ruleKeys[:0], routeKeys: sc.routeKeys[:0]}
+	if s.RouteProtocol >= 0 {
+		if k, ok := decKey(uint64(s.RouteProtocol), protoWidth); ok {
+			p.proto = k
+		}
+	}
+	for i := range uplinks {
+		p.tables[i] = tableSortKey(uplinks[i].Table)
+	}
+	p.rule(Rule{
 		Priority: s.RulePriority + prioSuppress, Table: mainTable, SuppressPrefixlen: 0, Protocol: s.RouteProtocol,
-	})
-	for _, i := range orderUplinks(slots, func(i int) uint64 { return sourceKey(fam, &uplinks[i]) }) {
-		d.sourceRules(s, fam, &uplinks[i])
+	}, tableSortKey(mainTable))
+	for _, i := range orderUplinks(slots, func(i int) uint64 { return sourceKey(fam, &uplinks[i]) }, &sc.order) {
+		p.sourceRules(&uplinks[i], p.tables[i])
 	}
 	if s.MarkMask != 0 {
-		for _, i := range orderUplinks(slots, func(i int) uint64 { return hexKey(uplinks[i].Mark & s.MarkMask) }) {
+		for _, i := range orderUplinks(slots, func(i int) uint64 { return hexKey(uplinks[i].Mark & s.MarkMask) }, &sc.order) {
 			if u := &uplinks[i]; u.Index > 0 && u.Addr.IsValid() && u.Mark != 0 && u.Usable {
-				d.Rules = append(d.Rules, Rule{
+				p.rule(Rule{
 					Priority: s.RulePriority + prioFwmark, Mark: u.Mark & s.MarkMask, Mask: s.MarkMask,
 					Table: u.Table, SuppressPrefixlen: -1, Protocol: s.RouteProtocol,
-				})
+				}, p.tables[i])
 			}
 		}
 	}
-	for _, i := range orderUplinks(slots, func(i int) uint64 { k, _ := decKey(uint64(max(uplinks[i].Table, 0)), tableWidth); return k }) {
-		d.uplinkRoutes(s, fam, &uplinks[i])
+	for _, i := range orderUplinks(slots, func(i int) uint64 { return p.tables[i] % noKey }, &sc.order) {
+		p.uplinkRoutes(&uplinks[i], p.tables[i])
 	}
 	// In slot order, so that the group's members keep their order (and a
 	// hash-threshold group its cut of the hash space) however the
@@ -326,8 +342,8 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	if fam == V6 {
 		d.setFamily(V6)
 	}
-	sortRoutes(d.Routes)
-	sortRules(d.Rules)
+	sc.routeKeys = sortRoutes(d.Routes, p.routeKeys)
+	sc.ruleKeys = sortRules(d.Rules, p.ruleKeys)
 	// Empty parts are nil, as they were before the slices were sized.
 	if len(d.Routes) == 0 {
 		d.Routes = nil
@@ -341,40 +357,76 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	return d
 }
 
+// planner is what Plan makes the uplinks' rules and routes with: it keeps
+// their sort keys (see sortRoutes) as it adds them.
+type planner struct {
+	s   Settings
+	fam Family
+	d   *Desired
+	// ruleKeys and routeKeys are the keys of the rules and routes added
+	// so far.
+	ruleKeys, routeKeys []sortKey
+	tables              []uint64 // tableSortKey of each uplink
+	proto               uint64   // decKey of the route protocol, or noKey
+}
+
+// rule adds r, whose table's tableSortKey is table.
+func (p *planner) rule(r Rule, table uint64) {
+	tp := noKey
+	if table != noKey && p.proto != noKey {
+		tp = table*protoRadix + p.proto
+	}
+	p.d.Rules = append(p.d.Rules, r)
+	i := len(p.d.Rules) - 1
+	p.ruleKeys = append(p.ruleKeys, ruleKeyWith(&p.d.Rules[i], p.fam, tp, i))
+}
+
+// route adds r, whose table's tableSortKey is table.
+func (p *planner) route(r Route, table uint64) {
+	p.d.Routes = append(p.d.Routes, r)
+	i := len(p.d.Routes) - 1
+	p.routeKeys = append(p.routeKeys, routeKeyWith(&p.d.Routes[i], table, i))
+}
+
 // sourceRules adds the source rules of u: from its address, and in IPv6
-// from its delegated prefix.
-func (d *Desired) sourceRules(s Settings, fam Family, u *Uplink) {
-	lan := fam == V6 && u.LANPrefix.IsValid()
+// from its delegated prefix. table is the tableSortKey of u's table.
+func (p *planner) sourceRules(u *Uplink, table uint64) {
+	s := p.s
+	lan := p.fam == V6 && u.LANPrefix.IsValid()
 	if lan {
-		d.Rules = append(d.Rules, Rule{
+		p.rule(Rule{
 			Priority: s.RulePriority + prioSource, Src: u.LANPrefix.Masked(),
 			Table: u.Table, SuppressPrefixlen: -1, Protocol: s.RouteProtocol,
-		})
+		}, table)
 	}
 	if u.Index <= 0 || !u.Addr.IsValid() {
 		return
 	}
 	src := u.Addr.Addr()
 	if srcRule := netip.PrefixFrom(src, src.BitLen()); !lan || srcRule != u.LANPrefix.Masked() {
-		d.Rules = append(d.Rules, Rule{
+		p.rule(Rule{
 			Priority: s.RulePriority + prioSource, Src: srcRule,
 			Table: u.Table, SuppressPrefixlen: -1, Protocol: s.RouteProtocol,
-		})
+		}, table)
 	}
 }
 
 // uplinkRoutes adds the routes of u's table: the connected one and the
-// default one, in IPv4 the default one first (its key is lower).
-func (d *Desired) uplinkRoutes(s Settings, fam Family, u *Uplink) {
+// default one, in IPv4 the default one first (its key is lower). table
+// is the tableSortKey of u's table.
+func (p *planner) uplinkRoutes(u *Uplink, table uint64) {
+	s, fam := p.s, p.fam
 	dflt := fam.DefaultDst()
 	lan := fam == V6 && u.LANPrefix.IsValid()
 	// The sources of a delegated prefix must never fall through to
 	// another uplink's table: while this one cannot route, its table
 	// answers them unreachable.
-	unreachable := Route{Table: u.Table, Dst: dflt, Type: Unreachable, Protocol: s.RouteProtocol}
+	unreachable := func() {
+		p.route(Route{Table: u.Table, Dst: dflt, Type: Unreachable, Protocol: s.RouteProtocol}, table)
+	}
 	if u.Index <= 0 || !u.Addr.IsValid() {
 		if lan {
-			d.Routes = append(d.Routes, unreachable)
+			unreachable()
 		}
 		return
 	}
@@ -382,20 +434,18 @@ func (d *Desired) uplinkRoutes(s Settings, fam Family, u *Uplink) {
 	connected := fam == V4 || u.Addr.Bits() != 128
 	dfltFirst := fam == V4 && u.Addr.Bits() > 0
 	if connected && !dfltFirst {
-		d.Routes = append(d.Routes,
-			Route{Table: u.Table, Dst: u.Addr.Masked(), Index: u.Index, Src: src, Link: fam == V4, Protocol: s.RouteProtocol})
+		p.route(Route{Table: u.Table, Dst: u.Addr.Masked(), Index: u.Index, Src: src, Link: fam == V4, Protocol: s.RouteProtocol}, table)
 	}
 	if lan && !u.Carrier {
-		d.Routes = append(d.Routes, unreachable)
+		unreachable()
 	} else {
 		// Without a gateway (a point-to-point link) the default
 		// route is `default dev IF`, scope link as ip(8) makes it.
-		d.Routes = append(d.Routes, Route{Table: u.Table, Dst: dflt, Gateway: u.Gateway, Index: u.Index, Src: src,
-			OnLink: onLink(*u), Link: scopeLink(fam, u.Gateway), Protocol: s.RouteProtocol})
+		p.route(Route{Table: u.Table, Dst: dflt, Gateway: u.Gateway, Index: u.Index, Src: src,
+			OnLink: onLink(*u), Link: scopeLink(fam, u.Gateway), Protocol: s.RouteProtocol}, table)
 	}
 	if connected && dfltFirst {
-		d.Routes = append(d.Routes,
-			Route{Table: u.Table, Dst: u.Addr.Masked(), Index: u.Index, Src: src, Link: fam == V4, Protocol: s.RouteProtocol})
+		p.route(Route{Table: u.Table, Dst: u.Addr.Masked(), Index: u.Index, Src: src, Link: fam == V4, Protocol: s.RouteProtocol}, table)
 	}
 }
 
@@ -408,12 +458,29 @@ func sourceKey(fam Family, u *Uplink) uint64 {
 	return prefix4Key(u.Addr.Addr().As4(), 32) / bitsRadix
 }
 
-// orderUplinks returns slots (positions of uplinks) stably ordered by key.
-func orderUplinks(slots []int, key func(i int) uint64) []int {
+// orderBuf is orderUplinks' memory, reused by calls whose results are
+// no longer needed.
+type orderBuf struct {
+	packed []uint64
+	out    []int
+}
+
+// grow returns s resliced to n elements, reallocated if it is too small.
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// orderUplinks returns slots (positions of uplinks) stably ordered by key:
+// slots itself when it is, else buf.out (valid until buf is used again).
+func orderUplinks(slots []int, key func(i int) uint64, buf *orderBuf) []int {
 	// Key and place packed in one number, sorted without a comparison
-	// function: this runs three times per plan.
+	// function: this runs four times per plan.
 	const placeBits = 16
-	packed := make([]uint64, len(slots))
+	buf.packed = grow(buf.packed, len(slots))
+	packed := buf.packed
 	sorted, fits := true, len(slots) < 1<<placeBits
 	for p, i := range slots {
 		k := key(i)
@@ -440,12 +507,25 @@ func orderUplinks(slots []int, key func(i int) uint64) []int {
 			packed[p] &= 1<<placeBits - 1
 		}
 	}
-	out := make([]int, len(slots))
+	buf.out = grow(buf.out, len(slots))
 	for p := range packed {
-		out[p] = slots[packed[p]]
+		buf.out[p] = slots[packed[p]]
 	}
-	return out
+	return buf.out
 }
+
+// scratch is Plan's working memory, none of which its result holds:
+// pooled, as a plan of 256 uplinks is made at every reconcile and this
+// was a fifth of its garbage.
+type scratch struct {
+	ruleKeys, routeKeys []sortKey
+	tables              []uint64
+	idx                 []int
+	slots, order        orderBuf
+	inDefault           []bool
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 // setFamily marks every route, rule and nexthop object of d as f's.
 func (d *Desired) setFamily(f Family) {
@@ -486,17 +566,24 @@ func scopeLink(f Family, gw netip.Addr) bool { return f.norm() == V4 && !gw.IsVa
 
 // bySlot returns the indexes of uplinks in slot order.
 func bySlot(uplinks []Uplink) []int {
-	idx := make([]int, len(uplinks))
+	var idx []int
+	var buf orderBuf
+	return bySlotIn(uplinks, &idx, &buf)
+}
+
+// bySlotIn is bySlot with its memory: the result is *idx or buf.out.
+func bySlotIn(uplinks []Uplink, idx *[]int, buf *orderBuf) []int {
+	*idx = grow(*idx, len(uplinks))
 	small := true // every slot in [0, 2^40): orderUplinks' fast way
-	for i := range idx {
-		idx[i] = i
+	for i := range *idx {
+		(*idx)[i] = i
 		small = small && uplinks[i].Slot >= 0 && uplinks[i].Slot < 1<<40
 	}
 	if small {
-		return orderUplinks(idx, func(i int) uint64 { return uint64(uplinks[i].Slot) })
+		return orderUplinks(*idx, func(i int) uint64 { return uint64(uplinks[i].Slot) }, buf)
 	}
-	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(uplinks[a].Slot, uplinks[b].Slot) })
-	return idx
+	slices.SortStableFunc(*idx, func(a, b int) int { return cmp.Compare(uplinks[a].Slot, uplinks[b].Slot) })
+	return *idx
 }
 
 func onLinkOf(uplinks []Uplink, index int) bool {
