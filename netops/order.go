@@ -202,21 +202,40 @@ func sortRules(rules []Rule, keys []sortKey) []sortKey {
 // moves the elements in place.
 func sortByKeys[T any](s []T, keys []sortKey, appendKey func(T, []byte) []byte) {
 	var buf []byte
-	type span struct{ start, end int32 }
-	var text []span // by position, start -1 until formatted
+	type span struct{ i, start, end int32 }
+	// The texts formatted so far: a few, looked up one by one, until
+	// there are many (a plan of IPv6 sources), then by position.
+	var few []span
+	var byPos []span // start -1 until formatted
 	textOf := func(i int) []byte {
-		if text == nil {
-			text = make([]span, len(s))
-			for j := range text {
-				text[j].start = -1
+		if byPos == nil {
+			for _, t := range few {
+				if int(t.i) == i {
+					return buf[t.start:t.end]
+				}
+			}
+			if len(few) == 8 {
+				byPos = make([]span, len(s))
+				for j := range byPos {
+					byPos[j].start = -1
+				}
+				for _, t := range few {
+					byPos[t.i] = t
+				}
 			}
 		}
-		if text[i].start < 0 {
-			start := len(buf)
-			buf = appendKey(s[i], buf)
-			text[i] = span{int32(start), int32(len(buf))}
+		if byPos != nil && byPos[i].start >= 0 {
+			return buf[byPos[i].start:byPos[i].end]
 		}
-		return buf[text[i].start:text[i].end]
+		start := len(buf)
+		buf = appendKey(s[i], buf)
+		t := span{int32(i), int32(start), int32(len(buf))}
+		if byPos != nil {
+			byPos[i] = t
+		} else {
+			few = append(few, t)
+		}
+		return buf[t.start:t.end]
 	}
 	slices.SortFunc(keys, func(a, b sortKey) int {
 		switch {

@@ -133,7 +133,7 @@ type Member struct {
 // configured one named DefaultPolicy, or the built-in one: every uplink in
 // one tier, by the uplinks' weights), then the others in their order.
 // builtin says the default policy is the built-in one.
-func (s Settings) policies(uplinks []Uplink) (out []Policy, builtin bool) {
+func (s Settings) policies() (out []Policy, builtin bool) {
 	def := Policy{Name: DefaultPolicy, LastResort: ResortMain, KeepDegraded: s.KeepDegraded}
 	out = make([]Policy, 1, 1+len(s.Policies))
 	out[0], builtin = def, true
@@ -145,11 +145,9 @@ func (s Settings) policies(uplinks []Uplink) (out []Policy, builtin bool) {
 		out = append(out, p)
 	}
 	if builtin {
-		all := make([]string, len(uplinks))
-		for i, u := range uplinks {
-			all[i] = u.Name
-		}
-		out[0].Tiers = [][]string{all}
+		// One tier of every uplink: choose takes them by position, with
+		// no need of their names.
+		out[0].Tiers = [][]string{nil}
 	}
 	out[0].Table = s.BalanceTable
 	return out, builtin
@@ -183,7 +181,7 @@ func choose(s Settings, uplinks []Uplink) ([]Choice, [][]int) {
 // chooseBySlot is choose with the positions of uplinks in slot order
 // (bySlot's).
 func chooseBySlot(s Settings, uplinks []Uplink, slots []int) ([]Choice, [][]int) {
-	pols, builtin := s.policies(uplinks)
+	pols, builtin := s.policies()
 	out := make([]Choice, len(pols))
 	picked := make([][]int, len(pols))
 	// Tiers name uplinks; the built-in default policy's one tier is
@@ -191,32 +189,37 @@ func chooseBySlot(s Settings, uplinks []Uplink, slots []int) ([]Choice, [][]int)
 	// members need no sorting either. A plan of 256 uplinks is made at
 	// every reconcile.
 	var byName map[string]int
-	if !builtin || len(pols) > 1 {
+	if !builtin || len(pols) > 1 { // tiers of names
 		byName = make(map[string]int, len(uplinks))
 		for i, u := range uplinks {
 			byName[u.Name] = i
 		}
 	}
 	for i, p := range pols {
-		var at func(tier []string, j int) (int, bool)
-		if i == 0 && builtin && byName == nil {
-			at = func(_ []string, j int) (int, bool) { return slots[j], true }
-		} else {
-			at = func(tier []string, j int) (int, bool) { k, ok := byName[tier[j]]; return k, ok }
+		if i == 0 && builtin {
+			out[i], picked[i] = choose1(s, p, uplinks, len(uplinks), func(_ []string, j int) (int, bool) { return slots[j], true })
+			continue
 		}
-		out[i], picked[i] = choose1(s, p, uplinks, at)
+		out[i], picked[i] = choose1(s, p, uplinks, -1, func(tier []string, j int) (int, bool) { k, ok := byName[tier[j]]; return k, ok })
 	}
 	return out, picked
 }
 
 // choose1 chooses the members of policy p; at(tier, j) is the position in
-// uplinks of the tier's j-th name.
-func choose1(s Settings, p Policy, uplinks []Uplink, at func(tier []string, j int) (int, bool)) (Choice, []int) {
+// uplinks of the tier's j-th uplink, of size names (-1: as many as it has).
+func choose1(s Settings, p Policy, uplinks []Uplink, size int, at func(tier []string, j int) (int, bool)) (Choice, []int) {
 	c := Choice{Policy: p.Name, Table: p.Table, LastResort: p.LastResort}
 	var m []int
 	pick := func(tier []string, keep bool) []int {
+		n := size
+		if n < 0 {
+			n = len(tier)
+		}
+		if m == nil {
+			m = make([]int, 0, n)
+		}
 		m = m[:0]
-		for j := range tier {
+		for j := range n {
 			i, ok := at(tier, j)
 			if !ok || !routable(s, &uplinks[i]) {
 				continue
