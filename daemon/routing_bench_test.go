@@ -56,13 +56,19 @@ func scaleDaemon(b *testing.B, n int) *Daemon {
 }
 
 // One reconcile of 256 uplinks where one uplink's carrier changed, with a
-// kernel that takes no time: planning and the bookkeeping around it.
+// kernel that takes no time: planning and the bookkeeping around it
+// (pinning off: its nftables table needs a kernel).
 func BenchmarkReconcile256(b *testing.B) {
-	d := scaleDaemon(b, 256)
-	d.doReconcile()
-	u := d.uplinks[17]
-	for b.Loop() {
-		u.link.Carrier = !u.link.Carrier
-		d.doReconcile()
+	for _, bal := range []netops.Balancer{netops.Multipath, netops.HashThreshold} {
+		b.Run(bal.String(), func(b *testing.B) {
+			d := scaleDaemon(b, 256)
+			d.balancer.Store(&bal)
+			d.doReconcile()
+			u := d.uplinks[17]
+			for b.Loop() {
+				u.link.Carrier = !u.link.Carrier
+				d.doReconcile()
+			}
+		})
 	}
 }
