@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/uplinkd/uplinkd/config"
@@ -104,6 +105,9 @@ func (u *uplink) primary() *uplink {
 // the uplinks that have IPv4, for everything but pinning, which marks
 // the connections of every uplink.
 func (d *Daemon) only4(all []netops.Uplink) []netops.Uplink {
+	if !slices.ContainsFunc(d.uplinks, func(u *uplink) bool { return !u.cfg.HasIPv4() }) {
+		return all // the same slice: nobody writes into inputs
+	}
 	out := make([]netops.Uplink, 0, len(all))
 	for i, u := range d.uplinks {
 		if u.cfg.HasIPv4() {

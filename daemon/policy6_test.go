@@ -46,8 +46,8 @@ last_resort = "unreachable"
 		}
 	}
 	note := func() {
-		d.notePolicies(d.only4(d.inputs()), ipv4)
-		d.notePolicies(d.inputs6(), ipv6)
+		d.notePolicies(d.choose(d.settings(), d.only4(d.inputs()), ipv4))
+		d.notePolicies(d.choose(d.settings(), d.inputs6(), ipv6))
 	}
 	tiers := func() string {
 		var s []string
