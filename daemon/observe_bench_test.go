@@ -14,10 +14,10 @@ import (
 	"github.com/uplinkd/uplinkd/netops"
 )
 
-// scaleDaemon returns a daemon of n uplinks as the scale lab has them (a
+// scaleFakeDaemon returns a daemon of n uplinks as the scale lab has them (a
 // /30 each on u0..u(n-1), carrier-only), settled once against a fake
 // kernel holding those links.
-func scaleDaemon(tb testing.TB, n int) (*Daemon, *fakeNet) {
+func scaleFakeDaemon(tb testing.TB, n int) (*Daemon, *fakeNet) {
 	tb.Helper()
 	var doc strings.Builder
 	doc.WriteString("[routing]\nlan_interfaces = [\"lan0\"]\nmark_mask = 0xff800000\n[probe]\nflap_limit = 0\ntargets = []\n")
@@ -47,7 +47,7 @@ func scaleDaemon(tb testing.TB, n int) (*Daemon, *fakeNet) {
 // BenchmarkObserve256: one carrier change of 256 uplinks, from the event
 // to the uplinks evaluated (what precedes the plan on every event).
 func BenchmarkObserve256(b *testing.B) {
-	d, _ := scaleDaemon(b, 256)
+	d, _ := scaleFakeDaemon(b, 256)
 	ctx := context.Background()
 	_ = ctx
 	link := d.snap.Links[10]
