@@ -37,7 +37,7 @@ func heldDaemon(t *testing.T) *Daemon {
 			{ID: 2010000042, Gateway: d.uplinks[1].cfg.Gateway, Index: d.uplinks[1].link.Index, Protocol: 201},
 		},
 	}
-	d.observe(snap)
+	d.observe(snap, nil)
 	d.adopt()
 	for _, u := range d.uplinks {
 		if u.m.State() != fsm.Probing {
@@ -88,7 +88,7 @@ func TestAdoptCarrierLossEndsHold(t *testing.T) {
 	for _, u := range d.uplinks {
 		snap.Addrs = append(snap.Addrs, events.Addr{Index: u.link.Index, Prefix: u.addr})
 	}
-	d.observe(snap)
+	d.observe(snap, nil)
 	if in := d.inputs(); in[1].InBalance || in[1].Usable || d.uplinks[1].hold.any() {
 		t.Fatalf("isp2 without carrier: %+v", in[1])
 	}

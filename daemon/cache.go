@@ -1,10 +1,7 @@
 package daemon
 
 import (
-	"context"
-	"maps"
 	"net/netip"
-	"slices"
 
 	"github.com/uplinkd/uplinkd/events"
 	"golang.org/x/sys/unix"
@@ -47,14 +44,6 @@ func (d *Daemon) echo(ev events.Event) bool {
 	return false
 }
 
-// LinkReader is a StateReader that can also read some links by index, and
-// their addresses (events.DumpLinks): a burst of link events then costs
-// what it names, not every link of the namespace. Without it every burst
-// reads everything.
-type LinkReader interface {
-	DumpLinks(ctx context.Context, indexes []int) (events.Snapshot, error)
-}
-
 // afOf is the address family number of an event's family.
 func afOf(f events.Family) int {
 	if f == events.V6 {
@@ -79,37 +68,4 @@ func (d *Daemon) cache() RouterCache {
 		return c
 	}
 	return noCache{}
-}
-
-func (netlinkState) DumpLinks(ctx context.Context, indexes []int) (events.Snapshot, error) {
-	return events.DumpLinks(ctx, indexes)
-}
-
-// dumpAll makes the next settle re-read every link and address.
-func (d *Daemon) dumpAll() { d.needDump, d.dumpOnly = true, nil }
-
-// dumpLink makes the next settle re-read link index and its addresses
-// (and only the links named so far, unless everything is re-read anyway).
-func (d *Daemon) dumpLink(index int) {
-	switch {
-	case !d.needDump:
-		d.needDump, d.dumpOnly = true, map[int]bool{index: true}
-	case d.dumpOnly != nil:
-		d.dumpOnly[index] = true
-	}
-}
-
-// readLinks reads links and addresses: those of dumpOnly, merged into the
-// last snapshot, or all of them.
-func (d *Daemon) readLinks(ctx context.Context) (events.Snapshot, error) {
-	lr, ok := d.kern.State.(LinkReader)
-	if !ok || d.dumpOnly == nil || len(d.snap.Links) == 0 {
-		return d.kern.State.Dump(ctx)
-	}
-	indexes := slices.Sorted(maps.Keys(d.dumpOnly))
-	fresh, err := lr.DumpLinks(ctx, indexes)
-	if err != nil {
-		return events.Snapshot{}, err
-	}
-	return d.snap.Merge(fresh, indexes), nil
 }

@@ -78,9 +78,14 @@ type Daemon struct {
 	uplinks   []*uplink
 	// all are the entities: each uplink's IPv4 one, then its IPv6 one
 	// when it has gateway6 (family.go).
-	all     []*uplink
-	results chan probe.Result
-	gen     uint64
+	all []*uplink
+	// byIface are the uplinks by interface name, and sourceAnywhere the
+	// IPv6 entities whose source may be on any link: what link and
+	// address events touch (linkstate.go).
+	byIface        map[string][]*uplink
+	sourceAnywhere []*uplink
+	results        chan probe.Result
+	gen            uint64
 
 	// held is what an earlier run left in the kernel, until adopt hands
 	// it to the uplinks (see adopt.go).
@@ -118,14 +123,14 @@ type Daemon struct {
 	resolvedGen uint64
 	// renum: uplinks whose address changed since the last reconcile.
 	renum map[string]bool
-	// snap is the last dump of links and addresses.
+	// snap is the links and addresses as last observed (linkstate.go).
 	snap events.Snapshot
 
 	// pending work of the current burst
-	needDump bool
-	// dumpOnly, when not nil, are the only links (by index) the dump
-	// must read again: those the burst's link and address events named.
-	dumpOnly      map[int]bool
+	needDump bool // read every link and address from the kernel
+	// linkEvs are the link and address events since snap was observed,
+	// to apply to it (unless a dump reads everything anyway).
+	linkEvs       []events.Event
 	needRoutes    bool // re-read defaults (with the next dump)
 	needEval      bool // re-evaluate the uplinks against snap
 	needReconcile bool
@@ -159,6 +164,7 @@ type Daemon struct {
 	// was given (nil: none yet).
 	mon       Subscription
 	filterSet *events.Filter
+	filterCfg *config.Config // the configuration filterSet was made of
 }
 
 // uplink is the loop's view of one configured uplink.

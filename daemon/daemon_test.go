@@ -80,7 +80,7 @@ func TestObserveReasons(t *testing.T) {
 		Links: []events.Link{{Index: 3, Name: "eth1", AdminUp: true, Carrier: true}, {Index: 4, Name: "eth2", AdminUp: true}},
 		Addrs: []events.Addr{{Index: 3, Prefix: netip.MustParsePrefix("198.51.100.2/24")}, {Index: 4, Prefix: netip.MustParsePrefix("203.0.113.2/24")}},
 	}
-	if !d.observe(snap) {
+	if !d.observe(snap, nil) {
 		t.Fatal("first snapshot reported no change")
 	}
 	got := map[string]string{}
@@ -94,13 +94,13 @@ func TestObserveReasons(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)
 	}
-	if d.observe(snap) {
+	if d.observe(snap, nil) {
 		t.Fatal("an identical snapshot reported a change")
 	}
 
 	// eth2 gets its carrier; eth1 is renamed away.
 	snap.Links = []events.Link{{Index: 3, Name: "wan9", AdminUp: true, Carrier: true}, {Index: 4, Name: "eth2", AdminUp: true, Carrier: true}}
-	d.observe(snap)
+	d.observe(snap, nil)
 	if s, r := d.uplinks[0].m.State(), d.uplinks[0].m.Reason(); s != fsm.Down || r != "interface eth1 does not exist" {
 		t.Fatalf("isp1: %s %q", s, r)
 	}
@@ -213,9 +213,10 @@ func TestGatewayNeighbourFailed(t *testing.T) {
 
 func TestNoteNexthopAndLinkEvents(t *testing.T) {
 	tests := []struct {
-		name            string
-		ev              events.Event
-		dump, reconcile bool
+		name      string
+		ev        events.Event
+		links     bool // the links and addresses change (no dump: the event says how)
+		reconcile bool
 	}{
 		{"link change: nexthops may be gone silently", events.LinkEvent{Link: events.Link{Index: 9, Name: "eth9"}}, true, true},
 		{"address change", events.AddrEvent{}, true, false},
@@ -229,8 +230,8 @@ func TestNoteNexthopAndLinkEvents(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d := testDaemon(t)
 			d.note(tt.ev)
-			if d.needDump != tt.dump || d.needReconcile != tt.reconcile {
-				t.Fatalf("dump %v reconcile %v, want %v %v", d.needDump, d.needReconcile, tt.dump, tt.reconcile)
+			if d.needDump || d.needLinks() != tt.links || d.needReconcile != tt.reconcile {
+				t.Fatalf("dump %v, links %v, reconcile %v; want false %v %v", d.needDump, d.needLinks(), d.needReconcile, tt.links, tt.reconcile)
 			}
 		})
 	}

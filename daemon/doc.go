@@ -43,7 +43,7 @@
 // entity, its IPv6 side, with its own state machine, source (source6),
 // gateway (static, or the router advertisements' default route of its
 // interface), prober (probe.targets6), history, hooks, status entry and
-// metrics. Link events reach both entities through the same dump; probe
+// metrics. Link events reach both entities through the same links; probe
 // results and neighbour failures reach the entity of their family only.
 // Both families are planned at once (netops.PlanAll) and adopted, and a
 // failure of one family flushes only that family's pinned connections. An

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/uplinkd/uplinkd/config"
@@ -61,7 +62,10 @@ func (d *Daemon) params(u *uplink) fsm.Params {
 // IPv4 one followed by its IPv6 one.
 func (d *Daemon) syncFamilies(now time.Time) {
 	d.all = d.all[:0]
+	d.byIface = make(map[string][]*uplink, len(d.uplinks))
+	d.sourceAnywhere = nil
 	for _, u := range d.uplinks {
+		d.byIface[u.cfg.Interface] = append(d.byIface[u.cfg.Interface], u)
 		switch {
 		case u.cfg.IPv6 && u.v6 == nil:
 			u.v6 = d.newUplink6(u.cfg, now)
@@ -77,6 +81,9 @@ func (d *Daemon) syncFamilies(now time.Time) {
 		}
 		if u.v6 != nil {
 			d.all = append(d.all, u.v6)
+			if u.cfg.Source6.IsValid() || u.cfg.LANPrefix6.IsValid() {
+				d.sourceAnywhere = append(d.sourceAnywhere, u.v6)
+			}
 		}
 	}
 }
@@ -98,6 +105,9 @@ func (u *uplink) primary() *uplink {
 // the uplinks that have IPv4, for everything but pinning, which marks
 // the connections of every uplink.
 func (d *Daemon) only4(all []netops.Uplink) []netops.Uplink {
+	if !slices.ContainsFunc(d.uplinks, func(u *uplink) bool { return !u.cfg.HasIPv4() }) {
+		return all // the same slice: nobody writes into inputs
+	}
 	out := make([]netops.Uplink, 0, len(all))
 	for i, u := range d.uplinks {
 		if u.cfg.HasIPv4() {

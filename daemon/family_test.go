@@ -76,7 +76,7 @@ func TestFamilies(t *testing.T) {
 		t.Fatalf("entities: %d; want isp1 and isp2 with IPv6, lte without", len(d.entities()))
 	}
 	isp1, isp2 := d.uplinks[0], d.uplinks[1]
-	d.observe(dualSnapshot())
+	d.observe(dualSnapshot(), nil)
 	for _, tt := range []struct {
 		u      *uplink
 		state  fsm.State
@@ -96,7 +96,7 @@ func TestFamilies(t *testing.T) {
 	// through the same link does not.
 	ra := events.DefaultRoute{Family: events.V6, Table: 254, Protocol: events.ProtoRA, Metric: 1024, Index: 4, Gateway: netip.MustParseAddr("fe80::1")}
 	d.routeEvent(events.RouteEvent{Family: events.V6, Table: 254, Protocol: events.ProtoRA, Default: true, Route: ra})
-	d.observe(d.snap)
+	d.observe(d.snap, nil)
 	if isp2.v6.m.State() != fsm.Probing || isp2.v6.gw != netip.MustParseAddr("fe80::1") {
 		t.Fatalf("isp2/ipv6 after the RA: %s gateway %v", isp2.v6.m.State(), isp2.v6.gw)
 	}
@@ -150,7 +150,7 @@ func TestFamilies(t *testing.T) {
 	// Carrier loss takes both families down on the event's dump.
 	snap := dualSnapshot()
 	snap.Links[1].Carrier = false
-	d.observe(snap)
+	d.observe(snap, nil)
 	if isp1.m.State() != fsm.Down || isp1.v6.m.State() != fsm.Down {
 		t.Fatalf("after carrier loss: isp1 %s, isp1/ipv6 %s", isp1.m.State(), isp1.v6.m.State())
 	}

@@ -37,7 +37,11 @@ func (d *Daemon) updateFilter() {
 	if d.mon == nil {
 		return
 	}
+	if d.filterSet != nil && d.filterCfg == d.cfg && d.sameIndexes(d.filterSet.Indexes) {
+		return // made of the configuration and the links' indexes only
+	}
 	f := d.eventFilter()
+	d.filterCfg = d.cfg
 	if d.filterSet != nil && sameFilter(*d.filterSet, f) {
 		return
 	}
@@ -46,6 +50,23 @@ func (d *Daemon) updateFilter() {
 		return
 	}
 	d.filterSet = &f
+}
+
+// sameIndexes says whether the uplinks' links have the indexes idx, as
+// eventFilter lists them: cheaper than making the filter again at every
+// event of hundreds of uplinks.
+func (d *Daemon) sameIndexes(idx []int) bool {
+	i := 0
+	for _, u := range d.uplinks {
+		if u.link == nil {
+			continue
+		}
+		if i >= len(idx) || idx[i] != u.link.Index {
+			return false
+		}
+		i++
+	}
+	return i == len(idx)
 }
 
 func sameFilter(a, b events.Filter) bool {

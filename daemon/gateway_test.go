@@ -44,7 +44,7 @@ func TestLearnedGateway(t *testing.T) {
 		Addrs: []events.Addr{{Index: 3, Prefix: netip.MustParsePrefix("198.51.100.2/24")}},
 	}
 	d.defaults = map[int][]events.DefaultRoute{3: nil} // as readRoutes found them
-	d.observe(snap)
+	d.observe(snap, nil)
 	state := func(u *uplink, want fsm.State, reason string) {
 		t.Helper()
 		if u.m.State() != want || !strings.Contains(u.m.Reason(), reason) {
@@ -57,7 +57,7 @@ func TestLearnedGateway(t *testing.T) {
 	event := func(e events.RouteEvent) bool {
 		t.Helper()
 		changed := d.routeEvent(e)
-		return d.observe(d.snap) || changed
+		return d.observe(d.snap, nil) || changed
 	}
 	gw := func(want string) {
 		t.Helper()
@@ -102,7 +102,7 @@ func TestLearnedGateway(t *testing.T) {
 	// Gone for longer than the hold.
 	event(deleted(dhcpRoute(254, 1002, "198.51.100.3")))
 	dhcp.gwHold = time.Now().Add(-time.Millisecond)
-	d.observe(d.snap)
+	d.observe(d.snap, nil)
 	state(dhcp, fsm.Down, "no gateway known")
 	gw("invalid IP")
 
@@ -111,7 +111,7 @@ func TestLearnedGateway(t *testing.T) {
 	state(dhcp, fsm.Active, "gateway 198.51.100.1")
 	snap.Addrs = []events.Addr{{Index: 3, Prefix: netip.MustParsePrefix("192.0.2.20/24")}}
 	d.defaults[3] = []events.DefaultRoute{dhcpRoute(254, 1002, "192.0.2.1").Route}
-	d.observe(snap)
+	d.observe(snap, nil)
 	state(dhcp, fsm.Active, "address on eth1 changed from 198.51.100.2 to 192.0.2.20, gateway changed from 198.51.100.1 to 192.0.2.1")
 	if !d.renum["dhcp"] {
 		t.Fatal("renumbered uplink not marked for a conntrack flush")
@@ -121,13 +121,13 @@ func TestLearnedGateway(t *testing.T) {
 	}
 	// The address goes: down at once, no hold.
 	snap.Addrs = nil
-	d.observe(snap)
+	d.observe(snap, nil)
 	state(dhcp, fsm.Down, "eth1 has no IPv4 address")
 
 	// The point-to-point link appears with its address.
 	snap.Links = append(snap.Links, events.Link{Index: 9, Name: "ppp0", AdminUp: true, Carrier: true, PointToPoint: true})
 	snap.Addrs = []events.Addr{{Index: 9, Prefix: netip.MustParsePrefix("198.18.0.2/32")}}
-	d.observe(snap)
+	d.observe(snap, nil)
 	state(ppp, fsm.Active, "point-to-point")
 	if in := d.inputs()[1]; in.Gateway.IsValid() || in.Index != 9 || in.Addr.String() != "198.18.0.2/32" {
 		t.Fatalf("ppp plan input %+v", in)
@@ -148,12 +148,12 @@ func TestAddressSelector(t *testing.T) {
 			{Index: 3, Prefix: netip.MustParsePrefix("192.0.2.9/24")},
 		},
 	}
-	d.observe(snap)
+	d.observe(snap, nil)
 	if a := d.uplinks[0].addr.String(); a != "192.0.2.9/24" {
 		t.Fatalf("address %s, want 192.0.2.9/24 (selected by address)", a)
 	}
 	snap.Addrs = snap.Addrs[:1]
-	d.observe(snap)
+	d.observe(snap, nil)
 	if u := d.uplinks[0]; u.m.State() != fsm.Down || u.m.Reason() != "eth1 has no IPv4 address in 192.0.2.0/24" {
 		t.Fatalf("%s %q", u.m.State(), u.m.Reason())
 	}
@@ -167,7 +167,7 @@ func TestPointToPointFlag(t *testing.T) {
 		Links: []events.Link{{Index: 7, Name: "eth1", AdminUp: true, Carrier: true, PointToPoint: true}},
 		Addrs: []events.Addr{{Index: 7, Prefix: netip.MustParsePrefix("198.18.60.2/32")}},
 	}
-	d.observe(snap)
+	d.observe(snap, nil)
 	u := d.uplinks[0]
 	if u.m.State() != fsm.Active || !strings.Contains(u.m.Reason(), "point-to-point") {
 		t.Fatalf("%s %q", u.m.State(), u.m.Reason())

@@ -51,7 +51,7 @@ func TestIPv6OnlyUplink(t *testing.T) {
 
 	snap := dualSnapshot()
 	snap.Addrs = append(snap.Addrs, events.Addr{Index: 4, Prefix: pfx("2001:db8:2::10/64")})
-	d.observe(snap)
+	d.observe(snap, nil)
 	if isp2.m.State() != fsm.Down || isp2.addr.IsValid() || isp2.prober != nil {
 		t.Fatalf("isp2's IPv4 side moved: %s %v", isp2.m.State(), isp2.addr)
 	}

@@ -164,13 +164,13 @@ func (d *Daemon) note(ev events.Event) {
 		// and the routes through it) without a notification when their
 		// link loses carrier or goes down, even for a flap too short to
 		// change the link's state in the dump: check them.
-		d.dumpLink(e.Link.Index)
+		d.linkChanged(e)
 		d.needReconcile = true
 		d.needRoutes = d.needRoutes || d.autoUplinks()
 		d.cache().InvalidateLink(e.Link.Index)
 		d.pinRecheckLink(e.Link.Index)
 	case events.AddrEvent:
-		d.dumpLink(e.Addr.Index)
+		d.linkChanged(e)
 		d.needRoutes = d.needRoutes || d.autoUplinks()
 		d.cache().InvalidateAddr(e.Addr.Index, e.Addr.Prefix.Addr())
 	case events.NexthopEvent:
@@ -253,13 +253,16 @@ func (d *Daemon) ours(table, protocol int) bool {
 // cannot be read, nothing is planned from stale observations: what is
 // installed stays as it is and the read is retried with backoff.
 func (d *Daemon) settle(ctx context.Context) {
-	if d.needDump && d.backoff {
+	if d.needLinks() && d.backoff {
 		// Status requests and probe results do not hasten the retry.
 		d.publish()
 		return
 	}
-	if d.needDump {
-		d.updateFilter()
+	if d.needLinks() {
+		if d.needDump {
+			d.updateFilter()
+		}
+		only := d.touched()
 		snap, err := d.readLinks(ctx)
 		switch {
 		case err != nil && ctx.Err() != nil:
@@ -287,12 +290,15 @@ func (d *Daemon) settle(ctx context.Context) {
 			}
 			d.needRoutes = false
 		}
-		d.needDump, d.dumpOnly = false, nil
+		if d.needDump {
+			d.netlink.Dumps++
+			d.metrics.Dump()
+		}
+		d.needDump, d.linkEvs = false, nil
 		d.netlinkOK()
-		d.netlink.Dumps++
-		d.metrics.Dump()
 		d.needEval = false
-		if d.observe(snap) {
+		only.resolve(d, snap)
+		if d.observe(snap, only) {
 			d.needReconcile = true
 		}
 		d.adopt()
@@ -301,7 +307,7 @@ func (d *Daemon) settle(ctx context.Context) {
 	}
 	if d.needEval {
 		d.needEval = false
-		if d.observe(d.snap) {
+		if d.observe(d.snap, nil) {
 			d.needReconcile = true
 		}
 	}

@@ -175,7 +175,7 @@ func (l *loop) carrier(index int, on bool) {
 }
 
 // TestLoopBurstCoalesced: events that queued up while the loop was busy
-// make one dump and one reconcile.
+// make one reconcile, and link and address events no dump at all.
 func TestLoopBurstCoalesced(t *testing.T) {
 	l := startLoop(t, newFakeNet(labBalance), "")
 	l.waitBalance("3:1 4:3")
@@ -187,16 +187,16 @@ func TestLoopBurstCoalesced(t *testing.T) {
 		t.Fatalf("event filter %+v", f)
 	}
 
-	// Hold the loop in the dump of a harmless event...
+	// Hold the loop in the dump after lost events...
 	gate, entered := make(chan struct{}), make(chan struct{}, 1)
 	l.k.mu.Lock()
 	l.k.gate, l.k.entered = gate, entered
 	l.k.mu.Unlock()
-	sub.send(t, events.LinkEvent{Link: events.Link{Index: eth2, Name: "eth2", AdminUp: true, Carrier: true}})
+	sub.send(t, events.ResyncEvent{Reason: "test: events lost"})
 	select {
 	case <-entered:
 	case <-time.After(10 * time.Second):
-		t.Fatal("the loop did not dump after a link event")
+		t.Fatal("the loop did not dump after lost events")
 	}
 	l.k.mu.Lock()
 	l.k.gate = nil
@@ -227,10 +227,10 @@ func TestLoopBurstCoalesced(t *testing.T) {
 		t.Fatalf("states %v", s)
 	}
 	d, r, c := l.k.counts()
-	if d-dumps != 2 || r-recs != 2 || c != 0 {
+	if d-dumps != 1 || r-recs != 2 || c != 0 {
 		l.k.mu.Lock()
 		defer l.k.mu.Unlock()
-		t.Fatalf("the event and the burst behind it made %d dumps and %d reconciles, want 2 and 2 (cleanups %d); calls %q",
+		t.Fatalf("the resync and the burst behind it made %d dumps and %d reconciles, want 1 and 2 (cleanups %d); calls %q",
 			d-dumps, r-recs, c, l.k.calls)
 	}
 }
@@ -272,14 +272,13 @@ func TestLoopDumpErrors(t *testing.T) {
 			}
 			l.k.mu.Unlock()
 
-			// An event makes the loop dump; the dumps fail, then work.
-			// Meanwhile the routing must stay as it is, and status must
-			// say why.
+			// Lost events make the loop dump; the dumps fail, then
+			// work. Meanwhile the routing must stay as it is, and status
+			// must say why.
 			if tt.lost {
-				l.carrier(eth1, false)
-			} else {
-				l.k.live(t).send(t, events.AddrEvent{Addr: events.Addr{Index: eth2, Prefix: prefix("203.0.113.2/24")}})
+				l.k.setLink(eth1, func(k *events.Link) { k.Carrier = false })
 			}
+			l.k.live(t).send(t, events.ResyncEvent{Reason: "test: events lost"})
 			shown := false
 			waitFor(t, "the failed dumps and a good one", func() bool {
 				l.k.mu.Lock()
@@ -417,23 +416,24 @@ func TestLoopLinkChanges(t *testing.T) {
 	for _, tt := range []struct {
 		name         string
 		change, undo func(*events.Snapshot)
-		ev, undoEv   events.Event
-		reason       string // isp1's, once down
+		ev           events.Event
+		undoEvs      []events.Event // the kernel's events as the change is undone
+		reason       string         // isp1's, once down
 	}{
 		{"carrier lost", setLink(events.Link{Index: eth1, Name: "eth1", AdminUp: true}), setLink(eth1Link),
-			events.LinkEvent{Link: events.Link{Index: eth1, Name: "eth1", AdminUp: true}}, events.LinkEvent{Link: eth1Link},
+			events.LinkEvent{Link: events.Link{Index: eth1, Name: "eth1", AdminUp: true}}, []events.Event{events.LinkEvent{Link: eth1Link}},
 			"no carrier on eth1"},
 		{"set down", setLink(events.Link{Index: eth1, Name: "eth1"}), setLink(eth1Link),
-			events.LinkEvent{Link: events.Link{Index: eth1, Name: "eth1"}}, events.LinkEvent{Link: eth1Link},
+			events.LinkEvent{Link: events.Link{Index: eth1, Name: "eth1"}}, []events.Event{events.LinkEvent{Link: eth1Link}},
 			"eth1 is administratively down"},
 		{"renamed away", setLink(events.Link{Index: eth1, Name: "wan9", AdminUp: true, Carrier: true}), setLink(eth1Link),
-			events.LinkEvent{Link: events.Link{Index: eth1, Name: "wan9", AdminUp: true, Carrier: true}}, events.LinkEvent{Link: eth1Link},
+			events.LinkEvent{Link: events.Link{Index: eth1, Name: "wan9", AdminUp: true, Carrier: true}}, []events.Event{events.LinkEvent{Link: eth1Link}},
 			"interface eth1 does not exist"},
 		{"deleted", setLink(events.Link{}), setLink(eth1Link),
-			events.LinkEvent{Link: eth1Link, Deleted: true}, events.LinkEvent{Link: eth1Link},
+			events.LinkEvent{Link: eth1Link, Deleted: true}, []events.Event{events.LinkEvent{Link: eth1Link}, events.AddrEvent{Addr: eth1Addr}},
 			"interface eth1 does not exist"},
 		{"address removed", setAddr(false), setAddr(true),
-			events.AddrEvent{Addr: eth1Addr, Deleted: true}, events.AddrEvent{Addr: eth1Addr},
+			events.AddrEvent{Addr: eth1Addr, Deleted: true}, []events.Event{events.AddrEvent{Addr: eth1Addr}},
 			"eth1 has no IPv4 address"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -446,7 +446,7 @@ func TestLoopLinkChanges(t *testing.T) {
 				t.Fatalf("isp1 %s: %q, want down: %q", u.State, u.Reason, tt.reason)
 			}
 			l.k.change(tt.undo)
-			l.k.live(t).send(t, tt.undoEv)
+			l.k.live(t).send(t, tt.undoEvs...)
 			l.waitBalance("3:1 4:3")
 			if _, _, c := l.k.counts(); c != 0 {
 				t.Fatalf("%d cleanups", c)

@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/uplinkd/uplinkd/config"
@@ -11,34 +13,26 @@ import (
 )
 
 // observe applies a snapshot of links and addresses (and the default
-// routes the loop keeps) to every uplink and reports whether anything that
-// matters for routing changed.
-func (d *Daemon) observe(snap events.Snapshot) bool {
+// routes the loop keeps) to the uplinks only touches (nil: every one) and
+// reports whether anything that matters for routing changed.
+func (d *Daemon) observe(snap events.Snapshot, only *touchedLinks) bool {
 	d.snap = snap
 	now := time.Now()
 	changed := false
-	// By name and by link: hundreds of uplinks must not search every link
-	// and address each.
-	links := make(map[string]*events.Link, len(snap.Links))
-	for i := range snap.Links {
-		if _, dup := links[snap.Links[i].Name]; !dup {
-			links[snap.Links[i].Name] = &snap.Links[i]
-		}
-	}
-	addrs := make(map[int][]events.Addr, len(snap.Links))
-	for _, a := range snap.Addrs {
-		addrs[a.Index] = append(addrs[a.Index], a)
-	}
+	idx := indexSnapshot(snap, only == nil)
 	for _, u := range d.uplinks {
-		if !u.cfg.HasIPv4() {
+		if only.has(u) && !u.cfg.HasIPv4() {
 			// The anchor of an uplink with IPv6 only is no entity, but
 			// pinning (marks by interface, src_valid_mark) and the
 			// event filter read every uplink's link.
-			u.link = cloneLink(links[u.cfg.Interface])
+			u.link = keepLink(u.link, idx.link(u.cfg.Interface))
 		}
 	}
 	for _, u := range d.entities() {
-		link := links[u.cfg.Interface]
+		if !only.has(u) {
+			continue
+		}
+		link := idx.link(u.cfg.Interface)
 		wasUsable, _ := u.usability()
 		oldAddr, oldGw := u.addr, u.gw
 		var addr netip.Prefix
@@ -56,13 +50,13 @@ func (d *Daemon) observe(snap events.Snapshot) bool {
 				addr = u.select6(snap.Addrs, link.Index) // source6 may be on another link
 				d.checkAcceptRA(u)
 			} else {
-				addr = u.selectAddr(addrs[link.Index], link.Index, gw)
+				addr = u.selectAddr(idx.addrs(link.Index), link.Index, gw)
 			}
 		}
 		if !sameLink(u.link, link) || addr != u.addr {
 			changed = true
 		}
-		u.link, u.addr = cloneLink(link), addr
+		u.link, u.addr = keepLink(u.link, link), addr
 		gw, hold := u.nextGateway(learned, addr, now)
 		if hold != u.gwHold && !hold.IsZero() && u.gwHold.IsZero() {
 			d.log.Info("default route gone; keeping its gateway for gateway_hold", "uplink", u.label(),
@@ -231,10 +225,78 @@ func sameLink(a, b *events.Link) bool {
 	return *a == *b
 }
 
-func cloneLink(l *events.Link) *events.Link {
-	if l == nil {
+// keepLink returns old when it is the same as l, else a copy of l: the
+// uplink's link must not alias the snapshot, and hundreds of uplinks
+// need not be copied at every event.
+func keepLink(old, l *events.Link) *events.Link {
+	switch {
+	case l == nil:
 		return nil
+	case sameLink(old, l):
+		return old
 	}
 	c := *l
 	return &c
+}
+
+// snapIndex finds links by name and addresses by link in a snapshot: by
+// maps when every uplink is evaluated (hundreds of uplinks must not search
+// every link and address each), by a scan when a few are.
+type snapIndex struct {
+	snap    *events.Snapshot
+	byName  map[string]*events.Link
+	byIndex map[int][]events.Addr
+}
+
+func indexSnapshot(snap events.Snapshot, maps bool) snapIndex {
+	x := snapIndex{snap: &snap}
+	if !maps {
+		return x
+	}
+	x.byName = make(map[string]*events.Link, len(snap.Links))
+	for i := range snap.Links {
+		if _, dup := x.byName[snap.Links[i].Name]; !dup {
+			x.byName[snap.Links[i].Name] = &snap.Links[i]
+		}
+	}
+	// Grouped by link as subslices of one sorted copy, in their order.
+	sorted := slices.Clone(snap.Addrs)
+	slices.SortStableFunc(sorted, func(a, b events.Addr) int { return cmp.Compare(a.Index, b.Index) })
+	x.byIndex = make(map[int][]events.Addr, len(sorted))
+	for i := 0; i < len(sorted); {
+		j := i + 1
+		for j < len(sorted) && sorted[j].Index == sorted[i].Index {
+			j++
+		}
+		x.byIndex[sorted[i].Index] = sorted[i:j:j]
+		i = j
+	}
+	return x
+}
+
+// link returns the first link named name, nil when there is none.
+func (x snapIndex) link(name string) *events.Link {
+	if x.byName != nil {
+		return x.byName[name]
+	}
+	for i := range x.snap.Links {
+		if x.snap.Links[i].Name == name {
+			return &x.snap.Links[i]
+		}
+	}
+	return nil
+}
+
+// addrs returns the addresses on the link index, in their order.
+func (x snapIndex) addrs(index int) []events.Addr {
+	if x.byIndex != nil {
+		return x.byIndex[index]
+	}
+	var out []events.Addr
+	for _, a := range x.snap.Addrs {
+		if a.Index == index {
+			out = append(out, a)
+		}
+	}
+	return out
 }

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -43,7 +43,8 @@ type pinning struct {
 	watched   chan struct{} // Watch: someone changed the table
 	restore   bool          // a Watch signal is pending: the next change counts as a restore
 	applied   bool          // Apply has run once
-	key       string        // pinKey of the last Apply
+	key       []pin.Uplink  // what the last Apply built the table from (setKey)
+	ups       []pin.Uplink  // applyPins' buffer
 	restores  uint64
 	stopWatch context.CancelFunc
 	watchDone chan struct{}
@@ -198,21 +199,39 @@ func (d *Daemon) pinsFirst(in []netops.Uplink) bool {
 	if !d.pinOn() {
 		return false
 	}
-	return d.pin.restore || !d.pin.applied || pinKey(d.uplinks, in) != d.pin.key
+	return d.pin.restore || !d.pin.applied || !d.pin.sameKey(d.uplinks, in)
 }
 
-// pinKey identifies what the table is built from: names, interfaces, marks.
-func pinKey(ups []*uplink, in []netops.Uplink) string {
-	b := make([]byte, 0, 32*len(ups))
-	for i, u := range ups {
-		b = append(append(b, u.cfg.Name...), '/')
-		if u.link != nil {
-			b = append(b, u.link.Name...)
-		}
-		b = strconv.AppendUint(append(b, "/0x"...), uint64(in[i].Mark), 16)
-		b = append(b, ' ')
+// sameKey says whether the table would be built from what the last
+// applyPins built it from: names, interfaces, marks (compared in place:
+// this runs at every reconcile, for every uplink).
+func (p *pinning) sameKey(ups []*uplink, in []netops.Uplink) bool {
+	if len(p.key) != len(ups) {
+		return false
 	}
-	return string(b)
+	for i, u := range ups {
+		if pinKeyOf(u, in[i]) != p.key[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// setKey records what applyPins built the table from.
+func (p *pinning) setKey(ups []*uplink, in []netops.Uplink) {
+	p.key = p.key[:0]
+	for i, u := range ups {
+		p.key = append(p.key, pinKeyOf(u, in[i]))
+	}
+}
+
+// pinKeyOf is what the table takes of one uplink.
+func pinKeyOf(u *uplink, in netops.Uplink) pin.Uplink {
+	k := pin.Uplink{Name: u.cfg.Name, Mark: in.Mark}
+	if u.link != nil {
+		k.Ifname = u.link.Name
+	}
+	return k
 }
 
 // applyPins makes the kernel's nftables table match the uplinks and sets
@@ -222,14 +241,14 @@ func (d *Daemon) applyPins(in []netops.Uplink) error {
 		return nil
 	}
 	p := d.pin
-	ups := make([]pin.Uplink, 0, len(in))
-	seen := make(map[string]bool)
+	// Apply keeps a copy: the buffer is reused at every reconcile.
+	ups := p.ups[:0]
+	linked := 0 // uplinks with a link, whose interface is in svmIdx
 	var errs []error
 	for i, u := range d.uplinks {
 		pu := pin.Uplink{Name: u.cfg.Name, Mark: in[i].Mark}
 		if u.link != nil {
 			pu.Ifname = u.link.Name
-			seen[u.cfg.Name] = true
 			if old, ok := p.svmIdx[u.cfg.Name]; ok && old != u.link.Index {
 				errs = append(errs, p.svm.Forget(old))
 			}
@@ -241,15 +260,28 @@ func (d *Daemon) applyPins(in []netops.Uplink) error {
 			} else {
 				p.svmIdx[u.cfg.Name] = u.link.Index
 			}
+			if _, ok := p.svmIdx[u.cfg.Name]; ok {
+				linked++
+			}
 		}
 		if pu.Mark != 0 {
 			ups = append(ups, pu)
 		}
 	}
-	for name, idx := range p.svmIdx {
-		if !seen[name] {
-			delete(p.svmIdx, name)
-			errs = append(errs, p.svm.Forget(idx))
+	p.ups = ups
+	if len(p.svmIdx) > linked {
+		// Some interface in svmIdx is no longer an uplink's.
+		seen := make(map[string]bool, len(d.uplinks))
+		for _, u := range d.uplinks {
+			if u.link != nil {
+				seen[u.cfg.Name] = true
+			}
+		}
+		for name, idx := range p.svmIdx {
+			if !seen[name] {
+				delete(p.svmIdx, name)
+				errs = append(errs, p.svm.Forget(idx))
+			}
 		}
 	}
 	start := time.Now()
@@ -272,7 +304,8 @@ func (d *Daemon) applyPins(in []netops.Uplink) error {
 	case !p.applied:
 		d.log.Info("nftables table adopted as the kernel has it", "uplinks", len(ups))
 	}
-	p.restore, p.applied, p.key = false, true, pinKey(d.uplinks, in)
+	p.restore, p.applied = false, true
+	p.setKey(d.uplinks, in)
 	return errors.Join(errs...)
 }
 
@@ -283,15 +316,33 @@ func (d *Daemon) applyPins(in []netops.Uplink) error {
 // other family's, are never touched; flush_conntrack = false turns it off.
 func (d *Daemon) flushUnpinned(in []netops.Uplink, fam family) {
 	p := d.pin
-	now := make(map[string]uint32)
-	for _, u := range in {
-		if u.Usable && u.Mark != 0 && u.Index > 0 && u.Addr.IsValid() {
-			now[u.Name] = u.Mark
-		}
-	}
 	prev := &p.pinned
 	if fam == ipv6 {
 		prev = &p.pinned6
+	}
+	pinned := func(u *netops.Uplink) bool { return u.Usable && u.Mark != 0 && u.Index > 0 && u.Addr.IsValid() }
+	if *prev != nil && !d.renumPending(fam) {
+		// Nothing to flush when every pin stayed as it was: the common
+		// reconcile, checked without building anything.
+		same, n := true, 0
+		for i := range in {
+			if u := &in[i]; pinned(u) {
+				n++
+				if m, ok := (*prev)[u.Name]; !ok || m != u.Mark {
+					same = false
+					break
+				}
+			}
+		}
+		if same && n == len(*prev) {
+			return
+		}
+	}
+	now := make(map[string]uint32)
+	for i := range in {
+		if u := &in[i]; pinned(u) {
+			now[u.Name] = u.Mark
+		}
 	}
 	flush := unpinned(*prev, now)
 	for name, mark := range *prev {
@@ -335,6 +386,16 @@ func (d *Daemon) conntrackFamily(name string, fam family) uint8 {
 		return unix.AF_INET
 	}
 	return 0
+}
+
+// renumPending says whether an entity of family fam is in Daemon.renum.
+func (d *Daemon) renumPending(fam family) bool {
+	for key := range d.renum {
+		if _, is6 := strings.CutSuffix(key, "/ipv6"); is6 == (fam == ipv6) {
+			return true
+		}
+	}
+	return false
 }
 
 // familyKey is the key of an entity in Daemon.renum: the uplink's name,

@@ -54,17 +54,15 @@ func policySettings(cfg *config.Config) ([]netops.Policy, []netops.PolicyRule) {
 	return pols, rules
 }
 
-// notePolicies records what every policy uses in family fam after a
-// reconcile (in are that family's inputs): a log line and the on_policy
-// hook (with the family) when a policy changes tier, and with failback =
+// notePolicies records what every policy uses in family ch.fam after a
+// reconcile: a log line and the on_policy hook (with the family) when a
+// policy changes tier, and with failback =
 // "all" the flush of that family's pins of the uplinks a policy left for a
 // better tier. Policies are chosen per family, as netops plans them: an
 // uplink can serve a policy in IPv4 and not in IPv6. The metrics are
 // IPv4's (they have no family label).
-func (d *Daemon) notePolicies(in []netops.Uplink, fam family) {
-	s := d.settings()
-	s.Family = fam
-	choices := netops.Choose(s, in)
+func (d *Daemon) notePolicies(ch *chosen) {
+	in, fam, choices := ch.in, ch.fam, ch.choices
 	now := time.Now()
 	seen := make(map[string]bool, len(choices))
 	for _, c := range choices {

@@ -36,7 +36,7 @@ last_resort = "unreachable"
 	wg.Go(func() { d.hooks.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
-	d.observe(dualSnapshot())
+	d.observe(dualSnapshot(), nil)
 	isp1, isp2 := d.uplinks[0], d.uplinks[1]
 	isp2.v6.gw = isp1.v6.cfg.Gateway6 // as if learned from an RA
 	for _, u := range []*uplink{isp1, isp1.v6, isp2, isp2.v6} {
@@ -46,8 +46,8 @@ last_resort = "unreachable"
 		}
 	}
 	note := func() {
-		d.notePolicies(d.only4(d.inputs()), ipv4)
-		d.notePolicies(d.inputs6(), ipv6)
+		d.notePolicies(d.choose(d.settings(), d.only4(d.inputs()), ipv4))
+		d.notePolicies(d.choose(d.settings(), d.inputs6(), ipv6))
 	}
 	tiers := func() string {
 		var s []string

@@ -36,7 +36,7 @@ func TestPolicyTiers(t *testing.T) {
 	}
 	check := func(step string, want map[string]row) {
 		t.Helper()
-		d.notePolicies(d.inputs(), ipv4)
+		d.notePolicies(d.choose(d.settings(), d.inputs(), ipv4))
 		got := make(map[string]row)
 		for _, p := range d.policyStatus() {
 			var ms []string
@@ -108,13 +108,13 @@ standby_interval = "2s"
 	}
 	drive(t, d, "isp1", fsm.Active)
 	drive(t, d, "isp2", fsm.Active)
-	d.notePolicies(d.inputs(), ipv4)
+	d.notePolicies(d.choose(d.settings(), d.inputs(), ipv4))
 	normal := d.cfg.Probe.Interval
 	if got1, got2 := interval("isp1"), interval("isp2"); got1 != normal || got2 != 2*time.Second {
 		t.Fatalf("intervals with tier 1 in use: isp1 %v, isp2 %v; want %v and 2s", got1, got2, normal)
 	}
 	takeDown(d, "isp1")
-	d.notePolicies(d.inputs(), ipv4)
+	d.notePolicies(d.choose(d.settings(), d.inputs(), ipv4))
 	if got := interval("isp2"); got != normal {
 		t.Fatalf("isp2's interval with its tier in use: %v, want %v", got, normal)
 	}
@@ -129,7 +129,7 @@ name = "voip"
 tiers = [["isp2"]]
 `)
 	drive(t, d, "isp1", fsm.Active)
-	d.notePolicies(d.inputs(), ipv4)
+	d.notePolicies(d.choose(d.settings(), d.inputs(), ipv4))
 	if got := interval("isp2"); got != normal {
 		t.Fatalf("isp2 used by voip: interval %v, want %v", got, normal)
 	}

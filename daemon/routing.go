@@ -103,22 +103,26 @@ func (d *Daemon) settings() netops.Settings {
 func (d *Daemon) doReconcile() {
 	all, in6 := d.inputs(), d.inputs6()
 	in := d.only4(all)
+	s := d.settings()
 	var perr error
 	first := d.pinsFirst(all)
 	if first {
 		perr = d.applyPins(all)
 	}
-	res, err := d.rec.Reconcile(netops.PlanAll(d.settings(), in, in6))
+	res, err := d.rec.Reconcile(netops.PlanAll(s, in, in6))
 	sinceEvent := time.Since(d.burstStart)
 	if !first {
 		perr = d.applyPins(all)
 	}
 	err = errors.Join(perr, err)
-	d.recordBalance(in, ipv4)
-	d.recordBalance(in6, ipv6)
-	d.notePolicies(in, ipv4)
-	if len(d.familyEntities(ipv6)) > 0 {
-		d.notePolicies(in6, ipv6)
+	// What the policies use now, chosen once per family for everything
+	// that records it.
+	c4, c6 := d.choose(s, in, ipv4), d.choose(s, in6, ipv6)
+	d.recordBalance(c4)
+	d.recordBalance(c6)
+	d.notePolicies(c4)
+	if len(in6) > 0 {
+		d.notePolicies(c6)
 	} else {
 		d.forgetPolicies(ipv6, nil)
 	}
@@ -136,8 +140,8 @@ func (d *Daemon) doReconcile() {
 		d.flushUnpinned(in, ipv4)
 		d.flushUnpinned(in6, ipv6)
 	} else {
-		d.flushLeavers(in, ipv4)
-		d.flushLeavers(in6, ipv6)
+		d.flushLeavers(c4)
+		d.flushLeavers(c6)
 	}
 	d.renum = nil
 	if err != nil {
@@ -151,23 +155,66 @@ func (d *Daemon) doReconcile() {
 	d.retryDelay = 0
 }
 
+// chosen is what the policies of one family use, from that family's
+// inputs (in[i] is familyEntities(fam)[i]'s).
+type chosen struct {
+	fam     family
+	in      []netops.Uplink
+	choices []netops.Choice
+	// used[i]: some policy uses in[i] for new connections; inDefault[i]:
+	// the default policy does.
+	used, inDefault []bool
+}
+
+// choose chooses what the policies of family fam use, with settings s
+// (whatever their Family) and that family's inputs.
+func (d *Daemon) choose(s netops.Settings, in []netops.Uplink, fam family) *chosen {
+	s.Family = fam
+	choices, at := netops.ChooseAt(s, in)
+	c := &chosen{fam: fam, in: in, choices: choices, used: make([]bool, len(in)), inDefault: make([]bool, len(in))}
+	for k, members := range at {
+		for _, i := range members {
+			c.used[i] = true
+			if k == 0 {
+				c.inDefault[i] = true
+			}
+		}
+	}
+	return c
+}
+
 // flushLeavers deletes the conntrack entries translated to the address of
 // every uplink that left the balance since the last reconcile. It runs
 // after the routing change, so that the next packet of such a connection
 // gets a new entry on its new path.
-func (d *Daemon) flushLeavers(in []netops.Uplink, fam family) {
-	now := make(map[string]netip.Addr)
-	s := d.settings()
-	s.Family = fam
-	used := inUse(netops.Choose(s, in))
-	for _, u := range in {
-		if used[u.Name] && u.Addr.IsValid() {
-			now[u.Name] = u.Addr.Addr()
-		}
-	}
+func (d *Daemon) flushLeavers(c *chosen) {
+	fam := c.fam
 	nat := &d.natAddrs
 	if fam == ipv6 {
 		nat = &d.natAddrs6
+	}
+	if *nat != nil {
+		// Nobody left when every uplink in use has the address it had:
+		// the common reconcile, checked without building anything.
+		same, n := true, 0
+		for i := range c.in {
+			if u := &c.in[i]; c.used[i] && u.Addr.IsValid() {
+				n++
+				if a, ok := (*nat)[u.Name]; !ok || a != u.Addr.Addr() {
+					same = false
+					break
+				}
+			}
+		}
+		if same && n == len(*nat) {
+			return
+		}
+	}
+	now := make(map[string]netip.Addr)
+	for i := range c.in {
+		if u := &c.in[i]; c.used[i] && u.Addr.IsValid() {
+			now[u.Name] = u.Addr.Addr()
+		}
 	}
 	prev := *nat
 	*nat = now
@@ -203,33 +250,29 @@ func left(prev, now map[string]netip.Addr) map[string]netip.Addr {
 // recordBalance keeps which uplinks the balance route holds, and their
 // shares, for status and metrics: by weight, or with the resilient
 // balancer the kernel's real bucket split.
-func (d *Daemon) recordBalance(in []netops.Uplink, fam family) {
-	ents := d.familyEntities(fam)
+func (d *Daemon) recordBalance(c *chosen) {
+	ents := d.familyEntities(c.fam)
 	if len(ents) == 0 {
 		return
 	}
-	s := d.settings()
-	s.Family = fam
-	choices := netops.Choose(s, in)
-	used := inUse(choices)
 	total := 0
-	for _, m := range choices[0].Members {
+	for _, m := range c.choices[0].Members {
 		total += m.Weight
 	}
-	split := d.bucketShares(fam)
-	for _, u := range ents {
-		inBal := used[u.cfg.Name]
+	split := d.bucketShares(c.fam)
+	for i, u := range ents {
+		inBal := c.used[i]
 		share := 0.0
 		switch {
 		case split != nil:
 			share = split[u.cfg.Name]
-		case slices.ContainsFunc(choices[0].Members, func(m netops.Member) bool { return m.Name == u.cfg.Name }):
+		case c.inDefault[i]:
 			share = float64(u.cfg.Weight) / float64(total)
 		}
 		if inBal != u.inBal || share != u.share {
 			u.inBal, u.share = inBal, share
 			d.changed = true
 		}
-		d.metrics.Balance(u.cfg.Name, fam.String(), inBal, share)
+		d.metrics.Balance(u.cfg.Name, c.fam.String(), inBal, share)
 	}
 }

@@ -2,11 +2,13 @@
 // for the daemon loop, and lists links and addresses on demand.
 //
 // A Monitor owns one multicast netlink socket (link, nexthop and neighbour
-// groups, and the address, route and rule groups of IPv4 and IPv6). Events
-// are hints, not a replicated state: when the kernel drops notifications
-// because the socket's receive buffer overran (ENOBUFS), the Monitor sends a
-// ResyncEvent and keeps going, and the consumer re-reads everything it cares
-// about. SetFilter narrows the stream to what matters: a socket filter
+// groups, and the address, route and rule groups of IPv4 and IPv6). Link
+// and address events carry the whole link or address, so a Snapshot from
+// Dump with every later event applied (Snapshot.Apply) is the kernel's
+// current state; other events are hints about what to read again. When the
+// kernel drops notifications because the socket's receive buffer overran
+// (ENOBUFS), the Monitor sends a ResyncEvent and keeps going, and the
+// consumer re-reads everything it cares about. SetFilter narrows the stream to what matters: a socket filter
 // (classic BPF, attribute matching with SKF_AD_NLATTR) drops route
 // notifications of foreign tables and protocols in the kernel, default
 // routes excepted, for both families alike (they share struct rtmsg), and

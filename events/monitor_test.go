@@ -177,31 +177,6 @@ func TestMonitorNamespace(t *testing.T) {
 		if diff := cmp.Diff(snap, at, cmpOpts); diff != "" {
 			t.Errorf("DumpAt differs from Dump inside the namespace (-Dump +DumpAt):\n%s", diff)
 		}
-
-		// Re-reading one link gives what the full dump holds of it; an
-		// index without a link gives nothing.
-		ip(t, "-n", a, "addr", "add", "192.0.2.1/24", "dev", "lo")
-		part, err := DumpLinksAt(ctx, ha, []int{idx, 4000, idx})
-		if err != nil {
-			t.Fatalf("DumpLinksAt: %v", err)
-		}
-		full, err := DumpAt(ctx, ha)
-		if err != nil {
-			t.Fatalf("DumpAt: %v", err)
-		}
-		want := Snapshot{Links: []Link{link("eth2", true, true).Link}}
-		for _, a := range full.Addrs {
-			if a.Index == idx {
-				want.Addrs = append(want.Addrs, a)
-			}
-		}
-		if !slices.ContainsFunc(want.Addrs, func(a Addr) bool { return a.Prefix == addr.Prefix }) {
-			t.Fatalf("the full dump lacks %s: %+v", addr.Prefix, full.Addrs)
-		}
-		if diff := cmp.Diff(want, part, cmpOpts); diff != "" {
-			t.Errorf("DumpLinksAt (-want +got):\n%s", diff)
-		}
-		ip(t, "-n", a, "addr", "del", "192.0.2.1/24", "dev", "lo")
 	})
 
 	route := []string{"198.51.100.0/24", "via", "203.0.113.1", "table", "200", "proto", "201"}

@@ -43,6 +43,7 @@ type Metrics struct {
 	pin    pinMetrics
 	policy policyMetrics
 	probe  *probeMetrics // probe.go
+	cache  cache         // cached.go
 }
 
 // HookStats reads the hook runner's counters at scrape time.
@@ -148,16 +149,6 @@ func (m *Metrics) Transition(uplink, family, from, to string) {
 	m.State(uplink, family, to)
 }
 
-// Balance records whether the uplink is in the balance and its share.
-func (m *Metrics) Balance(uplink, family string, in bool, share float64) {
-	v := 0.0
-	if in {
-		v = 1
-	}
-	m.inBalance.WithLabelValues(uplink, family).Set(v)
-	m.share.WithLabelValues(uplink, family).Set(share)
-}
-
 // ProbeRound records one probe round; rtt is its fastest reply when good.
 func (m *Metrics) ProbeRound(uplink, family string, good bool, rtt time.Duration) {
 	m.rounds.WithLabelValues(uplink, family).Inc()
@@ -177,6 +168,7 @@ func (m *Metrics) Forget(uplink string) {
 	}{m.state, m.transitions, m.inBalance, m.share, m.rounds, m.failed, m.rtt} {
 		v.DeletePartialMatch(l)
 	}
+	m.forgetBalance(uplink, "")
 	m.probe.forget(uplink)
 }
 
@@ -189,6 +181,7 @@ func (m *Metrics) ForgetFamily(uplink, family string) {
 	}{m.state, m.transitions, m.inBalance, m.share, m.rounds, m.failed, m.rtt} {
 		v.DeletePartialMatch(l)
 	}
+	m.forgetBalance(uplink, family)
 	m.probe.forgetFamily(uplink, family)
 }
 

@@ -1,8 +1,6 @@
 package netops
 
 import (
-	"bytes"
-	"cmp"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -193,72 +191,84 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	// nexthop objects per uplink: a plan of 256 uplinks is made at every
 	// reconcile, and growing these made half its garbage.
 	n := len(uplinks)
+	perUplink := 0 // nexthop objects
+	switch s.Balancer {
+	case Resilient:
+		perUplink = 2
+	case HashThreshold:
+		perUplink = 1
+	}
 	d := Desired{
 		Routes:   make([]Route, 0, 2*n+4),
 		Rules:    make([]Rule, 0, 2*n+8),
-		Nexthops: make([]NexthopObject, 0, 2*n+2),
+		Nexthops: make([]NexthopObject, 0, perUplink*n+1+len(s.Policies)),
 	}
-	hops := make([]Nexthop, 0, n)
-	members := make([]GroupMember, 0, 2*n)
+	var hops []Nexthop
+	var members []GroupMember
+	if s.Balancer == Multipath {
+		hops = make([]Nexthop, 0, n)
+	} else {
+		members = make([]GroupMember, 0, perUplink*n)
+	}
 	fam := s.Family.norm()
 	dflt := fam.DefaultDst()
 	ids := NexthopIDsFor(s.NexthopIDBase, fam)
-	choices := Choose(s, uplinks)
-	inDefault := make(map[string]bool)
-	for _, m := range choices[0].Members {
-		inDefault[m.Name] = true
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	slots := bySlotIn(uplinks, &sc.idx, &sc.slots)
+	choices, picked := chooseBySlot(s, uplinks, slots)
+	// By position: whether the default policy balances over uplink i.
+	sc.inDefault = grow(sc.inDefault, n)
+	inDefault := sc.inDefault
+	clear(inDefault)
+	for _, i := range picked[0] {
+		inDefault[i] = true
+	}
+	// The rules and routes in the order Plan returns them, as far as
+	// cheap keys tell it (the final sort then has nothing to move), in
+	// slot order where they do not: the suppress rule first, then the
+	// source rules, the fwmark rules; the uplinks' tables. Their sort
+	// keys are made with them, from each uplink's table key made once.
+	sc.tables = grow(sc.tables, n)
+	p := planner{s: s, fam: fam, d: &d, tables: sc.tables, proto: noKey, ruleKeys: sc.ruleKeys[:0], routeKeys: sc.routeKeys[:0]}
+	if s.RouteProtocol >= 0 {
+		if k, ok := decKey(uint64(s.RouteProtocol), protoWidth); ok {
+			p.proto = k
+		}
+	}
+	for i := range uplinks {
+		p.tables[i] = tableSortKey(uplinks[i].Table)
+	}
+	p.rule(Rule{
+		Priority: s.RulePriority + prioSuppress, Table: mainTable, SuppressPrefixlen: 0, Protocol: s.RouteProtocol,
+	}, tableSortKey(mainTable))
+	for _, i := range orderUplinks(slots, func(i int) uint64 { return sourceKey(fam, &uplinks[i]) }, &sc.order) {
+		p.sourceRules(&uplinks[i], p.tables[i])
+	}
+	if s.MarkMask != 0 {
+		for _, i := range orderUplinks(slots, func(i int) uint64 { return hexKey(uplinks[i].Mark & s.MarkMask) }, &sc.order) {
+			if u := &uplinks[i]; u.Index > 0 && u.Addr.IsValid() && u.Mark != 0 && u.Usable {
+				p.rule(Rule{
+					Priority: s.RulePriority + prioFwmark, Mark: u.Mark & s.MarkMask, Mask: s.MarkMask,
+					Table: u.Table, SuppressPrefixlen: -1, Protocol: s.RouteProtocol,
+				}, p.tables[i])
+			}
+		}
+	}
+	for _, i := range orderUplinks(slots, func(i int) uint64 { return p.tables[i] % noKey }, &sc.order) {
+		p.uplinkRoutes(&uplinks[i], p.tables[i])
 	}
 	// In slot order, so that the group's members keep their order (and a
 	// hash-threshold group its cut of the hash space) however the
 	// configuration file orders the uplinks.
-	for _, i := range bySlot(uplinks) {
-		u := uplinks[i]
-		lan := fam == V6 && u.LANPrefix.IsValid()
-		if lan {
-			d.Rules = append(d.Rules, Rule{
-				Priority: s.RulePriority + prioSource, Src: u.LANPrefix.Masked(),
-				Table: u.Table, SuppressPrefixlen: -1, Protocol: s.RouteProtocol,
-			})
-		}
-		// The sources of a delegated prefix must never fall through to
-		// another uplink's table: while this one cannot route, its table
-		// answers them unreachable.
-		unreachable := Route{Table: u.Table, Dst: dflt, Type: Unreachable, Protocol: s.RouteProtocol}
+	for _, i := range slots {
+		u := &uplinks[i]
 		if u.Index <= 0 || !u.Addr.IsValid() {
-			if lan {
-				d.Routes = append(d.Routes, unreachable)
-			}
 			continue
-		}
-		src := u.Addr.Addr()
-		onlink := onLink(u)
-		if fam == V4 || u.Addr.Bits() != 128 {
-			d.Routes = append(d.Routes,
-				Route{Table: u.Table, Dst: u.Addr.Masked(), Index: u.Index, Src: src, Link: fam == V4, Protocol: s.RouteProtocol})
-		}
-		if lan && !u.Carrier {
-			d.Routes = append(d.Routes, unreachable)
-		} else {
-			// Without a gateway (a point-to-point link) the default
-			// route is `default dev IF`, scope link as ip(8) makes it.
-			d.Routes = append(d.Routes, Route{Table: u.Table, Dst: dflt, Gateway: u.Gateway, Index: u.Index, Src: src,
-				OnLink: onlink, Link: scopeLink(fam, u.Gateway), Protocol: s.RouteProtocol})
-		}
-		if srcRule := netip.PrefixFrom(src, src.BitLen()); !lan || srcRule != u.LANPrefix.Masked() {
-			d.Rules = append(d.Rules, Rule{
-				Priority: s.RulePriority + prioSource, Src: srcRule,
-				Table: u.Table, SuppressPrefixlen: -1, Protocol: s.RouteProtocol,
-			})
-		}
-		if s.MarkMask != 0 && u.Mark != 0 && u.Usable {
-			d.Rules = append(d.Rules, Rule{
-				Priority: s.RulePriority + prioFwmark, Mark: u.Mark & s.MarkMask, Mask: s.MarkMask,
-				Table: u.Table, SuppressPrefixlen: -1, Protocol: s.RouteProtocol,
-			})
 		}
 		switch {
 		case s.Balancer == Multipath:
-			if inDefault[u.Name] {
+			if inDefault[i] {
 				hops = append(hops, Nexthop{Gateway: u.Gateway, Index: u.Index, Weight: u.Weight})
 			}
 		case u.Carrier:
@@ -269,11 +279,12 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 			if s.Balancer == Resilient {
 				objs = append(objs, ids.Twin(u.Slot))
 			}
+			onlink := onLink(*u)
 			for _, id := range objs {
 				d.Nexthops = append(d.Nexthops, NexthopObject{
 					ID: id, Gateway: u.Gateway, Index: u.Index, OnLink: onlink, Protocol: s.RouteProtocol,
 				})
-				if inDefault[u.Name] {
+				if inDefault[i] {
 					members = append(members, GroupMember{ID: id, Weight: u.Weight})
 				}
 			}
@@ -315,11 +326,8 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	if lr := lastResortRoute(s, choices[0]); lr != nil {
 		d.Routes = append(d.Routes, *lr)
 	}
-	d.planPolicies(s, uplinks, choices)
+	d.planPolicies(s, uplinks, choices, picked)
 
-	d.Rules = append(d.Rules, Rule{
-		Priority: s.RulePriority + prioSuppress, Table: mainTable, SuppressPrefixlen: 0, Protocol: s.RouteProtocol,
-	})
 	iifs := []string{""}
 	if len(s.LANInterfaces) > 0 {
 		iifs = append(slices.Clone(s.LANInterfaces), "lo")
@@ -332,8 +340,8 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 	if fam == V6 {
 		d.setFamily(V6)
 	}
-	sortKeyed(d.Routes, func(Route) int { return 0 }, Route.appendKey)
-	sortKeyed(d.Rules, func(r Rule) int { return r.Priority }, Rule.appendTo)
+	sc.routeKeys = sortRoutes(d.Routes, p.routeKeys)
+	sc.ruleKeys = sortRules(d.Rules, p.ruleKeys)
 	// Empty parts are nil, as they were before the slices were sized.
 	if len(d.Routes) == 0 {
 		d.Routes = nil
@@ -383,58 +391,6 @@ func PlanAll(s Settings, v4, v6 []Uplink) Desired {
 // scopeLink says whether a route through gw is scope link: a route without
 // a gateway, in IPv4 (IPv6 routes have no scope).
 func scopeLink(f Family, gw netip.Addr) bool { return f.norm() == V4 && !gw.IsValid() }
-
-// sortKeyed sorts s by prio, then the key appendKey appends, formatting
-// each element's key once (formatting it in every comparison made the
-// sort the biggest part of a plan with 256 uplinks), into one buffer
-// rather than a string each, and moving small keys rather than the
-// elements until the order is known.
-func sortKeyed[T any](s []T, prio func(T) int, appendKey func(T, []byte) []byte) {
-	type keyed struct {
-		prio, i    int
-		start, end int // the key in buf
-	}
-	k := make([]keyed, len(s))
-	buf := make([]byte, 0, 64*len(s))
-	for i, v := range s {
-		start := len(buf)
-		buf = appendKey(v, buf)
-		k[i] = keyed{prio(v), i, start, len(buf)}
-	}
-	slices.SortFunc(k, func(a, b keyed) int {
-		return cmp.Or(cmp.Compare(a.prio, b.prio), bytes.Compare(buf[a.start:a.end], buf[b.start:b.end]), cmp.Compare(a.i, b.i))
-	})
-	// Position i takes s[k[i].i]: follow each cycle of that permutation
-	// in place (a sorted copy of the elements was a third of a plan's
-	// garbage).
-	for i := range k {
-		if k[i].i == i {
-			continue
-		}
-		first := s[i]
-		j := i
-		for {
-			src := k[j].i
-			k[j].i = j
-			if src == i {
-				s[j] = first
-				break
-			}
-			s[j] = s[src]
-			j = src
-		}
-	}
-}
-
-// bySlot returns the indexes of uplinks in slot order.
-func bySlot(uplinks []Uplink) []int {
-	idx := make([]int, len(uplinks))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(uplinks[a].Slot, uplinks[b].Slot) })
-	return idx
-}
 
 func onLinkOf(uplinks []Uplink, index int) bool {
 	for _, u := range uplinks {

@@ -53,3 +53,16 @@ func BenchmarkStrings256(b *testing.B) {
 		}
 	}
 }
+
+// The implementation Plan replaced (plan_oracle_test.go), for comparison
+// on the same machine in the same run: go test -bench 'Plan256' ./netops/
+func BenchmarkPlan256Old(b *testing.B) {
+	s := resilient
+	s.Balancer = HashThreshold
+	s.MarkMask = 0xff800000
+	s.LANInterfaces = []string{"lan0"}
+	ups := scaleUplinks(256)
+	for b.Loop() {
+		oldPlan(s, ups)
+	}
+}

@@ -129,82 +129,130 @@ type Member struct {
 	Weight int
 }
 
-// Policies returns the policies in effect: the default policy first (the
+// policies returns the policies in effect: the default policy first (the
 // configured one named DefaultPolicy, or the built-in one: every uplink in
 // one tier, by the uplinks' weights), then the others in their order.
-func (s Settings) policies(uplinks []Uplink) []Policy {
+// builtin says the default policy is the built-in one.
+func (s Settings) policies() (out []Policy, builtin bool) {
 	def := Policy{Name: DefaultPolicy, LastResort: ResortMain, KeepDegraded: s.KeepDegraded}
-	var all []string
-	for _, u := range uplinks {
-		all = append(all, u.Name)
-	}
-	def.Tiers = [][]string{all}
-	out := []Policy{def}
+	out = make([]Policy, 1, 1+len(s.Policies))
+	out[0], builtin = def, true
 	for _, p := range s.Policies {
 		if p.Name == DefaultPolicy {
-			out[0] = p
+			out[0], builtin = p, false
 			continue
 		}
 		out = append(out, p)
 	}
+	if builtin {
+		// One tier of every uplink: choose takes them by position, with
+		// no need of their names.
+		out[0].Tiers = [][]string{nil}
+	}
 	out[0].Table = s.BalanceTable
-	return out
+	return out, builtin
 }
 
 // Choose returns what every policy uses now, the default policy first.
 func Choose(s Settings, uplinks []Uplink) []Choice {
-	pols := s.policies(uplinks)
-	out := make([]Choice, len(pols))
-	for i, p := range pols {
-		out[i] = choose(s, p, uplinks)
-	}
-	return out
+	c, _ := choose(s, uplinks)
+	return c
 }
+
+// ChooseAt is Choose that also returns, for every choice, the positions
+// in uplinks of its members, in the order of Choice.Members: callers that
+// hold something per uplink need not look members up by name.
+func ChooseAt(s Settings, uplinks []Uplink) ([]Choice, [][]int) { return choose(s, uplinks) }
 
 // routable says whether u can be a member of a balance: Plan gives it a
 // default route only with an interface and an address, and a nexthop
 // object only with carrier.
-func routable(s Settings, u Uplink) bool {
+func routable(s Settings, u *Uplink) bool {
 	return u.Index > 0 && u.Addr.IsValid() && (s.Balancer == Multipath || u.Carrier)
 }
 
-func choose(s Settings, p Policy, uplinks []Uplink) Choice {
-	c := Choice{Policy: p.Name, Table: p.Table, LastResort: p.LastResort}
-	// By index, not by copies: a plan of 256 uplinks chooses several
-	// times per reconcile.
-	byName := make(map[string]int, len(uplinks))
-	for i, u := range uplinks {
-		byName[u.Name] = i
+// choose returns what every policy uses now, the default policy first,
+// and for each the positions in uplinks of its members (in the order of
+// Choice.Members).
+func choose(s Settings, uplinks []Uplink) ([]Choice, [][]int) {
+	return chooseBySlot(s, uplinks, bySlot(uplinks))
+}
+
+// chooseBySlot is choose with the positions of uplinks in slot order
+// (bySlot's).
+func chooseBySlot(s Settings, uplinks []Uplink, slots []int) ([]Choice, [][]int) {
+	pols, builtin := s.policies()
+	out := make([]Choice, len(pols))
+	picked := make([][]int, len(pols))
+	// Tiers name uplinks; the built-in default policy's one tier is
+	// every uplink, which needs no look-up: taken in slot order, its
+	// members need no sorting either. A plan of 256 uplinks is made at
+	// every reconcile.
+	var byName map[string]int
+	if !builtin || len(pols) > 1 { // tiers of names
+		byName = make(map[string]int, len(uplinks))
+		for i, u := range uplinks {
+			byName[u.Name] = i
+		}
 	}
-	pick := func(tier []string, fit func(*Uplink) bool) []int {
-		m := make([]int, 0, len(tier))
-		for _, name := range tier {
-			if i, ok := byName[name]; ok && routable(s, uplinks[i]) && fit(&uplinks[i]) {
+	for i, p := range pols {
+		if i == 0 && builtin {
+			out[i], picked[i] = choose1(s, p, uplinks, len(uplinks), func(_ []string, j int) (int, bool) { return slots[j], true })
+			continue
+		}
+		out[i], picked[i] = choose1(s, p, uplinks, -1, func(tier []string, j int) (int, bool) { k, ok := byName[tier[j]]; return k, ok })
+	}
+	return out, picked
+}
+
+// choose1 chooses the members of policy p; at(tier, j) is the position in
+// uplinks of the tier's j-th uplink, of size names (-1: as many as it has).
+func choose1(s Settings, p Policy, uplinks []Uplink, size int, at func(tier []string, j int) (int, bool)) (Choice, []int) {
+	c := Choice{Policy: p.Name, Table: p.Table, LastResort: p.LastResort}
+	var m []int
+	pick := func(tier []string, keep bool) []int {
+		n := size
+		if n < 0 {
+			n = len(tier)
+		}
+		if m == nil {
+			m = make([]int, 0, n)
+		}
+		m = m[:0]
+		for j := range n {
+			i, ok := at(tier, j)
+			if !ok || !routable(s, &uplinks[i]) {
+				continue
+			}
+			u := &uplinks[i]
+			if keep && (u.InBalance || p.KeepDegraded && u.Degraded) || !keep && u.Degraded {
 				m = append(m, i)
 			}
 		}
 		return m
 	}
-	active := func(u *Uplink) bool { return u.InBalance || p.KeepDegraded && u.Degraded }
-	degraded := func(u *Uplink) bool { return u.Degraded }
-	for _, fit := range []func(*Uplink) bool{active, degraded} {
-		for i, tier := range p.Tiers {
-			if m := pick(tier, fit); len(m) > 0 {
-				c.Tier = i + 1
+	// Active uplinks (degraded ones too with KeepDegraded) of the first
+	// tier that has one; else degraded ones of the first that has one.
+	for _, active := range []bool{true, false} {
+		for t, tier := range p.Tiers {
+			if m := pick(tier, active); len(m) > 0 {
+				c.Tier = t + 1
 				// In slot order (bySlot's).
-				slices.SortStableFunc(m, func(a, b int) int { return cmp.Compare(uplinks[a].Slot, uplinks[b].Slot) })
-				c.Members = make([]Member, 0, len(m))
-				for _, j := range m {
-					c.Members = append(c.Members, Member{Name: uplinks[j].Name, Weight: uplinks[j].Weight})
+				if !slices.IsSortedFunc(m, func(a, b int) int { return cmp.Compare(uplinks[a].Slot, uplinks[b].Slot) }) {
+					slices.SortStableFunc(m, func(a, b int) int { return cmp.Compare(uplinks[a].Slot, uplinks[b].Slot) })
 				}
-				return c
+				c.Members = make([]Member, len(m))
+				for k, j := range m {
+					c.Members[k] = Member{Name: uplinks[j].Name, Weight: uplinks[j].Weight}
+				}
+				return c, m
 			}
 		}
 		if p.KeepDegraded {
 			break
 		}
 	}
-	return c
+	return c, nil
 }
 
 // ruleTarget is the table a policy's rules look up now: its own, main
@@ -309,12 +357,8 @@ func lastResortRoute(s Settings, c Choice) *Route {
 // route: through its own hash-threshold group of the tier's uplinks (the
 // group balancers; the uplinks' nexthop objects are shared by all
 // policies), a multipath route (Multipath), or its last resort.
-func (d *Desired) planPolicies(s Settings, uplinks []Uplink, choices []Choice) {
+func (d *Desired) planPolicies(s Settings, uplinks []Uplink, choices []Choice, picked [][]int) {
 	ids := NexthopIDsFor(s.NexthopIDBase, s.Family)
-	byName := make(map[string]Uplink, len(uplinks))
-	for _, u := range uplinks {
-		byName[u.Name] = u
-	}
 	tables := map[string]int{choices[0].Policy: choices[0].Table}
 	for i, c := range choices[1:] {
 		tables[c.Policy] = ruleTarget(c, choices[0])
@@ -327,8 +371,8 @@ func (d *Desired) planPolicies(s Settings, uplinks []Uplink, choices []Choice) {
 		}
 		route := Route{Table: c.Table, Dst: s.Family.DefaultDst(), Protocol: s.RouteProtocol}
 		if s.Balancer == Multipath {
-			for _, m := range c.Members {
-				u := byName[m.Name]
+			for _, j := range picked[i+1] {
+				u := &uplinks[j]
 				route.Nexthops = append(route.Nexthops, Nexthop{Gateway: u.Gateway, Index: u.Index, Weight: u.Weight})
 			}
 			if len(route.Nexthops) == 1 {
@@ -338,8 +382,9 @@ func (d *Desired) planPolicies(s Settings, uplinks []Uplink, choices []Choice) {
 			}
 		} else {
 			g := NexthopObject{ID: ids.Policy(i), Type: GroupMultipath, Protocol: s.RouteProtocol}
-			for _, m := range c.Members {
-				g.Members = append(g.Members, GroupMember{ID: ids.Uplink(byName[m.Name].Slot), Weight: m.Weight})
+			g.Members = make([]GroupMember, len(c.Members))
+			for k, j := range picked[i+1] {
+				g.Members[k] = GroupMember{ID: ids.Uplink(uplinks[j].Slot), Weight: c.Members[k].Weight}
 			}
 			d.Nexthops = append(d.Nexthops, g)
 			route.NHID = g.ID

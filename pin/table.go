@@ -132,14 +132,16 @@ func (t *Table) Mask() uint32 { return t.cfg.Mask }
 // runs and has seen no change, an Apply of the same uplinks as the last
 // one does not even read the kernel.
 func (t *Table) Apply(ups []Uplink) (changed bool, err error) {
-	if err := validate(t.cfg.Mask, ups); err != nil {
-		return false, fmt.Errorf("pin table: %w", err)
-	}
 	t.mu.Lock()
 	fresh := t.verified && t.watching > 0 && t.want != nil && slices.Equal(t.wantFor, ups)
 	t.mu.Unlock()
 	if fresh {
+		// The uplinks it was built from, validated then: the common
+		// reconcile, which need not build three maps of 256 uplinks.
 		return false, nil
+	}
+	if err := validate(t.cfg.Mask, ups); err != nil {
+		return false, fmt.Errorf("pin table: %w", err)
 	}
 	rs := build(t.cfg.Mask, ups)
 	want := rs.view()
