@@ -3,6 +3,7 @@ package netops
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -35,14 +36,14 @@ func lastPlanNS(t *testing.T) (ns string, r *Reconciler, k *failingKernel, u1, u
 	return ns, r, k, u1, u2
 }
 
-// reconcileWant reconciles d and checks the number of changes.
+// reconcileWant reconciles d and checks the number of changes (-1: any).
 func reconcileWant(t *testing.T, r *Reconciler, what string, d Desired, changes int) Result {
 	t.Helper()
 	res, err := r.Reconcile(d)
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
-	if res.Changes() != changes {
+	if changes >= 0 && res.Changes() != changes {
 		t.Fatalf("%s: %d changes, want %d: %v", what, res.Changes(), changes, res)
 	}
 	return res
@@ -170,5 +171,68 @@ func TestAlign(t *testing.T) {
 		if got.String() != c.same || fmt.Sprint(removed) != fmt.Sprint(c.removed) {
 			t.Errorf("align(%v, %v) = %s, %v; want %s, %v", c.old, c.cur, got.String(), removed, c.same, c.removed)
 		}
+	}
+}
+
+// callLog records the kernel calls of a reconcile, in order.
+type callLog struct {
+	Kernel
+	NexthopKernel
+	calls []string
+}
+
+func (c *callLog) RouteListFiltered(family int, f *netlink.Route, mask uint64) ([]netlink.Route, error) {
+	c.calls = append(c.calls, "list routes")
+	return c.Kernel.RouteListFiltered(family, f, mask)
+}
+
+func (c *callLog) RuleDel(ru *netlink.Rule) error {
+	c.calls = append(c.calls, fmt.Sprintf("delete rule %d", ru.Priority))
+	return c.Kernel.RuleDel(ru)
+}
+
+func (c *callLog) RuleAdd(ru *netlink.Rule) error {
+	c.calls = append(c.calls, fmt.Sprintf("add rule %d", ru.Priority))
+	return c.Kernel.RuleAdd(ru)
+}
+
+func (c *callLog) NexthopGet(id uint32) (NexthopObject, bool, error) {
+	c.calls = append(c.calls, "get nexthop")
+	return c.NexthopKernel.NexthopGet(id)
+}
+
+func (c *callLog) NexthopAdd(n NexthopObject, replace bool) error {
+	c.calls = append(c.calls, fmt.Sprintf("add nexthop %d", n.ID))
+	return c.NexthopKernel.NexthopAdd(n, replace)
+}
+
+// A plan that only removes rules (a failover: the fwmark rule of an
+// uplink whose probes failed) removes them before anything is read or
+// written; one that also adds rules removes them last, make before
+// break.
+func TestLastPlanRemovesFirst(t *testing.T) {
+	_, r, k, u1, u2 := lastPlanNS(t)
+	log := &callLog{Kernel: k, NexthopKernel: r.NH}
+	r.K, r.NH = log, log
+	d := Plan(hashThreshold, []Uplink{u1, u2})
+	reconcileWant(t, r, "first", d, len(d.Routes)+len(d.Rules)+len(d.Nexthops))
+
+	// isp2's probes fail: its fwmark rule goes, the group loses it.
+	failed := u2
+	failed.InBalance, failed.Usable = false, false
+	r.InvalidateNexthop(2010000000) // an event about the group, read again
+	log.calls = nil
+	reconcileWant(t, r, "failover", Plan(hashThreshold, []Uplink{u1, failed}), 2)
+	if len(log.calls) < 3 || log.calls[0] != "delete rule 10002" || !slices.Contains(log.calls, "add nexthop 2010000000") {
+		t.Fatalf("failover calls %q, want the rule deleted first, then the group read and replaced", log.calls)
+	}
+
+	// Back, and a rule changes at the same time (isp1's connection
+	// mark): the old fwmark rule is deleted after the new ones are in.
+	moved := pinned(u1, 0x3000000, true)
+	log.calls = nil
+	reconcileWant(t, r, "mark changed", Plan(hashThreshold, []Uplink{moved, u2}), -1)
+	if !slices.Equal(log.calls[len(log.calls)-3:], []string{"add rule 10002", "add rule 10002", "delete rule 10002"}) {
+		t.Fatalf("calls %q, want the old fwmark rule deleted after the new ones are added", log.calls)
 	}
 }

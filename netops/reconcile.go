@@ -94,9 +94,17 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 	trust := r.cache.on && r.last.valid && !every
 	r.last.diff(d)
 
+	// Rules that only go, before anything is read or written (see
+	// removeFirst); the rest is make before break.
+	var errs []error
+	if trust {
+		errs = r.removeFirst(d.Rules, &res)
+	}
+
 	// Nexthops first: deleting a group to create it anew takes the routes
 	// through it along, and the route listing below must see that.
-	staleNH, errs := r.syncNexthops(d.Nexthops, full, every, trust, &res)
+	staleNH, nhErrs := r.syncNexthops(d.Nexthops, full, every, trust, &res)
+	errs = append(errs, nhErrs...)
 
 	listed, err := r.listRoutes(d, full, every, trust)
 	if err != nil {
@@ -117,7 +125,7 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 	// Everything known was listed: from now on, what is dirty is named.
 	r.cache.everything = false
 	trustRules := func(family int) bool { return trust && !slices.Contains(rulesListed, family) }
-	staleRules, haveRules := r.staleRules(d.Rules, trustRules)
+	staleRules, haveRules := r.staleRules(d.Rules, trustRules, 0)
 	errs = r.addRules(d.Rules, trustRules, haveRules, &res, errs)
 	errs = r.deleteRules(staleRules, &res, errs)
 	errs = r.deleteRoutes(r.staleRoutes(d.Routes, trust, listed), &res, errs)
@@ -136,6 +144,41 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 		res.Removed = append(res.Removed, "nexthop "+n.String())
 	}
 	return res, errors.Join(errs...)
+}
+
+// removeFirst deletes at once the rules the last plan had and this one
+// has not, of each family whose cached rules are clean, when the plan
+// adds or changes none of that family: a failover (the fwmark rule of
+// connections pinned to an uplink that lost its carrier or its probes),
+// whose one write should not wait for the nexthop objects and tables to
+// be read again. What those rules matched falls to the rules below them,
+// as it does when the reconcile is done: nothing the reconcile writes
+// meanwhile is a place they sent it to, so the order changes nothing but
+// when. A plan that also adds or changes rules of the family removes them
+// after the rest, make before break.
+func (r *Reconciler) removeFirst(rules []Rule, res *Result) []error {
+	var errs []error
+	for _, f := range Families {
+		fam := f.AF()
+		if _, clean := r.cache.rules[fam]; !clean || !r.onlyRemoves(rules, fam) {
+			continue
+		}
+		stale, _ := r.staleRules(rules, func(family int) bool { return family == fam }, fam)
+		errs = r.deleteRules(stale, res, errs)
+	}
+	return errs
+}
+
+// onlyRemoves says whether every rule of family fam in rules is the same
+// as in the last plan, and the last plan had some other: the plan only
+// removes rules of the family.
+func (r *Reconciler) onlyRemoves(rules []Rule, fam int) bool {
+	for j, ru := range rules {
+		if ru.Family.AF() == fam && !r.last.sameRule[j] {
+			return false
+		}
+	}
+	return slices.ContainsFunc(r.last.removedRules, func(ru Rule) bool { return ru.Family.AF() == fam })
 }
 
 // replaceRoutes creates or replaces the desired routes the kernel lacks
@@ -231,11 +274,15 @@ func (r *Reconciler) deleteRoutes(stale []staleRoute, res *Result, errs []error)
 // does not, and the duplicates, in the kernel's order: of a family whose
 // rules are not trusted, every one; of a trusted family (lastplan.go),
 // those of the last plan's removed rules it holds. It also returns the
-// rules the untrusted families hold, by identity.
-func (r *Reconciler) staleRules(rules []Rule, trusted func(family int) bool) (stale []*cachedRule, seen map[ruleID]int) {
+// rules the untrusted families hold, by identity. With only, only that
+// family's (an address family number; 0: every family).
+func (r *Reconciler) staleRules(rules []Rule, trusted func(family int) bool, only int) (stale []*cachedRule, seen map[ruleID]int) {
 	want := newWanted(rules, ruleIDOf, maybeRule)
 	for _, f := range Families {
 		fam := f.AF()
+		if only != 0 && fam != only {
+			continue
+		}
 		if trusted(fam) {
 			var removed []ruleID
 			for _, ru := range r.last.removedRules {
