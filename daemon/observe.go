@@ -1,10 +1,8 @@
 package daemon
 
 import (
-	"cmp"
 	"fmt"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/uplinkd/uplinkd/config"
@@ -259,17 +257,9 @@ func indexSnapshot(snap events.Snapshot, maps bool) snapIndex {
 			x.byName[snap.Links[i].Name] = &snap.Links[i]
 		}
 	}
-	// Grouped by link as subslices of one sorted copy, in their order.
-	sorted := slices.Clone(snap.Addrs)
-	slices.SortStableFunc(sorted, func(a, b events.Addr) int { return cmp.Compare(a.Index, b.Index) })
-	x.byIndex = make(map[int][]events.Addr, len(sorted))
-	for i := 0; i < len(sorted); {
-		j := i + 1
-		for j < len(sorted) && sorted[j].Index == sorted[i].Index {
-			j++
-		}
-		x.byIndex[sorted[i].Index] = sorted[i:j:j]
-		i = j
+	x.byIndex = make(map[int][]events.Addr, len(snap.Links))
+	for _, a := range snap.Addrs {
+		x.byIndex[a.Index] = append(x.byIndex[a.Index], a)
 	}
 	return x
 }
