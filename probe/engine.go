@@ -60,6 +60,12 @@ type engineConfig struct {
 	// MaxPending rounds may wait for delivery; beyond that no new round
 	// starts until the reader catches up. 0: no limit.
 	MaxPending int
+	// Epoch anchors the schedule's grid: after the first echo, which
+	// goes at once, regular echoes are sent at Epoch + m·gap only, so
+	// the probers of a process that share an Epoch (and a gap) send at
+	// the same instants and one wake-up serves them all. Zero: the
+	// grid is anchored at the first step.
+	Epoch time.Time
 }
 
 // sentEcho is an echo sent since the last reply, regular or confirmation.
@@ -77,7 +83,10 @@ type sentEcho struct {
 // Schedule: every Interval a round starts and sends one echo to each
 // target, the targets spread evenly over the interval (gap =
 // Interval/len(Targets)), so each target gets one echo per Interval and
-// the uplink one per gap.
+// the uplink one per gap. The first echo goes at once; every later one on
+// the grid of Epoch + m·gap (see align), never less than a gap after the
+// echo before, so two echoes to one target are always at least Interval
+// apart, whenever the engine started.
 //
 // Silence: any reply of ours, late or duplicate included, proves the path
 // alive. When an echo sent after the last reply is still unanswered after
@@ -270,12 +279,13 @@ func (e *engine) step(now time.Time) []probeReq {
 			reqs = append(reqs, probeReq{id: e.round, target: e.k})
 			e.k = (e.k + 1) % len(e.cfg.Targets)
 		}
-		e.nextSend = e.nextSend.Add(e.gap)
-		if !e.nextSend.After(now) {
+		next := e.nextSend.Add(e.gap)
+		if !next.After(now) {
 			// Stalled past a whole gap: go on from now rather than
 			// catch up with a burst.
-			e.nextSend = now.Add(e.gap)
+			next = now.Add(e.gap)
 		}
+		e.nextSend = e.align(next)
 	}
 	if !e.burstDone && !e.declared {
 		for _, s := range e.since {
@@ -305,6 +315,23 @@ func (e *engine) step(now time.Time) []probeReq {
 		}
 	}
 	return reqs
+}
+
+// align returns the first point of the schedule's grid, Epoch + m·gap,
+// at or after t; t itself without an Epoch. On the grid, the first echo
+// (sent at once) is followed by the next one between one and two gaps
+// later, and an echo sent late (a stall) likewise: the grid never brings
+// two echoes closer than a gap.
+func (e *engine) align(t time.Time) time.Time {
+	if e.cfg.Epoch.IsZero() || e.gap <= 0 {
+		return t
+	}
+	d := t.Sub(e.cfg.Epoch)
+	m := d / e.gap
+	if d%e.gap > 0 {
+		m++
+	} // negative d (t before Epoch): truncation already rounds up
+	return e.cfg.Epoch.Add(m * e.gap)
 }
 
 // allowed reports whether one more confirmation echo fits the budget, with

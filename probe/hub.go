@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"sync"
@@ -53,6 +54,10 @@ type icmpSocket struct {
 	file *os.File
 	raw  syscall.RawConn
 	done chan struct{} // closed when read returns
+	// drained is when the last drain of the socket began, in
+	// nanoseconds since epoch: every packet the kernel had received by
+	// then has been read. Probers woken together share one drain.
+	drained atomic.Int64
 }
 
 // NewHub opens the raw ICMP and ICMPv6 sockets in the calling thread's
@@ -128,7 +133,9 @@ func openSocket(v6 bool) (*icmpSocket, error) {
 		f.Close()
 		return nil, fmt.Errorf("raw %s socket: %w", name, err)
 	}
-	return &icmpSocket{v6: v6, file: f, raw: raw, done: make(chan struct{})}, nil
+	s := &icmpSocket{v6: v6, file: f, raw: raw, done: make(chan struct{})}
+	s.drained.Store(math.MinInt64)
+	return s, nil
 }
 
 func setupHub(fd int) error {
@@ -347,12 +354,23 @@ func (h *Hub) read(s *icmpSocket) {
 	}
 }
 
-// drain reads, without waiting, every packet s holds and hands the
-// replies on, with buf and oob as buffers; a prober calls it before
-// anything of its times out, since the reader may not have been scheduled
-// since they arrived. A reply for a prober whose queue is full is
-// dropped: only a prober stalled for many intervals has one.
-func (h *Hub) drain(s *icmpSocket, buf, oob []byte) {
+// drain makes sure that every packet the kernel received on s before at
+// least after has been read and its reply handed on, and returns a time T
+// not before after such that this holds for every packet received before
+// T. When another drain began at or after after, that one serves (probers
+// woken together drain the socket once); otherwise drain reads, without
+// waiting, every packet s holds, with buf and oob as buffers. A prober
+// calls it before anything of its times out, since the reader may not have
+// been scheduled since the replies arrived. A reply for a prober whose
+// queue is full is dropped: only a prober stalled for many intervals has
+// one.
+func (h *Hub) drain(s *icmpSocket, after time.Time, buf, oob []byte) time.Time {
+	if d := s.drained.Load(); d != math.MinInt64 {
+		if last := epoch.Add(time.Duration(d)); !last.Before(after) {
+			return last
+		}
+	}
+	start := time.Now()
 	_ = s.raw.Control(func(fd uintptr) {
 		for {
 			nr, noob, _, from, err := unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT)
@@ -362,6 +380,14 @@ func (h *Hub) drain(s *icmpSocket, buf, oob []byte) {
 			h.dispatch(s, buf[:nr], oob[:noob], from, false)
 		}
 	})
+	ns := int64(start.Sub(epoch))
+	for {
+		old := s.drained.Load()
+		if old >= ns || s.drained.CompareAndSwap(old, ns) {
+			break
+		}
+	}
+	return start
 }
 
 // dispatch hands pkt, received on s from the address from with the control

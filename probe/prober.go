@@ -135,6 +135,12 @@ var (
 
 func nextID() uint16 { return idBase + uint16(idCounter.Add(1)) }
 
+// epoch anchors the probe schedules of this process (engineConfig.Epoch):
+// probers with the same interval and number of targets send on the same
+// instants, whenever they started, so that the runtime serves them with
+// one wake-up and their socket is drained once (Hub.drain).
+var epoch = time.Now()
+
 // readBuf is large enough for an IPv4 header with options and any echo reply
 // of ours; longer foreign packets are truncated and then fail the checksum.
 const readBuf = 1500
@@ -389,6 +395,7 @@ func (p *Prober) run() {
 		// Rounds in flight plus a margin of decided ones waiting for a
 		// slow reader.
 		MaxPending: int(p.cfg.Timeout/p.cfg.Interval) + 2 + 64,
+		Epoch:      epoch,
 	}, Result{Uplink: p.cfg.Uplink, Gen: p.cfg.Gen})
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -420,18 +427,21 @@ func (p *Prober) run() {
 		case c := <-p.results:
 			e.check(c.check, c.err, c.took)
 		case <-timer.C:
+			due := armed
 			armed = time.Time{}
 			// Before anything times out or the uplink is declared
 			// silent, take in every reply the kernel holds, with the
 			// time it arrived: a stall of this process (GC, scheduler)
-			// must not pass for an outage.
-			p.drainSocket()
+			// must not pass for an outage. Time passes only to when
+			// that holds: probers woken for the same instant share one
+			// drain that began after it.
+			upTo := p.drainSocket(due)
 			drain()
 			now := time.Now()
 			for _, req := range e.step(now) {
 				e.sent(req, p.send(req))
 			}
-			e.expire(now)
+			e.expire(upTo)
 		}
 		if d := e.next(); !d.Equal(armed) {
 			if !armed.IsZero() && !timer.Stop() {

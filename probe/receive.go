@@ -8,12 +8,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// drainSocket has the hub read, without waiting, every packet its socket
-// of the prober's family holds and queue the replies: run calls it before
+// drainSocket makes sure the replies the kernel received on the hub's
+// socket of the prober's family, up to at least after, are queued (see
+// Hub.drain), and returns until when they are: run calls it before
 // anything times out, and the hub's reader may not have been scheduled
 // since they arrived.
-func (p *Prober) drainSocket() {
-	p.hub.drain(p.sock, p.drainBuf, p.drainOOB)
+func (p *Prober) drainSocket(after time.Time) time.Time {
+	return p.hub.drain(p.sock, after, p.drainBuf, p.drainOOB)
 }
 
 // received returns when the kernel received the packet whose control
