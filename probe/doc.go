@@ -11,8 +11,13 @@
 // interface. Every Interval a Prober starts a
 // round: one echo request to each target, the targets spread evenly over the
 // interval (staggered, so each target gets one echo per Interval and the
-// uplink one per Interval/len(Targets)), each carrying the round number. A
-// round is good as soon as Reliability targets have answered within Timeout,
+// uplink one per gap, Interval/len(Targets)), each carrying the round
+// number. The first echo goes as the prober starts; every later one on a
+// grid shared by the process (a fixed epoch plus whole gaps), at least a
+// gap after the one before: probers with the same interval and number of
+// targets, whenever they started, send on the same instants, so one
+// wake-up of the process serves them all (a shared timer), and their
+// timeouts fall due together. A round is good as soon as Reliability targets have answered within Timeout,
 // bad when Timeout passes first for every echo, and bad at once (with Err
 // set) when fewer than Reliability echoes could be sent.
 //
@@ -29,7 +34,10 @@
 // up): they are no RTT samples, and the RTT tracking restarts with the
 // echoes sent after. Replies are stamped by the kernel (SO_TIMESTAMPNS), and
 // the socket is drained before anything times out, so a stall of this
-// process is not taken for an outage. Confirmations stay within 10 probe
+// process is not taken for an outage: a prober decides only up to a time
+// before which every reply the kernel received has been read, by a drain
+// that began after the prober's timer was due; probers woken for the same
+// instant share one drain. Confirmations stay within 10 probe
 // packets in any second per uplink.
 //
 // Two uplinks whose IPv6 gateways are both fe80::1 are never mixed up:
