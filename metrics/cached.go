@@ -2,15 +2,17 @@ package metrics
 
 import (
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The balance and policy series are recorded at every reconcile, for every
-// uplink: with 256 uplinks, looking each series up by its labels
-// (hashing them, under the vector's lock) at every reconcile was a good
-// part of the reconcile's work. Metrics keeps their handles and last
-// values instead, and writes a series only when its value changes.
+// uplink, and the probe round series at every probe round: with 256
+// uplinks, looking each series up by its labels (hashing them, under the
+// vector's lock) at every reconcile was a good part of the reconcile's
+// work. Metrics keeps their handles (and for balances and policies their
+// last values, written only when they change) instead.
 
 // seriesKey names an uplink's series of one family.
 type seriesKey struct{ uplink, family string }
@@ -34,6 +36,42 @@ type cache struct {
 	mu       sync.Mutex
 	balance  map[seriesKey]*balanceSeries
 	policies map[string]policySeries
+	rounds   map[seriesKey]*roundSeries
+}
+
+// roundSeries are the handles of an uplink's probe round series, which
+// every probe round records. The failed and RTT series are exported from
+// the first round that feeds them on, so they are looked up then.
+type roundSeries struct {
+	rounds, failed prometheus.Counter
+	rtt            prometheus.Observer
+}
+
+// ProbeRound records one probe round; rtt is its fastest reply when good.
+func (m *Metrics) ProbeRound(uplink, family string, good bool, rtt time.Duration) {
+	m.cache.mu.Lock()
+	defer m.cache.mu.Unlock()
+	k := seriesKey{uplink, family}
+	s, ok := m.cache.rounds[k]
+	if !ok {
+		s = &roundSeries{rounds: m.rounds.WithLabelValues(uplink, family)}
+		if m.cache.rounds == nil {
+			m.cache.rounds = make(map[seriesKey]*roundSeries)
+		}
+		m.cache.rounds[k] = s
+	}
+	s.rounds.Inc()
+	if !good {
+		if s.failed == nil {
+			s.failed = m.failed.WithLabelValues(uplink, family)
+		}
+		s.failed.Inc()
+		return
+	}
+	if s.rtt == nil {
+		s.rtt = m.rtt.WithLabelValues(uplink, family)
+	}
+	s.rtt.Observe(rtt.Seconds())
 }
 
 // Balance records whether the uplink is in the balance and its share.
@@ -71,6 +109,11 @@ func (m *Metrics) forgetBalance(uplink, family string) {
 	for k := range m.cache.balance {
 		if k.uplink == uplink && (family == "" || k.family == family) {
 			delete(m.cache.balance, k)
+		}
+	}
+	for k := range m.cache.rounds {
+		if k.uplink == uplink && (family == "" || k.family == family) {
+			delete(m.cache.rounds, k)
 		}
 	}
 }

@@ -149,16 +149,6 @@ func (m *Metrics) Transition(uplink, family, from, to string) {
 	m.State(uplink, family, to)
 }
 
-// ProbeRound records one probe round; rtt is its fastest reply when good.
-func (m *Metrics) ProbeRound(uplink, family string, good bool, rtt time.Duration) {
-	m.rounds.WithLabelValues(uplink, family).Inc()
-	if !good {
-		m.failed.WithLabelValues(uplink, family).Inc()
-		return
-	}
-	m.rtt.WithLabelValues(uplink, family).Observe(rtt.Seconds())
-}
-
 // Forget removes every series of an uplink that is no longer configured,
 // of both families.
 func (m *Metrics) Forget(uplink string) {

@@ -148,6 +148,29 @@ func TestEndpoint(t *testing.T) {
 			}
 		}
 	}
+	// Added again, it is exported again: no handle of a deleted series
+	// is kept.
+	m.ProbeRound("isp2", "ipv4", false, 0)
+	m.ProbeTargets("isp2", "ipv4", []TargetQuality{{Target: "198.18.0.1", Method: "icmp", Probes: 3, Loss: 0.5}})
+	m.ProbePackets("isp2", "ipv4", 2)
+	fams = testutil.Scrape(t, client, "http://"+srv.Addr().String()+"/metrics")
+	for name, w := range map[string]float64{
+		"uplinkd_probe_rounds_total": 1, "uplinkd_probe_rounds_failed_total": 1, "uplinkd_probe_packets_total": 2,
+		"uplinkd_probe_target_loss_ratio": 0.5,
+	} {
+		found := false
+		for key, v := range values(fams, name) {
+			if strings.Contains(key, "uplink=isp2 ") {
+				found = true
+				if v != w {
+					t.Errorf("%s{%s} = %v after Forget and again, want %v", name, key, v, w)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s of isp2 not exported again after Forget", name)
+		}
+	}
 	client.CloseIdleConnections()
 	cancel()
 	if err := <-done; err != nil {
