@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestHubProbesEachUplinksOwnPath runs two probers of two uplinks on one
@@ -81,4 +83,69 @@ func newHubIn(t *testing.T, ns string) *Hub {
 		}
 	})
 	return hub
+}
+
+// TestHubDrainShared: a drain that began at or after the time a prober
+// asks about serves it, so probers woken for one instant read the socket
+// once; a later time makes a new drain, which reads everything the socket
+// holds.
+func TestHubDrainShared(t *testing.T) {
+	l := newLab(t)
+	var s *icmpSocket
+	inNS(t, l.r, func() {
+		var err error
+		if s, err = openSocket(false); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Cleanup(func() { s.file.Close() })
+	// No reader: only drain reads the socket.
+	h := &Hub{v4: s}
+	h.probers.Store(&map[uint16]*Prober{})
+	buf, oob := make([]byte, readBuf), make([]byte, hubOOB)
+	pending := func(wait time.Duration) bool {
+		var ready bool
+		if err := s.raw.Control(func(fd uintptr) {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, _ := unix.Poll(fds, int(wait.Milliseconds()))
+			ready = n > 0 && fds[0].Revents&unix.POLLIN != 0
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return ready
+	}
+
+	before := time.Now()
+	first := h.drain(s, before, buf, oob)
+	if first.Before(before) {
+		t.Fatalf("drain for %v returned %v, before it", before, first)
+	}
+	var ifindex int
+	inNS(t, l.r, func() {
+		var err error
+		if ifindex, err = h.ifindex("eth1"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	pkt := make([]byte, icmpHeaderLen+payloadLen)
+	putEcho(pkt, icmpEchoRequest, 1, 1, 2, 1)
+	if err := s.send(pkt, pktinfo(ifindex, source), &unix.SockaddrInet4{Addr: target1.As4()}); err != nil {
+		t.Fatal(err)
+	}
+	if !pending(5 * time.Second) {
+		t.Fatal("no reply to the echo")
+	}
+	if got := h.drain(s, before, buf, oob); !got.Equal(first) {
+		t.Errorf("drain for %v, already served by the drain at %v, returned %v", before, first, got)
+	}
+	if !pending(0) {
+		t.Fatal("a drain served by an earlier one read the socket")
+	}
+	later := time.Now()
+	if got := h.drain(s, later, buf, oob); got.Before(later) {
+		t.Errorf("drain for %v returned %v, before it", later, got)
+	}
+	if pending(0) {
+		t.Error("the socket still holds a packet after a drain")
+	}
 }
