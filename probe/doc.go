@@ -67,6 +67,9 @@
 // The code is split so the logic is testable without root: icmp.go builds
 // and parses packets, stats.go, rounds.go and engine.go are the pure
 // statistics, per-round bookkeeping, schedule and silence rule, driven by
-// an explicit clock (engine_test.go runs them for simulated hours), and
-// prober.go holds the socket and goroutines.
+// an explicit clock (engine_test.go runs them for simulated hours),
+// prober.go and hub.go hold the sockets and goroutines, and loop.go drives
+// the engine: a prober's goroutine sends and lets time pass, and a reply
+// is fed to the engine by the goroutine that read it, without waking the
+// prober's.
 package probe

@@ -425,19 +425,8 @@ func (h *Hub) dispatch(s *icmpSocket, pkt, oob []byte, from unix.Sockaddr, wait 
 	} else {
 		r, ok = p.match(pkt, at, ifindex)
 	}
-	if !ok {
-		return
-	}
-	if wait {
-		select {
-		case p.replies <- r:
-		case <-p.stop:
-		}
-		return
-	}
-	select {
-	case p.replies <- r:
-	default:
+	if ok {
+		p.take(r, wait)
 	}
 }
 

@@ -103,7 +103,17 @@ type Prober struct {
 	ctx     context.Context    // canceled by Stop: ends TCP probes
 	cancel  context.CancelFunc
 
-	replies  chan reply
+	// mu guards the engine and what follows: run drives it, and so does
+	// whoever reads a reply (see take).
+	mu         sync.Mutex
+	e          *engine
+	timer      *time.Timer // fires when the engine next has work (armed)
+	armed      time.Time   // what timer is set for; zero at first: fire at once
+	delivering bool        // run waits to hand the head result over: nobody else does
+	stopped    bool        // set by Stop: nothing is delivered any more
+	kick       chan struct{}
+	replies    chan reply // what take could not handle at once, for run
+
 	drainBuf []byte // drainSocket's, used by run only
 	drainOOB []byte
 	// What send reuses, used by run only: the echo, the pktinfo control
@@ -165,6 +175,7 @@ func Start(cfg Config, out chan<- Result) (*Prober, error) {
 		results:  make(chan checkResult, len(checks)),
 		index:    make(map[netip.Addr]int, len(targets)),
 		replies:  make(chan reply, 256),
+		kick:     make(chan struct{}, 1),
 		drainBuf: make([]byte, readBuf),
 		drainOOB: make([]byte, hubOOB),
 		pkt:      make([]byte, icmpHeaderLen+payloadLen),
@@ -183,12 +194,27 @@ func Start(cfg Config, out chan<- Result) (*Prober, error) {
 			p.dsts[i] = &unix.SockaddrInet4{Addr: t.Addr.As4()}
 		}
 	}
+	p.e = newEngine(engineConfig{
+		Interval:    cfg.Interval,
+		Timeout:     cfg.Timeout,
+		Reliability: cfg.Reliability,
+		Window:      cfg.Window,
+		FreshAfter:  cfg.FreshAfter,
+		Targets:     targets,
+		Checks:      checks,
+		// Rounds in flight plus a margin of decided ones waiting for a
+		// slow reader.
+		MaxPending: int(cfg.Timeout/cfg.Interval) + 2 + 64,
+		Epoch:      epoch,
+	}, Result{Uplink: cfg.Uplink, Gen: cfg.Gen})
+	p.timer = time.NewTimer(0)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.dialer = net.Dialer{
 		LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(cfg.Source.Unmap(), 0)),
 		Control:   p.bindControl,
 	}
 	if err := p.open(); err != nil {
+		p.timer.Stop()
 		p.cancel()
 		return nil, fmt.Errorf("probe %s on %s: %w", cfg.Uplink, cfg.Interface, err)
 	}
@@ -207,6 +233,9 @@ func (p *Prober) Stop() {
 	p.once.Do(func() {
 		close(p.stop)
 		<-p.runDone // no send races with the close
+		p.mu.Lock()
+		p.stopped = true // nor one by take
+		p.mu.Unlock()
 		p.cancel()
 		p.work.Wait()
 		p.hub.remove(p)
@@ -378,82 +407,6 @@ func checkSource(source netip.Addr) error {
 		return fmt.Errorf("bind to %v: %w", source, err)
 	}
 	return nil
-}
-
-// run owns the engine: it sends what the engine schedules, feeds it
-// replies and the passing of time, and delivers results in order.
-func (p *Prober) run() {
-	defer close(p.runDone)
-	e := newEngine(engineConfig{
-		Interval:    p.cfg.Interval,
-		Timeout:     p.cfg.Timeout,
-		Reliability: p.cfg.Reliability,
-		Window:      p.cfg.Window,
-		FreshAfter:  p.cfg.FreshAfter,
-		Targets:     p.targets,
-		Checks:      p.checks,
-		// Rounds in flight plus a margin of decided ones waiting for a
-		// slow reader.
-		MaxPending: int(p.cfg.Timeout/p.cfg.Interval) + 2 + 64,
-		Epoch:      epoch,
-	}, Result{Uplink: p.cfg.Uplink, Gen: p.cfg.Gen})
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	armed := time.Time{} // what timer is set for; zero at first: fire at once
-	drain := func() {
-		for {
-			select {
-			case r := <-p.replies:
-				e.reply(r.id, r.target, r.at)
-			default:
-				return
-			}
-		}
-	}
-	for {
-		var out chan<- Result
-		res, ok := e.head()
-		if ok {
-			out = p.out
-		}
-		select {
-		case <-p.stop:
-			return
-		case out <- res:
-			e.pop()
-		case r := <-p.replies:
-			e.reply(r.id, r.target, r.at)
-			drain() // replies that arrived together, so Replies counts them
-		case c := <-p.results:
-			e.check(c.check, c.err, c.took)
-		case <-timer.C:
-			due := armed
-			armed = time.Time{}
-			// Before anything times out or the uplink is declared
-			// silent, take in every reply the kernel holds, with the
-			// time it arrived: a stall of this process (GC, scheduler)
-			// must not pass for an outage. Time passes only to when
-			// that holds: probers woken for the same instant share one
-			// drain that began after it.
-			upTo := p.drainSocket(due)
-			drain()
-			now := time.Now()
-			for _, req := range e.step(now) {
-				e.sent(req, p.send(req))
-			}
-			e.expire(upTo)
-		}
-		if d := e.next(); !d.Equal(armed) {
-			if !armed.IsZero() && !timer.Stop() {
-				select {
-				case <-timer.C:
-				default:
-				}
-			}
-			timer.Reset(time.Until(d))
-			armed = d
-		}
-	}
 }
 
 // send sends one echo, or starts one TCP probe, and reports the outcome.

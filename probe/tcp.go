@@ -39,10 +39,7 @@ func (p *Prober) sendTCP(req probeReq, t Target) send {
 		if err != nil && !errors.Is(err, unix.ECONNREFUSED) {
 			return
 		}
-		select {
-		case p.replies <- reply{id: req.id, target: req.target, at: done}:
-		case <-p.stop:
-		}
+		p.take(reply{id: req.id, target: req.target, at: done}, true)
 	}()
 	return send{At: at}
 }
