@@ -332,11 +332,11 @@ func (h *Hub) read(s *icmpSocket) {
 	for {
 		var (
 			nr, noob int
-			from     unix.Sockaddr
+			from     netip.Addr
 			rerr     error
 		)
 		err := s.raw.Read(func(fd uintptr) bool {
-			nr, noob, _, from, rerr = unix.Recvmsg(int(fd), buf, oob, 0)
+			nr, noob, from, rerr = recvmsg(int(fd), buf, oob, 0)
 			return rerr != unix.EAGAIN && rerr != unix.EWOULDBLOCK
 		})
 		if err == nil {
@@ -373,7 +373,7 @@ func (h *Hub) drain(s *icmpSocket, after time.Time, buf, oob []byte) time.Time {
 	start := time.Now()
 	_ = s.raw.Control(func(fd uintptr) {
 		for {
-			nr, noob, _, from, err := unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT)
+			nr, noob, from, err := recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT)
 			if err != nil {
 				return
 			}
@@ -390,10 +390,41 @@ func (h *Hub) drain(s *icmpSocket, after time.Time, buf, oob []byte) time.Time {
 	return start
 }
 
+// recvmsg receives a packet from the socket fd into p and its control
+// messages into oob, like unix.Recvmsg but without the getsockopt that
+// costs every IPv4 or IPv6 packet a second system call there (it asks for
+// the socket's protocol to decode the source address): the source of an
+// ICMP or ICMPv6 packet is always an IPv4 or IPv6 address.
+func recvmsg(fd int, p, oob []byte, flags int) (n, oobn int, from netip.Addr, err error) {
+	var rsa unix.RawSockaddrInet6 // room for either family
+	var iov unix.Iovec
+	if len(p) > 0 {
+		iov.Base = &p[0]
+		iov.SetLen(len(p))
+	}
+	msg := unix.Msghdr{Name: (*byte)(unsafe.Pointer(&rsa)), Namelen: uint32(unsafe.Sizeof(rsa)), Iov: &iov}
+	msg.SetIovlen(1)
+	if len(oob) > 0 {
+		msg.Control = &oob[0]
+		msg.SetControllen(len(oob))
+	}
+	r, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags))
+	if errno != 0 {
+		return 0, 0, netip.Addr{}, errno
+	}
+	switch rsa.Family {
+	case unix.AF_INET6:
+		from = netip.AddrFrom16(rsa.Addr)
+	case unix.AF_INET:
+		from = netip.AddrFrom4((*unix.RawSockaddrInet4)(unsafe.Pointer(&rsa)).Addr)
+	}
+	return int(r), int(msg.Controllen), from, nil
+}
+
 // dispatch hands pkt, received on s from the address from with the control
 // messages oob, to the prober it is for, if any. wait says whether to wait
 // for room in the prober's queue (the reader) or drop the reply (drain).
-func (h *Hub) dispatch(s *icmpSocket, pkt, oob []byte, from unix.Sockaddr, wait bool) {
+func (h *Hub) dispatch(s *icmpSocket, pkt, oob []byte, from netip.Addr, wait bool) {
 	// The identifier is read before any parsing to find the prober; the
 	// prober's match checks everything.
 	off := 0
@@ -417,11 +448,10 @@ func (h *Hub) dispatch(s *icmpSocket, pkt, oob []byte, from unix.Sockaddr, wait 
 		ok bool
 	)
 	if s.v6 {
-		sa, isV6 := from.(*unix.SockaddrInet6)
-		if !isV6 {
+		if !from.Is6() {
 			return
 		}
-		r, ok = p.match6(netip.AddrFrom16(sa.Addr), dst, pkt, at, ifindex)
+		r, ok = p.match6(from, dst, pkt, at, ifindex)
 	} else {
 		r, ok = p.match(pkt, at, ifindex)
 	}

@@ -149,3 +149,62 @@ func TestHubDrainShared(t *testing.T) {
 		t.Error("the socket still holds a packet after a drain")
 	}
 }
+
+// TestRecvmsg: recvmsg returns the packet, its control messages and its
+// source address, for either family (UDP on loopback stands in for ICMP:
+// the decoding of the source is the same).
+func TestRecvmsg(t *testing.T) {
+	for _, c := range []struct {
+		family int
+		addr   netip.Addr
+		sa     func(port int) unix.Sockaddr
+	}{
+		{unix.AF_INET, netip.MustParseAddr("127.0.0.1"), func(port int) unix.Sockaddr { return &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}} }},
+		{unix.AF_INET6, netip.IPv6Loopback(), func(port int) unix.Sockaddr {
+			return &unix.SockaddrInet6{Port: port, Addr: netip.IPv6Loopback().As16()}
+		}},
+	} {
+		open := func() int {
+			fd, err := unix.Socket(c.family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Skipf("no %v socket: %v", c.addr, err)
+			}
+			t.Cleanup(func() { unix.Close(fd) })
+			if err := unix.Bind(fd, c.sa(0)); err != nil {
+				t.Skipf("bind to %v: %v", c.addr, err)
+			}
+			return fd
+		}
+		rx, tx := open(), open()
+		if err := unix.SetsockoptInt(rx, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+			t.Fatal(err)
+		}
+		sa, err := unix.Getsockname(rx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := 0
+		switch sa := sa.(type) {
+		case *unix.SockaddrInet4:
+			port = sa.Port
+		case *unix.SockaddrInet6:
+			port = sa.Port
+		}
+		if _, _, _, err := recvmsg(rx, make([]byte, 16), nil, unix.MSG_DONTWAIT); err != unix.EAGAIN {
+			t.Errorf("%v: recvmsg on an empty socket: %v, want EAGAIN", c.addr, err)
+		}
+		if err := unix.Sendto(tx, []byte("hello"), 0, c.sa(port)); err != nil {
+			t.Fatal(err)
+		}
+		buf, oob := make([]byte, 16), make([]byte, hubOOB)
+		n, oobn, from, err := recvmsg(rx, buf, oob, 0)
+		if err != nil || string(buf[:n]) != "hello" || from != c.addr {
+			t.Errorf("%v: recvmsg = %q from %v, %v; want \"hello\" from %v", c.addr, buf[:n], from, err, c.addr)
+		}
+		if now := time.Now(); oobn == 0 {
+			t.Errorf("%v: no control messages", c.addr)
+		} else if at, _, _ := received(oob[:oobn], now); at.Equal(now) {
+			t.Errorf("%v: no receive timestamp in the control messages", c.addr)
+		}
+	}
+}
