@@ -123,7 +123,7 @@ func TestReconcileCache(t *testing.T) {
 	standby := u2
 	standby.InBalance = false
 	plan = Plan(s, []Uplink{u1, standby})
-	reconcile("isp1 alone", 1, "") // the group
+	reconcile("isp1 alone", 3, "") // the group made anew at its alternate ID, the balance route, the old group
 	flap()
 	if out := ipOut(t, ns, "route", "show", "table", "250"); out != "" {
 		t.Fatalf("the kernel kept the balance route through an empty group:\n%s", out)

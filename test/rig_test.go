@@ -446,8 +446,13 @@ func (r *rig) nexthopJSON(id int, v any) {
 	}
 }
 
-// groupID is uplinkd's resilient group with the default nexthop_id_base.
-const groupID = 2010000000
+// groupID is uplinkd's balance group with the default nexthop_id_base.
+// A hash-threshold group may be at groupID+altGroupOffset instead: it is
+// made anew at its other ID whenever its members change.
+const (
+	groupID        = 2010000000
+	altGroupOffset = 640
+)
 
 // nexthopOf returns the ID of uplinkd's (first) nexthop object on dev: IDs
 // follow the uplink's name, not its position.
@@ -495,8 +500,10 @@ func (r *rig) waitMembersOf(f family, members ...string) {
 		switch {
 		case len(members) == 0:
 			return true
-		case r.balancer == "resilient" || r.balancer == "hash-threshold":
+		case r.balancer == "resilient":
 			return nhid == f.group
+		case r.balancer == "hash-threshold":
+			return nhid == f.group || nhid == f.group+altGroupOffset
 		case r.balancer == "multipath":
 			return nhid == 0
 		}
