@@ -33,8 +33,8 @@ type Want struct {
 	// hash-threshold group anew there, rather than replacing it in
 	// place, so it is at either (zero: at GroupID only).
 	AltGroupID uint32
-	NFTable       string   // uplinkd's inet nftables table
-	Uplinks       []Uplink
+	NFTable    string // uplinkd's inet nftables table
+	Uplinks    []Uplink
 }
 
 // groupID returns GroupID for the balance group's alternate ID, else id.
