@@ -20,11 +20,13 @@ import "slices"
 //
 // Which of the two IDs a group is at is learned from the kernel at a full
 // listing (the alternate, when only it exists: a restart keeps it there),
-// and followed from then on (phys). A group moves only when the cache
-// knows, clean, the object where it is now and the other ID, so a move is
-// always a plain create, replace and delete; otherwise it is replaced in
-// place, as before. Readers of the kernel find the balance group through
-// the balance route's nhid (Holds does), not by its ID.
+// and followed from then on (phys). A group moves when, after the listing
+// (which reads what events named: a carrier loss makes the kernel drop the
+// member from the group itself), the cache holds it where it is now with
+// other members or weights than the plan's, and knows its other ID free
+// or ours; otherwise it is made or replaced where it is, as before.
+// Readers of the kernel find the balance group through the balance
+// route's nhid (Holds does), not by its ID.
 
 // altSwap is a group made anew at another ID in this reconcile.
 type altSwap struct {
@@ -33,13 +35,13 @@ type altSwap struct {
 }
 
 // physical returns d with each hash-threshold group, and the routes
-// through it, at the ID where the group lives; a group whose members
-// change moves to its other ID (recorded in r.swaps). At a full listing,
-// list is what the kernel has. The copy, when one is needed, is in the
-// reconciler's buffers, so d's slices are never changed.
+// through it, at the ID where the group lives (phys; at a full listing,
+// list says where). The copy, when one is needed, is in the reconciler's
+// buffers (ownNH, ownRoutes), so d's slices are never changed.
 func (r *Reconciler) physical(d Desired, full bool, list []NexthopObject) Desired {
 	r.swaps = r.swaps[:0]
-	var ours map[uint32]bool // at a full listing: the IDs of the groups' two that exist, ours
+	r.ownNH, r.ownRoutes = false, false
+	var ours map[uint32]bool // at a full listing: which of the groups' two IDs the kernel has, ours
 	if full {
 		for _, n := range d.Nexthops {
 			if n.Alt != 0 {
@@ -66,17 +68,11 @@ func (r *Reconciler) physical(d Desired, full bool, list []NexthopObject) Desire
 			continue
 		}
 		cur := n.ID
-		if p, ok := r.phys[n.ID]; ok && !full {
-			cur = p
-		}
-		if full && ours[n.Alt] && !ours[n.ID] {
+		switch p, ok := r.phys[n.ID]; {
+		case full && ours[n.Alt] && !ours[n.ID]:
 			cur = n.Alt
-		}
-		if !full {
-			if to := r.moveTo(n, cur); to != 0 {
-				r.swaps = append(r.swaps, altSwap{group: n.ID, from: cur, to: to})
-				cur = to
-			}
+		case ok && !full:
+			cur = p
 		}
 		next[n.ID] = cur
 		moved = moved || cur != n.ID
@@ -85,49 +81,117 @@ func (r *Reconciler) physical(d Desired, full bool, list []NexthopObject) Desire
 	if !moved {
 		return d
 	}
-	r.physNH = append(r.physNH[:0], d.Nexthops...)
-	for i := range r.physNH {
-		n := &r.physNH[i]
+	d.Nexthops = r.ownNexthops(d.Nexthops)
+	for i := range d.Nexthops {
+		n := &d.Nexthops[i]
 		if p, ok := next[n.ID]; ok && n.Alt != 0 && p != n.ID {
 			n.ID, n.Alt = p, n.ID
 		}
 	}
-	r.physRoutes = append(r.physRoutes[:0], d.Routes...)
-	for i := range r.physRoutes {
-		rt := &r.physRoutes[i]
+	d.Routes = r.ownRouteCopy(d.Routes)
+	for i := range d.Routes {
+		rt := &d.Routes[i]
 		if p, ok := next[rt.NHID]; ok && rt.NHID != 0 {
 			rt.NHID = p
 		}
 	}
-	d.Nexthops, d.Routes = r.physNH, r.physRoutes
 	return d
 }
 
-// moveTo returns the ID group n moves to from cur, where it is now, or 0
-// when it stays: it moves when the cache holds it there, clean, with other
-// members (or weights) than n's, and knows its other ID free or ours.
-func (r *Reconciler) moveTo(n NexthopObject, cur uint32) uint32 {
+// moveGroups moves to its other ID each group of desired that the cache,
+// read by now, holds with other members or weights than desired's, where
+// the other ID is known free or ours (see the top of the file). It
+// returns desired with the new IDs (a copy), and changes the last plan's
+// copy to match.
+func (r *Reconciler) moveGroups(desired []NexthopObject) []NexthopObject {
 	c := &r.cache
-	if !c.on || c.namedNH[cur] {
-		return 0
+	if !c.on {
+		return desired
 	}
-	k, ok := c.nexthops[cur]
-	if !ok || k.ID != cur || k.Protocol != r.Protocol || k.Unknown || !k.IsGroup() || k.Type != n.Type {
-		return 0
+	for j, n := range desired {
+		if n.Alt == 0 {
+			continue
+		}
+		k, ok := c.nexthops[n.ID]
+		if !ok || k.ID != n.ID || k.Protocol != r.Protocol || k.Unknown || !k.IsGroup() || k.Type != n.Type || nexthopMatches(k, n) {
+			continue
+		}
+		if o, ok := c.nexthops[n.Alt]; !ok || c.namedNH[n.Alt] || (o.ID != 0 && o.Protocol != r.Protocol) {
+			continue
+		}
+		logical := n.ID
+		for g, p := range r.phys {
+			if p == n.ID {
+				logical = g
+			}
+		}
+		r.swaps = append(r.swaps, altSwap{group: logical, from: n.ID, to: n.Alt})
+		r.phys[logical] = n.Alt
+		desired = r.ownNexthops(desired)
+		desired[j].ID, desired[j].Alt = n.Alt, n.ID
+		// Not the same as in the last plan any more: made below.
+		r.last.sameNH[j] = false
+		if j < len(r.last.nexthops) && r.last.nexthops[j].ID == n.ID {
+			r.last.nexthops[j].ID, r.last.nexthops[j].Alt = n.Alt, n.ID
+		}
 	}
-	other := n.Alt
-	if cur == n.Alt {
-		other = n.ID
+	return desired
+}
+
+// moveRoutes moves the routes through the groups moved in this reconcile
+// to their new IDs, in routes (a copy) and in the last plan's copy, where
+// they are no longer the same as before.
+func (r *Reconciler) moveRoutes(routes []Route) []Route {
+	if len(r.swaps) == 0 {
+		return routes
 	}
-	want := n
-	want.ID = cur
-	if nexthopMatches(k, want) {
-		return 0
+	for j, rt := range routes {
+		if rt.NHID == 0 {
+			continue
+		}
+		for _, s := range r.swaps {
+			if rt.NHID != s.from {
+				continue
+			}
+			routes = r.ownRouteCopy(routes)
+			routes[j].NHID = s.to
+			if j < len(r.last.routes) {
+				r.last.routes[j].NHID = s.to
+				r.last.sameRoute[j] = false
+			}
+		}
 	}
-	if o, ok := c.nexthops[other]; !ok || c.namedNH[other] || (o.ID != 0 && o.Protocol != r.Protocol) {
-		return 0
+	return routes
+}
+
+// ownNexthops returns nexthops in the reconciler's buffer.
+func (r *Reconciler) ownNexthops(nexthops []NexthopObject) []NexthopObject {
+	if !r.ownNH {
+		r.physNH = append(r.physNH[:0], nexthops...)
+		r.ownNH = true
 	}
-	return other
+	return r.physNH
+}
+
+// ownRouteCopy returns routes in the reconciler's buffer.
+func (r *Reconciler) ownRouteCopy(routes []Route) []Route {
+	if !r.ownRoutes {
+		r.physRoutes = append(r.physRoutes[:0], routes...)
+		r.ownRoutes = true
+	}
+	return r.physRoutes
+}
+
+// movedFrom returns the old copies of the groups moved in this reconcile
+// that the cache holds, ours: they are stale once the routes moved.
+func (r *Reconciler) movedFrom() []NexthopObject {
+	var out []NexthopObject
+	for _, s := range r.swaps {
+		if k, ok := r.cache.nexthops[s.from]; ok && k.ID == s.from && k.Protocol == r.Protocol {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // keepMoved takes out of stale the groups moved in this reconcile whose

@@ -225,9 +225,11 @@ func TestLastPlanRemovesFirst(t *testing.T) {
 	failed.InBalance, failed.Usable = false, false
 	r.InvalidateNexthop(2010000000) // an event about the group, read again
 	log.calls = nil
-	reconcileWant(t, r, "failover", Plan(hashThreshold, []Uplink{u1, failed}), 2)
-	if len(log.calls) < 3 || log.calls[0] != "delete rule 10002" || !slices.Contains(log.calls, "add nexthop 2010000000") {
-		t.Fatalf("failover calls %q, want the rule deleted first, then the group read and replaced", log.calls)
+	// The group is made anew at its other ID, the balance route moved to
+	// it, and the old copy deleted (altgroup.go).
+	reconcileWant(t, r, "failover", Plan(hashThreshold, []Uplink{u1, failed}), 4)
+	if len(log.calls) < 3 || log.calls[0] != "delete rule 10002" || !slices.Contains(log.calls, "add nexthop 2010000640") {
+		t.Fatalf("failover calls %q, want the rule deleted first, then the group read and made anew", log.calls)
 	}
 
 	// Back, and a rule changes at the same time (isp1's connection

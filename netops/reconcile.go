@@ -54,11 +54,13 @@ type Reconciler struct {
 	// phys says at which of its two IDs each hash-threshold group is
 	// (altgroup.go), by the plan's ID; physNext is the spare map for the
 	// next reconcile. swaps are the groups this reconcile moves;
-	// physNH and physRoutes hold the plan with the groups' IDs.
-	phys, physNext map[uint32]uint32
-	swaps          []altSwap
-	physNH         []NexthopObject
-	physRoutes     []Route
+	// physNH and physRoutes hold the plan with the groups' IDs when
+	// ownNH, ownRoutes.
+	phys, physNext   map[uint32]uint32
+	swaps            []altSwap
+	physNH           []NexthopObject
+	physRoutes       []Route
+	ownNH, ownRoutes bool
 }
 
 // full says whether this reconcile lists everything (filtered by
@@ -121,6 +123,7 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 	// through it along, and the route listing below must see that.
 	staleNH, nhErrs := r.syncNexthops(d.Nexthops, full, every, trust, listed, &res)
 	errs = append(errs, nhErrs...)
+	d.Routes = r.moveRoutes(d.Routes)
 
 	tables, err := r.listRoutes(d, full, every, trust)
 	if err != nil {

@@ -35,6 +35,7 @@ func (r *Reconciler) syncNexthops(desired []NexthopObject, full, every, trust bo
 		}
 		return nil, []error{fmt.Errorf("list nexthops: %w", err)}
 	}
+	desired = r.moveGroups(desired)
 	for _, groups := range []bool{false, true} {
 		for j, n := range desired {
 			if n.IsGroup() != groups {
@@ -70,6 +71,11 @@ func (r *Reconciler) syncNexthops(desired []NexthopObject, full, every, trust bo
 			if isStale(k) {
 				stale = append(stale, k)
 			}
+		}
+	}
+	for _, k := range r.movedFrom() {
+		if isStale(k) {
+			stale = append(stale, k)
 		}
 	}
 	slices.SortFunc(stale, func(a, b NexthopObject) int {
