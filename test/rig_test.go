@@ -414,13 +414,19 @@ func (r *rig) membersOf(f family) ([]string, int) {
 			} `json:"group"`
 			Dev string `json:"dev"`
 		}
-		r.nexthopJSON(rt.NHID, &groups)
+		if !r.tryNexthopJSON(rt.NHID, &groups) {
+			// Gone since the route was read: a hash-threshold group
+			// moves to its other ID when its members change.
+			return nil, rt.NHID
+		}
 		if f.name == ipv6.name && len(groups[0].Group) == 0 { // a single nexthop object
 			hops = []hop{{Dev: groups[0].Dev, Weight: 1}}
 		}
 		for _, m := range groups[0].Group {
 			var nh []hop
-			r.nexthopJSON(m.ID, &nh)
+			if !r.tryNexthopJSON(m.ID, &nh) {
+				return nil, rt.NHID // a member gone since (its link went down)
+			}
 			hops = append(hops, hop{Dev: nh[0].Dev, Weight: m.Weight})
 		}
 	case len(rt.Nexthops) > 0:
@@ -444,6 +450,23 @@ func (r *rig) nexthopJSON(id int, v any) {
 	if err := json.Unmarshal([]byte(out), v); err != nil {
 		r.t.Fatalf("nexthop %d: %q: %v", id, out, err)
 	}
+}
+
+// tryNexthopJSON is nexthopJSON for an object that may be gone by now:
+// false if it is.
+func (r *rig) tryNexthopJSON(id int, v any) bool {
+	r.t.Helper()
+	out, err := r.lab.IP(r.ctx, lab.Router, "-j", "nexthop", "show", "id", strconv.Itoa(id))
+	if err != nil && strings.Contains(out+err.Error(), "No such file or directory") {
+		return false
+	}
+	if err != nil {
+		r.t.Fatalf("ip nexthop show id %d: %v: %s", id, err, out)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		r.t.Fatalf("nexthop %d: %q: %v", id, out, err)
+	}
+	return true
 }
 
 // groupID is uplinkd's balance group with the default nexthop_id_base.
