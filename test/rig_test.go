@@ -452,6 +452,19 @@ func (r *rig) nexthopJSON(id int, v any) {
 	}
 }
 
+// atGroupIDs returns the lines of ours (r.ours()), sorted, with the
+// balance groups at their alternate IDs written at their own: where a
+// hash-threshold group is after a change does not matter (nor, then, where
+// `ip nexthop` lists it), only what it holds.
+func atGroupIDs(ours string) string {
+	for _, g := range []int{groupID, groupID6} {
+		ours = strings.ReplaceAll(ours, strconv.Itoa(g+altGroupOffset), strconv.Itoa(g))
+	}
+	lines := strings.Split(ours, "\n")
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
+
 // tryNexthopJSON is nexthopJSON for an object that may be gone by now:
 // false if it is.
 func (r *rig) tryNexthopJSON(id int, v any) bool {
