@@ -194,17 +194,18 @@ func (r *Reconciler) movedFrom() []NexthopObject {
 	return out
 }
 
-// keepMoved takes out of stale the groups moved in this reconcile whose
-// new copy is not usable, or when failed says a route write failed: some
-// route may still go through the old copy, and deleting it would take the
-// route along. A group whose new copy is missing stays where it was.
-func (r *Reconciler) keepMoved(stale []NexthopObject, failed bool) []NexthopObject {
+// keepInUse takes out of stale the groups a route may still use: when
+// failed says a route write failed, every group (the kernel deletes the
+// routes through a group with it; the next reconcile deletes it, once
+// the routes are moved), and the old copy of a group moved in this
+// reconcile whose new copy is not usable, which then stays where it was.
+func (r *Reconciler) keepInUse(stale []NexthopObject, failed bool) []NexthopObject {
+	if failed {
+		stale = slices.DeleteFunc(stale, NexthopObject.IsGroup)
+	}
 	for _, s := range r.swaps {
-		if r.usable[s.to] && !failed {
-			continue
-		}
-		stale = slices.DeleteFunc(stale, func(n NexthopObject) bool { return n.ID == s.from })
 		if !r.usable[s.to] {
+			stale = slices.DeleteFunc(stale, func(n NexthopObject) bool { return n.ID == s.from })
 			r.phys[s.group] = s.from
 		}
 	}

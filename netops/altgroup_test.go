@@ -7,10 +7,19 @@ import (
 	"testing"
 )
 
-// failingNH fails the creation of one nexthop ID while failID is set.
+// failingNH fails the creation of one nexthop ID while failID is set, and
+// the writes of routes through nexthop objects while failRoutes is.
 type failingNH struct {
 	NexthopKernel
-	failID uint32
+	failID     uint32
+	failRoutes bool
+}
+
+func (k *failingNH) NHIDRouteReplace(rt Route) error {
+	if k.failRoutes {
+		return errors.New("injected failure")
+	}
+	return k.NexthopKernel.NHIDRouteReplace(rt)
 }
 
 func (k *failingNH) NexthopAdd(n NexthopObject, replace bool) error {
@@ -128,6 +137,29 @@ func TestAltGroupCreateFails(t *testing.T) {
 	if strings.Contains(out, "group 2010000001/2010000002,3 ") || strings.Count(out, "group ") != 1 {
 		t.Errorf("want one group, with the new weights:\n%s", out)
 	}
+}
+
+// When the route cannot be moved to the new copy, the old one stays, with
+// the route through it; the next reconcile finishes the move.
+func TestAltGroupRouteFails(t *testing.T) {
+	ns, r, _, u1, u2 := lastPlanNS(t)
+	const g, alt = 2010000000, 2010000640
+	nh := &failingNH{NexthopKernel: r.NH}
+	r.NH = nh
+	reconcileWant(t, r, "first", Plan(hashThreshold, []Uplink{u1, u2}), -1)
+	nh.failRoutes = true
+	u2.Weight = 5
+	d := Plan(hashThreshold, []Uplink{u1, u2})
+	if _, err := r.Reconcile(d); err == nil {
+		t.Fatal("no error from a failed route write")
+	}
+	if out := ipOut(t, ns, "route", "show", "table", "250"); !strings.Contains(out, fmt.Sprintf("default nhid %d ", g)) {
+		t.Fatalf("the balance route went with the old copy:\n%s", out)
+	}
+	nh.failRoutes = false
+	reconcileWant(t, r, "repaired", d, 2) // the route moved, the old copy deleted
+	groupAt(t, ns, "repaired", alt, g, "2010000001/2010000002,5")
+	reconcileWant(t, r, "converged", d, 0)
 }
 
 // A resilient group is replaced in place: its buckets are the flows'

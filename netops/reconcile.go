@@ -131,7 +131,7 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 	}
 	before := len(errs)
 	errs = r.replaceRoutes(d.Routes, trust, tables, &res, errs)
-	staleNH = r.keepMoved(staleNH, len(errs) > before)
+	staleNH = r.keepInUse(staleNH, len(errs) > before)
 
 	var rulesListed []int
 	for _, f := range Families {
