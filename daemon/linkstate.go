@@ -26,6 +26,35 @@ func (d *Daemon) linkChanged(ev events.Event) {
 	}
 }
 
+// linkReturns says whether ev shows a link up, with carrier, that was
+// known down or without carrier before it: its event then changes nothing
+// of uplinkd's routing in the kernel, and the cache of it need not be read
+// again. The kernel deletes nexthop objects and routes through a link
+// only when it goes down or loses carrier, in the same notifier call that
+// sends the event (which may already show the link up again, if its
+// carrier came back meanwhile: so only a change seen from down to up
+// counts). Before that event was known, uplinkd had nothing on the link:
+// the kernel refuses nexthop objects on a link without carrier, and the
+// plan of a link down has none. An event that is not such a return
+// (a link up that was up: perhaps a flap too short to see) invalidates
+// as before.
+func (d *Daemon) linkReturns(ev events.LinkEvent) bool {
+	if ev.Deleted || !ev.Link.AdminUp || !ev.Link.Carrier || d.needDump {
+		return false
+	}
+	for i := len(d.linkEvs) - 1; i >= 0; i-- {
+		if e, ok := d.linkEvs[i].(events.LinkEvent); ok && e.Link.Index == ev.Link.Index {
+			return !e.Deleted && (!e.Link.AdminUp || !e.Link.Carrier)
+		}
+	}
+	for _, l := range d.snap.Links {
+		if l.Index == ev.Link.Index {
+			return !l.AdminUp || !l.Carrier
+		}
+	}
+	return false // a new link: nothing of uplinkd's on it either, but say so only when known
+}
+
 // needLinks says whether the links and addresses must be read or updated
 // before the uplinks are evaluated.
 func (d *Daemon) needLinks() bool { return d.needDump || len(d.linkEvs) > 0 }

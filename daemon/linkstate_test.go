@@ -153,3 +153,57 @@ table = 300
 		t.Error("after a dump, not every uplink is evaluated")
 	}
 }
+
+// linkCache is a Router with a cache that records the links it is told
+// to read again.
+type linkCache struct {
+	*fakeNet
+	noCache
+	links []int
+}
+
+func (c *linkCache) InvalidateLink(ifindex int) { c.links = append(c.links, ifindex) }
+
+// A link that comes back (up with carrier, known down or without carrier
+// before) changes nothing of uplinkd's in the kernel: its event does not
+// make the cache read the link's nexthop objects, groups and tables
+// again. Every other link event does, a link up that was up included (a
+// flap too short to be seen may have made the kernel delete them).
+func TestLinkReturnKeepsCache(t *testing.T) {
+	up := events.Link{Index: 3, Name: "eth1", AdminUp: true, Carrier: true}
+	noCarrier, adminDown := up, up
+	noCarrier.Carrier = false
+	adminDown.AdminUp, adminDown.Carrier = false, false
+	for _, c := range []struct {
+		name   string
+		before events.Link   // in the snapshot
+		queued []events.Link // events not applied yet
+		ev     events.LinkEvent
+		read   bool
+	}{
+		{"carrier back", noCarrier, nil, events.LinkEvent{Link: up}, false},
+		{"admin up with carrier", adminDown, nil, events.LinkEvent{Link: up}, false},
+		{"carrier back, after a loss in the same burst", up, []events.Link{noCarrier}, events.LinkEvent{Link: up}, false},
+		{"carrier lost", up, nil, events.LinkEvent{Link: noCarrier}, true},
+		{"up, as it was", up, nil, events.LinkEvent{Link: up}, true},
+		{"up again after a return in the same burst", noCarrier, []events.Link{up}, events.LinkEvent{Link: up}, true},
+		{"admin up, no carrier yet", adminDown, nil, events.LinkEvent{Link: noCarrier}, true},
+		{"deleted", noCarrier, nil, events.LinkEvent{Link: up, Deleted: true}, true},
+		{"a link not known", events.Link{Index: 9, Name: "eth9"}, nil, events.LinkEvent{Link: up}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := testDaemon(t)
+			lc := &linkCache{fakeNet: newFakeNet(250)}
+			d.rec = lc
+			d.snap = events.Snapshot{Links: []events.Link{{Index: 1, Name: "lo"}, c.before}}
+			for _, l := range c.queued {
+				d.note(events.LinkEvent{Link: l})
+			}
+			lc.links = nil
+			d.note(c.ev)
+			if read := slices.Contains(lc.links, 3); read != c.read {
+				t.Errorf("link read again: %v, want %v", read, c.read)
+			}
+		})
+	}
+}

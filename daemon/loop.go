@@ -163,11 +163,15 @@ func (d *Daemon) note(ev events.Event) {
 		// The kernel deletes nexthop objects (and a group left empty,
 		// and the routes through it) without a notification when their
 		// link loses carrier or goes down, even for a flap too short to
-		// change the link's state in the dump: check them.
+		// change the link's state in the dump: check them. Not when the
+		// link comes back (linkReturns).
+		returns := d.linkReturns(e)
 		d.linkChanged(e)
 		d.needReconcile = true
 		d.needRoutes = d.needRoutes || d.autoUplinks()
-		d.cache().InvalidateLink(e.Link.Index)
+		if !returns {
+			d.cache().InvalidateLink(e.Link.Index)
+		}
 		d.pinRecheckLink(e.Link.Index)
 	case events.AddrEvent:
 		d.linkChanged(e)

@@ -64,6 +64,8 @@ const familyIDRange = 1024
 //	base+254..255   the throwaway objects of the startup support check
 //	base+256+s-64   the next hop of the uplink in slot s, 64 <= s < 256
 //	base+448+s-64   its twin
+//	base+640        the balance group's alternate ID (see Alt)
+//	base+769+i      the alternate ID of policy i's group
 //
 // The slots past 64 came with the limit of 256 uplinks; they lie past the
 // first layout's IDs, so the IDs of the first 64 slots and of the
@@ -121,6 +123,15 @@ func (ids IDs) Twin(s int) uint32 {
 // Policy is the ID of the group of the i-th policy other than the
 // default one.
 func (ids IDs) Policy(i int) uint32 { return ids.Base + 1 + 2*firstSlots + uint32(i) }
+
+// altOffset is how far a group's alternate ID lies from its ID.
+const altOffset = 640
+
+// Alt returns the alternate ID of a group ID (the balance group's, a
+// policy's): where a hash-threshold group is made anew when its members
+// change, so that the kernel never replaces it in place (see
+// NexthopObject.Alt).
+func (ids IDs) Alt(group uint32) uint32 { return group + altOffset }
 
 // MaxPolicies is how many policies besides the default one the ID layout
 // has room for.

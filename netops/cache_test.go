@@ -109,7 +109,7 @@ func TestReconcileCache(t *testing.T) {
 		t.Fatalf("the kernel kept nexthops on eth1 through a carrier loss:\n%s", out)
 	}
 	r.InvalidateLink(u1.Index)
-	reconcile("after a carrier loss", 2, "") // isp1's object, and the group
+	reconcile("after a carrier loss", 4, "") // isp1's object; the group made anew at its other ID, the route moved, the old copy
 	if out := ipOut(t, ns, "nexthop", "show", "dev", "eth1"); !strings.Contains(out, "proto 201") {
 		t.Fatalf("isp1's nexthop objects were not restored:\n%s", out)
 	}
@@ -123,7 +123,7 @@ func TestReconcileCache(t *testing.T) {
 	standby := u2
 	standby.InBalance = false
 	plan = Plan(s, []Uplink{u1, standby})
-	reconcile("isp1 alone", 1, "") // the group
+	reconcile("isp1 alone", 3, "") // the group made anew at its alternate ID, the balance route, the old group
 	flap()
 	if out := ipOut(t, ns, "route", "show", "table", "250"); out != "" {
 		t.Fatalf("the kernel kept the balance route through an empty group:\n%s", out)

@@ -6,9 +6,13 @@
 // weighted default route of the balance table. With the HashThreshold and
 // Resilient balancers that route points at a nexthop group (one nexthop
 // object per uplink with carrier, two in a resilient group; IDs from
-// NexthopIDs and the uplink's name-stable Slot) that is replaced in place
-// as uplinks come and go; with Multipath it is a classic multipath route.
-// It is unit-tested without root.
+// NexthopIDs and the uplink's name-stable Slot) that changes as uplinks
+// come and go: a resilient group is replaced in place (its buckets are the
+// flows' next hops), a hash-threshold group is made anew at its alternate
+// ID and the route moved to it (altgroup.go: the kernel's in-place replace
+// waits for an RCU grace period and walks every IPv4 route); with
+// Multipath it is a classic multipath route. It is unit-tested without
+// root.
 //
 // Both families: Plan plans one (Settings.Family), PlanAll both, the daemon
 // calls PlanAll with each family's uplinks (an uplink with both families

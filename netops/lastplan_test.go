@@ -103,8 +103,9 @@ func TestLastPlanRemovedDeleted(t *testing.T) {
 		t.Fatalf("removed %v", res.Removed)
 	}
 	// isp1 leaves the plan: its routes, source rule and nexthop object
-	// go, and the group is replaced in place.
-	reconcileWant(t, r, "isp1 gone", Plan(hashThreshold, []Uplink{u2}), 5)
+	// go, and the group moves to its alternate ID (made anew there, the
+	// balance route replaced, the old copy deleted).
+	reconcileWant(t, r, "isp1 gone", Plan(hashThreshold, []Uplink{u2}), 7)
 	if out := ipOut(t, ns, "route", "show", "table", fmt.Sprint(u1.Table)); out != "" {
 		t.Errorf("isp1's table left:\n%s", out)
 	}
@@ -134,8 +135,10 @@ func TestLastPlanAfterFailure(t *testing.T) {
 	}
 	k.failRules = false
 	// The same plan again: nothing was removed from it since the last
-	// one, but isp1's routes, rules and nexthop object are still there.
-	reconcileWant(t, r, "after the failure", Plan(hashThreshold, []Uplink{u2}), 5)
+	// one, but isp1's routes, rules and nexthop object are still there,
+	// and so is the group's old copy (the failed reconcile made it anew
+	// at its alternate ID).
+	reconcileWant(t, r, "after the failure", Plan(hashThreshold, []Uplink{u2}), 6)
 	if out := ipOut(t, ns, "route", "show", "table", fmt.Sprint(u1.Table)); out != "" {
 		t.Errorf("isp1's table left:\n%s", out)
 	}
@@ -222,9 +225,11 @@ func TestLastPlanRemovesFirst(t *testing.T) {
 	failed.InBalance, failed.Usable = false, false
 	r.InvalidateNexthop(2010000000) // an event about the group, read again
 	log.calls = nil
-	reconcileWant(t, r, "failover", Plan(hashThreshold, []Uplink{u1, failed}), 2)
-	if len(log.calls) < 3 || log.calls[0] != "delete rule 10002" || !slices.Contains(log.calls, "add nexthop 2010000000") {
-		t.Fatalf("failover calls %q, want the rule deleted first, then the group read and replaced", log.calls)
+	// The group is made anew at its other ID, the balance route moved to
+	// it, and the old copy deleted (altgroup.go).
+	reconcileWant(t, r, "failover", Plan(hashThreshold, []Uplink{u1, failed}), 4)
+	if len(log.calls) < 3 || log.calls[0] != "delete rule 10002" || !slices.Contains(log.calls, "add nexthop 2010000640") {
+		t.Fatalf("failover calls %q, want the rule deleted first, then the group read and made anew", log.calls)
 	}
 
 	// Back, and a rule changes at the same time (isp1's connection

@@ -94,6 +94,12 @@ type NexthopObject struct {
 	Buckets         int
 	IdleTimer       time.Duration // a bucket unused this long may move to another member
 	UnbalancedTimer time.Duration // an unbalanced group moves busy buckets after this long; 0: never
+	// Alt is the alternate ID of a hash-threshold group (IDs.Alt), zero
+	// for any other object. The reconciler keeps such a group at ID or
+	// at Alt, and changes it by making it anew at the other one and
+	// moving the routes there (altgroup.go). Not part of the identity:
+	// the kernel does not know it.
+	Alt uint32
 
 	// Unknown marks a listed object of a kind uplinkd never creates
 	// (encapsulated next hops, FDB nexthops): it never equals a desired

@@ -304,11 +304,13 @@ func Plan(s Settings, uplinks []Uplink) Desired {
 		})
 		d.Routes = append(d.Routes, Route{Table: s.BalanceTable, Dst: dflt, NHID: ids.Group, Protocol: s.RouteProtocol})
 	case len(members) > 0:
-		// A hash-threshold group, replaced in place on any change
-		// (weights included): pinned connections do not care how the
-		// hash space is cut, only new ones are routed through it.
+		// A hash-threshold group, changed on any change (weights
+		// included): pinned connections do not care how the hash space
+		// is cut, only new ones are routed through it. The reconciler
+		// makes it anew at its alternate ID rather than replacing it
+		// in place (altgroup.go).
 		d.Nexthops = append(d.Nexthops, NexthopObject{
-			ID: ids.Group, Members: members, Type: GroupMultipath, Protocol: s.RouteProtocol,
+			ID: ids.Group, Members: members, Type: GroupMultipath, Protocol: s.RouteProtocol, Alt: ids.Alt(ids.Group),
 		})
 		d.Routes = append(d.Routes, Route{Table: s.BalanceTable, Dst: dflt, NHID: ids.Group, Protocol: s.RouteProtocol})
 	case len(hops) == 1:

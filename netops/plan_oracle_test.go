@@ -120,7 +120,7 @@ func oldPlan(s Settings, uplinks []Uplink) Desired {
 		// (weights included): pinned connections do not care how the
 		// hash space is cut, only new ones are routed through it.
 		d.Nexthops = append(d.Nexthops, NexthopObject{
-			ID: ids.Group, Members: members, Type: GroupMultipath, Protocol: s.RouteProtocol,
+			ID: ids.Group, Members: members, Type: GroupMultipath, Protocol: s.RouteProtocol, Alt: ids.Alt(ids.Group),
 		})
 		d.Routes = append(d.Routes, Route{Table: s.BalanceTable, Dst: dflt, NHID: ids.Group, Protocol: s.RouteProtocol})
 	case len(hops) == 1:
@@ -325,7 +325,7 @@ func (d *Desired) oldPlanPolicies(s Settings, uplinks []Uplink, choices []Choice
 				route.OnLink = onLinkOf(uplinks, h.Index)
 			}
 		} else {
-			g := NexthopObject{ID: ids.Policy(i), Type: GroupMultipath, Protocol: s.RouteProtocol}
+			g := NexthopObject{ID: ids.Policy(i), Type: GroupMultipath, Protocol: s.RouteProtocol, Alt: ids.Alt(ids.Policy(i))}
 			for _, m := range c.Members {
 				g.Members = append(g.Members, GroupMember{ID: ids.Uplink(byName[m.Name].Slot), Weight: m.Weight})
 			}

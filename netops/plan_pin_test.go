@@ -112,7 +112,7 @@ func TestPlanHashThreshold(t *testing.T) {
 	want := []NexthopObject{
 		{ID: 2010000001, Gateway: gw1, Index: 3, Protocol: 201},
 		{ID: 2010000002, Gateway: gw2, Index: 4, Protocol: 201},
-		{ID: 2010000000, Members: []GroupMember{{2010000001, 1}, {2010000002, 3}}, Type: GroupMultipath, Protocol: 201},
+		{ID: 2010000000, Members: []GroupMember{{2010000001, 1}, {2010000002, 3}}, Type: GroupMultipath, Protocol: 201, Alt: 2010000640},
 	}
 	cmpAddr := cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
 	if diff := cmp.Diff(want, d.Nexthops, cmpAddr); diff != "" {

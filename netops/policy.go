@@ -381,7 +381,7 @@ func (d *Desired) planPolicies(s Settings, uplinks []Uplink, choices []Choice, p
 				route.OnLink = onLinkOf(uplinks, h.Index)
 			}
 		} else {
-			g := NexthopObject{ID: ids.Policy(i), Type: GroupMultipath, Protocol: s.RouteProtocol}
+			g := NexthopObject{ID: ids.Policy(i), Type: GroupMultipath, Protocol: s.RouteProtocol, Alt: ids.Alt(ids.Policy(i))}
 			g.Members = make([]GroupMember, len(c.Members))
 			for k, j := range picked[i+1] {
 				g.Members[k] = GroupMember{ID: ids.Uplink(uplinks[j].Slot), Weight: c.Members[k].Weight}

@@ -51,6 +51,16 @@ type Reconciler struct {
 	// usable are the nexthop IDs that exist now (syncNexthops), kept
 	// from one reconcile to the next only to be reused.
 	usable map[uint32]bool
+	// phys says at which of its two IDs each hash-threshold group is
+	// (altgroup.go), by the plan's ID; physNext is the spare map for the
+	// next reconcile. swaps are the groups this reconcile moves;
+	// physNH and physRoutes hold the plan with the groups' IDs when
+	// ownNH, ownRoutes.
+	phys, physNext   map[uint32]uint32
+	swaps            []altSwap
+	physNH           []NexthopObject
+	physRoutes       []Route
+	ownNH, ownRoutes bool
 }
 
 // full says whether this reconcile lists everything (filtered by
@@ -92,6 +102,14 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 	}
 	every := r.cache.everything
 	trust := r.cache.on && r.last.valid && !every
+	// A full listing of the nexthop objects comes first: it says where
+	// the hash-threshold groups are.
+	var listed *nhListing
+	if full && r.NH != nil {
+		listed = &nhListing{}
+		listed.objs, listed.err = r.NH.NexthopList()
+	}
+	d = r.physical(d, full, listed.list())
 	r.last.diff(d)
 
 	// Rules that only go, before anything is read or written (see
@@ -103,14 +121,17 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 
 	// Nexthops first: deleting a group to create it anew takes the routes
 	// through it along, and the route listing below must see that.
-	staleNH, nhErrs := r.syncNexthops(d.Nexthops, full, every, trust, &res)
+	staleNH, nhErrs := r.syncNexthops(d.Nexthops, full, every, trust, listed, &res)
 	errs = append(errs, nhErrs...)
+	d.Routes = r.moveRoutes(d.Routes)
 
-	listed, err := r.listRoutes(d, full, every, trust)
+	tables, err := r.listRoutes(d, full, every, trust)
 	if err != nil {
 		return res, errors.Join(append(errs, err)...)
 	}
-	errs = r.replaceRoutes(d.Routes, trust, listed, &res, errs)
+	before := len(errs)
+	errs = r.replaceRoutes(d.Routes, trust, tables, &res, errs)
+	staleNH = r.keepInUse(staleNH, len(errs) > before)
 
 	var rulesListed []int
 	for _, f := range Families {
@@ -128,7 +149,7 @@ func (r *Reconciler) Reconcile(d Desired) (res Result, err error) {
 	staleRules, haveRules := r.staleRules(d.Rules, trustRules, 0)
 	errs = r.addRules(d.Rules, trustRules, haveRules, &res, errs)
 	errs = r.deleteRules(staleRules, &res, errs)
-	errs = r.deleteRoutes(r.staleRoutes(d.Routes, trust, listed), &res, errs)
+	errs = r.deleteRoutes(r.staleRoutes(d.Routes, trust, tables), &res, errs)
 	// Groups before the single next hops they use.
 	for _, n := range staleNH {
 		err := r.NH.NexthopDel(n.ID)

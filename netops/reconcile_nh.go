@@ -16,7 +16,7 @@ import (
 // another protocol is left alone and reported. With trust (lastplan.go),
 // an object the same as in the last plan and not read again is in the
 // kernel.
-func (r *Reconciler) syncNexthops(desired []NexthopObject, full, every, trust bool, res *Result) (stale []NexthopObject, errs []error) {
+func (r *Reconciler) syncNexthops(desired []NexthopObject, full, every, trust bool, listed *nhListing, res *Result) (stale []NexthopObject, errs []error) {
 	if r.usable == nil {
 		r.usable = make(map[uint32]bool)
 	}
@@ -28,13 +28,14 @@ func (r *Reconciler) syncNexthops(desired []NexthopObject, full, every, trust bo
 		}
 		return nil, errs
 	}
-	fetched, err := r.listNexthops(desired, full, every, trust)
+	fetched, err := r.listNexthops(desired, full, every, trust, listed)
 	if err != nil {
 		if len(desired) == 0 && unsupported(err) {
 			return nil, nil // a kernel without nexthop objects has none of ours
 		}
 		return nil, []error{fmt.Errorf("list nexthops: %w", err)}
 	}
+	desired = r.moveGroups(desired)
 	for _, groups := range []bool{false, true} {
 		for j, n := range desired {
 			if n.IsGroup() != groups {
@@ -70,6 +71,11 @@ func (r *Reconciler) syncNexthops(desired []NexthopObject, full, every, trust bo
 			if isStale(k) {
 				stale = append(stale, k)
 			}
+		}
+	}
+	for _, k := range r.movedFrom() {
+		if isStale(k) {
+			stale = append(stale, k)
 		}
 	}
 	slices.SortFunc(stale, func(a, b NexthopObject) int {
@@ -138,22 +144,24 @@ func (r *Reconciler) syncNexthop(n NexthopObject, res *Result) error {
 
 // listNexthops reads into the cache the nexthop objects to diff desired
 // against, and returns the IDs it read when it read only some (nil
-// otherwise): every object at a full listing; after the cache was emptied
+// otherwise): every object at a full listing (listed, read already);
+// after the cache was emptied
 // those with the desired IDs and the IDs of the protocol seen before
 // (fetched one by one, so that foreign objects, a routing daemon's
 // thousands, cost nothing); else the named IDs (events, dirty) and the
 // desired ones the cache lacks (with trust, among the objects not the
-// same as in the last plan: the others are cached or named). It
+// same as in the last plan: the others are cached or named), and the
+// groups' alternate IDs it lacks (altgroup.go). It
 // remembers the IDs of the protocol it found, and the desired ones, for
 // next time.
-func (r *Reconciler) listNexthops(desired []NexthopObject, full, every, trust bool) (map[uint32]bool, error) {
+func (r *Reconciler) listNexthops(desired []NexthopObject, full, every, trust bool, listed *nhListing) (map[uint32]bool, error) {
 	c := &r.cache
 	if full {
-		list, err := r.NH.NexthopList()
+		list, err := listed.objs, listed.err
 		if err != nil {
 			return nil, err
 		}
-		c.listedNexthops(list, desiredIDs(desired), true, r.Protocol)
+		c.listedNexthops(list, append(desiredIDs(desired), altIDs(desired)...), true, r.Protocol)
 		r.knowNexthops(list, desired, true, nil)
 		return nil, nil
 	}
@@ -165,6 +173,9 @@ func (r *Reconciler) listNexthops(desired []NexthopObject, full, every, trust bo
 		}
 		for _, n := range desired {
 			set[n.ID] = true
+			if n.Alt != 0 {
+				set[n.Alt] = true
+			}
 		}
 		maps.Copy(set, c.namedNH)
 		_, ids = c.cachedNexthops(slices.Sorted(maps.Keys(set)))
@@ -178,6 +189,11 @@ func (r *Reconciler) listNexthops(desired []NexthopObject, full, every, trust bo
 			}
 			if _, ok := c.nexthops[n.ID]; !ok && !c.namedNH[n.ID] {
 				ids = append(ids, n.ID)
+			}
+		}
+		for _, id := range altIDs(desired) {
+			if _, ok := c.nexthops[id]; !ok && !c.namedNH[id] {
+				ids = append(ids, id)
 			}
 		}
 		slices.Sort(ids)
@@ -237,6 +253,21 @@ func (r *Reconciler) sameNHIf(trust bool) []bool {
 		return r.last.sameNH
 	}
 	return nil
+}
+
+// nhListing is a full listing of the nexthop objects, read before the
+// reconcile needs it (altgroup.go).
+type nhListing struct {
+	objs []NexthopObject
+	err  error
+}
+
+// list returns the objects listed, none when l is nil.
+func (l *nhListing) list() []NexthopObject {
+	if l == nil {
+		return nil
+	}
+	return l.objs
 }
 
 func desiredIDs(desired []NexthopObject) []uint32 {

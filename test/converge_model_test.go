@@ -134,7 +134,7 @@ func (c *convRig) must(err error) {
 func (c *convRig) want(states map[string]string) kernelview.Want {
 	w := kernelview.Want{
 		RulePriority: 10000, Protocol: 201, BalanceTable: 250, LANInterfaces: []string{"eth0"},
-		MarkMask: 0xff000000, GroupID: groupID, NFTable: "uplinkd",
+		MarkMask: 0xff000000, GroupID: groupID, AltGroupID: groupID + 640, NFTable: "uplinkd",
 	}
 	for _, i := range c.isps {
 		w.Uplinks = append(w.Uplinks, kernelview.Uplink{

@@ -74,10 +74,13 @@ func testReload(t *testing.T, balancer string) {
 	if got, _ := r.members(); !slices.Equal(got, []string{"eth1/1", "eth2/1"}) {
 		t.Fatalf("balance after reload: %v\n%s", got, r.balance())
 	}
-	// Only the balance changes: its multipath route, or the resilient
-	// group (replaced in place; the route through it stays).
+	// Only the balance changes: its multipath route, the resilient
+	// group (replaced in place; the route through it stays), or the
+	// hash-threshold group (made anew at its other ID, the route moved).
 	group := "id " + strconv.Itoa(groupID) + " group"
-	if got, want := without(without(r.ours(), "table 250"), group), without(without(oursBefore, "table 250"), group); got != want {
+	alt := "id " + strconv.Itoa(groupID+altGroupOffset) + " group"
+	balance := func(s string) string { return without(without(without(s, "table 250"), group), alt) }
+	if got, want := balance(r.ours()), balance(oursBefore); got != want {
 		t.Errorf("reload changed more than the balance route:\n%s\nbefore:\n%s", got, want)
 	}
 	after := r.status()
@@ -177,7 +180,7 @@ func testReload(t *testing.T, balancer string) {
 	r.waitBoth()
 	s := r.waitState("isp2", "active", 10*time.Second)
 	unchanged(t, before, s, "isp1")
-	if got := r.ours(); got != oursStart {
+	if got := atGroupIDs(r.ours()); got != atGroupIDs(oursStart) {
 		t.Errorf("after removing and adding isp2:\n%s\nwant the state before:\n%s", got, oursStart)
 	}
 	// Reload time, in process: a reload changing one weight and back.

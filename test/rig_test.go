@@ -414,13 +414,19 @@ func (r *rig) membersOf(f family) ([]string, int) {
 			} `json:"group"`
 			Dev string `json:"dev"`
 		}
-		r.nexthopJSON(rt.NHID, &groups)
+		if !r.tryNexthopJSON(rt.NHID, &groups) {
+			// Gone since the route was read: a hash-threshold group
+			// moves to its other ID when its members change.
+			return nil, rt.NHID
+		}
 		if f.name == ipv6.name && len(groups[0].Group) == 0 { // a single nexthop object
 			hops = []hop{{Dev: groups[0].Dev, Weight: 1}}
 		}
 		for _, m := range groups[0].Group {
 			var nh []hop
-			r.nexthopJSON(m.ID, &nh)
+			if !r.tryNexthopJSON(m.ID, &nh) {
+				return nil, rt.NHID // a member gone since (its link went down)
+			}
 			hops = append(hops, hop{Dev: nh[0].Dev, Weight: m.Weight})
 		}
 	case len(rt.Nexthops) > 0:
@@ -446,8 +452,43 @@ func (r *rig) nexthopJSON(id int, v any) {
 	}
 }
 
-// groupID is uplinkd's resilient group with the default nexthop_id_base.
-const groupID = 2010000000
+// atGroupIDs returns the lines of ours (r.ours()), sorted, with the
+// balance groups at their alternate IDs written at their own: where a
+// hash-threshold group is after a change does not matter (nor, then, where
+// `ip nexthop` lists it), only what it holds.
+func atGroupIDs(ours string) string {
+	for _, g := range []int{groupID, groupID6} {
+		ours = strings.ReplaceAll(ours, strconv.Itoa(g+altGroupOffset), strconv.Itoa(g))
+	}
+	lines := strings.Split(ours, "\n")
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
+
+// tryNexthopJSON is nexthopJSON for an object that may be gone by now:
+// false if it is.
+func (r *rig) tryNexthopJSON(id int, v any) bool {
+	r.t.Helper()
+	out, err := r.lab.IP(r.ctx, lab.Router, "-j", "nexthop", "show", "id", strconv.Itoa(id))
+	if err != nil && strings.Contains(out+err.Error(), "No such file or directory") {
+		return false
+	}
+	if err != nil {
+		r.t.Fatalf("ip nexthop show id %d: %v: %s", id, err, out)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		r.t.Fatalf("nexthop %d: %q: %v", id, out, err)
+	}
+	return true
+}
+
+// groupID is uplinkd's balance group with the default nexthop_id_base.
+// A hash-threshold group may be at groupID+altGroupOffset instead: it is
+// made anew at its other ID whenever its members change.
+const (
+	groupID        = 2010000000
+	altGroupOffset = 640
+)
 
 // nexthopOf returns the ID of uplinkd's (first) nexthop object on dev: IDs
 // follow the uplink's name, not its position.
@@ -495,8 +536,10 @@ func (r *rig) waitMembersOf(f family, members ...string) {
 		switch {
 		case len(members) == 0:
 			return true
-		case r.balancer == "resilient" || r.balancer == "hash-threshold":
+		case r.balancer == "resilient":
 			return nhid == f.group
+		case r.balancer == "hash-threshold":
+			return nhid == f.group || nhid == f.group+altGroupOffset
 		case r.balancer == "multipath":
 			return nhid == 0
 		}

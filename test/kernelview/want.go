@@ -29,8 +29,20 @@ type Want struct {
 	LANInterfaces []string // the default policy's iif rules, plus lo
 	MarkMask      uint32   // mask of the fwmark rules
 	GroupID       uint32   // the balance group's nexthop ID
-	NFTable       string   // uplinkd's inet nftables table
-	Uplinks       []Uplink
+	// AltGroupID is the balance group's alternate ID: uplinkd makes a
+	// hash-threshold group anew there, rather than replacing it in
+	// place, so it is at either (zero: at GroupID only).
+	AltGroupID uint32
+	NFTable    string // uplinkd's inet nftables table
+	Uplinks    []Uplink
+}
+
+// groupID returns GroupID for the balance group's alternate ID, else id.
+func (w Want) groupID(id uint32) uint32 {
+	if w.AltGroupID != 0 && id == w.AltGroupID {
+		return w.GroupID
+	}
+	return id
 }
 
 // usable says u carries connections pinned to it.
@@ -154,7 +166,7 @@ func diffRoutes(w Want, v *View, proto string) []string {
 			continue
 		}
 		if r.NHID != 0 {
-			have = append(have, fmt.Sprintf("table %s %s nhid %d", r.Table, r.Dst, r.NHID))
+			have = append(have, fmt.Sprintf("table %s %s nhid %d", r.Table, r.Dst, w.groupID(r.NHID)))
 			continue
 		}
 		have = append(have, strings.TrimSuffix(r.String(), " proto "+proto))
@@ -214,7 +226,7 @@ func diffNexthops(w Want, v *View, proto string) []string {
 			ms = append(ms, fmt.Sprintf("%s/%d", o.Dev, max(m.Weight, 1)))
 		}
 		slices.Sort(ms)
-		have = append(have, fmt.Sprintf("group %d %s", n.ID, strings.Join(ms, " ")))
+		have = append(have, fmt.Sprintf("group %d %s", w.groupID(n.ID), strings.Join(ms, " ")))
 		if n.Type != "" && n.Type != "mpath" {
 			out = append(out, fmt.Sprintf("group %d is %s, want a hash-threshold group", n.ID, n.Type))
 		}

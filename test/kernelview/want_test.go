@@ -56,6 +56,12 @@ func want(isp1, isp2 string) Want {
 	}
 }
 
+func wantAlt(isp1, isp2 string) Want {
+	w := want(isp1, isp2)
+	w.AltGroupID = 2010000640
+	return w
+}
+
 func TestDiff(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -88,6 +94,17 @@ func TestDiff(t *testing.T) {
 			"unexpected route: table 200 203.0.113.0/24 dev eth2 scope link src 203.0.113.2",
 			"unexpected route: table 200 default via 203.0.113.1 dev eth2 src 203.0.113.2",
 		}},
+		{"group at its alternate ID", wantAlt("active", "active"), func(v *View) {
+			v.Nexthops[0].ID, v.Routes[4].NHID = 2010000640, 2010000640
+		}, nil},
+		{"group at an ID not its own", want("active", "active"), func(v *View) {
+			v.Nexthops[0].ID, v.Routes[4].NHID = 2010000640, 2010000640
+		}, []string{"missing route: table 250 default nhid 2010000000", "unexpected route: table 250 default nhid 2010000640", "missing nexthop: group 2010000000", "unexpected nexthop: group 2010000640"}},
+		{"group at both IDs", wantAlt("active", "active"), func(v *View) {
+			g := v.Nexthops[0]
+			g.ID = 2010000640
+			v.Nexthops = append(v.Nexthops, g)
+		}, []string{"duplicate nexthop (1 extra): group 2010000000 eth1/1 eth2/3"}},
 		{"foreign route in the balance table", want("active", "active"), func(v *View) {
 			v.Routes = append(v.Routes, Route{Dst: "default", Gateway: "192.0.2.9", Dev: "eth0", Table: "250", Protocol: "static"})
 		}, []string{"foreign route in the balance table"}},

@@ -83,7 +83,7 @@ type ScalePoint struct {
 	X      float64
 	Median float64 // ms
 	P95    float64 // ms
-	Logged float64 // ms: uplinkd's own since_event, median
+	Logged float64 // ms: uplinkd's own since_event of a carrier return, median
 }
 
 // ScalePlots are the points of the scale plots.
@@ -120,7 +120,7 @@ func plotScale(pts []ScalePoint, title, xlabel, file string) error {
 	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	p.Legend.Top = true
 	p.Legend.Left = true
-	for i, which := range []string{"median", "p95", "uplinkd's log: since_event, median"} {
+	for i, which := range []string{"median", "p95", "uplinkd's log: since_event of a return, median"} {
 		xy := make(plotter.XYs, len(pts))
 		var labels []string
 		for j, pt := range pts {
