@@ -112,22 +112,37 @@ func TestAltGroupAdopted(t *testing.T) {
 	reconcileWant(t, fresh, "converged", d, 0)
 }
 
+// failedMove reconciles two uplinks, then changes isp2's weight with the
+// kernel failing as fail makes it, and checks that the reconcile says so.
+// It returns what the test needs to go on, the failure still on.
+func failedMove(t *testing.T, fail func(*failingNH, bool)) (ns string, r *Reconciler, nh *failingNH, d Desired) {
+	t.Helper()
+	ns, r, _, u1, u2 := lastPlanNS(t)
+	nh = &failingNH{NexthopKernel: r.NH}
+	r.NH = nh
+	reconcileWant(t, r, "first", Plan(hashThreshold, []Uplink{u1, u2}), -1)
+	fail(nh, true)
+	u2.Weight = 5
+	d = Plan(hashThreshold, []Uplink{u1, u2})
+	if _, err := r.Reconcile(d); err == nil {
+		t.Fatal("no error from the failed write")
+	}
+	return ns, r, nh, d
+}
+
 // A group whose new copy cannot be made stays where it was, routes and
 // all, and the next reconcile moves it.
 func TestAltGroupCreateFails(t *testing.T) {
-	ns, r, _, u1, u2 := lastPlanNS(t)
 	const g, alt = 2010000000, 2010000640
-	nh := &failingNH{NexthopKernel: r.NH}
-	r.NH = nh
-	reconcileWant(t, r, "first", Plan(hashThreshold, []Uplink{u1, u2}), -1)
-	nh.failID = alt
-	u2.Weight = 5
-	d := Plan(hashThreshold, []Uplink{u1, u2})
-	if _, err := r.Reconcile(d); err == nil {
-		t.Fatal("no error from a failed create")
+	failCreate := func(nh *failingNH, on bool) {
+		nh.failID = 0
+		if on {
+			nh.failID = alt
+		}
 	}
+	ns, r, nh, d := failedMove(t, failCreate)
 	groupAt(t, ns, "failed", g, alt, "2010000001/2010000002,3")
-	nh.failID = 0
+	failCreate(nh, false)
 	reconcileWant(t, r, "repaired", d, -1)
 	if out := ipOut(t, ns, "route", "show", "table", "250"); !strings.Contains(out, "default nhid") {
 		t.Fatalf("no balance route:\n%s", out)
@@ -142,21 +157,13 @@ func TestAltGroupCreateFails(t *testing.T) {
 // When the route cannot be moved to the new copy, the old one stays, with
 // the route through it; the next reconcile finishes the move.
 func TestAltGroupRouteFails(t *testing.T) {
-	ns, r, _, u1, u2 := lastPlanNS(t)
 	const g, alt = 2010000000, 2010000640
-	nh := &failingNH{NexthopKernel: r.NH}
-	r.NH = nh
-	reconcileWant(t, r, "first", Plan(hashThreshold, []Uplink{u1, u2}), -1)
-	nh.failRoutes = true
-	u2.Weight = 5
-	d := Plan(hashThreshold, []Uplink{u1, u2})
-	if _, err := r.Reconcile(d); err == nil {
-		t.Fatal("no error from a failed route write")
-	}
+	failRoutes := func(nh *failingNH, on bool) { nh.failRoutes = on }
+	ns, r, nh, d := failedMove(t, failRoutes)
 	if out := ipOut(t, ns, "route", "show", "table", "250"); !strings.Contains(out, fmt.Sprintf("default nhid %d ", g)) {
 		t.Fatalf("the balance route went with the old copy:\n%s", out)
 	}
-	nh.failRoutes = false
+	failRoutes(nh, false)
 	reconcileWant(t, r, "repaired", d, 2) // the route moved, the old copy deleted
 	groupAt(t, ns, "repaired", alt, g, "2010000001/2010000002,5")
 	reconcileWant(t, r, "converged", d, 0)
