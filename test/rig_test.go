@@ -453,17 +453,29 @@ func (r *rig) nexthopJSON(id int, v any) {
 }
 
 // atGroupIDs returns the lines of ours (r.ours()), sorted, with the
-// balance groups at their alternate IDs written at their own: where a
-// hash-threshold group is after a change does not matter (nor, then, where
-// `ip nexthop` lists it), only what it holds.
+// groups (the balance group's, the policies') at their alternate IDs
+// written at their own: where a hash-threshold group is after a change
+// does not matter (nor, then, where `ip nexthop` lists it), only what it
+// holds.
 func atGroupIDs(ours string) string {
-	for _, g := range []int{groupID, groupID6} {
-		ours = strings.ReplaceAll(ours, strconv.Itoa(g+altGroupOffset), strconv.Itoa(g))
-	}
+	ours = idRE.ReplaceAllStringFunc(ours, func(s string) string {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return s
+		}
+		for _, base := range []int{groupID, groupID6} {
+			if n >= base+altGroupOffset && n < base+altGroupOffset+256 {
+				return strconv.Itoa(n - altGroupOffset)
+			}
+		}
+		return s
+	})
 	lines := strings.Split(ours, "\n")
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
 }
+
+var idRE = regexp.MustCompile(`\b20100[0-9]{5}\b`)
 
 // tryNexthopJSON is nexthopJSON for an object that may be gone by now:
 // false if it is.
