@@ -29,10 +29,10 @@ import "slices"
 // route's nhid (Holds does), not by its ID.
 
 // altSwap is a group made anew at another ID in this reconcile.
-type altSwap struct {
-	group    uint32 // the plan's ID of the group
-	from, to uint32
-}
+type altSwap struct{ from, to uint32 }
+
+// group is the plan's ID of the group: the lower of its two (IDs.Alt).
+func (s altSwap) group() uint32 { return min(s.from, s.to) }
 
 // physical returns d with each hash-threshold group, and the routes
 // through it, at the ID where the group lives (phys; at a full listing,
@@ -119,14 +119,9 @@ func (r *Reconciler) moveGroups(desired []NexthopObject) []NexthopObject {
 		if o, ok := c.nexthops[n.Alt]; !ok || c.namedNH[n.Alt] || (o.ID != 0 && o.Protocol != r.Protocol) {
 			continue
 		}
-		logical := n.ID
-		for g, p := range r.phys {
-			if p == n.ID {
-				logical = g
-			}
-		}
-		r.swaps = append(r.swaps, altSwap{group: logical, from: n.ID, to: n.Alt})
-		r.phys[logical] = n.Alt
+		sw := altSwap{from: n.ID, to: n.Alt}
+		r.swaps = append(r.swaps, sw)
+		r.phys[sw.group()] = n.Alt
 		desired = r.ownNexthops(desired)
 		desired[j].ID, desired[j].Alt = n.Alt, n.ID
 		// Not the same as in the last plan any more: made below.
@@ -206,7 +201,7 @@ func (r *Reconciler) keepInUse(stale []NexthopObject, failed bool) []NexthopObje
 	for _, s := range r.swaps {
 		if !r.usable[s.to] {
 			stale = slices.DeleteFunc(stale, func(n NexthopObject) bool { return n.ID == s.from })
-			r.phys[s.group] = s.from
+			r.phys[s.group()] = s.from
 		}
 	}
 	return stale

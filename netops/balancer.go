@@ -130,7 +130,7 @@ const altOffset = 640
 // Alt returns the alternate ID of a group ID (the balance group's, a
 // policy's): where a hash-threshold group is made anew when its members
 // change, so that the kernel never replaces it in place (see
-// NexthopObject.Alt).
+// NexthopObject.Alt). It is always the higher of the two.
 func (ids IDs) Alt(group uint32) uint32 { return group + altOffset }
 
 // MaxPolicies is how many policies besides the default one the ID layout

@@ -446,9 +446,8 @@ func (r *rig) membersOf(f family) ([]string, int) {
 // nexthopJSON decodes `ip -j nexthop show id ID` into v.
 func (r *rig) nexthopJSON(id int, v any) {
 	r.t.Helper()
-	out := r.ip(lab.Router, "-j", "nexthop", "show", "id", strconv.Itoa(id))
-	if err := json.Unmarshal([]byte(out), v); err != nil {
-		r.t.Fatalf("nexthop %d: %q: %v", id, out, err)
+	if !r.tryNexthopJSON(id, v) {
+		r.t.Fatalf("nexthop %d does not exist", id)
 	}
 }
 
