@@ -55,6 +55,25 @@ func (d *Daemon) linkReturns(ev events.LinkEvent) bool {
 	return false // a new link: nothing of uplinkd's on it either, but say so only when known
 }
 
+// linkUnwatched says whether ev shows an uplink's interface on a link
+// that is no uplink's yet: one created or renamed to that name. The event
+// filter let its address events through only while the link was an
+// uplink's (by index), so the addresses the loop knows of it may be
+// stale (an address changed while it had another name): it must be read.
+func (d *Daemon) linkUnwatched(ev events.LinkEvent) bool {
+	if ev.Deleted {
+		return false
+	}
+	named := false
+	for _, u := range d.uplinks {
+		if u.link != nil && u.link.Index == ev.Link.Index {
+			return false
+		}
+		named = named || u.cfg.Interface == ev.Link.Name
+	}
+	return named
+}
+
 // needLinks says whether the links and addresses must be read or updated
 // before the uplinks are evaluated.
 func (d *Daemon) needLinks() bool { return d.needDump || len(d.linkEvs) > 0 }

@@ -196,6 +196,12 @@ func TestLinkReturnKeepsCache(t *testing.T) {
 			lc := &linkCache{fakeNet: newFakeNet(250)}
 			d.rec = lc
 			d.snap = events.Snapshot{Links: []events.Link{{Index: 1, Name: "lo"}, c.before}}
+			for _, u := range d.uplinks {
+				if u.cfg.Interface == c.before.Name {
+					l := c.before
+					u.link = &l // observed, so its events are watched
+				}
+			}
 			for _, l := range c.queued {
 				d.note(events.LinkEvent{Link: l})
 			}
@@ -205,5 +211,49 @@ func TestLinkReturnKeepsCache(t *testing.T) {
 				t.Errorf("link read again: %v, want %v", read, c.read)
 			}
 		})
+	}
+}
+
+// A link that takes an uplink's interface name (renamed back, or made
+// anew) is read: while it was no uplink's, the event filter dropped its
+// address events, and an address changed meanwhile must not be missed.
+func TestLinkRenamedBackIsRead(t *testing.T) {
+	eth1 := events.Link{Index: 3, Name: "eth1", AdminUp: true, Carrier: true}
+	eth2 := events.Link{Index: 4, Name: "eth2", AdminUp: true, Carrier: true}
+	addrs := []events.Addr{
+		{Index: 3, Prefix: netip.MustParsePrefix("198.51.100.2/24")},
+		{Index: 4, Prefix: netip.MustParsePrefix("203.0.113.2/24")},
+	}
+	net := newFakeNet(250)
+	net.snap = events.Snapshot{Links: []events.Link{{Index: 1, Name: "lo"}, eth1, eth2}, Addrs: addrs}
+	d := testDaemon(t)
+	d.use(&Kernel{State: net, Events: net, Routing: net, Probers: newFakeProbers()})
+	bal := netops.Multipath
+	d.balancer.Store(&bal)
+	ctx := context.Background()
+	d.dumpAll()
+	d.settle(ctx)
+
+	// Renamed away: the uplink goes down, from the event alone.
+	away := eth1
+	away.Name = "wan9"
+	d.note(events.LinkEvent{Link: away})
+	d.settle(ctx)
+	if u := d.uplinks[0]; net.dumps != 1 || u.m.State() != fsm.Down {
+		t.Fatalf("renamed away: %d dumps, isp1 %s", net.dumps, u.m.State())
+	}
+	// Readdressed under the other name (the event is filtered out), then
+	// renamed back: read, with its new address.
+	net.snap.Addrs[0].Prefix = netip.MustParsePrefix("198.51.100.4/24")
+	d.note(events.LinkEvent{Link: eth1})
+	d.settle(ctx)
+	if u := d.uplinks[0]; net.dumps != 2 || u.addr != net.snap.Addrs[0].Prefix {
+		t.Errorf("renamed back: %d dumps, isp1's address %s, want 2 dumps and %s", net.dumps, u.addr, net.snap.Addrs[0].Prefix)
+	}
+	// The same link's next event is read from the event again.
+	d.note(events.LinkEvent{Link: eth1})
+	d.settle(ctx)
+	if net.dumps != 2 {
+		t.Errorf("a later event of the link made %d dumps", net.dumps-2)
 	}
 }

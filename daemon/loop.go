@@ -166,6 +166,10 @@ func (d *Daemon) note(ev events.Event) {
 		// change the link's state in the dump: check them. Not when the
 		// link comes back (linkReturns).
 		returns := d.linkReturns(e)
+		if d.linkUnwatched(e) {
+			// Its address events were filtered out: read it.
+			d.needDump = true
+		}
 		d.linkChanged(e)
 		d.needReconcile = true
 		d.needRoutes = d.needRoutes || d.autoUplinks()
